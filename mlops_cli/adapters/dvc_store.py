@@ -1,0 +1,160 @@
+"""DVC: version the dataset directory and move it to and from the configured remote.
+
+The remote comes from `[data].remote` in mlops.toml every time (written to `.dvc/config.local`),
+so mlops.toml stays the single source of truth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..core.errors import MlopsError, PreflightError
+
+REMOTE_NAME = "mlops"
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    url: str
+    endpoint_url: str = ""
+
+    @property
+    def is_s3(self) -> bool:
+        return self.url.startswith("s3://")
+
+
+class DvcStore:
+    def __init__(self, root: Path, remote: RemoteSpec) -> None:
+        self.root = root
+        self.remote = remote
+
+    # -- repository ---------------------------------------------------------------------------
+    def _repo(self) -> Any:
+        from dvc.repo import Repo
+
+        if not (self.root / ".dvc").is_dir():
+            # DVC prints its greeting on stdout, which belongs to --json output.
+            with contextlib.redirect_stdout(sys.stderr):
+                Repo.init(str(self.root), **_scm_mode(self.root)).close()
+        repo = Repo(str(self.root))
+        with repo.config.edit("local") as conf:
+            conf["core"]["remote"] = REMOTE_NAME
+            section = {"url": self.remote.url}
+            if self.remote.is_s3 and self.remote.endpoint_url:
+                section["endpointurl"] = self.remote.endpoint_url
+            conf["remote"][REMOTE_NAME] = section
+        return repo
+
+    def track(self, path: Path) -> str:
+        """`dvc add` the path; return the md5 recorded in its .dvc file."""
+        repo = self._repo()
+        try:
+            repo.add(str(path))
+        finally:
+            repo.close()
+        return self.fingerprint(path) or ""
+
+    # -- remote -------------------------------------------------------------------------------
+    def push(self, path: Path) -> int:
+        return self._transfer("push", path)
+
+    def pull(self, path: Path) -> int:
+        return self._transfer("pull", path)
+
+    def _transfer(self, verb: str, path: Path) -> int:
+        dvc_file = _dvc_file(path)
+        if not dvc_file.exists():
+            raise MlopsError(f"{dvc_file} does not exist: the dataset is not tracked yet", hint="run `mlops data prepare` first")
+        repo = self._repo()
+        try:
+            result = getattr(repo, verb)(targets=[str(dvc_file)], remote=REMOTE_NAME)
+        except Exception as exc:  # DVC wraps every remote failure in its own exception types
+            raise _remote_error(verb, self.remote, exc) from None
+        finally:
+            repo.close()
+        if isinstance(result, dict):  # pull returns stats
+            return len(result.get("fetched", [])) + len(result.get("added", [])) + len(result.get("modified", []))
+        return int(result or 0)
+
+    def status(self, path: Path) -> dict[str, Any]:
+        """Workspace and remote state of the tracked path."""
+        dvc_file = _dvc_file(path)
+        if not dvc_file.exists():
+            return {"tracked": False, "workspace": "not tracked", "remote": "unknown", "md5": None}
+        repo = self._repo()
+        try:
+            local = repo.status(targets=[str(dvc_file)])
+            try:
+                cloud = repo.status(targets=[str(dvc_file)], cloud=True, remote=REMOTE_NAME)
+                remote_state = "in sync" if not cloud else _summarise_cloud(cloud)
+            except Exception as exc:
+                remote_state = f"unreachable ({_short(exc)})"
+        finally:
+            repo.close()
+        return {
+            "tracked": True,
+            "workspace": "in sync" if not local else "modified or missing",
+            "remote": remote_state,
+            "md5": self.fingerprint(path),
+        }
+
+    @staticmethod
+    def fingerprint(path: Path) -> str | None:
+        dvc_file = _dvc_file(path)
+        if not dvc_file.exists():
+            return None
+        meta = yaml.safe_load(dvc_file.read_text()) or {}
+        outs = meta.get("outs") or [{}]
+        return outs[0].get("md5")
+
+    def cache_dir(self) -> Path:
+        return self.root / ".dvc" / "cache"
+
+
+def _dvc_file(path: Path) -> Path:
+    return path.with_name(path.name + ".dvc")
+
+
+def _scm_mode(root: Path) -> dict[str, bool]:
+    if (root / ".git").exists():
+        return {"no_scm": False}
+    inside = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True
+    )
+    if inside.returncode == 0 and inside.stdout.strip() == "true":
+        return {"no_scm": False, "subdir": True}
+    return {"no_scm": True}
+
+
+def _summarise_cloud(cloud: dict[str, Any]) -> str:
+    states = {state for entry in cloud.values() for state in (entry.values() if isinstance(entry, dict) else [entry])}
+    if "new" in states:
+        return "not pushed (run `mlops data push`)"
+    if "deleted" in states or "missing" in states:
+        return "missing locally (run `mlops data pull`)"
+    return ", ".join(sorted(str(s) for s in states)) or "in sync"
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _remote_error(verb: str, remote: RemoteSpec, exc: Exception) -> MlopsError:
+    detail = _short(exc)
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:
+        detail += f" ({_short(cause)})"
+    hint = (
+        "check [data].remote / [data].s3_endpoint_url and that AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set"
+        if remote.is_s3
+        else "check [data].remote in mlops.toml"
+    )
+    return PreflightError(f"dvc {verb} to {remote.url} failed: {detail}", hint=hint)

@@ -1,0 +1,1 @@
+"""The command-line layer: parse, call the core, render. Nothing here computes anything."""

@@ -1,0 +1,109 @@
+"""The `mlops` command: global options, the command groups, and one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from .. import __version__
+from ..core.errors import MlopsError
+from . import commands_config, commands_data, commands_doctor
+from .state import state
+
+app = typer.Typer(
+    name="mlops",
+    help=(
+        "One command for a review-sentiment MLOps platform: data, training, registry, serving, drift "
+        "and infrastructure, driven by one mlops.toml.\n\n"
+        "Examples:\n\n"
+        "  mlops up                      # start the local platform\n\n"
+        "  mlops data prepare            # build and version the review dataset\n\n"
+        "  mlops config show --json      # the effective configuration"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    config: Optional[str] = typer.Option(
+        None, "--config", "-c", envvar="MLOPS_CONFIG", help="Path to mlops.toml (default: ./mlops.toml or a parent's)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output on stdout; logs go to stderr."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail (repeat for more)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and results."),
+) -> None:
+    st = state(ctx)
+    st.config_path, st.json, st.verbose, st.quiet = config, json_out, verbose, quiet
+
+
+@app.command("version")
+def version(ctx: typer.Context) -> None:
+    """Print the mlops version.
+
+    Examples:
+
+      mlops version
+
+      mlops --json version
+    """
+    if state(ctx).json:
+        from .render import print_json
+
+        print_json({"version": __version__})
+    else:
+        typer.echo(f"mlops {__version__}")
+
+
+app.add_typer(commands_config.app, name="config")
+app.add_typer(commands_data.app, name="data")
+commands_doctor.register(app)
+
+
+# Global flags people type after the subcommand too (`mlops data status --json`): hoisted to the front.
+_HOISTED = {"--json", "--quiet", "-q", "--verbose", "-v", "-vv", "-vvv"}
+
+
+def _hoist_global_flags(argv: list[str]) -> list[str]:
+    if "--" in argv:
+        cut = argv.index("--")
+        head, tail = argv[:cut], argv[cut:]
+    else:
+        head, tail = argv, []
+    flags = [a for a in head if a in _HOISTED]
+    return flags + [a for a in head if a not in _HOISTED] + tail
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
+    try:
+        rv = app(args=args, prog_name="mlops", standalone_mode=False)
+    except MlopsError as exc:
+        from .render import error
+
+        error(str(exc))
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        from .render import error
+
+        error("interrupted")
+        sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""`mlops config show|validate`."""
+
+from __future__ import annotations
+
+import typer
+
+from .state import state
+
+app = typer.Typer(help="Inspect and check the effective configuration.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(ctx: typer.Context) -> None:
+    """Print the effective configuration and where each value came from.
+
+    Secrets are read from the environment only and shown masked.
+
+    Examples:
+
+      mlops config show
+
+      MLOPS_TRAIN__EPOCHS=5 mlops config show --json
+    """
+    from ..core.config import flatten
+    from ..core.secrets import present_secrets
+    from . import render
+
+    st = state(ctx)
+    cfg = st.config()
+    values = flatten(cfg.model_dump())
+    sources = cfg.sources()
+    if st.json:
+        render.print_json(
+            {
+                "file": str(cfg.file) if cfg.file else None,
+                "config": cfg.model_dump(),
+                "sources": sources,
+                "secrets": present_secrets(),
+            }
+        )
+        return
+    render.note(f"config file: {cfg.file or '(none: built-in defaults)'}")
+    render.show(render.table(None, ["key", "value", "source"], ((k, repr(v), sources[k]) for k, v in values.items())))
+    render.show(render.table("secrets (environment only)", ["variable", "value"], present_secrets().items()))
+
+
+@app.command("validate")
+def validate(ctx: typer.Context) -> None:
+    """Check mlops.toml and environment overrides; exit 2 with the field at fault if invalid.
+
+    Examples:
+
+      mlops config validate
+
+      mlops --config staging.toml config validate
+    """
+    from . import render
+
+    st = state(ctx)
+    cfg = st.config()
+    if st.json:
+        render.print_json({"valid": True, "file": str(cfg.file) if cfg.file else None})
+    else:
+        render.success(f"{cfg.file or 'built-in defaults'}: valid")

@@ -1,0 +1,331 @@
+"""The one typed configuration every command shares.
+
+Precedence, lowest first: built-in defaults < ``mlops.toml`` (or ``--config`` / ``MLOPS_CONFIG``)
+< environment (``MLOPS_<SECTION>__<KEY>``) < command-line flags.
+
+Secrets never live here: they come from the environment only (see ``secrets.py``).
+
+Example::
+
+    cfg = load_config()                       # finds ./mlops.toml (or a parent's)
+    cfg = load_config(overrides={"train.epochs": 5})
+    cfg.train.epochs, cfg.source("train.epochs")   # -> 5, "flag"
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from .errors import ConfigError
+
+CONFIG_FILENAME = "mlops.toml"
+ENV_PREFIX = "MLOPS_"
+TargetName = Literal["local", "kubernetes", "eks"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProjectConfig(Section):
+    name: str = "review-sentiment"
+    target: TargetName = "local"
+    state_dir: str = ".mlops"
+
+
+class DataConfig(Section):
+    dir: str = "data"
+    classes: Literal["binary", "three"] = "binary"
+    test_size: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+    remote: str = ".mlops/dvc-remote"
+    s3_endpoint_url: str = ""
+
+
+class TrainConfig(Section):
+    base_model: str = ""
+    max_length: int = Field(256, ge=8, le=512)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    head_learning_rate: float = Field(1e-3, gt=0)
+    epochs: int = Field(4, ge=1)
+    max_steps: int = Field(0, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    pooling: Literal["mean", "cls"] = "mean"
+    class_weighting: bool = True
+    seed: int = 42
+    threads: int = Field(0, ge=0)
+
+
+class RegistryConfig(Section):
+    tracking_uri: str = ""
+    experiment: str = "review-sentiment"
+    model_name: str = "review-sentiment"
+    champion_alias: str = "champion"
+    min_f1: float = Field(0.5, ge=0, le=1)
+    connect_timeout_s: float = Field(5.0, gt=0)
+
+
+class ServingConfig(Section):
+    model_name: str = "sentiment"
+    batch_size: int = Field(32, ge=1)
+    threads: int = Field(0, ge=0)
+    min_replicas: int = Field(0, ge=0)
+    max_replicas: int = Field(3, ge=1)
+    runtime: Literal["mlops", "huggingface"] = "mlops"
+    predictor_image: str = "ghcr.io/mlops/predictor:0.1.0"
+    ready_timeout_s: float = Field(180.0, gt=0)
+
+
+class GatewayConfig(Section):
+    max_chars: int = Field(5000, ge=1)
+    max_batch: int = Field(64, ge=1)
+    truncation: Literal["head", "head_tail"] = "head"
+    timeout_s: float = Field(5.0, gt=0)
+    auth: bool = True
+    user: str = "admin"
+    htpasswd_file: str = ""
+    log_text: bool = False
+    prediction_log: str = ".mlops/predictions.jsonl"
+    image: str = "ghcr.io/mlops/gateway:0.1.0"
+
+
+class DriftConfig(Section):
+    window: str = "24h"
+    min_samples: int = Field(30, ge=1)
+    interval: str = "5m"
+    drift_share: float = Field(0.5, gt=0, le=1)
+    image: str = "ghcr.io/mlops/drift:0.1.0"
+
+
+class ObservabilityConfig(Section):
+    otlp_endpoint: str = ""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    service_namespace: str = "mlops"
+
+
+class LocalConfig(Section):
+    host: str = "127.0.0.1"
+    mlflow_port: int = Field(5000, ge=1, le=65535)
+    gateway_port: int = Field(8080, ge=1, le=65535)
+    predictor_port: int = Field(8090, ge=1, le=65535)
+    drift_port: int = Field(8085, ge=1, le=65535)
+    prometheus_port: int = Field(9090, ge=1, le=65535)
+    log_dir: str = ".mlops/logs"
+    stop_timeout_s: float = Field(10.0, gt=0)
+
+
+class KubernetesConfig(Section):
+    kubeconfig: str = ""
+    context: str = ""
+    namespace: str = "mlops"
+    version: str = "1.31"
+    ingress_host: str = "mlops.local"
+    storage_class: str = ""
+    manifest_cache: str = ".mlops/manifests"
+    offline_bundle: str = ""
+    step_timeout_s: float = Field(300.0, gt=0)
+
+
+class EksConfig(Section):
+    region: str = "us-east-1"
+    stack: str = "dev"
+    cluster_name: str = "mlops"
+    version: str = "1.31"
+    vpc_cidr: str = "10.0.0.0/16"
+    availability_zones: int = Field(2, ge=2, le=6)
+    single_nat_gateway: bool = True
+    public_access_cidrs: list[str] = ["0.0.0.0/0"]
+    instance_types: list[str] = ["m6i.large"]
+    min_size: int = Field(1, ge=0)
+    desired_size: int = Field(2, ge=0)
+    max_size: int = Field(4, ge=1)
+    disk_size_gb: int = Field(50, ge=20)
+    gpu_enabled: bool = False
+    gpu_instance_types: list[str] = ["g5.xlarge"]
+    gpu_min_size: int = Field(0, ge=0)
+    gpu_desired_size: int = Field(1, ge=0)
+    gpu_max_size: int = Field(2, ge=1)
+    bucket_name: str = ""
+    ecr_enabled: bool = True
+    backend_url: str = ""
+    kms_key: str = ""
+    kubeconfig_path: str = ".mlops/eks-kubeconfig"
+
+
+class Config(Section):
+    project: ProjectConfig = ProjectConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    registry: RegistryConfig = RegistryConfig()
+    serving: ServingConfig = ServingConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    drift: DriftConfig = DriftConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+    local: LocalConfig = LocalConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
+    eks: EksConfig = EksConfig()
+
+    _root: Path = PrivateAttr(default_factory=Path.cwd)
+    _file: Path | None = PrivateAttr(default=None)
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        """The project directory: where mlops.toml lives; relative paths resolve against it."""
+        return self._root
+
+    @property
+    def file(self) -> Path | None:
+        return self._file
+
+    def path(self, value: str | os.PathLike[str]) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self._root / p
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path(self.project.state_dir)
+
+    def source(self, dotted: str) -> str:
+        return self._sources.get(dotted, "default")
+
+    def sources(self) -> dict[str, str]:
+        return {key: self.source(key) for key in flatten(self.model_dump())}
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":
+        """A copy with flag values applied (None means 'flag not given')."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return self
+        data = self.model_dump()
+        for dotted, value in given.items():
+            _set_dotted(data, dotted, value)
+        new = _validate(data, origin="command-line flags")
+        new._root, new._file = self._root, self._file
+        new._sources = {**self._sources, **{k: "flag" for k in given}}
+        return new
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def find_config_file(start: Path | None = None) -> Path | None:
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / CONFIG_FILENAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    env = os.environ if env is None else env
+    explicit = path or env.get("MLOPS_CONFIG")
+    if explicit:
+        file = Path(explicit).expanduser()
+        if not file.is_file():
+            raise ConfigError(
+                f"config file not found: {file}",
+                hint="pass an existing file with --config, or unset MLOPS_CONFIG",
+            )
+    else:
+        file = find_config_file()
+
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if file is not None:
+        data = _read_toml(file)
+        sources.update({k: f"file:{file}" for k in flatten(data)})
+
+    for dotted, raw in _env_overrides(env).items():
+        _set_dotted(data, dotted, _parse_env_value(raw))
+        sources[dotted] = f"env:{ENV_PREFIX}{dotted.replace('.', '__').upper()}"
+
+    cfg = _validate(data, origin=str(file) if file else "defaults", env_keys=set(sources))
+    cfg._root = (file.parent if file else Path.cwd()).resolve()
+    cfg._file = file.resolve() if file else None
+    cfg._sources = sources
+    return cfg.with_overrides(overrides or {})
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        with file.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: invalid TOML: {exc}", hint="fix the syntax at that line") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not valid UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    out = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].partition("__")
+        if section and key:
+            out[f"{section.lower()}.{key.lower()}"] = value
+    return out
+
+
+def _parse_env_value(raw: str) -> Any:
+    # Lists come as JSON (MLOPS_EKS__INSTANCE_TYPES='["m6i.large"]'); everything else is left for
+    # pydantic's lax coercion ("5" -> 5, "true" -> True).
+    stripped = raw.strip()
+    if stripped.startswith("["):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    section, _, key = dotted.partition(".")
+    target = data.setdefault(section, {})
+    if not isinstance(target, dict):
+        raise ConfigError(f"[{section}] must be a table, got {target!r}")
+    target[key] = value
+
+
+def _validate(data: dict[str, Any], *, origin: str, env_keys: set[str] | None = None) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin, env_keys or set())) from None
+
+
+def _describe(exc: ValidationError, origin: str, env_keys: set[str]) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        where = f"env {ENV_PREFIX}{field.replace('.', '__').upper()}" if field in env_keys else origin
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key `{field}` (check the spelling; `mlops config show` lists every key)")
+        else:
+            lines.append(f"{where}: `{field}` = {err.get('input')!r}: {err['msg'].lower()}")
+    return "invalid configuration\n  " + "\n  ".join(lines)

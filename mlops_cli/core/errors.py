@@ -1,0 +1,47 @@
+"""Errors a user can cause. The CLI turns each into one message and an exit code."""
+
+from __future__ import annotations
+
+
+class MlopsError(Exception):
+    """A failure the user can act on: says what was wrong, where, and what to do next."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
+
+
+class ConfigError(MlopsError):
+    """The configuration file or an override is wrong."""
+
+    exit_code = 2
+
+
+class PreflightError(MlopsError):
+    """A tool, credential or server the command needs is missing or unreachable."""
+
+    exit_code = 2
+
+
+class DataError(MlopsError):
+    """Input data is malformed (names the row or column)."""
+
+    exit_code = 2
+
+
+class NotFoundError(MlopsError):
+    """A run, model version, component or file the user named does not exist."""
+
+    exit_code = 2
+
+
+class Interrupted(MlopsError):
+    """The user pressed Ctrl-C; whatever was in flight was cleaned up."""
+
+    exit_code = 130

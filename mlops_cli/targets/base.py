@@ -1,0 +1,111 @@
+"""The seam between commands and where the platform runs.
+
+`up`, `down`, `status`, `deploy` and `predict` are written once against `Target`; `local`,
+`kubernetes` and `eks` implement it. Options a target does not support are rejected by that target
+with a clear message rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..core.config import Config
+from ..core.progress import Reporter
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    dry_run: bool = False      # kubernetes: print the plan, write nothing
+    preview: bool = False      # eks: stop after the Pulumi preview
+    yes: bool = False          # skip confirmations
+    with_prometheus: bool = False  # local: also start Prometheus
+
+
+@dataclass(frozen=True)
+class DownOptions:
+    purge: bool = False        # also delete data (runs, registry, CRDs, volumes)
+    yes: bool = False
+    delete_data: bool = False  # eks: delete the bucket even if it holds data
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    version: str | None = None
+    alias: str | None = None
+    canary: int | None = None
+    promote: bool = False
+    rollback: bool = False
+
+
+@dataclass
+class ComponentStatus:
+    component: str
+    url: str = ""
+    pid: int | None = None
+    healthy: bool = False
+    version: str = ""
+    uptime_s: float | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class StepResult:
+    """One line of what `up`/`down`/`deploy` did: a component, an object or a resource."""
+
+    name: str
+    action: str  # e.g. started, already-running, create, update, unchanged, deleted
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Outcome:
+    steps: list[StepResult] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"steps": [s.as_dict() for s in self.steps], **self.info}
+
+
+class Confirm(Protocol):
+    def __call__(self, question: str, *, expect: str | None = None) -> bool: ...
+
+
+class Target(Protocol):
+    name: str
+
+    def up(self, options: UpOptions, reporter: Reporter, confirm: Confirm) -> Outcome: ...
+
+    def down(self, options: DownOptions, reporter: Reporter, confirm: Confirm) -> Outcome: ...
+
+    def status(self) -> list[ComponentStatus]: ...
+
+    def deploy(self, options: DeployOptions, reporter: Reporter) -> Outcome: ...
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]: ...
+
+
+def get_target(config: Config, name: str | None = None) -> Target:
+    """The target named (or configured), imported only when asked for."""
+    chosen = name or config.project.target
+    if chosen == "local":
+        from .local import LocalTarget
+
+        return LocalTarget(config)
+    if chosen == "kubernetes":
+        from .kubernetes import KubernetesTarget
+
+        return KubernetesTarget(config)
+    if chosen == "eks":
+        from .eks import EksTarget
+
+        return EksTarget(config)
+    from ..core.errors import ConfigError
+
+    raise ConfigError(f"unknown target {chosen!r}", hint="use one of: local, kubernetes, eks")
