@@ -8,7 +8,7 @@ with a clear message rather than silently ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 from ..core.config import Config
 from ..core.progress import Reporter
@@ -89,6 +89,12 @@ class Target(Protocol):
     def deploy(self, options: DeployOptions, reporter: Reporter) -> Outcome: ...
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]: ...
+
+    def logs(self, component: str, *, follow: bool = False, lines: int = 50) -> Iterator[str]: ...
+
+    def checks(self) -> list[Any]:
+        """Preflight checks this target needs (core.doctor.Check), shown by `mlops doctor`."""
+        ...
 
 
 def get_target(config: Config, name: str | None = None) -> Target:

@@ -1,0 +1,222 @@
+"""`mlops up|down|status|deploy|predict|logs`: written once against the Target interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .state import state
+
+TARGET_HELP = "Where the platform runs: local | kubernetes | eks (default: [project].target)."
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (up, down, status, deploy, predict, logs):
+        app.command(fn.__name__)(fn)
+
+
+def _target(ctx: typer.Context, name: Optional[str]):
+    from ..targets import get_target
+
+    return get_target(state(ctx).config(), name)
+
+
+def _render_outcome(ctx: typer.Context, outcome: Any, title: str) -> None:
+    from . import render
+
+    if state(ctx).json:
+        render.print_json(outcome.as_dict())
+        return
+    if outcome.steps:
+        render.show(render.table(title, ["component", "action", "detail"], ((s.name, s.action, s.detail) for s in outcome.steps)))
+    for key, value in outcome.info.items():
+        if not isinstance(value, (dict, list)):
+            render.note(f"{key}: {value}")
+
+
+def up(
+    ctx: typer.Context,
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="kubernetes: print the plan (create/update/unchanged), write nothing."),
+    preview: bool = typer.Option(False, "--preview", help="eks: show the Pulumi preview and cost estimate, then stop."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    with_prometheus: bool = typer.Option(False, "--with-prometheus", help="local: also start Prometheus (Debian package)."),
+) -> None:
+    """Start (or create) the platform on the target. Re-running is safe: it only does what is missing.
+
+    Examples:
+
+      mlops up
+
+      mlops up --target kubernetes --dry-run
+
+      mlops up --target eks --preview
+    """
+    from ..targets import UpOptions
+    from . import render
+
+    st = state(ctx)
+    tgt = _target(ctx, target)
+    with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
+        outcome = tgt.up(UpOptions(dry_run=dry_run, preview=preview, yes=yes, with_prometheus=with_prometheus), reporter, render.confirm)
+    _render_outcome(ctx, outcome, f"mlops up ({tgt.name})")
+
+
+def down(
+    ctx: typer.Context,
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
+    purge: bool = typer.Option(False, "--purge", help="Also delete data (runs, registry, DVC cache; CRDs and volumes on a cluster)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    delete_data: bool = typer.Option(False, "--delete-data", help="eks: delete the artifact bucket even if it holds data."),
+) -> None:
+    """Stop (or destroy) the platform on the target. Data is kept unless --purge.
+
+    Examples:
+
+      mlops down
+
+      mlops down --purge --yes
+
+      mlops down --target eks
+    """
+    from ..targets import DownOptions
+    from . import render
+
+    st = state(ctx)
+    tgt = _target(ctx, target)
+    with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
+        outcome = tgt.down(DownOptions(purge=purge, yes=yes, delete_data=delete_data), reporter, render.confirm)
+    _render_outcome(ctx, outcome, f"mlops down ({tgt.name})")
+
+
+def status(
+    ctx: typer.Context,
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
+) -> None:
+    """Show every platform component: URL, pid, health, version, uptime.
+
+    Examples:
+
+      mlops status
+
+      mlops status --json
+    """
+    from . import render
+
+    tgt = _target(ctx, target)
+    components = tgt.status()
+    if state(ctx).json:
+        render.print_json({"target": tgt.name, "components": [c.as_dict() for c in components]})
+        return
+    rows = [
+        (c.component, c.url, c.pid or "", "[green]yes[/]" if c.healthy else "[red]no[/]", c.version,
+         _uptime(c.uptime_s), c.detail)
+        for c in components
+    ]
+    render.show(render.table(f"mlops status ({tgt.name})", ["component", "url", "pid", "healthy", "version", "uptime", "detail"], rows))
+
+
+def _uptime(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return ""
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def deploy(
+    ctx: typer.Context,
+    version: Optional[str] = typer.Option(None, "--version", help="Registered model version to serve."),
+    alias: Optional[str] = typer.Option(None, "--alias", help="Serve the version behind this alias (default: [registry].champion_alias)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
+    canary: Optional[int] = typer.Option(None, "--canary", min=1, max=99, help="kubernetes/eks: send this % of traffic to the new version."),
+    promote: bool = typer.Option(False, "--promote", help="kubernetes/eks: move the canary to 100%."),
+    rollback: bool = typer.Option(False, "--rollback", help="Go back to the previously deployed version."),
+) -> None:
+    """Serve a registered model version behind the gateway, switching without dropping requests.
+
+    Examples:
+
+      mlops deploy                      # the champion
+
+      mlops deploy --version 3
+
+      mlops deploy --rollback
+
+      mlops deploy --version 4 --target kubernetes --canary 10
+    """
+    from ..targets import DeployOptions
+    from . import render
+
+    st = state(ctx)
+    tgt = _target(ctx, target)
+    options = DeployOptions(version=version, alias=alias, canary=canary, promote=promote, rollback=rollback)
+    with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
+        outcome = tgt.deploy(options, reporter)
+    _render_outcome(ctx, outcome, f"mlops deploy ({tgt.name})")
+
+
+def predict(
+    ctx: typer.Context,
+    text: Optional[str] = typer.Argument(None, help="A review to classify."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="CSV of reviews to classify in batches."),
+    text_col: str = typer.Option("text", "--text-col", help="Column of --file holding the text."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the CSV with label and confidence columns."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
+) -> None:
+    """Classify a review (or a CSV of reviews) through the deployed gateway.
+
+    Examples:
+
+      mlops predict "this movie was great"
+
+      mlops predict "awful side effects" --json
+
+      mlops predict --file reviews.csv --text-col review -o scored.csv
+    """
+    from ..core.errors import MlopsError
+    from . import render
+
+    st = state(ctx)
+    tgt = _target(ctx, target)
+    if (text is None) == (file is None):
+        raise MlopsError("give either a TEXT argument or --file", hint='mlops predict "great product" or mlops predict --file reviews.csv')
+    if text is not None:
+        result = tgt.predict([text])[0]
+        if st.json:
+            render.print_json(result)
+        else:
+            colour = {"Positive": "green", "Negative": "red"}.get(result["label"], "yellow")
+            render.out.print(f"[bold {colour}]{result['label']}[/]  confidence {result['confidence']:.2f}  (model version {result.get('model_version', '?')})")
+        return
+    from ..core.batch_predict import predict_file
+
+    out = output or file.with_name(file.stem + ".scored.csv")
+    with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
+        summary = predict_file(tgt.predict, file, text_col, out, state(ctx).config().gateway.max_batch, reporter)
+    render.print_json(summary) if st.json else render.success(f"wrote {summary['rows']} predictions to {summary['output']}")
+
+
+def logs(
+    ctx: typer.Context,
+    component: str = typer.Argument(..., help="Component name, as listed by `mlops status`."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    lines: int = typer.Option(50, "--lines", "-n", help="How many lines from the end to show first."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
+) -> None:
+    """Show a component's log.
+
+    Examples:
+
+      mlops logs gateway
+
+      mlops logs mlflow -f
+    """
+    import sys
+
+    tgt = _target(ctx, target)
+    for line in tgt.logs(component, follow=follow, lines=lines):
+        sys.stdout.write(line)
+        sys.stdout.flush()

@@ -1,0 +1,1 @@
+"""Model code shared by training, evaluation and serving, so all three compute identical outputs."""
