@@ -7,6 +7,7 @@ so mlops.toml stays the single source of truth.
 from __future__ import annotations
 
 import contextlib
+import logging
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ class DvcStore:
     # -- repository ---------------------------------------------------------------------------
     def _repo(self) -> Any:
         from dvc.repo import Repo
+
+        _quiet_dvc_logging()
 
         if not (self.root / ".dvc").is_dir():
             # DVC prints its greeting on stdout, which belongs to --json output.
@@ -116,6 +119,16 @@ class DvcStore:
 
     def cache_dir(self) -> Path:
         return self.root / ".dvc" / "cache"
+
+
+def _quiet_dvc_logging() -> None:
+    # `import dvc` binds console handlers to the sys.stdout of that moment; stdout is ours (--json),
+    # so DVC's chatter is dropped and its warnings go to stderr through the root logger.
+    log = logging.getLogger("dvc")
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    log.setLevel(logging.WARNING)
+    log.propagate = True
 
 
 def _dvc_file(path: Path) -> Path:

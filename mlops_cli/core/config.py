@@ -254,6 +254,7 @@ def load_config(
 
     data: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    env_keys: set[str] = set()
     if file is not None:
         data = _read_toml(file)
         sources.update({k: f"file:{file}" for k in flatten(data)})
@@ -261,8 +262,9 @@ def load_config(
     for dotted, raw in _env_overrides(env).items():
         _set_dotted(data, dotted, _parse_env_value(raw))
         sources[dotted] = f"env:{ENV_PREFIX}{dotted.replace('.', '__').upper()}"
+        env_keys.add(dotted)
 
-    cfg = _validate(data, origin=str(file) if file else "defaults", env_keys=set(sources))
+    cfg = _validate(data, origin=str(file) if file else "defaults", env_keys=env_keys)
     cfg._root = (file.parent if file else Path.cwd()).resolve()
     cfg._file = file.resolve() if file else None
     cfg._sources = sources

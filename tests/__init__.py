@@ -1,0 +1,1 @@
+"""mlops test suite."""

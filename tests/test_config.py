@@ -1,0 +1,114 @@
+"""The typed config: precedence, sources, masking and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlops_cli.core.config import load_config
+from mlops_cli.core.errors import ConfigError
+
+from .conftest import REPO
+
+
+def test_shipped_config_validates(cli, monkeypatch):
+    monkeypatch.chdir(REPO)
+    result = cli("config", "validate")
+    assert result.exit_code == 0, result.stderr
+    assert "valid" in result.stderr
+
+
+def test_shipped_config_equals_defaults_for_every_key():
+    # Every key in the checked-in mlops.toml is a real field (extra keys are rejected) and is documented.
+    cfg = load_config(REPO / "mlops.toml", env={})
+    assert cfg.project.target == "local"
+    text = (REPO / "mlops.toml").read_text()
+    for section in ("project", "data", "train", "registry", "serving", "gateway", "drift", "observability",
+                    "local", "kubernetes", "eks"):
+        assert f"[{section}]" in text
+
+
+def test_wrong_type_names_the_field_and_exits_2(cli, project):
+    (project / "mlops.toml").write_text('[train]\nepochs = "three"\n')
+    result = cli("config", "validate")
+    assert result.exit_code == 2
+    assert "train.epochs" in result.stderr
+    assert "'three'" in result.stderr
+    assert str(project / "mlops.toml") in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_unknown_key_is_rejected(cli, project):
+    (project / "mlops.toml").write_text("[train]\nepoch = 3\n")
+    result = cli("config", "validate")
+    assert result.exit_code == 2
+    assert "unknown key `train.epoch`" in result.stderr
+
+
+def test_bad_toml_syntax(cli, project):
+    (project / "mlops.toml").write_text("[train\nepochs = 3\n")
+    result = cli("config", "validate")
+    assert result.exit_code == 2
+    assert "invalid TOML" in result.stderr and "mlops.toml" in result.stderr
+
+
+def test_missing_explicit_file(cli, project):
+    result = cli("--config", str(project / "nope.toml"), "config", "validate")
+    assert result.exit_code == 2
+    assert "nope.toml" in result.stderr
+
+
+def test_env_overrides_file_and_reports_source(cli, project, monkeypatch):
+    (project / "mlops.toml").write_text("[train]\nepochs = 2\n")
+    monkeypatch.setenv("MLOPS_TRAIN__EPOCHS", "5")
+    result = cli("config", "show", "--json")
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["config"]["train"]["epochs"] == 5
+    assert shown["sources"]["train.epochs"] == "env:MLOPS_TRAIN__EPOCHS"
+    assert shown["sources"]["train.batch_size"] == "default"
+
+
+def test_bad_env_value_names_the_variable(cli, project, monkeypatch):
+    monkeypatch.setenv("MLOPS_TRAIN__EPOCHS", "many")
+    result = cli("config", "validate")
+    assert result.exit_code == 2
+    assert "MLOPS_TRAIN__EPOCHS" in result.stderr
+
+
+def test_precedence_default_file_env_flag(project):
+    (project / "mlops.toml").write_text("[train]\nepochs = 2\nbatch_size = 4\n[eks]\ninstance_types = ['t3.large']\n")
+    cfg = load_config(env={"MLOPS_TRAIN__BATCH_SIZE": "8", "MLOPS_EKS__INSTANCE_TYPES": '["c6i.xlarge"]'},
+                      overrides={"train.batch_size": 32, "train.seed": None})
+    assert cfg.train.epochs == 2 and cfg.source("train.epochs").startswith("file:")
+    assert cfg.train.batch_size == 32 and cfg.source("train.batch_size") == "flag"
+    assert cfg.eks.instance_types == ["c6i.xlarge"]
+    assert cfg.train.seed == 42 and cfg.source("train.seed") == "default"
+
+
+def test_bad_flag_value_is_a_config_error(project):
+    cfg = load_config(env={})
+    with pytest.raises(ConfigError, match="train.epochs"):
+        cfg.with_overrides({"train.epochs": 0})
+
+
+def test_secrets_are_masked_in_show(cli, project, monkeypatch):
+    monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "hunter2-secret")
+    for args in (("config", "show"), ("config", "show", "--json")):
+        result = cli(*args)
+        assert result.exit_code == 0
+        assert "hunter2-secret" not in result.stdout + result.stderr
+    shown = json.loads(cli("config", "show", "--json").stdout)
+    assert shown["secrets"]["MLOPS_GATEWAY_PASSWORD"] == "********"
+
+
+def test_relative_paths_resolve_against_the_config_file(project, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(project / "mlops.toml", env={})
+    assert cfg.state_dir == project / ".mlops"
+
+
+def test_json_flag_works_after_the_subcommand(cli, project):
+    result = cli("version", "--json")
+    assert json.loads(result.stdout)["version"]

@@ -1,0 +1,94 @@
+"""The DVC remote on S3, against a real S3 protocol server (moto, in its own virtualenv) on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import REPO, free_port
+
+
+def _moto_server() -> Path | None:
+    candidate = Path(os.environ.get("MLOPS_TEST_MOTO_SERVER", REPO / ".venv-moto" / "bin" / "moto_server"))
+    return candidate if candidate.is_file() else None
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    binary = _moto_server()
+    if binary is None:
+        pytest.skip("no moto_server: run `python -m venv .venv-moto && .venv-moto/bin/pip install 'moto[server]'` (.ci/run does)")
+    port = free_port()
+    proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("moto_server did not start in 30 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_project(project, s3_endpoint, monkeypatch):
+    bucket = f"dvc-{os.getpid()}-{time.monotonic_ns()}"
+    assert httpx.put(f"{s3_endpoint}/{bucket}").status_code == 200
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    (project / "mlops.toml").write_text(
+        f'[data]\nremote = "s3://{bucket}/datasets"\ns3_endpoint_url = "{s3_endpoint}"\n'
+    )
+    return project, s3_endpoint, bucket
+
+
+def _digest(directory):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.csv"))}
+
+
+def test_push_pull_round_trip_through_s3(cli, s3_project):
+    project, endpoint, bucket = s3_project
+    assert cli("data", "prepare").exit_code == 0
+    before = _digest(project / "data" / "reviews")
+
+    pushed = cli("data", "push", "--json")
+    assert pushed.exit_code == 0, pushed.stderr
+    listing = httpx.get(f"{endpoint}/{bucket}?list-type=2&prefix=datasets/").text
+    assert listing.count("<Key>datasets/") == 3  # the .dir manifest and both CSVs
+    assert json.loads(cli("data", "status", "--json").stdout)["remote"] == "in sync"
+
+    shutil.rmtree(project / ".dvc" / "cache")
+    shutil.rmtree(project / "data" / "reviews")
+    pulled = cli("data", "pull", "--json")
+    assert pulled.exit_code == 0, pulled.stderr
+    assert _digest(project / "data" / "reviews") == before
+
+
+def test_unreachable_s3_endpoint_is_one_clear_error(cli, project, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    (project / "mlops.toml").write_text(
+        f'[data]\nremote = "s3://nowhere/x"\ns3_endpoint_url = "http://127.0.0.1:{free_port()}"\n'
+    )
+    assert cli("data", "prepare").exit_code == 0
+    result = cli("data", "push")
+    assert result.exit_code == 2
+    assert "s3://nowhere/x" in result.stderr and "fix:" in result.stderr
+    assert "Traceback" not in result.stderr
