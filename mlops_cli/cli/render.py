@@ -14,7 +14,8 @@ from rich.table import Table
 from ..core.progress import Reporter
 
 _no_color = bool(os.environ.get("NO_COLOR"))
-out = Console(no_color=_no_color, soft_wrap=True)
+# Piped output (scripts, CI logs) gets wide tables instead of rich's 80-column default.
+out = Console(no_color=_no_color, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, no_color=_no_color)
 
 
@@ -110,6 +111,10 @@ class RichReporter(Reporter):
 
     def warn(self, message: str) -> None:
         self._progress.console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if self.enabled:
+            self._progress.console.print(table(title, columns, rows))
 
 
 def _fields(fields: dict[str, Any]) -> str:

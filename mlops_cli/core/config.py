@@ -14,13 +14,14 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -92,6 +93,7 @@ class GatewayConfig(Section):
     auth: bool = True
     user: str = "admin"
     htpasswd_file: str = ""
+    max_words: int = Field(400, ge=8)
     log_text: bool = False
     prediction_log: str = ".mlops/predictions.jsonl"
     image: str = "ghcr.io/mlops/gateway:0.1.0"
@@ -102,6 +104,7 @@ class DriftConfig(Section):
     min_samples: int = Field(30, ge=1)
     interval: str = "5m"
     drift_share: float = Field(0.5, gt=0, le=1)
+    reference_samples: int = Field(1000, ge=10)
     image: str = "ghcr.io/mlops/drift:0.1.0"
 
 
@@ -132,6 +135,53 @@ class KubernetesConfig(Section):
     manifest_cache: str = ".mlops/manifests"
     offline_bundle: str = ""
     step_timeout_s: float = Field(300.0, gt=0)
+    # Upstream release manifests: each pinned by version and the sha256 of the file at its URL.
+    # URLs may hold {version}; the downloaded file is refused when its sha256 differs from the pin.
+    cert_manager_version: str = "v1.16.2"
+    cert_manager_url: str = "https://github.com/cert-manager/cert-manager/releases/download/{version}/cert-manager.yaml"
+    cert_manager_sha256: str = ""
+    knative_version: str = "knative-v1.16.0"
+    knative_crds_url: str = "https://github.com/knative/serving/releases/download/{version}/serving-crds.yaml"
+    knative_crds_sha256: str = ""
+    knative_core_url: str = "https://github.com/knative/serving/releases/download/{version}/serving-core.yaml"
+    knative_core_sha256: str = ""
+    kourier_version: str = "knative-v1.16.0"
+    kourier_url: str = "https://github.com/knative/net-kourier/releases/download/{version}/kourier.yaml"
+    kourier_sha256: str = ""
+    kserve_version: str = "v0.15.2"
+    kserve_url: str = "https://github.com/kserve/kserve/releases/download/{version}/kserve.yaml"
+    kserve_sha256: str = ""
+    kserve_runtimes_url: str = "https://github.com/kserve/kserve/releases/download/{version}/kserve-cluster-resources.yaml"
+    kserve_runtimes_sha256: str = ""
+    ingress_nginx_version: str = "controller-v1.11.3"
+    ingress_nginx_url: str = "https://raw.githubusercontent.com/kubernetes/ingress-nginx/{version}/deploy/static/provider/cloud/deploy.yaml"
+    ingress_nginx_sha256: str = ""
+    # Images of the third-party services we render ourselves (ours are [serving]/[gateway]/[drift].image).
+    mlflow_image: str = "ghcr.io/mlflow/mlflow:v3.17.2"
+    prometheus_image: str = "quay.io/prometheus/prometheus:v2.55.1"
+    grafana_image: str = "docker.io/grafana/grafana:11.3.1"
+    jaeger_image: str = "docker.io/jaegertracing/all-in-one:1.63.0"
+    loki_image: str = "docker.io/grafana/loki:3.3.0"
+    promtail_image: str = "docker.io/grafana/promtail:3.3.0"
+    # MLflow in the cluster: artifacts in S3 (IRSA role on EKS) or on a PVC; backend DB on a PVC or a URL.
+    mlflow_artifacts: str = ""
+    mlflow_role_arn: str = ""
+    mlflow_backend_uri: str = ""
+    mlflow_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    prometheus_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    loki_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    # The prediction log the gateway writes and the drift service reads. ReadWriteOnce works on any
+    # cluster by keeping the gateway pods on the drift pod's node; ReadWriteMany needs e.g. EFS or NFS.
+    predictions_volume_size: str = Field("5Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    predictions_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
+    # Gateway autoscaling: CPU utilisation and per-pod request rate (the latter needs a metrics adapter).
+    gateway_min_replicas: int = Field(2, ge=1)
+    gateway_max_replicas: int = Field(6, ge=1)
+    gateway_target_cpu: int = Field(70, ge=1, le=100)
+    gateway_target_rps: int = Field(50, ge=1)
+    # Per-component resource overrides, e.g. {gateway = {cpu = "500m", memory = "512Mi"}}: requests;
+    # limits are twice the CPU and the same memory.
+    resources: dict[str, dict[str, str]] = {}
 
 
 class EksConfig(Section):
@@ -142,7 +192,7 @@ class EksConfig(Section):
     vpc_cidr: str = "10.0.0.0/16"
     availability_zones: int = Field(2, ge=2, le=6)
     single_nat_gateway: bool = True
-    public_access_cidrs: list[str] = ["0.0.0.0/0"]
+    public_access_cidrs: list[str] = ["0.0.0.0/0"]  # empty = private endpoint only
     instance_types: list[str] = ["m6i.large"]
     min_size: int = Field(1, ge=0)
     desired_size: int = Field(2, ge=0)
@@ -154,10 +204,36 @@ class EksConfig(Section):
     gpu_desired_size: int = Field(1, ge=0)
     gpu_max_size: int = Field(2, ge=1)
     bucket_name: str = ""
+    noncurrent_version_days: int = Field(30, ge=1)
+    service_account: str = "mlops-platform"
     ecr_enabled: bool = True
     backend_url: str = ""
     kms_key: str = ""
     kubeconfig_path: str = ".mlops/eks-kubeconfig"
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _vpc_cidr(cls, value: str) -> str:
+        # Subnets are the VPC split in 16 (/20s for a /16): below /22 leaves too few addresses for pods.
+        net = ipaddress.ip_network(value, strict=True)
+        if net.version != 4 or not 16 <= net.prefixlen <= 22:
+            raise ValueError("must be an IPv4 network between /16 and /22, e.g. 10.0.0.0/16")
+        return value
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=True)
+        return value
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "EksConfig":
+        for prefix in ("", "gpu_"):
+            lo, want, hi = (getattr(self, f"{prefix}{k}_size") for k in ("min", "desired", "max"))
+            if not lo <= want <= hi:
+                raise ValueError(f"need {prefix}min_size <= {prefix}desired_size <= {prefix}max_size, got {lo}/{want}/{hi}")
+        return self
 
 
 class Config(Section):

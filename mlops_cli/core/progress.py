@@ -5,7 +5,7 @@ The CLI passes a Reporter that draws rich progress bars; tests and services pass
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 
 class Reporter:
@@ -20,6 +20,9 @@ class Reporter:
     def finish(self, key: str, message: str = "") -> None: ...
 
     def info(self, message: str) -> None: ...
+
+    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """A table the user should see before deciding something (e.g. a plan before a confirmation)."""
 
     def warn(self, message: str) -> None: ...
 

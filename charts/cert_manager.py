@@ -1,0 +1,13 @@
+"""Step 1: cert-manager, from its upstream release manifest (KServe's webhooks need its certificates)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops_cli.core.config import Config
+
+from . import upstream
+
+
+def objects(config: Config) -> list[dict[str, Any]]:
+    return upstream.load(config, "cert-manager")

@@ -1,0 +1,42 @@
+"""Step 7: the drift service, reading the prediction log the gateway writes (shared PVC)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops_cli.core.config import Config
+
+from .jaeger import otlp_endpoint
+from .mlflow import tracking_uri
+from .objects import container, deployment, metadata, service
+from .service_env import PREDICTIONS_DIR, config_env
+
+PORT = 8085
+PREDICTIONS_PVC = "mlops-predictions"
+
+
+def predictions_pvc(config: Config) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": [config.kubernetes.predictions_access_mode],
+                            "resources": {"requests": {"storage": config.kubernetes.predictions_volume_size}}}
+    if config.kubernetes.storage_class:
+        spec["storageClassName"] = config.kubernetes.storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": metadata(PREDICTIONS_PVC, "drift", config.kubernetes.namespace), "spec": spec}
+
+
+def service_overrides(config: Config) -> dict[str, Any]:
+    return {"registry.tracking_uri": tracking_uri(config), "observability.otlp_endpoint": otlp_endpoint(config)}
+
+
+def objects(config: Config) -> list[dict[str, Any]]:
+    c = container(
+        config, "drift", "drift", config.drift.image,
+        command=["python", "-m", "mlops_cli.services.drift_service", "--host", "0.0.0.0", "--port", str(PORT)],
+        port=PORT, probe_path="/healthz",
+        env=[*config_env(config, service_overrides(config)), {"name": "HOME", "value": "/tmp"},
+             {"name": "OTEL_SERVICE_NAME", "value": "drift"}],
+        mounts=[{"name": "predictions", "mountPath": PREDICTIONS_DIR, "readOnly": True}],
+    )
+    dep = deployment(config, "drift", [c], strategy="Recreate",
+                     volumes=[{"name": "predictions", "persistentVolumeClaim": {"claimName": PREDICTIONS_PVC}}])
+    return [predictions_pvc(config), dep, service(config, "drift", {"http": (PORT, PORT)})]

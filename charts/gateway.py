@@ -1,0 +1,93 @@
+"""Step 8: the gateway: Deployment, Service, HPA (CPU and request rate) and the basic-auth Ingress.
+
+The gateway talks to the InferenceService's cluster address, which is stable across model versions
+and canaries (KServe splits the traffic behind it), so deploying a model never restarts the gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops_cli.core.config import Config
+
+from . import secrets
+from .drift import PREDICTIONS_PVC, service_overrides
+from .ingress_nginx import INGRESS_CLASS
+from .objects import container, deployment, metadata, secret_env, selector, service
+from .service_env import PREDICTIONS_DIR, config_env
+
+PORT = 8080
+SERVICE_PORT = 80
+RPS_METRIC = "mlops_gateway_requests_per_second"  # served to the HPA by a custom-metrics adapter
+
+
+def predictor_url(config: Config) -> str:
+    return f"http://{config.serving.model_name}.{config.kubernetes.namespace}.svc.cluster.local"
+
+
+def objects(config: Config, predictor: str | None = None) -> list[dict[str, Any]]:
+    k = config.kubernetes
+    env = [
+        *config_env(config, service_overrides(config)),
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "OTEL_SERVICE_NAME", "value": "gateway"},
+        secret_env("MLOPS_GATEWAY_USER", secrets.GATEWAY_AUTH, "user"),
+        secret_env("MLOPS_GATEWAY_PASSWORD", secrets.GATEWAY_AUTH, "password"),
+    ]
+    c = container(
+        config, "gateway", "gateway", config.gateway.image,
+        command=["python", "-m", "mlops_cli.services.gateway", "--host", "0.0.0.0", "--port", str(PORT),
+                 "--predictor-url", predictor or predictor_url(config)],
+        port=PORT, probe_path="/readyz", env=env,
+        mounts=[{"name": "predictions", "mountPath": PREDICTIONS_DIR}],
+    )
+    c["livenessProbe"]["httpGet"]["path"] = "/healthz"  # ready needs the predictor; alive does not
+    dep = deployment(config, "gateway", [c], replicas=None,
+                     volumes=[{"name": "predictions", "persistentVolumeClaim": {"claimName": PREDICTIONS_PVC}}])
+    pod = dep["spec"]["template"]["spec"]
+    if k.predictions_access_mode == "ReadWriteOnce":
+        # A ReadWriteOnce volume is usable by every pod on one node: keep the gateways next to the drift pod.
+        pod["affinity"] = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": selector("drift")}, "topologyKey": "kubernetes.io/hostname"}]}}
+    else:
+        pod["topologySpreadConstraints"] = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                             "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": selector("gateway")}}]
+    return [dep, service(config, "gateway", {"http": (SERVICE_PORT, PORT)}), hpa(config), ingress(config)]
+
+
+def hpa(config: Config) -> dict[str, Any]:
+    k = config.kubernetes
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata("gateway", "gateway", k.namespace),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gateway"},
+            "minReplicas": k.gateway_min_replicas,
+            "maxReplicas": max(k.gateway_max_replicas, k.gateway_min_replicas),
+            "metrics": [
+                {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": k.gateway_target_cpu}}},
+                {"type": "Pods", "pods": {"metric": {"name": RPS_METRIC}, "target": {"type": "AverageValue", "averageValue": str(k.gateway_target_rps)}}},
+            ],
+        },
+    }
+
+
+def ingress(config: Config) -> dict[str, Any]:
+    k = config.kubernetes
+    annotations = {
+        "nginx.ingress.kubernetes.io/auth-type": "basic",
+        "nginx.ingress.kubernetes.io/auth-secret": f"{k.namespace}/{secrets.GATEWAY_AUTH}",
+        "nginx.ingress.kubernetes.io/auth-realm": "mlops gateway",
+        "nginx.ingress.kubernetes.io/proxy-body-size": "4m",
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata("gateway", "gateway", k.namespace, annotations=annotations),
+        "spec": {
+            "ingressClassName": INGRESS_CLASS,
+            "rules": [{"host": k.ingress_host, "http": {"paths": [
+                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "gateway", "port": {"number": SERVICE_PORT}}}}]}}],
+        },
+    }

@@ -1,0 +1,60 @@
+"""Step 6: the MLflow tracking server and model registry.
+
+Artifacts go to S3 when `[kubernetes].mlflow_artifacts` is an s3:// URL (credentials via IRSA on EKS
+with `mlflow_role_arn`, else from a Secret filled from the environment), otherwise onto a PVC.
+The backend DB is sqlite on that PVC unless `mlflow_backend_uri` names an external DB (kept in a Secret).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops_cli.core.config import Config
+
+from . import secrets
+from .objects import container, deployment, pvc, secret_env, service, service_account
+
+PORT = 5000
+DATA_PVC = "mlflow-data"
+ARTIFACTS_DIR = "/mlflow/artifacts"
+
+
+def tracking_uri(config: Config) -> str:
+    return f"http://mlflow.{config.kubernetes.namespace}.svc.cluster.local:{PORT}"
+
+
+def artifacts_destination(config: Config) -> str:
+    return config.kubernetes.mlflow_artifacts or ARTIFACTS_DIR
+
+
+def objects(config: Config, platform_secrets: secrets.PlatformSecrets | None) -> list[dict[str, Any]]:
+    k = config.kubernetes
+    env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}]
+    if k.mlflow_backend_uri:
+        env.append(secret_env("MLFLOW_BACKEND_STORE_URI", secrets.MLFLOW_BACKEND, "uri"))
+        backend = "$(MLFLOW_BACKEND_STORE_URI)"  # expanded by the kubelet: the URL never appears in the spec
+    else:
+        backend = "sqlite:////mlflow/db/mlflow.db"
+    if secrets.uses_s3_keys(config):
+        env += [secret_env("AWS_ACCESS_KEY_ID", secrets.MLFLOW_S3, "AWS_ACCESS_KEY_ID"),
+                secret_env("AWS_SECRET_ACCESS_KEY", secrets.MLFLOW_S3, "AWS_SECRET_ACCESS_KEY")]
+    command = ["mlflow", "server", "--host", "0.0.0.0", "--port", str(PORT), "--backend-store-uri", backend,
+               "--artifacts-destination", artifacts_destination(config), "--serve-artifacts"]
+    c = container(config, "mlflow", "mlflow", k.mlflow_image, command=command, port=PORT, probe_path="/health",
+                  env=env, mounts=[{"name": "data", "mountPath": "/mlflow"}])
+    # The sqlite file and the artifact directory both live on the PVC: one writer, so no rolling update.
+    init = container(config, "mlflow", "make-dirs", k.mlflow_image, command=["mkdir", "-p", "/mlflow/db", ARTIFACTS_DIR],
+                     mounts=[{"name": "data", "mountPath": "/mlflow"}])
+    annotations = {"eks.amazonaws.com/role-arn": k.mlflow_role_arn} if k.mlflow_role_arn else None
+    dep = deployment(config, "mlflow", [c], strategy="Recreate", service_account="mlflow",
+                     volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": DATA_PVC}}])
+    dep["spec"]["template"]["spec"]["initContainers"] = [init]
+    # The token is only needed for IRSA (the AWS SDK exchanges it for role credentials).
+    dep["spec"]["template"]["spec"]["automountServiceAccountToken"] = bool(k.mlflow_role_arn)
+    return [
+        *secrets.mlflow_secrets(config, platform_secrets),
+        service_account(config, "mlflow", "mlflow", annotations),
+        pvc(config, DATA_PVC, "mlflow", k.mlflow_volume_size),
+        dep,
+        service(config, "mlflow", {"http": (PORT, PORT)}),
+    ]

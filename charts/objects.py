@@ -1,0 +1,183 @@
+"""Builders for the Kubernetes objects our components share: metadata, hardened containers, services.
+
+Every workload we render runs as a non-root user with a read-only root filesystem, drops all
+capabilities and carries requests and limits; these builders are the one place that is decided.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops_cli.core.config import Config
+
+PART_OF = "mlops"
+MANAGED_BY = "mlops"
+
+# Requests per component (cpu, memory); limits are 2x CPU and the same memory (memory is not
+# compressible, so a limit above the request only defers the OOM kill).
+DEFAULT_RESOURCES: dict[str, tuple[str, str]] = {
+    "gateway": ("250m", "512Mi"),
+    "predictor": ("1", "2Gi"),
+    "drift": ("250m", "1Gi"),
+    "mlflow": ("250m", "1Gi"),
+    "prometheus": ("250m", "1Gi"),
+    "grafana": ("100m", "256Mi"),
+    "jaeger": ("100m", "512Mi"),
+    "loki": ("250m", "512Mi"),
+    "promtail": ("50m", "128Mi"),
+}
+
+
+def labels(component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def selector(component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": component, "app.kubernetes.io/part-of": PART_OF}
+
+
+def metadata(name: str, component: str, namespace: str | None = None, **extra: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": labels(component)}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta.update(extra)
+    return meta
+
+
+def resources(config: Config, component: str) -> dict[str, dict[str, str]]:
+    cpu, memory = DEFAULT_RESOURCES[component]
+    override = config.kubernetes.resources.get(component, {})
+    cpu, memory = override.get("cpu", cpu), override.get("memory", memory)
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": _double_cpu(cpu), "memory": memory}}
+
+
+def _double_cpu(cpu: str) -> str:
+    millis = int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
+    return f"{millis * 2}m"
+
+
+def pod_security(uid: int = 10001) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def container(
+    config: Config, component: str, name: str, image: str, *, args: list[str] | None = None,
+    command: list[str] | None = None, port: int | None = None, env: list[dict[str, Any]] | None = None,
+    mounts: list[dict[str, Any]] | None = None, probe_path: str | None = None,
+) -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "resources": resources(config, component),
+        "securityContext": container_security(),
+        # Read-only root: anything that writes scratch files gets an emptyDir at /tmp.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(mounts or [])],
+    }
+    if command:
+        c["command"] = command
+    if args:
+        c["args"] = args
+    if env:
+        c["env"] = env
+    if port is not None:
+        c["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    if probe_path and port is not None:
+        probe = {"httpGet": {"path": probe_path, "port": port}, "periodSeconds": 10, "timeoutSeconds": 3}
+        c["readinessProbe"] = {**probe, "initialDelaySeconds": 5}
+        c["livenessProbe"] = {**probe, "initialDelaySeconds": 30, "failureThreshold": 6}
+    return c
+
+
+def deployment(
+    config: Config, component: str, containers: list[dict[str, Any]], *, replicas: int | None = 1,
+    volumes: list[dict[str, Any]] | None = None, service_account: str | None = None,
+    annotations: dict[str, str] | None = None, uid: int = 10001, strategy: str = "RollingUpdate",
+) -> dict[str, Any]:
+    ns = config.kubernetes.namespace
+    pod_spec: dict[str, Any] = {
+        "securityContext": pod_security(uid),
+        "automountServiceAccountToken": service_account is not None,
+        "containers": containers,
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}, *(volumes or [])],
+    }
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector(component)},
+        "strategy": {"type": strategy},
+        "template": {"metadata": {"labels": labels(component), **({"annotations": annotations} if annotations else {})},
+                     "spec": pod_spec},
+    }
+    if replicas is not None:  # None: the HPA owns the replica count, so apply must not fight it
+        spec["replicas"] = replicas
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(component, component, ns), "spec": spec}
+
+
+def service(config: Config, component: str, ports: dict[str, tuple[int, int]], name: str | None = None) -> dict[str, Any]:
+    """ports: {port_name: (service_port, target_port)}."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(name or component, component, config.kubernetes.namespace),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(component),
+            "ports": [{"name": n, "port": p, "targetPort": t, "protocol": "TCP"} for n, (p, t) in ports.items()],
+        },
+    }
+
+
+def config_map(config: Config, name: str, component: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(name, component, config.kubernetes.namespace), "data": data}
+
+
+def pvc(config: Config, name: str, component: str, size: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    if config.kubernetes.storage_class:
+        spec["storageClassName"] = config.kubernetes.storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata(name, component, config.kubernetes.namespace), "spec": spec}
+
+
+def service_account(config: Config, name: str, component: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta = metadata(name, component, config.kubernetes.namespace)
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta, "automountServiceAccountToken": False}
+
+
+def secret_env(name: str, secret: str, key: str, optional: bool = False) -> dict[str, Any]:
+    """An env var read from a Secret: the manifest names the Secret, never the value."""
+    ref: dict[str, Any] = {"name": secret, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+
+
+def otel_env(config: Config, service_name: str) -> list[dict[str, Any]]:
+    from .jaeger import otlp_endpoint
+
+    return [
+        {"name": "MLOPS_OBSERVABILITY__OTLP_ENDPOINT", "value": otlp_endpoint(config)},
+        {"name": "MLOPS_OBSERVABILITY__LOG_LEVEL", "value": config.observability.log_level},
+        {"name": "OTEL_SERVICE_NAME", "value": service_name},
+    ]

@@ -1,0 +1,349 @@
+"""Talking to a Kubernetes API server: server-side apply, plans, readiness waits, deletes, events, logs.
+
+Objects are plain dicts (what `charts/` renders). Apply is server-side apply with field manager
+`mlops`; each applied object carries the sha256 of what we applied in an annotation, so a plan
+(create / update / unchanged) needs one GET per object and a second `mlops up` writes nothing.
+
+Only the Kubernetes client's connection layer is used (kubeconfig, auth, TLS): paths are built here
+from a kind table, learned CRDs and API discovery, so custom resources need no generated classes.
+
+Example::
+
+    cluster = KubeCluster.connect(kubeconfig="", context="", default_namespace="mlops")
+    cluster.apply(deployment)               # -> "create" | "update" | "unchanged"
+    cluster.wait_ready(deployment, deadline=time.monotonic() + 300)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from ..core.errors import MlopsError, PreflightError
+
+FIELD_MANAGER = "mlops"
+HASH_ANNOTATION = "mlops.dev/applied-hash"
+
+# apiVersion/kind -> (plural, namespaced) for the kinds we and the upstream manifests use.
+BUILTIN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
+    ("v1", "Namespace"): ("namespaces", False),
+    ("v1", "ConfigMap"): ("configmaps", True),
+    ("v1", "Secret"): ("secrets", True),
+    ("v1", "Service"): ("services", True),
+    ("v1", "ServiceAccount"): ("serviceaccounts", True),
+    ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
+    ("v1", "Pod"): ("pods", True),
+    ("v1", "Event"): ("events", True),
+    ("apps/v1", "Deployment"): ("deployments", True),
+    ("apps/v1", "DaemonSet"): ("daemonsets", True),
+    ("apps/v1", "StatefulSet"): ("statefulsets", True),
+    ("batch/v1", "Job"): ("jobs", True),
+    ("batch/v1", "CronJob"): ("cronjobs", True),
+    ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): ("clusterroles", False),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("clusterrolebindings", False),
+    ("networking.k8s.io/v1", "Ingress"): ("ingresses", True),
+    ("networking.k8s.io/v1", "IngressClass"): ("ingressclasses", False),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): ("horizontalpodautoscalers", True),
+    ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): ("validatingwebhookconfigurations", False),
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"): ("mutatingwebhookconfigurations", False),
+    ("apiregistration.k8s.io/v1", "APIService"): ("apiservices", False),
+    ("scheduling.k8s.io/v1", "PriorityClass"): ("priorityclasses", False),
+    ("storage.k8s.io/v1", "StorageClass"): ("storageclasses", False),
+    ("coordination.k8s.io/v1", "Lease"): ("leases", True),
+    ("serving.kserve.io/v1beta1", "InferenceService"): ("inferenceservices", True),
+}
+
+# What "ready" means per kind: the condition that must be True.
+READY_CONDITION = {
+    "CustomResourceDefinition": "Established",
+    "Deployment": "Available",
+    "InferenceService": "Ready",
+}
+
+
+def describe(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata", {})
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{obj.get('kind')} {where}{meta.get('name')}"
+
+
+def applied_hash(obj: dict[str, Any]) -> str:
+    """sha256 of the object as we apply it, minus the annotation itself (and Secret values, which
+    are compared with the live object instead so that no derivative of them is stored)."""
+    clean = json.loads(json.dumps(obj))
+    clean.get("metadata", {}).get("annotations", {}).pop(HASH_ANNOTATION, None)
+    if clean.get("kind") == "Secret":
+        clean.pop("stringData", None)
+        clean.pop("data", None)
+    return hashlib.sha256(json.dumps(clean, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def secret_values(obj: dict[str, Any]) -> dict[str, str]:
+    values = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+    values.update(obj.get("stringData") or {})
+    return values
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return None
+
+
+class KubeApiError(MlopsError):
+    """The API server refused a request; names the object, the status and its message."""
+
+    def __init__(self, verb: str, what: str, status: int, reason: str, message: str) -> None:
+        hints = {
+            409: "another writer changed it at the same time or it is being deleted: re-run the command, it resumes",
+            403: "the kubeconfig user lacks permission for this: use a cluster-admin context",
+            404: "the API for this kind is not served: was its CRD installed (`mlops up`)?",
+        }
+        super().__init__(
+            f"{verb} {what}: API server answered {status} {reason}: {message}".rstrip(": "),
+            hint=hints.get(status, "fix the cause shown, then re-run: finished objects are reported unchanged"),
+        )
+        self.status = status
+
+
+class KubeTimeout(MlopsError):
+    """A step waited too long for an object; names it and its last events."""
+
+
+@dataclass
+class KubeCluster:
+    api: Any                       # kubernetes.client.ApiClient
+    context: str
+    default_namespace: str
+    poll_s: float = 1.0
+    request_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        self._kinds: dict[tuple[str, str], tuple[str, bool]] = dict(BUILTIN_KINDS)
+
+    # --- connecting ------------------------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, kubeconfig: str, context: str, default_namespace: str) -> "KubeCluster":
+        from kubernetes import config as kconfig
+        from kubernetes.config.config_exception import ConfigException
+
+        path = kubeconfig or None
+        try:
+            contexts, active = kconfig.list_kube_config_contexts(config_file=path)
+            chosen = context or (active or {}).get("name", "")
+            if context and context not in {c["name"] for c in contexts}:
+                raise PreflightError(f"kubeconfig context {context!r} not found (have: {', '.join(c['name'] for c in contexts)})",
+                                     hint="set [kubernetes].context to one of them, or empty for the current one")
+            api = kconfig.new_client_from_config(config_file=path, context=chosen or None)
+        except (ConfigException, OSError, TypeError, KeyError) as exc:
+            where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
+            raise PreflightError(f"cannot load kubeconfig {where}: {exc}",
+                                 hint="point [kubernetes].kubeconfig (or KUBECONFIG) at a valid kubeconfig file") from None
+        return cls(api=api, context=chosen, default_namespace=default_namespace)
+
+    @property
+    def server(self) -> str:
+        return self.api.configuration.host
+
+    def request(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None, body: Any = None,
+                content_type: str = "application/json", what: str = "", missing_ok: bool = False,
+                stream: bool = False) -> Any:
+        import urllib3
+
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            m, url, hdrs, data, post = self.api.param_serialize(method, path, query_params=query or [], header_params=headers,
+                                                               body=body, auth_settings=["BearerToken"])
+            resp = self.api.call_api(m, url, hdrs, data, post, _request_timeout=None if stream else self.request_timeout_s)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise PreflightError(f"cannot reach the Kubernetes API server at {self.server}: {exc.__class__.__name__}",
+                                 hint=f"check that the cluster of context {self.context!r} is running and reachable") from None
+        if stream and 200 <= resp.status < 300:
+            return resp.response
+        resp.read()
+        if resp.status == 404 and missing_ok:
+            return None
+        if not 200 <= resp.status < 300:
+            try:
+                status = json.loads(resp.data or b"{}")
+            except ValueError:
+                status = {"message": (resp.data or b"")[:200].decode(errors="replace")}
+            raise KubeApiError(method, what or path, resp.status, str(status.get("reason", "")), str(status.get("message", "")))
+        if not resp.data:
+            return {}
+        try:
+            return json.loads(resp.data)
+        except ValueError:
+            return resp.data.decode(errors="replace")
+
+    # --- paths -----------------------------------------------------------------------------------
+
+    def learn(self, obj: dict[str, Any]) -> None:
+        """Remember the plural and scope of the kinds a CustomResourceDefinition defines."""
+        if obj.get("kind") != "CustomResourceDefinition":
+            return
+        spec = obj["spec"]
+        for version in spec.get("versions", []):
+            key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
+            self._kinds[key] = (spec["names"]["plural"], spec.get("scope", "Namespaced") == "Namespaced")
+
+    def _kind_info(self, api_version: str, kind: str) -> tuple[str, bool]:
+        if (api_version, kind) not in self._kinds:
+            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+            found = self.request("GET", base, what=f"API discovery for {api_version}", missing_ok=True) or {}
+            for res in found.get("resources", []):
+                if "/" not in res.get("name", "") and res.get("kind") == kind:
+                    self._kinds[(api_version, kind)] = (res["name"], bool(res.get("namespaced")))
+        if (api_version, kind) not in self._kinds:
+            raise KubeApiError("find", f"{kind} ({api_version})", 404, "NotFound", "the cluster does not serve this kind")
+        return self._kinds[(api_version, kind)]
+
+    def collection_path(self, api_version: str, kind: str, namespace: str | None = None) -> str:
+        plural, namespaced = self._kind_info(api_version, kind)
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        if namespaced:
+            return f"{base}/namespaces/{namespace or self.default_namespace}/{plural}"
+        return f"{base}/{plural}"
+
+    def path(self, obj: dict[str, Any]) -> str:
+        meta = obj["metadata"]
+        return f"{self.collection_path(obj['apiVersion'], obj['kind'], meta.get('namespace'))}/{meta['name']}"
+
+    def normalise(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """A copy with the default namespace filled in for namespaced kinds (as kubectl does)."""
+        out = json.loads(json.dumps(obj))
+        _, namespaced = self._kind_info(out["apiVersion"], out["kind"])
+        if namespaced:
+            out["metadata"].setdefault("namespace", self.default_namespace)
+        else:
+            out["metadata"].pop("namespace", None)
+        return out
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def get(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return self.request("GET", self.path(obj), what=describe(obj), missing_ok=True)
+        except KubeApiError as exc:
+            if exc.status == 404:  # the kind itself is not served yet (its CRD is not installed)
+                return None
+            raise
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str = "") -> list[dict[str, Any]]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        found = self.request("GET", self.collection_path(api_version, kind, namespace), query=query,
+                             what=f"{kind} list", missing_ok=True)
+        return (found or {}).get("items", [])
+
+    def events(self, obj: dict[str, Any], limit: int = 5) -> list[str]:
+        """The last events of an object and of the pods it owns (matched by name prefix)."""
+        ns = obj["metadata"].get("namespace")
+        if not ns:
+            return []
+        name = obj["metadata"]["name"]
+        try:
+            items = self.list("v1", "Event", ns)
+        except MlopsError:
+            return []
+        mine = [e for e in items if (e.get("involvedObject") or {}).get("name", "").startswith(name)]
+        mine.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return [f"{(e.get('involvedObject') or {}).get('kind', '')} {(e.get('involvedObject') or {}).get('name', '')}: "
+                f"{e.get('reason', '')}: {e.get('message', '')}" for e in mine[-limit:]]
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def plan(self, obj: dict[str, Any], live: dict[str, Any] | None = None, *, fetch: bool = True) -> str:
+        """create | update | unchanged, comparing what we would apply with what we applied last."""
+        obj = self.normalise(obj)
+        if fetch:
+            live = self.get(obj)
+        if live is None:
+            return "create"
+        recorded = ((live.get("metadata") or {}).get("annotations") or {}).get(HASH_ANNOTATION)
+        if recorded != applied_hash(obj):
+            return "update"
+        if obj["kind"] == "Secret" and obj.get("stringData") and secret_values(live) != obj["stringData"]:
+            return "update"
+        return "unchanged"
+
+    def apply(self, obj: dict[str, Any]) -> str:
+        """Server-side apply unless unchanged; returns the plan's action."""
+        obj = self.normalise(obj)
+        self.learn(obj)
+        action = self.plan(obj)
+        if action == "unchanged":
+            return action
+        body = json.loads(json.dumps(obj))
+        body["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = applied_hash(obj)
+        self.request("PATCH", self.path(obj), query=[("fieldManager", FIELD_MANAGER), ("force", "true")], body=body,
+                     content_type="application/apply-patch+yaml", what=describe(obj))
+        return action
+
+    def delete(self, obj: dict[str, Any]) -> bool:
+        """True when something was deleted, False when it was already gone."""
+        obj = self.normalise(obj)
+        try:
+            path = self.path(obj)
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return False  # its kind is gone (CRD deleted), and with it the object
+            raise
+        found = self.request("DELETE", path, body={"propagationPolicy": "Background"}, what=describe(obj), missing_ok=True)
+        return found is not None
+
+    # --- waiting ---------------------------------------------------------------------------------
+
+    def wait_ready(self, obj: dict[str, Any], deadline: float, on_poll: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Poll until the kind's ready condition is True; on timeout name the object and its events."""
+        obj = self.normalise(obj)
+        wanted = READY_CONDITION[obj["kind"]]
+        last = "not created yet"
+        while True:
+            live = self.get(obj)
+            cond = condition(live, wanted)
+            if cond is not None and cond.get("status") == "True":
+                return live or {}
+            if cond is not None:
+                last = f"{wanted}={cond.get('status')} {cond.get('reason', '')} {cond.get('message', '')}".strip()
+            elif live is not None:
+                last = f"no {wanted} condition yet"
+            if on_poll:
+                on_poll(last)
+            if time.monotonic() >= deadline:
+                events = self.events(obj)
+                shown = "\n    ".join(events) if events else "(no events)"
+                raise KubeTimeout(
+                    f"timed out waiting for {describe(obj)} to be {wanted}: {last}\n  last events:\n    {shown}",
+                    hint="look at the events above (`kubectl describe` shows more); raise [kubernetes].step_timeout_s "
+                         "if it is only slow, then re-run: finished objects are reported unchanged",
+                )
+            time.sleep(min(self.poll_s, max(deadline - time.monotonic(), 0.01)))
+
+    # --- logs ------------------------------------------------------------------------------------
+
+    def pod_logs(self, namespace: str, label_selector: str, *, lines: int, follow: bool) -> Iterator[str]:
+        pods = self.list("v1", "Pod", namespace, label_selector)
+        if not pods:
+            raise MlopsError(f"no pods match {label_selector} in namespace {namespace}",
+                             hint="is the component installed and running? see `mlops status --target kubernetes`")
+        pod = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))[-1]["metadata"]["name"]
+        query = [("tailLines", str(lines))] + ([("follow", "true")] if follow else [])
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+        if not follow:
+            text = self.request("GET", path, query=query, what=f"logs of pod {namespace}/{pod}")
+            yield from (line + "\n" for line in str(text).splitlines())
+            return
+        raw = self.request("GET", path, query=query, what=f"logs of pod {namespace}/{pod}", stream=True)
+        for chunk in raw.stream(4096, decode_content=True):
+            yield chunk.decode(errors="replace")

@@ -1,0 +1,220 @@
+"""`mlops train|eval|register` and `mlops models list|promote|rollback`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .state import state
+
+models_app = typer.Typer(help="The model registry: list versions, move aliases, roll back.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (train, eval_, register_):
+        app.command(fn.__name__.rstrip("_"))(fn)
+    app.add_typer(models_app, name="models")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:.4f}"
+    return str(value)
+
+
+def _show_evaluation(title: str, evaluation, extra: list[tuple[str, Any]] = ()) -> None:
+    from . import render
+
+    m = evaluation.metrics
+    rows = [("accuracy", _fmt(m["accuracy"])), ("macro F1", _fmt(m["macro_f1"])), ("ROC-AUC", _fmt(m["roc_auc"])),
+            ("ECE", _fmt(m["ece"])), ("test reviews", evaluation.n), *extra]
+    render.show(render.table(title, ["metric", "value"], rows))
+    render.show(render.table("per class", ["label", "precision", "recall", "F1", "support"],
+                             [(c["label"], _fmt(c["precision"]), _fmt(c["recall"]), _fmt(c["f1"]), int(c["support"]))
+                              for c in evaluation.per_class()]))
+    for name, path in evaluation.plots.items():
+        render.note(f"{name.replace('_', ' ')}: {path}")
+
+
+def train(
+    ctx: typer.Context,
+    log: bool = typer.Option(True, "--log/--no-log", help="Record the run and the model in MLflow."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Passes over the training split ([train].epochs)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=0, help="Stop after this many optimiser steps (0 = all epochs)."),
+    base_model: Optional[str] = typer.Option(None, "--base-model", help="Local HF model directory (default: packaged all-MiniLM-L6-v2)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; same seed + data + config -> same metrics."),
+) -> None:
+    """Fine-tune the sentiment classifier on the dataset, evaluate it on the test split, log it to MLflow.
+
+    Every choice is in [train] of mlops.toml; flags override it. Ctrl-C stops cleanly: no half-written
+    model is left and the MLflow run is marked KILLED.
+
+    Examples:
+
+      mlops train
+
+      mlops train --max-steps 20 --no-log
+
+      MLOPS_TRAIN__MAX_LENGTH=128 mlops train --epochs 2 --seed 7
+    """
+    from ..core import training
+    from . import render
+
+    st = state(ctx)
+    config = st.config({"train.epochs": epochs, "train.max_steps": max_steps, "train.base_model": base_model,
+                        "train.seed": seed})
+    with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
+        result = training.train(config, reporter, log=log)
+    if st.json:
+        render.print_json(result.as_dict())
+        return
+    extra = [("steps", result.steps), ("train time", f"{result.train_seconds:.1f} s"),
+             ("throughput", f"{result.examples_per_s:.1f} reviews/s")]
+    _show_evaluation(f"test split ({result.run_name})", result.evaluation, extra)
+    render.note(f"model: {result.model_dir}")
+    if result.run_id:
+        render.success(f"MLflow run {result.run_id} at {result.tracking_uri}; register it with `mlops register`")
+
+
+def eval_(
+    ctx: typer.Context,
+    version: Optional[str] = typer.Option(None, "--version", help="Registered model version."),
+    alias: Optional[str] = typer.Option(None, "--alias", help="Registered model alias (default: the champion alias)."),
+) -> None:
+    """Evaluate a registered model on the test split, exactly as training does.
+
+    Examples:
+
+      mlops eval --version 3
+
+      mlops eval --alias champion --json
+    """
+    from ..core import evaluation
+    from ..core.errors import ConfigError
+    from . import render
+
+    if version and alias:
+        raise ConfigError("give --version or --alias, not both")
+    st = state(ctx)
+    ref, result = evaluation.evaluate_registered(st.config(), version=version, alias=alias)
+    if st.json:
+        render.print_json({"version": ref.as_dict(), "evaluation": result.as_dict()})
+        return
+    _show_evaluation(f"{ref.name} version {ref.version} on the test split", result)
+
+
+def register_(
+    ctx: typer.Context,
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="MLflow run to register (default: the newest with a model)."),
+    alias: Optional[str] = typer.Option(None, "--alias", help="Also set this alias, e.g. champion (gated)."),
+    force: bool = typer.Option(False, "--force", help="Set the alias even if the promotion gate refuses."),
+) -> None:
+    """Register a trained run as a new version of the model, optionally making it champion.
+
+    The champion alias is refused when the candidate's macro F1 is below [registry].min_f1 or below the
+    current champion's; --force overrides.
+
+    Examples:
+
+      mlops register --alias champion
+
+      mlops register --run-id 3f2a... --alias champion --force
+    """
+    from ..core import registry
+    from . import render
+
+    st = state(ctx)
+    ref = registry.register(st.config(), run_id=run_id, alias=alias, force=force)
+    if st.json:
+        render.print_json(ref.as_dict())
+        return
+    aliases = f" ({', '.join(ref.aliases)})" if ref.aliases else ""
+    render.success(f"registered {ref.name} version {ref.version}{aliases} from run {ref.run_id}, "
+                   f"macro F1 {_fmt(ref.macro_f1)}")
+
+
+@models_app.command("list")
+def list_(ctx: typer.Context) -> None:
+    """Show the registered versions with aliases, key metrics, data fingerprint and creation time.
+
+    Examples:
+
+      mlops models list
+
+      mlops models list --json
+    """
+    from ..core import registry
+    from . import render
+
+    st = state(ctx)
+    config = st.config()
+    refs = registry.list_versions(config)
+    if st.json:
+        render.print_json({"name": config.registry.model_name, "versions": [r.as_dict() for r in refs]})
+        return
+    rows = []
+    for r in refs:
+        m = r.as_dict()["metrics"]
+        rows.append((r.version, ", ".join(r.aliases), _fmt(m["macro_f1"]), _fmt(m["accuracy"]), _fmt(m["roc_auc"]),
+                     _fmt(m["ece"]), (r.tags.get("data_fingerprint") or "-")[:12], r.created, r.run_id[:12]))
+    render.show(render.table(f"registered model {config.registry.model_name}",
+                             ["version", "aliases", "macro F1", "accuracy", "ROC-AUC", "ECE", "data", "created", "run"],
+                             rows))
+    if not refs:
+        render.note("no versions yet: `mlops train` then `mlops register --alias champion`")
+
+
+@models_app.command("promote")
+def promote(
+    ctx: typer.Context,
+    version: str = typer.Argument(..., help="Version to promote."),
+    alias: Optional[str] = typer.Option(None, "--alias", help="Alias to set (default: the champion alias)."),
+    force: bool = typer.Option(False, "--force", help="Ignore the promotion gate."),
+) -> None:
+    """Point an alias at a version (the champion alias goes through the promotion gate).
+
+    Examples:
+
+      mlops models promote 3 --alias champion
+
+      mlops models promote 2 --alias staging
+    """
+    from ..core import registry
+    from . import render
+
+    st = state(ctx)
+    ref = registry.promote(st.config(), version, alias=alias, force=force)
+    if st.json:
+        render.print_json(ref.as_dict())
+        return
+    render.success(f"{ref.name} version {ref.version} now has alias(es) {', '.join(ref.aliases)}")
+
+
+@models_app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    alias: Optional[str] = typer.Option(None, "--alias", help="Alias to move back (default: the champion alias)."),
+) -> None:
+    """Move the champion alias back to the version that held it before.
+
+    Examples:
+
+      mlops models rollback
+
+      mlops models rollback --json
+    """
+    from ..core import registry
+    from . import render
+
+    st = state(ctx)
+    config = st.config()
+    alias = alias or config.registry.champion_alias
+    before, after = registry.rollback(config, alias)
+    if st.json:
+        render.print_json({"alias": alias, "from": before.as_dict(), "to": after.as_dict()})
+        return
+    render.success(f"{alias}: version {before.version} -> version {after.version} (macro F1 {_fmt(after.macro_f1)})")

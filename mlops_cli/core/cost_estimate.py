@@ -1,0 +1,184 @@
+"""An estimate of what the EKS stack costs to run, from the resources a Pulumi preview plans.
+
+Only resources billed by the hour (cluster, nodes, NAT gateways, public IPv4, load balancers) and node
+volumes are priced, from `stacks/prices.toml` (dated, source named). Usage-based charges (data through
+NAT and load balancers, S3, ECR, transfer) are named but not estimated. It is an estimate, not a bill.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Protocol
+
+# The platform install (the Kubernetes target) exposes the gateway through one Service of type
+# LoadBalancer: on EKS that is a classic ELB the stack does not declare but `up` does cause.
+PLATFORM_LOAD_BALANCERS = 1
+DEFAULT_NODE_DISK_GB = 20  # EKS's default when a node group names no disk size
+_GONE = {"delete", "delete-replaced", "discard", "discard-replaced", "remove-pending-replace"}
+NOT_ESTIMATED = "data processed by NAT/load balancers, S3 storage and requests, ECR storage, data transfer"
+
+
+class Step(Protocol):
+    op: str
+    type: str
+    name: str
+    inputs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    as_of: str
+    region: str
+    currency: str
+    source: str
+    hours_per_month: float
+    hourly: dict[str, float]
+    monthly: dict[str, float]
+    instances: dict[str, float]
+
+
+@dataclass
+class CostLine:
+    item: str
+    detail: str
+    quantity: float
+    hourly: float | None  # for the whole line; None: no price in the table
+    monthly: float | None = None
+
+
+@dataclass
+class CostEstimate:
+    lines: list[CostLine]
+    prices: PriceTable
+    region: str
+    unpriced: list[str] = field(default_factory=list)
+
+    @property
+    def hourly(self) -> float:
+        return sum(line.hourly or 0.0 for line in self.lines)
+
+    @property
+    def monthly(self) -> float:
+        return self.hourly * self.prices.hours_per_month
+
+    @property
+    def title(self) -> str:
+        return (f"Cost ESTIMATE, not a bill: on-demand {self.prices.region} list prices as of {self.prices.as_of} "
+                f"({self.prices.currency}), {self.prices.hours_per_month:g} h/month")
+
+    @property
+    def notes(self) -> list[str]:
+        notes = [f"prices: stacks/prices.toml, from {self.prices.source}",
+                 f"not estimated (usage-based): {NOT_ESTIMATED}"]
+        if self.region != self.prices.region:
+            notes.append(f"the stack is in {self.region}; prices are {self.prices.region}'s and differ there")
+        if self.unpriced:
+            notes.append(f"no price in stacks/prices.toml for: {', '.join(self.unpriced)} (left out of the total)")
+        return notes
+
+    columns = ("billable resource", "detail", "qty", "$/hour", "$/month")
+
+    def rows(self) -> list[tuple[str, ...]]:
+        rows = [(ln.item, ln.detail, f"{ln.quantity:g}", _money(ln.hourly, 4), _money(ln.monthly, 2)) for ln in self.lines]
+        rows.append(("total (estimate)", "", "", _money(self.hourly, 4), _money(self.monthly, 2)))
+        return rows
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "estimate": True,
+            "title": self.title,
+            "currency": self.prices.currency,
+            "prices_as_of": self.prices.as_of,
+            "prices_region": self.prices.region,
+            "source": self.prices.source,
+            "lines": [asdict(ln) for ln in self.lines],
+            "hourly": round(self.hourly, 4),
+            "monthly": round(self.monthly, 2),
+            "notes": self.notes,
+        }
+
+
+def _money(value: float | None, digits: int) -> str:
+    return "no price" if value is None else f"{value:,.{digits}f}"
+
+
+def load_prices(path: Path | None = None) -> PriceTable:
+    text = path.read_text() if path else resources.files("stacks").joinpath("prices.toml").read_text()
+    data = tomllib.loads(text)
+    return PriceTable(as_of=str(data["as_of"]), region=data["region"], currency=data["currency"],
+                      source=" ".join(data["source"].split()), hours_per_month=float(data["hours_per_month"]),
+                      hourly=data["hourly"], monthly=data["monthly"], instances=data["instances"])
+
+
+def _num(value: Any, default: float = 0.0) -> float:
+    # Preview inputs that depend on other resources are unknown (a sentinel string): count them as default.
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _remaining(steps: Iterable[Step]) -> list[Step]:
+    return [s for s in steps if s.op not in _GONE]
+
+
+def _node_groups(steps: list[Step]) -> list[Step]:
+    # A real preview shows the pulumi_eks component and the aws:eks NodeGroup it creates: count one of them.
+    concrete = [s for s in steps if s.type == "aws:eks/nodeGroup:NodeGroup"]
+    return concrete or [s for s in steps if s.type == "eks:index:ManagedNodeGroup"]
+
+
+def _clusters(steps: list[Step]) -> list[Step]:
+    concrete = [s for s in steps if s.type == "aws:eks/cluster:Cluster"]
+    return concrete or [s for s in steps if s.type == "eks:index:Cluster"]
+
+
+def estimate(steps: Iterable[Step], prices: PriceTable, *, region: str,
+             platform_load_balancers: int = PLATFORM_LOAD_BALANCERS) -> CostEstimate:
+    """The hourly and monthly cost of the resources that exist once the previewed update is applied."""
+    live = _remaining(steps)
+    lines: list[CostLine] = []
+    unpriced: list[str] = []
+    hourly, monthly = prices.hourly, prices.monthly
+
+    clusters = len(_clusters(live))
+    if clusters:
+        lines.append(CostLine("EKS control plane", "per cluster", clusters, clusters * hourly["eks_cluster"]))
+
+    disk_gb = 0.0
+    for group in _node_groups(live):
+        inputs = group.inputs
+        types = inputs.get("instanceTypes") or ["t3.medium"]
+        kind = str(types[0])
+        count = _num((inputs.get("scalingConfig") or {}).get("desiredSize"), 1.0)
+        disk_gb += count * _num(inputs.get("diskSize"), DEFAULT_NODE_DISK_GB)
+        price = prices.instances.get(kind)
+        if price is None:
+            unpriced.append(kind)
+        lines.append(CostLine(f"nodes {kind}", f"node group {group.name} (desired size)", count,
+                              None if price is None else count * price))
+    if disk_gb:
+        lines.append(CostLine("node volumes (gp3)", "GB, all nodes", disk_gb,
+                              disk_gb * monthly["ebs_gp3_gb"] / prices.hours_per_month))
+
+    types = Counter(s.type for s in live)
+    nats = types["aws:ec2/natGateway:NatGateway"]
+    if nats:
+        lines.append(CostLine("NAT gateways", "per gateway (+ per GB processed)", nats, nats * hourly["nat_gateway"]))
+    eips = types["aws:ec2/eip:Eip"]
+    if eips:
+        lines.append(CostLine("public IPv4 addresses", "NAT Elastic IPs", eips, eips * hourly["public_ipv4"]))
+
+    for step in live:
+        if step.type in ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer"):
+            kind = "network" if step.inputs.get("loadBalancerType") == "network" else "application"
+            lines.append(CostLine(f"load balancer ({kind})", step.name, 1, hourly[f"load_balancer_{kind}"]))
+        elif step.type == "aws:elb/loadBalancer:LoadBalancer":
+            lines.append(CostLine("load balancer (classic)", step.name, 1, hourly["load_balancer_classic"]))
+    if platform_load_balancers and clusters:
+        lines.append(CostLine("load balancer (classic)", "gateway ingress, created by the platform install",
+                              platform_load_balancers, platform_load_balancers * hourly["load_balancer_classic"]))
+    for ln in lines:
+        ln.monthly = None if ln.hourly is None else ln.hourly * prices.hours_per_month
+    return CostEstimate(lines=lines, prices=prices, region=region, unpriced=sorted(set(unpriced)))

@@ -1,0 +1,202 @@
+"""Evaluate a classifier on labelled reviews: the numbers, and two plots (matplotlib, Agg backend).
+
+Metrics: accuracy, macro F1, per-class precision/recall/F1, ROC-AUC (one-vs-rest macro when there are
+more than two classes) and expected calibration error (15 equal-width confidence bins).
+
+Example::
+
+    result = evaluate(classifier, read_split(config, "test"), out_dir)
+    result.metrics["macro_f1"], result.plots["confusion_matrix"]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .dataset import Example
+from .errors import DataError
+
+ECE_BINS = 15
+KEY_METRICS = ("accuracy", "macro_f1", "roc_auc", "ece")
+
+
+@dataclass
+class Evaluation:
+    labels: list[str]
+    n: int
+    metrics: dict[str, float]
+    confusion: list[list[int]]
+    plots: dict[str, Path] = field(default_factory=dict)
+
+    def per_class(self) -> list[dict[str, Any]]:
+        return [{"label": label, "precision": self.metrics[f"precision_{label}"],
+                 "recall": self.metrics[f"recall_{label}"], "f1": self.metrics[f"f1_{label}"],
+                 "support": self.metrics[f"support_{label}"]} for label in self.labels]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "labels": self.labels, "metrics": self.metrics, "confusion_matrix": self.confusion,
+                "plots": {k: str(v) for k, v in self.plots.items()}}
+
+
+def evaluate(classifier, examples: Sequence[Example], out_dir: Path | None = None, batch_size: int = 32) -> Evaluation:
+    """Predict every example with the classifier and score it; plots go to out_dir when given."""
+    labels = list(classifier.labels)
+    index = {label: i for i, label in enumerate(labels)}
+    unknown = sorted({e.label for e in examples} - set(index))
+    if unknown:
+        raise DataError(f"test split has labels the model does not know: {', '.join(unknown)} "
+                        f"(model labels: {', '.join(labels)})",
+                        hint="evaluate on data with the model's classes ([data].classes)")
+    y_true = np.array([index[e.label] for e in examples], dtype=int)
+    proba = classifier.predict_proba([e.text for e in examples], batch_size=batch_size)
+    result = score(labels, y_true, proba)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result.plots = {
+            "confusion_matrix": plot_confusion(labels, np.array(result.confusion), out_dir / "confusion_matrix.png"),
+            "reliability_diagram": plot_reliability(y_true, proba, out_dir / "reliability_diagram.png"),
+        }
+    return result
+
+
+def score(labels: list[str], y_true: np.ndarray, proba: np.ndarray) -> Evaluation:
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    k = len(labels)
+    y_pred = proba.argmax(axis=1)
+    all_classes = list(range(k))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=all_classes, zero_division=0)
+    metrics: dict[str, float] = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=all_classes, average="macro", zero_division=0)),
+        "roc_auc": roc_auc(y_true, proba),
+        "ece": expected_calibration_error(y_true, proba),
+    }
+    for i, label in enumerate(labels):
+        metrics[f"precision_{label}"] = float(precision[i])
+        metrics[f"recall_{label}"] = float(recall[i])
+        metrics[f"f1_{label}"] = float(f1[i])
+        metrics[f"support_{label}"] = float(support[i])
+    confusion = confusion_matrix(y_true, y_pred, labels=all_classes).tolist()
+    return Evaluation(labels=labels, n=int(len(y_true)), metrics=metrics, confusion=confusion)
+
+
+def roc_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Binary: AUC of the second label's probability; more classes: one-vs-rest macro. NaN if one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(y_true)) < 2:
+        return math.nan
+    if proba.shape[1] == 2:
+        return float(roc_auc_score(y_true, proba[:, 1]))
+    present = np.unique(y_true)
+    if len(present) < proba.shape[1]:
+        # sklearn's multi-class AUC needs every class in y_true; average over the ones present.
+        scores = [roc_auc_score(y_true == c, proba[:, c]) for c in present]
+        return float(np.mean(scores))
+    return float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro"))
+
+
+def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Sum over confidence bins of |accuracy - mean confidence|, weighted by the bin's share of examples."""
+    confidence = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y_true).astype(float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Bin i holds confidences in (edges[i], edges[i+1]]; a confidence of exactly 0 cannot occur.
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def reliability_bins(y_true: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> list[dict[str, float]]:
+    confidence = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y_true).astype(float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            out.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": float(in_bin.sum()),
+                        "accuracy": float(correct[in_bin].mean()), "confidence": float(confidence[in_bin].mean())})
+    return out
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display, no GUI toolkit: works in CI and containers
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(labels: list[str], confusion: np.ndarray, path: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(labels), 1.2 + 1.2 * len(labels)), dpi=100)
+    try:
+        ax.imshow(confusion, cmap="Blues")
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title("Confusion matrix")
+        high = confusion.max() if confusion.size else 0
+        for i in range(confusion.shape[0]):
+            for j in range(confusion.shape[1]):
+                ax.text(j, i, str(int(confusion[i, j])), ha="center", va="center",
+                        color="white" if confusion[i, j] > high / 2 else "black")
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_reliability(y_true: np.ndarray, proba: np.ndarray, path: Path) -> Path:
+    plt = _pyplot()
+    rows = reliability_bins(y_true, proba)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    try:
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+        if rows:
+            centres = [(r["lo"] + r["hi"]) / 2 for r in rows]
+            ax.bar(centres, [r["accuracy"] for r in rows], width=1.0 / ECE_BINS, edgecolor="black",
+                   alpha=0.7, label="accuracy")
+            ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o", color="C1",
+                    label="mean confidence")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"Reliability (ECE {expected_calibration_error(y_true, proba):.3f})")
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def evaluate_registered(config, version: str | None = None, alias: str | None = None) -> tuple[Any, Evaluation]:
+    """Evaluate a registered version on the current test split, exactly as training does. Returns (ref, result)."""
+    from models.classifier import SentimentClassifier
+
+    from . import registry
+    from .dataset import read_split
+
+    test_set = read_split(config, "test")
+    ref = registry.resolve_version(config, version=version, alias=alias)
+    classifier = SentimentClassifier.load(registry.local_model_dir(config, ref))
+    out_dir = config.state_dir / "eval" / f"{ref.name}-v{ref.version}"
+    return ref, evaluate(classifier, test_set, out_dir, batch_size=config.serving.batch_size)

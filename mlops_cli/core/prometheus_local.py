@@ -1,0 +1,83 @@
+"""`mlops up --with-prometheus`: Debian's `prometheus` binary over the shipped scrape config and rules.
+
+The scrape config in charts/observability/ is rendered with the loopback ports of [local], written
+next to a copy of the alert rules, and Prometheus keeps its data under ``<state_dir>/prometheus``.
+
+Example::
+
+    argv = prometheus_command(cfg, cfg.state_dir / "local" / "prometheus.yml")   # then start it
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+from .config import Config
+from .errors import NotFoundError, PreflightError
+
+OBSERVABILITY_DIR = Path(__file__).resolve().parents[2] / "charts" / "observability"
+SCRAPE_FILE = "prometheus.yml"
+RULES_FILE = "alert-rules.yml"
+INSTALL_HINT = ("install Debian's package: `sudo apt-get install -y prometheus` (then `sudo systemctl disable --now "
+                "prometheus` so the system service does not hold port 9090), or run without --with-prometheus")
+
+
+def local_targets(config: Config, predictor_ports: Iterable[int] | None = None) -> dict[str, list[str]]:
+    local = config.local
+    ports = list(predictor_ports) if predictor_ports is not None else [local.predictor_port]
+    return {
+        "gateway": [f"{local.host}:{local.gateway_port}"],
+        "predictor": [f"{local.host}:{port}" for port in ports],
+        "drift": [f"{local.host}:{local.drift_port}"],
+        "prometheus": [f"{local.host}:{local.prometheus_port}"],
+    }
+
+
+def render_scrape_config(config: Config, predictor_ports: Iterable[int] | None = None,
+                         source_dir: Path = OBSERVABILITY_DIR) -> dict[str, Any]:
+    """The shipped scrape config with each job's targets replaced by the local component's address."""
+    import yaml
+
+    source = source_dir / SCRAPE_FILE
+    if not source.is_file():
+        raise NotFoundError(f"Prometheus scrape config {source} is missing",
+                            hint="it ships with mlops in charts/observability/; restore it from git")
+    scrape = copy.deepcopy(yaml.safe_load(source.read_text()))
+    targets = local_targets(config, predictor_ports)
+    for job in scrape.get("scrape_configs", []):
+        if job.get("job_name") in targets:
+            for static in job.get("static_configs", []):
+                static["targets"] = targets[job["job_name"]]
+    scrape["rule_files"] = [RULES_FILE]
+    return scrape
+
+
+def prometheus_command(config: Config, config_path: Path, predictor_ports: Iterable[int] | None = None) -> list[str]:
+    """Write the rendered scrape config (and the rules beside it) to `config_path`; return Prometheus' argv."""
+    import yaml
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise PreflightError("`prometheus` is not installed (needed for --with-prometheus)", hint=INSTALL_HINT)
+    config_path = Path(config_path)
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    rules = OBSERVABILITY_DIR / RULES_FILE
+    if not rules.is_file():
+        raise NotFoundError(f"Prometheus alert rules {rules} are missing",
+                            hint="they ship with mlops in charts/observability/; restore them from git")
+    shutil.copyfile(rules, config_path.parent / RULES_FILE)
+    rendered = yaml.safe_dump(render_scrape_config(config, predictor_ports), sort_keys=False)
+    config_path.write_text("# Rendered by `mlops up --with-prometheus` from charts/observability/prometheus.yml.\n"
+                           + rendered)
+    data_dir = config.state_dir / "prometheus"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        binary,
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={data_dir}",
+        f"--web.listen-address={config.local.host}:{config.local.prometheus_port}",
+        "--storage.tsdb.retention.time=7d",
+    ]

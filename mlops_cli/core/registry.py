@@ -1,0 +1,257 @@
+"""The model registry: versions of the registered model ([registry].model_name), aliases and the promotion gate.
+
+Gate: a version becomes ``champion`` only when its macro F1 is at least ``[registry].min_f1`` and at least
+the current champion's, unless forced. Every champion change is appended to a history kept as a tag on the
+registered model, so `rollback` can move the alias back to the one before.
+
+Example::
+
+    ref = register(config, alias="champion")          # newest finished run with a logged model
+    resolve_version(config, alias="champion").version # -> "1"
+    local_model_dir(config, ref)                      # -> <state_dir>/models/<name>/1/.../classifier
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .errors import MlopsError, NotFoundError
+
+HISTORY_TAG = "mlops.alias_history.{alias}"
+# Run metrics copied onto each version as tags, so `models list` and the gate need no run lookups.
+METRIC_TAGS = ("macro_f1", "accuracy", "roc_auc", "ece")
+
+
+class PromotionRefused(MlopsError):
+    """The promotion gate said no (numbers in the message); --force overrides."""
+
+    exit_code = 3
+
+
+@dataclass
+class ModelRef:
+    name: str
+    version: str
+    run_id: str
+    source: str
+    aliases: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+    @property
+    def macro_f1(self) -> float | None:
+        return _float(self.tags.get("macro_f1"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "aliases": self.aliases, "run_id": self.run_id,
+                "source": self.source, "created": self.created,
+                "metrics": {k: _float(self.tags.get(k)) for k in METRIC_TAGS},
+                "data_fingerprint": self.tags.get("data_fingerprint"), "git_commit": self.tags.get("git_commit"),
+                "tags": self.tags}
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _client(config: Config):
+    from ..adapters import mlflow_tracking
+
+    return mlflow_tracking.client(config)
+
+
+def _ref(mv) -> ModelRef:
+    created = datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+    return ModelRef(name=mv.name, version=str(mv.version), run_id=mv.run_id or "", source=mv.source,
+                    aliases=sorted(getattr(mv, "aliases", []) or []), tags=dict(mv.tags or {}), created=created)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+def list_versions(config: Config) -> list[ModelRef]:
+    from mlflow.exceptions import MlflowException
+
+    c = _client(config)
+    name = config.registry.model_name
+    try:
+        # Search results leave `aliases` empty on some stores; the registered model has them all.
+        aliases = dict(c.get_registered_model(name).aliases or {})
+    except MlflowException:
+        return []
+    refs = [_ref(mv) for mv in c.search_model_versions(f"name = '{name}'")]
+    for ref in refs:
+        ref.aliases = sorted(a for a, v in aliases.items() if str(v) == ref.version)
+    return sorted(refs, key=lambda r: int(r.version))
+
+
+def resolve_version(config: Config, version: str | None = None, alias: str | None = None) -> ModelRef:
+    """A version by number, or by alias (default: the champion alias)."""
+    from mlflow.exceptions import MlflowException
+
+    c = _client(config)
+    name = config.registry.model_name
+    try:
+        if version is not None:
+            return _ref(c.get_model_version(name, str(version)))
+        alias = alias or config.registry.champion_alias
+        return _ref(c.get_model_version_by_alias(name, alias))
+    except MlflowException:
+        what = f"version {version}" if version is not None else f"alias {alias!r}"
+        raise NotFoundError(f"registered model {name!r} has no {what}",
+                            hint="`mlops models list` shows versions and aliases; `mlops register` creates one") from None
+
+
+def local_model_dir(config: Config, ref: ModelRef) -> Path:
+    """The version's SentimentClassifier directory, downloaded once into <state_dir>/models/<name>/<version>/."""
+    from ..adapters import mlflow_tracking
+
+    target = config.state_dir / "models" / ref.name / ref.version
+    classifier = target / "artifacts" / mlflow_tracking.CLASSIFIER_ARTIFACT
+    if (classifier / "mlops_classifier.json").is_file():
+        return classifier
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Download beside the target, then rename: a reader never sees a half-downloaded model.
+    staging = Path(tempfile.mkdtemp(prefix=f".{ref.version}-", dir=target.parent))
+    try:
+        mlflow_tracking.client(config)  # points MLflow at the right store first
+        mlflow_tracking.download_model(f"models:/{ref.name}/{ref.version}", staging)
+        if not (staging / "artifacts" / mlflow_tracking.CLASSIFIER_ARTIFACT / "mlops_classifier.json").is_file():
+            raise NotFoundError(f"model {ref.name} version {ref.version} ({ref.source}) holds no classifier artifact",
+                                hint="register a run logged by `mlops train --log`")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return classifier
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+def register(config: Config, run_id: str | None = None, alias: str | None = None, force: bool = False) -> ModelRef:
+    """New version from the given (or newest) run; the gate is checked before anything is created."""
+    import mlflow
+
+    from ..adapters import mlflow_tracking
+
+    run_id = run_id or mlflow_tracking.latest_model_run(config)
+    run = mlflow_tracking.get_run(config, run_id)
+    if run.data.tags.get(mlflow_tracking.MODEL_LOGGED_TAG) != "true":
+        raise NotFoundError(f"run {run_id} has no logged model", hint="train with `mlops train --log`")
+    metrics = run.data.metrics
+    if alias:
+        _check_gate(config, alias, metrics.get("macro_f1"), f"run {run_id}", force)
+
+    tags = {k: f"{metrics[k]:.6f}" for k in METRIC_TAGS if k in metrics}
+    for key in ("data_fingerprint", "git_commit", "base_model", "labels"):
+        if run.data.tags.get(key):
+            tags[key] = run.data.tags[key]
+    tags["run_id"] = run_id
+    _client(config)  # preflight + point MLflow at the store
+    mv = mlflow.register_model(f"runs:/{run_id}/{mlflow_tracking.MODEL_ARTIFACT_PATH}",
+                               config.registry.model_name, tags=tags)
+    ref = _ref(_client(config).get_model_version(mv.name, mv.version))
+    _attach_drift_reference(config, ref)
+    if alias:
+        _set_alias(config, ref.version, alias)
+        ref = resolve_version(config, version=ref.version)
+    return ref
+
+
+def _attach_drift_reference(config: Config, ref: ModelRef) -> None:
+    from . import drift_reference
+    from .dataset import read_split
+
+    drift_reference.attach_reference(config, ref, local_model_dir(config, ref), read_split(config, "train"))
+
+
+def promote(config: Config, version: str, alias: str | None = None, force: bool = False) -> ModelRef:
+    alias = alias or config.registry.champion_alias
+    ref = resolve_version(config, version=version)
+    if alias in ref.aliases:
+        return ref
+    _check_gate(config, alias, ref.macro_f1, f"version {ref.version}", force)
+    _set_alias(config, ref.version, alias)
+    return resolve_version(config, version=ref.version)
+
+
+def rollback(config: Config, alias: str | None = None) -> tuple[ModelRef, ModelRef]:
+    """Move the alias back to the version that held it before. Returns (from, to)."""
+    alias = alias or config.registry.champion_alias
+    current = resolve_version(config, alias=alias)
+    history = [v for v in _history(config, alias) if v != current.version] + [current.version]
+    existing = {r.version for r in list_versions(config)}
+    previous = [v for v in history[:-1] if v in existing]
+    if not previous:
+        raise NotFoundError(f"alias {alias!r} has no earlier version to roll back to (it is on version {current.version})",
+                            hint=f"set one explicitly with `mlops models promote VERSION --alias {alias}`")
+    target = previous[-1]
+    c = _client(config)
+    c.set_registered_model_alias(config.registry.model_name, alias, target)
+    _save_history(config, alias, previous)
+    return current, resolve_version(config, version=target)
+
+
+def _check_gate(config: Config, alias: str, candidate_f1: float | None, what: str, force: bool) -> None:
+    if alias != config.registry.champion_alias or force:
+        return
+    if candidate_f1 is None:
+        raise PromotionRefused(f"{what} has no macro_f1 metric, so it cannot become {alias!r}",
+                               hint="evaluate it with `mlops train --log`, or pass --force")
+    floor = config.registry.min_f1
+    if candidate_f1 < floor:
+        raise PromotionRefused(f"{what}: macro F1 {candidate_f1:.4f} is below [registry].min_f1 {floor:.4f}; "
+                               f"not made {alias!r}", hint="train a better model, or pass --force")
+    try:
+        champion = resolve_version(config, alias=alias)
+    except NotFoundError:
+        return
+    champion_f1 = champion.macro_f1
+    if champion_f1 is not None and candidate_f1 < champion_f1:
+        raise PromotionRefused(
+            f"{what}: macro F1 {candidate_f1:.4f} is below the current {alias} (version {champion.version}) "
+            f"macro F1 {champion_f1:.4f}; not made {alias!r}",
+            hint="train a better model, or pass --force to promote it anyway")
+
+
+def _set_alias(config: Config, version: str, alias: str) -> None:
+    c = _client(config)
+    name = config.registry.model_name
+    history = _history(config, alias)
+    try:
+        current = c.get_model_version_by_alias(name, alias).version
+    except Exception:  # no such alias yet
+        current = None
+    # The alias may have been moved outside mlops (MLflow UI): record where it really was.
+    if current is not None and (not history or history[-1] != str(current)):
+        history.append(str(current))
+    c.set_registered_model_alias(name, alias, version)
+    if not history or history[-1] != version:
+        history.append(version)
+    _save_history(config, alias, history)
+
+
+def _history(config: Config, alias: str) -> list[str]:
+    c = _client(config)
+    model = c.get_registered_model(config.registry.model_name)
+    raw = (model.tags or {}).get(HISTORY_TAG.format(alias=alias), "[]")
+    try:
+        return [str(v) for v in json.loads(raw)]
+    except json.JSONDecodeError:
+        return []
+
+
+def _save_history(config: Config, alias: str, history: list[str]) -> None:
+    # Bounded: MLflow tag values have a size limit, and nobody rolls back 50 promotions.
+    _client(config).set_registered_model_tag(config.registry.model_name, HISTORY_TAG.format(alias=alias),
+                                             json.dumps(history[-50:]))

@@ -1,0 +1,41 @@
+"""What the gateway does to text before the model sees it, and to logits after.
+
+Kept pure and shared so that training, evaluation, the gateway and tests agree on one definition.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from .dataset import clean_text
+
+
+def prepare_text(text: str, policy: str, max_words: int) -> str:
+    """Normalise (HTML entities, unicode NFC, whitespace) and truncate by words per the policy.
+
+    `head` keeps the first words; `head_tail` keeps the opening and the ending, where reviews
+    tend to state their verdict.
+    """
+    cleaned = clean_text(text)
+    words = cleaned.split(" ")
+    if len(words) <= max_words:
+        return cleaned
+    if policy == "head_tail":
+        head = max_words // 2
+        return " ".join(words[:head] + words[len(words) - (max_words - head):])
+    return " ".join(words[:max_words])
+
+
+def softmax(logits: Sequence[float]) -> list[float]:
+    top = max(logits)
+    exps = [math.exp(x - top) for x in logits]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def decide(logits: Sequence[float], labels: Sequence[str]) -> tuple[str, float]:
+    """The label with the highest probability, and that probability as the confidence."""
+    probs = softmax(logits)
+    best = max(range(len(probs)), key=probs.__getitem__)
+    return labels[best].capitalize(), probs[best]

@@ -1,0 +1,1 @@
+"""Long-running services: the gateway and the drift monitor."""

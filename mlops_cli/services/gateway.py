@@ -1,0 +1,242 @@
+"""The inference gateway: auth, validation, pre/post-processing and metrics in front of the predictor.
+
+    python -m mlops_cli.services.gateway --host 127.0.0.1 --port 8080 --predictor-url http://127.0.0.1:8090
+
+Routes: POST /predict, POST /predict/batch (basic auth), GET /healthz, /readyz, /metrics,
+PUT /admin/upstream (basic auth; used by `mlops deploy` to switch versions without dropping requests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..core.config import Config, load_config
+from ..core.secrets import Secrets
+from ..core.text_policy import decide, prepare_text
+from .gateway_auth import BasicAuth
+from .gateway_metrics import GatewayMetrics
+from .logging_setup import configure_json_logging, request_id_var, setup_tracing
+from .prediction_log import PredictionLog
+from .predictor_client import PredictorClient, PredictorRejected, PredictorTimeout, PredictorUnavailable
+
+log = logging.getLogger("mlops.gateway")
+INFERENCE_ROUTES = {"/predict", "/predict/batch"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class GatewaySettings:
+    config: Config
+    predictor_url: str | None
+    model_version: str
+    auth: BasicAuth | None
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    cfg = settings.config
+    metrics = GatewayMetrics(cfg.serving.model_name)
+    prediction_log = PredictionLog(cfg.path(cfg.gateway.prediction_log), cfg.gateway.log_text)
+    tracer = setup_tracing("mlops-gateway", cfg.observability.otlp_endpoint)
+    client = PredictorClient(settings.predictor_url, settings.model_version, cfg.serving.model_name, cfg.gateway.timeout_s)
+    if settings.predictor_url:
+        metrics.serving(settings.model_version)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        await client.close()
+
+    app = FastAPI(title="mlops gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.client = client
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        route = request.url.path if request.url.path in _KNOWN_ROUTES else "other"
+        start = time.perf_counter()
+        try:
+            if request.url.path in INFERENCE_ROUTES or request.url.path.startswith("/admin/"):
+                _authenticate(settings.auth, request)
+            response = await call_next(request)
+        except ApiError as exc:
+            response = _error(exc)
+        finally:
+            request_id_var.reset(token)
+        elapsed = time.perf_counter() - start
+        metrics.requests.labels(route=route, method=request.method, status=str(response.status_code)).inc()
+        metrics.latency.labels(route=route).observe(elapsed)
+        response.headers["x-request-id"] = rid
+        log.info("request", extra={"request_id": rid, "route": route, "status": response.status_code,
+                                   "duration_ms": round(elapsed * 1000, 2)})
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError):
+        return _error(exc)
+
+    async def classify(texts: list[str]) -> list[dict[str, Any]]:
+        rid = request_id_var.get()
+        with tracer.start_as_current_span("preprocess") as span:
+            span.set_attribute("mlops.request_id", rid)
+            clean = [prepare_text(t, cfg.gateway.truncation, cfg.gateway.max_words) for t in texts]
+        with tracer.start_as_current_span("predictor_call") as span:
+            span.set_attribute("mlops.request_id", rid)
+            try:
+                raw = await client.predict(clean)
+            except PredictorUnavailable as exc:
+                metrics.predictor_ready.set(0)
+                raise ApiError(503, "predictor_unavailable", str(exc)) from None
+            except PredictorTimeout as exc:
+                raise ApiError(504, "predictor_timeout", str(exc)) from None
+            except PredictorRejected as exc:
+                status = 422 if 400 <= exc.status < 500 else 502
+                raise ApiError(status, "predictor_error", str(exc)) from None
+            metrics.predictor_ready.set(1)
+        with tracer.start_as_current_span("postprocess") as span:
+            span.set_attribute("mlops.request_id", rid)
+            results = []
+            for text, pred in zip(texts, raw):
+                label, confidence = decide(pred["logits"], pred["labels"])
+                version = str(pred.get("model_version", client.current.model_version if client.current else ""))
+                metrics.predictions.labels(label=label, model_version=version).inc()
+                prediction_log.record(rid, text, label, confidence, version, pred)
+                results.append({"label": label, "confidence": round(confidence, 6), "model_version": version})
+        return results
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        body = await _json_body(request)
+        text = _text_field(body, "text", cfg.gateway.max_chars)
+        return (await classify([text]))[0]
+
+    @app.post("/predict/batch")
+    async def predict_batch(request: Request):
+        body = await _json_body(request)
+        texts = body.get("texts") if isinstance(body, dict) else None
+        if not isinstance(texts, list) or not texts:
+            raise ApiError(422, "invalid_input", 'expected {"texts": ["review", ...]} with at least one text')
+        if len(texts) > cfg.gateway.max_batch:
+            raise ApiError(413, "batch_too_large", f"{len(texts)} texts; at most {cfg.gateway.max_batch} per request")
+        checked = [_text_value(t, f"texts[{i}]", cfg.gateway.max_chars) for i, t in enumerate(texts)]
+        return {"predictions": await classify(checked)}
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz():
+        ready = await client.ready()
+        metrics.predictor_ready.set(1 if ready else 0)
+        upstream = client.current
+        body = {"ready": ready, "predictor": upstream.url if upstream else None,
+                "model_version": upstream.model_version if upstream else None}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/admin/upstream")
+    async def get_upstream():
+        upstream = client.current
+        return {"url": upstream.url if upstream else None, "model_version": upstream.model_version if upstream else None}
+
+    @app.put("/admin/upstream")
+    async def put_upstream(request: Request):
+        body = await _json_body(request)
+        url, version = body.get("url"), body.get("model_version")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not isinstance(version, str):
+            raise ApiError(422, "invalid_input", 'expected {"url": "http://…", "model_version": "3"}')
+        old = await client.switch(url, version, drain_timeout_s=cfg.gateway.timeout_s + 1)
+        metrics.serving(version)
+        log.info("switched predictor", extra={"to": url, "model_version": version,
+                                              "from": old.url if old else None})
+        return {"url": url, "model_version": version, "previous": old.url if old else None}
+
+    return app
+
+
+_KNOWN_ROUTES = {"/predict", "/predict/batch", "/healthz", "/readyz", "/metrics", "/admin/upstream"}
+
+
+def _authenticate(auth: BasicAuth | None, request: Request) -> None:
+    if auth is not None and auth.check(request.headers.get("authorization")) is None:
+        raise ApiError(401, "unauthorized", "missing or wrong credentials (HTTP basic auth)")
+
+
+def _error(exc: ApiError) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Basic realm="mlops"'} if exc.status == 401 else None
+    return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status, headers=headers)
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_encoding", "the request body is not valid UTF-8") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+
+
+def _text_field(body: Any, name: str, max_chars: int) -> str:
+    if not isinstance(body, dict) or name not in body:
+        raise ApiError(422, "invalid_input", f'expected a JSON object with a "{name}" field')
+    return _text_value(body[name], name, max_chars)
+
+
+def _text_value(value: Any, where: str, max_chars: int) -> str:
+    if not isinstance(value, str):
+        raise ApiError(422, "invalid_input", f"{where} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ApiError(422, "empty_text", f"{where} is empty or only whitespace")
+    if len(value) > max_chars:
+        raise ApiError(413, "text_too_long", f"{where} has {len(value)} characters; at most {max_chars}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mlops_cli.services.gateway", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("MLOPS_BIND_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MLOPS_HTTP_PORT", "8080")))
+    parser.add_argument("--predictor-url", default=os.environ.get("MLOPS_PREDICTOR_URL") or None)
+    parser.add_argument("--model-version", default=os.environ.get("MLOPS_MODEL_VERSION", ""))
+    args = parser.parse_args(argv)
+
+    config = load_config()
+    configure_json_logging("gateway", config.observability.log_level)
+    secrets = Secrets.from_env()
+    auth = None
+    if config.gateway.auth:
+        auth = BasicAuth.from_settings(config.path(config.gateway.htpasswd_file) if config.gateway.htpasswd_file else None,
+                                       secrets.gateway_user or config.gateway.user, secrets.gateway_password)
+    app = create_app(GatewaySettings(config, args.predictor_url, args.model_version, auth))
+
+    import uvicorn
+
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The gateway's side of the predictor: a pooled async client and a switchable upstream.
+
+A switch sends new requests to the new predictor at once and returns only when requests already
+sent to the old one have finished, so the old predictor can be stopped without failing anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+class PredictorUnavailable(Exception):
+    """The predictor refused the connection or is not deployed (HTTP 503)."""
+
+
+class PredictorTimeout(Exception):
+    """The predictor did not answer within the timeout (HTTP 504)."""
+
+
+class PredictorRejected(Exception):
+    """The predictor answered with an error (HTTP 502, or its 4xx passed on)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Upstream:
+    url: str
+    model_version: str
+    inflight: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+
+class PredictorClient:
+    def __init__(self, url: str | None, model_version: str, model_name: str, timeout_s: float) -> None:
+        self.model_name = model_name
+        self.timeout_s = timeout_s
+        self.current: Upstream | None = Upstream(url.rstrip("/"), model_version) if url else None
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        upstream = self.current
+        if upstream is None:
+            raise PredictorUnavailable("no model is deployed yet (run `mlops deploy`)")
+        upstream.inflight += 1
+        upstream.idle.clear()
+        try:
+            response = await self._http.post(
+                f"{upstream.url}/v1/models/{self.model_name}:predict", json={"instances": texts}
+            )
+        except httpx.TimeoutException:
+            raise PredictorTimeout(f"the predictor did not answer within {self.timeout_s:g} s") from None
+        except httpx.TransportError as exc:
+            raise PredictorUnavailable(f"the predictor at {upstream.url} is unavailable ({type(exc).__name__})") from None
+        finally:
+            upstream.inflight -= 1
+            if upstream.inflight == 0:
+                upstream.idle.set()
+        if response.status_code >= 400:
+            raise PredictorRejected(response.status_code, _error_text(response))
+        predictions = response.json().get("predictions")
+        if not isinstance(predictions, list) or len(predictions) != len(texts):
+            raise PredictorRejected(502, "the predictor returned a malformed response")
+        return predictions
+
+    async def ready(self) -> bool:
+        upstream = self.current
+        if upstream is None:
+            return False
+        try:
+            response = await self._http.get(f"{upstream.url}/v1/models/{self.model_name}", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200 and bool(response.json().get("ready"))
+
+    async def switch(self, url: str, model_version: str, drain_timeout_s: float) -> Upstream | None:
+        """Point new requests at `url`; wait for the old upstream's requests to finish."""
+        old, self.current = self.current, Upstream(url.rstrip("/"), model_version)
+        if old is not None and old.inflight:
+            try:
+                await asyncio.wait_for(old.idle.wait(), timeout=drain_timeout_s)
+            except asyncio.TimeoutError:
+                pass
+        return old
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("detail") or body)[:300]
+    return str(body)[:300]

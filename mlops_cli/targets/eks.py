@@ -1,0 +1,351 @@
+"""The `eks` target: provision EKS with the Pulumi program in `stacks/`, then install the platform on it.
+
+`up`: preflight (Pulumi CLI, secrets, which AWS account) -> preview table + cost estimate ->
+confirmation -> update streamed resource by resource -> kubeconfig (0600) and outputs recorded ->
+the Kubernetes target installs the platform into the new cluster.
+`down`: confirmation (type the stack name) -> platform removed from the cluster first (its cloud load
+balancers hold ENIs in the VPC) -> destroy, keeping a bucket that holds data unless --delete-data.
+
+Nothing is created or changed in AWS before the user confirms; the preview only reads.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..adapters import pulumi_aws_account, pulumi_workspace
+from ..adapters.pulumi_workspace import ResourceStep
+from ..core.config import Config
+from ..core.errors import MlopsError, NotFoundError, PreflightError
+from ..core.progress import Reporter
+from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
+
+SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_eks")
+STORAGE_COMPONENT = "mlops:storage:ArtifactBucket"
+CHANGE_COLUMNS = ("resource type", "create", "update", "replace", "delete", "unchanged")
+_REPLACE_OPS = {"replace", "create-replacement", "delete-replaced", "discard-replaced"}
+
+
+def plan(steps: list[ResourceStep]) -> list[ResourceStep]:
+    """One step per resource (a replacement shows up as several engine steps), classified by what happens."""
+    by_urn: dict[str, list[ResourceStep]] = defaultdict(list)
+    for step in steps:
+        by_urn[step.urn or f"{step.type}::{step.name}"].append(step)
+    out = []
+    for group in by_urn.values():
+        ops = {s.op for s in group}
+        first = next((s for s in group if s.op not in ("delete", "delete-replaced")), group[0])
+        op = "replace" if ops & _REPLACE_OPS else first.op
+        out.append(ResourceStep(op=op, type=first.type, name=first.name, urn=first.urn, inputs=first.inputs,
+                                status=group[-1].status))
+    return out
+
+
+def change_rows(steps: list[ResourceStep]) -> list[tuple[Any, ...]]:
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for step in steps:
+        column = {"same": "unchanged", "read": "unchanged"}.get(step.op, step.op)
+        counts[step.type][column] += 1
+    return [(rtype, *(counts[rtype][c] or "" for c in CHANGE_COLUMNS[1:])) for rtype in sorted(counts)]
+
+
+def recorded_outputs_path(config: Config) -> Path:
+    return config.state_dir / "eks" / f"{config.eks.stack}.json"
+
+
+def recorded_outputs(config: Config) -> dict[str, Any]:
+    """What the last successful `mlops up --target eks` recorded (no secrets): {} if never."""
+    path = recorded_outputs_path(config)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_kubeconfig(path: Path, kubeconfig: Any) -> Path:
+    """Write the cluster's kubeconfig readable by the owner only (it grants cluster access)."""
+    text = kubeconfig if isinstance(kubeconfig, str) else json.dumps(kubeconfig, indent=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # also when the file existed with wider permissions
+        fh.write(text)
+    return path
+
+
+class EksTarget:
+    name = "eks"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.eks = config.eks
+
+    # ----------------------------------------------------------------- preflight
+
+    def _preflight(self, reporter: Reporter, *, aws: bool = True) -> pulumi_aws_account.AwsIdentity | None:
+        pulumi_workspace.require_cli()
+        missing = [m for m in SDK_MODULES if importlib.util.find_spec(m) is None]
+        if missing:
+            raise PreflightError(f"Pulumi Python SDKs missing: {', '.join(missing)}",
+                                 hint="pip install -e '.[cloud]' -c constraints.txt")
+        pulumi_workspace.require_secrets(self.config)
+        if not aws:
+            return None
+        identity = pulumi_aws_account.caller_identity(self.eks.region)
+        reporter.info(f"AWS account {identity.account} as {identity.arn} "
+                      f"(credentials: {identity.source or 'default chain'}), region {self.eks.region}")
+        return identity
+
+    def checks(self) -> list:
+        from ..core.doctor import Check
+
+        cli = pulumi_workspace.find_cli()
+        checks = [Check("pulumi CLI", cli is not None, cli or "not on PATH", "" if cli else pulumi_workspace.INSTALL_HINT)]
+        try:
+            pulumi_workspace.require_secrets(self.config)
+            checks.append(Check("Pulumi secrets", True, pulumi_workspace.secrets_provider(self.config)))
+        except PreflightError as exc:
+            checks.append(Check("Pulumi secrets", False, exc.message, exc.hint or ""))
+        try:
+            who = pulumi_aws_account.caller_identity(self.eks.region)
+            checks.append(Check("AWS credentials", True, f"account {who.account} ({who.arn}), region {who.region}"))
+        except PreflightError as exc:
+            checks.append(Check("AWS credentials", False, exc.message, exc.hint or ""))
+        return checks
+
+    # ----------------------------------------------------------------------- up
+
+    def up(self, options: UpOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
+        if options.dry_run:
+            raise MlopsError("--dry-run is for the kubernetes target", hint="use `mlops up --target eks --preview`")
+        identity = self._preflight(reporter)
+        workspace = pulumi_workspace.open_stack(self.config, create=True)
+
+        reporter.start("preview", f"pulumi preview (stack {workspace.name})")
+        steps = plan(workspace.preview(lambda s: reporter.update("preview", resource=f"{s.type} {s.name}")))
+        to_change = [s for s in steps if s.changes]
+        reporter.finish("preview", f"{len(to_change)} to change, {len(steps) - len(to_change)} unchanged")
+        estimate = self._estimate(steps)
+        reporter.table(f"Pulumi preview: stack {workspace.name} ({self.eks.region})", CHANGE_COLUMNS, change_rows(steps))
+        reporter.table(estimate.title, estimate.columns, estimate.rows())
+        for note in estimate.notes:
+            reporter.info(note)
+
+        info: dict[str, Any] = {
+            "stack": workspace.name, "account": identity.account if identity else "", "region": self.eks.region,
+            "to_change": len(to_change), "estimated_hourly_usd": round(estimate.hourly, 4),
+            "estimated_monthly_usd": round(estimate.monthly, 2),
+            "preview": [dict(zip(CHANGE_COLUMNS, row)) for row in change_rows(steps)],
+            "cost_estimate": estimate.as_dict(),
+        }
+        if options.preview:
+            info["result"] = "preview only: nothing was created or changed"
+            return Outcome(info=info)
+        if to_change and not options.yes:
+            account = f" in AWS account {identity.account}" if identity else ""
+            if not confirm(f"Apply {len(to_change)} changes to stack {workspace.name}{account} ({self.eks.region})?"):
+                raise MlopsError("not confirmed: nothing was created or changed",
+                                 hint="answer y at the prompt, or pass --yes")
+
+        outputs = self._apply(workspace, len(to_change), reporter)
+        kubeconfig = write_kubeconfig(self.config.path(self.eks.kubeconfig_path), outputs.get("kubeconfig", ""))
+        recorded = self._record(outputs, kubeconfig, identity)
+        result_steps = [StepResult(row[0], "changed", " ".join(f"{c}={v}" for c, v in zip(CHANGE_COLUMNS[1:], row[1:]) if v))
+                        for row in change_rows(steps) if any(row[1:5])]
+        result_steps.append(StepResult("kubeconfig", "written", f"{kubeconfig} (0600)"))
+        result_steps += self._install_platform(kubeconfig, recorded, reporter, confirm)
+        return Outcome(steps=result_steps, info={**_flat(recorded), "stack": workspace.name,
+                                                 "estimated_monthly_usd": info["estimated_monthly_usd"]})
+
+    def _estimate(self, steps: list[ResourceStep]):
+        from ..core.cost_estimate import estimate, load_prices
+
+        return estimate(steps, load_prices(), region=self.eks.region)
+
+    def _apply(self, workspace: pulumi_workspace.StackWorkspace, total: int, reporter: Reporter) -> dict[str, Any]:
+        reporter.start("up", f"pulumi up (stack {workspace.name})", total=total or None)
+
+        def progress(step: ResourceStep) -> None:
+            if not step.changes or step.status == "planned":
+                return
+            if step.status == "failed":
+                reporter.warn(f"{step.op} failed: {step.type} {step.name}")
+                return
+            reporter.advance("up", 1, resource=step.name)
+            reporter.info(f"  {step.op:<8} {step.type} {step.name}")
+
+        outputs = workspace.up(progress)
+        reporter.finish("up", "done")
+        return outputs
+
+    def _record(self, outputs: dict[str, Any], kubeconfig: Path,
+                identity: pulumi_aws_account.AwsIdentity | None) -> dict[str, Any]:
+        recorded = {k: v for k, v in outputs.items() if k != "kubeconfig"}
+        recorded.update(stack=self.eks.stack, kubeconfig_path=str(kubeconfig),
+                        account=identity.account if identity else "",
+                        updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        path = recorded_outputs_path(self.config)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(recorded, indent=2) + "\n")
+        return recorded
+
+    # --------------------------------------------------------- the platform on top
+
+    def _platform_target(self, kubeconfig: Path, outputs: dict[str, Any]):
+        """The Kubernetes target aimed at this cluster, or None when that target is not installed."""
+        try:
+            from .kubernetes import KubernetesTarget
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.kubernetes":
+                raise
+            return None
+        overrides: dict[str, Any] = {"kubernetes.kubeconfig": str(kubeconfig), "kubernetes.context": ""}
+        fields = type(self.config.kubernetes).model_fields
+        if outputs.get("bucket_name") and "mlflow_artifacts" in fields:
+            overrides["kubernetes.mlflow_artifacts"] = f"s3://{outputs['bucket_name']}/mlflow"
+        if outputs.get("irsa_role_arn") and "mlflow_role_arn" in fields:
+            overrides["kubernetes.mlflow_role_arn"] = outputs["irsa_role_arn"]
+        return KubernetesTarget(self.config.with_overrides(overrides))
+
+    def _install_platform(self, kubeconfig: Path, outputs: dict[str, Any], reporter: Reporter,
+                          confirm: Confirm) -> list[StepResult]:
+        target = self._platform_target(kubeconfig, outputs)
+        if target is None:
+            return [StepResult("platform", "skipped",
+                               "platform install skipped: the kubernetes target is unavailable")]
+        reporter.info(f"installing the platform into cluster {outputs.get('cluster_name', '')}")
+        try:
+            outcome = target.up(UpOptions(yes=True), reporter, confirm)
+        except MlopsError as exc:
+            raise MlopsError(f"the EKS cluster is up (kubeconfig {kubeconfig}) but the platform install failed: "
+                             f"{exc.message}", hint=exc.hint or "fix it and re-run `mlops up --target eks` "
+                             "(the stack is left as it is)") from None
+        return [StepResult(f"platform/{s.name}", s.action, s.detail) for s in outcome.steps]
+
+    def _kubeconfig_for(self, outputs: dict[str, Any]) -> Path:
+        path = self.config.path(self.eks.kubeconfig_path)
+        if not path.is_file() and outputs.get("kubeconfig"):
+            write_kubeconfig(path, outputs["kubeconfig"])
+        return path
+
+    # --------------------------------------------------------------------- down
+
+    def down(self, options: DownOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
+        identity = self._preflight(reporter)
+        workspace = pulumi_workspace.open_stack(self.config, create=False)
+        outputs = workspace.outputs()
+        if not options.yes:
+            question = (f"Destroy EKS stack {workspace.name} (cluster {outputs.get('cluster_name', self.eks.cluster_name)}, "
+                        f"its VPC and nodes) in AWS account {identity.account if identity else '?'}?")
+            if not confirm(question, expect=workspace.name):
+                raise MlopsError("not confirmed: nothing was removed or destroyed",
+                                 hint=f"type the stack name ({workspace.name}) at the prompt, or pass --yes")
+
+        steps = self._remove_platform(workspace, outputs, reporter, confirm)
+        steps += self._settle_bucket(workspace, outputs.get("bucket_name", ""), options, reporter)
+        reporter.start("destroy", f"pulumi destroy (stack {workspace.name})")
+
+        def progress(step: ResourceStep) -> None:
+            if step.status == "done":
+                reporter.advance("destroy", 1, resource=step.name)
+                reporter.info(f"  deleted  {step.type} {step.name}")
+            elif step.status == "failed":
+                reporter.warn(f"delete failed: {step.type} {step.name}")
+
+        try:
+            workspace.destroy(progress)
+        except MlopsError as exc:
+            raise MlopsError(exc.message, hint=exc.hint or "if a subnet or the VPC will not delete, a load balancer "
+                             "created from inside the cluster may still hold it: delete it, then re-run") from None
+        reporter.finish("destroy", "done")
+        for stale in (recorded_outputs_path(self.config), self.config.path(self.eks.kubeconfig_path)):
+            stale.unlink(missing_ok=True)
+        steps.append(StepResult(f"stack {workspace.name}", "destroyed", self.eks.region))
+        return Outcome(steps=steps, info={"stack": workspace.name})
+
+    def _remove_platform(self, workspace: pulumi_workspace.StackWorkspace, outputs: dict[str, Any],
+                         reporter: Reporter, confirm: Confirm) -> list[StepResult]:
+        if not outputs.get("cluster_name"):
+            return []
+        target = self._platform_target(self._kubeconfig_for(outputs), outputs)
+        if target is None:
+            reporter.warn("the kubernetes target is unavailable: the in-cluster platform was not removed first")
+            return [StepResult("platform", "skipped", "kubernetes target unavailable; not removed before destroy")]
+        reporter.info("removing the platform from the cluster first (its load balancers live in the VPC)")
+        try:
+            outcome = target.down(DownOptions(purge=True, yes=True), reporter, confirm)
+        except MlopsError as exc:
+            reporter.warn(f"removing the platform failed ({exc.message}); destroying anyway")
+            return [StepResult("platform", "failed", exc.message)]
+        return [StepResult(f"platform/{s.name}", s.action, s.detail) for s in outcome.steps]
+
+    def _settle_bucket(self, workspace: pulumi_workspace.StackWorkspace, bucket: str, options: DownOptions,
+                       reporter: Reporter) -> list[StepResult]:
+        """Keep a bucket that holds data (out of the stack, settings intact) unless --delete-data empties it."""
+        if not bucket or not pulumi_aws_account.bucket_has_data(bucket, self.eks.region):
+            return []
+        if options.delete_data:
+            deleted = pulumi_aws_account.empty_bucket(bucket, self.eks.region)
+            return [StepResult(f"bucket {bucket}", "emptied", f"{deleted} object versions deleted (--delete-data)")]
+        workspace.forget(STORAGE_COMPONENT)
+        message = (f"kept bucket s3://{bucket}: it holds data (MLflow artifacts / DVC). It is no longer managed by "
+                   "the stack; delete it with `mlops down --target eks --delete-data` before destroying, or by hand")
+        reporter.warn(message)
+        return [StepResult(f"bucket {bucket}", "kept", "holds data; pass --delete-data to delete it")]
+
+    # ------------------------------------------------------------------- status
+
+    def status(self) -> list[ComponentStatus]:
+        self._preflight(Reporter(), aws=False)
+        try:
+            workspace = pulumi_workspace.open_stack(self.config, create=False)
+        except NotFoundError as exc:
+            return [ComponentStatus(f"stack {self.eks.stack}", detail=f"{exc.message}: run `mlops up --target eks`")]
+        outputs = workspace.outputs()
+        last = workspace.last_update()
+        when = (last.ended or last.started) if last else ""
+        rows = [ComponentStatus(
+            f"stack {workspace.name}", healthy=bool(last and last.result == "succeeded"), version=self.eks.version,
+            detail=f"last update: {last.kind} {last.result} at {when}" if last else "never updated")]
+        for key, value in _flat({k: v for k, v in outputs.items() if k != "kubeconfig"}).items():
+            rows.append(ComponentStatus(key, healthy=bool(value), detail=str(value)))
+        kubeconfig = self.config.path(self.eks.kubeconfig_path)
+        rows.append(ComponentStatus("kubeconfig", healthy=kubeconfig.is_file(),
+                                    detail=str(kubeconfig) if kubeconfig.is_file() else f"{kubeconfig} (not written)"))
+        return rows
+
+    # --------------------------------------- serving: the Kubernetes target on EKS
+
+    def _serving(self):
+        outputs = recorded_outputs(self.config)
+        kubeconfig = self.config.path(self.eks.kubeconfig_path)
+        if not kubeconfig.is_file():
+            raise NotFoundError(f"no EKS kubeconfig at {kubeconfig}", hint="run `mlops up --target eks` first")
+        target = self._platform_target(kubeconfig, outputs)
+        if target is None:
+            raise MlopsError("the kubernetes target is unavailable, and EKS serves through it",
+                             hint="install mlops with the kubernetes target (mlops_cli/targets/kubernetes.py)")
+        return target
+
+    def deploy(self, options: DeployOptions, reporter: Reporter) -> Outcome:
+        return self._serving().deploy(options, reporter)
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        return self._serving().predict(texts)
+
+    def logs(self, component: str, *, follow: bool = False, lines: int = 50) -> Iterator[str]:
+        return self._serving().logs(component, follow=follow, lines=lines)
+
+
+def _flat(outputs: dict[str, Any]) -> dict[str, Any]:
+    """Nested outputs (ecr_urls) as flat keys, so the terminal shows each one."""
+    flat: dict[str, Any] = {}
+    for key, value in outputs.items():
+        if isinstance(value, dict):
+            flat.update({f"{key.removesuffix('_urls')}_{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat

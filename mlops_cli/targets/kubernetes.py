@@ -1,0 +1,429 @@
+"""The `kubernetes` target: the platform installed into any cluster a kubeconfig context reaches.
+
+`up` applies the steps of `charts.platform_steps` in order (server-side apply, CRDs waited until
+Established, Deployments until Available, one deadline per step); `deploy` applies a KServe
+InferenceService and keeps the previous ready spec in a ConfigMap so `--rollback` can restore it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ..core.config import Config
+from ..core.errors import MlopsError, NotFoundError, PreflightError
+from ..core.progress import Reporter
+from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
+
+if TYPE_CHECKING:
+    from charts.secrets import GatewayCredentials, PlatformSecrets
+
+    from ..adapters.kube_apply import KubeCluster
+
+# Deployments whose Available condition says a component works, in the order `status` lists them.
+COMPONENTS: list[tuple[str, str, str]] = [
+    ("cert-manager", "cert-manager", "cert-manager-webhook"),
+    ("knative", "knative-serving", "controller"),
+    ("kourier", "kourier-system", "3scale-kourier-gateway"),
+    ("kserve", "kserve", "kserve-controller-manager"),
+    ("ingress-nginx", "ingress-nginx", "ingress-nginx-controller"),
+    ("prometheus", "", "prometheus"),
+    ("grafana", "", "grafana"),
+    ("jaeger", "", "jaeger"),
+    ("loki", "", "loki"),
+    ("mlflow", "", "mlflow"),
+    ("drift", "", "drift"),
+    ("gateway", "", "gateway"),
+]
+KEPT_WITHOUT_PURGE = {"CustomResourceDefinition", "PersistentVolumeClaim"}
+HISTORY_SUFFIX = "-deployments"
+
+
+class KubernetesTarget:
+    name = "kubernetes"
+
+    def __init__(self, config: Config, cluster: "KubeCluster | None" = None) -> None:
+        self.config = config
+        self._cluster = cluster
+
+    # --- connection ------------------------------------------------------------------------------
+
+    @property
+    def cluster(self) -> "KubeCluster":
+        if self._cluster is None:
+            from ..adapters.kube_apply import KubeCluster
+
+            k = self.config.kubernetes
+            kubeconfig = str(self.config.path(k.kubeconfig)) if k.kubeconfig else ""
+            self._cluster = KubeCluster.connect(kubeconfig, k.context, k.namespace)
+        return self._cluster
+
+    def checks(self) -> list[Any]:
+        from ..core.doctor import Check
+
+        k = self.config.kubernetes
+        path = self.config.path(k.kubeconfig) if k.kubeconfig else None
+        if path is None:
+            env = os.environ.get("KUBECONFIG", "")
+            path = self.config.path(env.split(os.pathsep)[0]) if env else self.config.path("~/.kube/config")
+        present = path.is_file()
+        checks = [Check("kubeconfig present", present, str(path),
+                        "" if present else "set [kubernetes].kubeconfig or KUBECONFIG to your cluster's kubeconfig")]
+        if present:
+            try:
+                cluster = self.cluster
+                checks.append(Check("kubeconfig context", True, f"{cluster.context or '(current)'} -> {cluster.server}"))
+            except MlopsError as exc:
+                checks.append(Check("kubeconfig context", False, exc.message, exc.hint or ""))
+        return checks
+
+    # --- secrets ---------------------------------------------------------------------------------
+
+    def _gateway_credentials(self, existing: dict[str, Any] | None) -> tuple["GatewayCredentials", bool]:
+        """(credentials, generated): env first, then the cluster's Secret, else a new random password."""
+        import secrets as pysecrets
+
+        import bcrypt
+
+        from charts.secrets import GatewayCredentials
+
+        from ..adapters.kube_apply import secret_values
+        from ..core.secrets import Secrets
+
+        env = Secrets.from_env()
+        live = secret_values(existing) if existing else {}
+        user = env.gateway_user or live.get("user") or self.config.gateway.user
+        password, generated = env.gateway_password or live.get("password"), False
+        if not password or (not env.gateway_password and live.get("user") != user):
+            password, generated = pysecrets.token_urlsafe(18), True
+        htpasswd = live.get("auth", "")
+        name, _, hashed = htpasswd.partition(":")
+        # bcrypt is salted: reuse the stored line while it still matches, or every run would be an update.
+        if live.get("password") != password or name != user or not hashed or not bcrypt.checkpw(password.encode(), hashed.encode()):
+            htpasswd = f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()}"
+        return GatewayCredentials(user, password, htpasswd), generated
+
+    def _platform_secrets(self) -> tuple["PlatformSecrets", bool]:
+        from charts import secrets as chart_secrets
+
+        existing = self.cluster.get(chart_secrets.gateway_auth(self.config, None))
+        gateway, generated = self._gateway_credentials(existing)
+        s3 = None
+        if chart_secrets.uses_s3_keys(self.config):
+            key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+            if not key or not secret:
+                raise PreflightError("MLflow artifacts are in S3 without an IRSA role, but AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are not set",
+                                     hint="export both (they are stored only in the mlflow-s3 Secret), or set [kubernetes].mlflow_role_arn")
+            s3 = (key, secret)
+        return chart_secrets.PlatformSecrets(gateway=gateway, s3=s3), generated
+
+    # --- up / down -------------------------------------------------------------------------------
+
+    def up(self, options: UpOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
+        import charts
+        from ..adapters.kube_apply import describe
+
+        cluster = self.cluster
+        platform_secrets, generated = self._platform_secrets()
+        steps = charts.platform_steps(self.config, platform_secrets)  # everything renders before anything is written
+        for obj in (o for step in steps for o in step.objects):
+            cluster.learn(obj)
+        outcome = Outcome(info={"context": cluster.context, "server": cluster.server, "namespace": self.config.kubernetes.namespace})
+        if options.dry_run:
+            for step in steps:
+                for obj in _ordered(step.objects):
+                    outcome.steps.append(StepResult(describe(obj), cluster.plan(obj), step.title))
+            outcome.info["dry_run"] = "nothing was written"
+            return outcome
+        for step in steps:
+            outcome.steps += self._apply_step(step, reporter)
+        outcome.info["ingress"] = f"http://{self.config.kubernetes.ingress_host}"
+        if generated:
+            # Printed once: from now on it lives only in the Secret (`mlops predict` reads it there).
+            outcome.info["gateway_user"] = platform_secrets.gateway.user
+            outcome.info["gateway_password"] = platform_secrets.gateway.password
+        return outcome
+
+    def _apply_step(self, step: Any, reporter: Reporter) -> list[StepResult]:
+        from ..adapters.kube_apply import READY_CONDITION, describe
+
+        cluster = self.cluster
+        deadline = time.monotonic() + self.config.kubernetes.step_timeout_s
+        objects = _ordered(step.objects)
+        reporter.start(step.key, step.title, total=len(objects))
+        results, counts = [], {"create": 0, "update": 0, "unchanged": 0}
+        for i, obj in enumerate(objects):
+            if i and obj["kind"] not in FIRST_KINDS and objects[i - 1]["kind"] in FIRST_KINDS:
+                # CRDs Established before any object of their kinds is applied
+                for crd in (o for o in objects if o["kind"] == "CustomResourceDefinition"):
+                    reporter.update(step.key, info=f"waiting for {describe(crd)}")
+                    cluster.wait_ready(crd, deadline)
+            action = cluster.apply(obj)
+            counts[action] += 1
+            results.append(StepResult(describe(obj), action, step.title))
+            reporter.advance(step.key, object=describe(obj), action=action)
+        for obj in objects:
+            if obj["kind"] in READY_CONDITION:  # CRDs of a CRD-only step are waited on here too
+                reporter.update(step.key, info=f"waiting for {describe(obj)}")
+                cluster.wait_ready(obj, deadline, on_poll=lambda last, o=obj: reporter.update(step.key, info=f"{describe(o)}: {last}"))
+        reporter.finish(step.key, ", ".join(f"{n} {a}" for a, n in counts.items() if n) or "nothing to do")
+        return results
+
+    def down(self, options: DownOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
+        import charts
+        from ..adapters.kube_apply import describe
+
+        cluster = self.cluster
+        if options.purge and not options.yes and not confirm(
+                "Also delete CRDs, volumes (MLflow runs and models, metrics, logs) and the namespace?"):
+            raise MlopsError("not confirmed: nothing was deleted", hint="re-run with --yes to skip the question")
+        steps = charts.platform_steps(self.config, None)
+        for obj in (o for step in steps for o in step.objects):
+            cluster.learn(obj)
+        outcome = Outcome(info={"context": cluster.context, "namespace": self.config.kubernetes.namespace})
+        ours = self.config.kubernetes.namespace
+        extra = [self._isvc_identity(), self._history_identity()]
+        plan = [("deployed model", extra)] + [(s.title, list(reversed(_ordered(s.objects)))) for s in reversed(steps)]
+        reporter.start("down", "deleting", total=sum(len(objs) for _, objs in plan))
+        for title, objects in plan:
+            for obj in objects:
+                kept = obj["kind"] in KEPT_WITHOUT_PURGE or (obj["kind"] == "Namespace" and obj["metadata"]["name"] == ours)
+                if kept and not options.purge:
+                    outcome.steps.append(StepResult(describe(obj), "kept", "data/CRD: only with --purge"))
+                else:
+                    action = "deleted" if cluster.delete(obj) else "absent"
+                    outcome.steps.append(StepResult(describe(obj), action, title))
+                reporter.advance("down", object=describe(obj))
+        reporter.finish("down", "done")
+        return outcome
+
+    # --- status ----------------------------------------------------------------------------------
+
+    def status(self) -> list[ComponentStatus]:
+        from ..adapters.kube_apply import condition
+
+        cluster = self.cluster
+        out = []
+        for component, namespace, name in COMPONENTS:
+            live = cluster.get({"apiVersion": "apps/v1", "kind": "Deployment",
+                                "metadata": {"name": name, "namespace": namespace or self.config.kubernetes.namespace}})
+            if live is None:
+                out.append(ComponentStatus(component, detail="not installed"))
+                continue
+            available = condition(live, "Available")
+            st = live.get("status") or {}
+            image = (((live.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers", [{}])[0].get("image", "")
+            out.append(ComponentStatus(
+                component, healthy=bool(available and available.get("status") == "True"), version=image.rpartition(":")[2],
+                detail=f"{st.get('readyReplicas', 0)}/{st.get('replicas', 0)} ready"))
+        out.append(self._isvc_status())
+        return out
+
+    def _isvc_status(self) -> ComponentStatus:
+        from charts.inference_service import VERSION_ANNOTATION
+
+        from ..adapters.kube_apply import condition
+
+        live = self.cluster.get(self._isvc_identity())
+        if live is None:
+            return ComponentStatus("predictor", detail="no model deployed (mlops deploy --target kubernetes)")
+        ready = condition(live, "Ready")
+        version = live["metadata"].get("annotations", {}).get(VERSION_ANNOTATION, "")
+        return ComponentStatus("predictor", url=(live.get("status") or {}).get("url", ""),
+                               healthy=bool(ready and ready.get("status") == "True"), version=version,
+                               detail=f"traffic: {self._traffic(live)}")
+
+    def _traffic(self, live: dict[str, Any]) -> str:
+        from charts.inference_service import VERSION_ANNOTATION
+
+        version = live["metadata"].get("annotations", {}).get(VERSION_ANNOTATION, "?")
+        canary = live["spec"]["predictor"].get("canaryTrafficPercent")
+        if canary is None or canary >= 100:
+            return f"v{version} 100%"
+        previous = (self._history().get("current") or {}).get("version", "previous")
+        return f"v{previous} {100 - canary}%, v{version} {canary}% (canary)"
+
+    # --- deploy ----------------------------------------------------------------------------------
+
+    def _isvc_identity(self) -> dict[str, Any]:
+        from charts.inference_service import API_VERSION, KIND
+
+        return {"apiVersion": API_VERSION, "kind": KIND,
+                "metadata": {"name": self.config.serving.model_name, "namespace": self.config.kubernetes.namespace}}
+
+    def _history_identity(self) -> dict[str, Any]:
+        from charts.objects import config_map
+
+        return config_map(self.config, self.config.serving.model_name + HISTORY_SUFFIX, "predictor", {})
+
+    def _history(self) -> dict[str, Any]:
+        live = self.cluster.get(self._history_identity())
+        data = (live or {}).get("data") or {}
+        return {k: json.loads(v) for k, v in data.items() if v}
+
+    def _save_history(self, current: dict[str, Any], previous: dict[str, Any] | None) -> None:
+        cm = self._history_identity()
+        cm["data"] = {"current": json.dumps(current, sort_keys=True)}
+        if previous is not None:
+            cm["data"]["previous"] = json.dumps(previous, sort_keys=True)
+        self.cluster.apply(cm)
+
+    def deploy(self, options: DeployOptions, reporter: Reporter) -> Outcome:
+        from charts import inference_service
+
+        identity = self._isvc_identity()
+        history = self._history()
+        live = self.cluster.get(identity)
+        current = history.get("current")
+        live_is_current = live is not None and current is not None and _applied(live) == _hash(identity, current)
+        if options.rollback:
+            if current and live is not None and not live_is_current:
+                target, new_history = current, (current, history.get("previous"))  # the last deploy never got ready
+            elif history.get("previous"):
+                target, new_history = history["previous"], (history["previous"], current)
+            else:
+                raise NotFoundError("nothing to roll back to: no earlier ready InferenceService spec is recorded",
+                                    hint="deploy another version first: mlops deploy --version N --target kubernetes")
+            isvc = _isvc_from_record(identity, target)
+        elif options.promote:
+            if live is None or live["spec"]["predictor"].get("canaryTrafficPercent") is None:
+                raise MlopsError("there is no canary to promote", hint="start one with: mlops deploy --version N --canary 10")
+            promoted = json.loads(json.dumps(current if live_is_current else _record(live)))
+            promoted["spec"]["predictor"].pop("canaryTrafficPercent", None)
+            isvc = _isvc_from_record(identity, promoted)
+            new_history = (promoted, history.get("previous"))
+        else:
+            from ..core.registry import resolve_version
+
+            ref = resolve_version(self.config, options.version, options.alias)
+            isvc = inference_service.render(self.config, version=ref.version, source_uri=ref.source, canary=options.canary)
+            if options.canary is not None and live is None:
+                reporter.warn(f"no model is serving yet: version {ref.version} gets all traffic despite --canary {options.canary}")
+            if live is not None and _is_ready(live):
+                previous = current if live_is_current else _record(live)
+            else:
+                previous = history.get("previous")
+            new_history = (_record(isvc), previous)
+        reporter.start("deploy", f"InferenceService {isvc['metadata']['name']}", total=1)
+        action = self.cluster.apply(isvc)
+        deadline = time.monotonic() + self.config.serving.ready_timeout_s
+        ready = self.cluster.wait_ready(isvc, deadline, on_poll=lambda last: reporter.update("deploy", info=last))
+        self._save_history(*new_history)
+        gateway_action = self._point_gateway(ready)
+        reporter.finish("deploy", f"ready: {(ready.get('status') or {}).get('url', '')}")
+        from charts.inference_service import VERSION_ANNOTATION
+
+        version = isvc["metadata"]["annotations"][VERSION_ANNOTATION]
+        outcome = Outcome(steps=[StepResult(f"InferenceService {isvc['metadata']['namespace']}/{isvc['metadata']['name']}", action, f"version {version}")])
+        if gateway_action:
+            outcome.steps.append(StepResult("Deployment gateway", gateway_action, "predictor URL"))
+        outcome.info.update({"model_version": version, "url": (ready.get("status") or {}).get("url", ""),
+                             "traffic": self._traffic(ready if ready.get("spec") else isvc)})
+        return outcome
+
+    def _point_gateway(self, isvc: dict[str, Any]) -> str | None:
+        """Make the gateway call the InferenceService's cluster address (stable across versions)."""
+        from charts import gateway
+
+        address = (((isvc.get("status") or {}).get("address") or {}).get("url")) or gateway.predictor_url(self.config)
+        deployment = gateway.objects(self.config, predictor=address)[0]
+        if self.cluster.get(deployment) is None:
+            return None  # the platform is not installed; `mlops up` renders the gateway with this address
+        return self.cluster.apply(deployment)
+
+    # --- predict / logs --------------------------------------------------------------------------
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        import httpx
+
+        from charts import secrets as chart_secrets
+
+        from ..core.secrets import Secrets
+
+        env = Secrets.from_env()
+        user, password = env.gateway_user or self.config.gateway.user, env.gateway_password
+        if not password:
+            from ..adapters.kube_apply import secret_values
+
+            live = self.cluster.get(chart_secrets.gateway_auth(self.config, None)) or {}
+            values = secret_values(live)
+            user, password = values.get("user", user), values.get("password")
+        if not password:
+            raise PreflightError("no gateway credentials: MLOPS_GATEWAY_PASSWORD is unset and the cluster has no gateway Secret",
+                                 hint="run `mlops up --target kubernetes` first, or export MLOPS_GATEWAY_USER/MLOPS_GATEWAY_PASSWORD")
+        url = f"http://{self.config.kubernetes.ingress_host}/predict/batch"
+        try:
+            response = httpx.post(url, json={"texts": texts}, auth=(user, password), timeout=self.config.gateway.timeout_s + 5)
+        except httpx.HTTPError as exc:
+            raise PreflightError(f"cannot reach the gateway ingress at {url}: {exc.__class__.__name__}",
+                                 hint=f"make {self.config.kubernetes.ingress_host} resolve to the ingress-nginx load balancer") from None
+        if response.status_code != 200:
+            raise MlopsError(f"gateway at {url} answered {response.status_code}: {response.text[:200]}",
+                             hint="401: wrong credentials; 503: no model ready (mlops deploy --target kubernetes)")
+        return response.json()["predictions"]
+
+    def logs(self, component: str, *, follow: bool = False, lines: int = 50) -> Iterator[str]:
+        known = {c for c, _, _ in COMPONENTS} | {"predictor"}
+        if component not in known:
+            raise NotFoundError(f"unknown component {component!r}", hint=f"one of: {', '.join(sorted(known))}")
+        ns = self.config.kubernetes.namespace
+        if component == "predictor":
+            selector = f"serving.kserve.io/inferenceservice={self.config.serving.model_name}"
+        else:
+            match = next(c for c in COMPONENTS if c[0] == component)
+            ns = match[1] or ns
+            selector = f"app.kubernetes.io/name={match[2]}" if not match[1] else ""
+            if match[1]:  # upstream components: their own labels; pick pods by the Deployment's selector
+                dep = self.cluster.get({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": match[2], "namespace": ns}}) or {}
+                labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+                selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        return self.cluster.pod_logs(ns, selector, lines=lines, follow=follow)
+
+
+FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
+
+
+def _ordered(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Namespaces, then CRDs, then the rest in manifest order (what kubectl apply -f effectively needs)."""
+    rank = {kind: i for i, kind in enumerate(FIRST_KINDS)}
+    return sorted(objects, key=lambda o: rank.get(o["kind"], 2))
+
+
+def _is_ready(isvc: dict[str, Any]) -> bool:
+    from ..adapters.kube_apply import condition
+
+    cond = condition(isvc, "Ready")
+    return bool(cond and cond.get("status") == "True")
+
+
+def _record(isvc: dict[str, Any]) -> dict[str, Any]:
+    """What rollback needs of an InferenceService: its spec and version annotation."""
+    from charts.inference_service import VERSION_ANNOTATION
+
+    return {"version": isvc["metadata"].get("annotations", {}).get(VERSION_ANNOTATION, ""),
+            "spec": json.loads(json.dumps(isvc["spec"]))}
+
+
+def _isvc_from_record(identity: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    from charts.inference_service import VERSION_ANNOTATION
+    from charts.objects import labels
+
+    isvc = json.loads(json.dumps(identity))
+    isvc["metadata"]["labels"] = labels("predictor")
+    isvc["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "Serverless", VERSION_ANNOTATION: record["version"]}
+    isvc["spec"] = json.loads(json.dumps(record["spec"]))
+    return isvc
+
+
+def _applied(live: dict[str, Any]) -> str | None:
+    from ..adapters.kube_apply import HASH_ANNOTATION
+
+    return (live.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION)
+
+
+def _hash(identity: dict[str, Any], record: dict[str, Any]) -> str:
+    from ..adapters.kube_apply import applied_hash
+
+    return applied_hash(_isvc_from_record(identity, record))

@@ -1,0 +1,139 @@
+"""The KServe predictor: one registered model version behind the V1 and V2 inference protocols.
+
+The same code runs locally (`mlops deploy`) and as an InferenceService container, where KServe's
+storage initializer has put the model in /mnt/models:
+
+    python -m models.predictor --model-dir /mnt/models --model-name sentiment --version 3
+
+Input: V1 `{"instances": ["text", ...]}` (or `[{"text": ...}]`); V2 a BYTES tensor named `text`.
+Output per text: logits, the label order, and the text's features for drift monitoring.
+Softmax and the label decision are the gateway's job, so the predictor stays a pure model server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kserve import InferOutput, InferRequest, InferResponse, Model
+from kserve.errors import InvalidInput
+
+from .classifier import SentimentClassifier
+from .text_features import load_vocab, text_features
+
+
+class SentimentPredictor(Model):
+    def __init__(self, name: str, model_dir: Path, version: str, batch_size: int = 32) -> None:
+        super().__init__(name)
+        self.model_dir = Path(model_dir)
+        self.version = version
+        self.batch_size = batch_size
+        self.classifier: SentimentClassifier | None = None
+        self.vocab: frozenset[str] = frozenset()
+
+    def load(self) -> bool:
+        self.classifier = SentimentClassifier.load(self.model_dir)
+        self.vocab = load_vocab(self.model_dir)
+        self.ready = True
+        return self.ready
+
+    def infer(self, texts: list[str]) -> tuple[np.ndarray, list[dict[str, float]]]:
+        assert self.classifier is not None, "load() first"
+        probs = self.classifier.predict_proba(texts, batch_size=self.batch_size)
+        # log-probabilities are logits up to a per-row constant: softmax(log p) == p exactly.
+        logits = np.log(np.clip(probs, 1e-12, 1.0))
+        return logits, [text_features(t, self.vocab) for t in texts]
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers=None):
+        if isinstance(payload, InferRequest):
+            return self._predict_v2(payload)
+        texts = _texts_from_v1(payload)
+        logits, features = self.infer(texts)
+        labels = list(self.classifier.labels)
+        return {
+            "predictions": [
+                {"logits": row.tolist(), "labels": labels, "model_version": self.version, **feat}
+                for row, feat in zip(logits, features)
+            ]
+        }
+
+    def _predict_v2(self, request: InferRequest) -> InferResponse:
+        tensor = request.get_input_by_name("text") or (request.inputs[0] if request.inputs else None)
+        if tensor is None:
+            raise InvalidInput("V2 request needs a BYTES input named 'text'")
+        texts = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in tensor.as_numpy().ravel().tolist()]
+        _check_texts(texts)
+        logits, features = self.infer(texts)
+        labels = list(self.classifier.labels)
+        outputs = [
+            InferOutput("logits", list(logits.shape), "FP32", logits.astype(np.float32).tolist()),
+            InferOutput("labels", [len(labels)], "BYTES", labels),
+            InferOutput("oov_share", [len(texts)], "FP32", [f["oov_share"] for f in features]),
+        ]
+        return InferResponse(
+            response_id=request.id or str(uuid.uuid4()),
+            model_name=self.name,
+            model_version=self.version,
+            infer_outputs=outputs,
+        )
+
+
+def _texts_from_v1(payload: Any) -> list[str]:
+    instances = payload.get("instances") if isinstance(payload, dict) else None
+    if not isinstance(instances, list):
+        raise InvalidInput('V1 request needs {"instances": ["text", ...]}')
+    texts = [i.get("text") if isinstance(i, dict) else i for i in instances]
+    _check_texts(texts)
+    return texts
+
+
+def _check_texts(texts: list[Any]) -> None:
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise InvalidInput("every instance must be a non-empty string")
+
+
+def _bind_loopback(host: str) -> None:
+    # KServe's REST server hardcodes 0.0.0.0, right for a pod; on a workstation we listen on loopback only.
+    import uvicorn
+
+    original = uvicorn.Config
+
+    class _Config(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["host"] = host
+            super().__init__(*args, **kwargs)
+
+    uvicorn.Config = _Config  # type: ignore[misc]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m models.predictor", description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", default=os.environ.get("MLOPS_MODEL_DIR", "/mnt/models"))
+    parser.add_argument("--model-name", default=os.environ.get("MLOPS_MODEL_NAME", "sentiment"))
+    parser.add_argument("--version", default=os.environ.get("MLOPS_MODEL_VERSION", "0"))
+    parser.add_argument("--http-port", type=int, default=int(os.environ.get("MLOPS_HTTP_PORT", "8080")))
+    parser.add_argument("--host", default=os.environ.get("MLOPS_BIND_HOST", ""))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=0)
+    args, _ = parser.parse_known_args(argv)
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.host:
+        _bind_loopback(args.host)
+
+    from kserve import ModelServer
+
+    model = SentimentPredictor(args.model_name, Path(args.model_dir), args.version, args.batch_size)
+    model.load()
+    ModelServer(http_port=args.http_port, enable_grpc=False, workers=1).start([model])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""VPC across availability zones: a public and a private subnet in each, NAT for the private ones.
+
+Nodes live only in private subnets; public subnets hold the NAT gateway(s) and internet-facing load
+balancers. `single_nat` trades AZ-failure tolerance for one NAT gateway's cost instead of one per AZ.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+# The VPC is cut into 16 equal blocks: private subnets take blocks 0..5, public ones 8..13 (up to 6 AZs).
+_SPLIT_BITS = 4
+_PUBLIC_OFFSET = 8
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    cidr: str
+    az_count: int
+    single_nat: bool
+    cluster_name: str
+    tags: dict[str, str]
+
+
+def subnet_cidrs(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
+    """(private, public) CIDRs, one of each per AZ, non-overlapping inside `cidr`."""
+    blocks = list(ipaddress.ip_network(cidr).subnets(prefixlen_diff=_SPLIT_BITS))
+    private = [str(b) for b in blocks[:az_count]]
+    public = [str(b) for b in blocks[_PUBLIC_OFFSET:_PUBLIC_OFFSET + az_count]]
+    return private, public
+
+
+class Network(pulumi.ComponentResource):
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: list[pulumi.Output[str]]
+    private_subnet_ids: list[pulumi.Output[str]]
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:network:Network", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        def tagged(role: str, **extra: str) -> dict[str, str]:
+            return {**args.tags, "Name": f"{name}-{role}", **extra}
+
+        # The EKS subnet tags tell the AWS load balancer integrations where to place public/internal LBs.
+        cluster_tag = {f"kubernetes.io/cluster/{args.cluster_name}": "shared"}
+        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self))
+        private_cidrs, public_cidrs = subnet_cidrs(args.cidr, args.az_count)
+
+        vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=args.cidr, enable_dns_hostnames=True, enable_dns_support=True,
+                          tags=tagged("vpc"), opts=child)
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tagged("igw"), opts=child)
+        public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id,
+                                       routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
+                                       tags=tagged("public"), opts=child)
+
+        public, private, nats = [], [], []
+        for i in range(args.az_count):
+            az = zones.names[i]
+            pub = aws.ec2.Subnet(f"{name}-public-{i}", vpc_id=vpc.id, cidr_block=public_cidrs[i], availability_zone=az,
+                                 map_public_ip_on_launch=True,
+                                 tags=tagged(f"public-{i}", **cluster_tag, **{"kubernetes.io/role/elb": "1"}), opts=child)
+            aws.ec2.RouteTableAssociation(f"{name}-public-{i}", subnet_id=pub.id, route_table_id=public_rt.id, opts=child)
+            public.append(pub)
+            if i == 0 or not args.single_nat:
+                eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", tags=tagged(f"nat-{i}"), opts=child)
+                nats.append(aws.ec2.NatGateway(f"{name}-nat-{i}", subnet_id=pub.id, allocation_id=eip.id,
+                                               tags=tagged(f"nat-{i}"), opts=pulumi.ResourceOptions(parent=self, depends_on=[igw])))
+            priv = aws.ec2.Subnet(f"{name}-private-{i}", vpc_id=vpc.id, cidr_block=private_cidrs[i], availability_zone=az,
+                                  map_public_ip_on_launch=False,
+                                  tags=tagged(f"private-{i}", **cluster_tag, **{"kubernetes.io/role/internal-elb": "1"}),
+                                  opts=child)
+            nat = nats[0] if args.single_nat else nats[i]
+            rt = aws.ec2.RouteTable(f"{name}-private-{i}", vpc_id=vpc.id,
+                                    routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}],
+                                    tags=tagged(f"private-{i}"), opts=child)
+            aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=priv.id, route_table_id=rt.id, opts=child)
+            private.append(priv)
+
+        self.vpc_id = vpc.id
+        self.public_subnet_ids = [s.id for s in public]
+        self.private_subnet_ids = [s.id for s in private]
+        self.register_outputs({"vpc_id": self.vpc_id, "public_subnet_ids": self.public_subnet_ids,
+                               "private_subnet_ids": self.private_subnet_ids})

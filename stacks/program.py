@@ -1,0 +1,87 @@
+"""The inline program: the components wired together from `[eks]`, and the stack's outputs.
+
+`mlops up --target eks` hands `inline(config)` to the Automation API; tests call `build` under
+`pulumi.runtime.set_mocks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pulumi
+
+from mlops_cli.core.config import Config, EksConfig
+
+from .cluster import Cluster, ClusterArgs, NodeGroupSpec
+from .ecr import ImageRepositories, RepositoriesArgs
+from .identity import IdentityArgs, PlatformIdentity
+from .network import Network, NetworkArgs
+from .storage import ArtifactBucket, BucketArgs, bucket_prefix
+from .tags import stack_tags
+
+OUTPUTS = ("cluster_name", "region", "kubeconfig", "bucket_name", "irsa_role_arn", "ecr_urls", "vpc_id")
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Where the platform install needs to look: whose service account, in which namespace."""
+
+    project: str
+    namespace: str
+
+
+def node_groups(eks: EksConfig) -> list[NodeGroupSpec]:
+    groups = [NodeGroupSpec("general", eks.instance_types, eks.min_size, eks.desired_size, eks.max_size,
+                            eks.disk_size_gb)]
+    if eks.gpu_enabled:
+        groups.append(NodeGroupSpec("gpu", eks.gpu_instance_types, eks.gpu_min_size, eks.gpu_desired_size,
+                                    eks.gpu_max_size, eks.disk_size_gb, gpu=True))
+    return groups
+
+
+def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
+    stack = pulumi.get_stack()
+    tags = stack_tags(platform.project, stack)
+
+    network = Network("network", NetworkArgs(cidr=eks.vpc_cidr, az_count=eks.availability_zones,
+                                             single_nat=eks.single_nat_gateway, cluster_name=eks.cluster_name,
+                                             tags=tags))
+    cluster = Cluster("cluster", ClusterArgs(
+        cluster_name=eks.cluster_name, version=eks.version, vpc_id=network.vpc_id,
+        public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids,
+        public_access_cidrs=eks.public_access_cidrs, node_groups=node_groups(eks), tags=tags))
+    bucket = ArtifactBucket("artifacts", BucketArgs(
+        bucket_name=eks.bucket_name, name_prefix=bucket_prefix(platform.project, stack),
+        noncurrent_days=eks.noncurrent_version_days, tags=tags))
+    identity = PlatformIdentity("platform", IdentityArgs(
+        oidc_provider_url=cluster.oidc_provider_url, oidc_issuer=cluster.oidc_issuer,
+        namespace=platform.namespace, service_account=eks.service_account, bucket_arn=bucket.bucket_arn, tags=tags))
+    ecr_urls: dict[str, pulumi.Output[str]] = {}
+    if eks.ecr_enabled:
+        ecr_urls = ImageRepositories("images", RepositoriesArgs(prefix=platform.project, tags=tags)).urls
+
+    outputs = {
+        "cluster_name": cluster.cluster_name,
+        "region": pulumi.Output.from_input(eks.region),
+        # The kubeconfig holds the cluster's CA and endpoint: kept encrypted in the state.
+        "kubeconfig": pulumi.Output.secret(cluster.kubeconfig_json),
+        "bucket_name": bucket.bucket_name,
+        "irsa_role_arn": identity.role_arn,
+        "ecr_urls": pulumi.Output.from_input(ecr_urls),
+        "vpc_id": network.vpc_id,
+    }
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs
+
+
+def inline(config: Config) -> Callable[[], None]:
+    """The program as the Automation API wants it: a no-argument function."""
+    eks = config.eks
+    platform = Platform(project=config.project.name, namespace=config.kubernetes.namespace)
+
+    def program() -> None:
+        build(eks, platform)
+
+    return program

@@ -1,0 +1,282 @@
+"""The Pulumi program in stacks/, run under pulumi's mocks: what it declares and with which properties."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+pulumi = pytest.importorskip("pulumi")
+
+from mlops_cli.core.config import EksConfig  # noqa: E402
+
+PROJECT, STACK, NAMESPACE = "test-project", "dev", "mlops"
+ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+ZONES = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
+TAGGABLE = {
+    "aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/internetGateway:InternetGateway", "aws:ec2/routeTable:RouteTable",
+    "aws:ec2/eip:Eip", "aws:ec2/natGateway:NatGateway", "aws:iam/role:Role",
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider", "aws:s3/bucket:Bucket", "aws:ecr/repository:Repository",
+    "eks:index:Cluster", "eks:index:ManagedNodeGroup",
+}
+
+
+class Mocks(pulumi.runtime.Mocks):
+    """Records every resource; answers with its inputs plus the ids/ARNs a real provider would compute."""
+
+    def __init__(self) -> None:
+        self.resources: list[Any] = []
+
+    def new_resource(self, args):
+        self.resources.append(args)
+        # Resource references (a node group's cluster and role) are not echoed back: rehydrating them
+        # would ask the mock engine for those resources again, outside the run.
+        state = {k: v for k, v in args.inputs.items() if not isinstance(v, pulumi.Resource)}
+        state.setdefault("arn", f"arn:aws:mock:::{args.name}")
+        if args.typ == "eks:index:Cluster":
+            state.update(kubeconfigJson=json.dumps({"clusters": [{"name": args.inputs["name"]}]}),
+                         oidcProviderUrl=f"https://{ISSUER}", oidcIssuer=ISSUER)
+        elif args.typ == "aws:s3/bucket:Bucket":
+            name = args.inputs.get("bucket") or args.inputs["bucketPrefix"] + "a1b2c3"
+            state.update(bucket=name, arn=f"arn:aws:s3:::{name}")
+        elif args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            state["arn"] = f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}"
+        elif args.typ == "aws:ecr/repository:Repository":
+            state["repositoryUrl"] = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{args.inputs['name']}"
+        return [f"{args.name}-id", state]
+
+    def call(self, args):
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"names": ZONES, "zoneIds": [f"use1-az{i}" for i in range(len(ZONES))], "id": "us-east-1"}
+        return {}
+
+
+@dataclass
+class Declared:
+    resources: list[Any]
+    outputs: dict[str, Any]
+    secret_outputs: set[str] = field(default_factory=set)
+
+    def of(self, typ: str) -> list[Any]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def one(self, typ: str, name_part: str = "") -> Any:
+        found = [r for r in self.of(typ) if name_part in r.name]
+        assert len(found) == 1, f"expected one {typ} {name_part!r}, got {[r.name for r in found]}"
+        return found[0]
+
+
+def declare(**eks_fields: Any) -> Declared:
+    """Run the program once under fresh mocks and return what it declared and exported."""
+    from stacks.program import Platform, build
+
+    mocks = Mocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False)
+    resolved: dict[str, Any] = {}
+    secret: set[str] = set()
+
+    @pulumi.runtime.test
+    def run():
+        outputs = build(EksConfig(**eks_fields), Platform(project=PROJECT, namespace=NAMESPACE))
+
+        async def secrets() -> None:
+            for key, out in outputs.items():
+                if await out.is_secret():
+                    secret.add(key)
+
+        return pulumi.Output.all(pulumi.Output.from_input(secrets()), pulumi.Output.all(**outputs)).apply(
+            lambda both: resolved.update(both[1]))
+
+    run()
+    return Declared(mocks.resources, resolved, secret)
+
+
+@pytest.fixture(scope="module")
+def default() -> Declared:
+    return declare()
+
+
+def _ids(resources) -> set[str]:
+    return {f"{r.name}-id" for r in resources}
+
+
+def _subnets(d: Declared, kind: str) -> list[Any]:
+    return [r for r in d.of("aws:ec2/subnet:Subnet") if f"-{kind}-" in r.name]
+
+
+@pytest.mark.parametrize("zones", [2, 3])
+def test_subnets_public_and_private_in_distinct_zones(zones):
+    d = declare(availability_zones=zones)
+    for kind in ("public", "private"):
+        subnets = _subnets(d, kind)
+        assert len(subnets) == zones
+        assert len({s.inputs["availabilityZone"] for s in subnets}) == zones, kind
+    vpc = ipaddress.ip_network(d.one("aws:ec2/vpc:Vpc").inputs["cidrBlock"])
+    nets = [ipaddress.ip_network(s.inputs["cidrBlock"]) for s in d.of("aws:ec2/subnet:Subnet")]
+    assert all(n.subnet_of(vpc) for n in nets)
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:])
+    assert all(s.inputs["mapPublicIpOnLaunch"] is False for s in _subnets(d, "private"))
+
+
+def test_private_subnets_route_through_nat_and_public_through_igw(default):
+    public_rt = default.one("aws:ec2/routeTable:RouteTable", "public")
+    assert public_rt.inputs["routes"] == [{"cidrBlock": "0.0.0.0/0", "gatewayId": "network-igw-id"}]
+    nat_ids = _ids(default.of("aws:ec2/natGateway:NatGateway"))
+    private_rts = [r for r in default.of("aws:ec2/routeTable:RouteTable") if "private" in r.name]
+    assert len(private_rts) == 2
+    for rt in private_rts:
+        assert [route.get("natGatewayId") for route in rt.inputs["routes"]] and \
+            all(route["natGatewayId"] in nat_ids for route in rt.inputs["routes"])
+    public_ids = _ids(_subnets(default, "public"))
+    assert all(n.inputs["subnetId"] in public_ids for n in default.of("aws:ec2/natGateway:NatGateway"))
+
+
+def test_nat_single_or_one_per_zone():
+    assert len(declare(single_nat_gateway=True, availability_zones=3).of("aws:ec2/natGateway:NatGateway")) == 1
+    per_az = declare(single_nat_gateway=False, availability_zones=3)
+    nats = per_az.of("aws:ec2/natGateway:NatGateway")
+    assert len(nats) == 3
+    used = [r.inputs["routes"][0]["natGatewayId"] for r in per_az.of("aws:ec2/routeTable:RouteTable") if "private" in r.name]
+    assert sorted(used) == sorted(_ids(nats))  # each private route table has its own zone's NAT
+
+
+def test_cluster_version_and_endpoint_access_from_config():
+    d = declare(version="1.30", public_access_cidrs=["203.0.113.0/24"])
+    cluster = d.one("eks:index:Cluster")
+    assert cluster.inputs["version"] == "1.30"
+    assert cluster.inputs["name"] == "mlops"
+    assert cluster.inputs["endpointPrivateAccess"] is True
+    assert cluster.inputs["endpointPublicAccess"] is True
+    assert cluster.inputs["publicAccessCidrs"] == ["203.0.113.0/24"]
+    assert cluster.inputs["privateSubnetIds"] == sorted(_ids(_subnets(d, "private")))
+    assert cluster.inputs["skipDefaultNodeGroup"] is True
+    assert cluster.inputs["nodeAssociatePublicIpAddress"] is False
+
+
+def test_no_public_cidrs_means_private_endpoint_only():
+    cluster = declare(public_access_cidrs=[]).one("eks:index:Cluster")
+    assert cluster.inputs["endpointPublicAccess"] is False
+    assert cluster.inputs["endpointPrivateAccess"] is True
+    assert "publicAccessCidrs" not in cluster.inputs
+
+
+def test_node_group_only_in_private_subnets_with_configured_size():
+    d = declare(instance_types=["m6i.xlarge"], min_size=2, desired_size=3, max_size=5, disk_size_gb=80)
+    groups = d.of("eks:index:ManagedNodeGroup")
+    assert len(groups) == 1
+    group = groups[0].inputs
+    private, public = _ids(_subnets(d, "private")), _ids(_subnets(d, "public"))
+    assert set(group["subnetIds"]) == private and not set(group["subnetIds"]) & public
+    assert group["scalingConfig"] == {"minSize": 2, "desiredSize": 3, "maxSize": 5}
+    assert group["instanceTypes"] == ["m6i.xlarge"]
+    assert group["diskSize"] == 80
+    assert not group.get("taints")
+
+
+def test_gpu_on_adds_a_tainted_gpu_group():
+    d = declare(gpu_enabled=True, gpu_instance_types=["g5.2xlarge"], gpu_min_size=0, gpu_desired_size=1, gpu_max_size=3)
+    groups = {r.name: r.inputs for r in d.of("eks:index:ManagedNodeGroup")}
+    assert set(groups) == {"cluster-general", "cluster-gpu"}
+    gpu = groups["cluster-gpu"]
+    assert gpu["instanceTypes"] == ["g5.2xlarge"]
+    assert gpu["gpu"] is True
+    assert gpu["scalingConfig"] == {"minSize": 0, "desiredSize": 1, "maxSize": 3}
+    assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+    assert set(gpu["subnetIds"]) == _ids(_subnets(d, "private"))
+    assert len(d.resources) > len(declare().resources)  # gpu off declares fewer resources
+
+
+def test_bucket_versioned_encrypted_private_tls_only_with_lifecycle():
+    d = declare(noncurrent_version_days=45)
+    bucket = d.one("aws:s3/bucket:Bucket")
+    assert bucket.inputs["forceDestroy"] is False
+    assert bucket.inputs["bucketPrefix"] == f"{PROJECT}-{STACK}-"
+    bucket_id = f"{bucket.name}-id"
+    versioning = d.one("aws:s3/bucketVersioning:BucketVersioning")
+    assert versioning.inputs == {"bucket": bucket_id, "versioningConfiguration": {"status": "Enabled"}}
+    sse = d.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    assert sse.inputs["bucket"] == bucket_id
+    assert sse.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] in ("AES256", "aws:kms")
+    block = d.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert block["bucket"] == bucket_id
+    assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    policy_res = d.one("aws:s3/bucketPolicy:BucketPolicy").inputs
+    assert policy_res["bucket"] == bucket_id
+    statements = json.loads(policy_res["policy"])["Statement"]
+    arn = f"arn:aws:s3:::{d.outputs['bucket_name']}"
+    assert any(s["Effect"] == "Deny" and s["Principal"] == "*" and s["Action"] == "s3:*"
+               and set(s["Resource"]) == {arn, f"{arn}/*"}
+               and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements)
+    rules = d.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    assert any(r["status"] == "Enabled" and r["noncurrentVersionExpiration"]["noncurrentDays"] == 45 for r in rules)
+
+
+def test_bucket_name_from_config_when_given():
+    d = declare(bucket_name="my-artifacts")
+    assert d.one("aws:s3/bucket:Bucket").inputs["bucket"] == "my-artifacts"
+    assert d.outputs["bucket_name"] == "my-artifacts"
+
+
+def test_irsa_trusts_exactly_the_platform_service_account():
+    d = declare(service_account="mlflow")
+    provider = d.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider").inputs
+    assert provider["url"] == f"https://{ISSUER}"
+    assert provider["clientIdLists"] == ["sts.amazonaws.com"]
+    role = d.one("aws:iam/role:Role", "irsa")
+    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert statement["Principal"] == {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}"}
+    assert statement["Condition"] == {"StringEquals": {
+        f"{ISSUER}:sub": f"system:serviceaccount:{NAMESPACE}:mlflow",
+        f"{ISSUER}:aud": "sts.amazonaws.com",
+    }}
+
+
+def test_irsa_policy_scoped_to_exactly_the_bucket(default):
+    policy = default.one("aws:iam/rolePolicy:RolePolicy")
+    assert policy.inputs["role"] == f"{default.one('aws:iam/role:Role', 'irsa').name}-id"
+    arn = f"arn:aws:s3:::{default.outputs['bucket_name']}"
+    resources: set[str] = set()
+    for statement in json.loads(policy.inputs["policy"])["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert all(a.startswith("s3:") and "*" not in a for a in statement["Action"])
+        resources |= {statement["Resource"]} if isinstance(statement["Resource"], str) else set(statement["Resource"])
+    assert resources == {arn, f"{arn}/*"}
+    assert default.outputs["irsa_role_arn"] == "arn:aws:mock:::platform-irsa"
+
+
+def test_every_taggable_resource_carries_project_and_stack(default):
+    taggable = [r for r in default.resources if r.typ in TAGGABLE]
+    assert {r.typ for r in taggable} >= TAGGABLE - {"aws:ec2/eip:Eip"} | {"aws:ec2/eip:Eip"}
+    for r in taggable:
+        tags = r.inputs.get("tags") or {}
+        assert tags.get("project") == PROJECT and tags.get("stack") == STACK, (r.typ, r.name, tags)
+
+
+def test_ecr_repositories_scan_on_push_and_immutable(default):
+    repos = default.of("aws:ecr/repository:Repository")
+    assert sorted(r.inputs["name"] for r in repos) == [f"{PROJECT}/drift", f"{PROJECT}/gateway", f"{PROJECT}/predictor"]
+    for repo in repos:
+        assert repo.inputs["imageTagMutability"] == "IMMUTABLE"
+        assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert set(default.outputs["ecr_urls"]) == {"gateway", "predictor", "drift"}
+
+
+def test_ecr_off_declares_no_repositories():
+    d = declare(ecr_enabled=False)
+    assert d.of("aws:ecr/repository:Repository") == []
+    assert d.outputs["ecr_urls"] == {}
+
+
+def test_stack_outputs_and_kubeconfig_is_secret(default):
+    from stacks.program import OUTPUTS
+
+    assert set(default.outputs) == set(OUTPUTS)
+    assert default.outputs["cluster_name"] == "mlops"
+    assert default.outputs["region"] == "us-east-1"
+    assert default.outputs["vpc_id"] == "network-vpc-id"
+    assert json.loads(default.outputs["kubeconfig"])["clusters"][0]["name"] == "mlops"
+    assert default.secret_outputs == {"kubeconfig"}

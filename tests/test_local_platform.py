@@ -1,0 +1,269 @@
+"""The local platform end to end, as real processes on loopback with a tiny model:
+up → train → register → deploy → predict (CLI, curl-style, V1, V2) → status → failover → hot switch
+→ rollback → down, leaving no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from .conftest import free_port, run_subprocess_cli
+
+pytestmark = pytest.mark.slow
+
+
+class Platform:
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = env
+
+    def mlops(self, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+        return run_subprocess_cli(*args, cwd=self.root, env=self.env, timeout=timeout)
+
+    def ok(self, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+        result = self.mlops(*args, timeout=timeout)
+        assert result.returncode == 0, f"mlops {' '.join(args)}\nstdout:{result.stdout}\nstderr:{result.stderr}"
+        return result
+
+    def status(self) -> dict[str, dict]:
+        return {c["component"]: c for c in json.loads(self.ok("status", "--json").stdout)["components"]}
+
+    @property
+    def password(self) -> str:
+        return (self.root / ".mlops" / "secrets" / "gateway-password").read_text().strip()
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, tiny_base_model):
+    root = tmp_path_factory.mktemp("platform")
+    ports = {name: free_port() for name in ("mlflow", "gateway", "predictor", "drift")}
+    (root / "mlops.toml").write_text(f"""
+[project]
+name = "e2e"
+[train]
+base_model = "{tiny_base_model}"
+max_length = 32
+batch_size = 8
+epochs = 1
+[registry]
+min_f1 = 0.0
+[gateway]
+timeout_s = 2.0
+[drift]
+interval = "1h"
+[local]
+mlflow_port = {ports['mlflow']}
+gateway_port = {ports['gateway']}
+predictor_port = {ports['predictor']}
+drift_port = {ports['drift']}
+stop_timeout_s = 5.0
+""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
+    p = Platform(root, env)
+    p.ports = ports
+    try:
+        yield p
+    finally:
+        p.mlops("down", "--yes", timeout=120)
+
+
+def test_up_starts_every_component(platform):
+    result = platform.ok("up")
+    assert "gateway-password" in result.stderr + result.stdout
+    secret = platform.root / ".mlops" / "secrets" / "gateway-password"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert platform.password not in (platform.root / "mlops.toml").read_text()
+    status = platform.status()
+    for component in ("mlflow", "drift", "gateway"):
+        assert status[component]["healthy"], status
+    assert httpx.get(f"http://127.0.0.1:{platform.ports['mlflow']}/health").status_code == 200
+
+
+def test_up_again_is_a_no_op(platform):
+    before = {k: v["pid"] for k, v in platform.status().items()}
+    result = platform.ok("up", "--json")
+    assert {s["action"] for s in json.loads(result.stdout)["steps"]} == {"already running"}
+    assert {k: v["pid"] for k, v in platform.status().items()} == before
+
+
+def test_train_register_two_versions(platform):
+    platform.ok("data", "prepare")
+    platform.ok("train", "--log", "--max-steps", "2")
+    platform.ok("register", "--alias", "champion")
+    platform.ok("train", "--log", "--max-steps", "3", "--seed", "7")
+    platform.ok("register")
+    versions = json.loads(platform.ok("models", "list", "--json").stdout)
+    assert {str(v["version"]) for v in (versions["versions"] if isinstance(versions, dict) else versions)} >= {"1", "2"}
+
+
+def test_deploy_and_predict(platform):
+    platform.ok("deploy", "--version", "1")
+    result = json.loads(platform.ok("predict", "this movie was great", "--json").stdout)
+    assert result["label"] in {"Positive", "Negative"}
+    assert 0.5 <= result["confidence"] <= 1.0
+    assert result["model_version"] == "1"
+
+    # The seed stack's client call, unchanged: curl -u admin:<password> -X POST .../predict
+    response = httpx.post(f"{platform.gateway}/predict", auth=("admin", platform.password),
+                          json={"text": "this movie was great"})
+    assert response.status_code == 200 and set(response.json()) == {"label", "confidence", "model_version"}
+    batch = httpx.post(f"{platform.gateway}/predict/batch", auth=("admin", platform.password),
+                       json={"texts": ["great", "terrible side effects"]})
+    assert [p["model_version"] for p in batch.json()["predictions"]] == ["1", "1"]
+    assert httpx.post(f"{platform.gateway}/predict", json={"text": "x"}).status_code == 401
+
+
+def test_predictor_speaks_v1_and_v2(platform):
+    predictor = platform.status()["predictor-v1"]
+    v1 = httpx.post(f"{predictor['url']}/v1/models/sentiment:predict", json={"instances": ["good", "bad"]})
+    assert v1.status_code == 200
+    first = v1.json()["predictions"][0]
+    assert len(first["logits"]) == len(first["labels"]) == 2 and first["model_version"] == "1"
+    v2 = httpx.post(f"{predictor['url']}/v2/models/sentiment/infer", json={
+        "id": "req-1", "inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["good", "bad"]}]})
+    assert v2.status_code == 200, v2.text
+    body = v2.json()
+    assert body["id"] == "req-1" and body["model_version"] == "1"
+    logits = next(o for o in body["outputs"] if o["name"] == "logits")
+    assert logits["shape"] == [2, 2]
+    bad = httpx.post(f"{predictor['url']}/v1/models/sentiment:predict", json={"instances": [""]})
+    assert 400 <= bad.status_code < 500
+
+
+def test_status_lists_components_with_versions(platform):
+    status = platform.status()
+    assert status["predictor-v1"]["version"] == "1" and status["predictor-v1"]["healthy"]
+    assert status["gateway"]["version"] == "1"
+    assert all(c["pid"] and c["uptime_s"] is not None for c in status.values())
+    table = platform.ok("status").stdout
+    assert "predictor-v1" in table and "gateway" in table
+
+
+def test_predictor_failure_is_503_and_recovers(platform):
+    record = json.loads((platform.root / ".mlops" / "local" / "processes.json").read_text())["processes"]["predictor-v1"]
+    os.killpg(record["pid"], signal.SIGKILL)
+    psutil.Process(record["pid"]).wait(timeout=10) if psutil.pid_exists(record["pid"]) else None
+    start = time.monotonic()
+    down = httpx.post(f"{platform.gateway}/predict", auth=("admin", platform.password), json={"text": "good"}, timeout=10)
+    assert down.status_code == 503 and time.monotonic() - start < 2.0 + 1.0
+    assert down.json()["error"]["code"] == "predictor_unavailable"
+
+    # Restart the same predictor on the same port; the gateway recovers by itself.
+    proc = subprocess.Popen(record["cmd"], cwd=platform.root, env={**platform.env, "HF_HUB_OFFLINE": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        r = httpx.post(f"{platform.gateway}/predict", auth=("admin", platform.password), json={"text": "good"}, timeout=10)
+        if r.status_code == 200:
+            break
+        time.sleep(0.5)
+    assert r.status_code == 200
+    # Hand the restarted process to the supervisor's record so later steps stop it.
+    table_file = platform.root / ".mlops" / "local" / "processes.json"
+    table = json.loads(table_file.read_text())
+    table["processes"]["predictor-v1"].update(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time())
+    table_file.write_text(json.dumps(table))
+
+
+def test_switching_versions_drops_no_request(platform):
+    auth = ("admin", platform.password)
+    seen: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client_loop():
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                r = client.post(f"{platform.gateway}/predict", auth=auth, json={"text": "it works well"})
+                if r.status_code == 200:
+                    seen.append(r.json()["model_version"])
+                else:
+                    failures.append(f"{r.status_code} {r.text}")
+
+    thread = threading.Thread(target=client_loop)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        platform.ok("deploy", "--version", "2")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert failures == []
+    assert seen[0] == "1" and seen[-1] == "2"
+    assert seen.index("2") > 0 and "1" not in seen[seen.index("2"):]
+    status = platform.status()
+    assert "predictor-v1" not in status and status["predictor-v2"]["healthy"]
+
+
+def test_metrics_and_prediction_log(platform):
+    metrics = httpx.get(f"{platform.gateway}/metrics").text
+    assert 'mlops_gateway_requests_total{method="POST",route="/predict",status="200"}' in metrics
+    assert 'mlops_gateway_request_duration_seconds_count{route="/predict"}' in metrics
+    assert 'mlops_predictions_total{' in metrics and 'model_version="2"' in metrics
+    assert 'mlops_model_info{model_name="sentiment",model_version="2"} 1.0' in metrics
+    lines = (platform.root / ".mlops" / "predictions.jsonl").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert len(entries) >= 10
+    assert {"ts", "request_id", "model_version", "label", "confidence", "text_length", "word_count", "oov_share"} <= set(entries[-1])
+    assert "text" not in entries[-1]  # raw text only with [gateway].log_text = true
+
+
+def test_rollback_returns_to_version_1(platform):
+    platform.ok("deploy", "--rollback")
+    result = json.loads(platform.ok("predict", "fine", "--json").stdout)
+    assert result["model_version"] == "1"
+
+
+def test_predict_file_writes_scored_csv(platform):
+    src = platform.root / "reviews.csv"
+    src.write_text("review,id\ngreat drug,1\nawful side effects,2\nworked fine,3\n")
+    platform.ok("predict", "--file", str(src), "--text-col", "review", "-o", str(platform.root / "scored.csv"))
+    scored = (platform.root / "scored.csv").read_text().splitlines()
+    assert scored[0] == "review,id,label,confidence,model_version" and len(scored) == 4
+
+
+def test_down_leaves_no_process_behind(platform):
+    records = json.loads((platform.root / ".mlops" / "local" / "processes.json").read_text())["processes"]
+    pids = [r["pid"] for r in records.values()]
+    platform.ok("down")
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    for name in ("gateway", "mlflow", "drift"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", platform.ports[name]))  # free again
+    assert (platform.root / ".mlops" / "mlflow").exists()  # data kept without --purge
+    assert platform.status() == {}
+
+
+def test_taken_port_is_reported_and_nothing_is_left_half_started(tmp_path):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    (tmp_path / "mlops.toml").write_text(f"[local]\ngateway_port = {taken}\nmlflow_port = {free_port()}\n"
+                                         f"drift_port = {free_port()}\n")
+    try:
+        result = run_subprocess_cli("up", cwd=tmp_path, timeout=300)
+    finally:
+        blocker.close()
+    assert result.returncode == 2
+    assert f"port {taken} for gateway is taken by" in result.stderr and "pid" in result.stderr
+    assert "Traceback" not in result.stderr
+    table = json.loads((tmp_path / ".mlops" / "local" / "processes.json").read_text())["processes"]
+    assert table == {}  # mlflow and drift were started by this run and stopped again

