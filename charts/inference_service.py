@@ -17,7 +17,7 @@ from mlops_cli.core.config import Config
 from mlops_cli.core.errors import ConfigError
 
 from .drift import service_overrides
-from .objects import container, labels, pod_security, resources
+from .objects import container, container_security, labels, pod_security, resources
 from .service_env import config_env
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -66,7 +66,10 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
             "modelFormat": {"name": "huggingface"},
             "storageUri": uri,
             "args": [f"--model_name={name}", "--task=sequence_classification"],
+            "env": [{"name": "HOME", "value": "/tmp"}, {"name": "HF_HOME", "value": "/tmp/hf"}],
             "resources": resources(config, "predictor"),
+            "securityContext": container_security(),
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         }
     else:
         c = container(
@@ -79,9 +82,9 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
                  *config_env(config, service_overrides(config))],
         )
         c["ports"] = [{"containerPort": PORT, "protocol": "TCP"}]  # Knative allows one unnamed port
-        predictor["securityContext"] = pod_security()
         predictor["containers"] = [c]
-        predictor["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+    predictor["securityContext"] = pod_security()
+    predictor["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     annotations = {
         "serving.kserve.io/deploymentMode": "Serverless",
         VERSION_ANNOTATION: str(version),

@@ -172,12 +172,3 @@ def secret_env(name: str, secret: str, key: str, optional: bool = False) -> dict
         ref["optional"] = True
     return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
-
-def otel_env(config: Config, service_name: str) -> list[dict[str, Any]]:
-    from .jaeger import otlp_endpoint
-
-    return [
-        {"name": "MLOPS_OBSERVABILITY__OTLP_ENDPOINT", "value": otlp_endpoint(config)},
-        {"name": "MLOPS_OBSERVABILITY__LOG_LEVEL", "value": config.observability.log_level},
-        {"name": "OTEL_SERVICE_NAME", "value": service_name},
-    ]

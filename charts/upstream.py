@@ -72,12 +72,34 @@ def manifest_bytes(config: Config, key: str) -> bytes:
     return data
 
 
+def verify_all(config: Config) -> None:
+    """Fetch and check every manifest before anything is applied; all missing pins in one message."""
+    unpinned = []
+    for key in MANIFESTS:
+        try:
+            manifest_bytes(config, key)
+        except UnpinnedError as exc:
+            unpinned.append(exc.line)
+    if unpinned:
+        raise ConfigError(
+            "upstream manifests are not pinned; their files have these sha256:\n  " + "\n  ".join(unpinned),
+            hint="check those files (they are the releases named by the URLs), then add the lines above to [kubernetes] in mlops.toml",
+        )
+
+
+class UnpinnedError(ConfigError):
+    def __init__(self, message: str, hint: str, line: str) -> None:
+        super().__init__(message, hint=hint)
+        self.line = line
+
+
 def _verified(data: bytes, p: Pin, where: str) -> bytes:
     actual = hashlib.sha256(data).hexdigest()
     if not p.sha256:
-        raise ConfigError(
+        raise UnpinnedError(
             f"[kubernetes].{p.sha_field} is empty: {p.key} {p.version} is not pinned (its file {where} has sha256 {actual})",
             hint=f"check that file, then set {p.sha_field} = \"{actual}\" in mlops.toml",
+            line=f'{p.sha_field} = "{actual}"  # {p.key} {p.version}',
         )
     if actual != p.sha256:
         raise PreflightError(

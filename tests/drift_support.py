@@ -141,6 +141,7 @@ class Service:
 
     def __init__(self, name: str, argv: list[str], cwd: Path, env: dict[str, str], log_dir: Path) -> None:
         self.name = name
+        self.url = ""
         self.log_path = log_dir / f"{name}.stderr"
         self._log = self.log_path.open("w")
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -179,8 +180,9 @@ def start_serving(project: RegisteredProject, log_dir: Path, env: dict[str, str]
                                       "--model-name", "sentiment", "--version", project.version,
                                       "--http-port", str(predictor_port), "--host", "127.0.0.1"],
                         project.root, common, log_dir)
+    predictor.url = f"http://127.0.0.1:{predictor_port}"
     try:
-        wait_http(f"http://127.0.0.1:{predictor_port}/v2/health/ready", predictor.proc, timeout=120)
+        wait_http(predictor.url + "/v2/health/ready", predictor.proc, timeout=120)
         gateway = Service("gateway", ["-m", "mlops_cli.services.gateway", "--host", "127.0.0.1",
                                       "--port", str(gateway_port),
                                       "--predictor-url", f"http://127.0.0.1:{predictor_port}",

@@ -48,6 +48,8 @@ class ApiServer(kmock.KubernetesEmulator):
     faults: list[Fault] = attrs.field(factory=list)
     stuck: set[str] = attrs.field(factory=set)       # Deployment names that never become Available
     writes: list[tuple[str, str]] = attrs.field(factory=list)  # (method, path) of every mutating request
+    pod_logs: dict[str, str] = attrs.field(factory=dict)       # pod name -> its log text
+    isvc_ready: bool = attrs.field(default=True)               # False: InferenceServices never get Ready
     _rv: int = attrs.field(default=0)
 
     def _get_resources(self) -> list[kmock.resource]:
@@ -58,6 +60,12 @@ class ApiServer(kmock.KubernetesEmulator):
         return list(found)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        parts = request.url.path.strip("/").split("/")
+        if len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods" and parts[6] == "log":
+            if parts[5] not in self.pod_logs:
+                return _status(404, "NotFound", f'pods "{parts[5]}" not found')
+            lines = self.pod_logs[parts[5]].splitlines()[-int(request.params.get("tailLines", "100000")):]
+            return aiohttp.web.Response(text="".join(line + "\n" for line in lines), content_type="text/plain")
         target = self._target(request)
         if target is None:
             return await super()._handle(request)  # discovery and anything else kmock serves itself
@@ -178,9 +186,11 @@ class ApiServer(kmock.KubernetesEmulator):
             traffic = [{"latestRevision": True, "percent": 100 if canary is None else canary}]
             if canary is not None:
                 traffic.append({"latestRevision": False, "percent": 100 - canary})
-            obj["status"] = {"url": f"http://{name}.{ns}.example.com",
+            obj["status"] = {"url": f"http://{name}.{ns}.example.com", "observedGeneration": obj["metadata"]["generation"],
                              "address": {"url": f"http://{name}.{ns}.svc.cluster.local"},
-                             "conditions": [{"type": "Ready", "status": "True"}],
+                             "conditions": [{"type": "Ready", "status": "True"} if self.isvc_ready else
+                                            {"type": "Ready", "status": "False", "reason": "RevisionMissing",
+                                             "message": "Revision failed: image pull back-off"}],
                              "components": {"predictor": {"traffic": traffic}}}
 
     def objects_of(self, kind: str) -> list[dict[str, Any]]:
@@ -308,5 +318,13 @@ def kubernetes_toml(bundle: Path, pins: dict[str, str], kubeconfig: Path | None 
     if kubeconfig is not None:
         lines.append(f'kubeconfig = "{kubeconfig}"')
     lines += [f'{k} = "{v}"' for k, v in pins.items()]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+    lines += [f"{k} = {_toml(v)}" for k, v in extra.items()]
     return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + "}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)

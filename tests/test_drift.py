@@ -229,3 +229,25 @@ def test_gateway_traffic_in_distribution_then_shifted(cli, registered, log_path,
     html = drift_html.read_text()
     assert html.lstrip().lower().startswith("<!doctype html>") and html.rstrip().endswith("</html>")
     assert "text_length" in html and len(html) > 100_000
+
+
+def test_evidently_runs_without_network(reference, monkeypatch, tmp_path):
+    """No descriptor or telemetry may reach out: every connection attempt fails the test."""
+    import socket
+
+    from mlops_cli.core.drift import compare, frame_from_records, write_html_atomically
+    from mlops_cli.core.drift import read_prediction_log
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access during drift computation: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    now = datetime.now(timezone.utc)
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(lines_like_reference(reference, 40, now=now)))
+    current = frame_from_records(read_prediction_log(path, now - timedelta(hours=1), now).records)
+    features, share, dataset_drift, snapshot = compare(reference, current, 0.5)
+    write_html_atomically(snapshot.get_html_str(as_iframe=False), tmp_path / "r.html")
+    assert len(features) == 5 and not dataset_drift
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []

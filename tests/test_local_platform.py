@@ -224,6 +224,17 @@ def test_metrics_and_prediction_log(platform):
     assert "text" not in entries[-1]  # raw text only with [gateway].log_text = true
 
 
+def test_logs_are_json_lines_with_request_ids(platform):
+    response = httpx.post(f"{platform.gateway}/predict", auth=("admin", platform.password), json={"text": "fine"},
+                          headers={"x-request-id": "trace-me-123"})
+    assert response.headers["x-request-id"] == "trace-me-123"
+    lines = platform.ok("logs", "gateway", "-n", "200").stdout.splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    assert any(e.get("request_id") == "trace-me-123" and e.get("service") for e in entries)
+    missing = platform.mlops("logs", "nonexistent")
+    assert missing.returncode == 2 and "gateway" in missing.stderr
+
+
 def test_rollback_returns_to_version_1(platform):
     platform.ok("deploy", "--rollback")
     result = json.loads(platform.ok("predict", "fine", "--json").stdout)

@@ -240,7 +240,7 @@ class KubeCluster:
                 return None
             raise
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str = "") -> list[dict[str, Any]]:
+    def list_objects(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str = "") -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else []
         found = self.request("GET", self.collection_path(api_version, kind, namespace), query=query,
                              what=f"{kind} list", missing_ok=True)
@@ -253,7 +253,7 @@ class KubeCluster:
             return []
         name = obj["metadata"]["name"]
         try:
-            items = self.list("v1", "Event", ns)
+            items = self.list_objects("v1", "Event", ns)
         except MlopsError:
             return []
         mine = [e for e in items if (e.get("involvedObject") or {}).get("name", "").startswith(name)]
@@ -277,18 +277,31 @@ class KubeCluster:
             return "update"
         return "unchanged"
 
-    def apply(self, obj: dict[str, Any]) -> str:
-        """Server-side apply unless unchanged; returns the plan's action."""
+    def apply(self, obj: dict[str, Any], deadline: float | None = None) -> str:
+        """Server-side apply unless unchanged; returns the plan's action.
+
+        Until `deadline`, retries what a fresh install hits for a few seconds and then outgrows: a
+        kind whose CRD was just Established but is not served yet (404), and an admission webhook
+        whose Deployment is Available but whose endpoint is not routable yet (500 "calling webhook").
+        """
         obj = self.normalise(obj)
         self.learn(obj)
-        action = self.plan(obj)
-        if action == "unchanged":
-            return action
-        body = json.loads(json.dumps(obj))
-        body["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = applied_hash(obj)
-        self.request("PATCH", self.path(obj), query=[("fieldManager", FIELD_MANAGER), ("force", "true")], body=body,
-                     content_type="application/apply-patch+yaml", what=describe(obj))
-        return action
+        while True:
+            try:
+                action = self.plan(obj)
+                if action == "unchanged":
+                    return action
+                body = json.loads(json.dumps(obj))
+                body["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = applied_hash(obj)
+                self.request("PATCH", self.path(obj), query=[("fieldManager", FIELD_MANAGER), ("force", "true")], body=body,
+                             content_type="application/apply-patch+yaml", what=describe(obj))
+                return action
+            except KubeApiError as exc:
+                transient = (exc.status == 404 and (obj["apiVersion"], obj["kind"]) not in BUILTIN_KINDS) or \
+                    (exc.status == 500 and "webhook" in exc.message)
+                if not transient or deadline is None or time.monotonic() >= deadline:
+                    raise
+                time.sleep(self.poll_s)
 
     def delete(self, obj: dict[str, Any]) -> bool:
         """True when something was deleted, False when it was already gone."""
@@ -304,7 +317,8 @@ class KubeCluster:
 
     # --- waiting ---------------------------------------------------------------------------------
 
-    def wait_ready(self, obj: dict[str, Any], deadline: float, on_poll: Callable[[str], None] | None = None) -> dict[str, Any]:
+    def wait_ready(self, obj: dict[str, Any], deadline: float, on_poll: Callable[[str], None] | None = None,
+                   timeout_setting: str = "[kubernetes].step_timeout_s") -> dict[str, Any]:
         """Poll until the kind's ready condition is True; on timeout name the object and its events."""
         obj = self.normalise(obj)
         wanted = READY_CONDITION[obj["kind"]]
@@ -312,9 +326,14 @@ class KubeCluster:
         while True:
             live = self.get(obj)
             cond = condition(live, wanted)
-            if cond is not None and cond.get("status") == "True":
+            observed = ((live or {}).get("status") or {}).get("observedGeneration")
+            generation = ((live or {}).get("metadata") or {}).get("generation")
+            stale = observed is not None and generation is not None and observed < generation
+            if cond is not None and cond.get("status") == "True" and not stale:
                 return live or {}
-            if cond is not None:
+            if stale:
+                last = f"the controller has not seen generation {generation} yet"
+            elif cond is not None:
                 last = f"{wanted}={cond.get('status')} {cond.get('reason', '')} {cond.get('message', '')}".strip()
             elif live is not None:
                 last = f"no {wanted} condition yet"
@@ -325,7 +344,7 @@ class KubeCluster:
                 shown = "\n    ".join(events) if events else "(no events)"
                 raise KubeTimeout(
                     f"timed out waiting for {describe(obj)} to be {wanted}: {last}\n  last events:\n    {shown}",
-                    hint="look at the events above (`kubectl describe` shows more); raise [kubernetes].step_timeout_s "
+                    hint=f"look at the events above (`kubectl describe` shows more); raise {timeout_setting} "
                          "if it is only slow, then re-run: finished objects are reported unchanged",
                 )
             time.sleep(min(self.poll_s, max(deadline - time.monotonic(), 0.01)))
@@ -333,7 +352,7 @@ class KubeCluster:
     # --- logs ------------------------------------------------------------------------------------
 
     def pod_logs(self, namespace: str, label_selector: str, *, lines: int, follow: bool) -> Iterator[str]:
-        pods = self.list("v1", "Pod", namespace, label_selector)
+        pods = self.list_objects("v1", "Pod", namespace, label_selector)
         if not pods:
             raise MlopsError(f"no pods match {label_selector} in namespace {namespace}",
                              hint="is the component installed and running? see `mlops status --target kubernetes`")

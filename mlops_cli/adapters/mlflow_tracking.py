@@ -15,8 +15,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -188,7 +190,9 @@ class TrackedRun:
         try:
             self.flush()
         finally:
-            self.client.set_terminated(self.run_id, status=status)
+            # Over HTTP, MLflow prints the run's UI link on stdout; stdout is for results (--json).
+            with contextlib.redirect_stdout(sys.stderr):
+                self.client.set_terminated(self.run_id, status=status)
 
 
 def start_run(config: Config, run_name: str, tags: dict[str, Any]) -> TrackedRun:

@@ -66,8 +66,6 @@ def _show(result: Any) -> None:
 
     if not result.has_verdict:
         render.note(f"[yellow]no verdict:[/] {result.message}")
-        if result.malformed_lines:
-            render.note(f"skipped {result.malformed_lines} malformed line(s) in {result.log_path}")
         return
     render.show(render.table(
         f"drift of model version {result.model_version}: {result.samples} prediction(s) vs "
@@ -79,8 +77,6 @@ def _show(result: Any) -> None:
         "predicted labels", ["label", "reference", "current"],
         ((s.label, f"{s.reference_share:.1%} ({s.reference_count})", f"{s.current_share:.1%} ({s.current_count})")
          for s in result.labels)))
-    if result.malformed_lines:
-        render.note(f"skipped {result.malformed_lines} malformed line(s) in {result.log_path}")
     if result.other_version_samples:
         render.note(f"{result.other_version_samples} prediction(s) of other versions in the window were not compared")
     render.note(f"report: {result.report_path}")

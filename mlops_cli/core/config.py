@@ -183,6 +183,17 @@ class KubernetesConfig(Section):
     # limits are twice the CPU and the same memory.
     resources: dict[str, dict[str, str]] = {}
 
+    @field_validator("resources")
+    @classmethod
+    def _known_components(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        components = {"gateway", "predictor", "drift", "mlflow", "prometheus", "grafana", "jaeger", "loki", "promtail"}
+        for name, amounts in value.items():
+            if name not in components:
+                raise ValueError(f"unknown component {name!r} (one of: {', '.join(sorted(components))})")
+            if not set(amounts) <= {"cpu", "memory"}:
+                raise ValueError(f"{name}: only cpu and memory can be set, got {', '.join(sorted(amounts))}")
+        return value
+
 
 class EksConfig(Section):
     region: str = "us-east-1"

@@ -173,7 +173,18 @@ class DriftResult:
         return self.status == STATUS_OK
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-safe: a degenerate column can give a NaN statistic, which strict JSON cannot carry."""
+        return _finite(asdict(self))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 # -- the comparison --------------------------------------------------------------------------------

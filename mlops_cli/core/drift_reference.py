@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import random
 import tempfile
 from pathlib import Path
@@ -93,11 +94,13 @@ def attach_reference(config: Config, ref: Any, classifier_dir: Path, examples: l
         client.log_artifact(ref.run_id, str(path), ARTIFACT_DIR)
     uri = f"runs:/{ref.run_id}/{ARTIFACT_DIR}/{ARTIFACT_FILE}"
     client.set_model_version_tag(ref.name, str(ref.version), REFERENCE_TAG, uri)
-    _cache_path(config, ref).unlink(missing_ok=True)
+    _cache_path(config, ref, uri).unlink(missing_ok=True)
 
 
-def _cache_path(config: Config, ref: Any) -> Path:
-    return config.state_dir / "drift" / "references" / str(ref.name) / f"{ref.version}.csv"
+def _cache_path(config: Config, ref: Any, uri: str) -> Path:
+    # Keyed by the artifact URI too: another tracking server can hold a different "version 3".
+    digest = hashlib.sha256(uri.encode()).hexdigest()[:12]
+    return config.state_dir / "drift" / "references" / str(ref.name) / f"{ref.version}-{digest}.csv"
 
 
 def reference_uri(config: Config, ref: Any) -> str:
@@ -111,19 +114,17 @@ def reference_uri(config: Config, ref: Any) -> str:
     if not uri:
         raise NotFoundError(
             f"model {ref.name} version {ref.version} has no drift reference (no `{REFERENCE_TAG}` tag)",
-            hint="versions registered by `mlops models register` get one; re-register this run to add it")
+            hint="versions created by `mlops register` get one; register the run again to add it")
     return uri
 
 
 def load_reference(config: Config, ref: Any) -> "pd.DataFrame":
     """The reference table of version `ref`, downloaded once into the state dir and reused after."""
-    import pandas as pd
-
-    cached = _cache_path(config, ref)
+    uri = reference_uri(config, ref)
+    cached = _cache_path(config, ref, uri)
     if not cached.is_file():
         from mlflow.artifacts import download_artifacts
 
-        uri = reference_uri(config, ref)
         from ..adapters import mlflow_tracking
 
         mlflow_tracking.preflight(config)

@@ -104,6 +104,25 @@ def configure_json_logging(service_name: str, level: str = "info") -> logging.Lo
     return root
 
 
+def logging_dict_config(service_name: str, level: str = "info") -> dict[str, Any]:
+    """The same JSON-lines setup as a `logging.config.dictConfig` dict, for servers that (re)configure
+    logging themselves from one: `uvicorn.run(log_config=...)`, KServe's `--log_config_file` (as JSON)."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    quiet = {"level": "WARNING"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter", "service_name": service_name}},
+        "handlers": {"stderr": handler},
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {
+            **{name: {"handlers": [], "propagate": True} for name in ("uvicorn", "uvicorn.error", "uvicorn.access",
+                                                                     "kserve", "kserve.trace")},
+            **{name: quiet for name in ("httpx", "httpcore", "urllib3")},
+        },
+    }
+
+
 # -- tracing -------------------------------------------------------------------------------------
 
 def build_tracer_provider(service_name: str, exporter: Any, namespace: str = "mlops"):

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from .logging_setup import inject_trace_headers
+
 
 class PredictorUnavailable(Exception):
     """The predictor refused the connection or is not deployed (HTTP 503)."""
@@ -61,7 +63,8 @@ class PredictorClient:
         upstream.idle.clear()
         try:
             response = await self._http.post(
-                f"{upstream.url}/v1/models/{self.model_name}:predict", json={"instances": texts}
+                f"{upstream.url}/v1/models/{self.model_name}:predict", json={"instances": texts},
+                headers=inject_trace_headers({}),
             )
         except httpx.TimeoutException:
             raise PredictorTimeout(f"the predictor did not answer within {self.timeout_s:g} s") from None

@@ -1,6 +1,6 @@
 """The `kubernetes` target: the platform installed into any cluster a kubeconfig context reaches.
 
-`up` applies the steps of `charts.platform_steps` in order (server-side apply, CRDs waited until
+`up` applies the steps of `charts.platform.platform_steps` in order (server-side apply, CRDs waited until
 Established, Deployments until Available, one deadline per step); `deploy` applies a KServe
 InferenceService and keeps the previous ready spec in a ConfigMap so `--rollback` can restore it.
 """
@@ -77,6 +77,12 @@ class KubernetesTarget:
                 checks.append(Check("kubeconfig context", True, f"{cluster.context or '(current)'} -> {cluster.server}"))
             except MlopsError as exc:
                 checks.append(Check("kubeconfig context", False, exc.message, exc.hint or ""))
+                return checks
+            try:
+                version = cluster.request("GET", "/version", what="the API server version")
+                checks.append(Check("Kubernetes API server", True, f"{cluster.server}: {version.get('gitVersion', '?')}"))
+            except MlopsError as exc:
+                checks.append(Check("Kubernetes API server", False, exc.message, exc.hint or ""))
         return checks
 
     # --- secrets ---------------------------------------------------------------------------------
@@ -122,12 +128,15 @@ class KubernetesTarget:
     # --- up / down -------------------------------------------------------------------------------
 
     def up(self, options: UpOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
-        import charts
+        from charts.platform import platform_steps
+        from charts.upstream import verify_all
+
         from ..adapters.kube_apply import describe
 
+        verify_all(self.config)
         cluster = self.cluster
         platform_secrets, generated = self._platform_secrets()
-        steps = charts.platform_steps(self.config, platform_secrets)  # everything renders before anything is written
+        steps = platform_steps(self.config, platform_secrets)  # everything renders before anything is written
         for obj in (o for step in steps for o in step.objects):
             cluster.learn(obj)
         outcome = Outcome(info={"context": cluster.context, "server": cluster.server, "namespace": self.config.kubernetes.namespace})
@@ -160,7 +169,7 @@ class KubernetesTarget:
                 for crd in (o for o in objects if o["kind"] == "CustomResourceDefinition"):
                     reporter.update(step.key, info=f"waiting for {describe(crd)}")
                     cluster.wait_ready(crd, deadline)
-            action = cluster.apply(obj)
+            action = cluster.apply(obj, deadline)
             counts[action] += 1
             results.append(StepResult(describe(obj), action, step.title))
             reporter.advance(step.key, object=describe(obj), action=action)
@@ -172,14 +181,15 @@ class KubernetesTarget:
         return results
 
     def down(self, options: DownOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
-        import charts
+        from charts.platform import platform_steps
+
         from ..adapters.kube_apply import describe
 
         cluster = self.cluster
         if options.purge and not options.yes and not confirm(
                 "Also delete CRDs, volumes (MLflow runs and models, metrics, logs) and the namespace?"):
             raise MlopsError("not confirmed: nothing was deleted", hint="re-run with --yes to skip the question")
-        steps = charts.platform_steps(self.config, None)
+        steps = platform_steps(self.config, None)
         for obj in (o for step in steps for o in step.objects):
             cluster.learn(obj)
         outcome = Outcome(info={"context": cluster.context, "namespace": self.config.kubernetes.namespace})
@@ -242,7 +252,7 @@ class KubernetesTarget:
         canary = live["spec"]["predictor"].get("canaryTrafficPercent")
         if canary is None or canary >= 100:
             return f"v{version} 100%"
-        previous = (self._history().get("current") or {}).get("version", "previous")
+        previous = (self._history().get("previous") or {}).get("version", "previous")
         return f"v{previous} {100 - canary}%, v{version} {canary}% (canary)"
 
     # --- deploy ----------------------------------------------------------------------------------
@@ -309,7 +319,8 @@ class KubernetesTarget:
         reporter.start("deploy", f"InferenceService {isvc['metadata']['name']}", total=1)
         action = self.cluster.apply(isvc)
         deadline = time.monotonic() + self.config.serving.ready_timeout_s
-        ready = self.cluster.wait_ready(isvc, deadline, on_poll=lambda last: reporter.update("deploy", info=last))
+        ready = self.cluster.wait_ready(isvc, deadline, on_poll=lambda last: reporter.update("deploy", info=last),
+                                        timeout_setting="[serving].ready_timeout_s")
         self._save_history(*new_history)
         gateway_action = self._point_gateway(ready)
         reporter.finish("deploy", f"ready: {(ready.get('status') or {}).get('url', '')}")

@@ -1,0 +1,55 @@
+"""The install order of the platform: namespace, then steps 1-8, each a list of objects.
+
+Example::
+
+    for step in platform_steps(cfg, None):
+        print(step.title, len(step.objects))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlops_cli.core.config import Config
+
+from .secrets import PlatformSecrets
+
+
+@dataclass
+class Step:
+    key: str
+    title: str
+    objects: list[dict[str, Any]] = field(default_factory=list)
+
+
+def namespace(config: Config) -> dict[str, Any]:
+    from .objects import labels
+
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": config.kubernetes.namespace,
+                         "labels": {**labels("platform"), "pod-security.kubernetes.io/warn": "restricted"}}}
+
+
+def platform_steps(config: Config, secrets: PlatformSecrets | None) -> list[Step]:
+    """secrets=None renders Secrets without values: enough to plan deletions, never to apply."""
+    from . import cert_manager, drift, gateway, grafana, ingress_nginx, jaeger, knative, kserve, loki, mlflow, \
+        network_policies, prometheus
+
+    return [
+        Step("namespace", "0. namespace", [namespace(config)]),
+        Step("cert-manager", "1. cert-manager", cert_manager.objects(config)),
+        Step("knative", "2. Knative Serving + Kourier", knative.objects(config)),
+        Step("kserve", "3. KServe", kserve.objects(config)),
+        Step("kserve-runtimes", "3. KServe serving runtimes", kserve.runtimes(config)),
+        Step("ingress", "4. ingress-nginx + basic auth", ingress_nginx.objects(config, secrets)),
+        Step("observability", "5. Prometheus, Grafana, Jaeger, Loki",
+             prometheus.objects(config) + grafana.objects(config) + jaeger.objects(config) + loki.objects(config)),
+        Step("mlflow", "6. MLflow", mlflow.objects(config, secrets)),
+        Step("drift", "7. drift service", drift.objects(config)),
+        Step("gateway", "8. gateway", gateway.objects(config) + network_policies.objects(config)),
+    ]
+
+
+def all_objects(config: Config, secrets: PlatformSecrets | None) -> list[dict[str, Any]]:
+    return [obj for step in platform_steps(config, secrets) for obj in step.objects]

@@ -1,0 +1,280 @@
+"""Every object `charts/` renders validates against the Kubernetes schemas of the configured version,
+custom resources against their CRD's schema, and no secret value appears outside a Secret."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from tests.k8s_support import build_bundle, kubernetes_toml
+
+SENTINEL_PASSWORD = "gw-Secret-Sentinel-4711"
+SENTINEL_S3 = "s3-Secret-Sentinel-0815"
+SENTINEL_DB = "db-Secret-Sentinel-2342"
+
+NON_DEFAULT = {
+    "namespace": "ml-prod",
+    "version": "1.33",
+    "ingress_host": "ml.example.org",
+    "storage_class": "gp3",
+    "mlflow_artifacts": "s3://models-bucket/mlflow",
+    "mlflow_backend_uri": f"postgresql://mlflow:{SENTINEL_DB}@db.internal/mlflow",
+    "predictions_access_mode": "ReadWriteMany",
+    "gateway_min_replicas": 3,
+    "gateway_max_replicas": 10,
+    "resources": {"gateway": {"cpu": "500m", "memory": "1Gi"}, "predictor": {"cpu": "2", "memory": "4Gi"}},
+}
+
+
+def _config(project: Path, extra: dict, serving: str = ""):
+    from mlops_cli.core.config import load_config
+
+    pins = build_bundle(project / "bundle")
+    (project / "mlops.toml").write_text('[project]\nname = "t"\n' + serving + kubernetes_toml(project / "bundle", pins, **extra))
+    return load_config()
+
+
+@pytest.fixture(params=["default", "non-default"])
+def config(request, project):
+    if request.param == "default":
+        return _config(project, {})
+    return _config(project, NON_DEFAULT, '[serving]\nruntime = "huggingface"\nmin_replicas = 1\nmax_replicas = 5\n')
+
+
+def _secrets():
+    from charts.secrets import GatewayCredentials, PlatformSecrets
+
+    return PlatformSecrets(gateway=GatewayCredentials("admin", SENTINEL_PASSWORD, "admin:$2b$10$abcdefghijklmnopqrstuv"),
+                           s3=("AKIAEXAMPLE", SENTINEL_S3))
+
+
+def _rendered(config) -> list[dict]:
+    from charts import inference_service
+    from charts.platform import all_objects
+
+    objs = all_objects(config, _secrets())
+    objs.append(inference_service.render(config, version="3", source_uri="s3://models-bucket/mlflow/1/abc/artifacts/model", canary=10))
+    return objs
+
+
+def _crd_schemas(objects: list[dict]) -> dict[tuple[str, str], dict]:
+    out = {}
+    for obj in objects:
+        if obj["kind"] == "CustomResourceDefinition":
+            spec = obj["spec"]
+            for version in spec["versions"]:
+                out[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = version["schema"]["openAPIV3Schema"]
+    return out
+
+
+def _validate(obj: dict, version: str, crds: dict) -> None:
+    key = (obj["apiVersion"], obj["kind"])
+    if key in crds:
+        jsonschema.Draft7Validator(crds[key]).validate(obj)
+    else:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_every_object_validates_for_the_configured_version(config):
+    objects = _rendered(config)
+    crds = _crd_schemas(objects)
+    assert ("serving.kserve.io/v1beta1", "InferenceService") in crds
+    kinds = set()
+    for obj in objects:
+        try:
+            _validate(obj, config.kubernetes.version, crds)
+        except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as exc:
+            pytest.fail(f"{obj['kind']} {obj['metadata'].get('name')}: {exc.message} at {list(exc.absolute_path)}")
+        kinds.add(obj["kind"])
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "DaemonSet", "Secret",
+            "PersistentVolumeClaim", "ConfigMap", "InferenceService", "CustomResourceDefinition"} <= kinds
+
+
+@pytest.mark.parametrize("runtime", ["mlops", "huggingface"])
+def test_inference_service_matches_the_kserve_crd(project, runtime):
+    from charts import inference_service
+
+    config = _config(project, {}, f'[serving]\nruntime = "{runtime}"\n')
+    schema = inference_service.crd_schema()
+    isvc = inference_service.render(config, version="2", source_uri="mlflow-artifacts:/1/run/artifacts/model", canary=25)
+    jsonschema.Draft7Validator(schema).validate(isvc)
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["canaryTrafficPercent"] == 25
+    assert predictor["minReplicas"] == 0 and predictor["maxReplicas"] == 3
+    uri = "pvc://mlflow-data/artifacts/1/run/artifacts/model/artifacts/classifier"
+    if runtime == "huggingface":
+        assert predictor["model"]["modelFormat"]["name"] == "huggingface" and predictor["model"]["storageUri"] == uri
+    else:
+        container = predictor["containers"][0]
+        assert container["image"] == config.serving.predictor_image
+        assert {"name": "STORAGE_URI", "value": uri} in container["env"]
+        assert container["command"][:3] == ["python", "-m", "models.predictor"]
+        assert "--version" in container["command"] and "2" in container["command"]
+    # The schema is strict where it matters: a misplaced field is refused.
+    broken = json.loads(json.dumps(isvc))
+    broken["spec"]["predictor"]["canaryPercent"] = 10
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate(broken)
+
+
+def test_workloads_are_hardened(config):
+    objects = _rendered(config)
+    ours = [o for o in objects if (o["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") == "mlops"]
+    pods = [(o, o["spec"]["template"]["spec"]) for o in ours if o["kind"] in ("Deployment", "DaemonSet")]
+    for isvc in (o for o in ours if o["kind"] == "InferenceService"):
+        predictor = isvc["spec"]["predictor"]
+        pods.append((isvc, {**predictor, "containers": predictor.get("containers") or [{"name": "model", **predictor["model"]}]}))
+    assert len(pods) >= 9
+    for obj, pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True, obj["metadata"]["name"]
+        assert pod["securityContext"]["runAsUser"] != 0
+        for c in pod["containers"] + pod.get("initContainers", []):
+            where = f"{obj['kind']} {obj['metadata']['name']}/{c['name']}"
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True, where
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False, where
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"]), where
+            assert {"cpu", "memory"} <= set(c["resources"]["limits"]), where
+
+
+def test_no_secret_value_outside_secrets(config):
+    objects = _rendered(config)
+    secrets = [o for o in objects if o["kind"] == "Secret"]
+    others = json.dumps([o for o in objects if o["kind"] != "Secret"])
+    for value in (SENTINEL_PASSWORD, SENTINEL_S3, SENTINEL_DB, "$2b$10$abcdefghijklmnopqrstuv"):
+        assert value not in others
+    in_secrets = json.dumps(secrets)
+    assert SENTINEL_PASSWORD in in_secrets
+    if config.kubernetes.mlflow_backend_uri:
+        assert SENTINEL_DB in in_secrets and SENTINEL_S3 in in_secrets
+
+
+def test_gateway_autoscales_on_cpu_and_request_rate_behind_basic_auth(config):
+    from charts import gateway
+
+    dep, svc, hpa, ingress = gateway.objects(config)
+    assert "replicas" not in dep["spec"]  # the HPA owns it
+    assert {m["type"] for m in hpa["spec"]["metrics"]} == {"Resource", "Pods"}
+    assert hpa["spec"]["minReplicas"] == config.kubernetes.gateway_min_replicas
+    notes = ingress["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/auth-type"] == "basic"
+    assert notes["nginx.ingress.kubernetes.io/auth-secret"] == f"{config.kubernetes.namespace}/mlops-gateway-auth"
+    assert ingress["spec"]["rules"][0]["host"] == config.kubernetes.ingress_host
+    command = dep["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:3] == ["python", "-m", "mlops_cli.services.gateway"]
+    assert command[command.index("--predictor-url") + 1] == gateway.predictor_url(config)
+
+
+def test_only_the_gateway_reaches_the_predictor(config):
+    from charts import network_policies
+
+    policy = network_policies.predictor_policy(config)
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": config.serving.model_name}
+    sources = policy["spec"]["ingress"][0]["from"]
+    pod_sources = [s["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for s in sources if "podSelector" in s]
+    assert pod_sources == ["gateway", "prometheus"]
+    assert {s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for s in sources if "namespaceSelector" in s} \
+        == {"knative-serving", "kourier-system"}
+
+
+def test_prometheus_and_grafana_use_the_shipped_observability_files(config):
+    import yaml
+
+    from charts import grafana, observability_files, prometheus
+
+    objs = {o["metadata"]["name"]: o for o in prometheus.objects(config) + grafana.objects(config)}
+    scrape = yaml.safe_load(objs["prometheus-config"]["data"]["prometheus.yml"])
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in scrape["scrape_configs"]}
+    ns = config.kubernetes.namespace
+    assert targets["gateway"] == [f"gateway.{ns}.svc.cluster.local:80"]
+    assert targets["drift"] == [f"drift.{ns}.svc.cluster.local:8085"]
+    shipped = observability_files.scrape_config()
+    assert [j["job_name"] for j in scrape["scrape_configs"]] == [j["job_name"] for j in shipped["scrape_configs"]]
+    assert objs["prometheus-rules"]["data"] == observability_files.alert_rules()
+    assert objs["grafana-dashboards"]["data"]["mlops.json"] == observability_files.dashboard()
+    sources = yaml.safe_load(objs["grafana-datasources"]["data"]["datasources.yaml"])["datasources"]
+    assert {s["type"] for s in sources} == {"prometheus", "loki", "jaeger"}
+
+
+def test_upstream_manifests_must_match_their_pins(project):
+    from charts import upstream
+    from mlops_cli.core.errors import ConfigError, PreflightError
+
+    config = _config(project, {})
+    assert upstream.load(config, "kserve")[1]["kind"] == "CustomResourceDefinition"
+    (project / "bundle" / "kserve.yaml").write_text((project / "bundle" / "kserve.yaml").read_text() + "\n# tampered\n")
+    with pytest.raises(PreflightError, match="kserve_sha256 pins"):
+        upstream.load(config, "kserve")
+    unpinned = config.with_overrides({"kubernetes.cert_manager_sha256": ""})
+    with pytest.raises(ConfigError, match="cert_manager_sha256 is empty"):
+        upstream.load(unpinned, "cert-manager")
+
+
+def test_storage_uri_comes_from_the_mlflow_artifact_location(project):
+    from charts.inference_service import storage_uri
+    from mlops_cli.core.errors import ConfigError
+
+    config = _config(project, {})
+    assert storage_uri(config, "s3://b/1/r/artifacts/model") == "s3://b/1/r/artifacts/model/artifacts/classifier"
+    assert storage_uri(config, "mlflow-artifacts:/1/r/artifacts/model/") == "pvc://mlflow-data/artifacts/1/r/artifacts/model/artifacts/classifier"
+    with pytest.raises(ConfigError, match="cannot be read from the cluster"):
+        storage_uri(config, "file:///home/me/.mlops/mlflow/artifacts/1/r/artifacts/model")
+
+
+def test_unpinned_manifests_are_all_listed_at_once(project):
+    from charts import upstream
+    from mlops_cli.core.errors import ConfigError
+
+    config = _config(project, {}).with_overrides({"kubernetes.cert_manager_sha256": "", "kubernetes.kourier_sha256": ""})
+    with pytest.raises(ConfigError) as caught:
+        upstream.verify_all(config)
+    pins = upstream.bundle_pins(project / "bundle")
+    assert f'cert_manager_sha256 = "{pins["cert_manager_sha256"]}"' in caught.value.message
+    assert f'kourier_sha256 = "{pins["kourier_sha256"]}"' in caught.value.message
+    assert "kserve_sha256" not in caught.value.message
+
+
+def test_manifests_are_downloaded_once_into_the_cache(project):
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from charts import upstream
+
+    config = _config(project, {})
+    served = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            served.append(self.path)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(project / "bundle")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/kserve.yaml?v={{version}}"
+        online = config.with_overrides({"kubernetes.offline_bundle": "", "kubernetes.kserve_url": url})
+        first = upstream.load(online, "kserve")
+        second = upstream.load(online, "kserve")
+    finally:
+        server.shutdown()
+    assert first == second and first[1]["kind"] == "CustomResourceDefinition"
+    assert len(served) == 1 and served[0].endswith(f"v={config.kubernetes.kserve_version}")
+    cached = project / config.kubernetes.manifest_cache / "kserve" / f"{config.kubernetes.kserve_version}.yaml"
+    assert cached.read_bytes() == (project / "bundle" / "kserve.yaml").read_bytes()
+
+
+def test_resource_overrides_name_known_components(project):
+    from charts.objects import DEFAULT_RESOURCES, resources
+    from mlops_cli.core.config import load_config
+    from mlops_cli.core.errors import ConfigError
+
+    (project / "mlops.toml").write_text('[kubernetes]\nresources = {gatway = {cpu = "1"}}\n')
+    with pytest.raises(ConfigError, match="unknown component 'gatway'"):
+        load_config()
+    every = ", ".join(f'{name} = {{cpu = "1500m", memory = "3Gi"}}' for name in DEFAULT_RESOURCES)
+    (project / "mlops.toml").write_text(f"[kubernetes]\nresources = {{{every}}}\n")
+    config = load_config()
+    assert resources(config, "loki") == {"requests": {"cpu": "1500m", "memory": "3Gi"}, "limits": {"cpu": "3000m", "memory": "3Gi"}}
