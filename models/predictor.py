@@ -22,6 +22,8 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
+from mlops_cli.services.logging_setup import configure_json_logging, request_id_var
+
 from .classifier import SentimentClassifier
 from .text_features import load_vocab, text_features
 
@@ -49,6 +51,8 @@ class SentimentPredictor(Model):
         return logits, [text_features(t, self.vocab) for t in texts]
 
     async def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers=None):
+        # The gateway forwards its request id, so predictor log lines join the gateway's and the trace.
+        request_id_var.set((headers or {}).get("x-request-id", ""))
         if isinstance(payload, InferRequest):
             return self._predict_v2(payload)
         texts = _texts_from_v1(payload)
@@ -119,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=os.environ.get("MLOPS_BIND_HOST", ""))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--log-level", default=os.environ.get("MLOPS_LOG_LEVEL", "info"))
     args, _ = parser.parse_known_args(argv)
 
     if args.threads:
@@ -128,7 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.host:
         _bind_loopback(args.host)
 
-    from kserve import ModelServer
+    from kserve import ModelServer, model_server
+
+    configure_json_logging("predictor", args.log_level)
+    model_server.args.configure_logging = False  # KServe would replace our JSON lines with its own format
 
     model = SentimentPredictor(args.model_name, Path(args.model_dir), args.version, args.batch_size)
     model.load()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Iterable
@@ -14,11 +15,18 @@ def words(text: str) -> list[str]:
 
 
 def load_vocab(model_dir: str | Path) -> frozenset[str]:
-    """Whole-word entries of a WordPiece vocabulary (continuation pieces like '##ing' are not words)."""
-    vocab_file = Path(model_dir) / "vocab.txt"
-    if not vocab_file.is_file():
+    """Whole-word entries of a WordPiece vocabulary (continuation pieces like '##ing' are not words).
+
+    Read from vocab.txt, or from tokenizer.json: transformers 5 saves only the latter.
+    """
+    model_dir = Path(model_dir)
+    vocab_file, tokenizer_file = model_dir / "vocab.txt", model_dir / "tokenizer.json"
+    if vocab_file.is_file():
+        entries: Iterable[str] = vocab_file.read_text(encoding="utf-8").splitlines()
+    elif tokenizer_file.is_file():
+        entries = (json.loads(tokenizer_file.read_text(encoding="utf-8")).get("model") or {}).get("vocab") or {}
+    else:
         return frozenset()
-    entries = vocab_file.read_text(encoding="utf-8").splitlines()
     return frozenset(e for e in entries if e and not e.startswith("##") and not e.startswith("["))
 
 

@@ -61,7 +61,7 @@ class ArtifactBucket(pulumi.ComponentResource):
                                 versioning_configuration={"status": "Enabled"}, opts=child)
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-sse", bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "none"}, "bucket_key_enabled": True}],
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}, "bucket_key_enabled": True}],
             opts=child)
         block = aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access", bucket=bucket.id, block_public_acls=True, block_public_policy=True,

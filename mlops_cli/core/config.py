@@ -216,7 +216,7 @@ class EksConfig(Section):
     gpu_max_size: int = Field(2, ge=1)
     bucket_name: str = ""
     noncurrent_version_days: int = Field(30, ge=1)
-    service_account: str = "mlops-platform"
+    service_account: str = "mlflow"  # the platform's IRSA service account (charts/mlflow.py)
     ecr_enabled: bool = True
     backend_url: str = ""
     kms_key: str = ""

@@ -14,9 +14,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
-# The platform install (the Kubernetes target) exposes the gateway through one Service of type
-# LoadBalancer: on EKS that is a classic ELB the stack does not declare but `up` does cause.
-PLATFORM_LOAD_BALANCERS = 1
+# The platform install (the Kubernetes target) applies the upstream ingress-nginx and Kourier manifests,
+# each with a Service of type LoadBalancer: on EKS each gets a classic ELB that the stack does not
+# declare but `up` does cause.
+PLATFORM_LOAD_BALANCERS = 2
 DEFAULT_NODE_DISK_GB = 20  # EKS's default when a node group names no disk size
 _GONE = {"delete", "delete-replaced", "discard", "discard-replaced", "remove-pending-replace"}
 NOT_ESTIMATED = "data processed by NAT/load balancers, S3 storage and requests, ECR storage, data transfer"
@@ -177,7 +178,7 @@ def estimate(steps: Iterable[Step], prices: PriceTable, *, region: str,
         elif step.type == "aws:elb/loadBalancer:LoadBalancer":
             lines.append(CostLine("load balancer (classic)", step.name, 1, hourly["load_balancer_classic"]))
     if platform_load_balancers and clusters:
-        lines.append(CostLine("load balancer (classic)", "gateway ingress, created by the platform install",
+        lines.append(CostLine("load balancer (classic)", "ingress-nginx + Kourier Services, from the platform install",
                               platform_load_balancers, platform_load_balancers * hourly["load_balancer_classic"]))
     for ln in lines:
         ln.monthly = None if ln.hourly is None else ln.hourly * prices.hours_per_month
