@@ -26,6 +26,8 @@ def _isolated_env(monkeypatch):
     for name in list(os.environ):
         if name.startswith(("MLOPS_", "MLFLOW_")) or name in {"KUBECONFIG", "PULUMI_CONFIG_PASSPHRASE"}:
             monkeypatch.delenv(name, raising=False)
+    # botocore would otherwise probe the EC2 metadata address (off loopback) when no credentials are set.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("NO_COLOR", "1")

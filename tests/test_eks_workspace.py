@@ -88,3 +88,43 @@ def test_plugins_pinned_to_the_installed_sdks():
     versions = pulumi_workspace.plugin_versions()
     assert set(versions) == {"aws", "eks", "kubernetes"}
     assert all(v.startswith("v") and v[1].isdigit() for v in versions.values())
+
+
+def test_a_failed_pulumi_command_becomes_one_readable_error():
+    from pulumi.automation import CommandError
+    from pulumi.automation._cmd import CommandResult
+
+    exc = CommandError(CommandResult(stdout="Previewing update (dev)\n", code=255,
+                                     stderr="error: decrypting secret value: incorrect passphrase\n"))
+    err = pulumi_workspace._command_failed("preview", exc)
+    assert err.message == "pulumi preview failed: error: decrypting secret value: incorrect passphrase"
+    assert "PULUMI_CONFIG_PASSPHRASE" in err.hint
+
+
+def test_forget_drops_the_bucket_subtree_and_every_reference_to_it():
+    from pulumi.automation import Deployment
+
+    bucket = "urn:pulumi:dev::p::mlops:storage:ArtifactBucket$aws:s3/bucket:Bucket::artifacts"
+    component = "urn:pulumi:dev::p::mlops:storage:ArtifactBucket::artifacts"
+    policy = "urn:pulumi:dev::p::mlops:identity:PlatformIdentity$aws:iam/rolePolicy:RolePolicy::platform-bucket"
+    state = {"resources": [
+        {"urn": component, "type": "mlops:storage:ArtifactBucket"},
+        {"urn": bucket, "type": "aws:s3/bucket:Bucket", "parent": component},
+        {"urn": policy, "type": "aws:iam/rolePolicy:RolePolicy", "dependencies": [bucket],
+         "propertyDependencies": {"policy": [bucket]}},
+    ]}
+
+    class Stack:
+        name = "dev"
+        imported = None
+
+        def export_stack(self):
+            return Deployment(version=3, deployment=state)
+
+        def import_stack(self, deployment):
+            Stack.imported = deployment
+
+    forgotten = pulumi_workspace.PulumiStack(Stack()).forget("mlops:storage:ArtifactBucket")
+    assert forgotten == sorted([bucket, component])
+    [kept] = Stack.imported.deployment["resources"]
+    assert kept["urn"] == policy and kept["dependencies"] == [] and kept["propertyDependencies"] == {"policy": []}

@@ -108,7 +108,7 @@ def require_secrets(config: Config, env: dict[str, str] | None = None) -> str:
     if provider == "passphrase" and PASSPHRASE_ENV not in env and f"{PASSPHRASE_ENV}_FILE" not in env:
         raise PreflightError(
             f"{PASSPHRASE_ENV} is not set: Pulumi encrypts the stack's secrets (the kubeconfig) with it",
-            hint=f"export {PASSPHRASE_ENV}='<a passphrase you keep>' (or set [eks].kms_key to a KMS key)",
+            hint=f"export {PASSPHRASE_ENV}='<a passphrase you keep>' (or set kms_key in mlops.toml's eks section)",
         )
     return provider
 
@@ -164,7 +164,7 @@ def open_stack(config: Config, *, create: bool) -> StackWorkspace:
             stack = auto.select_stack(name, project_name=project_name(config), program=inline(config), opts=opts)
     except auto.StackNotFoundError:
         raise NotFoundError(f"no EKS stack {name!r} in {backend}",
-                            hint="create it with `mlops up --target eks`, or fix [eks].stack / [eks].backend_url") from None
+                            hint="create it with `mlops up --target eks`, or fix stack / backend_url in mlops.toml's eks section") from None
     except auto.CommandError as exc:
         raise _command_failed("open the stack", exc) from None
     return PulumiStack(stack)
@@ -208,11 +208,18 @@ class PulumiStack:
     def forget(self, component_type: str) -> list[str]:
         deployment = self._run("stack export", self._stack.export_stack)
         resources_ = deployment.deployment.get("resources", [])
-        forgotten = [r["urn"] for r in resources_ if _within(r["urn"], component_type)]
+        forgotten = {r["urn"] for r in resources_ if _within(r["urn"], component_type)}
         if forgotten:
-            deployment.deployment["resources"] = [r for r in resources_ if r["urn"] not in forgotten]
+            kept = [r for r in resources_ if r["urn"] not in forgotten]
+            for r in kept:  # an import is refused while a kept resource still points at a forgotten one
+                r["dependencies"] = [d for d in r.get("dependencies") or [] if d not in forgotten]
+                for key, deps in (r.get("propertyDependencies") or {}).items():
+                    r["propertyDependencies"][key] = [d for d in deps if d not in forgotten]
+                if r.get("deletedWith") in forgotten:
+                    del r["deletedWith"]
+            deployment.deployment["resources"] = kept
             self._run("stack import", lambda: self._stack.import_stack(deployment))
-        return forgotten
+        return sorted(forgotten)
 
     def _run(self, what: str, fn: Callable[[], Any]) -> Any:
         from pulumi import automation as auto
@@ -263,13 +270,15 @@ def _step(meta: Any) -> ResourceStep | None:
 
 
 def _command_failed(what: str, exc: Any) -> MlopsError:
-    text = f"{getattr(exc, 'stderr', '')}\n{getattr(exc, 'stdout', '')}"
-    lines = [ln.strip() for ln in text.splitlines() if "error" in ln.lower()] or \
-        [ln.strip() for ln in text.splitlines() if ln.strip()]
-    detail = "; ".join(lines[-3:]) or str(exc)
+    # CommandError keeps only its text: " code: N\n stdout: ...\n stderr: ...". The error lines say why.
+    text = str(exc)
+    lines = [ln.strip().removeprefix("stderr:").removeprefix("stdout:").strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("code:")]
+    detail = "; ".join(([ln for ln in lines if "error" in ln.lower()] or lines)[-3:]) or type(exc).__name__
+    lowered = text.lower()
     hint = None
-    if "passphrase" in text.lower():
+    if "passphrase" in lowered:
         hint = f"set {PASSPHRASE_ENV} to the passphrase this stack was created with"
-    elif "credential" in text.lower() or "expiredtoken" in text.lower():
+    elif "credential" in lowered or "expiredtoken" in lowered:
         hint = "refresh your AWS credentials (aws sso login / AWS_PROFILE) and retry"
     return MlopsError(f"pulumi {what} failed: {detail}", hint=hint)

@@ -61,6 +61,7 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.01, ge=0)
     pooling: Literal["mean", "cls"] = "mean"
     class_weighting: bool = True
+    class_weight_power: float = Field(1.0, ge=0, le=1)
     seed: int = 42
     threads: int = Field(0, ge=0)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..core.progress import Reporter
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
 
 SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_eks")
+AWS_CLI_FIX = "install AWS CLI v2 (https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html)"
 STORAGE_COMPONENT = "mlops:storage:ArtifactBucket"
 CHANGE_COLUMNS = ("resource type", "create", "update", "replace", "delete", "unchanged")
 _REPLACE_OPS = {"replace", "create-replacement", "delete-replaced", "discard-replaced"}
@@ -94,6 +96,8 @@ class EksTarget:
         pulumi_workspace.require_secrets(self.config)
         if not aws:
             return None
+        if shutil.which("aws") is None:
+            reporter.warn(f"the AWS CLI is not on PATH: the kubeconfig authenticates with `aws eks get-token`; {AWS_CLI_FIX}")
         identity = pulumi_aws_account.caller_identity(self.eks.region)
         reporter.info(f"AWS account {identity.account} as {identity.arn} "
                       f"(credentials: {identity.source or 'default chain'}), region {self.eks.region}")
@@ -114,6 +118,9 @@ class EksTarget:
             checks.append(Check("AWS credentials", True, f"account {who.account} ({who.arn}), region {who.region}"))
         except PreflightError as exc:
             checks.append(Check("AWS credentials", False, exc.message, exc.hint or ""))
+        aws_cli = shutil.which("aws")
+        checks.append(Check("aws CLI (kubeconfig auth)", aws_cli is not None, aws_cli or "not on PATH",
+                            "" if aws_cli else AWS_CLI_FIX, required=False))
         return checks
 
     # ----------------------------------------------------------------------- up
