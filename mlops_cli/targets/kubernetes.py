@@ -133,8 +133,8 @@ class KubernetesTarget:
 
         from ..adapters.kube_apply import describe
 
+        cluster = self.cluster  # an unusable kubeconfig fails here, before any manifest is downloaded
         verify_all(self.config)
-        cluster = self.cluster
         platform_secrets, generated = self._platform_secrets()
         steps = platform_steps(self.config, platform_secrets)  # everything renders before anything is written
         for obj in (o for step in steps for o in step.objects):
