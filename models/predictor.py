@@ -24,6 +24,7 @@ from kserve.errors import InvalidInput
 
 from mlops_cli.services.logging_setup import configure_json_logging, request_id_var
 
+from .batcher import MicroBatcher
 from .classifier import SentimentClassifier
 from .text_features import load_vocab, text_features
 
@@ -36,6 +37,7 @@ class SentimentPredictor(Model):
         self.batch_size = batch_size
         self.classifier: SentimentClassifier | None = None
         self.vocab: frozenset[str] = frozenset()
+        self.batcher = MicroBatcher(self.infer, max_batch=batch_size)
 
     def load(self) -> bool:
         self.classifier = SentimentClassifier.load(self.model_dir)
@@ -54,27 +56,28 @@ class SentimentPredictor(Model):
         # The gateway forwards its request id, so predictor log lines join the gateway's and the trace.
         request_id_var.set((headers or {}).get("x-request-id", ""))
         if isinstance(payload, InferRequest):
-            return self._predict_v2(payload)
+            return await self._predict_v2(payload)
         texts = _texts_from_v1(payload)
-        logits, features = self.infer(texts)
+        logits, features = await self.batcher.submit(texts)
         labels = list(self.classifier.labels)
         return {
             "predictions": [
-                {"logits": row.tolist(), "labels": labels, "model_version": self.version, **feat}
+                {"logits": np.asarray(row).tolist(), "labels": labels, "model_version": self.version, **feat}
                 for row, feat in zip(logits, features)
             ]
         }
 
-    def _predict_v2(self, request: InferRequest) -> InferResponse:
+    async def _predict_v2(self, request: InferRequest) -> InferResponse:
         tensor = request.get_input_by_name("text") or (request.inputs[0] if request.inputs else None)
         if tensor is None:
             raise InvalidInput("V2 request needs a BYTES input named 'text'")
         texts = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in tensor.as_numpy().ravel().tolist()]
         _check_texts(texts)
-        logits, features = self.infer(texts)
+        rows, features = await self.batcher.submit(texts)
+        logits = np.asarray(rows, dtype=np.float32)
         labels = list(self.classifier.labels)
         outputs = [
-            InferOutput("logits", list(logits.shape), "FP32", logits.astype(np.float32).tolist()),
+            InferOutput("logits", list(logits.shape), "FP32", logits.tolist()),
             InferOutput("labels", [len(labels)], "BYTES", labels),
             InferOutput("oov_share", [len(texts)], "FP32", [f["oov_share"] for f in features]),
         ]
