@@ -77,6 +77,16 @@ def registered_project(tmp_path_factory, base_model: Path) -> RegisteredProject:
 
 # -- prediction-log lines --------------------------------------------------------------------------
 
+def load_registered_reference(project: RegisteredProject):
+    """The drift reference stored with the project's registered version."""
+    from mlops_cli.core import registry
+    from mlops_cli.core.config import load_config
+    from mlops_cli.core.drift_reference import load_reference
+
+    cfg = load_config(project.config_file, env={})
+    return load_reference(cfg, registry.resolve_version(cfg, version=project.version))
+
+
 def log_line(ts: datetime, version: str = "1", label: str = "Positive", confidence: float = 0.6,
              text_length: float = 300, word_count: float = 50, oov_share: float = 0.05) -> str:
     return json.dumps({"ts": ts.isoformat(), "request_id": os.urandom(8).hex(), "model_version": version,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from .drift_support import (MALFORMED_LINES, MODEL_NAME, lines_like_reference, log_line, predict_batches,
-                            registered_project, shifted_texts, start_serving)
+                            load_registered_reference, registered_project, shifted_texts, start_serving)
 
 COLUMNS = ["text_length", "word_count", "oov_share", "label", "confidence"]
 
@@ -20,12 +20,7 @@ def registered(tmp_path_factory, tiny_base_model):
 
 @pytest.fixture
 def reference(registered):
-    from mlops_cli.core import registry
-    from mlops_cli.core.config import load_config
-    from mlops_cli.core.drift_reference import load_reference
-
-    cfg = load_config(registered.config_file, env={})
-    return load_reference(cfg, registry.resolve_version(cfg, version=registered.version))
+    return load_registered_reference(registered)
 
 
 @pytest.fixture

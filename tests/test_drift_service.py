@@ -10,7 +10,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .drift_support import MALFORMED_LINES, lines_like_reference, registered_project, start_drift_service
+from .drift_support import (MALFORMED_LINES, lines_like_reference, load_registered_reference, registered_project,
+                            start_drift_service)
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +23,7 @@ def registered(tmp_path_factory, tiny_base_model):
 
 @pytest.fixture
 def reference(registered):
-    from mlops_cli.core import registry
-    from mlops_cli.core.config import load_config
-    from mlops_cli.core.drift_reference import load_reference
-
-    cfg = load_config(registered.config_file, env={})
-    return load_reference(cfg, registry.resolve_version(cfg, version=registered.version))
+    return load_registered_reference(registered)
 
 
 def samples(url: str) -> dict[tuple[str, tuple], float]:
