@@ -44,7 +44,12 @@ class PrintReporter(Reporter):
         print(f"  [{time.perf_counter() - self.started:6.0f}s] {key}: {message}", flush=True)
 
 
-def baseline(config) -> dict:
+def baseline(config, sublinear_tf: bool = True) -> dict:
+    """TF-IDF (1-2 grams) + logistic regression with balanced class weights.
+
+    Unweighted, LR predicts the majority class on this data (0.723 / 0.42). Balanced weights with
+    sublinear tf reproduce the reference numbers in issue 3 (about 0.83 / 0.75); linear tf is shown too.
+    """
     import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -54,7 +59,8 @@ def baseline(config) -> dict:
 
     train, test = read_split(config, "train"), read_split(config, "test")
     started = time.perf_counter()
-    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(max_iter=1000))
+    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=sublinear_tf),
+                          LogisticRegression(max_iter=1000, class_weight="balanced"))
     model.fit([e.text for e in train], [e.label for e in train])
     labels = list(model.classes_)
     proba = model.predict_proba([e.text for e in test])
@@ -83,23 +89,27 @@ def main(argv: list[str] | None = None) -> int:
     t = config.train
     print(f"data: {len(read_split(config, 'train'))} train / {len(read_split(config, 'test'))} test reviews", flush=True)
     print(f"recipe: max_length {t.max_length}, batch {t.batch_size}, lr {t.learning_rate:g} (head {t.head_learning_rate:g}), "
-          f"epochs {t.epochs}, warmup {t.warmup_ratio:g}, pooling {t.pooling}, class weighting {t.class_weighting}, "
+          f"epochs {t.epochs}, warmup {t.warmup_ratio:g}, pooling {t.pooling}, class weighting {t.class_weighting} "
+          f"(power {t.class_weight_power:g}), "
           f"seed {t.seed}", flush=True)
 
     print("TF-IDF (1-2 grams) + logistic regression ...", flush=True)
     base = baseline(config)
+    linear_tf = baseline(config, sublinear_tf=False)
     print("fine-tuning (full default training) ...", flush=True)
     tuned = fine_tuned(config, args.log)
 
-    rows = [("TF-IDF + LR", base), ("fine-tuned " + (Path(t.base_model).name if t.base_model else "all-MiniLM-L6-v2"), tuned)]
+    rows = [("TF-IDF + LR", base), ("TF-IDF + LR (linear tf)", linear_tf), ("fine-tuned " + (Path(t.base_model).name if t.base_model else "all-MiniLM-L6-v2"), tuned)]
     print()
     print(f"{'model':<30} {'accuracy':>9} {'macro F1':>9} {'ECE':>7} {'time':>9}")
     for name, m in rows:
         print(f"{name:<30} {m['accuracy']:>9.4f} {m['macro_f1']:>9.4f} {m['ece']:>7.4f} {m['seconds']:>8.1f}s")
     beats = tuned["accuracy"] > base["accuracy"] and tuned["macro_f1"] > base["macro_f1"]
+    beats_linear = tuned["accuracy"] > linear_tf["accuracy"] and tuned["macro_f1"] > linear_tf["macro_f1"]
     in_time = tuned["seconds"] <= TIME_BUDGET_S
     print()
     print(f"beats the baseline on accuracy and macro F1: {'yes' if beats else 'NO'}")
+    print(f"(also beats the linear-tf variant: {'yes' if beats_linear else 'no'})")
     print(f"training + evaluation within {TIME_BUDGET_S // 60} minutes: {'yes' if in_time else 'NO'} "
           f"({tuned['seconds'] / 60:.1f} min)")
     print(f"model: {tuned['model_dir']}")

@@ -114,6 +114,12 @@ class SentimentClassifier:
         model_dir.mkdir(parents=True, exist_ok=True)
         self.network.encoder.save_pretrained(str(model_dir))
         self.tokenizer.save_pretrained(str(model_dir))
+        vocab_file = model_dir / "vocab.txt"
+        if not vocab_file.is_file():
+            # transformers 5 saves only tokenizer.json; vocab.txt (one WordPiece token per line, in id
+            # order) is part of our directory contract: the drift features read it (models.text_features).
+            tokens = sorted(self.tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+            vocab_file.write_text("".join(f"{token}\n" for token, _ in tokens), encoding="utf-8")
         head = {k: v.detach().contiguous().cpu() for k, v in self.network.head.state_dict().items()}
         save_file(head, str(model_dir / HEAD_FILE))
         meta = {"format_version": FORMAT_VERSION, "labels": self.labels, "pooling": self.pooling,

@@ -261,6 +261,12 @@ def test_down_leaves_no_process_behind(platform):
     assert (platform.root / ".mlops" / "mlflow").exists()  # data kept without --purge
     assert platform.status() == {}
 
+    refused = platform.mlops("down", "--purge")  # no terminal to ask on: refuse rather than delete
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert (platform.root / ".mlops" / "mlflow").exists()
+    platform.ok("down", "--purge", "--yes")
+    assert not (platform.root / ".mlops").exists()
+
 
 def test_taken_port_is_reported_and_nothing_is_left_half_started(tmp_path):
     blocker = socket.socket()

@@ -83,6 +83,10 @@ def _hoist_global_flags(argv: list[str]) -> list[str]:
     return flags + [a for a in head if a not in _HOISTED] + tail
 
 
+def _verbose(args: list[str]) -> bool:
+    return any(a in ("--verbose", "-v", "-vv", "-vvv") for a in args)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -91,6 +95,10 @@ def main(argv: list[str] | None = None) -> None:
         from .render import error
 
         error(str(exc))
+        if _verbose(args) and (exc.__cause__ or exc.__context__):
+            import traceback
+
+            traceback.print_exception(exc.__cause__ or exc.__context__, file=sys.stderr)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

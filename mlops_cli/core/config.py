@@ -53,15 +53,15 @@ class TrainConfig(Section):
     base_model: str = ""
     max_length: int = Field(256, ge=8, le=512)
     batch_size: int = Field(16, ge=1)
-    learning_rate: float = Field(5e-5, gt=0)
+    learning_rate: float = Field(1e-4, gt=0)
     head_learning_rate: float = Field(1e-3, gt=0)
-    epochs: int = Field(4, ge=1)
+    epochs: int = Field(3, ge=1)
     max_steps: int = Field(0, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     pooling: Literal["mean", "cls"] = "mean"
     class_weighting: bool = True
-    class_weight_power: float = Field(1.0, ge=0, le=1)
+    class_weight_power: float = Field(0.5, ge=0, le=1)
     seed: int = 42
     threads: int = Field(0, ge=0)
 
