@@ -202,6 +202,27 @@ def test_evaluation_numbers_on_a_known_example(tmp_path):
     assert plot_reliability(y, proba, tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_layer_lr_decay_gives_lower_layers_smaller_rates(tiny_base_model):
+    from mlops_cli.core.config import TrainConfig
+    from mlops_cli.core.training import _param_groups
+    from models.classifier import SentimentClassifier
+
+    classifier = SentimentClassifier.from_base(tiny_base_model, ["Negative", "Positive"], max_length=16)
+    cfg = TrainConfig(learning_rate=1e-4, head_learning_rate=1e-3, layer_lr_decay=0.5)
+    groups = _param_groups(classifier.network, cfg)
+    rate_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(classifier.network.encoder.named_parameters())
+    assert len(rate_of) == len(named) + len(list(classifier.network.head.parameters()))  # each once
+    # Two layers: embeddings at lr * 0.5^2, layer 0 at lr * 0.5, layer 1 (the top) at lr.
+    assert rate_of[id(named["embeddings.word_embeddings.weight"])] == pytest.approx(2.5e-5)
+    assert rate_of[id(named["encoder.layer.0.attention.self.query.weight"])] == pytest.approx(5e-5)
+    assert rate_of[id(named["encoder.layer.1.output.dense.weight"])] == pytest.approx(1e-4)
+    assert {rate_of[id(p)] for p in classifier.network.head.parameters()} == {1e-3}
+    no_decay = {id(p) for g in groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    assert id(named["encoder.layer.1.output.LayerNorm.weight"]) in no_decay
+    assert id(named["encoder.layer.1.output.dense.weight"]) not in no_decay
+
+
 @pytest.mark.slow
 def test_packaged_minilm_trains_offline(project, cli):
     """The real all-MiniLM-L6-v2 from its PyPI package: a few steps, no network, saved and reloaded."""

@@ -59,6 +59,7 @@ class TrainConfig(Section):
     max_steps: int = Field(0, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
+    layer_lr_decay: float = Field(1.0, gt=0, le=1)
     pooling: Literal["mean", "cls"] = "mean"
     class_weighting: bool = True
     class_weight_power: float = Field(0.5, ge=0, le=1)

@@ -21,6 +21,7 @@ import importlib.util
 import json
 import math
 import random
+import re
 import shutil
 import subprocess
 import time
@@ -303,15 +304,35 @@ def _fit(config: Config, base_model: str, labels: list[str], train_set: list[Exa
 
 
 def _param_groups(network, cfg) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
+    """AdamW groups: no weight decay on biases/LayerNorm; optional layer-wise rate decay.
+
+    With `layer_lr_decay` < 1 the top encoder layer learns at `learning_rate` and each layer below at
+    that times the decay (embeddings lowest): on a few hundred reviews the lower, general-purpose layers
+    then move less, which is the usual remedy for forgetting in small-data fine-tuning.
+    """
+    n_layers = _encoder_depth(network.encoder)
+    groups: dict[tuple[float, float], list] = {}
     for name, p in network.encoder.named_parameters():
-        # No weight decay on biases and LayerNorm weights (standard for BERT fine-tuning).
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-    return [
-        {"params": decay, "lr": cfg.learning_rate, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "lr": cfg.learning_rate, "weight_decay": 0.0},
+        depth = _layer_of(name, n_layers)
+        lr = cfg.learning_rate * cfg.layer_lr_decay ** (n_layers - depth)
+        wd = 0.0 if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else cfg.weight_decay
+        groups.setdefault((lr, wd), []).append(p)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()] + [
         {"params": list(network.head.parameters()), "lr": cfg.head_learning_rate, "weight_decay": cfg.weight_decay},
     ]
+
+
+def _encoder_depth(encoder) -> int:
+    config = getattr(encoder, "config", None)
+    return int(getattr(config, "num_hidden_layers", 0) or 0)
+
+
+def _layer_of(name: str, n_layers: int) -> int:
+    """0 for embeddings, i + 1 for transformer layer i, n_layers for anything above (pooler)."""
+    match = re.search(r"(?:^|\.)layers?\.(\d+)\.", name)
+    if match:
+        return int(match.group(1)) + 1
+    return 0 if "embeddings" in name else n_layers
 
 
 def _class_weights(targets: list[int], n_labels: int, power: float):
