@@ -16,6 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+import pytest
 
 from .conftest import REPO, free_port
 
@@ -210,3 +211,15 @@ def predict_batches(gateway_url: str, texts: list[str], batch: int = 32) -> None
     for i in range(0, len(texts), batch):
         r = httpx.post(gateway_url + "/predict/batch", json={"texts": texts[i:i + batch]}, auth=auth, timeout=60)
         assert r.status_code == 200, r.text
+
+
+# Fixtures the drift tests share; a test module imports them by name to use them.
+@pytest.fixture
+def registered(tmp_path_factory, tiny_base_model):
+    return registered_project(tmp_path_factory, tiny_base_model)
+
+
+@pytest.fixture
+def reference(registered):
+    return load_registered_reference(registered)
+

@@ -8,19 +8,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from .drift_support import (MALFORMED_LINES, MODEL_NAME, lines_like_reference, log_line, predict_batches,
-                            load_registered_reference, registered_project, shifted_texts, start_serving)
+                            shifted_texts, start_serving)
+from .drift_support import reference, registered  # noqa: F401  (fixtures)
 
 COLUMNS = ["text_length", "word_count", "oov_share", "label", "confidence"]
-
-
-@pytest.fixture
-def registered(tmp_path_factory, tiny_base_model):
-    return registered_project(tmp_path_factory, tiny_base_model)
-
-
-@pytest.fixture
-def reference(registered):
-    return load_registered_reference(registered)
 
 
 @pytest.fixture

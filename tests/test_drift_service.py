@@ -10,20 +10,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .drift_support import (MALFORMED_LINES, lines_like_reference, load_registered_reference, registered_project,
-                            start_drift_service)
+from .drift_support import MALFORMED_LINES, lines_like_reference, start_drift_service
+from .drift_support import reference, registered  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def registered(tmp_path_factory, tiny_base_model):
-    return registered_project(tmp_path_factory, tiny_base_model)
-
-
-@pytest.fixture
-def reference(registered):
-    return load_registered_reference(registered)
 
 
 def samples(url: str) -> dict[tuple[str, tuple], float]:
