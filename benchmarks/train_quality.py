@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="mlops.toml to use (default: ./mlops.toml)")
     parser.add_argument("--log", action="store_true", help="log the fine-tuned run to MLflow")
+    parser.add_argument("--extra-seeds", default="", metavar="N,N",
+                        help="also train with these seeds and show their spread (the verdict stays on the default run)")
     args = parser.parse_args(argv)
 
     config = load_config(args.config)
@@ -98,18 +100,31 @@ def main(argv: list[str] | None = None) -> int:
     linear_tf = baseline(config, sublinear_tf=False)
     print("fine-tuning (full default training) ...", flush=True)
     tuned = fine_tuned(config, args.log)
-
-    rows = [("TF-IDF + LR", base), ("TF-IDF + LR (linear tf)", linear_tf), ("fine-tuned " + (Path(t.base_model).name if t.base_model else "all-MiniLM-L6-v2"), tuned)]
+    name = "fine-tuned " + (Path(t.base_model).name if t.base_model else "MiniLM-L6")
+    rows = [("TF-IDF + LR", base), ("TF-IDF + LR (linear tf)", linear_tf), (f"{name} (seed {t.seed})", tuned)]
+    seeds = [int(s) for s in args.extra_seeds.split(",") if s.strip()]
+    for seed in seeds:
+        print(f"fine-tuning again with seed {seed} ...", flush=True)
+        reseeded = config.model_copy(update={"train": t.model_copy(update={"seed": seed})})
+        rows.append((f"{name} (seed {seed})", fine_tuned(reseeded, False)))
+    if seeds:
+        runs = [m for label, m in rows if label.startswith(name)]
+        rows.append((f"{name} (mean of {len(runs)})",
+                     {k: sum(m[k] for m in runs) / len(runs) for k in ("accuracy", "macro_f1", "ece", "seconds")}))
     print()
-    print(f"{'model':<30} {'accuracy':>9} {'macro F1':>9} {'ECE':>7} {'time':>9}")
-    for name, m in rows:
-        print(f"{name:<30} {m['accuracy']:>9.4f} {m['macro_f1']:>9.4f} {m['ece']:>7.4f} {m['seconds']:>8.1f}s")
+    print(f"{'model':<34} {'accuracy':>9} {'macro F1':>9} {'ECE':>7} {'time':>9}")
+    for label, m in rows:
+        print(f"{label:<34} {m['accuracy']:>9.4f} {m['macro_f1']:>9.4f} {m['ece']:>7.4f} {m['seconds']:>8.1f}s")
     beats = tuned["accuracy"] > base["accuracy"] and tuned["macro_f1"] > base["macro_f1"]
     beats_linear = tuned["accuracy"] > linear_tf["accuracy"] and tuned["macro_f1"] > linear_tf["macro_f1"]
     in_time = tuned["seconds"] <= TIME_BUDGET_S
     print()
     print(f"beats the baseline on accuracy and macro F1: {'yes' if beats else 'NO'}")
     print(f"(also beats the linear-tf variant: {'yes' if beats_linear else 'no'})")
+    if seeds:
+        mean = rows[-1][1]
+        print(f"(mean over seeds beats the baseline: "
+              f"{'yes' if mean['accuracy'] > base['accuracy'] and mean['macro_f1'] > base['macro_f1'] else 'no'})")
     print(f"training + evaluation within {TIME_BUDGET_S // 60} minutes: {'yes' if in_time else 'NO'} "
           f"({tuned['seconds'] / 60:.1f} min)")
     print(f"model: {tuned['model_dir']}")

@@ -101,6 +101,18 @@ def test_table_output_shows_metrics(project, cli, prepared):
     assert "confusion matrix" in result.stderr
 
 
+def test_training_flags_override_config_and_bad_values_are_one_error(project, cli, prepared):
+    result = cli("--json", "train", "--no-log", "--max-steps", "2", "--max-length", "24", "--batch-size", "5",
+                 "--lr", "3e-4", "--warmup", "0.2", "--weight-decay", "0.05", "--threads", "1")
+    assert result.exit_code == 0, result.stderr
+    params = json.loads(result.stdout)["params"]
+    assert (params["max_length"], params["batch_size"], params["learning_rate"], params["warmup_ratio"],
+            params["weight_decay"], params["threads"]) == (24, 5, 3e-4, 0.2, 0.05, 1)
+
+    bad = cli("train", "--no-log", "--max-length", "4")
+    assert bad.exit_code == 2 and "train.max_length" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_same_seed_same_data_same_metrics(project, cli, prepared):
     from mlops_cli.core import training
 

@@ -46,6 +46,12 @@ def train(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=0, help="Stop after this many optimiser steps (0 = all epochs)."),
     base_model: Optional[str] = typer.Option(None, "--base-model", help="Local HF model directory (default: packaged all-MiniLM-L6-v2)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; same seed + data + config -> same metrics."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Tokens per review ([train].max_length)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Examples per optimiser step ([train].batch_size)."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", help="Encoder learning rate ([train].learning_rate)."),
+    warmup_ratio: Optional[float] = typer.Option(None, "--warmup", help="Share of steps with linear warm-up ([train].warmup_ratio)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay ([train].weight_decay)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads, 0 = default ([train].threads)."),
 ) -> None:
     """Fine-tune the sentiment classifier on the dataset, evaluate it on the test split, log it to MLflow.
 
@@ -58,14 +64,18 @@ def train(
 
       mlops train --max-steps 20 --no-log
 
-      MLOPS_TRAIN__MAX_LENGTH=128 mlops train --epochs 2 --seed 7
+      mlops train --epochs 2 --seed 7 --max-length 128 --lr 5e-5
+
+      MLOPS_TRAIN__LAYER_LR_DECAY=0.8 mlops train
     """
     from ..core import training
     from . import render
 
     st = state(ctx)
     config = st.config({"train.epochs": epochs, "train.max_steps": max_steps, "train.base_model": base_model,
-                        "train.seed": seed})
+                        "train.seed": seed, "train.max_length": max_length, "train.batch_size": batch_size,
+                        "train.learning_rate": learning_rate, "train.warmup_ratio": warmup_ratio,
+                        "train.weight_decay": weight_decay, "train.threads": threads})
     with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
         result = training.train(config, reporter, log=log)
     if st.json:

@@ -314,7 +314,7 @@ def _param_groups(network, cfg) -> list[dict[str, Any]]:
     groups: dict[tuple[float, float], list] = {}
     for name, p in network.encoder.named_parameters():
         depth = _layer_of(name, n_layers)
-        lr = cfg.learning_rate * cfg.layer_lr_decay ** (n_layers - depth)
+        lr = cfg.learning_rate * cfg.layer_lr_decay ** max(0, n_layers - depth)
         wd = 0.0 if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else cfg.weight_decay
         groups.setdefault((lr, wd), []).append(p)
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()] + [
