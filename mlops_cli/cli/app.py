@@ -70,7 +70,8 @@ commands_drift.register(app)
 
 
 # Global flags people type after the subcommand too (`mlops data status --json`): hoisted to the front.
-_HOISTED = {"--json", "--quiet", "-q", "--verbose", "-v", "-vv", "-vvv"}
+_VERBOSE = {"--verbose", "-v", "-vv", "-vvv"}
+_HOISTED = {"--json", "--quiet", "-q"} | _VERBOSE
 
 
 def _hoist_global_flags(argv: list[str]) -> list[str]:
@@ -83,10 +84,6 @@ def _hoist_global_flags(argv: list[str]) -> list[str]:
     return flags + [a for a in head if a not in _HOISTED] + tail
 
 
-def _verbose(args: list[str]) -> bool:
-    return any(a in ("--verbose", "-v", "-vv", "-vvv") for a in args)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = _hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -95,10 +92,11 @@ def main(argv: list[str] | None = None) -> None:
         from .render import error
 
         error(str(exc))
-        if _verbose(args) and (exc.__cause__ or exc.__context__):
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and not _VERBOSE.isdisjoint(args):
             import traceback
 
-            traceback.print_exception(exc.__cause__ or exc.__context__, file=sys.stderr)
+            traceback.print_exception(cause, file=sys.stderr)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
