@@ -216,13 +216,26 @@ def _text_value(value: Any, where: str, max_chars: int) -> str:
     return value
 
 
+def _recorded_upstream(path: str, default_version: str) -> tuple[str | None, str]:
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+        return str(data["url"]), str(data["model_version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, default_version  # nothing deployed yet (or a torn file): start without a predictor
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlops_cli.services.gateway", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("MLOPS_BIND_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("MLOPS_HTTP_PORT", "8080")))
     parser.add_argument("--predictor-url", default=os.environ.get("MLOPS_PREDICTOR_URL") or None)
     parser.add_argument("--model-version", default=os.environ.get("MLOPS_MODEL_VERSION", ""))
+    parser.add_argument("--upstream-file", default=None,
+                        help="JSON {url, model_version} that `mlops deploy` keeps current; read at start-up so a "
+                             "restarted gateway serves the deployed version")
     args = parser.parse_args(argv)
+    if args.upstream_file and not args.predictor_url:
+        args.predictor_url, args.model_version = _recorded_upstream(args.upstream_file, args.model_version)
 
     config = load_config()
     configure_json_logging("gateway", config.observability.log_level)
