@@ -127,6 +127,16 @@ class LocalConfig(Section):
     stop_timeout_s: float = Field(10.0, gt=0)
 
 
+class CanaryConfig(Section):
+    """Thresholds of `mlops deploy --canary N --observe 10m --promote-if-healthy` (core/canary_analysis.py)."""
+
+    prometheus_url: str = ""          # empty: the local platform's Prometheus (`mlops up --with-prometheus`)
+    max_error_rate: float = Field(0.01, ge=0, le=1)   # share of prediction requests answered 5xx
+    max_p99_s: float = Field(1.0, gt=0)               # p99 latency of prediction requests
+    min_requests: int = Field(50, ge=1)               # fewer in the window is no evidence: roll back
+    interval_s: float = Field(30.0, gt=0)             # how often to look during the window
+
+
 class KubernetesConfig(Section):
     kubeconfig: str = ""
     context: str = ""
@@ -261,6 +271,7 @@ class Config(Section):
     local: LocalConfig = LocalConfig()
     kubernetes: KubernetesConfig = KubernetesConfig()
     eks: EksConfig = EksConfig()
+    canary: CanaryConfig = CanaryConfig()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _file: Path | None = PrivateAttr(default=None)
