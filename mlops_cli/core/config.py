@@ -85,6 +85,9 @@ class ServingConfig(Section):
     runtime: Literal["mlops", "huggingface"] = "mlops"
     predictor_image: str = "ghcr.io/mlops/predictor:0.1.0"
     ready_timeout_s: float = Field(180.0, gt=0)
+    # `predict --file`: a text over [gateway].max_chars is truncated, skipped (counted, its cells left
+    # empty) or fails the whole file naming its row.
+    long_text: Literal["truncate", "skip", "fail"] = "truncate"
 
 
 class GatewayConfig(Section):
