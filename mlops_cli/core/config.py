@@ -204,7 +204,8 @@ class EksConfig(Section):
     region: str = "us-east-1"
     stack: str = "dev"
     cluster_name: str = "mlops"
-    version: str = "1.31"
+    version: str = "1.35"  # mlops_cli/core/eks_versions.py: in EKS standard support until 2027-03-27
+    upgrade_policy: Literal["STANDARD", "EXTENDED"] = "STANDARD"  # at end of standard support: upgrade, or pay extended
     vpc_cidr: str = "10.0.0.0/16"
     availability_zones: int = Field(2, ge=2, le=6)
     single_nat_gateway: bool = True
