@@ -84,6 +84,9 @@ class ServingConfig(Section):
     max_replicas: int = Field(3, ge=1)
     runtime: Literal["mlops", "huggingface"] = "mlops"
     ready_timeout_s: float = Field(180.0, gt=0)
+    # `predict --file`: a text over [gateway].max_chars is truncated, skipped (counted, its cells left
+    # empty) or fails the whole file naming its row.
+    long_text: Literal["truncate", "skip", "fail"] = "truncate"
 
 
 class GatewayConfig(Section):
@@ -210,7 +213,8 @@ class EksConfig(Section):
     region: str = "us-east-1"
     stack: str = "dev"
     cluster_name: str = "mlops"
-    version: str = "1.31"
+    version: str = "1.35"  # mlops_cli/core/eks_versions.py: in EKS standard support until 2027-03-27
+    upgrade_policy: Literal["STANDARD", "EXTENDED"] = "STANDARD"  # at end of standard support: upgrade, or pay extended
     vpc_cidr: str = "10.0.0.0/16"
     availability_zones: int = Field(2, ge=2, le=6)
     single_nat_gateway: bool = True
