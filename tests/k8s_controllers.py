@@ -442,7 +442,8 @@ class Controllers:
         updated = {
             **status,
             "observedGeneration": ksvc_status["observedGeneration"],  # KServe's quirk: the Knative Service's generation
-            "url": f"http://{name}.{ns}.svc.cluster.local",
+            # cluster-local visibility: Knative publishes no public route, so the URL is the cluster address
+            "url": f"http://{host}.{ns}.{'svc.cluster.local' if labels.get('networking.knative.dev/visibility') == 'cluster-local' else 'example.com'}",
             "address": {"url": f"http://{host}.{ns}.svc.cluster.local"},
             "components": {"predictor": new},
             "conditions": [{**ready, "type": "PredictorReady"}, {**ready, "type": "Ready"}],

@@ -30,6 +30,7 @@ import yaml
 from tests.k8s_controllers import CRD_FINALIZER, DEFAULT_CLASS_ANNOTATION, ISVC, KSERVE_CONTROLLER, Controllers, Timing
 
 REPO = Path(__file__).resolve().parents[1]
+UPSTREAM = REPO.parent / "shared" / "upstream"
 
 # API groups the API server serves itself; any other group needs an Established CRD.
 BUILTIN_GROUPS = {"", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "autoscaling", "policy",
@@ -387,6 +388,11 @@ def _ns(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
+def _upstream(relative: str) -> list[dict[str, Any]]:
+    """Real upstream release files (../shared/upstream, see its README) where the bundle needs them."""
+    return [d for d in yaml.safe_load_all((UPSTREAM / relative).read_text()) if d]
+
+
 def bundle_documents() -> dict[str, list[dict[str, Any]]]:
     isvc_crd = json.loads((REPO / "charts" / "schemas" / "inferenceservice-crd.json").read_text())
     return {
@@ -400,10 +406,12 @@ def bundle_documents() -> dict[str, list[dict[str, Any]]]:
                          _crd("serving.knative.dev", "Configuration", "configurations", "v1")],
         "knative-core": [_ns("knative-serving"),
                          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config-network", "namespace": "knative-serving"},
-                          "data": {"_example": "see docs"}},
+                          "data": {"_example": '# stand-in for knative/networking config-network.yaml\n'
+                                                'ingress-class: "istio.ingress.networking.knative.dev"\n'}},
+                         *_upstream("knative-serving-v1.21.1/features.yaml"),
                          _deployment("controller", "knative-serving", "gcr.io/knative-releases/controller:v1.16.0")],
         "kourier": [_ns("kourier-system"), _deployment("3scale-kourier-gateway", "kourier-system", "docker.io/envoyproxy/envoy:v1.31")],
-        "kserve": [_ns("kserve"), isvc_crd,
+        "kserve": [_ns("kserve"), isvc_crd, *_upstream("kserve-v0.20.0/inferenceservice-config.yaml"),
                    _crd("serving.kserve.io", "ClusterServingRuntime", "clusterservingruntimes", "v1alpha1", scope="Cluster"),
                    {"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "selfsigned-issuer", "namespace": "kserve"},
                     "spec": {"selfSigned": {}}},

@@ -147,6 +147,8 @@ class KubeApiError(MlopsError):
             404: "the API for this kind is not served: was its CRD installed (`mlops up`)?",
         }
         hint = hints.get(status, "fix the cause shown, then re-run: finished objects are reported unchanged")
+        if status == 404 and message.startswith("namespaces "):
+            hint = "its namespace does not exist: run `mlops up --target kubernetes` first"
         if status == 403 and "being terminated" in message:
             # NamespaceLifecycle admission, not RBAC: an earlier delete of the namespace has not finished
             hint = "the namespace is still being deleted (Terminating): wait until it is gone (`mlops down` waits for it), then re-run"
