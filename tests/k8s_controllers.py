@@ -72,11 +72,12 @@ NOT_POD_FIELDS = {"minReplicas", "maxReplicas", "scaleTarget", "scaleMetric", "s
 @dataclass
 class Timing:
     """Seconds; a cluster takes seconds to minutes for each, tests take a few ticks."""
-    tick_s: float = 0.01
+    tick_s: float = 0.02
     crd_established_s: float = 0.02
     pod_start_s: float = 0.05
     revision_ready_s: float = 0.08
     finalize_s: float = 0.03
+    probe_period_s: float = 0.1
 
 
 def _cond(obj: dict[str, Any] | None, kind: str) -> str | None:
@@ -192,7 +193,7 @@ class Controllers:
         classes = {k[3]: o for k, o in self.store.items() if k[:2] == ("storage.k8s.io/v1", "storageclasses")}
         default = next((n for n, o in classes.items()
                         if (o["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"), None)
-        for key, pvc in self.store.items():
+        for key, pvc in list(self.store.items()):
             if key[:2] != ("v1", "persistentvolumeclaims") or (pvc.get("status") or {}).get("phase") == "Bound":
                 continue
             wanted = pvc["spec"].get("storageClassName") or default
@@ -234,10 +235,16 @@ class Controllers:
         spec, meta = dep["spec"], dep["metadata"]
         template = spec.get("template") or {}
         rollout = self._rollouts.setdefault(meta["uid"], {})
-        t_hash = _hash(template)
-        if rollout.get("hash") != t_hash:
-            serving = rollout.get("ready", False) or rollout.get("old_ready", False)
-            rollout.update(hash=t_hash, since=now, ready=False, old_ready=serving, pods=None)
+        if rollout.get("generation") != meta.get("generation"):  # the template is part of spec: a new generation
+            rollout["generation"] = meta.get("generation")
+            t_hash = _hash(template)
+            if rollout.get("hash") != t_hash:
+                serving = rollout.get("ready", False) or rollout.get("old_ready", False)
+                rollout.update(hash=t_hash, since=now, ready=False, old_ready=serving, pods=None, probed=0.0)
+        t_hash = rollout["hash"]
+        if rollout["ready"] and now - rollout["probed"] < self.timing.probe_period_s and meta["name"] not in self.stuck:
+            return  # kubelet probes every periodSeconds, not continuously
+        rollout["probed"] = now
         pod = f"{meta['name']}-{t_hash}-emu"
         replicas = spec.get("replicas", 1)
         blocked = self._blocked(key[2], template.get("spec") or {})

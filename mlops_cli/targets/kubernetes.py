@@ -148,6 +148,7 @@ class KubernetesTarget:
                     outcome.steps.append(StepResult(describe(obj), cluster.plan(obj), step.title))
             outcome.info["dry_run"] = "nothing was written"
             return outcome
+        self._refuse_terminating_namespaces(steps)
         reused = self._foreign_components(steps, options.reuse_existing)
         for step in steps:
             if step.key in reused:
@@ -161,6 +162,17 @@ class KubernetesTarget:
             outcome.info["gateway_user"] = platform_secrets.gateway.user
             outcome.info["gateway_password"] = platform_secrets.gateway.password
         return outcome
+
+    def _refuse_terminating_namespaces(self, steps: list[Any]) -> None:
+        """A namespace being deleted takes everything applied into it along (NamespaceLifecycle)."""
+        for ns in (o for step in steps for o in step.objects if o["kind"] == "Namespace"):
+            live = self.cluster.get(ns) or {}
+            if (live.get("metadata") or {}).get("deletionTimestamp"):
+                held = "; ".join(c.get("message", "") for c in (live.get("status") or {}).get("conditions") or []
+                                 if c.get("status") == "True" and c.get("message"))
+                raise PreflightError(
+                    f"namespace {ns['metadata']['name']} is being deleted (Terminating){': ' + held if held else ''}",
+                    hint="wait until it is gone (`mlops down --target kubernetes` waits and names what holds it), then re-run")
 
     def _foreign_components(self, steps: list[Any], reuse: bool) -> dict[str, str]:
         """step key -> what of it someone else installed; refuses unless `reuse` (nothing is written yet)."""
