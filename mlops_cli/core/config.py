@@ -181,7 +181,12 @@ class KubernetesConfig(Section):
     mlflow_artifacts: str = ""
     mlflow_role_arn: str = ""
     mlflow_backend_uri: str = ""
+    # The predictor's own read-only identity for model storage (IRSA role on EKS), never MLflow's role.
+    predictor_role_arn: str = ""
     mlflow_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    # MLflow's artifact PVC (when artifacts are not in S3). ReadWriteOnce: predictors are scheduled on
+    # MLflow's node (it is the only node that can mount it); ReadWriteMany (EFS/NFS): anywhere.
+    mlflow_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
     prometheus_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
     loki_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
     # The prediction log the gateway writes and the drift service reads. ReadWriteOnce works on any
