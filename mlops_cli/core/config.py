@@ -204,10 +204,12 @@ class EksConfig(Section):
     version: str = "1.35"  # mlops_cli/core/eks_versions.py: in EKS standard support until 2027-03-27
     upgrade_policy: Literal["STANDARD", "EXTENDED"] = "STANDARD"  # at end of standard support: upgrade, or pay extended
     vpc_cidr: str = "10.0.0.0/16"
-    availability_zones: int = Field(2, ge=2, le=6)
+    availability_zones: int = Field(2, ge=2, le=6)  # usable ones only: EKS-supported, offering the instance types
     single_nat_gateway: bool = True
-    public_access_cidrs: list[str] = ["0.0.0.0/0"]  # empty = private endpoint only
-    instance_types: list[str] = ["m6i.large"]
+    public_access_cidrs: list[str] = []  # who may reach the public API endpoint; empty = your egress address/32
+    log_retention_days: int = Field(30, ge=1)  # the control-plane log group /aws/eks/<cluster>/cluster
+    # 2 x m6i.large (3.9 allocatable vCPU) cannot hold the platform's ~4.3 requested; `up` checks (core/capacity.py).
+    instance_types: list[str] = ["m6i.xlarge"]
     min_size: int = Field(1, ge=0)
     desired_size: int = Field(2, ge=0)
     max_size: int = Field(4, ge=1)
@@ -232,6 +234,16 @@ class EksConfig(Section):
         net = ipaddress.ip_network(value, strict=True)
         if net.version != 4 or not 16 <= net.prefixlen <= 22:
             raise ValueError("must be an IPv4 network between /16 and /22, e.g. 10.0.0.0/16")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        # The only values CloudWatch Logs PutRetentionPolicy accepts (its API reference).
+        allowed = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                   3288, 3653)
+        if value not in allowed:
+            raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, allowed))} days")
         return value
 
     @field_validator("public_access_cidrs")
