@@ -4,8 +4,16 @@ Runtime `mlops`: a custom predictor container built from our models/ code (chart
 the model files put in /mnt/models by KServe's storage initializer from STORAGE_URI.
 Runtime `huggingface`: KServe's huggingface serving runtime reading the same storageUri.
 
-schemas/inferenceservice-crd.json is KServe's v1beta1 CRD trimmed to the predictor fields we render,
-with unknown predictor fields forbidden, so tests catch a misspelt or misplaced field.
+Knative-managed pod: Knative's webhook drops or refuses pod-spec fields its `config-features` flags
+do not enable (knative/serving pkg/apis/serving/fieldmask.go, flags in config/core/configmaps/
+features.yaml at knative-v1.21.1). With `kubernetes.podspec-securitycontext` disabled (the default,
+which we keep) a pod-level securityContext is refused, so every hardening field sits on the container
+(`SecurityContextMask` allows runAsUser/Group, runAsNonRoot, allowPrivilegeEscalation, seccompProfile,
+capabilities, readOnlyRootFilesystem); the only volume is an emptyDir (`podspec-volumes-emptydir`
+is enabled by default).
+
+Visibility: labelled `networking.knative.dev/visibility: cluster-local`, so Knative creates no public
+route: only callers inside the cluster (the gateway) reach it, at `predictor_url(config)`.
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ from mlops_cli.core.config import Config
 from mlops_cli.core.errors import ConfigError
 
 from .drift import service_overrides
-from .objects import container, container_security, labels, pod_security, resources
+from .image_refs import image_ref
+from .objects import container, container_security, labels, resources
 from .service_env import config_env
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -25,8 +34,25 @@ KIND = "InferenceService"
 PLURAL = "inferenceservices"
 PORT = 8080
 MODEL_DIR = "/mnt/models"
+UID = 10001
 VERSION_ANNOTATION = "mlops.dev/model-version"
+VISIBILITY_LABEL = "networking.knative.dev/visibility"
 CRD_SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "inferenceservice-crd.json"
+
+
+def predictor_url(config: Config) -> str:
+    """The one address of the predictor, for the gateway, Prometheus and `mlops deploy`.
+
+    With `disableIstioVirtualHost` (charts/kserve.py: no Istio, Kourier instead) KServe sets the
+    InferenceService's status.address.url to `http://<name>-predictor.<ns>.svc.cluster.local`
+    (kserve/kserve pkg/controller/v1beta1/inferenceservice/reconcilers/ingress/ingress_reconciler.go,
+    getHostPrefix): the Knative Service's cluster-local name, stable across revisions and canaries.
+    """
+    return f"http://{predictor_host(config)}"
+
+
+def predictor_host(config: Config) -> str:
+    return f"{config.serving.model_name}-predictor.{config.kubernetes.namespace}.svc.cluster.local"
 
 
 def storage_uri(config: Config, source: str) -> str:
@@ -49,6 +75,11 @@ def storage_uri(config: Config, source: str) -> str:
     return f"{model}/artifacts/classifier"
 
 
+def isvc_labels() -> dict[str, str]:
+    """Cluster-local: Knative publishes no route on the public ingress for it."""
+    return {**labels("predictor"), VISIBILITY_LABEL: "cluster-local"}
+
+
 def render(config: Config, *, version: str, source_uri: str, canary: int | None = None) -> dict[str, Any]:
     name = config.serving.model_name
     ns = config.kubernetes.namespace
@@ -68,22 +99,21 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
             "args": [f"--model_name={name}", "--task=sequence_classification"],
             "env": [{"name": "HOME", "value": "/tmp"}, {"name": "HF_HOME", "value": "/tmp/hf"}],
             "resources": resources(config, "predictor"),
-            "securityContext": container_security(),
+            "securityContext": container_security(UID),
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         }
     else:
         c = container(
-            config, "predictor", "kserve-container", config.serving.predictor_image,
+            config, "predictor", "kserve-container", image_ref(config, "predictor"),
             command=["python", "-m", "models.predictor", "--model-dir", MODEL_DIR, "--model-name", name,
                      "--version", version, "--http-port", str(PORT)],
-            port=PORT, probe_path="/v2/health/ready",
+            port=PORT, probe_path="/v2/health/ready", uid=UID,  # no pod-level securityContext: see the module doc
             env=[{"name": "STORAGE_URI", "value": uri}, {"name": "HOME", "value": "/tmp"},
                  {"name": "OTEL_SERVICE_NAME", "value": "predictor"},
                  *config_env(config, service_overrides(config))],
         )
         c["ports"] = [{"containerPort": PORT, "protocol": "TCP"}]  # Knative allows one unnamed port
         predictor["containers"] = [c]
-    predictor["securityContext"] = pod_security()
     predictor["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     annotations = {
         "serving.kserve.io/deploymentMode": "Serverless",
@@ -92,7 +122,7 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {"name": name, "namespace": ns, "labels": labels("predictor"), "annotations": annotations},
+        "metadata": {"name": name, "namespace": ns, "labels": isvc_labels(), "annotations": annotations},
         "spec": {"predictor": predictor},
     }
 

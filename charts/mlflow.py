@@ -12,6 +12,7 @@ from typing import Any
 from mlops_cli.core.config import Config
 
 from . import secrets
+from .image_refs import image_ref
 from .objects import container, deployment, pvc, secret_env, service, service_account
 
 PORT = 5000
@@ -40,10 +41,11 @@ def objects(config: Config, platform_secrets: secrets.PlatformSecrets | None) ->
                 secret_env("AWS_SECRET_ACCESS_KEY", secrets.MLFLOW_S3, "AWS_SECRET_ACCESS_KEY")]
     command = ["mlflow", "server", "--host", "0.0.0.0", "--port", str(PORT), "--backend-store-uri", backend,
                "--artifacts-destination", artifacts_destination(config), "--serve-artifacts"]
-    c = container(config, "mlflow", "mlflow", k.mlflow_image, command=command, port=PORT, probe_path="/health",
+    image = image_ref(config, "mlflow")
+    c = container(config, "mlflow", "mlflow", image, command=command, port=PORT, probe_path="/health",
                   env=env, mounts=[{"name": "data", "mountPath": "/mlflow"}])
     # The sqlite file and the artifact directory both live on the PVC: one writer, so no rolling update.
-    init = container(config, "mlflow", "make-dirs", k.mlflow_image, command=["mkdir", "-p", "/mlflow/db", ARTIFACTS_DIR],
+    init = container(config, "mlflow", "make-dirs", image, command=["mkdir", "-p", "/mlflow/db", ARTIFACTS_DIR],
                      mounts=[{"name": "data", "mountPath": "/mlflow"}])
     annotations = {"eks.amazonaws.com/role-arn": k.mlflow_role_arn} if k.mlflow_role_arn else None
     dep = deployment(config, "mlflow", [c], strategy="Recreate", service_account="mlflow",

@@ -39,6 +39,7 @@ class NodeGroupSpec:
 class ClusterArgs:
     cluster_name: str
     version: str
+    upgrade_policy: str        # STANDARD | EXTENDED (core/eks_versions.upgrade_policy decides)
     vpc_id: pulumi.Input[str]
     public_subnet_ids: list[pulumi.Input[str]]
     private_subnet_ids: list[pulumi.Input[str]]
@@ -77,6 +78,8 @@ class Cluster(pulumi.ComponentResource):
             name,
             name=args.cluster_name,
             version=args.version,
+            # Explicit: the API's default is EXTENDED, which silently bills $0.60/h once standard support ends.
+            upgrade_policy={"support_type": args.upgrade_policy},
             vpc_id=args.vpc_id,
             public_subnet_ids=args.public_subnet_ids,
             private_subnet_ids=args.private_subnet_ids,

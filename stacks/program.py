@@ -12,6 +12,7 @@ from typing import Callable
 import pulumi
 
 from mlops_cli.core.config import Config, EksConfig
+from mlops_cli.core.eks_versions import upgrade_policy
 
 from .cluster import Cluster, ClusterArgs, NodeGroupSpec
 from .ecr import ImageRepositories, RepositoriesArgs
@@ -48,7 +49,8 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
                                              single_nat=eks.single_nat_gateway, cluster_name=eks.cluster_name,
                                              tags=tags))
     cluster = Cluster("cluster", ClusterArgs(
-        cluster_name=eks.cluster_name, version=eks.version, vpc_id=network.vpc_id,
+        cluster_name=eks.cluster_name, version=eks.version,
+        upgrade_policy=upgrade_policy(eks.version, eks.upgrade_policy), vpc_id=network.vpc_id,
         public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids,
         public_access_cidrs=eks.public_access_cidrs, node_groups=node_groups(eks), tags=tags))
     bucket = ArtifactBucket("artifacts", BucketArgs(
@@ -59,7 +61,7 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
         namespace=platform.namespace, service_account=eks.service_account, bucket_arn=bucket.bucket_arn, tags=tags))
     ecr_urls: dict[str, pulumi.Output[str]] = {}
     if eks.ecr_enabled:
-        ecr_urls = ImageRepositories("images", RepositoriesArgs(prefix=platform.project, tags=tags)).urls
+        ecr_urls = ImageRepositories("images", RepositoriesArgs(project=platform.project, tags=tags)).urls
 
     outputs = {
         "cluster_name": cluster.cluster_name,

@@ -24,6 +24,7 @@ import kmock
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+UPSTREAM = REPO.parent / "shared" / "upstream"
 
 
 @dataclass
@@ -186,8 +187,12 @@ class ApiServer(kmock.KubernetesEmulator):
             traffic = [{"latestRevision": True, "percent": 100 if canary is None else canary}]
             if canary is not None:
                 traffic.append({"latestRevision": False, "percent": 100 - canary})
-            obj["status"] = {"url": f"http://{name}.{ns}.example.com", "observedGeneration": obj["metadata"]["generation"],
-                             "address": {"url": f"http://{name}.{ns}.svc.cluster.local"},
+            # With disableIstioVirtualHost (charts/kserve.py) KServe reports the predictor's own Knative
+            # addresses (ingress_reconciler.go getHostPrefix); cluster-local: no public URL at all.
+            local = (obj["metadata"].get("labels") or {}).get("networking.knative.dev/visibility") == "cluster-local"
+            obj["status"] = {"url": f"http://{name}-predictor.{ns}.{'svc.cluster.local' if local else 'example.com'}",
+                             "observedGeneration": obj["metadata"]["generation"],
+                             "address": {"url": f"http://{name}-predictor.{ns}.svc.cluster.local"},
                              "conditions": [{"type": "Ready", "status": "True"} if self.isvc_ready else
                                             {"type": "Ready", "status": "False", "reason": "RevisionMissing",
                                              "message": "Revision failed: image pull back-off"}],
@@ -274,6 +279,11 @@ def _ns(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
+def _upstream(relative: str) -> list[dict[str, Any]]:
+    """Real upstream release files (../shared/upstream, see its README) where the bundle needs them."""
+    return [d for d in yaml.safe_load_all((UPSTREAM / relative).read_text()) if d]
+
+
 def bundle_documents() -> dict[str, list[dict[str, Any]]]:
     isvc_crd = json.loads((REPO / "charts" / "schemas" / "inferenceservice-crd.json").read_text())
     return {
@@ -284,10 +294,11 @@ def bundle_documents() -> dict[str, list[dict[str, Any]]]:
         "knative-crds": [_crd("serving.knative.dev", "Service", "services", "v1")],
         "knative-core": [_ns("knative-serving"),
                          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config-network", "namespace": "knative-serving"},
-                          "data": {"_example": "see docs"}},
+                          "data": {"_example": '# stand-in for knative/networking config-network.yaml\n'
+                                                'ingress-class: "istio.ingress.networking.knative.dev"\n'}},
                          _deployment("controller", "knative-serving", "gcr.io/knative-releases/controller:v1.16.0")],
         "kourier": [_ns("kourier-system"), _deployment("3scale-kourier-gateway", "kourier-system", "docker.io/envoyproxy/envoy:v1.31")],
-        "kserve": [_ns("kserve"), isvc_crd,
+        "kserve": [_ns("kserve"), isvc_crd, *_upstream("kserve-v0.20.0/inferenceservice-config.yaml"),
                    _crd("serving.kserve.io", "ClusterServingRuntime", "clusterservingruntimes", "v1alpha1", scope="Cluster"),
                    {"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "selfsigned-issuer", "namespace": "kserve"},
                     "spec": {"selfSigned": {}}},

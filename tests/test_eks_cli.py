@@ -26,7 +26,7 @@ KUBECONFIG = json.dumps({"apiVersion": "v1", "clusters": [{"name": "mlops"}], "c
 OUTPUTS = {
     "cluster_name": "mlops", "region": "us-east-1", "kubeconfig": KUBECONFIG, "bucket_name": "test-project-dev-a1b2",
     "irsa_role_arn": f"arn:aws:iam::{ACCOUNT}:role/platform-irsa", "vpc_id": "vpc-0abc",
-    "ecr_urls": {"gateway": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/test-project/gateway"},
+    "ecr_urls": {"gateway": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/test-project/mlops-gateway"},
 }
 
 
@@ -364,7 +364,7 @@ def test_status_shows_outputs_and_last_update(cli, project, workspace):
     rows = {c["component"]: c for c in json.loads(result.stdout)["components"]}
     assert rows["stack dev"]["healthy"] is True and "succeeded" in rows["stack dev"]["detail"]
     assert rows["bucket_name"]["detail"] == OUTPUTS["bucket_name"]
-    assert rows["ecr_gateway"]["detail"].endswith("test-project/gateway")
+    assert rows["ecr_gateway"]["detail"].endswith("test-project/mlops-gateway")
     assert "kubeconfig" in rows and KUBECONFIG not in result.stdout
 
 

@@ -275,7 +275,7 @@ def test_every_taggable_resource_carries_project_and_stack(default):
 
 def test_ecr_repositories_scan_on_push_and_immutable(default):
     repos = default.of("aws:ecr/repository:Repository")
-    assert sorted(r.inputs["name"] for r in repos) == [f"{PROJECT}/drift", f"{PROJECT}/gateway", f"{PROJECT}/predictor"]
+    assert sorted(r.inputs["name"] for r in repos) == [f"{PROJECT}/mlops-drift", f"{PROJECT}/mlops-gateway", f"{PROJECT}/mlops-predictor"]
     for repo in repos:
         assert repo.inputs["imageTagMutability"] == "IMMUTABLE"
         assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}

@@ -178,7 +178,7 @@ def test_deploy_canary_promote_and_rollback(cli, k8s, registry):
 
     status = json.loads(cli("--json", "status", "--target", "kubernetes").stdout)
     predictor = next(c for c in status["components"] if c["component"] == "predictor")
-    assert predictor["healthy"] and predictor["version"] == "2" and predictor["url"] == "http://sentiment.mlops.example.com"
+    assert predictor["healthy"] and predictor["version"] == "2" and predictor["url"] == "http://sentiment-predictor.mlops.svc.cluster.local"  # cluster-local
     assert "v1 90%, v2 10%" in predictor["detail"]
 
     assert cli("deploy", "--rollback", "--target", "kubernetes").exit_code == 0
@@ -220,7 +220,7 @@ def test_deploy_after_up_points_the_gateway_at_the_inference_service(cli, k8s, r
     result = cli("--json", "deploy", "--version", "1", "--target", "kubernetes")
     assert result.exit_code == 0, result.stderr
     command = k8s.find("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[command.index("--predictor-url") + 1] == "http://sentiment.mlops.svc.cluster.local"
+    assert command[command.index("--predictor-url") + 1] == "http://sentiment-predictor.mlops.svc.cluster.local"
     assert {s["action"] for s in _up(cli)["steps"]} == {"unchanged"}  # deploy and up agree on the gateway
 
 

@@ -193,10 +193,21 @@ def predict(
         return
     from ..core.batch_predict import predict_file
 
-    out = output or file.with_name(file.stem + ".scored.csv")
+    cfg = st.config()
     with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
-        summary = predict_file(tgt.predict, file, text_col, out, state(ctx).config().gateway.max_batch, reporter)
-    render.print_json(summary) if st.json else render.success(f"wrote {summary['rows']} predictions to {summary['output']}")
+        summary = predict_file(tgt.predict, file, text_col, output, cfg.gateway.max_batch, reporter,
+                               max_chars=cfg.gateway.max_chars, long_text=cfg.serving.long_text)
+    if st.json:
+        render.print_json(summary)
+        return
+    long_rows = ", ".join(map(str, summary["long_rows"]))
+    if summary["skipped"]:
+        render.note(f"skipped {summary['skipped']} row(s) over {cfg.gateway.max_chars} characters (rows {long_rows}"
+                    f"{', ...' if summary['skipped'] > len(summary['long_rows']) else ''}): their prediction cells are empty")
+    elif summary["truncated"]:
+        render.note(f"truncated {summary['truncated']} row(s) to {cfg.gateway.max_chars} characters (rows {long_rows}"
+                    f"{', ...' if summary['truncated'] > len(summary['long_rows']) else ''})")
+    render.success(f"wrote {summary['rows']} predictions to {summary['output']} ({summary['rows_per_s']} rows/s)")
 
 
 def logs(

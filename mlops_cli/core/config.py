@@ -89,8 +89,10 @@ class ServingConfig(Section):
     min_replicas: int = Field(0, ge=0)
     max_replicas: int = Field(3, ge=1)
     runtime: Literal["mlops", "huggingface"] = "mlops"
-    predictor_image: str = "ghcr.io/mlops/predictor:0.1.0"
     ready_timeout_s: float = Field(180.0, gt=0)
+    # `predict --file`: a text over [gateway].max_chars is truncated, skipped (counted, its cells left
+    # empty) or fails the whole file naming its row.
+    long_text: Literal["truncate", "skip", "fail"] = "truncate"
 
 
 class GatewayConfig(Section):
@@ -104,7 +106,6 @@ class GatewayConfig(Section):
     max_words: int = Field(400, ge=8)
     log_text: bool = False
     prediction_log: str = ".mlops/predictions.jsonl"
-    image: str = "ghcr.io/mlops/gateway:0.1.0"
 
 
 class DriftConfig(Section):
@@ -113,7 +114,6 @@ class DriftConfig(Section):
     interval: str = "5m"
     drift_share: float = Field(0.5, gt=0, le=1)
     reference_samples: int = Field(1000, ge=10)
-    image: str = "ghcr.io/mlops/drift:0.1.0"
 
 
 class ObservabilityConfig(Section):
@@ -133,11 +133,34 @@ class LocalConfig(Section):
     stop_timeout_s: float = Field(10.0, gt=0)
 
 
+class CanaryConfig(Section):
+    """Thresholds of `mlops deploy --canary N --observe 10m --promote-if-healthy` (core/canary_analysis.py)."""
+
+    prometheus_url: str = ""          # empty: the local platform's Prometheus (`mlops up --with-prometheus`)
+    max_error_rate: float = Field(0.01, ge=0, le=1)   # share of prediction requests answered 5xx
+    max_p99_s: float = Field(1.0, gt=0)               # p99 latency of prediction requests
+    min_requests: int = Field(50, ge=1)               # fewer in the window is no evidence: roll back
+    interval_s: float = Field(30.0, gt=0)             # how often to look during the window
+
+
+class ImagesConfig(Section):
+    """Where our images (gateway, drift, predictor, mlflow) come from: see charts/image_refs.py.
+
+    `registry` is one the user owns (ECR on EKS, ghcr.io/<org>, ...). On kind, `kind.local` (or
+    `dev.local`) images are side-loaded with `kind load` and Knative skips its digest resolution for
+    them (`registries-skipping-tag-resolving` in Knative's config-deployment).
+    """
+
+    registry: str = Field("kind.local", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*$")
+    tag: str = Field("", pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")   # empty: the package version
+    record: str = ""   # empty: <state_dir>/images.json (written by `mlops images build --push`)
+
+
 class KubernetesConfig(Section):
     kubeconfig: str = ""
     context: str = ""
     namespace: str = "mlops"
-    version: str = "1.31"
+    version: str = "1.34"  # rendered objects are validated against this version (tests: 1.34 and 1.35)
     ingress_host: str = "mlops.local"
     storage_class: str = ""
     manifest_cache: str = ".mlops/manifests"
@@ -164,8 +187,7 @@ class KubernetesConfig(Section):
     ingress_nginx_version: str = "controller-v1.11.3"
     ingress_nginx_url: str = "https://raw.githubusercontent.com/kubernetes/ingress-nginx/{version}/deploy/static/provider/cloud/deploy.yaml"
     ingress_nginx_sha256: str = ""
-    # Images of the third-party services we render ourselves (ours are [serving]/[gateway]/[drift].image).
-    mlflow_image: str = "ghcr.io/mlflow/mlflow:v3.17.2"
+    # Images of the third-party services we render ourselves (ours, MLflow included, come from [images]).
     prometheus_image: str = "quay.io/prometheus/prometheus:v2.55.1"
     grafana_image: str = "docker.io/grafana/grafana:11.3.1"
     jaeger_image: str = "docker.io/jaegertracing/all-in-one:1.63.0"
@@ -207,7 +229,8 @@ class EksConfig(Section):
     region: str = "us-east-1"
     stack: str = "dev"
     cluster_name: str = "mlops"
-    version: str = "1.31"
+    version: str = "1.35"  # mlops_cli/core/eks_versions.py: in EKS standard support until 2027-03-27
+    upgrade_policy: Literal["STANDARD", "EXTENDED"] = "STANDARD"  # at end of standard support: upgrade, or pay extended
     vpc_cidr: str = "10.0.0.0/16"
     availability_zones: int = Field(2, ge=2, le=6)
     single_nat_gateway: bool = True
@@ -266,7 +289,9 @@ class Config(Section):
     observability: ObservabilityConfig = ObservabilityConfig()
     local: LocalConfig = LocalConfig()
     kubernetes: KubernetesConfig = KubernetesConfig()
+    images: ImagesConfig = ImagesConfig()
     eks: EksConfig = EksConfig()
+    canary: CanaryConfig = CanaryConfig()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _file: Path | None = PrivateAttr(default=None)

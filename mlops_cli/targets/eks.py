@@ -87,6 +87,32 @@ class EksTarget:
 
     # ----------------------------------------------------------------- preflight
 
+    def _version_check(self):
+        """The configured Kubernetes version against the dated EKS table (core/eks_versions.py)."""
+        from ..core.doctor import Check
+        from ..core.eks_versions import SOURCE, Support, newest_in_standard, status
+
+        st = status(self.eks.version)
+        fix = f'set [eks] version = "{newest_in_standard()}" in mlops.toml (in standard support; see {SOURCE})'
+        if st.support is Support.STANDARD:
+            return Check("EKS Kubernetes version", True, st.describe())
+        if st.support is Support.EXTENDED:
+            from ..core.cost_estimate import load_prices
+
+            price = load_prices().hourly["eks_cluster_extended"]
+            return Check("EKS Kubernetes version", False,
+                         f"{st.describe()}: ${price:.2f} per cluster-hour instead of "
+                         f"${load_prices().hourly['eks_cluster']:.2f}", fix, required=False)
+        return Check("EKS Kubernetes version", False, st.describe(), fix)
+
+    def _require_supported_version(self, reporter: Reporter) -> None:
+        # Only `up` refuses: `down` and `status` must still work on a cluster whose version has aged out.
+        version = self._version_check()
+        if not version.ok and version.required:
+            raise PreflightError(version.detail, hint=version.fix)
+        if not version.ok:
+            reporter.warn(f"{version.detail}; {version.fix}")
+
     def _preflight(self, reporter: Reporter, *, aws: bool = True) -> pulumi_aws_account.AwsIdentity | None:
         pulumi_workspace.require_cli()
         missing = [m for m in SDK_MODULES if importlib.util.find_spec(m) is None]
@@ -107,7 +133,7 @@ class EksTarget:
         from ..core.doctor import Check
 
         cli = pulumi_workspace.find_cli()
-        checks = [Check("pulumi CLI", cli is not None, cli or "not on PATH", "" if cli else pulumi_workspace.INSTALL_HINT)]
+        checks = [self._version_check(), Check("pulumi CLI", cli is not None, cli or "not on PATH", "" if cli else pulumi_workspace.INSTALL_HINT)]
         try:
             pulumi_workspace.require_secrets(self.config)
             checks.append(Check("Pulumi secrets", True, pulumi_workspace.secrets_provider(self.config)))
@@ -128,6 +154,7 @@ class EksTarget:
     def up(self, options: UpOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
         if options.dry_run:
             raise MlopsError("--dry-run is for the kubernetes target", hint="use `mlops up --target eks --preview`")
+        self._require_supported_version(reporter)
         identity = self._preflight(reporter)
         workspace = pulumi_workspace.open_stack(self.config, create=True)
 

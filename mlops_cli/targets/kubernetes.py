@@ -335,11 +335,13 @@ class KubernetesTarget:
         return outcome
 
     def _point_gateway(self, isvc: dict[str, Any]) -> str | None:
-        """Make the gateway call the InferenceService's cluster address (stable across versions)."""
+        """Make the gateway call the InferenceService's cluster address (stable across versions).
+
+        The address is `charts.inference_service.predictor_url`, the one `up` renders too, so this
+        re-apply is "unchanged" unless the gateway was installed by an older version."""
         from charts import gateway
 
-        address = (((isvc.get("status") or {}).get("address") or {}).get("url")) or gateway.predictor_url(self.config)
-        deployment = gateway.objects(self.config, predictor=address)[0]
+        deployment = gateway.objects(self.config)[0]
         if self.cluster.get(deployment) is None:
             return None  # the platform is not installed; `mlops up` renders the gateway with this address
         return self.cluster.apply(deployment)
@@ -418,11 +420,10 @@ def _record(isvc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _isvc_from_record(identity: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    from charts.inference_service import VERSION_ANNOTATION
-    from charts.objects import labels
+    from charts.inference_service import VERSION_ANNOTATION, isvc_labels
 
     isvc = json.loads(json.dumps(identity))
-    isvc["metadata"]["labels"] = labels("predictor")
+    isvc["metadata"]["labels"] = isvc_labels()
     isvc["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "Serverless", VERSION_ANNOTATION: record["version"]}
     isvc["spec"] = json.loads(json.dumps(record["spec"]))
     return isvc
