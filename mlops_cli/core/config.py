@@ -28,6 +28,8 @@ from .errors import ConfigError
 CONFIG_FILENAME = "mlops.toml"
 ENV_PREFIX = "MLOPS_"
 TargetName = Literal["local", "kubernetes", "eks"]
+# The packaged review corpora (core/data_sources.py says what each is and where it comes from).
+DataSourceName = Literal["drugscom", "rotten_tomatoes", "tweets", "amazon_snippets"]
 
 
 class Section(BaseModel):
@@ -43,7 +45,11 @@ class ProjectConfig(Section):
 class DataConfig(Section):
     dir: str = "data"
     classes: Literal["binary", "three"] = "binary"
+    # Built in: drugsCom alone (small and quick: what a bare project and the tests get). The shipped
+    # mlops.toml, the default recipe, adds the corpora that make the model travel.
+    sources: list[DataSourceName] = Field(default_factory=lambda: ["drugscom"], min_length=1)
     test_size: float = Field(0.2, gt=0, lt=1)
+    validation_size: float = Field(0.15, gt=0, lt=1)
     seed: int = 42
     remote: str = ".mlops/dvc-remote"
     s3_endpoint_url: str = ""
