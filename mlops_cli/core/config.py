@@ -28,6 +28,8 @@ from .errors import ConfigError
 CONFIG_FILENAME = "mlops.toml"
 ENV_PREFIX = "MLOPS_"
 TargetName = Literal["local", "kubernetes", "eks"]
+# The packaged review corpora (core/data_sources.py says what each is and where it comes from).
+DataSourceName = Literal["drugscom", "rotten_tomatoes", "tweets", "amazon_snippets"]
 
 
 class Section(BaseModel):
@@ -43,7 +45,11 @@ class ProjectConfig(Section):
 class DataConfig(Section):
     dir: str = "data"
     classes: Literal["binary", "three"] = "binary"
+    # Built in: drugsCom alone (small and quick: what a bare project and the tests get). The shipped
+    # mlops.toml, the default recipe, adds the corpora that make the model travel.
+    sources: list[DataSourceName] = Field(default_factory=lambda: ["drugscom"], min_length=1)
     test_size: float = Field(0.2, gt=0, lt=1)
+    validation_size: float = Field(0.15, gt=0, lt=1)
     seed: int = 42
     remote: str = ".mlops/dvc-remote"
     s3_endpoint_url: str = ""
@@ -125,6 +131,16 @@ class LocalConfig(Section):
     prometheus_port: int = Field(9090, ge=1, le=65535)
     log_dir: str = ".mlops/logs"
     stop_timeout_s: float = Field(10.0, gt=0)
+
+
+class CanaryConfig(Section):
+    """Thresholds of `mlops deploy --canary N --observe 10m --promote-if-healthy` (core/canary_analysis.py)."""
+
+    prometheus_url: str = ""          # empty: the local platform's Prometheus (`mlops up --with-prometheus`)
+    max_error_rate: float = Field(0.01, ge=0, le=1)   # share of prediction requests answered 5xx
+    max_p99_s: float = Field(1.0, gt=0)               # p99 latency of prediction requests
+    min_requests: int = Field(50, ge=1)               # fewer in the window is no evidence: roll back
+    interval_s: float = Field(30.0, gt=0)             # how often to look during the window
 
 
 class ImagesConfig(Section):
@@ -221,10 +237,12 @@ class EksConfig(Section):
     version: str = "1.35"  # mlops_cli/core/eks_versions.py: in EKS standard support until 2027-03-27
     upgrade_policy: Literal["STANDARD", "EXTENDED"] = "STANDARD"  # at end of standard support: upgrade, or pay extended
     vpc_cidr: str = "10.0.0.0/16"
-    availability_zones: int = Field(2, ge=2, le=6)
+    availability_zones: int = Field(2, ge=2, le=6)  # usable ones only: EKS-supported, offering the instance types
     single_nat_gateway: bool = True
-    public_access_cidrs: list[str] = ["0.0.0.0/0"]  # empty = private endpoint only
-    instance_types: list[str] = ["m6i.large"]
+    public_access_cidrs: list[str] = []  # who may reach the public API endpoint; empty = your egress address/32
+    log_retention_days: int = Field(30, ge=1)  # the control-plane log group /aws/eks/<cluster>/cluster
+    # 2 x m6i.large (3.9 allocatable vCPU) cannot hold the platform's ~4.3 requested; `up` checks (core/capacity.py).
+    instance_types: list[str] = ["m6i.xlarge"]
     min_size: int = Field(1, ge=0)
     desired_size: int = Field(2, ge=0)
     max_size: int = Field(4, ge=1)
@@ -249,6 +267,16 @@ class EksConfig(Section):
         net = ipaddress.ip_network(value, strict=True)
         if net.version != 4 or not 16 <= net.prefixlen <= 22:
             raise ValueError("must be an IPv4 network between /16 and /22, e.g. 10.0.0.0/16")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        # The only values CloudWatch Logs PutRetentionPolicy accepts (its API reference).
+        allowed = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                   3288, 3653)
+        if value not in allowed:
+            raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, allowed))} days")
         return value
 
     @field_validator("public_access_cidrs")
@@ -280,6 +308,7 @@ class Config(Section):
     kubernetes: KubernetesConfig = KubernetesConfig()
     images: ImagesConfig = ImagesConfig()
     eks: EksConfig = EksConfig()
+    canary: CanaryConfig = CanaryConfig()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _file: Path | None = PrivateAttr(default=None)
