@@ -359,7 +359,7 @@ class KubernetesTarget:
             from ..core.registry import resolve_version
 
             ref = resolve_version(self.config, options.version, options.alias)
-            isvc = inference_service.render(self.config, version=ref.version, source_uri=ref.source, canary=options.canary)
+            isvc = inference_service.render(self.config, version=ref.version, source_uri=ref.location, canary=options.canary)
             if options.canary is not None and live is None:
                 reporter.warn(f"no model is serving yet: version {ref.version} gets all traffic despite --canary {options.canary}")
             version, canary = str(ref.version), options.canary
