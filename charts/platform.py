@@ -28,7 +28,12 @@ def namespace(config: Config) -> dict[str, Any]:
 
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": config.kubernetes.namespace,
-                         "labels": {**labels("platform"), "pod-security.kubernetes.io/warn": "restricted"}}}
+                         "labels": {**labels("platform"), **POD_SECURITY}}}
+
+
+# Enforced, not only warned: the API server refuses any pod of ours that is not `restricted`.
+POD_SECURITY = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest",
+                "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/audit": "restricted"}
 
 
 def platform_steps(config: Config, secrets: PlatformSecrets | None) -> list[Step]:
