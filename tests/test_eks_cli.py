@@ -26,7 +26,7 @@ KUBECONFIG = json.dumps({"apiVersion": "v1", "clusters": [{"name": "mlops"}], "c
 OUTPUTS = {
     "cluster_name": "mlops", "region": "us-east-1", "kubeconfig": KUBECONFIG, "bucket_name": "test-project-dev-a1b2",
     "irsa_role_arn": f"arn:aws:iam::{ACCOUNT}:role/platform-irsa", "vpc_id": "vpc-0abc",
-    "ecr_urls": {"gateway": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/test-project/gateway"},
+    "ecr_urls": {"gateway": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/test-project/mlops-gateway"},
 }
 
 
@@ -104,7 +104,14 @@ def no_pulumi(tmp_path, monkeypatch):
 
 @pytest.fixture
 def aws(tmp_path, monkeypatch, project):
-    """A Pulumi CLI on PATH (a stand-in: the workspace is substituted), a passphrase, an AWS identity."""
+    """A Pulumi CLI on PATH (a stand-in: the workspace is substituted), a passphrase, an AWS identity, an
+    egress address, and the offline bundle of upstream manifests the capacity check renders."""
+    from tests.k8s_support import build_bundle, kubernetes_toml
+
+    pins = build_bundle(tmp_path / "bundle")
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write(kubernetes_toml(tmp_path / "bundle", pins))
+    monkeypatch.setattr(pulumi_aws_account, "egress_address", lambda: "198.51.100.23")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "pulumi"
@@ -364,7 +371,7 @@ def test_status_shows_outputs_and_last_update(cli, project, workspace):
     rows = {c["component"]: c for c in json.loads(result.stdout)["components"]}
     assert rows["stack dev"]["healthy"] is True and "succeeded" in rows["stack dev"]["detail"]
     assert rows["bucket_name"]["detail"] == OUTPUTS["bucket_name"]
-    assert rows["ecr_gateway"]["detail"].endswith("test-project/gateway")
+    assert rows["ecr_gateway"]["detail"].endswith("test-project/mlops-gateway")
     assert "kubeconfig" in rows and KUBECONFIG not in result.stdout
 
 
