@@ -104,7 +104,14 @@ def no_pulumi(tmp_path, monkeypatch):
 
 @pytest.fixture
 def aws(tmp_path, monkeypatch, project):
-    """A Pulumi CLI on PATH (a stand-in: the workspace is substituted), a passphrase, an AWS identity."""
+    """A Pulumi CLI on PATH (a stand-in: the workspace is substituted), a passphrase, an AWS identity, an
+    egress address, and the offline bundle of upstream manifests the capacity check renders."""
+    from tests.k8s_support import build_bundle, kubernetes_toml
+
+    pins = build_bundle(tmp_path / "bundle")
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write(kubernetes_toml(tmp_path / "bundle", pins))
+    monkeypatch.setattr(pulumi_aws_account, "egress_address", lambda: "198.51.100.23")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "pulumi"

@@ -28,6 +28,8 @@ from .errors import ConfigError
 CONFIG_FILENAME = "mlops.toml"
 ENV_PREFIX = "MLOPS_"
 TargetName = Literal["local", "kubernetes", "eks"]
+# The packaged review corpora (core/data_sources.py says what each is and where it comes from).
+DataSourceName = Literal["drugscom", "rotten_tomatoes", "tweets", "amazon_snippets"]
 
 
 class Section(BaseModel):
@@ -43,7 +45,11 @@ class ProjectConfig(Section):
 class DataConfig(Section):
     dir: str = "data"
     classes: Literal["binary", "three"] = "binary"
+    # Built in: drugsCom alone (small and quick: what a bare project and the tests get). The shipped
+    # mlops.toml, the default recipe, adds the corpora that make the model travel.
+    sources: list[DataSourceName] = Field(default_factory=lambda: ["drugscom"], min_length=1)
     test_size: float = Field(0.2, gt=0, lt=1)
+    validation_size: float = Field(0.15, gt=0, lt=1)
     seed: int = 42
     remote: str = ".mlops/dvc-remote"
     s3_endpoint_url: str = ""
@@ -154,7 +160,7 @@ class KubernetesConfig(Section):
     kubeconfig: str = ""
     context: str = ""
     namespace: str = "mlops"
-    version: str = "1.34"  # rendered objects are validated against this version (tests: 1.34 and 1.35)
+    version: str = "1.35"  # as [eks].version defaults to; rendered objects are tested against 1.34 and 1.35
     ingress_host: str = "mlops.local"
     storage_class: str = ""
     manifest_cache: str = ".mlops/manifests"
@@ -191,7 +197,12 @@ class KubernetesConfig(Section):
     mlflow_artifacts: str = ""
     mlflow_role_arn: str = ""
     mlflow_backend_uri: str = ""
+    # The predictor's own read-only identity for model storage (IRSA role on EKS), never MLflow's role.
+    predictor_role_arn: str = ""
     mlflow_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    # MLflow's artifact PVC (when artifacts are not in S3). ReadWriteOnce: predictors are scheduled on
+    # MLflow's node (it is the only node that can mount it); ReadWriteMany (EFS/NFS): anywhere.
+    mlflow_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
     prometheus_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
     loki_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
     # The prediction log the gateway writes and the drift service reads. ReadWriteOnce works on any
@@ -226,10 +237,12 @@ class EksConfig(Section):
     version: str = "1.35"  # mlops_cli/core/eks_versions.py: in EKS standard support until 2027-03-27
     upgrade_policy: Literal["STANDARD", "EXTENDED"] = "STANDARD"  # at end of standard support: upgrade, or pay extended
     vpc_cidr: str = "10.0.0.0/16"
-    availability_zones: int = Field(2, ge=2, le=6)
+    availability_zones: int = Field(2, ge=2, le=6)  # usable ones only: EKS-supported, offering the instance types
     single_nat_gateway: bool = True
-    public_access_cidrs: list[str] = ["0.0.0.0/0"]  # empty = private endpoint only
-    instance_types: list[str] = ["m6i.large"]
+    public_access_cidrs: list[str] = []  # who may reach the public API endpoint; empty = your egress address/32
+    log_retention_days: int = Field(30, ge=1)  # the control-plane log group /aws/eks/<cluster>/cluster
+    # 2 x m6i.large (3.9 allocatable vCPU) cannot hold the platform's ~4.3 requested; `up` checks (core/capacity.py).
+    instance_types: list[str] = ["m6i.xlarge"]
     min_size: int = Field(1, ge=0)
     desired_size: int = Field(2, ge=0)
     max_size: int = Field(4, ge=1)
@@ -254,6 +267,16 @@ class EksConfig(Section):
         net = ipaddress.ip_network(value, strict=True)
         if net.version != 4 or not 16 <= net.prefixlen <= 22:
             raise ValueError("must be an IPv4 network between /16 and /22, e.g. 10.0.0.0/16")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        # The only values CloudWatch Logs PutRetentionPolicy accepts (its API reference).
+        allowed = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                   3288, 3653)
+        if value not in allowed:
+            raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, allowed))} days")
         return value
 
     @field_validator("public_access_cidrs")
