@@ -43,6 +43,8 @@ def up(
     preview: bool = typer.Option(False, "--preview", help="eks: show the Pulumi preview and cost estimate, then stop."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     with_prometheus: bool = typer.Option(False, "--with-prometheus", help="local: also start Prometheus (Debian package)."),
+    reuse_existing: bool = typer.Option(False, "--reuse-existing", help="kubernetes: use a cert-manager, Knative, KServe or edge "
+                                        "someone else installed, as it is (down leaves it); without it, up refuses."),
 ) -> None:
     """Start (or create) the platform on the target. Re-running is safe: it only does what is missing.
 
@@ -52,6 +54,8 @@ def up(
 
       mlops up --target kubernetes --dry-run
 
+      mlops up --target kubernetes --reuse-existing
+
       mlops up --target eks --preview
     """
     from ..targets import UpOptions
@@ -60,7 +64,8 @@ def up(
     st = state(ctx)
     tgt = _target(ctx, target)
     with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
-        outcome = tgt.up(UpOptions(dry_run=dry_run, preview=preview, yes=yes, with_prometheus=with_prometheus), reporter, render.confirm)
+        outcome = tgt.up(UpOptions(dry_run=dry_run, preview=preview, yes=yes, with_prometheus=with_prometheus,
+                                  reuse_existing=reuse_existing), reporter, render.confirm)
     _render_outcome(ctx, outcome, f"mlops up ({tgt.name})")
 
 

@@ -160,7 +160,7 @@ class KubernetesConfig(Section):
     kubeconfig: str = ""
     context: str = ""
     namespace: str = "mlops"
-    version: str = "1.34"  # rendered objects are validated against this version (tests: 1.34 and 1.35)
+    version: str = "1.35"  # as [eks].version defaults to; rendered objects are tested against 1.34 and 1.35
     ingress_host: str = "mlops.local"
     storage_class: str = ""
     manifest_cache: str = ".mlops/manifests"
@@ -197,7 +197,12 @@ class KubernetesConfig(Section):
     mlflow_artifacts: str = ""
     mlflow_role_arn: str = ""
     mlflow_backend_uri: str = ""
+    # The predictor's own read-only identity for model storage (IRSA role on EKS), never MLflow's role.
+    predictor_role_arn: str = ""
     mlflow_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    # MLflow's artifact PVC (when artifacts are not in S3). ReadWriteOnce: predictors are scheduled on
+    # MLflow's node (it is the only node that can mount it); ReadWriteMany (EFS/NFS): anywhere.
+    mlflow_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
     prometheus_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
     loki_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
     # The prediction log the gateway writes and the drift service reads. ReadWriteOnce works on any
