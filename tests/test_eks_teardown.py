@@ -61,7 +61,8 @@ class CloudController(threading.Thread):
     def run(self) -> None:
         gone_since: dict[str, float] = {}
         while not self.stop.is_set() and (self.lbs or self.volumes):
-            present = {f"{k[2]}/{k[3]}" for k in list(self.emu.server.store) if k[1] in ("services", "persistentvolumeclaims")}
+            with self.emu.server.lock:
+                present = {f"{k[2]}/{k[3]}" for k in self.emu.server.store if k[1] in ("services", "persistentvolumeclaims")}
             for key in [*self.lbs, *self.volumes]:
                 if key not in present:
                     gone_since.setdefault(key, time.monotonic())
@@ -71,11 +72,6 @@ class CloudController(threading.Thread):
                         else:
                             self.client.ec2.delete_volume(VolumeId=self.volumes.pop(key))
             time.sleep(0.1)
-
-
-def _post(emu, path: str, body: dict) -> None:
-    reply = httpx.post(f"{emu.url}{path}", json=body, timeout=10)
-    assert reply.status_code == 201, reply.text
 
 
 @pytest.fixture
@@ -99,18 +95,21 @@ def world(project, tmp_path, aws, moto_env, monkeypatch):  # noqa: F811
     leaked_volume = _volume(client, **{TAG: "owned"})
 
     emu = EmulatorThread().__enter__()
+    server = emu.server
+    for ns in ("ingress-nginx", "kourier-system", "mlops"):
+        server.put(("v1", "namespaces", "", ns), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     for ns, name in (("ingress-nginx", "ingress-nginx-controller"), ("kourier-system", "kourier")):
-        _post(emu, f"/api/v1/namespaces/{ns}/services",
-              {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
-               "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})
-    _post(emu, "/api/v1/namespaces/mlops/services",
-          {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gateway-internal", "namespace": "mlops"},
-           "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}})
+        server.put(("v1", "services", ns, name),
+                   {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+                    "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})
+    server.put(("v1", "services", "mlops", "gateway-internal"),
+               {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gateway-internal", "namespace": "mlops"},
+                "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}})
     for claim in volumes:
         ns, name = claim.split("/")
-        _post(emu, f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
-              {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": ns},
-               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}})
+        server.put(("v1", "persistentvolumeclaims", ns, name),
+                   {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": ns},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}})
     (project / ".mlops").mkdir(exist_ok=True)
     write_kubeconfig(project / ".mlops" / "eks-kubeconfig", emu.url)
     with (project / "mlops.toml").open("a") as fh:
@@ -123,7 +122,6 @@ def world(project, tmp_path, aws, moto_env, monkeypatch):  # noqa: F811
     def destroy(on_step):
         seen_at_destroy["elbs"] = set(aws_sweep.classic_elbs(client))
         seen_at_destroy["volumes"] = {v["VolumeId"] for v in client.ec2.describe_volumes()["Volumes"]}
-        seen_at_destroy["services"] = {k for k in emu.server.store if k[1] == "services"}
         return real_destroy(on_step)
 
     ws.destroy = destroy
@@ -144,7 +142,7 @@ def test_down_empties_the_cluster_waits_for_aws_destroys_and_sweeps(cli, world):
     assert result.exit_code == 0, out
     emu, client = world["emu"], world["aws"]
     # 1. Every LoadBalancer Service and PVC is gone from the cluster; other Services are not ours to delete.
-    assert not [k for k in emu.server.store if k[1] == "persistentvolumeclaims"]
+    assert not emu.server.objects_of("PersistentVolumeClaim")
     assert not [o for o in emu.server.objects_of("Service") if o["spec"].get("type") == "LoadBalancer"]
     # 2. Destroy ran only after AWS had released the Services' load balancers (which took RELEASE_DELAY_S).
     assert "destroy" in world["ws"].calls
