@@ -253,6 +253,8 @@ class EksConfig(Section):
     single_nat_gateway: bool = True
     public_access_cidrs: list[str] = []  # who may reach the public API endpoint; empty = your egress address/32
     log_retention_days: int = Field(30, ge=1)  # the control-plane log group /aws/eks/<cluster>/cluster
+    release_timeout_s: float = Field(600.0, gt=0)  # down: wait this long for AWS to free LBs/volumes of the cluster
+    release_poll_s: float = Field(5.0, gt=0)
     # 2 x m6i.large (3.9 allocatable vCPU) cannot hold the platform's ~4.3 requested; `up` checks (core/capacity.py).
     instance_types: list[str] = ["m6i.xlarge"]
     min_size: int = Field(1, ge=0)
