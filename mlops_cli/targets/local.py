@@ -175,7 +175,7 @@ class LocalTarget:
                 hint="stop that process or set " + ", ".join(f"[local].{_port_key(c.name)}" for c, _ in taken)
                      + " in mlops.toml; nothing was started")
         started_here: list[str] = []
-        started_supervisor = False
+        supervisor_was_running = sup.running()
         try:
             for component in components:
                 if component.name not in self.table.records() or component in needed:
@@ -184,8 +184,7 @@ class LocalTarget:
                 if component in needed:
                     started_here.append(component.name)
             sup.write_program(self._healer_program())
-            started_supervisor = sup.start(self._child_env())
-            if not started_supervisor:
+            if not sup.start(self._child_env()):
                 sup.sync()
             for component in needed:
                 if sup.info().get(component.name, {}).get("statename") not in ("RUNNING", "STARTING"):
@@ -197,8 +196,9 @@ class LocalTarget:
                 if not name.startswith("predictor"):
                     sup.remove_program(name)
                     self.table.drop(name)
-            if started_supervisor and not self.table.records():
+            if not supervisor_was_running and not self.table.records():
                 sup.shutdown(self.local.stop_timeout_s)
+                sup.forget_program(HEALER)
             raise
         return [StepResult(c.name, "started" if c in needed else "already running", self._url(c.port))
                 for c in components]
