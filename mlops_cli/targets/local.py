@@ -35,7 +35,7 @@ class Component:
     port: int
     cmd: list[str]
     health_path: str
-    start_timeout_s: float = 60.0
+    start_timeout_s: float = 120.0
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -90,14 +90,14 @@ class LocalTarget:
                 "mlflow", self.local.mlflow_port,
                 [PYTHON, "-m", "mlflow", "server", "--backend-store-uri", backend, "--artifacts-destination",
                  artifacts, "--host", host, "--port", str(self.local.mlflow_port), "--workers", "1"],
-                "/health", start_timeout_s=120.0,
+                "/health", start_timeout_s=self.local.start_timeout_s,
                 # Job execution spawns a Huey consumer that makes start-up ~2.5x slower; we use none.
                 env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             ),
             Component(
                 "drift", self.local.drift_port,
                 [PYTHON, "-m", "mlops_cli.services.drift_service", "--host", host, "--port", str(self.local.drift_port)],
-                "/healthz",
+                "/healthz", start_timeout_s=self.local.start_timeout_s,
             ),
             self._gateway_component(),
         ]
@@ -106,7 +106,8 @@ class LocalTarget:
 
             config_path = self.config.state_dir / "local" / "prometheus.yml"
             components.append(Component("prometheus", self.local.prometheus_port,
-                                         prometheus_command(self.config, config_path), "/-/ready"))
+                                         prometheus_command(self.config, config_path), "/-/ready",
+                                         start_timeout_s=self.local.start_timeout_s))
         return components
 
     def _gateway_component(self) -> Component:
@@ -118,7 +119,8 @@ class LocalTarget:
         creds = self.credentials(create=self.config.gateway.auth)
         if creds:
             env = {"MLOPS_GATEWAY_USER": creds[0], "MLOPS_GATEWAY_PASSWORD": creds[1]}
-        return Component("gateway", self.local.gateway_port, cmd, "/healthz", env=env)
+        return Component("gateway", self.local.gateway_port, cmd, "/healthz", env=env,
+                         start_timeout_s=self.local.start_timeout_s)
 
     @property
     def upstream_file(self) -> Path:

@@ -158,9 +158,22 @@ def _running_runs(root: Path) -> int:
 def test_ctrl_c_during_train_leaves_nothing_half_written_then_train_works(platform):
     runs_dir = platform.root / ".mlops" / "runs"
     before = set(runs_dir.iterdir())
+    db = platform.root / ".mlops" / "mlflow" / "mlflow.db"
+    before_write = db.stat().st_mtime_ns
     proc = platform.popen("train", "--log", "--max-steps", "400", "--threads", "1")
-    # Interrupt once the MLflow run exists: training is under way.
-    code, err = _wait_interrupted(proc, lambda: _running_runs(platform.root) > 0)
+    # Interrupt once the MLflow run is written (the store's file changes; reading it meanwhile would lock
+    # out the writer): training is under way.
+    last = {"mtime": before_write, "at": time.monotonic()}
+
+    def training_under_way() -> bool:
+        # The run is written, then parameters; once the store has been quiet for 2 s the step loop runs.
+        # (A Ctrl-C inside MLflow's own sqlite commit makes MLflow log that traceback itself.)
+        mtime = db.stat().st_mtime_ns
+        if mtime != last["mtime"]:
+            last.update(mtime=mtime, at=time.monotonic())
+        return mtime != before_write and time.monotonic() - last["at"] > 2.0
+
+    code, err = _wait_interrupted(proc, training_under_way)
     assert code == 130 and "Traceback" not in err and "interrupted" in err, err
     assert set(runs_dir.iterdir()) == before  # no run directory, no .partial staging left behind
     assert _running_runs(platform.root) == 0  # the MLflow run was ended (KILLED), not left RUNNING
