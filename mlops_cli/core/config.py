@@ -255,6 +255,8 @@ class EksConfig(Section):
     log_retention_days: int = Field(30, ge=1)  # the control-plane log group /aws/eks/<cluster>/cluster
     release_timeout_s: float = Field(600.0, gt=0)  # down: wait this long for AWS to free LBs/volumes of the cluster
     release_poll_s: float = Field(5.0, gt=0)
+    estimate_nat_gb_month: float = Field(50.0, ge=0)  # cost estimate: GB/month through NAT (image pulls, S3 without endpoint)
+    estimate_log_gb_month: float = Field(5.0, ge=0)   # cost estimate: GB/month of control-plane logs
     # 2 x m6i.large (3.9 allocatable vCPU) cannot hold the platform's ~4.3 requested; `up` checks (core/capacity.py).
     instance_types: list[str] = ["m6i.xlarge"]
     min_size: int = Field(1, ge=0)
