@@ -71,6 +71,10 @@ class TrainConfig(Section):
     class_weight_power: float = Field(0.5, ge=0, le=1)
     seed: int = 42
     threads: int = Field(0, ge=0)
+    source_balance: float = Field(0.5, ge=0, le=1)
+    early_stopping_patience: int = Field(1, ge=0)
+    decision: Literal["balanced", "prior", "argmax"] = "balanced"
+    calibrate: bool = True
 
 
 class RegistryConfig(Section):
@@ -79,6 +83,7 @@ class RegistryConfig(Section):
     model_name: str = "review-sentiment"
     champion_alias: str = "champion"
     min_f1: float = Field(0.5, ge=0, le=1)
+    beat_baseline: Literal["off", "estimate", "interval"] = "off"
     connect_timeout_s: float = Field(5.0, gt=0)
 
 
