@@ -31,6 +31,7 @@ SERVICE_PORT = 80
 RPS_METRIC = "mlops_gateway_requests_per_second"  # served to the HPA by a custom-metrics adapter
 
 
+PUBLIC_PATHS = ("/predict", "/predict/batch")  # what the public entry point routes to the gateway
 READINESS_PATH = "/healthz"   # serve, or answer 503 cleanly: never waits for a predictor
 LIVENESS_PATH = "/healthz"
 
@@ -96,7 +97,9 @@ def ingress(config: Config) -> dict[str, Any]:
         "metadata": metadata("gateway", "gateway", k.namespace, annotations=annotations),
         "spec": {
             "ingressClassName": INGRESS_CLASS,
+            # Only the inference routes are public: /admin/upstream, /metrics, /readyz stay cluster-internal.
             "rules": [{"host": k.ingress_host, "http": {"paths": [
-                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "gateway", "port": {"number": SERVICE_PORT}}}}]}}],
+                {"path": path, "pathType": "Exact", "backend": {"service": {"name": "gateway", "port": {"number": SERVICE_PORT}}}}
+                for path in PUBLIC_PATHS]}}],
         },
     }

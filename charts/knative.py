@@ -2,8 +2,10 @@
 
 Kourier is chosen the way Knative and KServe document it: `ingress-class` in `config-network`
 (documented in knative/networking config/config-network.yaml, vendored by knative/serving
-knative-v1.21.1; KServe: docs/admin/serverless/kourier_networking). `config-features` is left at
-its defaults on purpose: our predictor needs no pod-spec feature flag (charts/inference_service.py).
+knative-v1.21.1; KServe: docs/admin/serverless/kourier_networking). `config-features` keeps its
+defaults (no pod-level securityContext, see charts/inference_service.py) except, on purpose and only
+when models live on MLflow's ReadWriteOnce volume, `kubernetes.podspec-affinity` (the predictor must
+be scheduled on MLflow's node).
 """
 
 from __future__ import annotations
@@ -20,8 +22,14 @@ KOURIER_INTERNAL = "kourier-internal.kourier-system.svc.cluster.local"  # Kourie
 
 
 def patches(config: Config) -> list[ConfigMapPatch]:
-    return [ConfigMapPatch("knative-serving", "config-network", {"ingress-class": KOURIER_CLASS},
-                           why="Knative routes through Kourier")]
+    from .inference_service import pinned_to_mlflow_node
+
+    out = [ConfigMapPatch("knative-serving", "config-network", {"ingress-class": KOURIER_CLASS},
+                          why="Knative routes through Kourier")]
+    if pinned_to_mlflow_node(config):
+        out.append(ConfigMapPatch("knative-serving", "config-features", {"kubernetes.podspec-affinity": "enabled"},
+                                  why="predictors follow MLflow's ReadWriteOnce volume to its node"))
+    return out
 
 
 def objects(config: Config) -> list[dict[str, Any]]:

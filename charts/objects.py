@@ -88,7 +88,7 @@ def container(
     config: Config, component: str, name: str, image: str, *, args: list[str] | None = None,
     command: list[str] | None = None, port: int | None = None, env: list[dict[str, Any]] | None = None,
     mounts: list[dict[str, Any]] | None = None, probe_path: str | None = None, live_path: str | None = None,
-    uid: int | None = None,
+    uid: int | None = None, probe_host: str | None = None,
 ) -> dict[str, Any]:
     """probe_path: readiness (and liveness, unless live_path names another path).
     uid: put the user and seccomp profile on the container (pods without a pod-level securityContext)."""
@@ -112,13 +112,17 @@ def container(
     if probe_path and port is not None:
         # Two probes, each built whole: they never share a nested dict (a shared httpGet once made
         # setting the liveness path rewrite the readiness path too).
-        c["readinessProbe"] = http_probe(probe_path, port, initial_delay_s=5, failure_threshold=3)
-        c["livenessProbe"] = http_probe(live_path or probe_path, port, initial_delay_s=30, failure_threshold=6)
+        c["readinessProbe"] = http_probe(probe_path, port, initial_delay_s=5, failure_threshold=3, host=probe_host)
+        c["livenessProbe"] = http_probe(live_path or probe_path, port, initial_delay_s=30, failure_threshold=6, host=probe_host)
     return c
 
 
-def http_probe(path: str, port: int, *, initial_delay_s: int, failure_threshold: int) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": port}, "initialDelaySeconds": initial_delay_s,
+def http_probe(path: str, port: int, *, initial_delay_s: int, failure_threshold: int, host: str | None = None) -> dict[str, Any]:
+    """host: the Host header the kubelet sends (default: the pod IP), for servers that check it."""
+    get: dict[str, Any] = {"path": path, "port": port}
+    if host:
+        get["httpHeaders"] = [{"name": "Host", "value": host}]
+    return {"httpGet": get, "initialDelaySeconds": initial_delay_s,
             "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": failure_threshold}
 
 
@@ -165,8 +169,8 @@ def config_map(config: Config, name: str, component: str, data: dict[str, str]) 
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(name, component, config.kubernetes.namespace), "data": data}
 
 
-def pvc(config: Config, name: str, component: str, size: str) -> dict[str, Any]:
-    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+def pvc(config: Config, name: str, component: str, size: str, access_mode: str = "ReadWriteOnce") -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": [access_mode], "resources": {"requests": {"storage": size}}}
     if config.kubernetes.storage_class:
         spec["storageClassName"] = config.kubernetes.storage_class
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata(name, component, config.kubernetes.namespace), "spec": spec}

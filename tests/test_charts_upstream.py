@@ -208,3 +208,62 @@ def test_predictor_is_cluster_local_and_no_public_route_reaches_it(config):
             text = yaml.safe_dump(obj["spec"])
             for name in predictor_services:
                 assert not re.search(rf"\bname: {re.escape(name)}\b", text), f"{obj['kind']} {obj['metadata']['name']} routes to {name}"
+
+
+# --- security: edge, namespace, network -------------------------------------------------------------
+
+def test_admin_routes_are_not_on_the_public_entry_point(config):
+    from charts import gateway
+
+    ingress = gateway.objects(config)[-1]
+    paths = [(p["path"], p["pathType"]) for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert paths == [("/predict", "Exact"), ("/predict/batch", "Exact")]  # no prefix that would cover /admin/upstream
+
+
+def test_pod_security_restricted_is_enforced_on_our_namespace(config):
+    from charts.platform import all_objects
+
+    namespaces = {o["metadata"]["name"]: o["metadata"].get("labels", {}) for o in all_objects(config, None) if o["kind"] == "Namespace"}
+    assert namespaces["ml-prod"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # the one hostPath user (promtail reads node logs) lives alone in its own namespace
+    hostpath = {o["metadata"]["namespace"] for o in all_objects(config, None) if o["kind"] in ("Deployment", "DaemonSet")
+                and any("hostPath" in v for v in o["spec"]["template"]["spec"].get("volumes", []))}
+    assert hostpath == {"ml-prod-logs"}
+
+
+def _admits(policies: list[dict], to_labels: dict, from_ns: str, from_labels: dict, port: int, ns: str = "ml-prod") -> bool:
+    """What a NetworkPolicy implementation decides for one connection into namespace ns."""
+    def matches(selector: dict, labels: dict) -> bool:
+        return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+    selecting = [p for p in policies if matches(p["spec"]["podSelector"], to_labels) and "Ingress" in p["spec"]["policyTypes"]]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            if rule.get("ports") and port not in [p["port"] for p in rule["ports"]]:
+                continue
+            for peer in rule.get("from", []):
+                ns_ok = matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": from_ns}) if "namespaceSelector" in peer else from_ns == ns
+                pod_ok = matches(peer["podSelector"], from_labels) if "podSelector" in peer else True
+                if ns_ok and pod_ok:
+                    return True
+    return False
+
+
+def test_network_policies_deny_by_default_and_allow_what_is_named(config):
+    from charts import network_policies
+    from charts.objects import labels
+
+    policies = network_policies.objects(config)
+    predictor = {"serving.kserve.io/inferenceservice": config.serving.model_name}
+    assert _admits(policies, predictor, "ml-prod", labels("gateway"), 8012)
+    assert _admits(policies, predictor, "knative-serving", {"app": "activator"}, 8012)
+    assert not _admits(policies, predictor, "ml-prod", labels("grafana"), 8012)
+    assert not _admits(policies, predictor, "default", {"app": "anything"}, 8012)
+    assert _admits(policies, labels("mlflow"), "ml-prod", labels("drift"), 5000)
+    for ns in ("default", "kserve", "kourier-system", "ingress-nginx"):
+        assert not _admits(policies, labels("mlflow"), ns, labels("drift"), 5000), ns  # nothing from outside
+    assert not _admits(policies, labels("grafana"), "default", {}, 3000)      # port-forward only
+    assert not _admits(policies, {"app.kubernetes.io/name": "new-thing"}, "ml-prod", labels("gateway"), 80)  # default deny
+    assert _admits(policies, labels("loki"), "ml-prod-logs", labels("promtail"), 3100)

@@ -86,8 +86,9 @@ def test_up_refuses_an_ended_version_before_touching_pulumi(cli, project, monkey
     monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi: the version check must come first and say why
     result = cli("up", "--target", "eks", "--preview")
     assert result.exit_code == 2
-    assert "1.29" in result.stderr and "extended support" in result.stderr
-    assert eks_versions.newest_in_standard() in result.stderr
+    err = " ".join(result.stderr.split())
+    assert "1.29" in err and "extended support" in err
+    assert f'eks.version = "{eks_versions.newest_in_standard()}"' in err
 
 
 def test_cost_estimate_prices_extended_support():

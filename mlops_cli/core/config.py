@@ -111,6 +111,9 @@ class GatewayConfig(Section):
     max_words: int = Field(400, ge=8)
     log_text: bool = False
     prediction_log: str = ".mlops/predictions.jsonl"
+    prediction_log_max_bytes: int = Field(50_000_000, ge=1024)  # rotate the prediction log past this size
+    prediction_log_backups: int = Field(5, ge=0)                # rotated files kept (oldest deleted first)
+    prediction_log_max_age_s: float = Field(7 * 86400.0, gt=0)  # rotated files older than this are deleted
 
 
 class DriftConfig(Section):
@@ -136,6 +139,15 @@ class LocalConfig(Section):
     prometheus_port: int = Field(9090, ge=1, le=65535)
     log_dir: str = ".mlops/logs"
     stop_timeout_s: float = Field(10.0, gt=0)
+    # Self-healing (supervisord runs the components; the healer decides restarts).
+    restart_backoff_s: float = Field(0.5, gt=0)       # first restart delay; doubles per recent restart
+    restart_backoff_max_s: float = Field(30.0, gt=0)  # ceiling of that delay
+    max_restarts: int = Field(5, ge=1)                # this many restarts within restart_window_s -> failed
+    restart_window_s: float = Field(300.0, gt=0)
+    health_interval_s: float = Field(2.0, gt=0)       # how often the healer probes each component
+    health_timeout_s: float = Field(2.0, gt=0)        # one probe's timeout (also status and up's waits)
+    health_failures: int = Field(3, ge=1)             # consecutive failed probes that mean "restart it"
+    client_timeout_s: float = Field(30.0, gt=0)       # CLI -> gateway request timeout (predict, deploy switch)
 
 
 class CanaryConfig(Section):
@@ -165,7 +177,7 @@ class KubernetesConfig(Section):
     kubeconfig: str = ""
     context: str = ""
     namespace: str = "mlops"
-    version: str = "1.34"  # rendered objects are validated against this version (tests: 1.34 and 1.35)
+    version: str = "1.35"  # as [eks].version defaults to; rendered objects are tested against 1.34 and 1.35
     ingress_host: str = "mlops.local"
     storage_class: str = ""
     manifest_cache: str = ".mlops/manifests"
@@ -202,7 +214,12 @@ class KubernetesConfig(Section):
     mlflow_artifacts: str = ""
     mlflow_role_arn: str = ""
     mlflow_backend_uri: str = ""
+    # The predictor's own read-only identity for model storage (IRSA role on EKS), never MLflow's role.
+    predictor_role_arn: str = ""
     mlflow_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    # MLflow's artifact PVC (when artifacts are not in S3). ReadWriteOnce: predictors are scheduled on
+    # MLflow's node (it is the only node that can mount it); ReadWriteMany (EFS/NFS): anywhere.
+    mlflow_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
     prometheus_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
     loki_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
     # The prediction log the gateway writes and the drift service reads. ReadWriteOnce works on any
@@ -237,10 +254,14 @@ class EksConfig(Section):
     version: str = "1.35"  # mlops_cli/core/eks_versions.py: in EKS standard support until 2027-03-27
     upgrade_policy: Literal["STANDARD", "EXTENDED"] = "STANDARD"  # at end of standard support: upgrade, or pay extended
     vpc_cidr: str = "10.0.0.0/16"
-    availability_zones: int = Field(2, ge=2, le=6)
+    availability_zones: int = Field(2, ge=2, le=6)  # usable ones only: EKS-supported, offering the instance types
     single_nat_gateway: bool = True
-    public_access_cidrs: list[str] = ["0.0.0.0/0"]  # empty = private endpoint only
-    instance_types: list[str] = ["m6i.large"]
+    public_access_cidrs: list[str] = []  # who may reach the public API endpoint; empty = your egress address/32
+    log_retention_days: int = Field(30, ge=1)  # the control-plane log group /aws/eks/<cluster>/cluster
+    release_timeout_s: float = Field(600.0, gt=0)  # down: wait this long for AWS to free LBs/volumes of the cluster
+    release_poll_s: float = Field(5.0, gt=0)
+    # 2 x m6i.large (3.9 allocatable vCPU) cannot hold the platform's ~4.3 requested; `up` checks (core/capacity.py).
+    instance_types: list[str] = ["m6i.xlarge"]
     min_size: int = Field(1, ge=0)
     desired_size: int = Field(2, ge=0)
     max_size: int = Field(4, ge=1)
@@ -265,6 +286,16 @@ class EksConfig(Section):
         net = ipaddress.ip_network(value, strict=True)
         if net.version != 4 or not 16 <= net.prefixlen <= 22:
             raise ValueError("must be an IPv4 network between /16 and /22, e.g. 10.0.0.0/16")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        # The only values CloudWatch Logs PutRetentionPolicy accepts (its API reference).
+        allowed = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                   3288, 3653)
+        if value not in allowed:
+            raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, allowed))} days")
         return value
 
     @field_validator("public_access_cidrs")
