@@ -83,7 +83,7 @@ class DriftMonitor:
 
     def __init__(self, config: Config, report_path: Path | None = None,
                  reference_loader: Callable[[Config, str], Any] | None = None) -> None:
-        from ..core.drift import parse_duration
+        from ..core.time_window import parse_duration
 
         self.config = config
         self.interval_s = parse_duration(config.drift.interval, "[drift].interval").total_seconds()
