@@ -104,7 +104,7 @@ class EksTarget:
         return identity
 
     def checks(self) -> list:
-        from ..core.doctor import Check
+        from ..core.check import Check
 
         cli = pulumi_workspace.find_cli()
         checks = [Check("pulumi CLI", cli is not None, cli or "not on PATH", "" if cli else pulumi_workspace.INSTALL_HINT)]

@@ -61,7 +61,7 @@ class KubernetesTarget:
         return self._cluster
 
     def checks(self) -> list[Any]:
-        from ..core.doctor import Check
+        from ..core.check import Check
 
         k = self.config.kubernetes
         path = self.config.path(k.kubeconfig) if k.kubeconfig else None

@@ -335,7 +335,7 @@ class LocalTarget:
         return processes.follow(path, lines, follow)
 
     def checks(self) -> list:
-        from ..core.doctor import Check
+        from ..core.check import Check
 
         out = []
         records = self.table.records()
