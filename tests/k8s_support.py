@@ -23,7 +23,7 @@ import attrs
 import kmock
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from .support import REPO
 
 
 @dataclass

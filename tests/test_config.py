@@ -9,7 +9,7 @@ import pytest
 from mlops_cli.core.config import load_config
 from mlops_cli.core.errors import ConfigError
 
-from .conftest import REPO
+from .support import REPO
 
 
 def test_shipped_config_validates(cli, monkeypatch):

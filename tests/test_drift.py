@@ -9,7 +9,6 @@ import pytest
 
 from .drift_support import (MALFORMED_LINES, MODEL_NAME, lines_like_reference, log_line, predict_batches,
                             shifted_texts, start_serving)
-from .drift_support import reference, registered  # noqa: F401  (fixtures)
 
 COLUMNS = ["text_length", "word_count", "oov_share", "label", "confidence"]
 
