@@ -87,7 +87,6 @@ class DriftMonitor:
 
         self.config = config
         self.interval_s = parse_duration(config.drift.interval, "[drift].interval").total_seconds()
-        parse_duration(config.drift.window, "[drift].window")  # fail at start, not on the first run
         self.report_path = report_path or config.state_dir / "drift" / "service-report.html"
         self.metrics = DriftMetrics()
         self.result = None
