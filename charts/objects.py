@@ -84,7 +84,11 @@ def container(
     command: list[str] | None = None, port: int | None = None, env: list[dict[str, Any]] | None = None,
     mounts: list[dict[str, Any]] | None = None, probe_path: str | None = None,
 ) -> dict[str, Any]:
-    c: dict[str, Any] = {
+    probes = {}
+    if probe_path and port is not None:
+        probes = {"readinessProbe": _http_probe(probe_path, port, initialDelaySeconds=5),
+                  "livenessProbe": _http_probe(probe_path, port, initialDelaySeconds=30, failureThreshold=6)}
+    return {
         "name": name,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
@@ -92,44 +96,42 @@ def container(
         "securityContext": container_security(),
         # Read-only root: anything that writes scratch files gets an emptyDir at /tmp.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(mounts or [])],
+        **({"command": command} if command else {}),
+        **({"args": args} if args else {}),
+        **({"env": env} if env else {}),
+        **({"ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}]} if port is not None else {}),
+        **probes,
     }
-    if command:
-        c["command"] = command
-    if args:
-        c["args"] = args
-    if env:
-        c["env"] = env
-    if port is not None:
-        c["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
-    if probe_path and port is not None:
-        probe = {"httpGet": {"path": probe_path, "port": port}, "periodSeconds": 10, "timeoutSeconds": 3}
-        c["readinessProbe"] = {**probe, "initialDelaySeconds": 5}
-        c["livenessProbe"] = {**probe, "initialDelaySeconds": 30, "failureThreshold": 6}
-    return c
+
+
+def _http_probe(path: str, port: int, **timing: int) -> dict[str, Any]:
+    """A whole probe each call: two probes never share one httpGet that a caller could change for both."""
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": 10, "timeoutSeconds": 3, **timing}
 
 
 def deployment(
     config: Config, component: str, containers: list[dict[str, Any]], *, replicas: int | None = 1,
     volumes: list[dict[str, Any]] | None = None, service_account: str | None = None,
     annotations: dict[str, str] | None = None, uid: int = 10001, strategy: str = "RollingUpdate",
+    init_containers: list[dict[str, Any]] | None = None, automount_token: bool | None = None,
 ) -> dict[str, Any]:
     ns = config.kubernetes.namespace
     pod_spec: dict[str, Any] = {
         "securityContext": pod_security(uid),
-        "automountServiceAccountToken": service_account is not None,
+        "automountServiceAccountToken": service_account is not None if automount_token is None else automount_token,
         "containers": containers,
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}, *(volumes or [])],
+        **({"serviceAccountName": service_account} if service_account else {}),
+        **({"initContainers": init_containers} if init_containers else {}),
     }
-    if service_account:
-        pod_spec["serviceAccountName"] = service_account
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(component)},
         "strategy": {"type": strategy},
         "template": {"metadata": {"labels": labels(component), **({"annotations": annotations} if annotations else {})},
                      "spec": pod_spec},
+        # None: the HPA owns the replica count, so apply must not fight it
+        **({"replicas": replicas} if replicas is not None else {}),
     }
-    if replicas is not None:  # None: the HPA owns the replica count, so apply must not fight it
-        spec["replicas"] = replicas
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(component, component, ns), "spec": spec}
 
 

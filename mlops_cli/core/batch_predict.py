@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Any, Callable
 
+from .atomic_file import atomic_writer
 from .errors import DataError
 from .progress import Reporter
 
@@ -37,12 +37,10 @@ def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Pat
         reporter.advance("predict", len(chunk))
     reporter.finish("predict", f"{len(rows)} rows")
 
-    tmp = output.with_name(f".{output.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_writer(output, newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=[*columns, "label", "confidence", "model_version"], lineterminator="\n")
         writer.writeheader()
         for row, result in zip(rows, scored):
             writer.writerow({**row, "label": result["label"], "confidence": result["confidence"],
                              "model_version": result.get("model_version", "")})
-    os.replace(tmp, output)
     return {"rows": len(rows), "output": str(output)}

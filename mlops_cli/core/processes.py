@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 
 import psutil
 
+from .atomic_file import write_atomically
 from .errors import MlopsError, PreflightError
 
 
@@ -62,9 +63,7 @@ class ProcessTable:
     def save(self, data: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         out = {**data, "processes": {k: asdict(v) for k, v in data["processes"].items()}}
-        tmp = self.file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(out, indent=2))
-        tmp.replace(self.file)
+        write_atomically(self.file, json.dumps(out, indent=2))
 
     def records(self) -> dict[str, ProcessRecord]:
         return self.load()["processes"]

@@ -7,11 +7,14 @@ InferenceService and keeps the previous ready spec in a ConfigMap so `--rollback
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ..adapters.kube_apply import (HASH_ANNOTATION, READY_CONDITION, KubeCluster, applied_hash, condition, describe,
+                                   secret_values)
 from ..core.config import Config
 from ..core.errors import MlopsError, NotFoundError, PreflightError
 from ..core.progress import Reporter
@@ -19,8 +22,6 @@ from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome,
 
 if TYPE_CHECKING:
     from charts.secrets import GatewayCredentials, PlatformSecrets
-
-    from ..adapters.kube_apply import KubeCluster
 
 # Deployments whose Available condition says a component works, in the order `status` lists them.
 COMPONENTS: list[tuple[str, str, str]] = [
@@ -37,6 +38,8 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("drift", "", "drift"),
     ("gateway", "", "gateway"),
 ]
+# Applied before the rest of a step (CRDs then waited Established): the objects live in them or are of their kinds.
+FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
 KEPT_WITHOUT_PURGE = {"CustomResourceDefinition", "PersistentVolumeClaim"}
 HISTORY_SUFFIX = "-deployments"
 
@@ -44,17 +47,15 @@ HISTORY_SUFFIX = "-deployments"
 class KubernetesTarget:
     name = "kubernetes"
 
-    def __init__(self, config: Config, cluster: "KubeCluster | None" = None) -> None:
+    def __init__(self, config: Config, cluster: KubeCluster | None = None) -> None:
         self.config = config
         self._cluster = cluster
 
     # --- connection ------------------------------------------------------------------------------
 
     @property
-    def cluster(self) -> "KubeCluster":
+    def cluster(self) -> KubeCluster:
         if self._cluster is None:
-            from ..adapters.kube_apply import KubeCluster
-
             k = self.config.kubernetes
             kubeconfig = str(self.config.path(k.kubeconfig)) if k.kubeconfig else ""
             self._cluster = KubeCluster.connect(kubeconfig, k.context, k.namespace)
@@ -95,7 +96,6 @@ class KubernetesTarget:
 
         from charts.secrets import GatewayCredentials
 
-        from ..adapters.kube_apply import secret_values
         from ..core.secrets import Secrets
 
         env = Secrets.from_env()
@@ -131,8 +131,6 @@ class KubernetesTarget:
         from charts.platform import platform_steps
         from charts.upstream import verify_all
 
-        from ..adapters.kube_apply import describe
-
         cluster = self.cluster  # an unusable kubeconfig fails here, before any manifest is downloaded
         verify_all(self.config)
         platform_secrets, generated = self._platform_secrets()
@@ -156,8 +154,6 @@ class KubernetesTarget:
         return outcome
 
     def _apply_step(self, step: Any, reporter: Reporter) -> list[StepResult]:
-        from ..adapters.kube_apply import READY_CONDITION, describe
-
         cluster = self.cluster
         deadline = time.monotonic() + self.config.kubernetes.step_timeout_s
         objects = _ordered(step.objects)
@@ -182,8 +178,6 @@ class KubernetesTarget:
 
     def down(self, options: DownOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
         from charts.platform import platform_steps
-
-        from ..adapters.kube_apply import describe
 
         cluster = self.cluster
         if options.purge and not options.yes and not confirm(
@@ -212,8 +206,6 @@ class KubernetesTarget:
     # --- status ----------------------------------------------------------------------------------
 
     def status(self) -> list[ComponentStatus]:
-        from ..adapters.kube_apply import condition
-
         cluster = self.cluster
         out = []
         for component, namespace, name in COMPONENTS:
@@ -233,8 +225,6 @@ class KubernetesTarget:
 
     def _isvc_status(self) -> ComponentStatus:
         from charts.inference_service import VERSION_ANNOTATION
-
-        from ..adapters.kube_apply import condition
 
         live = self.cluster.get(self._isvc_identity())
         if live is None:
@@ -300,7 +290,7 @@ class KubernetesTarget:
         elif options.promote:
             if live is None or live["spec"]["predictor"].get("canaryTrafficPercent") is None:
                 raise MlopsError("there is no canary to promote", hint="start one with: mlops deploy --version N --canary 10")
-            promoted = json.loads(json.dumps(current if live_is_current else _record(live)))
+            promoted = copy.deepcopy(current if live_is_current else _record(live))
             promoted["spec"]["predictor"].pop("canaryTrafficPercent", None)
             isvc = _isvc_from_record(identity, promoted)
             new_history = (promoted, history.get("previous"))
@@ -356,8 +346,6 @@ class KubernetesTarget:
         env = Secrets.from_env()
         user, password = env.gateway_user or self.config.gateway.user, env.gateway_password
         if not password:
-            from ..adapters.kube_apply import secret_values
-
             live = self.cluster.get(chart_secrets.gateway_auth(self.config, None)) or {}
             values = secret_values(live)
             user, password = values.get("user", user), values.get("password")
@@ -393,9 +381,6 @@ class KubernetesTarget:
         return self.cluster.pod_logs(ns, selector, lines=lines, follow=follow)
 
 
-FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
-
-
 def _ordered(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Namespaces, then CRDs, then the rest in manifest order (what kubectl apply -f effectively needs)."""
     rank = {kind: i for i, kind in enumerate(FIRST_KINDS)}
@@ -403,8 +388,6 @@ def _ordered(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _is_ready(isvc: dict[str, Any]) -> bool:
-    from ..adapters.kube_apply import condition
-
     cond = condition(isvc, "Ready")
     return bool(cond and cond.get("status") == "True")
 
@@ -414,27 +397,23 @@ def _record(isvc: dict[str, Any]) -> dict[str, Any]:
     from charts.inference_service import VERSION_ANNOTATION
 
     return {"version": isvc["metadata"].get("annotations", {}).get(VERSION_ANNOTATION, ""),
-            "spec": json.loads(json.dumps(isvc["spec"]))}
+            "spec": copy.deepcopy(isvc["spec"])}
 
 
 def _isvc_from_record(identity: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     from charts.inference_service import VERSION_ANNOTATION
     from charts.objects import labels
 
-    isvc = json.loads(json.dumps(identity))
-    isvc["metadata"]["labels"] = labels("predictor")
-    isvc["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "Serverless", VERSION_ANNOTATION: record["version"]}
-    isvc["spec"] = json.loads(json.dumps(record["spec"]))
-    return isvc
+    return {**identity,
+            "metadata": {**identity["metadata"], "labels": labels("predictor"),
+                         "annotations": {"serving.kserve.io/deploymentMode": "Serverless",
+                                         VERSION_ANNOTATION: record["version"]}},
+            "spec": copy.deepcopy(record["spec"])}
 
 
 def _applied(live: dict[str, Any]) -> str | None:
-    from ..adapters.kube_apply import HASH_ANNOTATION
-
     return (live.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION)
 
 
 def _hash(identity: dict[str, Any], record: dict[str, Any]) -> str:
-    from ..adapters.kube_apply import applied_hash
-
     return applied_hash(_isvc_from_record(identity, record))
