@@ -70,43 +70,60 @@ def pod_security(uid: int = 10001) -> dict[str, Any]:
     }
 
 
-def container_security() -> dict[str, Any]:
-    return {
+def container_security(uid: int | None = None) -> dict[str, Any]:
+    """With uid: also the user, group and seccomp profile, for pods that may not carry a pod-level
+    securityContext (Knative-managed pods: see charts/inference_service.py)."""
+    sc: dict[str, Any] = {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
     }
+    if uid is not None:
+        sc.update({"runAsUser": uid, "runAsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}})
+    return sc
 
 
 def container(
     config: Config, component: str, name: str, image: str, *, args: list[str] | None = None,
     command: list[str] | None = None, port: int | None = None, env: list[dict[str, Any]] | None = None,
-    mounts: list[dict[str, Any]] | None = None, probe_path: str | None = None,
+    mounts: list[dict[str, Any]] | None = None, probe_path: str | None = None, live_path: str | None = None,
+    uid: int | None = None, probe_host: str | None = None,
 ) -> dict[str, Any]:
-    probes = {}
-    if probe_path and port is not None:
-        probes = {"readinessProbe": _http_probe(probe_path, port, initialDelaySeconds=5),
-                  "livenessProbe": _http_probe(probe_path, port, initialDelaySeconds=30, failureThreshold=6)}
-    return {
+    """probe_path: readiness (and liveness, unless live_path names another path).
+    uid: put the user and seccomp profile on the container (pods without a pod-level securityContext)."""
+    c: dict[str, Any] = {
         "name": name,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "resources": resources(config, component),
-        "securityContext": container_security(),
+        "securityContext": container_security(uid),
         # Read-only root: anything that writes scratch files gets an emptyDir at /tmp.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(mounts or [])],
-        **({"command": command} if command else {}),
-        **({"args": args} if args else {}),
-        **({"env": env} if env else {}),
-        **({"ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}]} if port is not None else {}),
-        **probes,
     }
+    if command:
+        c["command"] = command
+    if args:
+        c["args"] = args
+    if env:
+        c["env"] = env
+    if port is not None:
+        c["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    if probe_path and port is not None:
+        # Two probes, each built whole: they never share a nested dict (a shared httpGet once made
+        # setting the liveness path rewrite the readiness path too).
+        c["readinessProbe"] = http_probe(probe_path, port, initial_delay_s=5, failure_threshold=3, host=probe_host)
+        c["livenessProbe"] = http_probe(live_path or probe_path, port, initial_delay_s=30, failure_threshold=6, host=probe_host)
+    return c
 
 
-def _http_probe(path: str, port: int, **timing: int) -> dict[str, Any]:
-    """A whole probe each call: two probes never share one httpGet that a caller could change for both."""
-    return {"httpGet": {"path": path, "port": port}, "periodSeconds": 10, "timeoutSeconds": 3, **timing}
+def http_probe(path: str, port: int, *, initial_delay_s: int, failure_threshold: int, host: str | None = None) -> dict[str, Any]:
+    """host: the Host header the kubelet sends (default: the pod IP), for servers that check it."""
+    get: dict[str, Any] = {"path": path, "port": port}
+    if host:
+        get["httpHeaders"] = [{"name": "Host", "value": host}]
+    return {"httpGet": get, "initialDelaySeconds": initial_delay_s,
+            "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": failure_threshold}
 
 
 def deployment(
@@ -153,8 +170,8 @@ def config_map(config: Config, name: str, component: str, data: dict[str, str]) 
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(name, component, config.kubernetes.namespace), "data": data}
 
 
-def pvc(config: Config, name: str, component: str, size: str) -> dict[str, Any]:
-    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+def pvc(config: Config, name: str, component: str, size: str, access_mode: str = "ReadWriteOnce") -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": [access_mode], "resources": {"requests": {"storage": size}}}
     if config.kubernetes.storage_class:
         spec["storageClassName"] = config.kubernetes.storage_class
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata(name, component, config.kubernetes.namespace), "spec": spec}

@@ -6,6 +6,8 @@ push is scanned for known CVEs. Images are rebuildable from source, so `down` ma
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import pulumi
@@ -14,9 +16,26 @@ import pulumi_aws as aws
 COMPONENTS = ("gateway", "predictor", "drift")
 
 
+def namespace(project: str) -> str:
+    """The project name as an ECR namespace: lowercase letters and digits, single separators between them.
+
+    ECR's CreateRepository accepts `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`, 2-256
+    characters (API reference, CreateRepository repositoryName); a project named "Review Sentiment" is not.
+    """
+    ascii_only = unicodedata.normalize("NFKD", project).encode("ascii", "ignore").decode().lower()
+    words = re.findall(r"[a-z0-9]+", ascii_only)
+    return "-".join(words)[:200].strip("-") or "mlops"
+
+
+def repository_name(project: str, component: str) -> str:
+    """<namespace>/mlops-<component>: the image contract's `{registry}/mlops-{component}` with the registry
+    being `<account>.dkr.ecr.<region>.amazonaws.com/<namespace>`."""
+    return f"{namespace(project)}/mlops-{component}"
+
+
 @dataclass(frozen=True)
 class RepositoriesArgs:
-    prefix: str                # repository names are <prefix>/<component>
+    project: str               # repository names are repository_name(project, component)
     tags: dict[str, str] = field(default_factory=dict)
     components: tuple[str, ...] = COMPONENTS
 
@@ -30,7 +49,7 @@ class ImageRepositories(pulumi.ComponentResource):
         for component in args.components:
             repo = aws.ecr.Repository(
                 f"{name}-{component}",
-                name=f"{args.prefix}/{component}",
+                name=repository_name(args.project, component),
                 image_tag_mutability="IMMUTABLE",
                 image_scanning_configuration={"scan_on_push": True},
                 force_delete=True,

@@ -12,15 +12,18 @@ from typing import Callable
 import pulumi
 
 from mlops_cli.core.config import Config, EksConfig
+from mlops_cli.core.eks_versions import upgrade_policy
 
+from .addons import AddonsArgs, ClusterAddons
 from .cluster import Cluster, ClusterArgs, NodeGroupSpec
-from .ecr import ImageRepositories, RepositoriesArgs
+from .ecr import ImageRepositories, RepositoriesArgs, namespace
 from .identity import IdentityArgs, PlatformIdentity
 from .network import Network, NetworkArgs
 from .storage import ArtifactBucket, BucketArgs, bucket_prefix
 from .tags import stack_tags
 
-OUTPUTS = ("cluster_name", "region", "kubeconfig", "bucket_name", "irsa_role_arn", "ecr_urls", "vpc_id")
+OUTPUTS = ("cluster_name", "region", "kubeconfig", "bucket_name", "irsa_role_arn", "ecr_urls", "images_registry",
+           "vpc_id", "zone_ids", "storage_class", "log_group")
 
 
 @dataclass(frozen=True)
@@ -46,20 +49,31 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
 
     network = Network("network", NetworkArgs(cidr=eks.vpc_cidr, az_count=eks.availability_zones,
                                              single_nat=eks.single_nat_gateway, cluster_name=eks.cluster_name,
-                                             tags=tags))
+                                             tags=tags, instance_types=eks.instance_types))
     cluster = Cluster("cluster", ClusterArgs(
-        cluster_name=eks.cluster_name, version=eks.version, vpc_id=network.vpc_id,
+        cluster_name=eks.cluster_name, version=eks.version,
+        upgrade_policy=upgrade_policy(eks.version, eks.upgrade_policy), vpc_id=network.vpc_id,
         public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids,
-        public_access_cidrs=eks.public_access_cidrs, node_groups=node_groups(eks), tags=tags))
+        public_access_cidrs=eks.public_access_cidrs, node_groups=node_groups(eks), region=eks.region,
+        log_retention_days=eks.log_retention_days, tags=tags))
     bucket = ArtifactBucket("artifacts", BucketArgs(
         bucket_name=eks.bucket_name, name_prefix=bucket_prefix(platform.project, stack),
         noncurrent_days=eks.noncurrent_version_days, tags=tags))
     identity = PlatformIdentity("platform", IdentityArgs(
         oidc_provider_url=cluster.oidc_provider_url, oidc_issuer=cluster.oidc_issuer,
         namespace=platform.namespace, service_account=eks.service_account, bucket_arn=bucket.bucket_arn, tags=tags))
+    addons = ClusterAddons("addons", AddonsArgs(
+        cluster_name=eks.cluster_name, region=eks.region, kubernetes_version=eks.version,
+        kubeconfig=cluster.kubeconfig_json, oidc_provider_arn=identity.oidc_provider_arn,
+        oidc_issuer=cluster.oidc_issuer, gpu=eks.gpu_enabled, node_groups=cluster.node_groups, tags=tags))
     ecr_urls: dict[str, pulumi.Output[str]] = {}
+    registry: pulumi.Output[str] = pulumi.Output.from_input("")
     if eks.ecr_enabled:
-        ecr_urls = ImageRepositories("images", RepositoriesArgs(prefix=platform.project, tags=tags)).urls
+        repos = ImageRepositories("images", RepositoriesArgs(project=platform.project, tags=tags))
+        ecr_urls = repos.urls
+        # <account>.dkr.ecr.<region>.amazonaws.com/<namespace>: the `[images] registry` of the install.
+        registry = next(iter(ecr_urls.values())).apply(
+            lambda url: f"{url.split('/', 1)[0]}/{namespace(platform.project)}")
 
     outputs = {
         "cluster_name": cluster.cluster_name,
@@ -69,7 +83,11 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
         "bucket_name": bucket.bucket_name,
         "irsa_role_arn": identity.role_arn,
         "ecr_urls": pulumi.Output.from_input(ecr_urls),
+        "images_registry": registry,
         "vpc_id": network.vpc_id,
+        "zone_ids": network.zone_ids,
+        "storage_class": addons.storage_class,
+        "log_group": cluster.log_group,
     }
     for key, value in outputs.items():
         pulumi.export(key, value)

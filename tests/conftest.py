@@ -6,11 +6,12 @@ Helpers that are not fixtures live in tests/support.py; no test module imports t
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from .support import CliResult, minilm_dir
+from .support import AWS_ACCOUNT, CliResult, minilm_dir
 
 
 def _isolate(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,3 +97,31 @@ def reference(registered):
     from .drift_support import load_registered_reference
 
     return load_registered_reference(registered)
+
+
+@pytest.fixture
+def aws(tmp_path, monkeypatch, project):
+    """A Pulumi CLI on PATH (a stand-in: the workspace is substituted), a passphrase, an AWS identity, an
+    egress address, and the offline bundle of upstream manifests the capacity check renders (the EKS
+    CLI and capacity tests share it)."""
+    from mlops_cli.adapters import pulumi_aws_account
+
+    from .k8s_support import build_bundle, kubernetes_toml
+
+    pins = build_bundle(tmp_path / "bundle")
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write(kubernetes_toml(tmp_path / "bundle", pins))
+    monkeypatch.setattr(pulumi_aws_account, "egress_address", lambda: "198.51.100.23")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pulumi"
+    fake.write_text("#!/bin/sh\necho 'not the real pulumi' >&2\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test-passphrase")
+    monkeypatch.setattr(pulumi_aws_account, "caller_identity", lambda region: pulumi_aws_account.AwsIdentity(
+        AWS_ACCOUNT, f"arn:aws:iam::{AWS_ACCOUNT}:user/dev", region, "env"))
+    state = {"has_data": False, "emptied": []}
+    monkeypatch.setattr(pulumi_aws_account, "bucket_has_data", lambda bucket, region: state["has_data"])
+    monkeypatch.setattr(pulumi_aws_account, "empty_bucket", lambda bucket, region: state["emptied"].append(bucket) or 7)
+    return state

@@ -237,3 +237,14 @@ def test_evidently_runs_without_network(reference, monkeypatch, tmp_path):
     write_atomically(tmp_path / "r.html", snapshot.get_html_str(as_iframe=False))
     assert len(features) == 5 and not dataset_drift
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_report_into_a_directory(cli, registered, reference, log_path, tmp_path):
+    """`drift -o DIR/` writes DIR/report.html (it was an IsADirectoryError traceback)."""
+    log_path.write_text("".join(lines_like_reference(reference, 40, seed=5)))
+    out_dir = tmp_path / "reports"
+    out_dir.mkdir()
+    result = drift(cli, registered, "--json", "drift", "-o", f"{out_dir}/")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["report_path"] == str(out_dir / "report.html")
+    assert [p.name for p in out_dir.iterdir()] == ["report.html"]

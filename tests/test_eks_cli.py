@@ -20,13 +20,13 @@ import pytest
 from mlops_cli.adapters import pulumi_aws_account, pulumi_workspace
 from mlops_cli.adapters.pulumi_workspace import ResourceStep, UpdateInfo
 from mlops_cli.core.errors import MlopsError, NotFoundError
+from tests.support import AWS_ACCOUNT as ACCOUNT
 
-ACCOUNT = "123456789012"
 KUBECONFIG = json.dumps({"apiVersion": "v1", "clusters": [{"name": "mlops"}], "current-context": "aws"})
 OUTPUTS = {
     "cluster_name": "mlops", "region": "us-east-1", "kubeconfig": KUBECONFIG, "bucket_name": "test-project-dev-a1b2",
     "irsa_role_arn": f"arn:aws:iam::{ACCOUNT}:role/platform-irsa", "vpc_id": "vpc-0abc",
-    "ecr_urls": {"gateway": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/test-project/gateway"},
+    "ecr_urls": {"gateway": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/test-project/mlops-gateway"},
 }
 
 
@@ -100,24 +100,6 @@ def no_pulumi(tmp_path, monkeypatch):
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-
-
-@pytest.fixture
-def aws(tmp_path, monkeypatch, project):
-    """A Pulumi CLI on PATH (a stand-in: the workspace is substituted), a passphrase, an AWS identity."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "pulumi"
-    fake.write_text("#!/bin/sh\necho 'not the real pulumi' >&2\nexit 1\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test-passphrase")
-    monkeypatch.setattr(pulumi_aws_account, "caller_identity", lambda region: pulumi_aws_account.AwsIdentity(
-        ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/dev", region, "env"))
-    state = {"has_data": False, "emptied": []}
-    monkeypatch.setattr(pulumi_aws_account, "bucket_has_data", lambda bucket, region: state["has_data"])
-    monkeypatch.setattr(pulumi_aws_account, "empty_bucket", lambda bucket, region: state["emptied"].append(bucket) or 7)
-    return state
 
 
 @pytest.fixture
@@ -364,7 +346,7 @@ def test_status_shows_outputs_and_last_update(cli, project, workspace):
     rows = {c["component"]: c for c in json.loads(result.stdout)["components"]}
     assert rows["stack dev"]["healthy"] is True and "succeeded" in rows["stack dev"]["detail"]
     assert rows["bucket_name"]["detail"] == OUTPUTS["bucket_name"]
-    assert rows["ecr_gateway"]["detail"].endswith("test-project/gateway")
+    assert rows["ecr_gateway"]["detail"].endswith("test-project/mlops-gateway")
     assert "kubeconfig" in rows and KUBECONFIG not in result.stdout
 
 

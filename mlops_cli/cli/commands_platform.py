@@ -43,6 +43,8 @@ def up(
     preview: bool = typer.Option(False, "--preview", help="eks: show the Pulumi preview and cost estimate, then stop."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     with_prometheus: bool = typer.Option(False, "--with-prometheus", help="local: also start Prometheus (Debian package)."),
+    reuse_existing: bool = typer.Option(False, "--reuse-existing", help="kubernetes: use a cert-manager, Knative, KServe or edge "
+                                        "someone else installed, as it is (down leaves it); without it, up refuses."),
 ) -> None:
     """Start (or create) the platform on the target. Re-running is safe: it only does what is missing.
 
@@ -52,6 +54,8 @@ def up(
 
       mlops up --target kubernetes --dry-run
 
+      mlops up --target kubernetes --reuse-existing
+
       mlops up --target eks --preview
     """
     from ..targets import UpOptions
@@ -60,7 +64,8 @@ def up(
     st = state(ctx)
     tgt = _target(ctx, target)
     with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
-        outcome = tgt.up(UpOptions(dry_run=dry_run, preview=preview, yes=yes, with_prometheus=with_prometheus), reporter, render.confirm)
+        outcome = tgt.up(UpOptions(dry_run=dry_run, preview=preview, yes=yes, with_prometheus=with_prometheus,
+                                  reuse_existing=reuse_existing), reporter, render.confirm)
     _render_outcome(ctx, outcome, f"mlops up ({tgt.name})")
 
 
@@ -193,10 +198,21 @@ def predict(
         return
     from ..core.batch_predict import predict_file
 
-    out = output or file.with_name(file.stem + ".scored.csv")
+    cfg = st.config()
     with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
-        summary = predict_file(tgt.predict, file, text_col, out, state(ctx).config().gateway.max_batch, reporter)
-    render.print_json(summary) if st.json else render.success(f"wrote {summary['rows']} predictions to {summary['output']}")
+        summary = predict_file(tgt.predict, file, text_col, output, cfg.gateway.max_batch, reporter,
+                               max_chars=cfg.gateway.max_chars, long_text=cfg.serving.long_text)
+    if st.json:
+        render.print_json(summary)
+        return
+    long_rows = ", ".join(map(str, summary["long_rows"]))
+    if summary["skipped"]:
+        render.note(f"skipped {summary['skipped']} row(s) over {cfg.gateway.max_chars} characters (rows {long_rows}"
+                    f"{', ...' if summary['skipped'] > len(summary['long_rows']) else ''}): their prediction cells are empty")
+    elif summary["truncated"]:
+        render.note(f"truncated {summary['truncated']} row(s) to {cfg.gateway.max_chars} characters (rows {long_rows}"
+                    f"{', ...' if summary['truncated'] > len(summary['long_rows']) else ''})")
+    render.success(f"wrote {summary['rows']} predictions to {summary['output']} ({summary['rows_per_s']} rows/s)")
 
 
 def logs(

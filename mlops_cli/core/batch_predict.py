@@ -1,46 +1,183 @@
-"""Score a CSV of reviews through any target's predict(), in batches, writing a new CSV atomically."""
+"""Score a CSV of reviews through any target's predict(), streaming: memory stays flat whatever the size.
+
+Two passes over the file, never the whole file in memory: the first checks every row (so a bad row
+stops the run before anything is sent, naming its row number) and counts them; the second reads
+batches, keeps two batches in flight (the predictor batches them together while we parse and write)
+and writes each scored row at once to a temporary file that replaces the output only when all is done.
+
+Example::
+
+    summary = predict_file(target.predict, Path("reviews.csv"), "text", Path("scored.csv"),
+                           batch_size=64, max_chars=5000, long_text="truncate")
+    summary["rows"], summary["skipped"], summary["rows_per_s"]
+"""
 
 from __future__ import annotations
 
 import csv
+import time
+from collections import deque
+from contextlib import closing
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Literal
 
 from .atomic_file import atomic_writer
-from .errors import DataError
-from .progress import Reporter
+from .errors import DataError, MlopsError
+from .progress import SILENT, Reporter
+
+PREDICTION_COLUMNS = ("label", "confidence", "model_version")
+PREFIX = "predicted_"
+LongText = Literal["truncate", "skip", "fail"]
+IN_FLIGHT = 2  # one batch on the model while the next is parsed, sent and queued
 
 
-def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Path, text_col: str, output: Path,
-                 batch_size: int, reporter: Reporter) -> dict[str, Any]:
+def default_output(file: Path) -> Path:
+    return file.with_name(file.stem + ".scored.csv")
+
+
+def resolve_output(output: Path | None, file: Path) -> Path:
+    """`-o DIR` (an existing directory) means the default file name inside it, as `cp f DIR` does."""
+    if output is None:
+        return default_output(file)
+    if output.is_dir():
+        return output / default_output(file).name
+    if not output.parent.is_dir():
+        raise DataError(f"{output}: directory {output.parent} does not exist",
+                        hint="create it first or pass -o with an existing directory")
+    return output
+
+
+def prediction_columns(input_columns: list[str]) -> dict[str, str]:
+    """Our column names: `label`, `confidence`, `model_version`, unless the input has one of them;
+    then all three become `predicted_*` (numbered further if need be), so no input column is lost."""
+    taken = set(input_columns)
+    if not taken.intersection(PREDICTION_COLUMNS):
+        return {c: c for c in PREDICTION_COLUMNS}
+    suffix = ""
+    n = 1
+    while taken.intersection(f"{PREFIX}{c}{suffix}" for c in PREDICTION_COLUMNS):
+        n += 1
+        suffix = f"_{n}"
+    return {c: f"{PREFIX}{c}{suffix}" for c in PREDICTION_COLUMNS}
+
+
+def _rows(file: Path) -> tuple[list[str], Iterator[dict[str, str]]]:
+    fh = file.open(newline="", encoding="utf-8-sig")
+    reader = csv.DictReader(fh)
+    try:
+        columns = list(reader.fieldnames or [])
+    except UnicodeDecodeError:
+        fh.close()
+        raise DataError(f"{file}: not valid UTF-8", hint="re-save the file as UTF-8") from None
+
+    def rows() -> Iterator[dict[str, str]]:
+        with fh:
+            try:
+                yield from reader
+            except UnicodeDecodeError:
+                raise DataError(f"{file}: not valid UTF-8 (near line {reader.line_num})",
+                                hint="re-save the file as UTF-8") from None
+
+    return columns, rows()
+
+
+def check_file(file: Path, text_col: str, max_chars: int, long_text: LongText) -> tuple[list[str], int, list[int]]:
+    """First pass: columns, row count, and the row numbers (1-based) of texts over `max_chars`."""
     if not file.is_file():
         raise DataError(f"{file}: no such file")
-    try:
-        with file.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            columns = list(reader.fieldnames or [])
-    except UnicodeDecodeError:
-        raise DataError(f"{file}: not valid UTF-8", hint="re-save the file as UTF-8") from None
+    columns, rows = _rows(file)
     if text_col not in columns:
+        rows.close()
         raise DataError(f"{file}: missing column {text_col!r} (columns: {', '.join(columns)})",
                         hint="name the text column with --text-col")
-    for number, row in enumerate(rows, start=1):
-        if not (row.get(text_col) or "").strip():
-            raise DataError(f"{file}: row {number} (line {number + 1}): empty text in column {text_col!r}")
+    count, too_long = 0, []
+    for count, row in enumerate(rows, start=1):
+        text = row.get(text_col) or ""
+        if not text.strip():
+            rows.close()
+            raise DataError(f"{file}: row {count} (line {count + 1}): empty text in column {text_col!r}")
+        if len(text) > max_chars:
+            if long_text == "fail":
+                rows.close()
+                raise DataError(f"{file}: row {count} (line {count + 1}) has {len(text)} characters; the gateway takes "
+                                f"at most {max_chars} ([gateway].max_chars)",
+                                hint='set [serving].long_text = "truncate" or "skip" to score the rest of the file')
+            too_long.append(count)
+    return columns, count, too_long
 
-    reporter.start("predict", f"scoring {file.name}", total=len(rows))
-    scored: list[dict[str, Any]] = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        scored.extend(predict([r[text_col] for r in chunk]))
-        reporter.advance("predict", len(chunk))
-    reporter.finish("predict", f"{len(rows)} rows")
 
-    with atomic_writer(output, newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[*columns, "label", "confidence", "model_version"], lineterminator="\n")
+def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Path, text_col: str, output: Path | None,
+                 batch_size: int, reporter: Reporter = SILENT, *, max_chars: int = 5000,
+                 long_text: LongText = "truncate") -> dict[str, Any]:
+    output = resolve_output(output, file)
+    columns, total, too_long = check_file(file, text_col, max_chars, long_text)
+    ours = prediction_columns(columns)
+    if ours["label"] != "label":
+        reporter.warn(f"{file.name} already has a label/confidence/model_version column: predictions go to "
+                      f"{', '.join(ours.values())}")
+    skip = set(too_long) if long_text == "skip" else set()
+
+    reporter.start("predict", f"scoring {file.name}", total=total)
+    started = time.perf_counter()
+    with atomic_writer(output, newline="") as out, ThreadPoolExecutor(IN_FLIGHT) as pool:
+        writer = csv.DictWriter(out, fieldnames=[*columns, *ours.values()], lineterminator="\n",
+                                extrasaction="ignore")
         writer.writeheader()
-        for row, result in zip(rows, scored):
-            writer.writerow({**row, "label": result["label"], "confidence": result["confidence"],
-                             "model_version": result.get("model_version", "")})
-    return {"rows": len(rows), "output": str(output)}
+        pending: deque[tuple[int, list[dict[str, str]], list[int], Future]] = deque()
+
+        def drain_one() -> None:
+            first, chunk, scored_idx, future = pending.popleft()
+            try:
+                results = future.result()
+            except MlopsError as exc:
+                raise type(exc)(f"{file}: rows {first}-{first + len(chunk) - 1}: {exc.message}",
+                                hint=exc.hint) from None
+            by_index = dict(zip(scored_idx, results))
+            for i, row in enumerate(chunk):
+                result = by_index.get(i)
+                if result is not None:
+                    row[ours["label"]] = result["label"]
+                    row[ours["confidence"]] = result["confidence"]
+                    row[ours["model_version"]] = result.get("model_version", "")
+                writer.writerow(row)
+            reporter.advance("predict", len(chunk))
+
+        _, rows = _rows(file)
+        with closing(rows):
+            for first, chunk in _batches(rows, batch_size):
+                scored_idx = [i for i, _ in enumerate(chunk) if first + i not in skip]
+                texts = [chunk[i][text_col][:max_chars] for i in scored_idx]
+                if texts:
+                    future = pool.submit(predict, texts)
+                else:
+                    future = Future()
+                    future.set_result([])
+                pending.append((first, chunk, scored_idx, future))
+                if len(pending) >= IN_FLIGHT:
+                    drain_one()
+            while pending:
+                drain_one()
+    elapsed = time.perf_counter() - started
+    reporter.finish("predict", f"{total} rows")
+    summary: dict[str, Any] = {
+        "rows": total, "output": str(output), "columns": list(ours.values()),
+        "seconds": round(elapsed, 3), "rows_per_s": round(total / elapsed, 1) if elapsed > 0 else None,
+        "long_text": long_text, "skipped": len(skip), "truncated": 0 if skip else len(too_long),
+        "long_rows": too_long[:20],
+    }
+    return summary
+
+
+def _batches(rows: Iterator[dict[str, str]], size: int) -> Iterator[tuple[int, list[dict[str, str]]]]:
+    chunk: list[dict[str, str]] = []
+    first = 1
+    for number, row in enumerate(rows, start=1):
+        if not chunk:
+            first = number
+        chunk.append(row)
+        if len(chunk) == size:
+            yield first, chunk
+            chunk = []
+    if chunk:
+        yield first, chunk

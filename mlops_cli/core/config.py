@@ -30,6 +30,8 @@ from .time_window import duration_seconds
 CONFIG_FILENAME = "mlops.toml"
 ENV_PREFIX = "MLOPS_"
 TargetName = Literal["local", "kubernetes", "eks"]
+# The packaged review corpora (core/data_sources.py says what each is and where it comes from).
+DataSourceName = Literal["drugscom", "rotten_tomatoes", "tweets", "amazon_snippets"]
 
 
 def _duration(value: str) -> str:
@@ -57,7 +59,11 @@ class ProjectConfig(Section):
 class DataConfig(Section):
     dir: str = "data"
     classes: Literal["binary", "three"] = "binary"
+    # Built in: drugsCom alone (small and quick: what a bare project and the tests get). The shipped
+    # mlops.toml, the default recipe, adds the corpora that make the model travel.
+    sources: list[DataSourceName] = Field(default_factory=lambda: ["drugscom"], min_length=1)
     test_size: float = Field(0.2, gt=0, lt=1)
+    validation_size: float = Field(0.15, gt=0, lt=1)
     seed: int = 42
     remote: str = ".mlops/dvc-remote"
     s3_endpoint_url: str = ""
@@ -97,8 +103,10 @@ class ServingConfig(Section):
     min_replicas: int = Field(0, ge=0)
     max_replicas: int = Field(3, ge=1)
     runtime: Literal["mlops", "huggingface"] = "mlops"
-    predictor_image: str = "ghcr.io/mlops/predictor:0.1.0"
     ready_timeout_s: float = Field(180.0, gt=0)
+    # `predict --file`: a text over [gateway].max_chars is truncated, skipped (counted, its cells left
+    # empty) or fails the whole file naming its row.
+    long_text: Literal["truncate", "skip", "fail"] = "truncate"
 
 
 class GatewayConfig(Section):
@@ -112,7 +120,6 @@ class GatewayConfig(Section):
     max_words: int = Field(400, ge=8)
     log_text: bool = False
     prediction_log: str = ".mlops/predictions.jsonl"
-    image: str = "ghcr.io/mlops/gateway:0.1.0"
 
 
 class DriftConfig(Section):
@@ -121,7 +128,6 @@ class DriftConfig(Section):
     interval: Duration = "5m"
     drift_share: float = Field(0.5, gt=0, le=1)
     reference_samples: int = Field(1000, ge=10)
-    image: str = "ghcr.io/mlops/drift:0.1.0"
 
 
 class ObservabilityConfig(Section):
@@ -141,11 +147,34 @@ class LocalConfig(Section):
     stop_timeout_s: float = Field(10.0, gt=0)
 
 
+class CanaryConfig(Section):
+    """Thresholds of `mlops deploy --canary N --observe 10m --promote-if-healthy` (core/canary_analysis.py)."""
+
+    prometheus_url: str = ""          # empty: the local platform's Prometheus (`mlops up --with-prometheus`)
+    max_error_rate: float = Field(0.01, ge=0, le=1)   # share of prediction requests answered 5xx
+    max_p99_s: float = Field(1.0, gt=0)               # p99 latency of prediction requests
+    min_requests: int = Field(50, ge=1)               # fewer in the window is no evidence: roll back
+    interval_s: float = Field(30.0, gt=0)             # how often to look during the window
+
+
+class ImagesConfig(Section):
+    """Where our images (gateway, drift, predictor, mlflow) come from: see charts/image_refs.py.
+
+    `registry` is one the user owns (ECR on EKS, ghcr.io/<org>, ...). On kind, `kind.local` (or
+    `dev.local`) images are side-loaded with `kind load` and Knative skips its digest resolution for
+    them (`registries-skipping-tag-resolving` in Knative's config-deployment).
+    """
+
+    registry: str = Field("kind.local", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*$")
+    tag: str = Field("", pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")   # empty: the package version
+    record: str = ""   # empty: <state_dir>/images.json (written by `mlops images build --push`)
+
+
 class KubernetesConfig(Section):
     kubeconfig: str = ""
     context: str = ""
     namespace: str = "mlops"
-    version: str = "1.31"
+    version: str = "1.35"  # as [eks].version defaults to; rendered objects are tested against 1.34 and 1.35
     ingress_host: str = "mlops.local"
     storage_class: str = ""
     manifest_cache: str = ".mlops/manifests"
@@ -172,8 +201,7 @@ class KubernetesConfig(Section):
     ingress_nginx_version: str = "controller-v1.11.3"
     ingress_nginx_url: str = "https://raw.githubusercontent.com/kubernetes/ingress-nginx/{version}/deploy/static/provider/cloud/deploy.yaml"
     ingress_nginx_sha256: str = ""
-    # Images of the third-party services we render ourselves (ours are [serving]/[gateway]/[drift].image).
-    mlflow_image: str = "ghcr.io/mlflow/mlflow:v3.17.2"
+    # Images of the third-party services we render ourselves (ours, MLflow included, come from [images]).
     prometheus_image: str = "quay.io/prometheus/prometheus:v2.55.1"
     grafana_image: str = "docker.io/grafana/grafana:11.3.1"
     jaeger_image: str = "docker.io/jaegertracing/all-in-one:1.63.0"
@@ -183,7 +211,12 @@ class KubernetesConfig(Section):
     mlflow_artifacts: str = ""
     mlflow_role_arn: str = ""
     mlflow_backend_uri: str = ""
+    # The predictor's own read-only identity for model storage (IRSA role on EKS), never MLflow's role.
+    predictor_role_arn: str = ""
     mlflow_volume_size: Quantity = "10Gi"
+    # MLflow's artifact PVC (when artifacts are not in S3). ReadWriteOnce: predictors are scheduled on
+    # MLflow's node (it is the only node that can mount it); ReadWriteMany (EFS/NFS): anywhere.
+    mlflow_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
     prometheus_volume_size: Quantity = "10Gi"
     loki_volume_size: Quantity = "10Gi"
     # The prediction log the gateway writes and the drift service reads. ReadWriteOnce works on any
@@ -215,12 +248,15 @@ class EksConfig(Section):
     region: str = "us-east-1"
     stack: str = "dev"
     cluster_name: str = "mlops"
-    version: str = "1.31"
+    version: str = "1.35"  # mlops_cli/core/eks_versions.py: in EKS standard support until 2027-03-27
+    upgrade_policy: Literal["STANDARD", "EXTENDED"] = "STANDARD"  # at end of standard support: upgrade, or pay extended
     vpc_cidr: str = "10.0.0.0/16"
-    availability_zones: int = Field(2, ge=2, le=6)
+    availability_zones: int = Field(2, ge=2, le=6)  # usable ones only: EKS-supported, offering the instance types
     single_nat_gateway: bool = True
-    public_access_cidrs: list[str] = ["0.0.0.0/0"]  # empty = private endpoint only
-    instance_types: list[str] = ["m6i.large"]
+    public_access_cidrs: list[str] = []  # who may reach the public API endpoint; empty = your egress address/32
+    log_retention_days: int = Field(30, ge=1)  # the control-plane log group /aws/eks/<cluster>/cluster
+    # 2 x m6i.large (3.9 allocatable vCPU) cannot hold the platform's ~4.3 requested; `up` checks (core/capacity.py).
+    instance_types: list[str] = ["m6i.xlarge"]
     min_size: int = Field(1, ge=0)
     desired_size: int = Field(2, ge=0)
     max_size: int = Field(4, ge=1)
@@ -245,6 +281,16 @@ class EksConfig(Section):
         net = ipaddress.ip_network(value, strict=True)
         if net.version != 4 or not 16 <= net.prefixlen <= 22:
             raise ValueError("must be an IPv4 network between /16 and /22, e.g. 10.0.0.0/16")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        # The only values CloudWatch Logs PutRetentionPolicy accepts (its API reference).
+        allowed = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                   3288, 3653)
+        if value not in allowed:
+            raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, allowed))} days")
         return value
 
     @field_validator("public_access_cidrs")
@@ -274,7 +320,9 @@ class Config(Section):
     observability: ObservabilityConfig = ObservabilityConfig()
     local: LocalConfig = LocalConfig()
     kubernetes: KubernetesConfig = KubernetesConfig()
+    images: ImagesConfig = ImagesConfig()
     eks: EksConfig = EksConfig()
+    canary: CanaryConfig = CanaryConfig()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _file: Path | None = PrivateAttr(default=None)

@@ -40,6 +40,7 @@ class PriceTable:
     hourly: dict[str, float]
     monthly: dict[str, float]
     instances: dict[str, float]
+    per_gb: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,7 +113,8 @@ def load_prices(path: Path | None = None) -> PriceTable:
     data = tomllib.loads(text)
     return PriceTable(as_of=str(data["as_of"]), region=data["region"], currency=data["currency"],
                       source=" ".join(data["source"].split()), hours_per_month=float(data["hours_per_month"]),
-                      hourly=data["hourly"], monthly=data["monthly"], instances=data["instances"])
+                      hourly=data["hourly"], monthly=data["monthly"], instances=data["instances"],
+                      per_gb=data.get("per_gb", {}))
 
 
 def _num(value: Any, default: float = 0.0) -> float:
@@ -135,6 +137,19 @@ def _clusters(steps: list[Step]) -> list[Step]:
     return concrete or [s for s in steps if s.type == "eks:index:Cluster"]
 
 
+def _control_plane(cluster: Step, prices: PriceTable) -> CostLine:
+    from .eks_versions import Support, status
+
+    version = cluster.inputs.get("version")
+    st = status(version) if isinstance(version, str) else None
+    if st is not None and st.support is Support.EXTENDED:
+        return CostLine("EKS control plane (extended support)",
+                        f"Kubernetes {version}: extended support since {st.entry.end_of_standard}", 1,
+                        prices.hourly["eks_cluster_extended"])
+    detail = f"Kubernetes {version}, standard support" if st is not None and st.support is Support.STANDARD else "per cluster"
+    return CostLine("EKS control plane", detail, 1, prices.hourly["eks_cluster"])
+
+
 def estimate(steps: Iterable[Step], prices: PriceTable, *, region: str,
              platform_load_balancers: int = PLATFORM_LOAD_BALANCERS) -> CostEstimate:
     """The hourly and monthly cost of the resources that exist once the previewed update is applied."""
@@ -144,8 +159,8 @@ def estimate(steps: Iterable[Step], prices: PriceTable, *, region: str,
     hourly, monthly = prices.hourly, prices.monthly
 
     clusters = len(_clusters(live))
-    if clusters:
-        lines.append(CostLine("EKS control plane", "per cluster", clusters, clusters * hourly["eks_cluster"]))
+    for cluster in _clusters(live):
+        lines.append(_control_plane(cluster, prices))
 
     disk_gb = 0.0
     for group in _node_groups(live):

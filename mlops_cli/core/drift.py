@@ -34,6 +34,13 @@ def default_report_path(config: Config) -> Path:
     return config.state_dir / "drift" / "report.html"
 
 
+def report_path(config: Config, output: Path | None) -> Path:
+    """`-o DIR` (an existing directory) means report.html inside it, as `cp f DIR` does."""
+    if output is None:
+        return default_report_path(config)
+    return output / default_report_path(config).name if output.is_dir() else output
+
+
 def registry_reference(config: Config, version: str) -> "pd.DataFrame":
     from . import registry
     from .drift_reference import load_reference
@@ -94,7 +101,7 @@ def run_drift(
                          hint="re-register the version to recompute it")
     current_frame = frame_from_records(current)
     features, share, dataset_drift, snapshot = compare(reference, current_frame, config.drift.drift_share)
-    target = output or default_report_path(config)
+    target = report_path(config, output)
     # Readers (a browser, the drift service's /report) never see a half-written report.
     write_atomically(target, snapshot.get_html_str(as_iframe=False))
 

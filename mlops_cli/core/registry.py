@@ -44,6 +44,13 @@ class ModelRef:
     aliases: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    # Where the files are: MLflow 3's `source` is `models:/m-<id>`, a registry name, not a location.
+    artifact_uri: str = ""
+
+    @property
+    def location(self) -> str:
+        """The model's artifact location (resolved by resolve_version), else its source."""
+        return self.artifact_uri or self.source
 
     @property
     def macro_f1(self) -> float | None:
@@ -102,9 +109,14 @@ def resolve_version(config: Config, version: str | None = None, alias: str | Non
     name = config.registry.model_name
     try:
         if version is not None:
-            return _ref(c.get_model_version(name, str(version)))
-        alias = alias or config.registry.champion_alias
-        return _ref(c.get_model_version_by_alias(name, alias))
+            ref = _ref(c.get_model_version(name, str(version)))
+        else:
+            alias = alias or config.registry.champion_alias
+            ref = _ref(c.get_model_version_by_alias(name, alias))
+        # The real artifact location (a logged model's artifact_location for `models:/m-<id>` sources):
+        # MLflow 3.17 mlflow/store/model_registry/{sqlalchemy,rest}_store.py get_model_version_download_uri.
+        ref.artifact_uri = c.get_model_version_download_uri(name, ref.version)
+        return ref
     except MlflowException:
         what = f"version {version}" if version is not None else f"alias {alias!r}"
         raise NotFoundError(f"registered model {name!r} has no {what}",

@@ -21,6 +21,7 @@ class UpOptions:
     preview: bool = False      # eks: stop after the Pulumi preview
     yes: bool = False          # skip confirmations
     with_prometheus: bool = False  # local: also start Prometheus
+    reuse_existing: bool = False   # kubernetes: use components someone else installed (left as they are)
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,32 @@ class EksTarget:
 
     # ----------------------------------------------------------------- preflight
 
+    def _version_check(self):
+        """The configured Kubernetes version against the dated EKS table (core/eks_versions.py)."""
+        from ..core.doctor import Check
+        from ..core.eks_versions import SOURCE, Support, newest_in_standard, status
+
+        st = status(self.eks.version)
+        fix = f'set eks.version = "{newest_in_standard()}" in mlops.toml (in standard support; see {SOURCE})'
+        if st.support is Support.STANDARD:
+            return Check("EKS Kubernetes version", True, st.describe())
+        if st.support is Support.EXTENDED:
+            from ..core.cost_estimate import load_prices
+
+            price = load_prices().hourly["eks_cluster_extended"]
+            return Check("EKS Kubernetes version", False,
+                         f"{st.describe()}: ${price:.2f} per cluster-hour instead of "
+                         f"${load_prices().hourly['eks_cluster']:.2f}", fix, required=False)
+        return Check("EKS Kubernetes version", False, st.describe(), fix)
+
+    def _require_supported_version(self, reporter: Reporter) -> None:
+        # Only `up` refuses: `down` and `status` must still work on a cluster whose version has aged out.
+        version = self._version_check()
+        if not version.ok and version.required:
+            raise PreflightError(version.detail, hint=version.fix)
+        if not version.ok:
+            reporter.warn(f"{version.detail}; {version.fix}")
+
     def _preflight(self, reporter: Reporter, *, aws: bool = True) -> pulumi_aws_account.AwsIdentity | None:
         pulumi_workspace.require_cli()
         missing = [m for m in SDK_MODULES if importlib.util.find_spec(m) is None]
@@ -104,7 +130,7 @@ class EksTarget:
         from ..core.check import Check
 
         cli = pulumi_workspace.find_cli()
-        checks = [Check("pulumi CLI", cli is not None, cli or "not on PATH", "" if cli else pulumi_workspace.INSTALL_HINT)]
+        checks = [self._version_check(), Check("pulumi CLI", cli is not None, cli or "not on PATH", "" if cli else pulumi_workspace.INSTALL_HINT)]
         try:
             pulumi_workspace.require_secrets(self.config)
             checks.append(Check("Pulumi secrets", True, pulumi_workspace.secrets_provider(self.config)))
@@ -125,7 +151,10 @@ class EksTarget:
     def up(self, options: UpOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
         if options.dry_run:
             raise MlopsError("--dry-run is for the kubernetes target", hint="use `mlops up --target eks --preview`")
+        self._require_supported_version(reporter)
         identity = self._preflight(reporter)
+        self._resolve_endpoint_access(reporter)
+        self._size_node_group(reporter, strict=not options.preview)
         workspace = pulumi_workspace.open_stack(self.config, create=True)
 
         reporter.start("preview", f"pulumi preview (stack {workspace.name})")
@@ -163,6 +192,64 @@ class EksTarget:
         result_steps += self._install_platform(kubeconfig, recorded, reporter, confirm)
         return Outcome(steps=result_steps, info={**_flat(recorded), "stack": workspace.name,
                                                  "estimated_monthly_usd": info["estimated_monthly_usd"]})
+
+    def _override(self, **values: Any) -> None:
+        self.config = self.config.with_overrides({f"eks.{k}": v for k, v in values.items()})
+        self.eks = self.config.eks
+
+    def _resolve_endpoint_access(self, reporter: Reporter) -> None:
+        """The API endpoint's public CIDRs: configured ones, else this machine's egress address /32."""
+        cidrs = self.eks.public_access_cidrs
+        if not cidrs:
+            address = pulumi_aws_account.egress_address()
+            cidrs = [f"{address}/32"]
+            reporter.info(f"API endpoint: public access from your egress address {cidrs[0]} only (and privately "
+                          "from inside the VPC); set eks.public_access_cidrs to widen it")
+            self._override(public_access_cidrs=cidrs)
+        if "0.0.0.0/0" in cidrs:
+            reporter.warn("eks.public_access_cidrs includes 0.0.0.0/0: the cluster's API endpoint is reachable "
+                          "from the whole internet (authentication still applies); list your own CIDRs instead")
+
+    def _size_node_group(self, reporter: Reporter, *, strict: bool) -> None:
+        """Compare the platform's requests with the general node group; size it up, or refuse, before creating it."""
+        from ..core.capacity import DoesNotFit, plan_nodes
+
+        kind = self.eks.instance_types[0]
+        try:
+            requests = self._platform_requests()
+        except MlopsError as exc:
+            if strict:
+                raise MlopsError(f"cannot size the node group: rendering the platform failed: {exc.message}",
+                                 hint=exc.hint) from None
+            reporter.warn(f"capacity not checked in this preview (rendering the platform failed: {exc.message})")
+            return
+        try:
+            plan = plan_nodes(requests, kind)
+        except KeyError:
+            reporter.warn(f"no allocatable figures for {kind} (core/capacity.py INSTANCES): capacity not checked")
+            return
+        except DoesNotFit as exc:
+            raise PreflightError(f"the platform does not fit on {kind} nodes: {exc}",
+                                 hint="set a larger eks.instance_types") from None
+        if plan.nodes_needed > self.eks.max_size:
+            raise PreflightError(f"{plan.summary()}, but eks.max_size = {self.eks.max_size}",
+                                 hint=f"set eks.max_size (and desired_size) to at least {plan.nodes_needed}, "
+                                      "or a larger instance type")
+        if plan.nodes_needed > self.eks.desired_size:
+            reporter.warn(f"{plan.summary()}: starting with {plan.nodes_needed} nodes instead of eks.desired_size = "
+                          f"{self.eks.desired_size}")
+            self._override(desired_size=plan.nodes_needed)
+        else:
+            reporter.info(f"capacity: {plan.summary()}; {self.eks.desired_size} configured")
+
+    def _platform_requests(self):
+        """Requests of exactly what the install applies (charts.platform), plus one predictor replica."""
+        from charts.objects import resources
+        from charts.platform import all_objects
+
+        from ..core.capacity import platform_requests
+
+        return platform_requests(all_objects(self.config, None), resources(self.config, "predictor"))
 
     def _estimate(self, steps: list[ResourceStep]):
         from ..core.cost_estimate import estimate, load_prices
