@@ -14,6 +14,8 @@ import pulumi
 from mlops_cli.core.config import Config, EksConfig
 from mlops_cli.core.eks_versions import upgrade_policy
 
+from charts.inference_service import PREDICTOR_SERVICE_ACCOUNT
+
 from .addons import AddonsArgs, ClusterAddons
 from .cluster import Cluster, ClusterArgs, NodeGroupSpec
 from .ecr import ImageRepositories, RepositoriesArgs, namespace
@@ -22,7 +24,8 @@ from .network import Network, NetworkArgs
 from .storage import ArtifactBucket, BucketArgs, bucket_prefix
 from .tags import stack_tags
 
-OUTPUTS = ("cluster_name", "region", "kubeconfig", "bucket_name", "irsa_role_arn", "ecr_urls", "images_registry",
+OUTPUTS = ("cluster_name", "region", "kubeconfig", "bucket_name", "irsa_role_arn", "predictor_role_arn", "ecr_urls",
+           "images_registry",
            "vpc_id", "zone_ids", "storage_class", "log_group")
 
 
@@ -32,6 +35,7 @@ class Platform:
 
     project: str
     namespace: str
+    adopt_bucket: str = ""   # the bucket a previous `down` kept (targets/eks.py kept_bucket)
 
 
 def node_groups(eks: EksConfig) -> list[NodeGroupSpec]:
@@ -58,10 +62,11 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
         log_retention_days=eks.log_retention_days, tags=tags))
     bucket = ArtifactBucket("artifacts", BucketArgs(
         bucket_name=eks.bucket_name, name_prefix=bucket_prefix(platform.project, stack),
-        noncurrent_days=eks.noncurrent_version_days, tags=tags))
+        noncurrent_days=eks.noncurrent_version_days, tags=tags, adopt=platform.adopt_bucket))
     identity = PlatformIdentity("platform", IdentityArgs(
         oidc_provider_url=cluster.oidc_provider_url, oidc_issuer=cluster.oidc_issuer,
-        namespace=platform.namespace, service_account=eks.service_account, bucket_arn=bucket.bucket_arn, tags=tags))
+        namespace=platform.namespace, service_account=eks.service_account, bucket_arn=bucket.bucket_arn, tags=tags,
+        predictor_service_account=PREDICTOR_SERVICE_ACCOUNT))
     addons = ClusterAddons("addons", AddonsArgs(
         cluster_name=eks.cluster_name, region=eks.region, kubernetes_version=eks.version,
         kubeconfig=cluster.kubeconfig_json, oidc_provider_arn=identity.oidc_provider_arn,
@@ -82,6 +87,7 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
         "kubeconfig": pulumi.Output.secret(cluster.kubeconfig_json),
         "bucket_name": bucket.bucket_name,
         "irsa_role_arn": identity.role_arn,
+        "predictor_role_arn": identity.predictor_role_arn,
         "ecr_urls": pulumi.Output.from_input(ecr_urls),
         "images_registry": registry,
         "vpc_id": network.vpc_id,
@@ -97,7 +103,10 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
 def inline(config: Config) -> Callable[[], None]:
     """The program as the Automation API wants it: a no-argument function."""
     eks = config.eks
-    platform = Platform(project=config.project.name, namespace=config.kubernetes.namespace)
+    from mlops_cli.targets.eks import kept_bucket
+
+    platform = Platform(project=config.project.name, namespace=config.kubernetes.namespace,
+                        adopt_bucket=kept_bucket(config))
 
     def program() -> None:
         build(eks, platform)

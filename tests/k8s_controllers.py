@@ -72,11 +72,11 @@ NOT_POD_FIELDS = {"minReplicas", "maxReplicas", "scaleTarget", "scaleMetric", "s
 @dataclass
 class Timing:
     """Seconds; a cluster takes seconds to minutes for each, tests take a few ticks."""
-    tick_s: float = 0.02
-    crd_established_s: float = 0.02
-    pod_start_s: float = 0.05
-    revision_ready_s: float = 0.08
-    finalize_s: float = 0.03
+    tick_s: float = 0.01
+    crd_established_s: float = 0.01
+    pod_start_s: float = 0.02
+    revision_ready_s: float = 0.04
+    finalize_s: float = 0.02
     probe_period_s: float = 0.1
 
 

@@ -301,6 +301,21 @@ class ApiServer(Controllers, kmock.KubernetesEmulator):
         with self.lock:
             self._write(key, obj)
 
+    def export(self) -> dict[str, Any]:
+        """The cluster's state, to start another emulator from (an install is paid for once per module)."""
+        with self.lock:
+            return {"store": copy.deepcopy(self.store), "rv": self._rv,
+                    "rollouts": {uid: {k: v for k, v in r.items() if k != "pods"} for uid, r in self._rollouts.items()}}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from an exported state: every pending delay has elapsed, probes run again."""
+        with self.lock:
+            self.store.clear()
+            self.store.update(copy.deepcopy(state["store"]))
+            self._rv = state["rv"]
+            self._clock = {o["metadata"]["uid"]: float("-inf") for o in self.store.values()}
+            self._rollouts = {uid: {**r, "pods": None, "probed": float("-inf")} for uid, r in state["rollouts"].items()}
+
     def traffic(self, ksvc: str) -> list[dict[str, int]]:
         with self.lock:
             return [split for name, split in self.traffic_log if name == ksvc]

@@ -110,7 +110,7 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
     return None
 
 
-FIRST_POLL_S = 0.05  # then doubling up to poll_s: quick objects are seen quickly, slow ones cost few requests
+FIRST_POLL_S = 0.02  # then doubling up to poll_s: quick objects are seen quickly, slow ones cost few requests
 
 
 def _rollout_pending(live: dict[str, Any] | None) -> str | None:

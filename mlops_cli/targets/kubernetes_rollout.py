@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..adapters.kube_apply import KubeTimeout, condition, describe
+from ..adapters.kube_apply import FIRST_POLL_S, KubeTimeout, condition, describe
 
 if TYPE_CHECKING:
     from ..adapters.kube_apply import KubeCluster
@@ -98,7 +98,7 @@ class Rollouts:
     def wait(self, done: Callable[[Split], bool], expected: str, deadline: float, on_poll: Callable[[str], None] | None = None,
              timeout_setting: str = "[serving].ready_timeout_s") -> Split:
         """Poll the live status until `done`; on timeout say what was expected, what is, and the events."""
-        delay, last = 0.05, "not created yet"
+        delay, last = FIRST_POLL_S, "not created yet"
         while True:
             s = self.split(self.cluster.get(self.identity))
             if s is not None and done(s):
