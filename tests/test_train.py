@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import free_port, minilm_dir
+from .support import free_port, minilm_dir
 
 
 def _git_commit(root: Path) -> str:
