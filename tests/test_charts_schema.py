@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from tests.k8s_support import build_bundle, kubernetes_toml
-
-UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "upstream"
+from tests.support import UPSTREAM
 SENTINEL_PASSWORD = "gw-Secret-Sentinel-4711"
 SENTINEL_S3 = "s3-Secret-Sentinel-0815"
 SENTINEL_DB = "db-Secret-Sentinel-2342"

@@ -7,11 +7,13 @@ InferenceService and keeps the previous ready spec in a ConfigMap so `--rollback
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ..adapters.kube_apply import READY_CONDITION, KubeCluster, condition, describe, secret_values
 from ..core.config import Config
 from ..core.errors import MlopsError, NotFoundError, PreflightError
 from ..core.progress import Reporter
@@ -20,7 +22,6 @@ from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome,
 if TYPE_CHECKING:
     from charts.secrets import GatewayCredentials, PlatformSecrets
 
-    from ..adapters.kube_apply import KubeCluster
     from .kubernetes_rollout import Rollouts
 
 # Deployments whose Available condition says a component works, in the order `status` lists them.
@@ -38,6 +39,8 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("drift", "", "drift"),
     ("gateway", "", "gateway"),
 ]
+# Applied before the rest of a step (CRDs then waited Established): the objects live in them or are of their kinds.
+FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
 KEPT_WITHOUT_PURGE = {"CustomResourceDefinition", "PersistentVolumeClaim"}
 HISTORY_SUFFIX = "-deployments"
 HISTORY_KEPT = 10  # versions whose InferenceService spec is kept for --rollback
@@ -46,24 +49,22 @@ HISTORY_KEPT = 10  # versions whose InferenceService spec is kept for --rollback
 class KubernetesTarget:
     name = "kubernetes"
 
-    def __init__(self, config: Config, cluster: "KubeCluster | None" = None) -> None:
+    def __init__(self, config: Config, cluster: KubeCluster | None = None) -> None:
         self.config = config
         self._cluster = cluster
 
     # --- connection ------------------------------------------------------------------------------
 
     @property
-    def cluster(self) -> "KubeCluster":
+    def cluster(self) -> KubeCluster:
         if self._cluster is None:
-            from ..adapters.kube_apply import KubeCluster
-
             k = self.config.kubernetes
             kubeconfig = str(self.config.path(k.kubeconfig)) if k.kubeconfig else ""
             self._cluster = KubeCluster.connect(kubeconfig, k.context, k.namespace)
         return self._cluster
 
     def checks(self) -> list[Any]:
-        from ..core.doctor import Check
+        from ..core.check import Check
 
         k = self.config.kubernetes
         path = self.config.path(k.kubeconfig) if k.kubeconfig else None
@@ -97,7 +98,6 @@ class KubernetesTarget:
 
         from charts.secrets import GatewayCredentials
 
-        from ..adapters.kube_apply import secret_values
         from ..core.secrets import Secrets
 
         env = Secrets.from_env()
@@ -133,8 +133,6 @@ class KubernetesTarget:
         from charts.platform import platform_steps
         from charts.upstream import verify_all
 
-        from ..adapters.kube_apply import describe
-
         cluster = self.cluster  # an unusable kubeconfig fails here, before any manifest is downloaded
         verify_all(self.config)
         platform_secrets, generated = self._platform_secrets()
@@ -149,6 +147,7 @@ class KubernetesTarget:
             outcome.info["dry_run"] = "nothing was written"
             return outcome
         self._refuse_terminating_namespaces(steps)
+        self._check_storage_classes(steps)
         reused = self._foreign_components(steps, options.reuse_existing)
         for step in steps:
             if step.key in reused:
@@ -174,6 +173,27 @@ class KubernetesTarget:
                     f"namespace {ns['metadata']['name']} is being deleted (Terminating){': ' + held if held else ''}",
                     hint="wait until it is gone (`mlops down --target kubernetes` waits and names what holds it), then re-run")
 
+    def _check_storage_classes(self, steps: list[Any]) -> None:
+        """Every volume claim needs a StorageClass that exists, or a default one: without it the claim
+        stays Pending for good and its pods never schedule (EKS clusters from 1.30 on have no default:
+        docs.aws.amazon.com/eks/latest/userguide/create-storage-class.html)."""
+        claims = [o for step in steps for o in step.objects if o["kind"] == "PersistentVolumeClaim"]
+        if not claims:
+            return
+        classes = self.cluster.list_objects("storage.k8s.io/v1", "StorageClass")
+        names = sorted(c["metadata"]["name"] for c in classes)
+        default = [n for c in classes for n in [c["metadata"]["name"]]
+                   if (c["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true"]
+        wanted = {o["spec"].get("storageClassName", "") for o in claims}
+        have = ", ".join(names) or "none"
+        if "" in wanted and not default:
+            raise PreflightError(f"the cluster has no default StorageClass, so the volumes of MLflow and the predictions log would stay Pending (StorageClasses: {have})",
+                                 hint="set [kubernetes].storage_class to one of them (on EKS: gp3 or gp2), or mark one as the default")
+        missing = sorted(w for w in wanted if w and w not in names)
+        if missing:
+            raise PreflightError(f"[kubernetes].storage_class {missing[0]!r} does not exist in the cluster (StorageClasses: {have})",
+                                 hint="set [kubernetes].storage_class to one of them")
+
     def _foreign_components(self, steps: list[Any], reuse: bool) -> dict[str, str]:
         """step key -> what of it someone else installed; refuses unless `reuse` (nothing is written yet)."""
         from .kubernetes_ownership import foreign
@@ -188,8 +208,6 @@ class KubernetesTarget:
         return found
 
     def _apply_step(self, step: Any, reporter: Reporter) -> list[StepResult]:
-        from ..adapters.kube_apply import READY_CONDITION, describe
-
         cluster = self.cluster
         deadline = time.monotonic() + self.config.kubernetes.step_timeout_s
         objects = _ordered(step.objects)
@@ -220,7 +238,6 @@ class KubernetesTarget:
         Only objects we applied are deleted (kubernetes_ownership): a reused component stays."""
         from charts.platform import platform_steps
 
-        from ..adapters.kube_apply import describe
         from .kubernetes_ownership import is_ours
 
         cluster = self.cluster
@@ -265,8 +282,6 @@ class KubernetesTarget:
     # --- status ----------------------------------------------------------------------------------
 
     def status(self) -> list[ComponentStatus]:
-        from ..adapters.kube_apply import condition
-
         cluster = self.cluster
         out = []
         for component, namespace, name in COMPONENTS:
@@ -286,8 +301,6 @@ class KubernetesTarget:
 
     def _isvc_status(self) -> ComponentStatus:
         from charts.inference_service import VERSION_ANNOTATION
-
-        from ..adapters.kube_apply import condition
 
         live = self.cluster.get(self._isvc_identity())
         if live is None:
@@ -381,7 +394,6 @@ class KubernetesTarget:
         """KServe's rollback: `canaryTrafficPercent: 0` pins all traffic to the last rolled-out revision at
         once; then the spec of that version is restored (a new revision, still at 0% until it is ready)
         and the pin dropped. The revision being rolled back never gets more traffic than it had."""
-        from ..adapters.kube_apply import describe
         from .kubernetes_rollout import pinned_to, serving
 
         identity = self._isvc_identity()
@@ -458,8 +470,6 @@ class KubernetesTarget:
         env = Secrets.from_env()
         user, password = env.gateway_user or self.config.gateway.user, env.gateway_password
         if not password:
-            from ..adapters.kube_apply import secret_values
-
             live = self.cluster.get(chart_secrets.gateway_auth(self.config, None)) or {}
             values = secret_values(live)
             user, password = values.get("user", user), values.get("password")
@@ -495,9 +505,6 @@ class KubernetesTarget:
         return self.cluster.pod_logs(ns, selector, lines=lines, follow=follow)
 
 
-FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
-
-
 def _ordered(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Namespaces, then CRDs, then the rest in manifest order (what kubectl apply -f effectively needs)."""
     rank = {kind: i for i, kind in enumerate(FIRST_KINDS)}
@@ -509,14 +516,14 @@ def _record(isvc: dict[str, Any]) -> dict[str, Any]:
     from charts.inference_service import VERSION_ANNOTATION
 
     return {"version": isvc["metadata"].get("annotations", {}).get(VERSION_ANNOTATION, ""),
-            "spec": json.loads(json.dumps(isvc["spec"]))}
+            "spec": copy.deepcopy(isvc["spec"])}
 
 
 def _isvc_from_record(identity: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     from charts.inference_service import VERSION_ANNOTATION, isvc_labels
 
-    isvc = json.loads(json.dumps(identity))
-    isvc["metadata"]["labels"] = isvc_labels()
-    isvc["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "Serverless", VERSION_ANNOTATION: record["version"]}
-    isvc["spec"] = json.loads(json.dumps(record["spec"]))
-    return isvc
+    return {**identity,
+            "metadata": {**identity["metadata"], "labels": isvc_labels(),
+                         "annotations": {"serving.kserve.io/deploymentMode": "Serverless",
+                                         VERSION_ANNOTATION: record["version"]}},
+            "spec": copy.deepcopy(record["spec"])}
