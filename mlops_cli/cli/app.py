@@ -9,7 +9,8 @@ import typer
 
 from .. import __version__
 from ..core.errors import MlopsError
-from . import commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_platform, commands_train
+from . import commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_platform, commands_render, \
+    commands_train
 from .state import state
 
 app = typer.Typer(
@@ -68,6 +69,7 @@ commands_platform.register(app)
 commands_train.register(app)
 commands_drift.register(app)
 commands_eks.register(app)
+commands_render.register(app)
 
 
 # Global flags people type after the subcommand too (`mlops data status --json`): hoisted to the front.
