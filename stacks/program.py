@@ -32,6 +32,7 @@ class Platform:
 
     project: str
     namespace: str
+    adopt_bucket: str = ""   # the bucket a previous `down` kept (targets/eks.py kept_bucket)
 
 
 def node_groups(eks: EksConfig) -> list[NodeGroupSpec]:
@@ -58,7 +59,7 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
         log_retention_days=eks.log_retention_days, tags=tags))
     bucket = ArtifactBucket("artifacts", BucketArgs(
         bucket_name=eks.bucket_name, name_prefix=bucket_prefix(platform.project, stack),
-        noncurrent_days=eks.noncurrent_version_days, tags=tags))
+        noncurrent_days=eks.noncurrent_version_days, tags=tags, adopt=platform.adopt_bucket))
     identity = PlatformIdentity("platform", IdentityArgs(
         oidc_provider_url=cluster.oidc_provider_url, oidc_issuer=cluster.oidc_issuer,
         namespace=platform.namespace, service_account=eks.service_account, bucket_arn=bucket.bucket_arn, tags=tags))
@@ -97,7 +98,10 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
 def inline(config: Config) -> Callable[[], None]:
     """The program as the Automation API wants it: a no-argument function."""
     eks = config.eks
-    platform = Platform(project=config.project.name, namespace=config.kubernetes.namespace)
+    from mlops_cli.targets.eks import kept_bucket
+
+    platform = Platform(project=config.project.name, namespace=config.kubernetes.namespace,
+                        adopt_bucket=kept_bucket(config))
 
     def program() -> None:
         build(eks, platform)

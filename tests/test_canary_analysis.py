@@ -150,3 +150,125 @@ def test_watch_turns_a_prometheus_error_into_one_message():
     with pytest.raises(MlopsError, match="timed out"):
         observe_canary(query, canary_version="7", window_s=60, interval_s=30, thresholds=THRESHOLDS,
                        clock=clock, sleep=clock.sleep)
+
+
+# ------------------------------------------------- `mlops deploy --canary N --observe W --promote-if-healthy`
+
+
+class RecordedPrometheus:
+    """A Prometheus HTTP API on loopback answering /api/v1/query from a recorded scenario; 400 on anything else."""
+
+    def __init__(self, scenario: str) -> None:
+        import http.server
+        import threading
+        from urllib.parse import parse_qs, urlparse
+
+        recorded = answers(scenario)
+        names = {q.split("[")[0]: name for name, q in canary_queries(1, "2").items()}
+        self.queries: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                url = urlparse(self.path)
+                promql = parse_qs(url.query).get("query", [""])[0]
+                name = names.get(promql.split("[")[0])
+                outer.queries.append(promql)
+                if url.path != "/api/v1/query" or name is None:
+                    body, code = {"status": "error", "errorType": "bad_data", "error": f"unexpected query {promql!r}"}, 400
+                else:
+                    body, code = recorded[name], 200
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class CanaryTarget:
+    """Stands in for a cluster target: keeps the canary state the way the KServe target does."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.canary: int | None = None
+
+    def deploy(self, options, reporter):
+        from mlops_cli.targets import Outcome
+
+        if options.promote or options.rollback:
+            if self.canary is None:
+                raise MlopsError("there is no canary to promote" if options.promote else "nothing to roll back to")
+            self.canary = None
+        else:
+            self.canary = options.canary
+        self.calls.append("promote" if options.promote else "rollback" if options.rollback else f"canary {options.canary}")
+        return Outcome(info={"model_version": "2"})
+
+
+@pytest.fixture
+def canary_cli(cli, project, monkeypatch):
+    import mlops_cli.targets as targets
+
+    target = CanaryTarget()
+    monkeypatch.setattr(targets, "get_target", lambda config, name=None: target)
+    servers: list[RecordedPrometheus] = []
+
+    def run(scenario: str, *args: str):
+        prom = RecordedPrometheus(scenario)
+        servers.append(prom)
+        monkeypatch.setenv("MLOPS_CANARY__PROMETHEUS_URL", prom.url)
+        monkeypatch.setenv("MLOPS_CANARY__INTERVAL_S", "0.2")
+        return cli("--json", "deploy", "--version", "2", "--canary", "20", "--observe", "1s", *args), target, prom
+
+    yield run
+    for prom in servers:
+        prom.close()
+
+
+def test_deploy_promotes_a_healthy_canary(canary_cli):
+    result, target, prom = canary_cli("healthy", "--promote-if-healthy")
+    assert result.exit_code == 0, result.stderr
+    assert target.calls == ["canary 20", "promote"]
+    assert json.loads(result.stdout)["canary"]["decision"] == "promote"
+    assert any('model_version="2"' in q for q in prom.queries)
+
+
+@pytest.mark.parametrize("scenario, why", [("error_spike", "error rate"), ("latency_spike", "p99 latency"),
+                                           ("no_data", "not enough evidence")])
+def test_deploy_rolls_back_an_unhealthy_canary_and_exits_1(canary_cli, scenario, why):
+    result, target, _ = canary_cli(scenario, "--promote-if-healthy")
+    assert result.exit_code == 1
+    assert target.calls == ["canary 20", "rollback"]
+    assert "rolled back" in result.stderr and why in result.stderr
+
+
+def test_observe_alone_reports_and_acts_on_nothing(canary_cli):
+    result, target, _ = canary_cli("healthy")
+    assert result.exit_code == 0 and target.calls == ["canary 20"]
+    result, target, _ = canary_cli("error_spike")
+    assert result.exit_code == 1 and "mlops deploy --rollback" in result.stderr
+
+
+def test_unreachable_prometheus_rolls_the_canary_back(canary_cli, monkeypatch):
+    from .conftest import free_port
+
+    import mlops_cli.core.canary_watch as watch
+
+    monkeypatch.setattr(watch, "prometheus_url", lambda config: f"http://127.0.0.1:{free_port()}")
+    result, target, _ = canary_cli("healthy", "--promote-if-healthy")
+    assert result.exit_code == 2 and "cannot reach Prometheus" in result.stderr and "rolled back" in result.stderr
+    assert target.calls == ["canary 20", "rollback"]

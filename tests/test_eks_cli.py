@@ -129,6 +129,12 @@ def aws(tmp_path, monkeypatch, project):
 
 @pytest.fixture
 def workspace(monkeypatch, aws) -> FakeWorkspace:
+    """The substituted stack, in an account where nothing is left to sweep (tests/test_eks_teardown.py runs
+    the sweep against moto)."""
+    from mlops_cli.adapters import aws_sweep
+
+    monkeypatch.setattr(aws_sweep, "Aws", lambda region, endpoint_url=None: None)
+    monkeypatch.setattr(aws_sweep, "leftovers", lambda client, cluster: [])
     ws = FakeWorkspace()
 
     def open_stack(config, *, create):
@@ -342,7 +348,7 @@ def test_down_keeps_a_bucket_that_holds_data(cli, project, workspace, aws, kuber
     assert result.exit_code == 0, out
     assert "forget mlops:storage:ArtifactBucket" in workspace.calls
     assert workspace.calls.index("forget mlops:storage:ArtifactBucket") < workspace.calls.index("destroy")
-    assert f"kept bucket s3://{OUTPUTS['bucket_name']}" in out and "--delete-data" in out
+    assert f"kept bucket s3://{OUTPUTS['bucket_name']}" in out and "--purge" in out
     assert aws["emptied"] == []
 
 

@@ -122,6 +122,10 @@ class Declared:
 
 def declare(**eks_fields: Any) -> Declared:
     """Run the program once under fresh mocks and return what it declared and exported."""
+    return declare_platform(**eks_fields)
+
+
+def declare_platform(adopt_bucket: str = "", **eks_fields: Any) -> Declared:
     from stacks.program import Platform, build
 
     mocks = Mocks()
@@ -133,7 +137,7 @@ def declare(**eks_fields: Any) -> Declared:
 
     @pulumi.runtime.test
     def run():
-        outputs = build(EksConfig(**eks_fields), Platform(project=PROJECT, namespace=NAMESPACE))
+        outputs = build(EksConfig(**eks_fields), Platform(project=PROJECT, namespace=NAMESPACE, adopt_bucket=adopt_bucket))
 
         async def secrets() -> None:
             for key, out in outputs.items():

@@ -16,6 +16,7 @@ COPY constraints.txt charts/images/drift.requirements.txt ./
 ENV PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv \
  && pip install --no-cache-dir --disable-pip-version-check -r drift.requirements.txt -c constraints.txt
+COPY models /app/models
 COPY mlops_cli /app/mlops_cli
 RUN python -m compileall -q /app
 
