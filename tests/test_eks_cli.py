@@ -27,6 +27,8 @@ OUTPUTS = {
     "cluster_name": "mlops", "region": "us-east-1", "kubeconfig": KUBECONFIG, "bucket_name": "test-project-dev-a1b2",
     "irsa_role_arn": f"arn:aws:iam::{ACCOUNT}:role/platform-irsa", "vpc_id": "vpc-0abc",
     "ecr_urls": {"gateway": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/test-project/mlops-gateway"},
+    "images_registry": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/test-project",
+    "predictor_role_arn": f"arn:aws:iam::{ACCOUNT}:role/predictor-irsa", "storage_class": "gp3",
 }
 
 
@@ -167,7 +169,9 @@ def kubernetes_target(monkeypatch, workspace):
             from mlops_cli.targets import Outcome, StepResult
 
             workspace.calls.append("platform up")
-            return Outcome(steps=[StepResult("gateway", "created")])
+            return Outcome(steps=[StepResult("gateway", "created")],
+                           info={"ingress": "http://mlops.local", "gateway_user": "admin",
+                                 "gateway_password": "generated-Once-7"})
 
         def down(self, options, reporter, confirm):
             from mlops_cli.targets import Outcome, StepResult
@@ -284,11 +288,16 @@ def test_up_hands_the_cluster_to_the_kubernetes_target(cli, project, workspace, 
     result = cli("up", "--target", "eks", "--yes")
     assert result.exit_code == 0, _everything(result)
     assert workspace.calls[-2:] == ["up", "platform up"]
-    k8s = kubernetes_target["config"].kubernetes
+    config = kubernetes_target["config"]
+    k8s = config.kubernetes
     assert Path(k8s.kubeconfig) == project / ".mlops" / "eks-kubeconfig"
-    if "mlflow_artifacts" in type(k8s).model_fields:
-        assert k8s.mlflow_artifacts == f"s3://{OUTPUTS['bucket_name']}/mlflow"
-        assert k8s.mlflow_role_arn == OUTPUTS["irsa_role_arn"]
+    assert k8s.mlflow_artifacts == f"s3://{OUTPUTS['bucket_name']}/mlflow"
+    assert k8s.mlflow_role_arn == OUTPUTS["irsa_role_arn"]
+    assert k8s.predictor_role_arn == OUTPUTS["predictor_role_arn"]
+    assert k8s.storage_class == "gp3"
+    assert config.images.registry == OUTPUTS["images_registry"]  # the platform's images come from our ECR
+    # The generated gateway password is shown once (it lives only in the cluster's Secret afterwards).
+    assert "generated-Once-7" in result.stdout + result.stderr
 
 
 def test_rerun_preview_counts_unchanged_resources(cli, project, workspace):

@@ -283,7 +283,7 @@ def test_irsa_trusts_exactly_the_platform_service_account():
     provider = d.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider").inputs
     assert provider["url"] == f"https://{ISSUER}"
     assert provider["clientIdLists"] == ["sts.amazonaws.com"]
-    role = d.one("aws:iam/role:Role", "irsa")
+    role = d.one("aws:iam/role:Role", "platform-irsa")
     [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert statement["Principal"] == {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}"}
@@ -295,7 +295,7 @@ def test_irsa_trusts_exactly_the_platform_service_account():
 
 def test_irsa_policy_scoped_to_exactly_the_bucket(default):
     policy = default.one("aws:iam/rolePolicy:RolePolicy", "platform-bucket")
-    assert policy.inputs["role"] == f"{default.one('aws:iam/role:Role', 'irsa').name}-id"
+    assert policy.inputs["role"] == f"{default.one('aws:iam/role:Role', 'platform-irsa').name}-id"
     arn = f"arn:aws:s3:::{default.outputs['bucket_name']}"
     resources: set[str] = set()
     for statement in json.loads(policy.inputs["policy"])["Statement"]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +27,7 @@ from ..core.progress import Reporter
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
 
 SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_eks")
-AWS_CLI_FIX = "install AWS CLI v2 (https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html)"
+GPU_QUOTA_CODE = "L-DB2E81BA"  # EC2 "Running On-Demand G and VT instances" (vCPUs)
 STORAGE_COMPONENT = "mlops:storage:ArtifactBucket"
 CHANGE_COLUMNS = ("resource type", "create", "update", "replace", "delete", "unchanged")
 _REPLACE_OPS = {"replace", "create-replacement", "delete-replaced", "discard-replaced"}
@@ -75,6 +74,23 @@ def recorded_outputs(config: Config) -> dict[str, Any]:
     """What the last successful `mlops up --target eks` recorded (no secrets): {} if never."""
     path = recorded_outputs_path(config)
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def platform_overrides(config: Config, kubeconfig: Path, outputs: dict[str, Any]) -> dict[str, Any]:
+    """What the platform install on this cluster takes from the stack: where the cluster is, the bucket and
+    the IRSA roles, the default StorageClass, and the ECR repositories as `[images] registry`."""
+    overrides: dict[str, Any] = {"kubernetes.kubeconfig": str(kubeconfig), "kubernetes.context": ""}
+    if outputs.get("bucket_name"):
+        overrides["kubernetes.mlflow_artifacts"] = f"s3://{outputs['bucket_name']}/mlflow"
+    if outputs.get("irsa_role_arn"):
+        overrides["kubernetes.mlflow_role_arn"] = outputs["irsa_role_arn"]
+    if outputs.get("predictor_role_arn"):
+        overrides["kubernetes.predictor_role_arn"] = outputs["predictor_role_arn"]
+    if outputs.get("storage_class"):
+        overrides["kubernetes.storage_class"] = outputs["storage_class"]
+    if outputs.get("images_registry"):
+        overrides["images.registry"] = outputs["images_registry"]
+    return overrides
 
 
 def write_kubeconfig(path: Path, kubeconfig: Any) -> Path:
@@ -132,8 +148,6 @@ class EksTarget:
         pulumi_workspace.require_secrets(self.config)
         if not aws:
             return None
-        if shutil.which("aws") is None:
-            reporter.warn(f"the AWS CLI is not on PATH: the kubeconfig authenticates with `aws eks get-token`; {AWS_CLI_FIX}")
         identity = pulumi_aws_account.caller_identity(self.eks.region)
         reporter.info(f"AWS account {identity.account} as {identity.arn} "
                       f"(credentials: {identity.source or 'default chain'}), region {self.eks.region}")
@@ -154,10 +168,28 @@ class EksTarget:
             checks.append(Check("AWS credentials", True, f"account {who.account} ({who.arn}), region {who.region}"))
         except PreflightError as exc:
             checks.append(Check("AWS credentials", False, exc.message, exc.hint or ""))
-        aws_cli = shutil.which("aws")
-        checks.append(Check("aws CLI (kubeconfig auth)", aws_cli is not None, aws_cli or "not on PATH",
-                            "" if aws_cli else AWS_CLI_FIX, required=False))
+        if self.eks.gpu_enabled:
+            checks.append(self._gpu_quota_check())
         return checks
+
+    def _gpu_quota_check(self):
+        """New accounts may run 0 vCPUs of G and VT instances on demand (Service Quotas L-DB2E81BA); the GPU
+        node group then never gets a node and the request to raise it takes a day or more."""
+        from ..core.capacity import INSTANCES
+        from ..core.doctor import Check
+
+        kind = self.eks.gpu_instance_types[0]
+        need = INSTANCES.get(kind, (0,))[0] * max(self.eks.gpu_desired_size, 1)
+        fix = (f"request at least {need or 'the needed'} vCPUs for 'Running On-Demand G and VT instances' "
+               f"(quota code {GPU_QUOTA_CODE}) in Service Quotas, {self.eks.region}, before `up`")
+        try:
+            quota = pulumi_aws_account.service_quota("ec2", GPU_QUOTA_CODE, self.eks.region)
+        except MlopsError as exc:
+            return Check("GPU instance quota", False, f"could not read the quota ({exc.message}); new AWS accounts "
+                         "have 0 vCPUs for G and VT instances", fix, required=False)
+        ok = quota >= need > 0
+        return Check("GPU instance quota", ok, f"{quota:g} vCPUs of G/VT instances allowed; {kind} x "
+                     f"{max(self.eks.gpu_desired_size, 1)} needs {need}", "" if ok else fix, required=False)
 
     # ----------------------------------------------------------------------- up
 
@@ -202,9 +234,12 @@ class EksTarget:
         result_steps = [StepResult(row[0], "changed", " ".join(f"{c}={v}" for c, v in zip(CHANGE_COLUMNS[1:], row[1:]) if v))
                         for row in change_rows(steps) if any(row[1:5])]
         result_steps.append(StepResult("kubeconfig", "written", f"{kubeconfig} (0600)"))
-        result_steps += self._install_platform(kubeconfig, recorded, reporter, confirm)
-        return Outcome(steps=result_steps, info={**_flat(recorded), "stack": workspace.name,
-                                                 "estimated_monthly_usd": info["estimated_monthly_usd"]})
+        platform_steps, platform_info = self._install_platform(kubeconfig, recorded, reporter, confirm)
+        # The platform's own facts (ingress, and a generated gateway password: shown once, then only in the
+        # cluster's Secret) would otherwise be lost behind the stack's outputs.
+        return Outcome(steps=result_steps + platform_steps,
+                       info={**_flat(recorded), **platform_info, "stack": workspace.name,
+                             "estimated_monthly_usd": info["estimated_monthly_usd"]})
 
     def _override(self, **values: Any) -> None:
         self.config = self.config.with_overrides({f"eks.{k}": v for k, v in values.items()})
@@ -306,20 +341,14 @@ class EksTarget:
             if exc.name != f"{__package__}.kubernetes":
                 raise
             return None
-        overrides: dict[str, Any] = {"kubernetes.kubeconfig": str(kubeconfig), "kubernetes.context": ""}
-        fields = type(self.config.kubernetes).model_fields
-        if outputs.get("bucket_name") and "mlflow_artifacts" in fields:
-            overrides["kubernetes.mlflow_artifacts"] = f"s3://{outputs['bucket_name']}/mlflow"
-        if outputs.get("irsa_role_arn") and "mlflow_role_arn" in fields:
-            overrides["kubernetes.mlflow_role_arn"] = outputs["irsa_role_arn"]
-        return KubernetesTarget(self.config.with_overrides(overrides))
+        return KubernetesTarget(self.config.with_overrides(platform_overrides(self.config, kubeconfig, outputs)))
 
     def _install_platform(self, kubeconfig: Path, outputs: dict[str, Any], reporter: Reporter,
-                          confirm: Confirm) -> list[StepResult]:
+                          confirm: Confirm) -> tuple[list[StepResult], dict[str, Any]]:
         target = self._platform_target(kubeconfig, outputs)
         if target is None:
             return [StepResult("platform", "skipped",
-                               "platform install skipped: the kubernetes target is unavailable")]
+                               "platform install skipped: the kubernetes target is unavailable")], {}
         reporter.info(f"installing the platform into cluster {outputs.get('cluster_name', '')}")
         try:
             outcome = target.up(UpOptions(yes=True), reporter, confirm)
@@ -327,7 +356,7 @@ class EksTarget:
             raise MlopsError(f"the EKS cluster is up (kubeconfig {kubeconfig}) but the platform install failed: "
                              f"{exc.message}", hint=exc.hint or "fix it and re-run `mlops up --target eks` "
                              "(the stack is left as it is)") from None
-        return [StepResult(f"platform/{s.name}", s.action, s.detail) for s in outcome.steps]
+        return [StepResult(f"platform/{s.name}", s.action, s.detail) for s in outcome.steps], dict(outcome.info)
 
     def _kubeconfig_for(self, outputs: dict[str, Any]) -> Path:
         path = self.config.path(self.eks.kubeconfig_path)

@@ -149,6 +149,7 @@ class KubernetesTarget:
             outcome.info["dry_run"] = "nothing was written"
             return outcome
         self._refuse_terminating_namespaces(steps)
+        self._check_storage_classes(steps)
         reused = self._foreign_components(steps, options.reuse_existing)
         for step in steps:
             if step.key in reused:
@@ -173,6 +174,27 @@ class KubernetesTarget:
                 raise PreflightError(
                     f"namespace {ns['metadata']['name']} is being deleted (Terminating){': ' + held if held else ''}",
                     hint="wait until it is gone (`mlops down --target kubernetes` waits and names what holds it), then re-run")
+
+    def _check_storage_classes(self, steps: list[Any]) -> None:
+        """Every volume claim needs a StorageClass that exists, or a default one: without it the claim
+        stays Pending for good and its pods never schedule (EKS clusters from 1.30 on have no default:
+        docs.aws.amazon.com/eks/latest/userguide/create-storage-class.html)."""
+        claims = [o for step in steps for o in step.objects if o["kind"] == "PersistentVolumeClaim"]
+        if not claims:
+            return
+        classes = self.cluster.list_objects("storage.k8s.io/v1", "StorageClass")
+        names = sorted(c["metadata"]["name"] for c in classes)
+        default = [n for c in classes for n in [c["metadata"]["name"]]
+                   if (c["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true"]
+        wanted = {o["spec"].get("storageClassName", "") for o in claims}
+        have = ", ".join(names) or "none"
+        if "" in wanted and not default:
+            raise PreflightError(f"the cluster has no default StorageClass, so the volumes of MLflow and the predictions log would stay Pending (StorageClasses: {have})",
+                                 hint="set [kubernetes].storage_class to one of them (on EKS: gp3 or gp2), or mark one as the default")
+        missing = sorted(w for w in wanted if w and w not in names)
+        if missing:
+            raise PreflightError(f"[kubernetes].storage_class {missing[0]!r} does not exist in the cluster (StorageClasses: {have})",
+                                 hint="set [kubernetes].storage_class to one of them")
 
     def _foreign_components(self, steps: list[Any], reuse: bool) -> dict[str, str]:
         """step key -> what of it someone else installed; refuses unless `reuse` (nothing is written yet)."""
