@@ -18,8 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,17 +94,14 @@ def as_yaml(objects: list[dict[str, Any]]) -> str:
 
 
 def write(rendered: Rendered, directory: Path) -> list[Path]:
-    """Every file written whole (temp file + rename): an interrupted render never leaves half a file."""
+    """Every file written whole: an interrupted render never leaves half a file."""
     import yaml
+
+    from mlops_cli.core.atomic_file import write_atomically
 
     directory.mkdir(parents=True, exist_ok=True)
     contents = {name: as_yaml(objs) for name, objs in rendered.files.items()}
     contents[INDEX] = yaml.safe_dump(rendered.index(), sort_keys=False)
-    written = []
     for name, text in contents.items():
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, directory / name)
-        written.append(directory / name)
-    return written
+        write_atomically(directory / name, text)
+    return [directory / name for name in contents]

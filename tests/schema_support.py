@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import copy
 import functools
-from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import yaml
 
-UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "upstream"
+from tests.support import UPSTREAM
 
 
 def _crd_schemas(objects: list[dict]) -> dict[tuple[str, str], dict]:

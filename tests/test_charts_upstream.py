@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import functools
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.k8s_support import build_bundle, kubernetes_toml
+from tests.support import UPSTREAM
 
-UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "upstream"
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,7 +48,7 @@ def test_gateway_is_ready_before_any_predictor_exists(config):
     from charts import gateway
     from mlops_cli.services.gateway import GatewaySettings, create_app
     from mlops_cli.services.gateway_auth import BasicAuth
-    from tests.conftest import free_port
+    from tests.support import free_port
 
     dep = gateway.objects(config)[0]
     c = dep["spec"]["template"]["spec"]["containers"][0]

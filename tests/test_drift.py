@@ -9,7 +9,6 @@ import pytest
 
 from .drift_support import (MALFORMED_LINES, MODEL_NAME, lines_like_reference, log_line, predict_batches,
                             shifted_texts, start_serving)
-from .drift_support import reference, registered  # noqa: F401  (fixtures)
 
 COLUMNS = ["text_length", "word_count", "oov_share", "label", "confidence"]
 
@@ -30,7 +29,7 @@ def drift(cli, registered, *args):
 
 @pytest.mark.parametrize("text, seconds", [("30m", 1800), ("24h", 86400), ("7d", 604800), ("90s", 90), ("1.5h", 5400)])
 def test_parse_duration(text, seconds):
-    from mlops_cli.core.drift import parse_duration
+    from mlops_cli.core.time_window import parse_duration
 
     assert parse_duration(text).total_seconds() == seconds
 
@@ -45,7 +44,7 @@ def test_bad_window_and_since_are_one_line_errors(cli, project):
 
 
 def test_since_without_offset_is_utc():
-    from mlops_cli.core.drift import parse_since
+    from mlops_cli.core.time_window import parse_since
 
     assert parse_since("2026-11-26T08:00") == datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
     assert parse_since("2026-11-26T08:00+01:00") == datetime(2026, 11, 26, 7, 0, tzinfo=timezone.utc)
@@ -54,7 +53,7 @@ def test_since_without_offset_is_utc():
 # -- reading the prediction log --------------------------------------------------------------------
 
 def test_log_reader_skips_and_counts_bad_lines(tmp_path):
-    from mlops_cli.core.drift import read_prediction_log
+    from mlops_cli.core.prediction_log_reader import read_prediction_log
 
     now = datetime.now(timezone.utc)
     start = now - timedelta(hours=1)
@@ -221,8 +220,9 @@ def test_evidently_runs_without_network(reference, monkeypatch, tmp_path):
     """No descriptor or telemetry may reach out: every connection attempt fails the test."""
     import socket
 
-    from mlops_cli.core.drift import compare, frame_from_records, write_html_atomically
-    from mlops_cli.core.drift import read_prediction_log
+    from mlops_cli.core.atomic_file import write_atomically
+    from mlops_cli.core.drift_compare import compare, frame_from_records
+    from mlops_cli.core.prediction_log_reader import read_prediction_log
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access during drift computation: {args}")
@@ -234,7 +234,7 @@ def test_evidently_runs_without_network(reference, monkeypatch, tmp_path):
     path.write_text("".join(lines_like_reference(reference, 40, now=now)))
     current = frame_from_records(read_prediction_log(path, now - timedelta(hours=1), now).records)
     features, share, dataset_drift, snapshot = compare(reference, current, 0.5)
-    write_html_atomically(snapshot.get_html_str(as_iframe=False), tmp_path / "r.html")
+    write_atomically(tmp_path / "r.html", snapshot.get_html_str(as_iframe=False))
     assert len(features) == 5 and not dataset_drift
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
 

@@ -11,7 +11,6 @@ import pytest
 
 from mlops_cli.core import capacity
 from mlops_cli.core.capacity import allocatable, covers, plan_nodes, platform_requests
-from tests.test_eks_cli import aws  # noqa: F401  (the fixture: identity, passphrase, egress, offline bundle)
 
 
 @pytest.fixture

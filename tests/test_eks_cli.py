@@ -20,8 +20,8 @@ import pytest
 from mlops_cli.adapters import pulumi_aws_account, pulumi_workspace
 from mlops_cli.adapters.pulumi_workspace import ResourceStep, UpdateInfo
 from mlops_cli.core.errors import MlopsError, NotFoundError
+from tests.support import AWS_ACCOUNT as ACCOUNT
 
-ACCOUNT = "123456789012"
 KUBECONFIG = json.dumps({"apiVersion": "v1", "clusters": [{"name": "mlops"}], "current-context": "aws"})
 OUTPUTS = {
     "cluster_name": "mlops", "region": "us-east-1", "kubeconfig": KUBECONFIG, "bucket_name": "test-project-dev-a1b2",
@@ -102,31 +102,6 @@ def no_pulumi(tmp_path, monkeypatch):
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-
-
-@pytest.fixture
-def aws(tmp_path, monkeypatch, project):
-    """A Pulumi CLI on PATH (a stand-in: the workspace is substituted), a passphrase, an AWS identity, an
-    egress address, and the offline bundle of upstream manifests the capacity check renders."""
-    from tests.k8s_support import build_bundle, kubernetes_toml
-
-    pins = build_bundle(tmp_path / "bundle")
-    with (project / "mlops.toml").open("a") as fh:
-        fh.write(kubernetes_toml(tmp_path / "bundle", pins))
-    monkeypatch.setattr(pulumi_aws_account, "egress_address", lambda: "198.51.100.23")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "pulumi"
-    fake.write_text("#!/bin/sh\necho 'not the real pulumi' >&2\nexit 1\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test-passphrase")
-    monkeypatch.setattr(pulumi_aws_account, "caller_identity", lambda region: pulumi_aws_account.AwsIdentity(
-        ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/dev", region, "env"))
-    state = {"has_data": False, "emptied": []}
-    monkeypatch.setattr(pulumi_aws_account, "bucket_has_data", lambda bucket, region: state["has_data"])
-    monkeypatch.setattr(pulumi_aws_account, "empty_bucket", lambda bucket, region: state["emptied"].append(bucket) or 7)
-    return state
 
 
 @pytest.fixture

@@ -11,15 +11,13 @@ import re
 import tomllib
 from datetime import date, timedelta
 from importlib.metadata import version as installed_version
-from pathlib import Path
 
 import pytest
 
 from mlops_cli.core import eks_versions
 from mlops_cli.core.config import EksConfig
 from mlops_cli.core.eks_versions import Support
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
 
 
 def test_default_version_is_in_standard_support_with_months_left():

@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from .conftest import free_port, run_subprocess_cli
+from .support import free_port, run_subprocess_cli
 
 pytestmark = pytest.mark.slow
 

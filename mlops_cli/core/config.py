@@ -19,17 +19,31 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from .errors import ConfigError
+from .time_window import duration_seconds
 
 CONFIG_FILENAME = "mlops.toml"
 ENV_PREFIX = "MLOPS_"
 TargetName = Literal["local", "kubernetes", "eks"]
 # The packaged review corpora (core/data_sources.py says what each is and where it comes from).
 DataSourceName = Literal["drugscom", "rotten_tomatoes", "tweets", "amazon_snippets"]
+
+
+def _duration(value: str) -> str:
+    duration_seconds(value)
+    return value
+
+
+# A time span such as "30m", "24h" or "7d" (units s, m, h, d, w), checked when the config loads and kept
+# as written; `time_window.parse_duration` turns it into a timedelta where it is used.
+Duration = Annotated[str, AfterValidator(_duration)]
+# A Kubernetes storage quantity in binary units, e.g. "10Gi": what a PersistentVolumeClaim requests.
+Quantity = Annotated[str, Field(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")]
 
 
 class Section(BaseModel):
@@ -71,6 +85,10 @@ class TrainConfig(Section):
     class_weight_power: float = Field(0.5, ge=0, le=1)
     seed: int = 42
     threads: int = Field(0, ge=0)
+    source_balance: float = Field(0.5, ge=0, le=1)
+    early_stopping_patience: int = Field(1, ge=0)
+    decision: Literal["balanced", "prior", "argmax"] = "balanced"
+    calibrate: bool = True
 
 
 class RegistryConfig(Section):
@@ -79,6 +97,7 @@ class RegistryConfig(Section):
     model_name: str = "review-sentiment"
     champion_alias: str = "champion"
     min_f1: float = Field(0.5, ge=0, le=1)
+    beat_baseline: Literal["off", "estimate", "interval"] = "off"
     connect_timeout_s: float = Field(5.0, gt=0)
 
 
@@ -112,9 +131,9 @@ class GatewayConfig(Section):
 
 
 class DriftConfig(Section):
-    window: str = "24h"
+    window: Duration = "24h"
     min_samples: int = Field(30, ge=1)
-    interval: str = "5m"
+    interval: Duration = "5m"
     drift_share: float = Field(0.5, gt=0, le=1)
     reference_samples: int = Field(1000, ge=10)
 
@@ -216,15 +235,15 @@ class KubernetesConfig(Section):
     mlflow_backend_uri: str = ""
     # The predictor's own read-only identity for model storage (IRSA role on EKS), never MLflow's role.
     predictor_role_arn: str = ""
-    mlflow_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    mlflow_volume_size: Quantity = "10Gi"
     # MLflow's artifact PVC (when artifacts are not in S3). ReadWriteOnce: predictors are scheduled on
     # MLflow's node (it is the only node that can mount it); ReadWriteMany (EFS/NFS): anywhere.
     mlflow_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
-    prometheus_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
-    loki_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    prometheus_volume_size: Quantity = "10Gi"
+    loki_volume_size: Quantity = "10Gi"
     # The prediction log the gateway writes and the drift service reads. ReadWriteOnce works on any
     # cluster by keeping the gateway pods on the drift pod's node; ReadWriteMany needs e.g. EFS or NFS.
-    predictions_volume_size: str = Field("5Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    predictions_volume_size: Quantity = "5Gi"
     predictions_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
     # Gateway autoscaling: CPU utilisation and per-pod request rate (the latter needs a metrics adapter).
     gateway_min_replicas: int = Field(2, ge=1)
@@ -260,6 +279,8 @@ class EksConfig(Section):
     log_retention_days: int = Field(30, ge=1)  # the control-plane log group /aws/eks/<cluster>/cluster
     release_timeout_s: float = Field(600.0, gt=0)  # down: wait this long for AWS to free LBs/volumes of the cluster
     release_poll_s: float = Field(5.0, gt=0)
+    estimate_nat_gb_month: float = Field(50.0, ge=0)  # cost estimate: GB/month through NAT (image pulls, S3 without endpoint)
+    estimate_log_gb_month: float = Field(5.0, ge=0)   # cost estimate: GB/month of control-plane logs
     # 2 x m6i.large (3.9 allocatable vCPU) cannot hold the platform's ~4.3 requested; `up` checks (core/capacity.py).
     instance_types: list[str] = ["m6i.xlarge"]
     min_size: int = Field(1, ge=0)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Iterator
 
 from ..adapters import aws_sweep, cluster_resources, pulumi_aws_account, pulumi_workspace
 from ..adapters.pulumi_workspace import ResourceStep
+from ..core.atomic_file import write_atomically
 from ..core.config import Config
 from ..core.errors import MlopsError, NotFoundError, PreflightError
 from ..core.progress import Reporter
@@ -96,11 +96,8 @@ def platform_overrides(config: Config, kubeconfig: Path, outputs: dict[str, Any]
 def write_kubeconfig(path: Path, kubeconfig: Any) -> Path:
     """Write the cluster's kubeconfig readable by the owner only (it grants cluster access)."""
     text = kubeconfig if isinstance(kubeconfig, str) else json.dumps(kubeconfig, indent=2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        os.fchmod(fh.fileno(), 0o600)  # also when the file existed with wider permissions
-        fh.write(text)
+    # A fresh 0600 file replaces the old one, so wider permissions of an earlier file do not carry over.
+    write_atomically(path, text, perms=0o600)
     return path
 
 
@@ -154,7 +151,7 @@ class EksTarget:
         return identity
 
     def checks(self) -> list:
-        from ..core.doctor import Check
+        from ..core.check import Check
 
         cli = pulumi_workspace.find_cli()
         checks = [self._version_check(), Check("pulumi CLI", cli is not None, cli or "not on PATH", "" if cli else pulumi_workspace.INSTALL_HINT)]
@@ -300,9 +297,11 @@ class EksTarget:
         return platform_requests(all_objects(self.config, None), resources(self.config, "predictor"))
 
     def _estimate(self, steps: list[ResourceStep]):
-        from ..core.cost_estimate import estimate, load_prices
+        from ..core.cost_estimate import UsageAssumptions, estimate, load_prices
 
-        return estimate(steps, load_prices(), region=self.eks.region)
+        usage = UsageAssumptions(nat_gb_month=self.eks.estimate_nat_gb_month, log_gb_month=self.eks.estimate_log_gb_month,
+                                 zones=self.eks.availability_zones)
+        return estimate(steps, load_prices(), region=self.eks.region, usage=usage)
 
     def _apply(self, workspace: pulumi_workspace.StackWorkspace, total: int, reporter: Reporter) -> dict[str, Any]:
         reporter.start("up", f"pulumi up (stack {workspace.name})", total=total or None)
@@ -326,9 +325,7 @@ class EksTarget:
         recorded.update(stack=self.eks.stack, kubeconfig_path=str(kubeconfig),
                         account=identity.account if identity else "",
                         updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        path = recorded_outputs_path(self.config)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(recorded, indent=2) + "\n")
+        write_atomically(recorded_outputs_path(self.config), json.dumps(recorded, indent=2) + "\n")
         return recorded
 
     # --------------------------------------------------------- the platform on top

@@ -7,11 +7,13 @@ InferenceService and keeps the previous ready spec in a ConfigMap so `--rollback
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ..adapters.kube_apply import READY_CONDITION, KubeCluster, condition, describe, secret_values
 from ..core.config import Config
 from ..core.errors import MlopsError, NotFoundError, PreflightError
 from ..core.progress import Reporter
@@ -20,7 +22,6 @@ from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome,
 if TYPE_CHECKING:
     from charts.secrets import GatewayCredentials, PlatformSecrets
 
-    from ..adapters.kube_apply import KubeCluster
     from .kubernetes_rollout import Rollouts
 
 # Deployments whose Available condition says a component works, in the order `status` lists them.
@@ -38,6 +39,8 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("drift", "", "drift"),
     ("gateway", "", "gateway"),
 ]
+# Applied before the rest of a step (CRDs then waited Established): the objects live in them or are of their kinds.
+FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
 KEPT_WITHOUT_PURGE = {"CustomResourceDefinition", "PersistentVolumeClaim"}
 HISTORY_SUFFIX = "-deployments"
 HISTORY_KEPT = 10  # versions whose InferenceService spec is kept for --rollback
@@ -46,24 +49,22 @@ HISTORY_KEPT = 10  # versions whose InferenceService spec is kept for --rollback
 class KubernetesTarget:
     name = "kubernetes"
 
-    def __init__(self, config: Config, cluster: "KubeCluster | None" = None) -> None:
+    def __init__(self, config: Config, cluster: KubeCluster | None = None) -> None:
         self.config = config
         self._cluster = cluster
 
     # --- connection ------------------------------------------------------------------------------
 
     @property
-    def cluster(self) -> "KubeCluster":
+    def cluster(self) -> KubeCluster:
         if self._cluster is None:
-            from ..adapters.kube_apply import KubeCluster
-
             k = self.config.kubernetes
             kubeconfig = str(self.config.path(k.kubeconfig)) if k.kubeconfig else ""
             self._cluster = KubeCluster.connect(kubeconfig, k.context, k.namespace)
         return self._cluster
 
     def checks(self) -> list[Any]:
-        from ..core.doctor import Check
+        from ..core.check import Check
 
         k = self.config.kubernetes
         path = self.config.path(k.kubeconfig) if k.kubeconfig else None
@@ -97,7 +98,6 @@ class KubernetesTarget:
 
         from charts.secrets import GatewayCredentials
 
-        from ..adapters.kube_apply import secret_values
         from ..core.secrets import Secrets
 
         env = Secrets.from_env()
@@ -132,8 +132,6 @@ class KubernetesTarget:
     def up(self, options: UpOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
         from charts.platform import platform_steps
         from charts.upstream import verify_all
-
-        from ..adapters.kube_apply import describe
 
         cluster = self.cluster  # an unusable kubeconfig fails here, before any manifest is downloaded
         verify_all(self.config)
@@ -210,8 +208,6 @@ class KubernetesTarget:
         return found
 
     def _apply_step(self, step: Any, reporter: Reporter) -> list[StepResult]:
-        from ..adapters.kube_apply import READY_CONDITION, describe
-
         cluster = self.cluster
         deadline = time.monotonic() + self.config.kubernetes.step_timeout_s
         objects = _ordered(step.objects)
@@ -242,7 +238,6 @@ class KubernetesTarget:
         Only objects we applied are deleted (kubernetes_ownership): a reused component stays."""
         from charts.platform import platform_steps
 
-        from ..adapters.kube_apply import describe
         from .kubernetes_ownership import is_ours
 
         cluster = self.cluster
@@ -287,8 +282,6 @@ class KubernetesTarget:
     # --- status ----------------------------------------------------------------------------------
 
     def status(self) -> list[ComponentStatus]:
-        from ..adapters.kube_apply import condition
-
         cluster = self.cluster
         out = []
         for component, namespace, name in COMPONENTS:
@@ -308,8 +301,6 @@ class KubernetesTarget:
 
     def _isvc_status(self) -> ComponentStatus:
         from charts.inference_service import VERSION_ANNOTATION
-
-        from ..adapters.kube_apply import condition
 
         live = self.cluster.get(self._isvc_identity())
         if live is None:
@@ -403,7 +394,6 @@ class KubernetesTarget:
         """KServe's rollback: `canaryTrafficPercent: 0` pins all traffic to the last rolled-out revision at
         once; then the spec of that version is restored (a new revision, still at 0% until it is ready)
         and the pin dropped. The revision being rolled back never gets more traffic than it had."""
-        from ..adapters.kube_apply import describe
         from .kubernetes_rollout import pinned_to, serving
 
         identity = self._isvc_identity()
@@ -480,8 +470,6 @@ class KubernetesTarget:
         env = Secrets.from_env()
         user, password = env.gateway_user or self.config.gateway.user, env.gateway_password
         if not password:
-            from ..adapters.kube_apply import secret_values
-
             live = self.cluster.get(chart_secrets.gateway_auth(self.config, None)) or {}
             values = secret_values(live)
             user, password = values.get("user", user), values.get("password")
@@ -517,9 +505,6 @@ class KubernetesTarget:
         return self.cluster.pod_logs(ns, selector, lines=lines, follow=follow)
 
 
-FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
-
-
 def _ordered(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Namespaces, then CRDs, then the rest in manifest order (what kubectl apply -f effectively needs)."""
     rank = {kind: i for i, kind in enumerate(FIRST_KINDS)}
@@ -531,14 +516,14 @@ def _record(isvc: dict[str, Any]) -> dict[str, Any]:
     from charts.inference_service import VERSION_ANNOTATION
 
     return {"version": isvc["metadata"].get("annotations", {}).get(VERSION_ANNOTATION, ""),
-            "spec": json.loads(json.dumps(isvc["spec"]))}
+            "spec": copy.deepcopy(isvc["spec"])}
 
 
 def _isvc_from_record(identity: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     from charts.inference_service import VERSION_ANNOTATION, isvc_labels
 
-    isvc = json.loads(json.dumps(identity))
-    isvc["metadata"]["labels"] = isvc_labels()
-    isvc["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "Serverless", VERSION_ANNOTATION: record["version"]}
-    isvc["spec"] = json.loads(json.dumps(record["spec"]))
-    return isvc
+    return {**identity,
+            "metadata": {**identity["metadata"], "labels": isvc_labels(),
+                         "annotations": {"serving.kserve.io/deploymentMode": "Serverless",
+                                         VERSION_ANNOTATION: record["version"]}},
+            "spec": copy.deepcopy(record["spec"])}

@@ -415,7 +415,7 @@ class LocalTarget:
         return processes.follow(path, lines, follow)
 
     def checks(self) -> list:
-        from ..core.doctor import Check
+        from ..core.check import Check
 
         out = []
         live = {n for n, i in self._supervisor().info().items() if i["statename"] == "RUNNING"}
