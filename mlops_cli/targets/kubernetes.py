@@ -34,7 +34,7 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("knative", "knative-serving", "controller"),
     ("kourier", "kourier-system", "3scale-kourier-gateway"),
     ("kserve", "kserve", "kserve-controller-manager"),
-    ("ingress-nginx", "ingress-nginx", "ingress-nginx-controller"),
+    ("envoy-gateway", "envoy-gateway-system", "envoy-gateway"),
     ("prometheus", "", "prometheus"),
     ("grafana", "", "grafana"),
     ("jaeger", "", "jaeger"),
