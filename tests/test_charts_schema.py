@@ -227,6 +227,39 @@ def test_upstream_manifests_must_match_their_pins(project):
         upstream.load(unpinned, "cert-manager")
 
 
+def test_pin_check_on_real_release_files(project):
+    """The real KServe v0.20.0 runtimes file as the bundle's kserve-runtimes: its pin is what
+    `sha256sum` says, the refusal of an unpinned file names the command that computes it, one changed
+    byte is refused, and the verified file yields the real ClusterServingRuntimes."""
+    import shutil
+    import subprocess
+
+    from charts import upstream
+    from mlops_cli.core.errors import ConfigError, PreflightError
+    from tests.support import UPSTREAM
+
+    real = UPSTREAM / "kserve-v0.20.0" / "kserve-cluster-resources.yaml"
+    config = _config(project, {})
+    shutil.copyfile(real, project / "bundle" / "kserve-runtimes.yaml")
+    actual = subprocess.run(["sha256sum", str(real)], capture_output=True, text=True, check=True).stdout.split()[0]
+    unpinned = config.with_overrides({"kubernetes.kserve_runtimes_sha256": ""})
+    with pytest.raises(ConfigError) as refused:
+        upstream.load(unpinned, "kserve-runtimes")
+    assert actual in refused.value.message
+    p = upstream.pin(config, "kserve-runtimes")
+    assert f"curl -fsSL {p.url} | sha256sum" in refused.value.hint and "v0.20.0" in p.url
+    with pytest.raises(PreflightError, match="kserve_runtimes_sha256 pins"):
+        upstream.load(config, "kserve-runtimes")  # the bundle's stand-in pin no longer matches
+    pinned = config.with_overrides({"kubernetes.kserve_runtimes_sha256": actual})
+    runtimes = upstream.load(pinned, "kserve-runtimes")
+    assert {o["kind"] for o in runtimes} >= {"ClusterServingRuntime"}
+    data = bytearray(real.read_bytes())
+    data[len(data) // 2] ^= 1
+    (project / "bundle" / "kserve-runtimes.yaml").write_bytes(bytes(data))
+    with pytest.raises(PreflightError, match="sha256 of .*kserve-runtimes.yaml is"):
+        upstream.load(pinned, "kserve-runtimes")
+
+
 def test_storage_uri_comes_from_the_mlflow_artifact_location(project):
     from charts.inference_service import storage_uri
     from mlops_cli.core.errors import ConfigError
@@ -236,6 +269,25 @@ def test_storage_uri_comes_from_the_mlflow_artifact_location(project):
     assert storage_uri(config, "mlflow-artifacts:/1/r/artifacts/model/") == "pvc://mlflow-data/artifacts/1/r/artifacts/model/artifacts/classifier"
     with pytest.raises(ConfigError, match="cannot be read from the cluster"):
         storage_uri(config, "file:///home/me/.mlops/mlflow/artifacts/1/r/artifacts/model")
+    with pytest.raises(ConfigError, match="names a registered or logged model"):
+        storage_uri(config, "models:/m-0123456789abcdef")  # MLflow 3's source: resolve it first
+
+
+def test_models_on_mlflows_read_write_once_volume_follow_mlflow_to_its_node(project):
+    """A ReadWriteOnce volume attaches to one node (a pod elsewhere fails with Multi-Attach): the
+    predictor is pinned to MLflow's node, and Knative's affinity flag is enabled in the same render."""
+    from charts import inference_service, knative
+
+    config = _config(project, {})
+    isvc = inference_service.render(config, version="1", source_uri="mlflow-artifacts:/1/models/m-1/artifacts")
+    term = isvc["spec"]["predictor"]["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["topologyKey"] == "kubernetes.io/hostname" and term["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == "mlflow"
+    assert any(p.name == "config-features" and p.values == {"kubernetes.podspec-affinity": "enabled"} for p in knative.patches(config))
+    rwx = config.with_overrides({"kubernetes.mlflow_access_mode": "ReadWriteMany"})
+    assert "affinity" not in inference_service.render(rwx, version="1", source_uri="mlflow-artifacts:/1/models/m-1/artifacts")["spec"]["predictor"]
+    assert all(p.name != "config-features" for p in knative.patches(rwx))
+    s3 = config.with_overrides({"kubernetes.mlflow_artifacts": "s3://b/m"})
+    assert "affinity" not in inference_service.render(s3, version="1", source_uri="s3://b/m/1/models/m-1/artifacts")["spec"]["predictor"]
 
 
 def test_unpinned_manifests_are_all_listed_at_once(project):

@@ -268,3 +268,18 @@ def test_network_policies_deny_by_default_and_allow_what_is_named(config):
     assert not _admits(policies, labels("grafana"), "default", {}, 3000)      # port-forward only
     assert not _admits(policies, {"app.kubernetes.io/name": "new-thing"}, "ml-prod", labels("gateway"), 80)  # default deny
     assert _admits(policies, labels("loki"), "ml-prod-logs", labels("promtail"), 3100)
+
+
+def test_predictor_pinned_to_mlflows_node_is_accepted_with_the_flag_set_in_the_same_render(config):
+    """Models on MLflow's ReadWriteOnce PVC: the predictor carries a podAffinity, which Knative refuses
+    with its shipped flags; the knative step of the same render enables exactly that flag."""
+    from charts import inference_service, knative
+    from charts.configmap_patch import apply_patches
+
+    isvc = inference_service.render(config, version="1", source_uri="mlflow-artifacts:/1/models/m-1/artifacts")
+    shipped = _feature_defaults()
+    assert any("affinity" in r for r in refused_by_knative(isvc["spec"]["predictor"], shipped))
+    (features,) = upstream_docs("knative-serving-v1.21.1/features.yaml")
+    (patched,) = apply_patches([features], [p for p in knative.patches(config) if p.name == "config-features"], "knative")
+    flags = {**shipped, **{k: v for k, v in patched["data"].items() if k != "_example"}}
+    assert refused_by_knative(isvc["spec"]["predictor"], flags) == []
