@@ -241,7 +241,6 @@ class KubernetesTarget:
         Only objects we applied are deleted (kubernetes_ownership): a reused component stays."""
         from charts.platform import platform_steps
 
-
         cluster = self.cluster
         if options.purge and not options.yes and not confirm(
                 "Also delete CRDs, volumes (MLflow runs and models, metrics, logs) and the namespace?"):
