@@ -62,6 +62,7 @@ class DataConfig(Section):
     # Built in: drugsCom alone (small and quick: what a bare project and the tests get). The shipped
     # mlops.toml, the default recipe, adds the corpora that make the model travel.
     sources: list[DataSourceName] = Field(default_factory=lambda: ["drugscom"], min_length=1)
+    max_rows_per_source: int = Field(0, ge=0)
     test_size: float = Field(0.2, gt=0, lt=1)
     validation_size: float = Field(0.15, gt=0, lt=1)
     seed: int = 42

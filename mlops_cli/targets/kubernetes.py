@@ -179,8 +179,8 @@ class KubernetesTarget:
 
     def _check_storage_classes(self, steps: list[Any]) -> None:
         """Every volume claim needs a StorageClass that exists, or a default one: without it the claim
-        stays Pending for good and its pods never schedule (EKS clusters from 1.30 on have no default:
-        docs.aws.amazon.com/eks/latest/userguide/create-storage-class.html)."""
+        stays Pending for good and its pods never schedule. EKS clusters created at 1.30 or later keep
+        gp2 without the default annotation (communities.sas.com/t5/SAS-Communities-Library/Amazon-EKS-1-30-no-longer-assigns-a-default-storage-class/ta-p/953301)."""
         claims = [o for step in steps for o in step.objects if o["kind"] == "PersistentVolumeClaim"]
         if not claims:
             return
@@ -240,7 +240,6 @@ class KubernetesTarget:
         (`inferenceservice.finalizers`, Knative's route finalizer); then the steps of `up` in reverse.
         Only objects we applied are deleted (kubernetes_ownership): a reused component stays."""
         from charts.platform import platform_steps
-
 
         cluster = self.cluster
         if options.purge and not options.yes and not confirm(
