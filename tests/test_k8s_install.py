@@ -382,6 +382,8 @@ def test_up_refuses_a_foreign_cert_manager_unless_told_and_down_leaves_it(cli, k
         k8s.put((obj["apiVersion"], plurals[obj["kind"]], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]), obj)
     time.sleep(0.1)
     writes = len(k8s.writes)
+    plan = {s["name"]: s for s in _up(cli, "--dry-run")["steps"]}
+    assert plan["1. cert-manager"]["action"] == "refused" and "--reuse-existing" in plan["1. cert-manager"]["detail"]
     refused = cli("up", "--target", "kubernetes")
     assert refused.exit_code == 2 and "Deployment cert-manager/cert-manager-webhook" in refused.stderr
     assert "--reuse-existing" in refused.stderr and len(k8s.writes) == writes  # nothing written

@@ -146,6 +146,11 @@ class KubernetesTarget:
         outcome = Outcome(info={"context": cluster.context, "server": cluster.server, "namespace": self.config.kubernetes.namespace})
         if options.dry_run:
             for step in steps:
+                if names := foreign(cluster, step.objects):
+                    what = "reused" if options.reuse_existing else "refused"
+                    outcome.steps.append(StepResult(step.title, what, f"installed by someone else: {', '.join(names)}"
+                                                    + ("" if options.reuse_existing else "; up refuses unless --reuse-existing")))
+                    continue
                 for obj in _ordered(step.objects):
                     outcome.steps.append(StepResult(describe(obj), cluster.plan(obj), step.title))
             outcome.info["dry_run"] = "nothing was written"
