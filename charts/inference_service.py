@@ -61,7 +61,7 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
         predictor["canaryTrafficPercent"] = canary
     if config.kubernetes.mlflow_role_arn and uri.startswith("s3://"):
         predictor["serviceAccountName"] = "mlflow"  # the IRSA role that can read the artifact bucket
-    if config.serving.runtime == "huggingface":
+    if config.serving.predictor_server == "huggingface":
         predictor["model"] = {
             "modelFormat": {"name": "huggingface"},
             "storageUri": uri,

@@ -250,6 +250,9 @@ class LocalTarget:
                                        alias=None if version else (options.alias or self.config.registry.champion_alias))
         model_dir = registry.local_model_dir(self.config, ref)
         reporter.finish("resolve", f"version {ref.version}")
+        from ..core.serving_runtime import served_model_dir, predictor_args
+
+        model_dir = served_model_dir(self.config, ref, model_dir, reporter)
 
         outcome = Outcome()
         outcome.steps.append(self._ensure(self._gateway_component(), reporter))
@@ -263,9 +266,7 @@ class LocalTarget:
         url = self._url(port)
         cmd = [PYTHON, "-m", "models.predictor", "--model-dir", str(model_dir), "--model-name",
                self.config.serving.model_name, "--version", ref.version, "--http-port", str(port),
-               "--host", self.local.host, "--batch-size", str(self.config.serving.batch_size)]
-        if self.config.serving.threads:
-            cmd += ["--threads", str(self.config.serving.threads)]
+               "--host", self.local.host, *predictor_args(self.config)]
         component = Component(name, port, cmd, f"/v1/models/{self.config.serving.model_name}",
                               start_timeout_s=self.config.serving.ready_timeout_s)
         record = processes.spawn(name, cmd, port=port, url=url, log_file=self.log_dir / f"{name}.log",
