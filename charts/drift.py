@@ -6,6 +6,7 @@ from typing import Any
 
 from mlops_cli.core.config import Config
 
+from .image_refs import image_ref
 from .jaeger import otlp_endpoint
 from .mlflow import tracking_uri
 from .objects import container, deployment, metadata, service
@@ -30,7 +31,7 @@ def service_overrides(config: Config) -> dict[str, Any]:
 
 def objects(config: Config) -> list[dict[str, Any]]:
     c = container(
-        config, "drift", "drift", config.drift.image,
+        config, "drift", "drift", image_ref(config, "drift"),
         command=["python", "-m", "mlops_cli.services.drift_service", "--host", "0.0.0.0", "--port", str(PORT)],
         port=PORT, probe_path="/healthz",
         env=[*config_env(config, service_overrides(config)), {"name": "HOME", "value": "/tmp"},

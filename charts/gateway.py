@@ -1,7 +1,15 @@
 """Step 8: the gateway: Deployment, Service, HPA (CPU and request rate) and the basic-auth Ingress.
 
-The gateway talks to the InferenceService's cluster address, which is stable across model versions
-and canaries (KServe splits the traffic behind it), so deploying a model never restarts the gateway.
+The gateway talks to the InferenceService's cluster address (`inference_service.predictor_url`), which
+is stable across model versions and canaries (KServe splits the traffic behind it), so deploying a
+model never restarts the gateway and `up` and `deploy` render the same gateway.
+
+Readiness means "this pod can serve, or answer 503 cleanly": the process is up and answers HTTP
+(`/healthz`). It does not wait for a predictor: before the first `mlops deploy`, or while the
+predictor scales from zero, a ready gateway answers /predict with 503 `predictor_unavailable`
+(and `/readyz` and the `mlops_predictor_ready` gauge say the predictor is not ready). A readiness
+probe on `/readyz` would keep every gateway out of its Service until a model is deployed, so `up`
+would never converge and clients would get connection errors instead of a 503.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from mlops_cli.core.config import Config
 
 from . import secrets
 from .drift import PREDICTIONS_PVC, service_overrides
+from .image_refs import image_ref
+from .inference_service import predictor_url
 from .ingress_nginx import INGRESS_CLASS
 from .objects import container, deployment, metadata, secret_env, selector, service
 from .service_env import PREDICTIONS_DIR, config_env
@@ -21,11 +31,12 @@ SERVICE_PORT = 80
 RPS_METRIC = "mlops_gateway_requests_per_second"  # served to the HPA by a custom-metrics adapter
 
 
-def predictor_url(config: Config) -> str:
-    return f"http://{config.serving.model_name}.{config.kubernetes.namespace}.svc.cluster.local"
+PUBLIC_PATHS = ("/predict", "/predict/batch")  # what the public entry point routes to the gateway
+READINESS_PATH = "/healthz"   # serve, or answer 503 cleanly: never waits for a predictor
+LIVENESS_PATH = "/healthz"
 
 
-def objects(config: Config, predictor: str | None = None) -> list[dict[str, Any]]:
+def objects(config: Config) -> list[dict[str, Any]]:
     k = config.kubernetes
     env = [
         *config_env(config, service_overrides(config)),
@@ -35,13 +46,12 @@ def objects(config: Config, predictor: str | None = None) -> list[dict[str, Any]
         secret_env("MLOPS_GATEWAY_PASSWORD", secrets.GATEWAY_AUTH, "password"),
     ]
     c = container(
-        config, "gateway", "gateway", config.gateway.image,
+        config, "gateway", "gateway", image_ref(config, "gateway"),
         command=["python", "-m", "mlops_cli.services.gateway", "--host", "0.0.0.0", "--port", str(PORT),
-                 "--predictor-url", predictor or predictor_url(config)],
-        port=PORT, probe_path="/readyz", env=env,
+                 "--predictor-url", predictor_url(config)],
+        port=PORT, probe_path=READINESS_PATH, live_path=LIVENESS_PATH, env=env,
         mounts=[{"name": "predictions", "mountPath": PREDICTIONS_DIR}],
     )
-    c["livenessProbe"]["httpGet"]["path"] = "/healthz"  # ready needs the predictor; alive does not
     dep = deployment(config, "gateway", [c], replicas=None,
                      volumes=[{"name": "predictions", "persistentVolumeClaim": {"claimName": PREDICTIONS_PVC}}])
     pod = dep["spec"]["template"]["spec"]
@@ -87,7 +97,9 @@ def ingress(config: Config) -> dict[str, Any]:
         "metadata": metadata("gateway", "gateway", k.namespace, annotations=annotations),
         "spec": {
             "ingressClassName": INGRESS_CLASS,
+            # Only the inference routes are public: /admin/upstream, /metrics, /readyz stay cluster-internal.
             "rules": [{"host": k.ingress_host, "http": {"paths": [
-                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "gateway", "port": {"number": SERVICE_PORT}}}}]}}],
+                {"path": path, "pathType": "Exact", "backend": {"service": {"name": "gateway", "port": {"number": SERVICE_PORT}}}}
+                for path in PUBLIC_PATHS]}}],
         },
     }

@@ -4,20 +4,28 @@ Runtime `mlops`: a custom predictor container built from our models/ code (chart
 the model files put in /mnt/models by KServe's storage initializer from STORAGE_URI.
 Runtime `huggingface`: KServe's huggingface serving runtime reading the same storageUri.
 
-schemas/inferenceservice-crd.json is KServe's v1beta1 CRD trimmed to the predictor fields we render,
-with unknown predictor fields forbidden, so tests catch a misspelt or misplaced field.
+Knative-managed pod: Knative's webhook drops or refuses pod-spec fields its `config-features` flags
+do not enable (knative/serving pkg/apis/serving/fieldmask.go, flags in config/core/configmaps/
+features.yaml at knative-v1.21.1). With `kubernetes.podspec-securitycontext` disabled (the default,
+which we keep) a pod-level securityContext is refused, so every hardening field sits on the container
+(`SecurityContextMask` allows runAsUser/Group, runAsNonRoot, allowPrivilegeEscalation, seccompProfile,
+capabilities, readOnlyRootFilesystem); the only volume is an emptyDir (`podspec-volumes-emptydir`
+is enabled by default).
+
+Visibility: labelled `networking.knative.dev/visibility: cluster-local`, so Knative creates no public
+route: only callers inside the cluster (the gateway) reach it, at `predictor_url(config)`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from mlops_cli.core.config import Config
 from mlops_cli.core.errors import ConfigError
 
 from .drift import service_overrides
-from .objects import container, container_security, labels, pod_security, resources
+from .image_refs import image_ref
+from .objects import container, container_security, labels, resources, selector
 from .service_env import config_env
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -25,28 +33,86 @@ KIND = "InferenceService"
 PLURAL = "inferenceservices"
 PORT = 8080
 MODEL_DIR = "/mnt/models"
+UID = 10001
 VERSION_ANNOTATION = "mlops.dev/model-version"
-CRD_SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "inferenceservice-crd.json"
+VISIBILITY_LABEL = "networking.knative.dev/visibility"
 
 
-def storage_uri(config: Config, source: str) -> str:
-    """Where KServe downloads the classifier directory from, given the MLflow model artifact URI.
+def predictor_url(config: Config) -> str:
+    """The one address of the predictor, for the gateway, Prometheus and `mlops deploy`.
+
+    With `disableIstioVirtualHost` (charts/kserve.py: no Istio, Kourier instead) KServe sets the
+    InferenceService's status.address.url to `http://<name>-predictor.<ns>.svc.cluster.local`
+    (kserve/kserve pkg/controller/v1beta1/inferenceservice/reconcilers/ingress/ingress_reconciler.go,
+    getHostPrefix): the Knative Service's cluster-local name, stable across revisions and canaries.
+    """
+    return f"http://{predictor_host(config)}"
+
+
+def predictor_host(config: Config) -> str:
+    return f"{config.serving.model_name}-predictor.{config.kubernetes.namespace}.svc.cluster.local"
+
+
+def storage_uri(config: Config, artifact_uri: str) -> str:
+    """Where KServe's storage initializer reads the classifier directory, given the version's artifact
+    location (`registry.resolve_version(...).location`: MLflow's get_model_version_download_uri).
 
     The logged pyfunc model keeps the classifier directory as its artifact `classifier`.
-    `mlflow-artifacts:/...` (served by our MLflow from its PVC) maps to `pvc://mlflow-data/...`.
+    `s3://...` is read with the predictor's own identity (`predictor_service_account`);
+    `mlflow-artifacts:/...` (our MLflow serving its PVC) maps to `pvc://mlflow-data/artifacts/...`,
+    which KServe mounts read-only into the predictor pod.
     """
     from .mlflow import ARTIFACTS_DIR, DATA_PVC
 
-    model = source.rstrip("/")
+    model = artifact_uri.rstrip("/")
+    if model.startswith("models:/"):
+        raise ConfigError(
+            f"{artifact_uri!r} names a registered or logged model, not where its files are",
+            hint="resolve it with registry.resolve_version (MLflow's get_model_version_download_uri) first")
     if model.startswith("mlflow-artifacts:"):
         relative = model.removeprefix("mlflow-artifacts:").lstrip("/")
         model = f"pvc://{DATA_PVC}/{ARTIFACTS_DIR.removeprefix('/mlflow/')}/{relative}"
-    elif not model.startswith(("s3://", "gs://", "https://", "http://", "pvc://")):
+    elif not model.startswith(("s3://", "pvc://")):
         raise ConfigError(
-            f"model artifacts at {source!r} cannot be read from the cluster",
-            hint="register the model against the cluster's MLflow ([registry].tracking_uri) or S3 artifacts",
-        )
+            f"model artifacts at {artifact_uri!r} cannot be read from the cluster",
+            hint="register the model against the cluster's MLflow ([registry].tracking_uri) with S3 or PVC artifacts")
     return f"{model}/artifacts/classifier"
+
+
+def pinned_to_mlflow_node(config: Config) -> bool:
+    """Models on MLflow's ReadWriteOnce PVC: only pods on MLflow's node can mount it (a pod elsewhere
+    fails with Multi-Attach), so predictors get a required podAffinity to the MLflow pod. Knative
+    accepts affinity only with `kubernetes.podspec-affinity` enabled: charts/knative.py enables it in
+    the same render, for this case only."""
+    k = config.kubernetes
+    return not k.mlflow_artifacts and k.mlflow_access_mode == "ReadWriteOnce"
+
+
+PREDICTOR_SERVICE_ACCOUNT = "predictor"
+PREDICTOR_S3_SECRET = "predictor-s3"
+
+
+def predictor_service_account(config: Config) -> dict[str, Any]:
+    """The predictor's own identity for model storage: read-only, never MLflow's read-write role.
+
+    S3 on EKS: the IRSA role `[kubernetes].predictor_role_arn`. S3 without IRSA: KServe reads the
+    keys of the Secrets listed on the service account (`predictor-s3`, created by you with a read-only
+    key: `kubectl create secret generic predictor-s3 --from-literal=AWS_ACCESS_KEY_ID=...
+    --from-literal=AWS_SECRET_ACCESS_KEY=...`, the key names KServe's `credentials.s3` config expects).
+    """
+    from .objects import service_account
+
+    k = config.kubernetes
+    annotations = {"eks.amazonaws.com/role-arn": k.predictor_role_arn} if k.predictor_role_arn else None
+    sa = service_account(config, PREDICTOR_SERVICE_ACCOUNT, "predictor", annotations)
+    if k.mlflow_artifacts.startswith("s3://") and not k.predictor_role_arn:
+        sa = {**sa, "secrets": [{"name": PREDICTOR_S3_SECRET}]}
+    return sa
+
+
+def isvc_labels() -> dict[str, str]:
+    """Cluster-local: Knative publishes no route on the public ingress for it."""
+    return {**labels("predictor"), VISIBILITY_LABEL: "cluster-local"}
 
 
 def render(config: Config, *, version: str, source_uri: str, canary: int | None = None) -> dict[str, Any]:
@@ -59,8 +125,10 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
     }
     if canary is not None:
         predictor["canaryTrafficPercent"] = canary
-    if config.kubernetes.mlflow_role_arn and uri.startswith("s3://"):
-        predictor["serviceAccountName"] = "mlflow"  # the IRSA role that can read the artifact bucket
+    predictor["serviceAccountName"] = PREDICTOR_SERVICE_ACCOUNT
+    if uri.startswith("pvc://") and pinned_to_mlflow_node(config):
+        predictor["affinity"] = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": selector("mlflow")}, "topologyKey": "kubernetes.io/hostname"}]}}
     if config.serving.predictor_server == "huggingface":
         predictor["model"] = {
             "modelFormat": {"name": "huggingface"},
@@ -68,22 +136,21 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
             "args": [f"--model_name={name}", "--task=sequence_classification"],
             "env": [{"name": "HOME", "value": "/tmp"}, {"name": "HF_HOME", "value": "/tmp/hf"}],
             "resources": resources(config, "predictor"),
-            "securityContext": container_security(),
+            "securityContext": container_security(UID),
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         }
     else:
         c = container(
-            config, "predictor", "kserve-container", config.serving.predictor_image,
+            config, "predictor", "kserve-container", image_ref(config, "predictor"),
             command=["python", "-m", "models.predictor", "--model-dir", MODEL_DIR, "--model-name", name,
                      "--version", version, "--http-port", str(PORT)],
-            port=PORT, probe_path="/v2/health/ready",
+            port=PORT, probe_path="/v2/health/ready", uid=UID,  # no pod-level securityContext: see the module doc
             env=[{"name": "STORAGE_URI", "value": uri}, {"name": "HOME", "value": "/tmp"},
                  {"name": "OTEL_SERVICE_NAME", "value": "predictor"},
                  *config_env(config, service_overrides(config))],
         )
         c["ports"] = [{"containerPort": PORT, "protocol": "TCP"}]  # Knative allows one unnamed port
         predictor["containers"] = [c]
-    predictor["securityContext"] = pod_security()
     predictor["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     annotations = {
         "serving.kserve.io/deploymentMode": "Serverless",
@@ -92,13 +159,6 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {"name": name, "namespace": ns, "labels": labels("predictor"), "annotations": annotations},
+        "metadata": {"name": name, "namespace": ns, "labels": isvc_labels(), "annotations": annotations},
         "spec": {"predictor": predictor},
     }
-
-
-def crd_schema() -> dict[str, Any]:
-    import json
-
-    crd = json.loads(CRD_SCHEMA_FILE.read_text())
-    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

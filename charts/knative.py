@@ -1,4 +1,12 @@
-"""Step 2: Knative Serving (CRDs, core) with Kourier as its networking layer, from upstream manifests."""
+"""Step 2: Knative Serving (CRDs, core) with Kourier as its networking layer, from upstream manifests.
+
+Kourier is chosen the way Knative and KServe document it: `ingress-class` in `config-network`
+(documented in knative/networking config/config-network.yaml, vendored by knative/serving
+knative-v1.21.1; KServe: docs/admin/serverless/kourier_networking). `config-features` keeps its
+defaults (no pod-level securityContext, see charts/inference_service.py) except, on purpose and only
+when models live on MLflow's ReadWriteOnce volume, `kubernetes.podspec-affinity` (the predictor must
+be scheduled on MLflow's node).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +15,23 @@ from typing import Any
 from mlops_cli.core.config import Config
 
 from . import upstream
+from .configmap_patch import ConfigMapPatch, apply_patches
 
 KOURIER_CLASS = "kourier.ingress.networking.knative.dev"
+KOURIER_INTERNAL = "kourier-internal.kourier-system.svc.cluster.local"  # Kourier's cluster-local gateway
+
+
+def patches(config: Config) -> list[ConfigMapPatch]:
+    from .inference_service import pinned_to_mlflow_node
+
+    out = [ConfigMapPatch("knative-serving", "config-network", {"ingress-class": KOURIER_CLASS},
+                          why="Knative routes through Kourier")]
+    if pinned_to_mlflow_node(config):
+        out.append(ConfigMapPatch("knative-serving", "config-features", {"kubernetes.podspec-affinity": "enabled"},
+                                  why="predictors follow MLflow's ReadWriteOnce volume to its node"))
+    return out
 
 
 def objects(config: Config) -> list[dict[str, Any]]:
     objs = upstream.load(config, "knative-crds") + upstream.load(config, "knative-core") + upstream.load(config, "kourier")
-    for obj in objs:
-        # Knative picks its networking layer from config-network; set it on the upstream object itself
-        # (a second object of the same name would fight it for the field on every apply).
-        if obj["kind"] == "ConfigMap" and obj["metadata"].get("name") == "config-network" \
-                and obj["metadata"].get("namespace") == "knative-serving":
-            obj.setdefault("data", {})["ingress-class"] = KOURIER_CLASS
-    return objs
+    return apply_patches(objs, patches(config), "knative")

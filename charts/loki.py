@@ -95,8 +95,14 @@ def loki(config: Config) -> list[dict[str, Any]]:
     ]
 
 
+def logs_namespace(config: Config) -> str:
+    """Promtail reads the nodes' log files (a hostPath volume), which Pod Security `restricted` (enforced
+    on our namespace) forbids: it runs alone in its own namespace, labelled `privileged`."""
+    return f"{config.kubernetes.namespace}-logs"
+
+
 def promtail(config: Config) -> list[dict[str, Any]]:
-    ns = config.kubernetes.namespace
+    ns = logs_namespace(config)
     c = container(
         config, "promtail", "promtail", config.kubernetes.promtail_image, args=["-config.file=/etc/promtail/promtail.yaml"],
         env=[{"name": "HOSTNAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
@@ -130,13 +136,16 @@ def promtail(config: Config) -> list[dict[str, Any]]:
         },
     }
     return [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": ns, "labels": {**labels("promtail"), "pod-security.kubernetes.io/enforce": "privileged"}}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata("promtail", "promtail", ns)},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": metadata(f"{ns}-promtail", "promtail"),
          "rules": [{"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": metadata(f"{ns}-promtail", "promtail"),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{ns}-promtail"},
          "subjects": [{"kind": "ServiceAccount", "name": "promtail", "namespace": ns}]},
-        config_map(config, "promtail-config", "promtail", {"promtail.yaml": promtail_config(config)}),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata("promtail-config", "promtail", ns),
+         "data": {"promtail.yaml": promtail_config(config)}},
         daemonset,
     ]
 

@@ -70,26 +70,34 @@ def pod_security(uid: int = 10001) -> dict[str, Any]:
     }
 
 
-def container_security() -> dict[str, Any]:
-    return {
+def container_security(uid: int | None = None) -> dict[str, Any]:
+    """With uid: also the user, group and seccomp profile, for pods that may not carry a pod-level
+    securityContext (Knative-managed pods: see charts/inference_service.py)."""
+    sc: dict[str, Any] = {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
     }
+    if uid is not None:
+        sc.update({"runAsUser": uid, "runAsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}})
+    return sc
 
 
 def container(
     config: Config, component: str, name: str, image: str, *, args: list[str] | None = None,
     command: list[str] | None = None, port: int | None = None, env: list[dict[str, Any]] | None = None,
-    mounts: list[dict[str, Any]] | None = None, probe_path: str | None = None,
+    mounts: list[dict[str, Any]] | None = None, probe_path: str | None = None, live_path: str | None = None,
+    uid: int | None = None, probe_host: str | None = None,
 ) -> dict[str, Any]:
+    """probe_path: readiness (and liveness, unless live_path names another path).
+    uid: put the user and seccomp profile on the container (pods without a pod-level securityContext)."""
     c: dict[str, Any] = {
         "name": name,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "resources": resources(config, component),
-        "securityContext": container_security(),
+        "securityContext": container_security(uid),
         # Read-only root: anything that writes scratch files gets an emptyDir at /tmp.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(mounts or [])],
     }
@@ -102,34 +110,45 @@ def container(
     if port is not None:
         c["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
     if probe_path and port is not None:
-        probe = {"httpGet": {"path": probe_path, "port": port}, "periodSeconds": 10, "timeoutSeconds": 3}
-        c["readinessProbe"] = {**probe, "initialDelaySeconds": 5}
-        c["livenessProbe"] = {**probe, "initialDelaySeconds": 30, "failureThreshold": 6}
+        # Two probes, each built whole: they never share a nested dict (a shared httpGet once made
+        # setting the liveness path rewrite the readiness path too).
+        c["readinessProbe"] = http_probe(probe_path, port, initial_delay_s=5, failure_threshold=3, host=probe_host)
+        c["livenessProbe"] = http_probe(live_path or probe_path, port, initial_delay_s=30, failure_threshold=6, host=probe_host)
     return c
+
+
+def http_probe(path: str, port: int, *, initial_delay_s: int, failure_threshold: int, host: str | None = None) -> dict[str, Any]:
+    """host: the Host header the kubelet sends (default: the pod IP), for servers that check it."""
+    get: dict[str, Any] = {"path": path, "port": port}
+    if host:
+        get["httpHeaders"] = [{"name": "Host", "value": host}]
+    return {"httpGet": get, "initialDelaySeconds": initial_delay_s,
+            "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": failure_threshold}
 
 
 def deployment(
     config: Config, component: str, containers: list[dict[str, Any]], *, replicas: int | None = 1,
     volumes: list[dict[str, Any]] | None = None, service_account: str | None = None,
     annotations: dict[str, str] | None = None, uid: int = 10001, strategy: str = "RollingUpdate",
+    init_containers: list[dict[str, Any]] | None = None, automount_token: bool | None = None,
 ) -> dict[str, Any]:
     ns = config.kubernetes.namespace
     pod_spec: dict[str, Any] = {
         "securityContext": pod_security(uid),
-        "automountServiceAccountToken": service_account is not None,
+        "automountServiceAccountToken": service_account is not None if automount_token is None else automount_token,
         "containers": containers,
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}, *(volumes or [])],
+        **({"serviceAccountName": service_account} if service_account else {}),
+        **({"initContainers": init_containers} if init_containers else {}),
     }
-    if service_account:
-        pod_spec["serviceAccountName"] = service_account
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(component)},
         "strategy": {"type": strategy},
         "template": {"metadata": {"labels": labels(component), **({"annotations": annotations} if annotations else {})},
                      "spec": pod_spec},
+        # None: the HPA owns the replica count, so apply must not fight it
+        **({"replicas": replicas} if replicas is not None else {}),
     }
-    if replicas is not None:  # None: the HPA owns the replica count, so apply must not fight it
-        spec["replicas"] = replicas
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(component, component, ns), "spec": spec}
 
 
@@ -151,8 +170,8 @@ def config_map(config: Config, name: str, component: str, data: dict[str, str]) 
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(name, component, config.kubernetes.namespace), "data": data}
 
 
-def pvc(config: Config, name: str, component: str, size: str) -> dict[str, Any]:
-    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+def pvc(config: Config, name: str, component: str, size: str, access_mode: str = "ReadWriteOnce") -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": [access_mode], "resources": {"requests": {"storage": size}}}
     if config.kubernetes.storage_class:
         spec["storageClassName"] = config.kubernetes.storage_class
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata(name, component, config.kubernetes.namespace), "spec": spec}

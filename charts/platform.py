@@ -28,13 +28,18 @@ def namespace(config: Config) -> dict[str, Any]:
 
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": config.kubernetes.namespace,
-                         "labels": {**labels("platform"), "pod-security.kubernetes.io/warn": "restricted"}}}
+                         "labels": {**labels("platform"), **POD_SECURITY}}}
+
+
+# Enforced, not only warned: the API server refuses any pod of ours that is not `restricted`.
+POD_SECURITY = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest",
+                "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/audit": "restricted"}
 
 
 def platform_steps(config: Config, secrets: PlatformSecrets | None) -> list[Step]:
     """secrets=None renders Secrets without values: enough to plan deletions, never to apply."""
-    from . import cert_manager, drift, gateway, grafana, ingress_nginx, jaeger, knative, kserve, loki, mlflow, \
-        network_policies, prometheus
+    from . import cert_manager, drift, gateway, grafana, inference_service, ingress_nginx, jaeger, knative, kserve, \
+        loki, mlflow, network_policies, prometheus
 
     return [
         Step("namespace", "0. namespace", [namespace(config)]),
@@ -47,7 +52,8 @@ def platform_steps(config: Config, secrets: PlatformSecrets | None) -> list[Step
              prometheus.objects(config) + grafana.objects(config) + jaeger.objects(config) + loki.objects(config)),
         Step("mlflow", "6. MLflow", mlflow.objects(config, secrets)),
         Step("drift", "7. drift service", drift.objects(config)),
-        Step("gateway", "8. gateway", gateway.objects(config) + network_policies.objects(config)),
+        Step("gateway", "8. gateway", gateway.objects(config) + [inference_service.predictor_service_account(config)]
+             + network_policies.objects(config)),
     ]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from mlops_cli.core.config import Config
 
 from . import observability_files
+from .inference_service import predictor_host
 from .objects import config_map, container, deployment, pvc, service
 
 PORT = 9090
@@ -25,7 +26,7 @@ def cluster_targets(config: Config) -> dict[str, str]:
     return {
         "gateway": f"gateway.{ns}.svc.cluster.local:80",
         "drift": f"drift.{ns}.svc.cluster.local:8085",
-        "predictor": f"{config.serving.model_name}-predictor.{ns}.svc.cluster.local:80",
+        "predictor": f"{predictor_host(config)}:80",
         "mlflow": f"mlflow.{ns}.svc.cluster.local:5000",
         "prometheus": f"localhost:{PORT}",
     }
@@ -50,7 +51,7 @@ def objects(config: Config) -> list[dict[str, Any]]:
     c = container(
         config, "prometheus", "prometheus", config.kubernetes.prometheus_image,
         args=["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",
-              "--storage.tsdb.retention.time=15d", "--web.enable-lifecycle"],
+              "--storage.tsdb.retention.time=15d"],  # no --web.enable-lifecycle: no remote /-/quit or /-/reload
         port=PORT, probe_path="/-/ready",
         mounts=[{"name": "config", "mountPath": "/etc/prometheus", "readOnly": True},
                 {"name": "rules", "mountPath": RULES_DIR, "readOnly": True},

@@ -8,12 +8,11 @@ downloaded once into that cache. Every file, wherever it came from, must match i
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops_cli.core.atomic_file import write_atomically
 from mlops_cli.core.config import Config
 from mlops_cli.core.errors import ConfigError, PreflightError
 
@@ -64,11 +63,7 @@ def manifest_bytes(config: Config, key: str) -> bytes:
         return _verified(cached.read_bytes(), p, str(cached))
     data = _download(p)
     _verified(data, p, p.url)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".part")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, cached)  # atomic: an interrupted download never leaves a half file in the cache
+    write_atomically(cached, data)  # an interrupted download never leaves a half file in the cache
     return data
 
 

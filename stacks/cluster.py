@@ -1,8 +1,11 @@
 """The EKS cluster (pulumi_eks) and its managed node groups, all nodes in private subnets.
 
-The API endpoint is reachable privately from inside the VPC, and publicly only from the configured
-CIDRs (none = private only). An optional GPU group carries a NoSchedule taint so that only pods that
-tolerate it (the predictor, when asked) land on the expensive nodes.
+The API endpoint is private inside the VPC and public only from the configured CIDRs (the install runs
+from the user's machine, so a public endpoint is required; `up` fills in the user's egress address when
+none are configured). Nodes run the EKS-optimized Amazon Linux 2023 AMI (AL2 AMIs stop at Kubernetes 1.32),
+the NVIDIA variant for the GPU group, on encrypted gp3 root volumes from our own launch template, so the
+volume type and size are what we declare, not a default. An optional GPU group carries a NoSchedule taint
+so that only pods that tolerate it (the predictor, when asked) land on the expensive nodes.
 """
 
 from __future__ import annotations
@@ -14,7 +17,20 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 
+from mlops_cli.adapters.eks_token import with_token_command
+
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
+# EKS managed node group AMI types (CreateNodegroup amiType; EKS user guide "Amazon EKS optimized AMIs").
+AMI_STANDARD = "AL2023_x86_64_STANDARD"
+AMI_NVIDIA = "AL2023_x86_64_NVIDIA"
+ROOT_DEVICE = "/dev/xvda"  # the AL2023 EKS AMI's root device name
+ROOT_VOLUME_TYPE = "gp3"
+POOL_LABEL = "mlops/pool"
+LOG_TYPES = ("api", "audit", "authenticator")
+
+
+def log_group_name(cluster_name: str) -> str:
+    return f"/aws/eks/{cluster_name}/cluster"
 
 # What a managed node's kubelet needs: join the cluster, run the VPC CNI, pull images from ECR.
 _NODE_POLICIES = {
@@ -45,12 +61,15 @@ class ClusterArgs:
     private_subnet_ids: list[pulumi.Input[str]]
     public_access_cidrs: list[str]
     node_groups: list[NodeGroupSpec]
+    region: str = "us-east-1"
+    log_retention_days: int = 30
     tags: dict[str, str] = field(default_factory=dict)
 
 
 class Cluster(pulumi.ComponentResource):
     cluster_name: pulumi.Output[str]
     kubeconfig_json: pulumi.Output[str]
+    log_group: pulumi.Output[str]
     oidc_provider_url: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
 
@@ -73,7 +92,14 @@ class Cluster(pulumi.ComponentResource):
             for key, arn in _NODE_POLICIES.items()
         ]
 
-        public = bool(args.public_access_cidrs)
+        # EKS writes control-plane logs to this fixed name and creates the group itself, never expiring and
+        # outliving the cluster, unless it exists already (EKS user guide, "Send control plane logs to
+        # CloudWatch Logs"). Declared first, it has a retention and goes away with the stack.
+        log_group = aws.cloudwatch.LogGroup(f"{name}-logs", name=log_group_name(args.cluster_name),
+                                            retention_in_days=args.log_retention_days, tags=args.tags, opts=child)
+        if not args.public_access_cidrs:
+            raise ValueError("public_access_cidrs is empty: `mlops up` resolves it to your egress address "
+                             "before running the program; pass CIDRs explicitly when building it yourself")
         self._cluster = eks.Cluster(
             name,
             name=args.cluster_name,
@@ -85,37 +111,54 @@ class Cluster(pulumi.ComponentResource):
             private_subnet_ids=args.private_subnet_ids,
             node_associate_public_ip_address=False,
             endpoint_private_access=True,
-            endpoint_public_access=public,
-            public_access_cidrs=args.public_access_cidrs if public else None,
+            endpoint_public_access=True,
+            public_access_cidrs=args.public_access_cidrs,
             # Node groups are declared below (managed, sized from config); the default one is not.
             skip_default_node_group=True,
             # Access entries instead of the aws-auth ConfigMap; EKS maps managed node roles itself.
             authentication_mode=eks.AuthenticationMode.API,
             # identity.PlatformIdentity declares the OIDC provider next to the role that trusts it.
             create_oidc_provider=False,
-            enabled_cluster_log_types=["api", "audit", "authenticator"],
+            enabled_cluster_log_types=list(LOG_TYPES),
             tags=args.tags,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
 
+        self.node_groups = []
         for spec in args.node_groups:
-            eks.ManagedNodeGroup(
+            template = aws.ec2.LaunchTemplate(
+                f"{name}-{spec.name}",
+                block_device_mappings=[{"device_name": ROOT_DEVICE, "ebs": {
+                    "volume_size": spec.disk_size_gb, "volume_type": ROOT_VOLUME_TYPE, "encrypted": "true",
+                    "delete_on_termination": "true"}}],
+                # IMDSv2 only; hop limit 2 so that pods (one hop further) can still reach it where they must.
+                metadata_options={"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 2},
+                tag_specifications=[{"resource_type": kind, "tags": args.tags} for kind in ("instance", "volume")],
+                tags=args.tags,
+                opts=child,
+            )
+            self.node_groups.append(eks.ManagedNodeGroup(
                 f"{name}-{spec.name}",
                 cluster=self._cluster,
                 node_role=node_role,
                 subnet_ids=args.private_subnet_ids,
                 instance_types=spec.instance_types,
+                ami_type=AMI_NVIDIA if spec.gpu else AMI_STANDARD,
                 scaling_config={"min_size": spec.min_size, "desired_size": spec.desired_size, "max_size": spec.max_size},
-                disk_size=spec.disk_size_gb,
-                gpu=spec.gpu or None,
+                # The cluster autoscaler changes desired size; Pulumi must not reset it on the next `up`.
+                ignore_scaling_changes=True,
+                launch_template={"id": template.id, "version": template.latest_version.apply(str)},
                 taints=[GPU_TAINT] if spec.gpu else None,
-                labels={"mlops/pool": spec.name},
+                labels={POOL_LABEL: spec.name},
                 tags=args.tags,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
-            )
+            ))
 
         self.cluster_name = pulumi.Output.from_input(args.cluster_name)
-        self.kubeconfig_json = self._cluster.kubeconfig_json
+        self.log_group = log_group.name
+        # pulumi-eks's kubeconfig runs `aws eks get-token`; ours asks `mlops eks-token` (no AWS CLI needed).
+        self.kubeconfig_json = self._cluster.kubeconfig_json.apply(
+            lambda k: json.dumps(with_token_command(k, args.cluster_name, args.region)))
         self.oidc_provider_url = self._cluster.oidc_provider_url
         self.oidc_issuer = self._cluster.oidc_issuer
         self.register_outputs({"cluster_name": self.cluster_name})

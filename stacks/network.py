@@ -16,6 +16,30 @@ import pulumi_aws as aws
 _SPLIT_BITS = 4
 _PUBLIC_OFFSET = 8
 
+# Zones where EKS refuses control-plane subnets (UnsupportedAvailabilityZoneException), by zone ID because
+# zone names are shuffled per account. Source: Amazon EKS user guide, "VPC and subnet requirements"
+# (https://docs.aws.amazon.com/eks/latest/userguide/network-reqs.html, subnet requirements).
+EKS_UNSUPPORTED_ZONE_IDS = ("use1-az3", "usw1-az2", "cac1-az3")
+
+
+class ZoneShortage(Exception):
+    """Fewer usable zones than asked for: raised inside the program, shown by Pulumi at preview."""
+
+
+def usable_zones(zone_names: list[str], zone_ids: list[str], offered: dict[str, set[str]],
+                 instance_types: list[str], count: int) -> list[tuple[str, str]]:
+    """The first `count` (name, id) zones that EKS accepts and that offer at least one node instance type.
+
+    `offered` maps an instance type to the zone IDs that offer it (DescribeInstanceTypeOfferings with
+    LocationType=availability-zone-id)."""
+    usable = [(name, zid) for name, zid in zip(zone_names, zone_ids)
+              if zid not in EKS_UNSUPPORTED_ZONE_IDS and any(zid in offered.get(t, set()) for t in instance_types)]
+    if len(usable) < count:
+        raise ZoneShortage(
+            f"only {len(usable)} availability zone(s) ({', '.join(z for _, z in usable) or 'none'}) accept EKS and "
+            f"offer {', '.join(instance_types)}; eks.availability_zones = {count}: lower it or pick other instance types")
+    return usable[:count]
+
 
 @dataclass(frozen=True)
 class NetworkArgs:
@@ -24,6 +48,7 @@ class NetworkArgs:
     single_nat: bool
     cluster_name: str
     tags: dict[str, str]
+    instance_types: list[str]   # the general node group's: every chosen zone must offer one of them
 
 
 def subnet_cidrs(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
@@ -36,6 +61,7 @@ def subnet_cidrs(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
 
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
+    zone_ids: pulumi.Output[list[str]]
     public_subnet_ids: list[pulumi.Output[str]]
     private_subnet_ids: list[pulumi.Output[str]]
 
@@ -48,7 +74,24 @@ class Network(pulumi.ComponentResource):
 
         # The EKS subnet tags tell the AWS load balancer integrations where to place public/internal LBs.
         cluster_tag = {f"kubernetes.io/cluster/{args.cluster_name}": "shared"}
-        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self))
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        # Opt-in zones (Local/Wavelength) are not for EKS node groups; unsupported control-plane zones go by id.
+        zones = aws.get_availability_zones_output(
+            state="available", exclude_zone_ids=list(EKS_UNSUPPORTED_ZONE_IDS),
+            filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}], opts=invoke)
+        offerings = aws.ec2.get_instance_type_offerings_output(
+            location_type="availability-zone-id",
+            filters=[{"name": "instance-type", "values": list(args.instance_types)}], opts=invoke)
+
+        def offered_by_type(result) -> dict[str, set[str]]:
+            out: dict[str, set[str]] = {}
+            for itype, zone_id in zip(result.instance_types, result.locations):
+                out.setdefault(itype, set()).add(zone_id)
+            return out
+
+        chosen = pulumi.Output.all(zones.names, zones.zone_ids, offerings).apply(
+            lambda v: usable_zones(v[0], v[1], offered_by_type(v[2]), list(args.instance_types), args.az_count))
+        self.zone_ids = chosen.apply(lambda zs: [zid for _, zid in zs])
         private_cidrs, public_cidrs = subnet_cidrs(args.cidr, args.az_count)
 
         vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=args.cidr, enable_dns_hostnames=True, enable_dns_support=True,
@@ -60,7 +103,7 @@ class Network(pulumi.ComponentResource):
 
         public, private, nats = [], [], []
         for i in range(args.az_count):
-            az = zones.names[i]
+            az = chosen.apply(lambda zs, i=i: zs[i][0])
             pub = aws.ec2.Subnet(f"{name}-public-{i}", vpc_id=vpc.id, cidr_block=public_cidrs[i], availability_zone=az,
                                  map_public_ip_on_launch=True,
                                  tags=tagged(f"public-{i}", **cluster_tag, **{"kubernetes.io/role/elb": "1"}), opts=child)

@@ -14,14 +14,19 @@ import pulumi
 from mlops_cli.core.config import Config, EksConfig
 from mlops_cli.core.eks_versions import upgrade_policy
 
+from charts.inference_service import PREDICTOR_SERVICE_ACCOUNT
+
+from .addons import AddonsArgs, ClusterAddons
 from .cluster import Cluster, ClusterArgs, NodeGroupSpec
-from .ecr import ImageRepositories, RepositoriesArgs
+from .ecr import ImageRepositories, RepositoriesArgs, namespace
 from .identity import IdentityArgs, PlatformIdentity
 from .network import Network, NetworkArgs
 from .storage import ArtifactBucket, BucketArgs, bucket_prefix
 from .tags import stack_tags
 
-OUTPUTS = ("cluster_name", "region", "kubeconfig", "bucket_name", "irsa_role_arn", "ecr_urls", "vpc_id")
+OUTPUTS = ("cluster_name", "region", "kubeconfig", "bucket_name", "irsa_role_arn", "predictor_role_arn", "ecr_urls",
+           "images_registry",
+           "vpc_id", "zone_ids", "storage_class", "log_group")
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class Platform:
 
     project: str
     namespace: str
+    adopt_bucket: str = ""   # the bucket a previous `down` kept (targets/eks.py kept_bucket)
 
 
 def node_groups(eks: EksConfig) -> list[NodeGroupSpec]:
@@ -47,21 +53,32 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
 
     network = Network("network", NetworkArgs(cidr=eks.vpc_cidr, az_count=eks.availability_zones,
                                              single_nat=eks.single_nat_gateway, cluster_name=eks.cluster_name,
-                                             tags=tags))
+                                             tags=tags, instance_types=eks.instance_types))
     cluster = Cluster("cluster", ClusterArgs(
         cluster_name=eks.cluster_name, version=eks.version,
         upgrade_policy=upgrade_policy(eks.version, eks.upgrade_policy), vpc_id=network.vpc_id,
         public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids,
-        public_access_cidrs=eks.public_access_cidrs, node_groups=node_groups(eks), tags=tags))
+        public_access_cidrs=eks.public_access_cidrs, node_groups=node_groups(eks), region=eks.region,
+        log_retention_days=eks.log_retention_days, tags=tags))
     bucket = ArtifactBucket("artifacts", BucketArgs(
         bucket_name=eks.bucket_name, name_prefix=bucket_prefix(platform.project, stack),
-        noncurrent_days=eks.noncurrent_version_days, tags=tags))
+        noncurrent_days=eks.noncurrent_version_days, tags=tags, adopt=platform.adopt_bucket))
     identity = PlatformIdentity("platform", IdentityArgs(
         oidc_provider_url=cluster.oidc_provider_url, oidc_issuer=cluster.oidc_issuer,
-        namespace=platform.namespace, service_account=eks.service_account, bucket_arn=bucket.bucket_arn, tags=tags))
+        namespace=platform.namespace, service_account=eks.service_account, bucket_arn=bucket.bucket_arn, tags=tags,
+        predictor_service_account=PREDICTOR_SERVICE_ACCOUNT))
+    addons = ClusterAddons("addons", AddonsArgs(
+        cluster_name=eks.cluster_name, region=eks.region, kubernetes_version=eks.version,
+        kubeconfig=cluster.kubeconfig_json, oidc_provider_arn=identity.oidc_provider_arn,
+        oidc_issuer=cluster.oidc_issuer, gpu=eks.gpu_enabled, node_groups=cluster.node_groups, tags=tags))
     ecr_urls: dict[str, pulumi.Output[str]] = {}
+    registry: pulumi.Output[str] = pulumi.Output.from_input("")
     if eks.ecr_enabled:
-        ecr_urls = ImageRepositories("images", RepositoriesArgs(project=platform.project, tags=tags)).urls
+        repos = ImageRepositories("images", RepositoriesArgs(project=platform.project, tags=tags))
+        ecr_urls = repos.urls
+        # <account>.dkr.ecr.<region>.amazonaws.com/<namespace>: the `[images] registry` of the install.
+        registry = next(iter(ecr_urls.values())).apply(
+            lambda url: f"{url.split('/', 1)[0]}/{namespace(platform.project)}")
 
     outputs = {
         "cluster_name": cluster.cluster_name,
@@ -70,8 +87,13 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
         "kubeconfig": pulumi.Output.secret(cluster.kubeconfig_json),
         "bucket_name": bucket.bucket_name,
         "irsa_role_arn": identity.role_arn,
+        "predictor_role_arn": identity.predictor_role_arn,
         "ecr_urls": pulumi.Output.from_input(ecr_urls),
+        "images_registry": registry,
         "vpc_id": network.vpc_id,
+        "zone_ids": network.zone_ids,
+        "storage_class": addons.storage_class,
+        "log_group": cluster.log_group,
     }
     for key, value in outputs.items():
         pulumi.export(key, value)
@@ -81,7 +103,10 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
 def inline(config: Config) -> Callable[[], None]:
     """The program as the Automation API wants it: a no-argument function."""
     eks = config.eks
-    platform = Platform(project=config.project.name, namespace=config.kubernetes.namespace)
+    from mlops_cli.targets.eks import kept_bucket
+
+    platform = Platform(project=config.project.name, namespace=config.kubernetes.namespace,
+                        adopt_bucket=kept_bucket(config))
 
     def program() -> None:
         build(eks, platform)

@@ -21,6 +21,7 @@ class BucketArgs:
     name_prefix: str
     noncurrent_days: int
     tags: dict[str, str] = field(default_factory=dict)
+    adopt: str = ""           # a bucket a previous `down` kept: taken back into the stack by import
 
 
 def bucket_prefix(*parts: str) -> str:
@@ -51,8 +52,10 @@ class ArtifactBucket(pulumi.ComponentResource):
         super().__init__("mlops:storage:ArtifactBucket", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        naming = {"bucket": args.bucket_name} if args.bucket_name else {"bucket_prefix": args.name_prefix}
-        bucket = aws.s3.Bucket(name, force_destroy=False, tags=args.tags, opts=child, **naming)
+        exact = args.adopt or args.bucket_name
+        naming = {"bucket": exact} if exact else {"bucket_prefix": args.name_prefix}
+        bucket = aws.s3.Bucket(name, force_destroy=False, tags=args.tags, **naming,
+                               opts=pulumi.ResourceOptions(parent=self, import_=args.adopt or None))
         after_bucket = pulumi.ResourceOptions(parent=self, depends_on=[bucket])
 
         aws.s3.BucketOwnershipControls(f"{name}-ownership", bucket=bucket.id,

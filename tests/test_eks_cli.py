@@ -20,13 +20,15 @@ import pytest
 from mlops_cli.adapters import pulumi_aws_account, pulumi_workspace
 from mlops_cli.adapters.pulumi_workspace import ResourceStep, UpdateInfo
 from mlops_cli.core.errors import MlopsError, NotFoundError
+from tests.support import AWS_ACCOUNT as ACCOUNT
 
-ACCOUNT = "123456789012"
 KUBECONFIG = json.dumps({"apiVersion": "v1", "clusters": [{"name": "mlops"}], "current-context": "aws"})
 OUTPUTS = {
     "cluster_name": "mlops", "region": "us-east-1", "kubeconfig": KUBECONFIG, "bucket_name": "test-project-dev-a1b2",
     "irsa_role_arn": f"arn:aws:iam::{ACCOUNT}:role/platform-irsa", "vpc_id": "vpc-0abc",
     "ecr_urls": {"gateway": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/test-project/mlops-gateway"},
+    "images_registry": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/test-project",
+    "predictor_role_arn": f"arn:aws:iam::{ACCOUNT}:role/predictor-irsa", "storage_class": "gp3",
 }
 
 
@@ -103,25 +105,13 @@ def no_pulumi(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def aws(tmp_path, monkeypatch, project):
-    """A Pulumi CLI on PATH (a stand-in: the workspace is substituted), a passphrase, an AWS identity."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "pulumi"
-    fake.write_text("#!/bin/sh\necho 'not the real pulumi' >&2\nexit 1\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test-passphrase")
-    monkeypatch.setattr(pulumi_aws_account, "caller_identity", lambda region: pulumi_aws_account.AwsIdentity(
-        ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/dev", region, "env"))
-    state = {"has_data": False, "emptied": []}
-    monkeypatch.setattr(pulumi_aws_account, "bucket_has_data", lambda bucket, region: state["has_data"])
-    monkeypatch.setattr(pulumi_aws_account, "empty_bucket", lambda bucket, region: state["emptied"].append(bucket) or 7)
-    return state
-
-
-@pytest.fixture
 def workspace(monkeypatch, aws) -> FakeWorkspace:
+    """The substituted stack, in an account where nothing is left to sweep (tests/test_eks_teardown.py runs
+    the sweep against moto)."""
+    from mlops_cli.adapters import aws_sweep
+
+    monkeypatch.setattr(aws_sweep, "Aws", lambda region, endpoint_url=None: None)
+    monkeypatch.setattr(aws_sweep, "leftovers", lambda client, cluster: [])
     ws = FakeWorkspace()
 
     def open_stack(config, *, create):
@@ -154,7 +144,9 @@ def kubernetes_target(monkeypatch, workspace):
             from mlops_cli.targets import Outcome, StepResult
 
             workspace.calls.append("platform up")
-            return Outcome(steps=[StepResult("gateway", "created")])
+            return Outcome(steps=[StepResult("gateway", "created")],
+                           info={"ingress": "http://mlops.local", "gateway_user": "admin",
+                                 "gateway_password": "generated-Once-7"})
 
         def down(self, options, reporter, confirm):
             from mlops_cli.targets import Outcome, StepResult
@@ -271,11 +263,16 @@ def test_up_hands_the_cluster_to_the_kubernetes_target(cli, project, workspace, 
     result = cli("up", "--target", "eks", "--yes")
     assert result.exit_code == 0, _everything(result)
     assert workspace.calls[-2:] == ["up", "platform up"]
-    k8s = kubernetes_target["config"].kubernetes
+    config = kubernetes_target["config"]
+    k8s = config.kubernetes
     assert Path(k8s.kubeconfig) == project / ".mlops" / "eks-kubeconfig"
-    if "mlflow_artifacts" in type(k8s).model_fields:
-        assert k8s.mlflow_artifacts == f"s3://{OUTPUTS['bucket_name']}/mlflow"
-        assert k8s.mlflow_role_arn == OUTPUTS["irsa_role_arn"]
+    assert k8s.mlflow_artifacts == f"s3://{OUTPUTS['bucket_name']}/mlflow"
+    assert k8s.mlflow_role_arn == OUTPUTS["irsa_role_arn"]
+    assert k8s.predictor_role_arn == OUTPUTS["predictor_role_arn"]
+    assert k8s.storage_class == "gp3"
+    assert config.images.registry == OUTPUTS["images_registry"]  # the platform's images come from our ECR
+    # The generated gateway password is shown once (it lives only in the cluster's Secret afterwards).
+    assert "generated-Once-7" in result.stdout + result.stderr
 
 
 def test_rerun_preview_counts_unchanged_resources(cli, project, workspace):
@@ -335,7 +332,7 @@ def test_down_keeps_a_bucket_that_holds_data(cli, project, workspace, aws, kuber
     assert result.exit_code == 0, out
     assert "forget mlops:storage:ArtifactBucket" in workspace.calls
     assert workspace.calls.index("forget mlops:storage:ArtifactBucket") < workspace.calls.index("destroy")
-    assert f"kept bucket s3://{OUTPUTS['bucket_name']}" in out and "--delete-data" in out
+    assert f"kept bucket s3://{OUTPUTS['bucket_name']}" in out and "--purge" in out
     assert aws["emptied"] == []
 
 

@@ -17,7 +17,19 @@ from mlops_cli.core.config import EksConfig  # noqa: E402
 
 PROJECT, STACK, NAMESPACE = "test-project", "dev", "mlops"
 ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
-ZONES = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
+EGRESS = ["203.0.113.7/32"]
+# Zone names map to different zone ids in each account; here us-east-1a is use1-az3, where EKS refuses
+# control-plane subnets and newer instance types are not offered.
+ZONES = {"us-east-1a": "use1-az3", "us-east-1b": "use1-az1", "us-east-1c": "use1-az2", "us-east-1d": "use1-az4",
+         "us-east-1e": "use1-az6", "us-east-1f": "use1-az5"}
+# DescribeInstanceTypeOfferings by availability-zone-id (an illustrative subset of us-east-1).
+OFFERINGS = {
+    "m6i.large": {"use1-az1", "use1-az2", "use1-az4", "use1-az5", "use1-az6"},
+    "m6i.xlarge": {"use1-az1", "use1-az2", "use1-az4", "use1-az5", "use1-az6"},
+    "g5.xlarge": {"use1-az2", "use1-az4", "use1-az6"},
+    "g5.2xlarge": {"use1-az2", "use1-az4", "use1-az6"},
+    "t3.medium": {"use1-az1", "use1-az2", "use1-az3", "use1-az4", "use1-az6"},
+}
 TAGGABLE = {
     "aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/internetGateway:InternetGateway", "aws:ec2/routeTable:RouteTable",
     "aws:ec2/eip:Eip", "aws:ec2/natGateway:NatGateway", "aws:iam/role:Role",
@@ -31,13 +43,14 @@ class Mocks(pulumi.runtime.Mocks):
 
     def __init__(self) -> None:
         self.resources: list[Any] = []
+        self.calls: list[Any] = []
 
     def new_resource(self, args):
         self.resources.append(args)
         state = dict(args.inputs)
         state.setdefault("arn", f"arn:aws:mock:::{args.name}")
         if args.typ == "eks:index:Cluster":
-            state.update(kubeconfigJson=json.dumps({"clusters": [{"name": args.inputs["name"]}]}),
+            state.update(kubeconfigJson=json.dumps(pulumi_eks_kubeconfig(args.inputs["name"])),
                          oidcProviderUrl=f"https://{ISSUER}", oidcIssuer=ISSUER)
         elif args.typ == "aws:s3/bucket:Bucket":
             name = args.inputs.get("bucket") or args.inputs["bucketPrefix"] + "a1b2c3"
@@ -49,8 +62,18 @@ class Mocks(pulumi.runtime.Mocks):
         return [f"{args.name}-id", state]
 
     def call(self, args):
+        self.calls.append(args)
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": ZONES, "zoneIds": [f"use1-az{i}" for i in range(len(ZONES))], "id": "us-east-1"}
+            excluded = set(args.args.get("excludeZoneIds") or [])
+            zones = {n: z for n, z in ZONES.items() if z not in excluded}
+            return {"names": list(zones), "zoneIds": list(zones.values()), "id": "us-east-1"}
+        if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            if args.args.get("locationType") != "availability-zone-id":
+                raise ValueError("locations would be zone names, which differ per account")
+            wanted = next(f["values"] for f in args.args["filters"] if f["name"] == "instance-type")
+            pairs = [(t, z) for t in wanted for z in sorted(OFFERINGS.get(t, ()))]
+            return {"instanceTypes": [t for t, _ in pairs], "locations": [z for _, z in pairs],
+                    "locationTypes": ["availability-zone-id"] * len(pairs), "id": "us-east-1"}
         return {}
 
 
@@ -71,11 +94,22 @@ class FlatMonitor(MockMonitor):
         return resource_pb2.DeploymentInfo(supportedFeatures=features)
 
 
+def pulumi_eks_kubeconfig(name: str) -> dict[str, Any]:
+    """The shape of the kubeconfig pulumi-eks generates (nodejs/eks/cluster.ts generateKubeconfig)."""
+    return {"apiVersion": "v1", "kind": "Config", "current-context": "aws",
+            "clusters": [{"name": "kubernetes", "cluster": {"server": "https://EXAMPLE.gr7.us-east-1.eks.amazonaws.com",
+                                                         "certificate-authority-data": "LS0tLS1CRUdJTi=="}}],
+            "contexts": [{"name": "aws", "context": {"cluster": "kubernetes", "user": "aws"}}],
+            "users": [{"name": "aws", "user": {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1",
+                                                       "command": "aws", "args": ["eks", "get-token", "--cluster-name", name]}}}]}
+
+
 @dataclass
 class Declared:
     resources: list[Any]
     outputs: dict[str, Any]
     secret_outputs: set[str] = field(default_factory=set)
+    calls: list[Any] = field(default_factory=list)
 
     def of(self, typ: str) -> list[Any]:
         return [r for r in self.resources if r.typ == typ]
@@ -88,6 +122,10 @@ class Declared:
 
 def declare(**eks_fields: Any) -> Declared:
     """Run the program once under fresh mocks and return what it declared and exported."""
+    return declare_platform(**eks_fields)
+
+
+def declare_platform(adopt_bucket: str = "", **eks_fields: Any) -> Declared:
     from stacks.program import Platform, build
 
     mocks = Mocks()
@@ -95,9 +133,11 @@ def declare(**eks_fields: Any) -> Declared:
     resolved: dict[str, Any] = {}
     secret: set[str] = set()
 
+    eks_fields.setdefault("public_access_cidrs", EGRESS)  # what `up` resolves an empty list to
+
     @pulumi.runtime.test
     def run():
-        outputs = build(EksConfig(**eks_fields), Platform(project=PROJECT, namespace=NAMESPACE))
+        outputs = build(EksConfig(**eks_fields), Platform(project=PROJECT, namespace=NAMESPACE, adopt_bucket=adopt_bucket))
 
         async def secrets() -> None:
             for key, out in outputs.items():
@@ -108,7 +148,7 @@ def declare(**eks_fields: Any) -> Declared:
             lambda both: resolved.update(both[1]))
 
     run()
-    return Declared(mocks.resources, resolved, secret)
+    return Declared(mocks.resources, resolved, secret, mocks.calls)
 
 
 @pytest.fixture(scope="module")
@@ -173,11 +213,11 @@ def test_cluster_version_and_endpoint_access_from_config():
     assert cluster.inputs["nodeAssociatePublicIpAddress"] is False
 
 
-def test_no_public_cidrs_means_private_endpoint_only():
-    cluster = declare(public_access_cidrs=[]).one("eks:index:Cluster")
-    assert cluster.inputs["endpointPublicAccess"] is False
-    assert cluster.inputs["endpointPrivateAccess"] is True
-    assert "publicAccessCidrs" not in cluster.inputs
+def test_no_public_cidrs_is_refused_by_the_program():
+    # An empty list would make the endpoint private-only and the install from the user's machine impossible:
+    # `up` resolves it to the user's egress address first (test_eks_cluster.py).
+    with pytest.raises(Exception, match="public_access_cidrs is empty"):
+        declare(public_access_cidrs=[])
 
 
 def test_node_group_only_in_private_subnets_with_configured_size():
@@ -189,7 +229,8 @@ def test_node_group_only_in_private_subnets_with_configured_size():
     assert set(group["subnetIds"]) == private and not set(group["subnetIds"]) & public
     assert group["scalingConfig"] == {"minSize": 2, "desiredSize": 3, "maxSize": 5}
     assert group["instanceTypes"] == ["m6i.xlarge"]
-    assert group["diskSize"] == 80
+    template = d.one("aws:ec2/launchTemplate:LaunchTemplate", "general").inputs
+    assert template["blockDeviceMappings"][0]["ebs"]["volumeSize"] == 80
     assert not group.get("taints")
 
 
@@ -199,7 +240,7 @@ def test_gpu_on_adds_a_tainted_gpu_group():
     assert set(groups) == {"cluster-general", "cluster-gpu"}
     gpu = groups["cluster-gpu"]
     assert gpu["instanceTypes"] == ["g5.2xlarge"]
-    assert gpu["gpu"] is True
+    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
     assert gpu["scalingConfig"] == {"minSize": 0, "desiredSize": 1, "maxSize": 3}
     assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
     assert set(gpu["subnetIds"]) == _ids(_subnets(d, "private"))
@@ -242,7 +283,7 @@ def test_irsa_trusts_exactly_the_platform_service_account():
     provider = d.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider").inputs
     assert provider["url"] == f"https://{ISSUER}"
     assert provider["clientIdLists"] == ["sts.amazonaws.com"]
-    role = d.one("aws:iam/role:Role", "irsa")
+    role = d.one("aws:iam/role:Role", "platform-irsa")
     [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert statement["Principal"] == {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}"}
@@ -253,8 +294,8 @@ def test_irsa_trusts_exactly_the_platform_service_account():
 
 
 def test_irsa_policy_scoped_to_exactly_the_bucket(default):
-    policy = default.one("aws:iam/rolePolicy:RolePolicy")
-    assert policy.inputs["role"] == f"{default.one('aws:iam/role:Role', 'irsa').name}-id"
+    policy = default.one("aws:iam/rolePolicy:RolePolicy", "platform-bucket")
+    assert policy.inputs["role"] == f"{default.one('aws:iam/role:Role', 'platform-irsa').name}-id"
     arn = f"arn:aws:s3:::{default.outputs['bucket_name']}"
     resources: set[str] = set()
     for statement in json.loads(policy.inputs["policy"])["Statement"]:
@@ -295,5 +336,8 @@ def test_stack_outputs_and_kubeconfig_is_secret(default):
     assert default.outputs["cluster_name"] == "mlops"
     assert default.outputs["region"] == "us-east-1"
     assert default.outputs["vpc_id"] == "network-vpc-id"
-    assert json.loads(default.outputs["kubeconfig"])["clusters"][0]["name"] == "mlops"
+    kubeconfig = json.loads(default.outputs["kubeconfig"])
+    assert kubeconfig["clusters"][0]["cluster"]["server"].endswith(".eks.amazonaws.com")
+    [user] = kubeconfig["users"]
+    assert user["user"]["exec"]["args"] == ["eks-token", "--cluster", "mlops", "--region", "us-east-1"]
     assert default.secret_outputs == {"kubeconfig"}

@@ -6,19 +6,18 @@ run against today's date, so a default that ages out of standard support turns t
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from datetime import date, timedelta
 from importlib.metadata import version as installed_version
-from pathlib import Path
 
 import pytest
 
 from mlops_cli.core import eks_versions
 from mlops_cli.core.config import EksConfig
 from mlops_cli.core.eks_versions import Support
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
 
 
 def test_default_version_is_in_standard_support_with_months_left():
@@ -86,8 +85,9 @@ def test_up_refuses_an_ended_version_before_touching_pulumi(cli, project, monkey
     monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi: the version check must come first and say why
     result = cli("up", "--target", "eks", "--preview")
     assert result.exit_code == 2
-    assert "1.29" in result.stderr and "extended support" in result.stderr
-    assert eks_versions.newest_in_standard() in result.stderr
+    err = " ".join(result.stderr.split())
+    assert "1.29" in err and "extended support" in err
+    assert f'eks.version = "{eks_versions.newest_in_standard()}"' in err
 
 
 def test_cost_estimate_prices_extended_support():
@@ -148,3 +148,47 @@ def test_program_sets_the_upgrade_policy_explicitly():
     assert cluster.inputs["upgradePolicy"] == {"supportType": "STANDARD"}
     extended = next(v.version for v in eks_versions.VERSIONS if eks_versions.status(v.version).support is Support.EXTENDED)
     assert declare(version=extended).one("eks:index:Cluster").inputs["upgradePolicy"] == {"supportType": "EXTENDED"}
+
+
+def test_charts_use_the_service_account_the_irsa_role_trusts(project):
+    from charts.mlflow import objects
+    from mlops_cli.core.config import load_config
+    from tests.test_eks_stack import ISSUER, declare
+
+    config = load_config().with_overrides({"eks.service_account": "tracking",
+                                           "kubernetes.mlflow_role_arn": "arn:aws:iam::1:role/x",
+                                           "kubernetes.mlflow_artifacts": "s3://b/mlflow"})
+    rendered = objects(config, None)
+    [dep] = [o for o in rendered if o["kind"] == "Deployment"]
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "tracking"
+    assert any(o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "tracking" for o in rendered)
+    role = declare(service_account="tracking").one("aws:iam/role:Role", "platform-irsa")
+    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert statement["Condition"]["StringEquals"][f"{ISSUER}:sub"] == "system:serviceaccount:mlops:tracking"
+
+
+def test_predictor_gets_its_own_read_only_role():
+    from charts.inference_service import PREDICTOR_SERVICE_ACCOUNT
+    from tests.test_eks_stack import ISSUER, declare
+
+    d = declare()
+    role = d.one("aws:iam/role:Role", "predictor-irsa")
+    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert statement["Condition"]["StringEquals"][f"{ISSUER}:sub"] == f"system:serviceaccount:mlops:{PREDICTOR_SERVICE_ACCOUNT}"
+    policy = json.loads(d.one("aws:iam/rolePolicy:RolePolicy", "predictor-bucket").inputs["policy"])
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert "s3:GetObject" in actions and not {"s3:PutObject", "s3:DeleteObject"} & actions
+    assert d.outputs["predictor_role_arn"] == f"arn:aws:mock:::{role.name}"
+
+
+def test_images_registry_output_names_the_ecr_repositories(project):
+    from charts.image_refs import image_ref
+    from mlops_cli.core.config import load_config
+    from tests.test_eks_stack import declare
+
+    d = declare()
+    registry = d.outputs["images_registry"]
+    assert registry == "123456789012.dkr.ecr.us-east-1.amazonaws.com/test-project"
+    config = load_config().with_overrides({"images.registry": registry, "images.tag": "1.2.3"})
+    for component in ("gateway", "predictor", "drift"):
+        assert image_ref(config, component) == f"{d.outputs['ecr_urls'][component]}:1.2.3"

@@ -81,7 +81,7 @@ def test_stack_config_mirrors_the_eks_section(project):
     values = pulumi_workspace.stack_config(load_config().with_overrides({"eks.gpu_enabled": True}))
     assert values["aws:region"] == "us-east-1"
     assert values["mlops:gpu_enabled"] == "true"
-    assert json.loads(values["mlops:instance_types"]) == ["m6i.large"]
+    assert json.loads(values["mlops:instance_types"]) == ["m6i.xlarge"]
 
 
 def test_plugins_pinned_to_the_installed_sdks():

@@ -31,6 +31,37 @@ def k8s(project, emulator):
     return emulator
 
 
+@pytest.fixture(scope="module")
+def installed_state(tmp_path_factory):
+    """One full `mlops up` against an emulator, exported: tests that start from an installed platform
+    restore it instead of paying for the install each time."""
+    from mlops_cli.cli.app import main
+
+    project = tmp_path_factory.mktemp("installed") / "proj"
+    project.mkdir()
+    with pytest.MonkeyPatch.context() as mp, EmulatorThread() as emu:
+        for name in [n for n in os.environ if n.startswith(("MLOPS_", "MLFLOW_")) or n == "KUBECONFIG"]:
+            mp.delenv(name)
+        mp.setenv("NO_COLOR", "1")
+        mp.chdir(project)
+        pins = build_bundle(project / "bundle")
+        kubeconfig = write_kubeconfig(project / "kubeconfig", emu.url)
+        (project / "mlops.toml").write_text('[project]\nname = "t"\n[serving]\nready_timeout_s = 2.0\n'
+                                            + kubernetes_toml(project / "bundle", pins, kubeconfig, step_timeout_s=5.0))
+        try:
+            main(["-q", "up", "--target", "kubernetes"])
+        except SystemExit as exc:
+            assert not exc.code, "the shared install failed"
+        return emu.server.export()
+
+
+@pytest.fixture
+def installed(k8s, installed_state):
+    """The emulator of `k8s`, holding a platform `mlops up` installed."""
+    k8s.restore(installed_state)
+    return k8s
+
+
 def _up(cli, *extra):
     result = cli("--json", "up", "--target", "kubernetes", *extra)
     assert result.exit_code == 0, result.stderr
@@ -82,14 +113,13 @@ def test_full_install_then_second_install_changes_nothing(cli, k8s):
     assert "create" not in text.stdout and "update" not in text.stdout
 
 
-def test_a_changed_config_is_an_update_of_just_that_object(cli, k8s, project):
-    _up(cli)
+def test_a_changed_config_is_an_update_of_just_that_object(cli, installed, project):
     with open(project / "mlops.toml", "a") as fh:
         fh.write("gateway_max_replicas = 9\n")
     steps = _up(cli)["steps"]
     changed = [s["name"] for s in steps if s["action"] != "unchanged"]
     assert changed == ["HorizontalPodAutoscaler mlops/gateway"]
-    assert k8s.find("HorizontalPodAutoscaler", "gateway")["spec"]["maxReplicas"] == 9
+    assert installed.find("HorizontalPodAutoscaler", "gateway")["spec"]["maxReplicas"] == 9
 
 
 @pytest.mark.parametrize("status", [500, 409])
@@ -121,17 +151,14 @@ def test_a_stuck_deployment_times_out_naming_it_and_its_events(cli, k8s):
     assert "step_timeout_s" in result.stderr
 
 
-def test_down_removes_what_up_created(cli, k8s):
-    _up(cli)
-    before = len(k8s.store)
+def test_down_removes_what_up_created(cli, installed):
     result = cli("--json", "down", "--target", "kubernetes")
     assert result.exit_code == 0, result.stderr
-    left = {(o["kind"], o["metadata"]["name"]) for o in k8s.store.values()}
+    left = {(o["kind"], o["metadata"]["name"]) for o in installed.snapshot().values()}
     assert {kind for kind, _ in left} == {"CustomResourceDefinition", "PersistentVolumeClaim", "Namespace"}
     assert ("Namespace", "mlops") in left and ("Namespace", "kserve") not in left
-    assert before > len(left)
     # Reverse order: the gateway goes before MLflow, KServe before cert-manager.
-    deletes = [path for method, path in k8s.writes if method == "DELETE"]
+    deletes = [path for method, path in installed.writes if method == "DELETE"]
     index = {name: next(i for i, p in enumerate(deletes) if p.endswith(name))
              for name in ("/deployments/gateway", "/deployments/mlflow", "/deployments/kserve-controller-manager",
                           "/deployments/cert-manager-webhook")}
@@ -140,7 +167,7 @@ def test_down_removes_what_up_created(cli, k8s):
 
     purged = cli("down", "--target", "kubernetes", "--purge", "--yes")
     assert purged.exit_code == 0, purged.stderr
-    assert k8s.store == {}
+    assert installed.snapshot() == {}
 
 
 @pytest.fixture
@@ -160,67 +187,218 @@ def _isvc(k8s):
     return k8s.find("InferenceService", "sentiment")
 
 
-def test_deploy_canary_promote_and_rollback(cli, k8s, registry):
-    assert cli("deploy", "--version", "1", "--target", "kubernetes").exit_code == 0
-    v1 = _isvc(k8s)
-    assert v1["metadata"]["annotations"]["mlops.dev/model-version"] == "1"
-    assert "canaryTrafficPercent" not in v1["spec"]["predictor"]
-    v1_spec = json.loads(json.dumps(v1["spec"]))
-
-    result = cli("--json", "deploy", "--version", "2", "--target", "kubernetes", "--canary", "10")
+def _deploy(cli, *args):
+    result = cli("--json", "deploy", "--target", "kubernetes", *args)
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["traffic"] == "v1 90%, v2 10% (canary)"
-    canary = _isvc(k8s)["spec"]["predictor"]
-    assert canary["canaryTrafficPercent"] == 10
-    command = canary["containers"][0]["command"]
-    assert command[command.index("--version") + 1] == "2"
-    assert {"name": "STORAGE_URI", "value": "s3://bucket/mlflow/1/run2/artifacts/model/artifacts/classifier"} in canary["containers"][0]["env"]
+    return json.loads(result.stdout)
 
+
+def _revision_versions(k8s):
+    return {r["metadata"]["name"]: r["metadata"]["annotations"]["mlops.dev/model-version"] for r in k8s.objects_of("Revision")}
+
+
+def test_acceptance_up_deploy_canary_promote_rollback_down_through_the_cli(cli, k8s, registry):
+    """Issue 10 acceptance 3: the whole life cycle against the emulator, traffic read from the live status."""
+    first = _up(cli)
+    assert {s["action"] for s in first["steps"]} == {"create"}
+    assert {s["action"] for s in _up(cli)["steps"]} == {"unchanged"}
+
+    assert _deploy(cli, "--version", "1")["traffic"] == "v1 100%"
+    assert _deploy(cli, "--version", "2", "--canary", "20")["traffic"] == "v1 80%, v2 20% (canary)"
+    # A canary on top of a canary: KServe splits the new revision with the last *rolled-out* one (v1), not v2.
+    assert _deploy(cli, "--version", "3", "--canary", "20")["traffic"] == "v1 80%, v3 20% (canary)"
     status = json.loads(cli("--json", "status", "--target", "kubernetes").stdout)
     predictor = next(c for c in status["components"] if c["component"] == "predictor")
-    assert predictor["healthy"] and predictor["version"] == "2" and predictor["url"] == "http://sentiment.mlops.example.com"
-    assert "v1 90%, v2 10%" in predictor["detail"]
+    assert predictor["healthy"] and predictor["version"] == "3" and "v1 80%, v3 20%" in predictor["detail"]
+    assert predictor["url"] == "http://sentiment-predictor.mlops.svc.cluster.local"  # cluster-local
 
-    assert cli("deploy", "--rollback", "--target", "kubernetes").exit_code == 0
-    assert _isvc(k8s)["spec"] == v1_spec
-    assert _isvc(k8s)["metadata"]["annotations"]["mlops.dev/model-version"] == "1"
+    assert _deploy(cli, "--promote")["traffic"] == "v3 100%"
+    assert "canaryTrafficPercent" not in _isvc(k8s)["spec"]["predictor"]
 
-    assert cli("deploy", "--version", "2", "--target", "kubernetes", "--canary", "10").exit_code == 0
-    assert cli("deploy", "--promote", "--target", "kubernetes").exit_code == 0
-    promoted = _isvc(k8s)
-    assert "canaryTrafficPercent" not in promoted["spec"]["predictor"]
-    assert promoted["metadata"]["annotations"]["mlops.dev/model-version"] == "2"
-    assert cli("deploy", "--rollback", "--target", "kubernetes").exit_code == 0
-    assert _isvc(k8s)["spec"] == v1_spec
+    # A bad canary, then the rollback: the canary's revision never gets more than the 20% it had.
+    assert _deploy(cli, "--version", "4", "--canary", "20")["traffic"] == "v3 80%, v4 20% (canary)"
+    bad = next(r for r, v in _revision_versions(k8s).items() if v == "4")
+    before = len(k8s.traffic("sentiment-predictor"))
+    rolled = _deploy(cli, "--rollback")
+    assert rolled["traffic"] == "v3 100%" and rolled["model_version"] == "3"
+    after = k8s.traffic("sentiment-predictor")[before:]
+    assert after and all(split.get(bad, 0) <= 20 for split in after), after
+    assert _isvc(k8s)["metadata"]["annotations"]["mlops.dev/model-version"] == "3"
+    assert "canaryTrafficPercent" not in _isvc(k8s)["spec"]["predictor"]  # cleaned up
+
+    # Rolling back a fully promoted version goes to the one before it (KServe's previousRolledoutRevision).
+    assert _deploy(cli, "--version", "5")["traffic"] == "v5 100%"
+    assert _deploy(cli, "--rollback")["traffic"] == "v3 100%"
+
+    purged = cli("--json", "down", "--target", "kubernetes", "--purge", "--yes")
+    assert purged.exit_code == 0, purged.stderr
+    assert k8s.snapshot() == {}
+    assert {s["action"] for s in _up(cli)["steps"]} == {"create"}  # a re-run up after down works
 
 
-def test_rollback_after_a_deploy_that_never_got_ready_restores_the_last_ready_spec(cli, k8s, registry):
-    assert cli("deploy", "--version", "1", "--target", "kubernetes").exit_code == 0
-    v1_spec = json.loads(json.dumps(_isvc(k8s)["spec"]))
-    k8s.isvc_ready = False
+def test_rollback_after_a_deploy_that_never_got_ready_restores_the_last_ready_version(cli, installed, registry):
+    _deploy(cli, "--version", "1")
+    v1_spec = json.loads(json.dumps(_isvc(installed)["spec"]))
+    installed.isvc_ready = False
     failed = cli("deploy", "--version", "2", "--target", "kubernetes")
     assert failed.exit_code == 1
     assert "InferenceService mlops/sentiment" in failed.stderr and "RevisionMissing" in failed.stderr
     assert "[serving].ready_timeout_s" in failed.stderr
-    k8s.isvc_ready = True
-    assert cli("deploy", "--rollback", "--target", "kubernetes").exit_code == 0
-    assert _isvc(k8s)["spec"] == v1_spec
+    installed.isvc_ready = True
+    assert _deploy(cli, "--rollback")["traffic"] == "v1 100%"
+    assert _isvc(installed)["spec"] == v1_spec
 
 
-def test_first_deploy_with_canary_carries_the_percentage(cli, k8s, registry):
-    result = cli("deploy", "--version", "1", "--target", "kubernetes", "--canary", "10")
-    assert result.exit_code == 0, result.stderr
-    assert _isvc(k8s)["spec"]["predictor"]["canaryTrafficPercent"] == 10
+def test_first_deploy_with_canary_gets_all_traffic_and_nothing_to_roll_back(cli, installed, registry):
+    assert _deploy(cli, "--version", "1", "--canary", "10")["traffic"] == "v1 100%"
+    assert _isvc(installed)["spec"]["predictor"]["canaryTrafficPercent"] == 10
     nothing = cli("deploy", "--rollback", "--target", "kubernetes")
     assert nothing.exit_code == 2 and "nothing to roll back to" in nothing.stderr
+    assert cli("deploy", "--promote", "--target", "kubernetes").exit_code == 0
 
 
-def test_deploy_after_up_points_the_gateway_at_the_inference_service(cli, k8s, registry):
+def test_deploy_before_up_is_a_clear_error(cli, k8s, registry):
+    result = cli("deploy", "--version", "1", "--target", "kubernetes")
+    assert result.exit_code != 0 and "Traceback" not in result.stderr
+    assert 'namespaces "mlops" not found' in result.stderr and "mlops up --target kubernetes" in result.stderr
+
+
+def test_emulator_runs_the_gateway_probe_and_knative_admission(cli, installed, registry):
+    """The emulator's truth, checked where our code depends on it (not the code under test itself)."""
+    import copy
+    import time
+
+    from charts.inference_service import render
+    from mlops_cli.core.config import load_config
+
+    # The real gateway app answers its probe: /readyz is 503 until a predictor answers.
+    gateway = installed.find("Deployment", "gateway")
+    strict = copy.deepcopy({k: gateway[k] for k in ("apiVersion", "kind", "spec")})
+    strict["metadata"] = {"name": "gateway-strict", "namespace": "mlops"}
+    strict["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = "/readyz"
+    installed.put(("apps/v1", "deployments", "mlops", "gateway-strict"), strict)
+    time.sleep(0.6)
+    assert installed.find("Deployment", "gateway-strict")["status"]["conditions"][0]["status"] == "False"
+    events = [e["message"] for e in installed.objects_of("Event") if e["involvedObject"]["name"].startswith("gateway-strict")]
+    assert "Readiness probe failed: HTTP probe failed with statuscode: 503" in events
+    # A container whose config does not load crashes, as the real one would.
+    broken = copy.deepcopy(strict)
+    broken["metadata"]["name"] = "gateway-broken"
+    broken["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "MLOPS_GATEWAY__TIMEOUT_S", "value": "soon"})
+    installed.put(("apps/v1", "deployments", "mlops", "gateway-broken"), broken)
+    _deploy(cli, "--version", "1")
+    assert any(e["reason"] == "BackOff" and "ConfigError" in e["message"] and "timeout_s" in e["message"]
+               for e in installed.objects_of("Event") if e["involvedObject"]["name"].startswith("gateway-broken"))
+    assert installed.find("Deployment", "gateway-broken")["status"]["conditions"][0]["status"] == "False"
+    deadline = time.monotonic() + 3
+    while installed.find("Deployment", "gateway-strict")["status"]["conditions"][0]["status"] != "True":
+        assert time.monotonic() < deadline, "the gateway never saw the predictor"
+        time.sleep(0.05)
+
+    # Knative's webhook refuses a pod-level securityContext unless config-features enables it.
+    isvc = render(load_config(), version="9", source_uri="s3://bucket/m")
+    isvc["metadata"]["name"] = "hardened"
+    isvc["spec"]["predictor"]["securityContext"] = {"runAsNonRoot": True}
+    installed.put(("serving.kserve.io/v1beta1", "inferenceservices", "mlops", "hardened"), isvc)
+    time.sleep(0.3)
+    refused = [e["message"] for e in installed.objects_of("Event") if e["involvedObject"]["name"] == "hardened"]
+    assert any("must not set the field(s): spec.template.spec.securityContext" in m for m in refused), refused
+    assert installed.find("Service", "hardened-predictor") is None
+    features = installed.find("ConfigMap", "config-features")
+    features["data"]["kubernetes.podspec-securitycontext"] = "enabled"
+    installed.put(("v1", "configmaps", "knative-serving", "config-features"), features)
+    time.sleep(0.3)
+    assert any(o["metadata"]["name"] == "hardened-predictor" for o in installed.objects_of("Service"))
+
+
+def test_down_names_what_is_stuck_and_up_explains_a_terminating_namespace(cli, installed, registry):
+    _deploy(cli, "--version", "1")
+    with installed.lock:  # someone deletes KServe's controller first: nobody will remove the InferenceService's finalizer
+        installed.store.pop(("apps/v1", "deployments", "kserve", "kserve-controller-manager"))
+    stuck = cli("down", "--target", "kubernetes", "--purge", "--yes")
+    assert stuck.exit_code == 1 and "Traceback" not in stuck.stderr
+    assert "InferenceService mlops/sentiment (finalizers: inferenceservice.finalizers)" in stuck.stderr
+    assert "remove the finalizer by hand" in stuck.stderr
+    assert installed.find("InferenceService", "sentiment")["metadata"]["deletionTimestamp"]
+    # The namespace is deleted later in the run only if we get there; delete it as a user would.
+    with installed.lock:
+        installed._delete(("v1", "namespaces", "", "mlops"))
+    import time
+
+    time.sleep(0.2)
+    assert installed.find("Namespace", "mlops")["status"]["phase"] == "Terminating"
+    writes = len(installed.writes)
+    again = cli("up", "--target", "kubernetes")
+    assert again.exit_code == 2 and len(installed.writes) == writes
+    assert "namespace mlops is being deleted (Terminating)" in again.stderr
+    assert "finalizers remaining: inferenceservice.finalizers" in again.stderr
+    assert "lacks permission" not in again.stderr
+
+
+def test_a_403_from_a_terminating_namespace_is_not_blamed_on_permissions():
+    from mlops_cli.adapters.kube_apply import KubeApiError
+
+    err = KubeApiError("PATCH", "ConfigMap mlops/x", 403, "Forbidden", 'configmaps "x" is forbidden: unable to create new '
+                       "content in namespace mlops because it is being terminated")
+    assert "Terminating" in err.hint and "permission" not in err.hint
+
+
+def test_no_default_storage_class_is_refused_before_anything_is_written(cli, k8s, project):
+    import time
+
+    k8s.without_default_storage_class()  # EKS from 1.30 on
+    refused = cli("up", "--target", "kubernetes")
+    assert refused.exit_code == 2 and k8s.writes == []
+    assert "no default StorageClass" in refused.stderr and "StorageClasses: gp2" in refused.stderr
+    assert "[kubernetes].storage_class" in refused.stderr
+    # What would have happened (the emulator's truth): the claim stays Pending, its pods never schedule.
+    k8s.put(("v1", "namespaces", "", "scratch"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "scratch"}})
+    k8s.put(("v1", "persistentvolumeclaims", "scratch", "data"), {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "scratch"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    time.sleep(0.2)
+    assert k8s.find("PersistentVolumeClaim", "data")["status"]["phase"] == "Pending"
+    assert any("no storage class is set" in e["message"] for e in k8s.objects_of("Event"))
+
+    with open(project / "mlops.toml", "a") as fh:
+        fh.write('storage_class = "gp3"\n')
+    wrong = cli("up", "--target", "kubernetes")
+    assert wrong.exit_code == 2 and "'gp3' does not exist" in wrong.stderr
+    (project / "mlops.toml").write_text((project / "mlops.toml").read_text().replace('"gp3"', '"gp2"'))
     _up(cli)
-    result = cli("--json", "deploy", "--version", "1", "--target", "kubernetes")
-    assert result.exit_code == 0, result.stderr
-    command = k8s.find("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[command.index("--predictor-url") + 1] == "http://sentiment.mlops.svc.cluster.local"
+    assert {p["status"]["phase"] for p in k8s.objects_of("PersistentVolumeClaim") if p["metadata"]["namespace"] == "mlops"} == {"Bound"}
+
+
+def test_up_refuses_a_foreign_cert_manager_unless_told_and_down_leaves_it(cli, k8s):
+    import time
+
+    from tests.k8s_support import bundle_documents
+
+    plurals = {"Namespace": "namespaces", "CustomResourceDefinition": "customresourcedefinitions",
+               "ServiceAccount": "serviceaccounts", "Deployment": "deployments"}
+    for obj in bundle_documents()["cert-manager"]:  # someone else's cert-manager, installed with kubectl
+        if obj["kind"] == "Deployment":
+            obj["spec"]["template"]["spec"]["containers"][0]["image"] = "quay.io/jetstack/cert-manager-webhook:v1.19.1"
+        k8s.put((obj["apiVersion"], plurals[obj["kind"]], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]), obj)
+    time.sleep(0.1)
+    writes = len(k8s.writes)
+    refused = cli("up", "--target", "kubernetes")
+    assert refused.exit_code == 2 and "Deployment cert-manager/cert-manager-webhook" in refused.stderr
+    assert "--reuse-existing" in refused.stderr and len(k8s.writes) == writes  # nothing written
+    steps = _up(cli, "--reuse-existing")["steps"]
+    assert {"name": "1. cert-manager", "action": "reused"}.items() <= next(s for s in steps if s["name"] == "1. cert-manager").items()
+    assert "v1.19.1" in k8s.find("Deployment", "cert-manager-webhook")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert cli("down", "--target", "kubernetes", "--purge", "--yes").exit_code == 0
+    assert k8s.find("Deployment", "cert-manager-webhook") is not None  # not ours: left alone
+    assert k8s.find("Deployment", "kserve-controller-manager") is None
+
+
+def test_deploy_after_up_points_the_gateway_at_the_inference_service(cli, installed, registry):
+    _deploy(cli, "--version", "1")
+    command = installed.find("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--predictor-url") + 1] == "http://sentiment-predictor.mlops.svc.cluster.local"
+    # The address the gateway calls is the one KServe reports for the InferenceService.
+    assert _isvc(installed)["status"]["address"]["url"] == "http://sentiment-predictor.mlops.svc.cluster.local"
     assert {s["action"] for s in _up(cli)["steps"]} == {"unchanged"}  # deploy and up agree on the gateway
 
 
@@ -290,14 +468,13 @@ def test_predict_goes_through_the_ingress_with_the_generated_credentials(cli, k8
     assert denied.exit_code == 1 and "answered 401" in denied.stderr and password not in denied.stderr
 
 
-def test_logs_show_the_newest_pod_of_a_component(cli, k8s, project):
-    _up(cli)
+def test_logs_show_the_newest_pod_of_a_component(cli, installed, project):
     for name, created in (("gateway-old", "2026-11-26T00:00:00Z"), ("gateway-new", "2026-11-26T01:00:00Z")):
-        k8s.store[("v1", "pods", "mlops", name)] = {
+        installed.store[("v1", "pods", "mlops", name)] = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": "mlops", "creationTimestamp": created,
                          "labels": {"app.kubernetes.io/name": "gateway", "app.kubernetes.io/part-of": "mlops"}}}
-        k8s.pod_logs[name] = "\n".join(f"{name} line {i}" for i in range(10))
+        installed.pod_logs[name] = "\n".join(f"{name} line {i}" for i in range(10))
     result = cli("logs", "gateway", "--target", "kubernetes", "-n", "3")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == [f"gateway-new line {i}" for i in (7, 8, 9)]

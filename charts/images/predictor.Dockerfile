@@ -1,26 +1,42 @@
 # syntax=docker/dockerfile:1
-# Image for the KServe predictor serving a SentimentClassifier directory from /mnt/models.
-# Build from the repository root:  docker build -f charts/images/predictor.Dockerfile -t ghcr.io/mlops/predictor:0.1.0 .
-# The cluster runs it as uid 10001 with a read-only root filesystem; only /tmp (an emptyDir) is writable.
+# The KServe predictor: serves a SentimentClassifier directory from /mnt/models (models/predictor.py).
+# Built by `mlops images build` from the repository root (context "."), which passes VERSION and REVISION;
+# by hand: docker buildx build -f charts/images/predictor.Dockerfile --build-arg VERSION=0.1.0 .
+# Only what this image runs goes in: the packages of charts/images/predictor.requirements.txt, pinned by
+# constraints.txt (tests/test_image_envs.py installs the same set and imports the entrypoint).
+# The cluster runs it as uid 10001 with a read-only root filesystem; only /tmp (an emptyDir) is writable,
+# so bytecode is compiled at build time and nothing is written next to the code at run time.
+# Base: python:3.11-slim (Debian trixie, Python 3.11.15), pinned to its multi-platform index digest as
+# published in docker-library/repo-info, repos/python/remote/3.11-slim.md (build of 2026-08-05).
 
-FROM python:3.11-slim AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
-COPY mlops_cli ./mlops_cli
-COPY models ./models
-COPY charts ./charts
-# CPU-only torch keeps the image about 2 GB smaller than the default CUDA wheels.
+FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS build
+# CPU-only torch wheels: the default (CUDA) ones add several GB to the image and to every cold start.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+WORKDIR /build
+COPY constraints.txt charts/images/predictor.requirements.txt ./
+# pip is the venv's (PATH), so hadolint checks this install line like any other.
+ENV PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --extra-index-url https://download.pytorch.org/whl/cpu -c constraints.txt .
+ && pip install --no-cache-dir --disable-pip-version-check --extra-index-url "${TORCH_INDEX_URL}" \
+        -r predictor.requirements.txt -c constraints.txt
+COPY models /app/models
+COPY mlops_cli /app/mlops_cli
+RUN python -m compileall -q /app
 
-FROM python:3.11-slim
+FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
+ARG VERSION=0.0.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="mlops-predictor" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
-RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp app
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp \
+COPY --from=build /app /app
+ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp \
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 8080
-# The contract entrypoint; the cluster manifests pass the real arguments.
+# The InferenceService (charts/inference_service.py) passes the real command; this one documents the contract.
 CMD ["python", "-m", "models.predictor", "--model-dir", "/mnt/models", "--model-name", "sentiment", "--version", "0", "--http-port", "8080"]

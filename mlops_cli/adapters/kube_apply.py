@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import time
@@ -60,7 +61,16 @@ BUILTIN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("storage.k8s.io/v1", "StorageClass"): ("storageclasses", False),
     ("coordination.k8s.io/v1", "Lease"): ("leases", True),
     ("serving.kserve.io/v1beta1", "InferenceService"): ("inferenceservices", True),
+    ("serving.knative.dev/v1", "Service"): ("services", True),
+    ("serving.knative.dev/v1", "Revision"): ("revisions", True),
+    ("serving.knative.dev/v1", "Route"): ("routes", True),
 }
+
+# Kinds whose metadata is copied into what their controller creates, so an annotation of ours would
+# change it: KServe copies every InferenceService annotation onto the Knative revision template
+# (kserve v0.20.0 pkg/controller/v1beta1/inferenceservice/components/predictor.go), and Knative makes
+# a new Revision, with new pods, for any template change. These are compared field by field instead.
+UNANNOTATED_KINDS = {"InferenceService"}
 
 # What "ready" means per kind: the condition that must be True.
 READY_CONDITION = {
@@ -79,7 +89,7 @@ def describe(obj: dict[str, Any]) -> str:
 def applied_hash(obj: dict[str, Any]) -> str:
     """sha256 of the object as we apply it, minus the annotation itself (and Secret values, which
     are compared with the live object instead so that no derivative of them is stored)."""
-    clean = json.loads(json.dumps(obj))
+    clean = copy.deepcopy(obj)
     clean.get("metadata", {}).get("annotations", {}).pop(HASH_ANNOTATION, None)
     if clean.get("kind") == "Secret":
         clean.pop("stringData", None)
@@ -100,6 +110,34 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
     return None
 
 
+FIRST_POLL_S = 0.02  # then doubling up to poll_s: quick objects are seen quickly, slow ones cost few requests
+
+
+def _rollout_pending(live: dict[str, Any] | None) -> str | None:
+    """What `kubectl rollout status` waits for (k8s.io/kubectl pkg/polymorphichelpers/rollout_status.go):
+    every replica updated, no old replica left, every updated replica available. Available alone is
+    also True while the old pods of a RollingUpdate still serve and the new ones never get ready."""
+    if live is None:
+        return None
+    want = (live.get("spec") or {}).get("replicas", 1)
+    st = live.get("status") or {}
+    updated, total, available = st.get("updatedReplicas", 0), st.get("replicas", 0), st.get("availableReplicas", 0)
+    if updated < want:
+        return f"rollout: {updated} of {want} new replicas updated"
+    if total > updated:
+        return f"rollout: {total - updated} old replicas pending termination (new pods not ready)"
+    if available < updated:
+        return f"rollout: {available} of {updated} updated replicas available"
+    return None
+
+
+def _covers(live: Any, want: Any) -> bool:
+    """Every field we set has our value in the live object (others' fields ignored)."""
+    if isinstance(want, dict):
+        return isinstance(live, dict) and all(_covers(live.get(k), v) for k, v in want.items())
+    return live == want
+
+
 class KubeApiError(MlopsError):
     """The API server refused a request; names the object, the status and its message."""
 
@@ -109,10 +147,13 @@ class KubeApiError(MlopsError):
             403: "the kubeconfig user lacks permission for this: use a cluster-admin context",
             404: "the API for this kind is not served: was its CRD installed (`mlops up`)?",
         }
-        super().__init__(
-            f"{verb} {what}: API server answered {status} {reason}: {message}".rstrip(": "),
-            hint=hints.get(status, "fix the cause shown, then re-run: finished objects are reported unchanged"),
-        )
+        hint = hints.get(status, "fix the cause shown, then re-run: finished objects are reported unchanged")
+        if status == 404 and message.startswith("namespaces "):
+            hint = "its namespace does not exist: run `mlops up --target kubernetes` first"
+        if status == 403 and "being terminated" in message:
+            # NamespaceLifecycle admission, not RBAC: an earlier delete of the namespace has not finished
+            hint = "the namespace is still being deleted (Terminating): wait until it is gone (`mlops down` waits for it), then re-run"
+        super().__init__(f"{verb} {what}: API server answered {status} {reason}: {message}".rstrip(": "), hint=hint)
         self.status = status
 
 
@@ -222,7 +263,7 @@ class KubeCluster:
 
     def normalise(self, obj: dict[str, Any]) -> dict[str, Any]:
         """A copy with the default namespace filled in for namespaced kinds (as kubectl does)."""
-        out = json.loads(json.dumps(obj))
+        out = copy.deepcopy(obj)
         _, namespaced = self._kind_info(out["apiVersion"], out["kind"])
         if namespaced:
             out["metadata"].setdefault("namespace", self.default_namespace)
@@ -270,6 +311,10 @@ class KubeCluster:
             live = self.get(obj)
         if live is None:
             return "create"
+        if obj["kind"] in UNANNOTATED_KINDS:
+            # A webhook may default fields into the live spec: then this says "update" and the apply is a no-op.
+            same = live.get("spec") == obj.get("spec") and _covers(live.get("metadata"), obj["metadata"])
+            return "unchanged" if same else "update"
         recorded = ((live.get("metadata") or {}).get("annotations") or {}).get(HASH_ANNOTATION)
         if recorded != applied_hash(obj):
             return "update"
@@ -291,8 +336,9 @@ class KubeCluster:
                 action = self.plan(obj)
                 if action == "unchanged":
                     return action
-                body = json.loads(json.dumps(obj))
-                body["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = applied_hash(obj)
+                body = copy.deepcopy(obj)
+                if obj["kind"] not in UNANNOTATED_KINDS:
+                    body["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = applied_hash(obj)
                 self.request("PATCH", self.path(obj), query=[("fieldManager", FIELD_MANAGER), ("force", "true")], body=body,
                              content_type="application/apply-patch+yaml", what=describe(obj))
                 return action
@@ -315,6 +361,43 @@ class KubeCluster:
         found = self.request("DELETE", path, body={"propagationPolicy": "Background"}, what=describe(obj), missing_ok=True)
         return found is not None
 
+    def wait_gone(self, objects: list[dict[str, Any]], deadline: float, on_poll: Callable[[str], None] | None = None,
+                  timeout_setting: str = "[kubernetes].step_timeout_s") -> None:
+        """Poll until every object is gone; on timeout name each one left and the finalizers holding it.
+
+        A deleted object with finalizers stays until its controller removes them, so a controller deleted
+        before the objects it finalizes leaves them (and their namespace) stuck for good.
+        """
+        pending = [self.normalise(o) for o in objects]
+        delay = FIRST_POLL_S
+        while True:
+            left = []
+            for obj in pending:
+                live = self.get(obj)
+                if live is not None:
+                    left.append((obj, live))
+            if not left:
+                return
+            if on_poll:
+                on_poll(f"{len(left)} left, e.g. {describe(left[0][0])}")
+            if time.monotonic() >= deadline:
+                lines = []
+                for obj, live in left:
+                    meta = live.get("metadata") or {}
+                    held = ", ".join(meta.get("finalizers") or []) or "no finalizers: still terminating"
+                    extra = [c.get("message", "") for c in (live.get("status") or {}).get("conditions") or []
+                             if c.get("type", "").startswith("Namespace") and c.get("status") == "True"]
+                    lines.append(f"{describe(obj)} (finalizers: {held}){': ' + '; '.join(extra) if extra else ''}")
+                raise KubeTimeout(
+                    "timed out waiting for deletion of:\n    " + "\n    ".join(lines),
+                    hint="a finalizer is removed by its controller: if that controller is running, wait and re-run "
+                         f"(raise {timeout_setting} if it is only slow); if it was deleted, remove the finalizer by hand: "
+                         "kubectl patch KIND NAME -n NS --type=merge -p '{\"metadata\":{\"finalizers\":null}}'",
+                )
+            pending = [obj for obj, _ in left]
+            time.sleep(min(delay, max(deadline - time.monotonic(), 0.01)))
+            delay = min(delay * 2, self.poll_s)
+
     # --- waiting ---------------------------------------------------------------------------------
 
     def wait_ready(self, obj: dict[str, Any], deadline: float, on_poll: Callable[[str], None] | None = None,
@@ -323,16 +406,20 @@ class KubeCluster:
         obj = self.normalise(obj)
         wanted = READY_CONDITION[obj["kind"]]
         last = "not created yet"
+        delay = FIRST_POLL_S
         while True:
             live = self.get(obj)
             cond = condition(live, wanted)
             observed = ((live or {}).get("status") or {}).get("observedGeneration")
             generation = ((live or {}).get("metadata") or {}).get("generation")
             stale = observed is not None and generation is not None and observed < generation
-            if cond is not None and cond.get("status") == "True" and not stale:
+            rolling = _rollout_pending(live) if obj["kind"] == "Deployment" and not stale else None
+            if cond is not None and cond.get("status") == "True" and not stale and not rolling:
                 return live or {}
             if stale:
                 last = f"the controller has not seen generation {generation} yet"
+            elif rolling and cond is not None and cond.get("status") == "True":
+                last = rolling
             elif cond is not None:
                 last = f"{wanted}={cond.get('status')} {cond.get('reason', '')} {cond.get('message', '')}".strip()
             elif live is not None:
@@ -347,7 +434,8 @@ class KubeCluster:
                     hint=f"look at the events above (`kubectl describe` shows more); raise {timeout_setting} "
                          "if it is only slow, then re-run: finished objects are reported unchanged",
                 )
-            time.sleep(min(self.poll_s, max(deadline - time.monotonic(), 0.01)))
+            time.sleep(min(delay, max(deadline - time.monotonic(), 0.01)))
+            delay = min(delay * 2, self.poll_s)
 
     # --- logs ------------------------------------------------------------------------------------
 

@@ -78,3 +78,36 @@ def empty_bucket(bucket: str, region: str) -> int:
             return deleted
         s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
         deleted += len(batch)
+
+
+CHECKIP_URL = "https://checkip.amazonaws.com"  # AWS's own "what is my IP" endpoint: one address, plain text
+
+
+def egress_address(url: str = CHECKIP_URL) -> str:
+    """The public IPv4 address this machine's traffic leaves from (what the EKS endpoint will see)."""
+    import ipaddress
+
+    import httpx
+
+    try:
+        text = httpx.get(url, timeout=5.0).raise_for_status().text.strip()
+        return str(ipaddress.IPv4Address(text))
+    except (httpx.HTTPError, ValueError) as exc:
+        raise PreflightError(f"could not find your egress address from {url}: {exc}",
+                             hint='set eks.public_access_cidrs = ["<your address>/32"] in mlops.toml') from None
+
+
+def service_quota(service: str, code: str, region: str) -> float:
+    """An applied Service Quotas value (falls back to the AWS default when the account has no override)."""
+    import botocore.exceptions
+
+    _, quotas = _client("service-quotas", region)
+    try:
+        try:
+            return float(quotas.get_service_quota(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchResourceException":
+                raise
+            return float(quotas.get_aws_default_service_quota(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise MlopsError(f"Service Quotas {service}/{code}: {exc}") from None

@@ -9,7 +9,8 @@ import typer
 
 from .. import __version__
 from ..core.errors import MlopsError
-from . import commands_config, commands_data, commands_doctor, commands_drift, commands_platform, commands_train
+from . import (commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_images,
+               commands_platform, commands_train)
 from .state import state
 
 app = typer.Typer(
@@ -63,10 +64,12 @@ def version(ctx: typer.Context) -> None:
 
 app.add_typer(commands_config.app, name="config")
 app.add_typer(commands_data.app, name="data")
+app.add_typer(commands_images.app, name="images")
 commands_doctor.register(app)
 commands_platform.register(app)
 commands_train.register(app)
 commands_drift.register(app)
+commands_eks.register(app)
 
 
 # Global flags people type after the subcommand too (`mlops data status --json`): hoisted to the front.

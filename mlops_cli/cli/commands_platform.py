@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,6 +44,8 @@ def up(
     preview: bool = typer.Option(False, "--preview", help="eks: show the Pulumi preview and cost estimate, then stop."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     with_prometheus: bool = typer.Option(False, "--with-prometheus", help="local: also start Prometheus (Debian package)."),
+    reuse_existing: bool = typer.Option(False, "--reuse-existing", help="kubernetes: use a cert-manager, Knative, KServe or edge "
+                                        "someone else installed, as it is (down leaves it); without it, up refuses."),
 ) -> None:
     """Start (or create) the platform on the target. Re-running is safe: it only does what is missing.
 
@@ -52,6 +55,8 @@ def up(
 
       mlops up --target kubernetes --dry-run
 
+      mlops up --target kubernetes --reuse-existing
+
       mlops up --target eks --preview
     """
     from ..targets import UpOptions
@@ -60,7 +65,8 @@ def up(
     st = state(ctx)
     tgt = _target(ctx, target)
     with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
-        outcome = tgt.up(UpOptions(dry_run=dry_run, preview=preview, yes=yes, with_prometheus=with_prometheus), reporter, render.confirm)
+        outcome = tgt.up(UpOptions(dry_run=dry_run, preview=preview, yes=yes, with_prometheus=with_prometheus,
+                                  reuse_existing=reuse_existing), reporter, render.confirm)
     _render_outcome(ctx, outcome, f"mlops up ({tgt.name})")
 
 
@@ -112,10 +118,21 @@ def status(
         return
     rows = [
         (c.component, c.url, c.pid or "", "[green]yes[/]" if c.healthy else "[red]no[/]", c.version,
-         _uptime(c.uptime_s), c.detail)
+         _uptime(c.uptime_s), _restarts(c), c.detail)
         for c in components
     ]
-    render.show(render.table(f"mlops status ({tgt.name})", ["component", "url", "pid", "healthy", "version", "uptime", "detail"], rows))
+    render.show(render.table(f"mlops status ({tgt.name})",
+                             ["component", "url", "pid", "healthy", "version", "uptime", "restarts", "detail"], rows))
+
+
+def _restarts(c: Any) -> str:
+    """'2 (last: terminated by SIGKILL, 14:02:11)'; empty where the target does not restart components."""
+    if c.restarts is None:
+        return ""
+    if not c.restarts:
+        return "0"
+    at = time.strftime("%H:%M:%S", time.localtime(c.last_restart_at)) if c.last_restart_at else ""
+    return f"{c.restarts} (last: {c.last_exit or 'exit'}{', ' + at if at else ''})"
 
 
 def _uptime(seconds: Optional[float]) -> str:
@@ -134,6 +151,8 @@ def deploy(
     canary: Optional[int] = typer.Option(None, "--canary", min=1, max=99, help="kubernetes/eks: send this % of traffic to the new version."),
     promote: bool = typer.Option(False, "--promote", help="kubernetes/eks: move the canary to 100%."),
     rollback: bool = typer.Option(False, "--rollback", help="Go back to the previously deployed version."),
+    observe: Optional[str] = typer.Option(None, "--observe", help="With --canary: watch error rate and p99 latency in Prometheus for this long (e.g. 10m)."),
+    promote_if_healthy: bool = typer.Option(False, "--promote-if-healthy", help="With --observe: promote a healthy canary, roll back any other (exit 1)."),
 ) -> None:
     """Serve a registered model version behind the gateway, switching without dropping requests.
 
@@ -146,16 +165,51 @@ def deploy(
       mlops deploy --rollback
 
       mlops deploy --version 4 --target kubernetes --canary 10
+
+      mlops deploy --version 4 -t kubernetes --canary 10 --observe 10m --promote-if-healthy
     """
     from ..targets import DeployOptions
     from . import render
 
     st = state(ctx)
+    if (observe or promote_if_healthy) and canary is None:
+        from ..core.errors import ConfigError
+
+        raise ConfigError("--observe and --promote-if-healthy judge a canary: add --canary N",
+                          hint="mlops deploy --version 4 --canary 10 --observe 10m --promote-if-healthy")
+    if promote_if_healthy and not observe:
+        from ..core.errors import ConfigError
+
+        raise ConfigError("--promote-if-healthy needs an observation window", hint="add --observe 10m")
     tgt = _target(ctx, target)
     options = DeployOptions(version=version, alias=alias, canary=canary, promote=promote, rollback=rollback)
     with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
         outcome = tgt.deploy(options, reporter)
+        if observe:
+            outcome = _judge_canary(ctx, tgt, outcome, observe, promote_if_healthy, reporter)
     _render_outcome(ctx, outcome, f"mlops deploy ({tgt.name})")
+
+
+def _judge_canary(ctx: typer.Context, tgt: Any, outcome: Any, observe: str, act: bool, reporter: Any) -> Any:
+    """Watch the canary just deployed; promote or roll it back through the target (core/canary_watch.py)."""
+    from ..core.canary_watch import judge_canary
+    from ..targets import DeployOptions
+    from . import render
+
+    st = state(ctx)
+    if not st.json:
+        _render_outcome(ctx, outcome, f"mlops deploy ({tgt.name})")
+    promote = (lambda: tgt.deploy(DeployOptions(promote=True), reporter)) if act else None
+    rollback = (lambda: tgt.deploy(DeployOptions(rollback=True), reporter)) if act else None
+    judged = judge_canary(st.config(), canary_version=str(outcome.info.get("model_version", "")), window=observe,
+                          promote=promote, rollback=rollback, reporter=reporter)
+    if not st.json:
+        v = judged.verdict
+        render.success(f"canary healthy over {observe}: {v.requests or 0:.0f} requests, errors {v.error_rate or 0:.2%}, "
+                       f"p99 {(v.p99_s or 0) * 1000:.0f} ms" + (" - promoted" if judged.action == "promoted" else ""))
+    final = judged.outcome or outcome
+    final.info["canary"] = judged.as_dict()
+    return final
 
 
 def predict(

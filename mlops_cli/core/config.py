@@ -19,15 +19,31 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from .errors import ConfigError
+from .time_window import duration_seconds
 
 CONFIG_FILENAME = "mlops.toml"
 ENV_PREFIX = "MLOPS_"
 TargetName = Literal["local", "kubernetes", "eks"]
+# The packaged review corpora (core/data_sources.py says what each is and where it comes from).
+DataSourceName = Literal["drugscom", "rotten_tomatoes", "tweets", "amazon_snippets"]
+
+
+def _duration(value: str) -> str:
+    duration_seconds(value)
+    return value
+
+
+# A time span such as "30m", "24h" or "7d" (units s, m, h, d, w), checked when the config loads and kept
+# as written; `time_window.parse_duration` turns it into a timedelta where it is used.
+Duration = Annotated[str, AfterValidator(_duration)]
+# A Kubernetes storage quantity in binary units, e.g. "10Gi": what a PersistentVolumeClaim requests.
+Quantity = Annotated[str, Field(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")]
 
 
 class Section(BaseModel):
@@ -43,7 +59,11 @@ class ProjectConfig(Section):
 class DataConfig(Section):
     dir: str = "data"
     classes: Literal["binary", "three"] = "binary"
+    # Built in: drugsCom alone (small and quick: what a bare project and the tests get). The shipped
+    # mlops.toml, the default recipe, adds the corpora that make the model travel.
+    sources: list[DataSourceName] = Field(default_factory=lambda: ["drugscom"], min_length=1)
     test_size: float = Field(0.2, gt=0, lt=1)
+    validation_size: float = Field(0.15, gt=0, lt=1)
     seed: int = 42
     remote: str = ".mlops/dvc-remote"
     s3_endpoint_url: str = ""
@@ -65,6 +85,10 @@ class TrainConfig(Section):
     class_weight_power: float = Field(0.5, ge=0, le=1)
     seed: int = 42
     threads: int = Field(0, ge=0)
+    source_balance: float = Field(0.5, ge=0, le=1)
+    early_stopping_patience: int = Field(1, ge=0)
+    decision: Literal["balanced", "prior", "argmax"] = "balanced"
+    calibrate: bool = True
 
 
 class RegistryConfig(Section):
@@ -73,6 +97,7 @@ class RegistryConfig(Section):
     model_name: str = "review-sentiment"
     champion_alias: str = "champion"
     min_f1: float = Field(0.5, ge=0, le=1)
+    beat_baseline: Literal["off", "estimate", "interval"] = "off"
     connect_timeout_s: float = Field(5.0, gt=0)
 
 
@@ -86,7 +111,6 @@ class ServingConfig(Section):
     # torch weights. `predictor_server` picks the server in a cluster: ours, or KServe's huggingface runtime.
     runtime: Literal["onnx-int8", "torch"] = "onnx-int8"
     predictor_server: Literal["mlops", "huggingface"] = "mlops"
-    predictor_image: str = "ghcr.io/mlops/predictor:0.1.0"
     ready_timeout_s: float = Field(180.0, gt=0)
     # `predict --file`: a text over [gateway].max_chars is truncated, skipped (counted, its cells left
     # empty) or fails the whole file naming its row.
@@ -132,16 +156,20 @@ class GatewayConfig(Section):
     max_words: int = Field(400, ge=8)
     log_text: bool = False
     prediction_log: str = ".mlops/predictions.jsonl"
-    image: str = "ghcr.io/mlops/gateway:0.1.0"
+    prediction_log_max_bytes: int = Field(50_000_000, ge=1024)  # rotate the prediction log past this size
+    prediction_log_backups: int = Field(5, ge=0)                # rotated files kept (oldest deleted first)
+    prediction_log_max_age_s: float = Field(7 * 86400.0, gt=0)  # rotated files older than this are deleted
 
 
 class DriftConfig(Section):
-    window: str = "24h"
+    window: Duration = "24h"
     min_samples: int = Field(30, ge=1)
-    interval: str = "5m"
+    interval: Duration = "5m"
     drift_share: float = Field(0.5, gt=0, le=1)
     reference_samples: int = Field(1000, ge=10)
-    image: str = "ghcr.io/mlops/drift:0.1.0"
+    # At most this many predictions of the window are compared (a uniform random sample; the report
+    # says how many): memory stays bounded however many the window holds.
+    sample_size: int = Field(5000, ge=30)
 
 
 class ObservabilityConfig(Section):
@@ -159,13 +187,45 @@ class LocalConfig(Section):
     prometheus_port: int = Field(9090, ge=1, le=65535)
     log_dir: str = ".mlops/logs"
     stop_timeout_s: float = Field(10.0, gt=0)
+    # Self-healing (supervisord runs the components; the healer decides restarts).
+    restart_backoff_s: float = Field(0.5, gt=0)       # first restart delay; doubles per recent restart
+    restart_backoff_max_s: float = Field(30.0, gt=0)  # ceiling of that delay
+    max_restarts: int = Field(5, ge=1)                # this many restarts within restart_window_s -> failed
+    restart_window_s: float = Field(300.0, gt=0)
+    health_interval_s: float = Field(2.0, gt=0)       # how often the healer probes each component
+    health_timeout_s: float = Field(2.0, gt=0)        # one probe's timeout (also status and up's waits)
+    health_failures: int = Field(3, ge=1)             # consecutive failed probes that mean "restart it"
+    client_timeout_s: float = Field(30.0, gt=0)       # CLI -> gateway request timeout (predict, deploy switch)
+
+
+class CanaryConfig(Section):
+    """Thresholds of `mlops deploy --canary N --observe 10m --promote-if-healthy` (core/canary_analysis.py)."""
+
+    prometheus_url: str = ""          # empty: the local platform's Prometheus (`mlops up --with-prometheus`)
+    max_error_rate: float = Field(0.01, ge=0, le=1)   # share of prediction requests answered 5xx
+    max_p99_s: float = Field(1.0, gt=0)               # p99 latency of prediction requests
+    min_requests: int = Field(50, ge=1)               # fewer in the window is no evidence: roll back
+    interval_s: float = Field(30.0, gt=0)             # how often to look during the window
+
+
+class ImagesConfig(Section):
+    """Where our images (gateway, drift, predictor, mlflow) come from: see charts/image_refs.py.
+
+    `registry` is one the user owns (ECR on EKS, ghcr.io/<org>, ...). On kind, `kind.local` (or
+    `dev.local`) images are side-loaded with `kind load` and Knative skips its digest resolution for
+    them (`registries-skipping-tag-resolving` in Knative's config-deployment).
+    """
+
+    registry: str = Field("kind.local", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*$")
+    tag: str = Field("", pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")   # empty: the package version
+    record: str = ""   # empty: <state_dir>/images.json (written by `mlops images build --push`)
 
 
 class KubernetesConfig(Section):
     kubeconfig: str = ""
     context: str = ""
     namespace: str = "mlops"
-    version: str = "1.31"
+    version: str = "1.35"  # as [eks].version defaults to; rendered objects are tested against 1.34 and 1.35
     ingress_host: str = "mlops.local"
     storage_class: str = ""
     manifest_cache: str = ".mlops/manifests"
@@ -192,8 +252,7 @@ class KubernetesConfig(Section):
     ingress_nginx_version: str = "controller-v1.11.3"
     ingress_nginx_url: str = "https://raw.githubusercontent.com/kubernetes/ingress-nginx/{version}/deploy/static/provider/cloud/deploy.yaml"
     ingress_nginx_sha256: str = ""
-    # Images of the third-party services we render ourselves (ours are [serving]/[gateway]/[drift].image).
-    mlflow_image: str = "ghcr.io/mlflow/mlflow:v3.17.2"
+    # Images of the third-party services we render ourselves (ours, MLflow included, come from [images]).
     prometheus_image: str = "quay.io/prometheus/prometheus:v2.55.1"
     grafana_image: str = "docker.io/grafana/grafana:11.3.1"
     jaeger_image: str = "docker.io/jaegertracing/all-in-one:1.63.0"
@@ -203,12 +262,17 @@ class KubernetesConfig(Section):
     mlflow_artifacts: str = ""
     mlflow_role_arn: str = ""
     mlflow_backend_uri: str = ""
-    mlflow_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
-    prometheus_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
-    loki_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    # The predictor's own read-only identity for model storage (IRSA role on EKS), never MLflow's role.
+    predictor_role_arn: str = ""
+    mlflow_volume_size: Quantity = "10Gi"
+    # MLflow's artifact PVC (when artifacts are not in S3). ReadWriteOnce: predictors are scheduled on
+    # MLflow's node (it is the only node that can mount it); ReadWriteMany (EFS/NFS): anywhere.
+    mlflow_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
+    prometheus_volume_size: Quantity = "10Gi"
+    loki_volume_size: Quantity = "10Gi"
     # The prediction log the gateway writes and the drift service reads. ReadWriteOnce works on any
     # cluster by keeping the gateway pods on the drift pod's node; ReadWriteMany needs e.g. EFS or NFS.
-    predictions_volume_size: str = Field("5Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    predictions_volume_size: Quantity = "5Gi"
     predictions_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
     # Gateway autoscaling: CPU utilisation and per-pod request rate (the latter needs a metrics adapter).
     gateway_min_replicas: int = Field(2, ge=1)
@@ -238,10 +302,16 @@ class EksConfig(Section):
     version: str = "1.35"  # mlops_cli/core/eks_versions.py: in EKS standard support until 2027-03-27
     upgrade_policy: Literal["STANDARD", "EXTENDED"] = "STANDARD"  # at end of standard support: upgrade, or pay extended
     vpc_cidr: str = "10.0.0.0/16"
-    availability_zones: int = Field(2, ge=2, le=6)
+    availability_zones: int = Field(2, ge=2, le=6)  # usable ones only: EKS-supported, offering the instance types
     single_nat_gateway: bool = True
-    public_access_cidrs: list[str] = ["0.0.0.0/0"]  # empty = private endpoint only
-    instance_types: list[str] = ["m6i.large"]
+    public_access_cidrs: list[str] = []  # who may reach the public API endpoint; empty = your egress address/32
+    log_retention_days: int = Field(30, ge=1)  # the control-plane log group /aws/eks/<cluster>/cluster
+    release_timeout_s: float = Field(600.0, gt=0)  # down: wait this long for AWS to free LBs/volumes of the cluster
+    release_poll_s: float = Field(5.0, gt=0)
+    estimate_nat_gb_month: float = Field(50.0, ge=0)  # cost estimate: GB/month through NAT (image pulls, S3 without endpoint)
+    estimate_log_gb_month: float = Field(5.0, ge=0)   # cost estimate: GB/month of control-plane logs
+    # 2 x m6i.large (3.9 allocatable vCPU) cannot hold the platform's ~4.3 requested; `up` checks (core/capacity.py).
+    instance_types: list[str] = ["m6i.xlarge"]
     min_size: int = Field(1, ge=0)
     desired_size: int = Field(2, ge=0)
     max_size: int = Field(4, ge=1)
@@ -266,6 +336,16 @@ class EksConfig(Section):
         net = ipaddress.ip_network(value, strict=True)
         if net.version != 4 or not 16 <= net.prefixlen <= 22:
             raise ValueError("must be an IPv4 network between /16 and /22, e.g. 10.0.0.0/16")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        # The only values CloudWatch Logs PutRetentionPolicy accepts (its API reference).
+        allowed = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                   3288, 3653)
+        if value not in allowed:
+            raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, allowed))} days")
         return value
 
     @field_validator("public_access_cidrs")
@@ -295,7 +375,9 @@ class Config(Section):
     observability: ObservabilityConfig = ObservabilityConfig()
     local: LocalConfig = LocalConfig()
     kubernetes: KubernetesConfig = KubernetesConfig()
+    images: ImagesConfig = ImagesConfig()
     eks: EksConfig = EksConfig()
+    canary: CanaryConfig = CanaryConfig()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _file: Path | None = PrivateAttr(default=None)

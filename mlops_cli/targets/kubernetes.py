@@ -7,11 +7,13 @@ InferenceService and keeps the previous ready spec in a ConfigMap so `--rollback
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ..adapters.kube_apply import READY_CONDITION, KubeCluster, condition, describe, secret_values
 from ..core.config import Config
 from ..core.errors import MlopsError, NotFoundError, PreflightError
 from ..core.progress import Reporter
@@ -20,7 +22,7 @@ from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome,
 if TYPE_CHECKING:
     from charts.secrets import GatewayCredentials, PlatformSecrets
 
-    from ..adapters.kube_apply import KubeCluster
+    from .kubernetes_rollout import Rollouts
 
 # Deployments whose Available condition says a component works, in the order `status` lists them.
 COMPONENTS: list[tuple[str, str, str]] = [
@@ -37,31 +39,32 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("drift", "", "drift"),
     ("gateway", "", "gateway"),
 ]
+# Applied before the rest of a step (CRDs then waited Established): the objects live in them or are of their kinds.
+FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
 KEPT_WITHOUT_PURGE = {"CustomResourceDefinition", "PersistentVolumeClaim"}
 HISTORY_SUFFIX = "-deployments"
+HISTORY_KEPT = 10  # versions whose InferenceService spec is kept for --rollback
 
 
 class KubernetesTarget:
     name = "kubernetes"
 
-    def __init__(self, config: Config, cluster: "KubeCluster | None" = None) -> None:
+    def __init__(self, config: Config, cluster: KubeCluster | None = None) -> None:
         self.config = config
         self._cluster = cluster
 
     # --- connection ------------------------------------------------------------------------------
 
     @property
-    def cluster(self) -> "KubeCluster":
+    def cluster(self) -> KubeCluster:
         if self._cluster is None:
-            from ..adapters.kube_apply import KubeCluster
-
             k = self.config.kubernetes
             kubeconfig = str(self.config.path(k.kubeconfig)) if k.kubeconfig else ""
             self._cluster = KubeCluster.connect(kubeconfig, k.context, k.namespace)
         return self._cluster
 
     def checks(self) -> list[Any]:
-        from ..core.doctor import Check
+        from ..core.check import Check
 
         k = self.config.kubernetes
         path = self.config.path(k.kubeconfig) if k.kubeconfig else None
@@ -95,7 +98,6 @@ class KubernetesTarget:
 
         from charts.secrets import GatewayCredentials
 
-        from ..adapters.kube_apply import secret_values
         from ..core.secrets import Secrets
 
         env = Secrets.from_env()
@@ -131,8 +133,6 @@ class KubernetesTarget:
         from charts.platform import platform_steps
         from charts.upstream import verify_all
 
-        from ..adapters.kube_apply import describe
-
         cluster = self.cluster  # an unusable kubeconfig fails here, before any manifest is downloaded
         verify_all(self.config)
         platform_secrets, generated = self._platform_secrets()
@@ -146,7 +146,14 @@ class KubernetesTarget:
                     outcome.steps.append(StepResult(describe(obj), cluster.plan(obj), step.title))
             outcome.info["dry_run"] = "nothing was written"
             return outcome
+        self._refuse_terminating_namespaces(steps)
+        self._check_storage_classes(steps)
+        reused = self._foreign_components(steps, options.reuse_existing)
         for step in steps:
+            if step.key in reused:
+                outcome.steps.append(StepResult(step.title, "reused", f"installed by someone else, left as it is: {reused[step.key]}"))
+                reporter.warn(f"{step.title}: reusing what is installed ({reused[step.key]}); mlops neither changes nor deletes it")
+                continue
             outcome.steps += self._apply_step(step, reporter)
         outcome.info["ingress"] = f"http://{self.config.kubernetes.ingress_host}"
         if generated:
@@ -155,9 +162,52 @@ class KubernetesTarget:
             outcome.info["gateway_password"] = platform_secrets.gateway.password
         return outcome
 
-    def _apply_step(self, step: Any, reporter: Reporter) -> list[StepResult]:
-        from ..adapters.kube_apply import READY_CONDITION, describe
+    def _refuse_terminating_namespaces(self, steps: list[Any]) -> None:
+        """A namespace being deleted takes everything applied into it along (NamespaceLifecycle)."""
+        for ns in (o for step in steps for o in step.objects if o["kind"] == "Namespace"):
+            live = self.cluster.get(ns) or {}
+            if (live.get("metadata") or {}).get("deletionTimestamp"):
+                held = "; ".join(c.get("message", "") for c in (live.get("status") or {}).get("conditions") or []
+                                 if c.get("status") == "True" and c.get("message"))
+                raise PreflightError(
+                    f"namespace {ns['metadata']['name']} is being deleted (Terminating){': ' + held if held else ''}",
+                    hint="wait until it is gone (`mlops down --target kubernetes` waits and names what holds it), then re-run")
 
+    def _check_storage_classes(self, steps: list[Any]) -> None:
+        """Every volume claim needs a StorageClass that exists, or a default one: without it the claim
+        stays Pending for good and its pods never schedule (EKS clusters from 1.30 on have no default:
+        docs.aws.amazon.com/eks/latest/userguide/create-storage-class.html)."""
+        claims = [o for step in steps for o in step.objects if o["kind"] == "PersistentVolumeClaim"]
+        if not claims:
+            return
+        classes = self.cluster.list_objects("storage.k8s.io/v1", "StorageClass")
+        names = sorted(c["metadata"]["name"] for c in classes)
+        default = [n for c in classes for n in [c["metadata"]["name"]]
+                   if (c["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true"]
+        wanted = {o["spec"].get("storageClassName", "") for o in claims}
+        have = ", ".join(names) or "none"
+        if "" in wanted and not default:
+            raise PreflightError(f"the cluster has no default StorageClass, so the volumes of MLflow and the predictions log would stay Pending (StorageClasses: {have})",
+                                 hint="set [kubernetes].storage_class to one of them (on EKS: gp3 or gp2), or mark one as the default")
+        missing = sorted(w for w in wanted if w and w not in names)
+        if missing:
+            raise PreflightError(f"[kubernetes].storage_class {missing[0]!r} does not exist in the cluster (StorageClasses: {have})",
+                                 hint="set [kubernetes].storage_class to one of them")
+
+    def _foreign_components(self, steps: list[Any], reuse: bool) -> dict[str, str]:
+        """step key -> what of it someone else installed; refuses unless `reuse` (nothing is written yet)."""
+        from .kubernetes_ownership import foreign
+
+        found = {step.key: ", ".join(names) for step in steps if (names := foreign(self.cluster, step.objects))}
+        if found and not reuse:
+            lines = "\n  ".join(f"{next(s.title for s in steps if s.key == key)}: {what}" for key, what in found.items())
+            raise PreflightError(
+                f"the cluster already runs components that mlops did not install:\n  {lines}",
+                hint="re-run with --reuse-existing to use them as they are (mlops will not change or delete them), "
+                     "or remove them first; use another cluster or context for a clean install")
+        return found
+
+    def _apply_step(self, step: Any, reporter: Reporter) -> list[StepResult]:
         cluster = self.cluster
         deadline = time.monotonic() + self.config.kubernetes.step_timeout_s
         objects = _ordered(step.objects)
@@ -181,9 +231,14 @@ class KubernetesTarget:
         return results
 
     def down(self, options: DownOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
+        """Delete in dependency order, one stage at a time, each waited on until gone.
+
+        The deployed model goes first, while KServe and Knative still run to remove their finalizers
+        (`inferenceservice.finalizers`, Knative's route finalizer); then the steps of `up` in reverse.
+        Only objects we applied are deleted (kubernetes_ownership): a reused component stays."""
         from charts.platform import platform_steps
 
-        from ..adapters.kube_apply import describe
+        from .kubernetes_ownership import is_ours
 
         cluster = self.cluster
         if options.purge and not options.yes and not confirm(
@@ -194,26 +249,39 @@ class KubernetesTarget:
             cluster.learn(obj)
         outcome = Outcome(info={"context": cluster.context, "namespace": self.config.kubernetes.namespace})
         ours = self.config.kubernetes.namespace
-        extra = [self._isvc_identity(), self._history_identity()]
-        plan = [("deployed model", extra)] + [(s.title, list(reversed(_ordered(s.objects)))) for s in reversed(steps)]
-        reporter.start("down", "deleting", total=sum(len(objs) for _, objs in plan))
-        for title, objects in plan:
+        model = self.config.serving.model_name
+        # What KServe and Knative create for the model: gone before their controllers are deleted.
+        children = [{"apiVersion": "serving.knative.dev/v1", "kind": kind, "metadata": {"name": f"{model}-predictor", "namespace": ours}}
+                    for kind in ("Service", "Route")]
+        plan = [("deployed model", [self._isvc_identity(), self._history_identity()], children)]
+        plan += [(s.title, list(reversed(_ordered(s.objects))), []) for s in reversed(steps)]
+        reporter.start("down", "deleting", total=sum(len(objs) for _, objs, _ in plan))
+        for title, objects, also_wait in plan:
+            deleted = []
             for obj in objects:
                 kept = obj["kind"] in KEPT_WITHOUT_PURGE or (obj["kind"] == "Namespace" and obj["metadata"]["name"] == ours)
+                live = None if kept and not options.purge else cluster.get(obj)
                 if kept and not options.purge:
                     outcome.steps.append(StepResult(describe(obj), "kept", "data/CRD: only with --purge"))
+                elif live is None:
+                    outcome.steps.append(StepResult(describe(obj), "absent", title))
+                elif not is_ours(live):
+                    outcome.steps.append(StepResult(describe(obj), "kept", "not installed by mlops"))
                 else:
-                    action = "deleted" if cluster.delete(obj) else "absent"
-                    outcome.steps.append(StepResult(describe(obj), action, title))
+                    cluster.delete(obj)
+                    deleted.append(obj)
+                    outcome.steps.append(StepResult(describe(obj), "deleted", title))
                 reporter.advance("down", object=describe(obj))
+            if deleted or also_wait:
+                reporter.update("down", info=f"{title}: waiting until deleted")
+                cluster.wait_gone(deleted + also_wait, time.monotonic() + self.config.kubernetes.step_timeout_s,
+                                  on_poll=lambda last, t=title: reporter.update("down", info=f"{t}: {last}"))
         reporter.finish("down", "done")
         return outcome
 
     # --- status ----------------------------------------------------------------------------------
 
     def status(self) -> list[ComponentStatus]:
-        from ..adapters.kube_apply import condition
-
         cluster = self.cluster
         out = []
         for component, namespace, name in COMPONENTS:
@@ -234,26 +302,15 @@ class KubernetesTarget:
     def _isvc_status(self) -> ComponentStatus:
         from charts.inference_service import VERSION_ANNOTATION
 
-        from ..adapters.kube_apply import condition
-
         live = self.cluster.get(self._isvc_identity())
         if live is None:
             return ComponentStatus("predictor", detail="no model deployed (mlops deploy --target kubernetes)")
         ready = condition(live, "Ready")
         version = live["metadata"].get("annotations", {}).get(VERSION_ANNOTATION, "")
+        split = self._rollouts().split(live)
         return ComponentStatus("predictor", url=(live.get("status") or {}).get("url", ""),
                                healthy=bool(ready and ready.get("status") == "True"), version=version,
-                               detail=f"traffic: {self._traffic(live)}")
-
-    def _traffic(self, live: dict[str, Any]) -> str:
-        from charts.inference_service import VERSION_ANNOTATION
-
-        version = live["metadata"].get("annotations", {}).get(VERSION_ANNOTATION, "?")
-        canary = live["spec"]["predictor"].get("canaryTrafficPercent")
-        if canary is None or canary >= 100:
-            return f"v{version} 100%"
-        previous = (self._history().get("previous") or {}).get("version", "previous")
-        return f"v{previous} {100 - canary}%, v{version} {canary}% (canary)"
+                               detail=f"traffic: {split.summary() if split else '-'}")
 
     # --- deploy ----------------------------------------------------------------------------------
 
@@ -263,83 +320,140 @@ class KubernetesTarget:
         return {"apiVersion": API_VERSION, "kind": KIND,
                 "metadata": {"name": self.config.serving.model_name, "namespace": self.config.kubernetes.namespace}}
 
+    def _rollouts(self) -> "Rollouts":
+        from charts.inference_service import VERSION_ANNOTATION
+
+        from .kubernetes_rollout import Rollouts
+
+        return Rollouts(self.cluster, self._isvc_identity(), VERSION_ANNOTATION)
+
     def _history_identity(self) -> dict[str, Any]:
         from charts.objects import config_map
 
         return config_map(self.config, self.config.serving.model_name + HISTORY_SUFFIX, "predictor", {})
 
-    def _history(self) -> dict[str, Any]:
+    def _history(self) -> dict[str, dict[str, Any]]:
+        """The InferenceService spec each deployed version was served with, by version (for rollback)."""
         live = self.cluster.get(self._history_identity())
         data = (live or {}).get("data") or {}
-        return {k: json.loads(v) for k, v in data.items() if v}
+        return {k.removeprefix("v"): json.loads(v) for k, v in data.items() if k.startswith("v") and v}
 
-    def _save_history(self, current: dict[str, Any], previous: dict[str, Any] | None) -> None:
+    def _remember(self, record: dict[str, Any]) -> None:
+        history = self._history()
+        history.pop(record["version"], None)
+        history[record["version"]] = record
+        kept = list(history.items())[-HISTORY_KEPT:]
         cm = self._history_identity()
-        cm["data"] = {"current": json.dumps(current, sort_keys=True)}
-        if previous is not None:
-            cm["data"]["previous"] = json.dumps(previous, sort_keys=True)
+        cm["data"] = {f"v{v}": json.dumps(r, sort_keys=True) for v, r in kept}
         self.cluster.apply(cm)
 
     def deploy(self, options: DeployOptions, reporter: Reporter) -> Outcome:
         from charts import inference_service
 
+        from .kubernetes_rollout import serving
+
         identity = self._isvc_identity()
-        history = self._history()
         live = self.cluster.get(identity)
-        current = history.get("current")
-        live_is_current = live is not None and current is not None and _applied(live) == _hash(identity, current)
+        rollouts = self._rollouts()
+        deadline = time.monotonic() + self.config.serving.ready_timeout_s
         if options.rollback:
-            if current and live is not None and not live_is_current:
-                target, new_history = current, (current, history.get("previous"))  # the last deploy never got ready
-            elif history.get("previous"):
-                target, new_history = history["previous"], (history["previous"], current)
-            else:
-                raise NotFoundError("nothing to roll back to: no earlier ready InferenceService spec is recorded",
-                                    hint="deploy another version first: mlops deploy --version N --target kubernetes")
-            isvc = _isvc_from_record(identity, target)
-        elif options.promote:
-            if live is None or live["spec"]["predictor"].get("canaryTrafficPercent") is None:
+            return self._rollback(live, rollouts, reporter)
+        if options.promote:
+            canary = None if live is None else live["spec"]["predictor"].get("canaryTrafficPercent")
+            if canary is None:
                 raise MlopsError("there is no canary to promote", hint="start one with: mlops deploy --version N --canary 10")
-            promoted = json.loads(json.dumps(current if live_is_current else _record(live)))
-            promoted["spec"]["predictor"].pop("canaryTrafficPercent", None)
-            isvc = _isvc_from_record(identity, promoted)
-            new_history = (promoted, history.get("previous"))
+            if canary == 0:
+                raise MlopsError("the canary was rolled back (0% of the traffic): promoting it would send it everything",
+                                 hint="deploy a version instead: mlops deploy --version N --target kubernetes")
+            isvc = _isvc_from_record(identity, _record(live))
+            isvc["spec"]["predictor"].pop("canaryTrafficPercent", None)
+            version, canary = _record(live)["version"], None
         else:
             from ..core.registry import resolve_version
 
             ref = resolve_version(self.config, options.version, options.alias)
-            isvc = inference_service.render(self.config, version=ref.version, source_uri=ref.source, canary=options.canary)
+            isvc = inference_service.render(self.config, version=ref.version, source_uri=ref.location, canary=options.canary)
             if options.canary is not None and live is None:
                 reporter.warn(f"no model is serving yet: version {ref.version} gets all traffic despite --canary {options.canary}")
-            if live is not None and _is_ready(live):
-                previous = current if live_is_current else _record(live)
-            else:
-                previous = history.get("previous")
-            new_history = (_record(isvc), previous)
+            version, canary = str(ref.version), options.canary
+            self._remember(_record(isvc))
         reporter.start("deploy", f"InferenceService {isvc['metadata']['name']}", total=1)
         action = self.cluster.apply(isvc)
-        deadline = time.monotonic() + self.config.serving.ready_timeout_s
-        ready = self.cluster.wait_ready(isvc, deadline, on_poll=lambda last: reporter.update("deploy", info=last),
-                                        timeout_setting="[serving].ready_timeout_s")
-        self._save_history(*new_history)
-        gateway_action = self._point_gateway(ready)
-        reporter.finish("deploy", f"ready: {(ready.get('status') or {}).get('url', '')}")
-        from charts.inference_service import VERSION_ANNOTATION
-
-        version = isvc["metadata"]["annotations"][VERSION_ANNOTATION]
+        expected = f"version {version} ready with {canary if canary is not None else 100}% of the traffic"
+        split = rollouts.wait(serving(version, canary), expected, deadline, on_poll=lambda last: reporter.update("deploy", info=last))
+        gateway_action = self._point_gateway(self.cluster.get(identity) or {})
+        live = self.cluster.get(identity) or {}
+        reporter.finish("deploy", f"ready: {split.summary()}")
         outcome = Outcome(steps=[StepResult(f"InferenceService {isvc['metadata']['namespace']}/{isvc['metadata']['name']}", action, f"version {version}")])
         if gateway_action:
             outcome.steps.append(StepResult("Deployment gateway", gateway_action, "predictor URL"))
-        outcome.info.update({"model_version": version, "url": (ready.get("status") or {}).get("url", ""),
-                             "traffic": self._traffic(ready if ready.get("spec") else isvc)})
+        outcome.info.update({"model_version": version, "url": (live.get("status") or {}).get("url", ""), "traffic": split.summary()})
+        return outcome
+
+    def _rollback(self, live: dict[str, Any] | None, rollouts: "Rollouts", reporter: Reporter) -> Outcome:
+        """KServe's rollback: `canaryTrafficPercent: 0` pins all traffic to the last rolled-out revision at
+        once; then the spec of that version is restored (a new revision, still at 0% until it is ready)
+        and the pin dropped. The revision being rolled back never gets more traffic than it had."""
+        from .kubernetes_rollout import pinned_to, serving
+
+        identity = self._isvc_identity()
+        split = rollouts.split(live)
+        if live is None or split is None:
+            raise NotFoundError("nothing to roll back: no model is deployed", hint="deploy one: mlops deploy --version N --target kubernetes")
+        if split.latest_created and split.latest_created != split.latest_ready:
+            target = split.rolled_out or split.latest_ready   # the newest revision never got ready
+        elif split.rolled_out and split.rolled_out != split.latest_ready:
+            target = split.rolled_out                         # a canary is running: back to what it split with
+        else:
+            target = split.previous_rolled_out                # fully rolled out: KServe falls back to the previous one
+        if not target or target == split.latest_ready and split.latest_created == split.latest_ready:
+            raise NotFoundError("nothing to roll back to: no earlier rolled-out revision of this InferenceService",
+                                hint="deploy another version first: mlops deploy --version N --target kubernetes")
+        version = split.version(target)
+        timeout = self.config.serving.ready_timeout_s
+        reporter.start("deploy", f"rollback to version {version}", total=3)
+        steps = []
+
+        def apply(isvc: dict[str, Any], why: str) -> None:
+            steps.append(StepResult(describe(isvc), self.cluster.apply(isvc), why))
+            reporter.advance("deploy", object=why)
+
+        pinned = _isvc_from_record(identity, _record(live))
+        pinned["spec"]["predictor"]["canaryTrafficPercent"] = 0
+        apply(pinned, f"canaryTrafficPercent 0: all traffic to {target} (version {version})")
+        rollouts.wait(pinned_to(target), f"100% on revision {target}", time.monotonic() + timeout,
+                      on_poll=lambda last: reporter.update("deploy", info=last))
+        record = self._history().get(version)
+        if record is None:
+            reporter.finish("deploy", f"traffic pinned to version {version}")
+            reporter.warn(f"the spec of version {version} is not recorded: the InferenceService still names version "
+                          f"{_record(live)['version']} at 0%; run `mlops deploy --version {version} --target kubernetes` to clean up")
+        else:
+            restored = _isvc_from_record(identity, record)
+            restored["spec"]["predictor"]["canaryTrafficPercent"] = 0
+            apply(restored, f"spec of version {version} restored, still at 0% until ready")
+            rollouts.wait(lambda s: pinned_to(target)(s) and s.latest_created == s.latest_ready and s.version(s.latest_ready) == version,
+                          f"a ready revision of version {version} while {target} keeps 100%", time.monotonic() + timeout,
+                          on_poll=lambda last: reporter.update("deploy", info=last))
+            final = _isvc_from_record(identity, record)
+            final["spec"]["predictor"].pop("canaryTrafficPercent", None)
+            apply(final, "pin dropped")
+            rollouts.wait(serving(version, None), f"version {version} with 100% of the traffic", time.monotonic() + timeout,
+                          on_poll=lambda last: reporter.update("deploy", info=last))
+        now = rollouts.split(self.cluster.get(identity))
+        reporter.finish("deploy", f"rolled back: {now.summary() if now else '-'}")
+        outcome = Outcome(steps=steps)
+        outcome.info.update({"model_version": version, "traffic": now.summary() if now else ""})
         return outcome
 
     def _point_gateway(self, isvc: dict[str, Any]) -> str | None:
-        """Make the gateway call the InferenceService's cluster address (stable across versions)."""
+        """Make the gateway call the InferenceService's cluster address (stable across versions).
+
+        The address is `charts.inference_service.predictor_url`, the one `up` renders too, so this
+        re-apply is "unchanged" unless the gateway was installed by an older version."""
         from charts import gateway
 
-        address = (((isvc.get("status") or {}).get("address") or {}).get("url")) or gateway.predictor_url(self.config)
-        deployment = gateway.objects(self.config, predictor=address)[0]
+        deployment = gateway.objects(self.config)[0]
         if self.cluster.get(deployment) is None:
             return None  # the platform is not installed; `mlops up` renders the gateway with this address
         return self.cluster.apply(deployment)
@@ -356,8 +470,6 @@ class KubernetesTarget:
         env = Secrets.from_env()
         user, password = env.gateway_user or self.config.gateway.user, env.gateway_password
         if not password:
-            from ..adapters.kube_apply import secret_values
-
             live = self.cluster.get(chart_secrets.gateway_auth(self.config, None)) or {}
             values = secret_values(live)
             user, password = values.get("user", user), values.get("password")
@@ -393,20 +505,10 @@ class KubernetesTarget:
         return self.cluster.pod_logs(ns, selector, lines=lines, follow=follow)
 
 
-FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
-
-
 def _ordered(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Namespaces, then CRDs, then the rest in manifest order (what kubectl apply -f effectively needs)."""
     rank = {kind: i for i, kind in enumerate(FIRST_KINDS)}
     return sorted(objects, key=lambda o: rank.get(o["kind"], 2))
-
-
-def _is_ready(isvc: dict[str, Any]) -> bool:
-    from ..adapters.kube_apply import condition
-
-    cond = condition(isvc, "Ready")
-    return bool(cond and cond.get("status") == "True")
 
 
 def _record(isvc: dict[str, Any]) -> dict[str, Any]:
@@ -414,27 +516,14 @@ def _record(isvc: dict[str, Any]) -> dict[str, Any]:
     from charts.inference_service import VERSION_ANNOTATION
 
     return {"version": isvc["metadata"].get("annotations", {}).get(VERSION_ANNOTATION, ""),
-            "spec": json.loads(json.dumps(isvc["spec"]))}
+            "spec": copy.deepcopy(isvc["spec"])}
 
 
 def _isvc_from_record(identity: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    from charts.inference_service import VERSION_ANNOTATION
-    from charts.objects import labels
+    from charts.inference_service import VERSION_ANNOTATION, isvc_labels
 
-    isvc = json.loads(json.dumps(identity))
-    isvc["metadata"]["labels"] = labels("predictor")
-    isvc["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "Serverless", VERSION_ANNOTATION: record["version"]}
-    isvc["spec"] = json.loads(json.dumps(record["spec"]))
-    return isvc
-
-
-def _applied(live: dict[str, Any]) -> str | None:
-    from ..adapters.kube_apply import HASH_ANNOTATION
-
-    return (live.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION)
-
-
-def _hash(identity: dict[str, Any], record: dict[str, Any]) -> str:
-    from ..adapters.kube_apply import applied_hash
-
-    return applied_hash(_isvc_from_record(identity, record))
+    return {**identity,
+            "metadata": {**identity["metadata"], "labels": isvc_labels(),
+                         "annotations": {"serving.kserve.io/deploymentMode": "Serverless",
+                                         VERSION_ANNOTATION: record["version"]}},
+            "spec": copy.deepcopy(record["spec"])}

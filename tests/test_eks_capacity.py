@@ -1,0 +1,147 @@
+"""Issue 11 point 4 and acceptance 2: the node group holds what the install renders, or `up` says so.
+
+Requests come from the objects the install applies (charts.platform.all_objects, with the offline bundle of
+tests/k8s_support.py standing in for the upstream manifests), allocatable capacity from the EKS AL2023
+AMI's reservation formula (mlops_cli/core/capacity.py names the source lines).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mlops_cli.core import capacity
+from mlops_cli.core.capacity import allocatable, covers, plan_nodes, platform_requests
+
+
+@pytest.fixture
+def rendered(tmp_path, project):
+    """The rendered platform's requests for a project with the offline upstream bundle."""
+    from charts.objects import resources
+    from charts.platform import all_objects
+    from mlops_cli.core.config import load_config
+    from tests.k8s_support import build_bundle, kubernetes_toml
+
+    pins = build_bundle(tmp_path / "bundle")
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write(kubernetes_toml(tmp_path / "bundle", pins))
+    config = load_config()
+    return platform_requests(all_objects(config, None), resources(config, "predictor"))
+
+
+def test_reservations_follow_the_eks_ami_formula():
+    # nodeadm getCPUMillicoresToReserve: 6% + 1% + 0.5% + 0.5% + 0.25% per further core.
+    assert [capacity.kube_reserved_cpu_m(n) for n in (1, 2, 4, 8)] == [60, 70, 80, 90]
+    # max pods = ENIs x (IPs per ENI - 1) + 2: the figures of amazon-eks-ami's eni-max-pods.txt.
+    assert {t: allocatable(t).max_pods for t in ("m6i.large", "m6i.xlarge", "t3.medium", "t3.large")} == \
+        {"m6i.large": 29, "m6i.xlarge": 58, "t3.medium": 17, "t3.large": 35}
+    large = allocatable("m6i.large")
+    assert large.cpu_m == 1930
+    assert large.mem_mib == pytest.approx(8192 * 0.925 - (11 * 29 + 255) - 100)
+
+
+def test_pod_requests_count_init_containers_and_replicas():
+    spec = {"containers": [{"resources": {"requests": {"cpu": "250m", "memory": "512Mi"}}},
+                           {"resources": {"requests": {"cpu": "0.5", "memory": "1Gi"}}}],
+            "initContainers": [{"resources": {"requests": {"cpu": "1", "memory": "64Mi"}}}]}
+    pod = capacity.pod_requests(spec)
+    assert (pod.cpu_m, pod.mem_mib) == (1000, 1536)
+    dep = {"kind": "Deployment", "metadata": {"name": "gw", "namespace": "mlops"},
+           "spec": {"template": {"spec": spec}}}
+    hpa = {"kind": "HorizontalPodAutoscaler", "metadata": {"name": "gw", "namespace": "mlops"},
+           "spec": {"scaleTargetRef": {"name": "gw"}, "minReplicas": 3}}
+    reqs = platform_requests([dep, hpa])
+    ours = dict(reqs.items)["Deployment gw x3"]
+    assert ours.cpu_m == 3000 and ours.pods == 3
+
+
+def test_the_old_default_of_two_m6i_large_does_not_hold_the_platform(rendered):
+    assert rendered.cluster.cpu_m > 3000  # our charts + the stand-in upstream + one predictor + kube-system
+    assert not covers(rendered, "m6i.large", 2)
+
+
+def test_default_program_declares_node_groups_that_hold_the_rendered_platform(rendered):
+    from tests.test_eks_stack import declare
+
+    d = declare()
+    [group] = d.of("eks:index:ManagedNodeGroup")
+    kind = group.inputs["instanceTypes"][0]
+    nodes = group.inputs["scalingConfig"]["desiredSize"]
+    assert covers(rendered, kind, nodes), plan_nodes(rendered, kind).summary()
+    assert group.inputs["scalingConfig"]["maxSize"] > nodes  # and room to scale (the autoscaler acts on it)
+    d.one("kubernetes:helm.sh/v3:Release", "autoscaler")
+
+
+def test_a_pod_larger_than_any_node_is_refused():
+    big_predictor = platform_requests([], {"requests": {"cpu": "3", "memory": "1Gi"}})
+    with pytest.raises(capacity.DoesNotFit, match="one pod requests 3025m CPU"):
+        plan_nodes(big_predictor, "t3.medium")
+
+
+# ------------------------------------------------------------------------ through `mlops up --target eks`
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Records the config the stack is opened with (what the Pulumi program is built from)."""
+    from mlops_cli.adapters import pulumi_workspace
+    from tests.test_eks_cli import FakeWorkspace
+
+    seen = {}
+
+    def open_stack(config, *, create):
+        seen["eks"] = config.eks
+        return FakeWorkspace()
+
+    monkeypatch.setattr(pulumi_workspace, "open_stack", open_stack)
+    return seen
+
+
+def test_up_sizes_the_node_group_up_and_says_so(cli, project, aws, opened):
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write('[eks]\ninstance_types = ["m6i.large"]\ndesired_size = 2\nmax_size = 6\n')
+    result = cli("--json", "up", "--target", "eks", "--preview")
+    assert result.exit_code == 0, result.stderr
+    assert opened["eks"].desired_size == 3 and opened["eks"].instance_types == ["m6i.large"]
+    assert "starting with 3 nodes instead of eks.desired_size = 2" in " ".join(result.stderr.split())
+
+
+def test_up_refuses_when_max_size_cannot_hold_the_platform(cli, project, aws, opened):
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write('[eks]\ninstance_types = ["m6i.large"]\nmin_size = 1\ndesired_size = 2\nmax_size = 2\n')
+    result = cli("up", "--target", "eks", "--preview")
+    assert result.exit_code == 2
+    err = " ".join(result.stderr.split())
+    assert "eks.max_size = 2" in err and "at least 3" in err
+    assert "eks" not in opened  # refused before the stack was opened
+
+
+def test_up_resolves_the_endpoint_to_the_egress_address(cli, project, aws, opened):
+    result = cli("up", "--target", "eks", "--preview")
+    assert result.exit_code == 0, result.stderr
+    assert opened["eks"].public_access_cidrs == ["198.51.100.23/32"]
+
+
+def test_up_warns_about_an_endpoint_open_to_the_internet(cli, project, aws, opened):
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write('[eks]\npublic_access_cidrs = ["0.0.0.0/0"]\n')
+    result = cli("up", "--target", "eks", "--preview")
+    assert result.exit_code == 0, result.stderr
+    err = " ".join(result.stderr.split())
+    assert "0.0.0.0/0" in err and "whole internet" in err
+    assert opened["eks"].public_access_cidrs == ["0.0.0.0/0"]
+
+
+def test_egress_address_is_read_from_checkip(monkeypatch):
+    import httpx
+
+    from mlops_cli.adapters import pulumi_aws_account
+    from mlops_cli.core.errors import PreflightError
+
+    def answer(text):
+        return httpx.MockTransport(lambda request: httpx.Response(200, text=text))
+
+    monkeypatch.setattr(httpx, "get", lambda url, **kw: httpx.Client(transport=answer("192.0.2.9\n")).get(url))
+    assert pulumi_aws_account.egress_address() == "192.0.2.9"
+    monkeypatch.setattr(httpx, "get", lambda url, **kw: httpx.Client(transport=answer("<html>")).get(url))
+    with pytest.raises(PreflightError, match="public_access_cidrs"):
+        pulumi_aws_account.egress_address()

@@ -1,0 +1,165 @@
+"""Issue 11, points 2-8 as the Pulumi program declares them (under pulumi mocks, tests/test_eks_stack.py).
+
+What the program must hand AWS so that a new account gets a cluster that can run the platform: zones EKS
+accepts that offer the instance types, storage that binds, nodes that scale, an endpoint the install can
+reach, GPU nodes with drivers, a kubeconfig that needs no AWS CLI, a log group that expires.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_eks_stack import EGRESS, OFFERINGS, ZONES, declare
+
+pulumi = pytest.importorskip("pulumi")
+
+
+@pytest.fixture(scope="module")
+def default():
+    return declare()
+
+
+# ------------------------------------------------------------------------------------- point 2: zones
+
+
+def _subnet_zones(d, kind: str) -> list[str]:
+    return [r.inputs["availabilityZone"] for r in d.of("aws:ec2/subnet:Subnet") if f"-{kind}-" in r.name]
+
+
+def test_zones_exclude_eks_unsupported_ids_and_offer_the_instance_types(default):
+    [azs] = [c for c in default.calls if c.token == "aws:index/getAvailabilityZones:getAvailabilityZones"]
+    assert "use1-az3" in azs.args["excludeZoneIds"]
+    assert {"name": "opt-in-status", "values": ["opt-in-not-required"]} in azs.args["filters"]
+    by_name = ZONES
+    for kind in ("public", "private"):
+        zone_ids = [by_name[z] for z in _subnet_zones(default, kind)]
+        assert "use1-az3" not in zone_ids
+        assert all(z in OFFERINGS["m6i.large"] for z in zone_ids), zone_ids
+    assert default.outputs["zone_ids"] == [by_name[z] for z in _subnet_zones(default, "private")]
+
+
+def test_zones_follow_the_instance_type_offerings():
+    d = declare(instance_types=["g5.xlarge"], availability_zones=3)
+    assert sorted(ZONES[z] for z in _subnet_zones(d, "private")) == sorted(OFFERINGS["g5.xlarge"])
+
+
+def test_too_few_usable_zones_is_a_clear_error():
+    with pytest.raises(Exception, match=r"only 3 availability zone\(s\).*offer g5.xlarge"):
+        declare(instance_types=["g5.xlarge"], availability_zones=4)
+
+
+# ----------------------------------------------------------------------------------- point 3: storage
+
+
+def test_ebs_csi_addon_with_its_own_irsa_role(default):
+    addon = default.one("aws:eks/addon:Addon", "ebs-csi").inputs
+    assert addon["addonName"] == "aws-ebs-csi-driver" and addon["clusterName"] == "mlops"
+    role = default.one("aws:iam/role:Role", "addons-ebs-csi")
+    assert addon["serviceAccountRoleArn"] == f"arn:aws:mock:::{role.name}"
+    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    conditions = statement["Condition"]["StringEquals"]
+    assert any(v == "system:serviceaccount:kube-system:ebs-csi-controller-sa" for v in conditions.values())
+    attachment = default.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "addons-ebs-csi").inputs
+    assert attachment["policyArn"].endswith("/AmazonEBSCSIDriverPolicy")
+
+
+def test_default_storage_class_is_encrypted_gp3_on_the_csi_driver(default):
+    sc = default.one("kubernetes:storage.k8s.io/v1:StorageClass").inputs
+    assert sc["provisioner"] == "ebs.csi.aws.com"
+    assert sc["parameters"]["type"] == "gp3" and sc["parameters"]["encrypted"] == "true"
+    assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert default.outputs["storage_class"] == sc["metadata"]["name"]
+
+
+# --------------------------------------------------------------------------- point 4: scaling mechanism
+
+
+def test_cluster_autoscaler_with_its_own_role_discovers_the_node_groups(default):
+    release = default.one("kubernetes:helm.sh/v3:Release", "autoscaler").inputs
+    assert release["chart"] == "cluster-autoscaler" and release["version"]
+    assert release["repositoryOpts"]["repo"] == "https://kubernetes.github.io/autoscaler"
+    values = release["values"]
+    assert values["autoDiscovery"]["clusterName"] == "mlops" and values["awsRegion"] == "us-east-1"
+    role = default.one("aws:iam/role:Role", "addons-autoscaler")
+    sa = values["rbac"]["serviceAccount"]
+    assert sa["annotations"]["eks.amazonaws.com/role-arn"] == f"arn:aws:mock:::{role.name}"
+    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert f"system:serviceaccount:kube-system:{sa['name']}" in statement["Condition"]["StringEquals"].values()
+    policy = json.loads(default.one("aws:iam/rolePolicy:RolePolicy", "addons-autoscaler").inputs["policy"])
+    write = next(s for s in policy["Statement"] if "autoscaling:SetDesiredCapacity" in s["Action"])
+    assert write["Condition"] == {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/mlops": "owned"}}
+    group = default.one("eks:index:ManagedNodeGroup", "general").inputs
+    assert group["ignoreScalingChanges"] is True  # Pulumi must not undo what the autoscaler decided
+
+
+# ------------------------------------------------------------------------------- point 5: endpoint
+
+
+def test_endpoint_public_for_the_configured_cidrs_and_private(default):
+    cluster = default.one("eks:index:Cluster").inputs
+    assert cluster["endpointPublicAccess"] is True and cluster["endpointPrivateAccess"] is True
+    assert cluster["publicAccessCidrs"] == EGRESS
+
+
+# ------------------------------------------------------------------------------------- point 6: GPU
+
+
+def test_nodes_run_al2023_and_gpu_nodes_the_nvidia_ami_with_the_device_plugin(default):
+    assert default.one("eks:index:ManagedNodeGroup", "general").inputs["amiType"] == "AL2023_x86_64_STANDARD"
+    assert not default.of("kubernetes:helm.sh/v3:Release") or all(
+        "nvidia" not in r.name for r in default.of("kubernetes:helm.sh/v3:Release"))
+    d = declare(gpu_enabled=True, gpu_instance_types=["g5.xlarge"])
+    gpu = d.one("eks:index:ManagedNodeGroup", "gpu").inputs
+    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA" and "gpu" not in gpu
+    plugin = d.one("kubernetes:helm.sh/v3:Release", "nvidia").inputs
+    assert plugin["chart"] == "nvidia-device-plugin"
+    assert plugin["values"]["nodeSelector"] == {"mlops/pool": "gpu"}
+    assert plugin["values"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+# --------------------------------------------------------------------------- root volumes (cost, point 3)
+
+
+def test_root_volumes_are_encrypted_gp3_from_our_launch_template(default):
+    group = default.one("eks:index:ManagedNodeGroup", "general").inputs
+    template = default.one("aws:ec2/launchTemplate:LaunchTemplate", "general")
+    assert group["launchTemplate"]["id"] == f"{template.name}-id"
+    assert "diskSize" not in group  # EKS refuses diskSize together with a launch template
+    [mapping] = template.inputs["blockDeviceMappings"]
+    assert mapping["ebs"] == {"volumeSize": 50, "volumeType": "gp3", "encrypted": "true", "deleteOnTermination": "true"}
+    assert template.inputs["metadataOptions"]["httpTokens"] == "required"
+
+
+# ----------------------------------------------------------------------------- point 7: kubeconfig
+
+
+def test_kubeconfig_asks_mlops_for_the_token_not_the_aws_cli(default):
+    kubeconfig = json.loads(default.outputs["kubeconfig"])
+    [user] = kubeconfig["users"]
+    exec_ = user["user"]["exec"]
+    assert exec_["command"].endswith("mlops") and exec_["command"] != "aws"
+    assert exec_["args"] == ["eks-token", "--cluster", "mlops", "--region", "us-east-1"]
+    assert exec_["apiVersion"] == "client.authentication.k8s.io/v1beta1"
+
+
+# --------------------------------------------------------------------------- point 8: the log group
+
+
+def test_control_plane_log_group_is_declared_with_retention():
+    d = declare(log_retention_days=14)
+    group = d.one("aws:cloudwatch/logGroup:LogGroup")
+    # The name EKS writes to: declared by us, EKS uses it instead of creating a never-expiring one.
+    assert group.inputs["name"] == "/aws/eks/mlops/cluster" and group.inputs["retentionInDays"] == 14
+    assert d.outputs["log_group"] == "/aws/eks/mlops/cluster"
+
+
+def test_log_retention_must_be_a_value_cloudwatch_accepts():
+    from pydantic import ValidationError
+
+    from mlops_cli.core.config import EksConfig
+
+    with pytest.raises(ValidationError, match="CloudWatch Logs accepts only"):
+        EksConfig(log_retention_days=10)

@@ -1,0 +1,122 @@
+"""The storage contract between MLflow 3.17 and KServe, against a real `mlflow server` on loopback.
+
+The server runs with the flags charts/mlflow.py renders (allowed hosts, proxied artifacts); its artifact
+directory plays MLflow's PVC (`mlflow-data`, mounted at /mlflow). A model trained and registered through
+our code is resolved to the storageUri the InferenceService would get; the directory that URI names
+on the volume must hold a model our predictor loads. A caller with Host `mlflow.<ns>.svc.cluster.local`
+(drift service, deploy) must be accepted, and an unknown Host still refused.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.support import free_port
+
+NAMESPACE = "ml-prod"
+
+
+@pytest.fixture(scope="module")
+def rendered_mlflow_server(tmp_path_factory):
+    """`mlflow server` started with the rendered container's own flags, on loopback paths."""
+    from charts import mlflow as mlflow_chart
+    from mlops_cli.core.config import Config
+
+    tmp_path = tmp_path_factory.mktemp("mlflow")
+    config = Config.model_validate({"kubernetes": {"namespace": NAMESPACE}})
+    (dep,) = [o for o in mlflow_chart.objects(config, None) if o["kind"] == "Deployment"]
+    command = dep["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:2] == ["mlflow", "server"]
+    volume = tmp_path / "mlflow-data"          # what the PVC mounted at /mlflow holds
+    (volume / "db").mkdir(parents=True)
+    port = free_port()
+    local = {"--host": "127.0.0.1", "--port": str(port), "--backend-store-uri": f"sqlite:///{volume / 'db' / 'mlflow.db'}",
+             "--artifacts-destination": str(volume / mlflow_chart.ARTIFACTS_DIR.removeprefix("/mlflow/"))}
+    args = list(command[2:])
+    for flag, value in local.items():
+        args[args.index(flag) + 1] = value
+    allowed = args[args.index("--allowed-hosts") + 1]
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", *args, "--workers", "1"], cwd=tmp_path,
+                            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited with {proc.returncode}: {(tmp_path / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("mlflow server did not become healthy in 90 s")
+            time.sleep(0.5)
+        yield url, port, volume, allowed
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
+def test_cluster_callers_are_accepted_by_host(rendered_mlflow_server):
+    url, port, _, allowed = rendered_mlflow_server
+    path = "/api/2.0/mlflow/experiments/search?max_results=1"
+    for host in (f"mlflow.{NAMESPACE}.svc.cluster.local:5000", f"mlflow.{NAMESPACE}.svc.cluster.local", "mlflow:5000"):
+        assert f"{host}" in allowed.split(",")
+        # the server listens on a free port; the Host header is what a cluster caller sends
+        assert httpx.get(url + path, headers={"Host": host}, timeout=10).status_code == 200, host
+    refused = httpx.get(url + path, headers={"Host": "attacker.example.com"}, timeout=10)
+    assert refused.status_code == 403  # the guard is on: the list is not a wildcard
+
+
+@pytest.mark.slow
+def test_registered_version_resolves_to_a_storage_uri_our_predictor_loads(project, cli, tiny_base_model, rendered_mlflow_server):
+    from charts.inference_service import render, storage_uri
+    from charts.mlflow import DATA_PVC
+    from mlops_cli.core.config import load_config
+    from mlops_cli.core.registry import resolve_version
+    from models.predictor import SentimentPredictor
+
+    url, _, volume, _ = rendered_mlflow_server
+    (project / "mlops.toml").write_text(
+        '[project]\nname = "t"\n'
+        f'[train]\nbase_model = "{tiny_base_model}"\nmax_length = 32\n'
+        f'[registry]\ntracking_uri = "{url}"\nmin_f1 = 0.0\n'
+        f'[kubernetes]\nnamespace = "{NAMESPACE}"\n')
+    assert cli("data", "prepare").exit_code == 0
+    trained = cli("--json", "train", "--log", "--max-steps", "2")
+    assert trained.exit_code == 0, trained.stderr
+    registered = cli("--json", "register")
+    assert registered.exit_code == 0, registered.stderr
+
+    config = load_config()
+    ref = resolve_version(config, "1")
+    assert ref.source.startswith("models:/m-")           # MLflow 3: a logged-model name, not a location
+    assert ref.location.startswith("mlflow-artifacts:/")   # the real artifact location, served by MLflow
+    uri = storage_uri(config, ref.location)
+    assert uri.startswith(f"pvc://{DATA_PVC}/")
+    isvc = render(config, version=ref.version, source_uri=ref.location)
+    assert {"name": "STORAGE_URI", "value": uri} in isvc["spec"]["predictor"]["containers"][0]["env"]
+
+    # KServe mounts pvc://<claim>/<path> read-only and hands <path> of the volume to the predictor.
+    model_dir = volume / uri.removeprefix(f"pvc://{DATA_PVC}/")
+    assert (model_dir / "mlops_classifier.json").is_file(), sorted(p.name for p in model_dir.parent.iterdir())
+    predictor = SentimentPredictor(config.serving.model_name, model_dir, ref.version)
+    assert predictor.load()
+    logits, features = predictor.infer(["Worked well, no side effects.", "Terrible headaches."])
+    assert logits.shape[0] == 2 and len(features) == 2
