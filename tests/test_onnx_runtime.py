@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from .conftest import REPO
+from .support import REPO
 
 MODEL_NAME = "onnx-test-model"
 LABELS = ["Negative", "Positive"]

@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import pytest
 
-from .conftest import free_port
+from .support import free_port
 from .drift_support import Service, build_classifier, wait_http
 
 PASSWORD = "overload-test-password"
