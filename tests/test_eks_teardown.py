@@ -18,7 +18,7 @@ import pytest
 from mlops_cli.adapters import aws_sweep, pulumi_workspace
 from tests.k8s_support import EmulatorThread, write_kubeconfig
 from tests.test_data_s3 import s3_endpoint  # noqa: F401  (the moto server: it speaks EC2 and ELB too)
-from tests.test_eks_cli import OUTPUTS, FakeWorkspace, aws, kubernetes_target, workspace  # noqa: F401
+from tests.test_eks_cli import OUTPUTS, FakeWorkspace, kubernetes_target, workspace  # noqa: F401
 
 CLUSTER = "mlops"
 TAG = f"kubernetes.io/cluster/{CLUSTER}"

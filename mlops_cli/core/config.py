@@ -62,6 +62,7 @@ class DataConfig(Section):
     # Built in: drugsCom alone (small and quick: what a bare project and the tests get). The shipped
     # mlops.toml, the default recipe, adds the corpora that make the model travel.
     sources: list[DataSourceName] = Field(default_factory=lambda: ["drugscom"], min_length=1)
+    max_rows_per_source: int = Field(0, ge=0)
     test_size: float = Field(0.2, gt=0, lt=1)
     validation_size: float = Field(0.15, gt=0, lt=1)
     seed: int = 42
@@ -226,32 +227,37 @@ class KubernetesConfig(Section):
     context: str = ""
     namespace: str = "mlops"
     version: str = "1.35"  # as [eks].version defaults to; rendered objects are tested against 1.34 and 1.35
-    ingress_host: str = "mlops.local"
+    ingress_host: str = "mlops.local"   # the public HTTPS host of the gateway (Envoy Gateway listener)
+    tls_issuer: str = ""   # a cert-manager ClusterIssuer for that host (e.g. letsencrypt-prod); empty: self-signed
     storage_class: str = ""
     manifest_cache: str = ".mlops/manifests"
     offline_bundle: str = ""
     step_timeout_s: float = Field(300.0, gt=0)
     # Upstream release manifests: each pinned by version and the sha256 of the file at its URL.
     # URLs may hold {version}; the downloaded file is refused when its sha256 differs from the pin.
-    cert_manager_version: str = "v1.16.2"
+    # Versions: the set KServe v0.20.0 installs and tests together (its
+    # install/v0.20.0/kserve-knative-mode-dependency-install.sh: cert-manager v1.17.0, Knative Serving
+    # 1.21.1, Envoy Gateway v1.8.1 with Gateway API v1.5.1); Kourier from the same Knative minor.
+    cert_manager_version: str = "v1.17.0"
     cert_manager_url: str = "https://github.com/cert-manager/cert-manager/releases/download/{version}/cert-manager.yaml"
     cert_manager_sha256: str = ""
-    knative_version: str = "knative-v1.16.0"
+    knative_version: str = "knative-v1.21.1"
     knative_crds_url: str = "https://github.com/knative/serving/releases/download/{version}/serving-crds.yaml"
     knative_crds_sha256: str = ""
     knative_core_url: str = "https://github.com/knative/serving/releases/download/{version}/serving-core.yaml"
     knative_core_sha256: str = ""
-    kourier_version: str = "knative-v1.16.0"
-    kourier_url: str = "https://github.com/knative/net-kourier/releases/download/{version}/kourier.yaml"
+    kourier_version: str = "knative-v1.21.0"
+    kourier_url: str = "https://github.com/knative-extensions/net-kourier/releases/download/{version}/kourier.yaml"
     kourier_sha256: str = ""
-    kserve_version: str = "v0.15.2"
+    kserve_version: str = "v0.20.0"
     kserve_url: str = "https://github.com/kserve/kserve/releases/download/{version}/kserve.yaml"
     kserve_sha256: str = ""
     kserve_runtimes_url: str = "https://github.com/kserve/kserve/releases/download/{version}/kserve-cluster-resources.yaml"
     kserve_runtimes_sha256: str = ""
-    ingress_nginx_version: str = "controller-v1.11.3"
-    ingress_nginx_url: str = "https://raw.githubusercontent.com/kubernetes/ingress-nginx/{version}/deploy/static/provider/cloud/deploy.yaml"
-    ingress_nginx_sha256: str = ""
+    # The public edge: Envoy Gateway (its install.yaml carries the Gateway API v1.5.1 CRDs it was built with).
+    envoy_gateway_version: str = "v1.8.1"
+    envoy_gateway_url: str = "https://github.com/envoyproxy/gateway/releases/download/{version}/install.yaml"
+    envoy_gateway_sha256: str = ""
     # Images of the third-party services we render ourselves (ours, MLflow included, come from [images]).
     prometheus_image: str = "quay.io/prometheus/prometheus:v2.55.1"
     grafana_image: str = "docker.io/grafana/grafana:11.3.1"
