@@ -28,7 +28,7 @@ import kmock
 import yaml
 
 from tests.k8s_controllers import CRD_FINALIZER, DEFAULT_CLASS_ANNOTATION, ISVC, KSERVE_CONTROLLER, Controllers, Timing
-from tests.support import REPO, UPSTREAM
+from tests.support import UPSTREAM
 
 # API groups the API server serves itself; any other group needs an Established CRD.
 BUILTIN_GROUPS = {"", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "autoscaling", "policy",

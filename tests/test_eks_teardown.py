@@ -17,8 +17,7 @@ import pytest
 
 from mlops_cli.adapters import aws_sweep, pulumi_workspace
 from tests.k8s_support import EmulatorThread, write_kubeconfig
-from tests.test_data_s3 import s3_endpoint  # noqa: F401  (the moto server: it speaks EC2 and ELB too)
-from tests.test_eks_cli import OUTPUTS, FakeWorkspace, aws, kubernetes_target, workspace  # noqa: F401
+from tests.eks_support import OUTPUTS, FakeWorkspace
 
 CLUSTER = "mlops"
 TAG = f"kubernetes.io/cluster/{CLUSTER}"
@@ -26,7 +25,7 @@ RELEASE_DELAY_S = 1.0
 
 
 @pytest.fixture
-def moto_env(s3_endpoint, monkeypatch):  # noqa: F811
+def moto_env(s3_endpoint, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # botocore sends every service there
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
