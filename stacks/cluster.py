@@ -137,21 +137,27 @@ class Cluster(pulumi.ComponentResource):
                 tags=args.tags,
                 opts=child,
             )
-            self.node_groups.append(eks.ManagedNodeGroup(
+            # The AWS resource itself, not pulumi-eks's ManagedNodeGroup: that one is a remote component whose
+            # insides run in its provider plugin, so no test here could see what it sends AWS. This way the
+            # program's tests see the exact CreateNodegroup inputs.
+            self.node_groups.append(aws.eks.NodeGroup(
                 f"{name}-{spec.name}",
-                cluster=self._cluster,
-                node_role=node_role,
+                cluster_name=args.cluster_name,
+                node_group_name_prefix=f"{args.cluster_name}-{spec.name}-",
+                node_role_arn=node_role.arn,
                 subnet_ids=args.private_subnet_ids,
                 instance_types=spec.instance_types,
                 ami_type=AMI_NVIDIA if spec.gpu else AMI_STANDARD,
+                capacity_type="ON_DEMAND",
                 scaling_config={"min_size": spec.min_size, "desired_size": spec.desired_size, "max_size": spec.max_size},
-                # The cluster autoscaler changes desired size; Pulumi must not reset it on the next `up`.
-                ignore_scaling_changes=True,
+                update_config={"max_unavailable": 1},
                 launch_template={"id": template.id, "version": template.latest_version.apply(str)},
                 taints=[GPU_TAINT] if spec.gpu else None,
                 labels={POOL_LABEL: spec.name},
                 tags=args.tags,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
+                # The cluster autoscaler changes the desired size; Pulumi must not reset it on the next `up`.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*attachments, self._cluster],
+                                            ignore_changes=["scalingConfig.desiredSize"]),
             ))
 
         self.cluster_name = pulumi.Output.from_input(args.cluster_name)

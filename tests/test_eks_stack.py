@@ -34,7 +34,8 @@ TAGGABLE = {
     "aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/internetGateway:InternetGateway", "aws:ec2/routeTable:RouteTable",
     "aws:ec2/eip:Eip", "aws:ec2/natGateway:NatGateway", "aws:iam/role:Role",
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider", "aws:s3/bucket:Bucket", "aws:ecr/repository:Repository",
-    "eks:index:Cluster", "eks:index:ManagedNodeGroup",
+    "eks:index:Cluster", "aws:eks/nodeGroup:NodeGroup", "aws:ec2/launchTemplate:LaunchTemplate",
+    "aws:cloudwatch/logGroup:LogGroup", "aws:eks/addon:Addon",
 }
 
 
@@ -222,7 +223,7 @@ def test_no_public_cidrs_is_refused_by_the_program():
 
 def test_node_group_only_in_private_subnets_with_configured_size():
     d = declare(instance_types=["m6i.xlarge"], min_size=2, desired_size=3, max_size=5, disk_size_gb=80)
-    groups = d.of("eks:index:ManagedNodeGroup")
+    groups = d.of("aws:eks/nodeGroup:NodeGroup")
     assert len(groups) == 1
     group = groups[0].inputs
     private, public = _ids(_subnets(d, "private")), _ids(_subnets(d, "public"))
@@ -236,7 +237,7 @@ def test_node_group_only_in_private_subnets_with_configured_size():
 
 def test_gpu_on_adds_a_tainted_gpu_group():
     d = declare(gpu_enabled=True, gpu_instance_types=["g5.2xlarge"], gpu_min_size=0, gpu_desired_size=1, gpu_max_size=3)
-    groups = {r.name: r.inputs for r in d.of("eks:index:ManagedNodeGroup")}
+    groups = {r.name: r.inputs for r in d.of("aws:eks/nodeGroup:NodeGroup")}
     assert set(groups) == {"cluster-general", "cluster-gpu"}
     gpu = groups["cluster-gpu"]
     assert gpu["instanceTypes"] == ["g5.2xlarge"]

@@ -74,7 +74,7 @@ class CloudController(threading.Thread):
 
 
 @pytest.fixture
-def world(project, tmp_path, aws, moto_env, monkeypatch):  # noqa: F811
+def world(project, tmp_path, aws, moto_env, monkeypatch):
     client = moto_env
     vpc = client.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnet = client.ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/20", AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
@@ -176,7 +176,7 @@ def test_wait_gives_up_after_the_timeout_and_says_what_is_held(moto_env):
 # ------------------------------------------------------------------------------ the bucket (point 8)
 
 
-def test_down_keeps_even_an_empty_bucket_and_the_next_up_adopts_it(cli, project, workspace, kubernetes_target):  # noqa: F811
+def test_down_keeps_even_an_empty_bucket_and_the_next_up_adopts_it(cli, project, workspace, kubernetes_target):
     from mlops_cli.core.config import load_config
     from mlops_cli.targets.eks import kept_bucket
 
@@ -193,7 +193,7 @@ def test_down_keeps_even_an_empty_bucket_and_the_next_up_adopts_it(cli, project,
     assert bucket.inputs["bucket"] == OUTPUTS["bucket_name"] and PROJECT
 
 
-def test_down_purge_deletes_the_bucket_with_its_data(cli, project, workspace, aws, kubernetes_target):  # noqa: F811
+def test_down_purge_deletes_the_bucket_with_its_data(cli, project, workspace, aws, kubernetes_target):
     aws["has_data"] = True
     result = cli("down", "--target", "eks", "--yes", "--purge")
     assert result.exit_code == 0, result.stderr

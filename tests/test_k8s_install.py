@@ -11,7 +11,7 @@ import pytest
 from tests.k8s_support import EmulatorThread, build_bundle, kubernetes_toml, write_kubeconfig
 
 STEP_TITLES = ["0. namespace", "1. cert-manager", "2. Knative Serving + Kourier", "3. KServe", "3. KServe serving runtimes",
-               "4. ingress-nginx + basic auth", "5. Prometheus, Grafana, Jaeger, Loki", "6. MLflow", "7. drift service", "8. gateway"]
+               "4. Envoy Gateway: HTTPS + basic auth", "5. Prometheus, Grafana, Jaeger, Loki", "6. MLflow", "7. drift service", "8. gateway"]
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_full_install_then_second_install_changes_nothing(cli, k8s):
     assert {s["action"] for s in first["steps"]} == {"create"}
     for name in ("gateway", "mlflow", "drift", "prometheus", "grafana", "jaeger", "loki", "kserve-controller-manager"):
         assert k8s.find("Deployment", name) is not None, name
-    assert k8s.find("HorizontalPodAutoscaler", "gateway") and k8s.find("Ingress", "gateway")
+    assert k8s.find("HorizontalPodAutoscaler", "gateway") and k8s.find("HTTPRoute", "gateway")
     assert k8s.find("ClusterServingRuntime", "kserve-huggingfaceserver") is not None
     assert k8s.find("ConfigMap", "config-network")["data"]["ingress-class"] == "kourier.ingress.networking.knative.dev"
     # Every write was a server-side apply by our field manager.
@@ -100,7 +100,7 @@ def test_full_install_then_second_install_changes_nothing(cli, k8s):
     import base64
 
     assert base64.b64decode(secret["data"]["password"]).decode() == password
-    assert base64.b64decode(secret["data"]["auth"]).decode().startswith("admin:$2b$")
+    assert base64.b64decode(secret["data"][".htpasswd"]).decode().startswith("admin:{SHA}")  # Envoy Gateway basic auth
 
     writes = len(k8s.writes)
     second = _up(cli)
@@ -382,6 +382,8 @@ def test_up_refuses_a_foreign_cert_manager_unless_told_and_down_leaves_it(cli, k
         k8s.put((obj["apiVersion"], plurals[obj["kind"]], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]), obj)
     time.sleep(0.1)
     writes = len(k8s.writes)
+    plan = {s["name"]: s for s in _up(cli, "--dry-run")["steps"]}
+    assert plan["1. cert-manager"]["action"] == "refused" and "--reuse-existing" in plan["1. cert-manager"]["detail"]
     refused = cli("up", "--target", "kubernetes")
     assert refused.exit_code == 2 and "Deployment cert-manager/cert-manager-webhook" in refused.stderr
     assert "--reuse-existing" in refused.stderr and len(k8s.writes) == writes  # nothing written
@@ -415,7 +417,7 @@ def test_no_secret_value_in_output_at_any_verbosity(cli, k8s, monkeypatch):
     secret = k8s.find("Secret", "mlops-gateway-auth")
     assert base64.b64decode(secret["data"]["password"]).decode() == sentinel
     others = json.dumps([o for o in k8s.store.values() if o["kind"] != "Secret"])
-    assert sentinel not in others and secret["data"]["auth"] not in others
+    assert sentinel not in others and secret["data"][".htpasswd"] not in others
 
 
 @pytest.fixture

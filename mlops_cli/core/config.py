@@ -62,6 +62,7 @@ class DataConfig(Section):
     # Built in: drugsCom alone (small and quick: what a bare project and the tests get). The shipped
     # mlops.toml, the default recipe, adds the corpora that make the model travel.
     sources: list[DataSourceName] = Field(default_factory=lambda: ["drugscom"], min_length=1)
+    max_rows_per_source: int = Field(0, ge=0)
     test_size: float = Field(0.2, gt=0, lt=1)
     validation_size: float = Field(0.15, gt=0, lt=1)
     seed: int = 42
@@ -85,6 +86,10 @@ class TrainConfig(Section):
     class_weight_power: float = Field(0.5, ge=0, le=1)
     seed: int = 42
     threads: int = Field(0, ge=0)
+    source_balance: float = Field(0.5, ge=0, le=1)
+    early_stopping_patience: int = Field(1, ge=0)
+    decision: Literal["balanced", "prior", "argmax"] = "balanced"
+    calibrate: bool = True
 
 
 class RegistryConfig(Section):
@@ -93,6 +98,7 @@ class RegistryConfig(Section):
     model_name: str = "review-sentiment"
     champion_alias: str = "champion"
     min_f1: float = Field(0.5, ge=0, le=1)
+    beat_baseline: Literal["off", "estimate", "interval"] = "off"
     connect_timeout_s: float = Field(5.0, gt=0)
 
 
@@ -187,32 +193,37 @@ class KubernetesConfig(Section):
     context: str = ""
     namespace: str = "mlops"
     version: str = "1.35"  # as [eks].version defaults to; rendered objects are tested against 1.34 and 1.35
-    ingress_host: str = "mlops.local"
+    ingress_host: str = "mlops.local"   # the public HTTPS host of the gateway (Envoy Gateway listener)
+    tls_issuer: str = ""   # a cert-manager ClusterIssuer for that host (e.g. letsencrypt-prod); empty: self-signed
     storage_class: str = ""
     manifest_cache: str = ".mlops/manifests"
     offline_bundle: str = ""
     step_timeout_s: float = Field(300.0, gt=0)
     # Upstream release manifests: each pinned by version and the sha256 of the file at its URL.
     # URLs may hold {version}; the downloaded file is refused when its sha256 differs from the pin.
-    cert_manager_version: str = "v1.16.2"
+    # Versions: the set KServe v0.20.0 installs and tests together (its
+    # install/v0.20.0/kserve-knative-mode-dependency-install.sh: cert-manager v1.17.0, Knative Serving
+    # 1.21.1, Envoy Gateway v1.8.1 with Gateway API v1.5.1); Kourier from the same Knative minor.
+    cert_manager_version: str = "v1.17.0"
     cert_manager_url: str = "https://github.com/cert-manager/cert-manager/releases/download/{version}/cert-manager.yaml"
     cert_manager_sha256: str = ""
-    knative_version: str = "knative-v1.16.0"
+    knative_version: str = "knative-v1.21.1"
     knative_crds_url: str = "https://github.com/knative/serving/releases/download/{version}/serving-crds.yaml"
     knative_crds_sha256: str = ""
     knative_core_url: str = "https://github.com/knative/serving/releases/download/{version}/serving-core.yaml"
     knative_core_sha256: str = ""
-    kourier_version: str = "knative-v1.16.0"
-    kourier_url: str = "https://github.com/knative/net-kourier/releases/download/{version}/kourier.yaml"
+    kourier_version: str = "knative-v1.21.0"
+    kourier_url: str = "https://github.com/knative-extensions/net-kourier/releases/download/{version}/kourier.yaml"
     kourier_sha256: str = ""
-    kserve_version: str = "v0.15.2"
+    kserve_version: str = "v0.20.0"
     kserve_url: str = "https://github.com/kserve/kserve/releases/download/{version}/kserve.yaml"
     kserve_sha256: str = ""
     kserve_runtimes_url: str = "https://github.com/kserve/kserve/releases/download/{version}/kserve-cluster-resources.yaml"
     kserve_runtimes_sha256: str = ""
-    ingress_nginx_version: str = "controller-v1.11.3"
-    ingress_nginx_url: str = "https://raw.githubusercontent.com/kubernetes/ingress-nginx/{version}/deploy/static/provider/cloud/deploy.yaml"
-    ingress_nginx_sha256: str = ""
+    # The public edge: Envoy Gateway (its install.yaml carries the Gateway API v1.5.1 CRDs it was built with).
+    envoy_gateway_version: str = "v1.8.1"
+    envoy_gateway_url: str = "https://github.com/envoyproxy/gateway/releases/download/{version}/install.yaml"
+    envoy_gateway_sha256: str = ""
     # Images of the third-party services we render ourselves (ours, MLflow included, come from [images]).
     prometheus_image: str = "quay.io/prometheus/prometheus:v2.55.1"
     grafana_image: str = "docker.io/grafana/grafana:11.3.1"
@@ -269,6 +280,8 @@ class EksConfig(Section):
     log_retention_days: int = Field(30, ge=1)  # the control-plane log group /aws/eks/<cluster>/cluster
     release_timeout_s: float = Field(600.0, gt=0)  # down: wait this long for AWS to free LBs/volumes of the cluster
     release_poll_s: float = Field(5.0, gt=0)
+    estimate_nat_gb_month: float = Field(50.0, ge=0)  # cost estimate: GB/month through NAT (image pulls, S3 without endpoint)
+    estimate_log_gb_month: float = Field(5.0, ge=0)   # cost estimate: GB/month of control-plane logs
     # 2 x m6i.large (3.9 allocatable vCPU) cannot hold the platform's ~4.3 requested; `up` checks (core/capacity.py).
     instance_types: list[str] = ["m6i.xlarge"]
     min_size: int = Field(1, ge=0)

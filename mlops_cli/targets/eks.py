@@ -297,9 +297,11 @@ class EksTarget:
         return platform_requests(all_objects(self.config, None), resources(self.config, "predictor"))
 
     def _estimate(self, steps: list[ResourceStep]):
-        from ..core.cost_estimate import estimate, load_prices
+        from ..core.cost_estimate import UsageAssumptions, estimate, load_prices
 
-        return estimate(steps, load_prices(), region=self.eks.region)
+        usage = UsageAssumptions(nat_gb_month=self.eks.estimate_nat_gb_month, log_gb_month=self.eks.estimate_log_gb_month,
+                                 zones=self.eks.availability_zones)
+        return estimate(steps, load_prices(), region=self.eks.region, usage=usage)
 
     def _apply(self, workspace: pulumi_workspace.StackWorkspace, total: int, reporter: Reporter) -> dict[str, Any]:
         reporter.start("up", f"pulumi up (stack {workspace.name})", total=total or None)

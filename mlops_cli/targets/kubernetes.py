@@ -1,8 +1,11 @@
 """The `kubernetes` target: the platform installed into any cluster a kubeconfig context reaches.
 
 `up` applies the steps of `charts.platform.platform_steps` in order (server-side apply, CRDs waited until
-Established, Deployments until Available, one deadline per step); `deploy` applies a KServe
-InferenceService and keeps the previous ready spec in a ConfigMap so `--rollback` can restore it.
+Established, Deployments until rolled out, one deadline per step), after refusing what would never
+converge (a Terminating namespace, no usable StorageClass) or would take over someone else's install
+(kubernetes_ownership). `deploy` applies a KServe InferenceService and waits on the traffic split its
+status reports (kubernetes_rollout); `--rollback` pins traffic KServe's way. `down` deletes in
+dependency order and waits for each stage to be gone.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from ..core.config import Config
 from ..core.errors import MlopsError, NotFoundError, PreflightError
 from ..core.progress import Reporter
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
+from .kubernetes_ownership import foreign, is_ours
+from .kubernetes_rollout import Rollouts, pinned_to, serving
 
 if TYPE_CHECKING:
     from charts.secrets import GatewayCredentials, PlatformSecrets
 
-    from .kubernetes_rollout import Rollouts
 
 # Deployments whose Available condition says a component works, in the order `status` lists them.
 COMPONENTS: list[tuple[str, str, str]] = [
@@ -30,7 +34,7 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("knative", "knative-serving", "controller"),
     ("kourier", "kourier-system", "3scale-kourier-gateway"),
     ("kserve", "kserve", "kserve-controller-manager"),
-    ("ingress-nginx", "ingress-nginx", "ingress-nginx-controller"),
+    ("envoy-gateway", "envoy-gateway-system", "envoy-gateway"),
     ("prometheus", "", "prometheus"),
     ("grafana", "", "grafana"),
     ("jaeger", "", "jaeger"),
@@ -142,6 +146,11 @@ class KubernetesTarget:
         outcome = Outcome(info={"context": cluster.context, "server": cluster.server, "namespace": self.config.kubernetes.namespace})
         if options.dry_run:
             for step in steps:
+                if names := foreign(cluster, step.objects):
+                    what = "reused" if options.reuse_existing else "refused"
+                    outcome.steps.append(StepResult(step.title, what, f"installed by someone else: {', '.join(names)}"
+                                                    + ("" if options.reuse_existing else "; up refuses unless --reuse-existing")))
+                    continue
                 for obj in _ordered(step.objects):
                     outcome.steps.append(StepResult(describe(obj), cluster.plan(obj), step.title))
             outcome.info["dry_run"] = "nothing was written"
@@ -175,8 +184,8 @@ class KubernetesTarget:
 
     def _check_storage_classes(self, steps: list[Any]) -> None:
         """Every volume claim needs a StorageClass that exists, or a default one: without it the claim
-        stays Pending for good and its pods never schedule (EKS clusters from 1.30 on have no default:
-        docs.aws.amazon.com/eks/latest/userguide/create-storage-class.html)."""
+        stays Pending for good and its pods never schedule. EKS clusters created at 1.30 or later keep
+        gp2 without the default annotation (communities.sas.com/t5/SAS-Communities-Library/Amazon-EKS-1-30-no-longer-assigns-a-default-storage-class/ta-p/953301)."""
         claims = [o for step in steps for o in step.objects if o["kind"] == "PersistentVolumeClaim"]
         if not claims:
             return
@@ -196,7 +205,6 @@ class KubernetesTarget:
 
     def _foreign_components(self, steps: list[Any], reuse: bool) -> dict[str, str]:
         """step key -> what of it someone else installed; refuses unless `reuse` (nothing is written yet)."""
-        from .kubernetes_ownership import foreign
 
         found = {step.key: ", ".join(names) for step in steps if (names := foreign(self.cluster, step.objects))}
         if found and not reuse:
@@ -237,8 +245,6 @@ class KubernetesTarget:
         (`inferenceservice.finalizers`, Knative's route finalizer); then the steps of `up` in reverse.
         Only objects we applied are deleted (kubernetes_ownership): a reused component stays."""
         from charts.platform import platform_steps
-
-        from .kubernetes_ownership import is_ours
 
         cluster = self.cluster
         if options.purge and not options.yes and not confirm(
@@ -320,10 +326,9 @@ class KubernetesTarget:
         return {"apiVersion": API_VERSION, "kind": KIND,
                 "metadata": {"name": self.config.serving.model_name, "namespace": self.config.kubernetes.namespace}}
 
-    def _rollouts(self) -> "Rollouts":
+    def _rollouts(self) -> Rollouts:
         from charts.inference_service import VERSION_ANNOTATION
 
-        from .kubernetes_rollout import Rollouts
 
         return Rollouts(self.cluster, self._isvc_identity(), VERSION_ANNOTATION)
 
@@ -350,7 +355,6 @@ class KubernetesTarget:
     def deploy(self, options: DeployOptions, reporter: Reporter) -> Outcome:
         from charts import inference_service
 
-        from .kubernetes_rollout import serving
 
         identity = self._isvc_identity()
         live = self.cluster.get(identity)
@@ -390,11 +394,10 @@ class KubernetesTarget:
         outcome.info.update({"model_version": version, "url": (live.get("status") or {}).get("url", ""), "traffic": split.summary()})
         return outcome
 
-    def _rollback(self, live: dict[str, Any] | None, rollouts: "Rollouts", reporter: Reporter) -> Outcome:
+    def _rollback(self, live: dict[str, Any] | None, rollouts: Rollouts, reporter: Reporter) -> Outcome:
         """KServe's rollback: `canaryTrafficPercent: 0` pins all traffic to the last rolled-out revision at
         once; then the spec of that version is restored (a new revision, still at 0% until it is ready)
         and the pin dropped. The revision being rolled back never gets more traffic than it had."""
-        from .kubernetes_rollout import pinned_to, serving
 
         identity = self._isvc_identity()
         split = rollouts.split(live)
