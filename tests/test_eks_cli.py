@@ -255,5 +255,5 @@ def test_real_pulumi_preview(cli, project, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     types_ = {row["resource type"] for row in data["preview"]}
-    assert {"aws:ec2/vpc:Vpc", "aws:ec2/natGateway:NatGateway", "eks:index:Cluster", "aws:s3/bucket:Bucket"} <= types_
+    assert {"aws:ec2/vpc:Vpc", "aws:ec2/natGateway:NatGateway", "aws:eks/cluster:Cluster", "aws:s3/bucket:Bucket"} <= types_
     assert data["cost_estimate"]["monthly"] > 0

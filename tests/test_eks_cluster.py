@@ -99,9 +99,9 @@ def test_cluster_autoscaler_with_its_own_role_discovers_the_node_groups(default)
 
 
 def test_endpoint_public_for_the_configured_cidrs_and_private(default):
-    cluster = default.one("eks:index:Cluster").inputs
-    assert cluster["endpointPublicAccess"] is True and cluster["endpointPrivateAccess"] is True
-    assert cluster["publicAccessCidrs"] == EGRESS
+    vpc = default.one("aws:eks/cluster:Cluster").inputs["vpcConfig"]
+    assert vpc["endpointPublicAccess"] is True and vpc["endpointPrivateAccess"] is True
+    assert vpc["publicAccessCidrs"] == EGRESS
 
 
 # ------------------------------------------------------------------------------------- point 6: GPU

@@ -155,7 +155,7 @@ def _remaining(steps: Iterable[Step]) -> list[Step]:
 
 
 def _node_groups(steps: list[Step]) -> list[Step]:
-    # A real preview shows the pulumi_eks component and the aws:eks NodeGroup it creates: count one of them.
+    # Count the aws:eks NodeGroup; a component wrapping one (pulumi-eks ManagedNodeGroup) only when alone.
     concrete = [s for s in steps if s.type == "aws:eks/nodeGroup:NodeGroup"]
     return concrete or [s for s in steps if s.type == "eks:index:ManagedNodeGroup"]
 

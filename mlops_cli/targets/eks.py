@@ -26,7 +26,7 @@ from ..core.errors import MlopsError, NotFoundError, PreflightError
 from ..core.progress import Reporter
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
 
-SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_eks")
+SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_kubernetes")
 GPU_QUOTA_CODE = "L-DB2E81BA"  # EC2 "Running On-Demand G and VT instances" (vCPUs)
 STORAGE_COMPONENT = "mlops:storage:ArtifactBucket"
 CHANGE_COLUMNS = ("resource type", "create", "update", "replace", "delete", "unchanged")
