@@ -84,7 +84,7 @@ def test_a_pod_larger_than_any_node_is_refused():
 def opened(monkeypatch):
     """Records the config the stack is opened with (what the Pulumi program is built from)."""
     from mlops_cli.adapters import pulumi_workspace
-    from tests.test_eks_cli import FakeWorkspace
+    from tests.eks_support import FakeWorkspace
 
     seen = {}
 
