@@ -1,7 +1,7 @@
 """NetworkPolicies: every pod in our namespace refuses ingress unless a policy below allows it.
 
 `default-deny-ingress` selects every pod; each allow names who may connect, on which port:
-  gateway    <- the public edge (its controller's namespace) and Prometheus, on 8080
+  gateway    <- the public edge (Envoy Gateway's proxies, in its namespace) and Prometheus, on 8080
   predictor  <- the gateway, Knative's activator (knative-serving) and Kourier (kourier-system),
                which carry every request in KServe's serverless mode, and Prometheus
   mlflow     <- the drift service and Prometheus only: nothing outside the namespace (people use
@@ -18,7 +18,7 @@ from typing import Any
 
 from mlops_cli.core.config import Config
 
-from .ingress_nginx import CONTROLLER_NAMESPACE
+from .edge import CONTROLLER_NAMESPACE
 from .objects import PART_OF, metadata, selector
 
 NS_LABEL = "kubernetes.io/metadata.name"

@@ -28,9 +28,7 @@ import kmock
 import yaml
 
 from tests.k8s_controllers import CRD_FINALIZER, DEFAULT_CLASS_ANNOTATION, ISVC, KSERVE_CONTROLLER, Controllers, Timing
-
-REPO = Path(__file__).resolve().parents[1]
-UPSTREAM = REPO.parent / "shared" / "upstream"
+from tests.support import UPSTREAM
 
 # API groups the API server serves itself; any other group needs an Established CRD.
 BUILTIN_GROUPS = {"", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "autoscaling", "policy",
@@ -437,10 +435,12 @@ def bundle_documents() -> dict[str, list[dict[str, Any]]]:
                              "metadata": {"name": "kserve-huggingfaceserver"},
                              "spec": {"supportedModelFormats": [{"name": "huggingface", "version": "1"}],
                                       "containers": [{"name": "kserve-container", "image": "kserve/huggingfaceserver:v0.15.2"}]}}],
-        "ingress-nginx": [_ns("ingress-nginx"),
-                          {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx"},
-                           "spec": {"controller": "k8s.io/ingress-nginx"}},
-                          _deployment("ingress-nginx-controller", "ingress-nginx", "registry.k8s.io/ingress-nginx/controller:v1.11.3")],
+        "envoy-gateway": [_ns("envoy-gateway-system"),
+                          _crd("gateway.networking.k8s.io", "GatewayClass", "gatewayclasses", "v1", scope="Cluster"),
+                          _crd("gateway.networking.k8s.io", "Gateway", "gateways", "v1"),
+                          _crd("gateway.networking.k8s.io", "HTTPRoute", "httproutes", "v1"),
+                          _crd("gateway.envoyproxy.io", "SecurityPolicy", "securitypolicies", "v1alpha1"),
+                          _deployment("envoy-gateway", "envoy-gateway-system", "docker.io/envoyproxy/gateway:v1.8.1")],
     }
 
 

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 
 def _digest(directory):

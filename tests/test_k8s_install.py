@@ -11,7 +11,7 @@ import pytest
 from tests.k8s_support import EmulatorThread, build_bundle, kubernetes_toml, write_kubeconfig
 
 STEP_TITLES = ["0. namespace", "1. cert-manager", "2. Knative Serving + Kourier", "3. KServe", "3. KServe serving runtimes",
-               "4. ingress-nginx + basic auth", "5. Prometheus, Grafana, Jaeger, Loki", "6. MLflow", "7. drift service", "8. gateway"]
+               "4. Envoy Gateway: HTTPS + basic auth", "5. Prometheus, Grafana, Jaeger, Loki", "6. MLflow", "7. drift service", "8. gateway"]
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_full_install_then_second_install_changes_nothing(cli, k8s):
     assert {s["action"] for s in first["steps"]} == {"create"}
     for name in ("gateway", "mlflow", "drift", "prometheus", "grafana", "jaeger", "loki", "kserve-controller-manager"):
         assert k8s.find("Deployment", name) is not None, name
-    assert k8s.find("HorizontalPodAutoscaler", "gateway") and k8s.find("Ingress", "gateway")
+    assert k8s.find("HorizontalPodAutoscaler", "gateway") and k8s.find("HTTPRoute", "gateway")
     assert k8s.find("ClusterServingRuntime", "kserve-huggingfaceserver") is not None
     assert k8s.find("ConfigMap", "config-network")["data"]["ingress-class"] == "kourier.ingress.networking.knative.dev"
     # Every write was a server-side apply by our field manager.
@@ -100,7 +100,7 @@ def test_full_install_then_second_install_changes_nothing(cli, k8s):
     import base64
 
     assert base64.b64decode(secret["data"]["password"]).decode() == password
-    assert base64.b64decode(secret["data"]["auth"]).decode().startswith("admin:$2b$")
+    assert base64.b64decode(secret["data"][".htpasswd"]).decode().startswith("admin:{SHA}")  # Envoy Gateway basic auth
 
     writes = len(k8s.writes)
     second = _up(cli)
@@ -281,7 +281,15 @@ def test_emulator_runs_the_gateway_probe_and_knative_admission(cli, installed, r
     assert installed.find("Deployment", "gateway-strict")["status"]["conditions"][0]["status"] == "False"
     events = [e["message"] for e in installed.objects_of("Event") if e["involvedObject"]["name"].startswith("gateway-strict")]
     assert "Readiness probe failed: HTTP probe failed with statuscode: 503" in events
+    # A container whose config does not load crashes, as the real one would.
+    broken = copy.deepcopy(strict)
+    broken["metadata"]["name"] = "gateway-broken"
+    broken["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "MLOPS_GATEWAY__TIMEOUT_S", "value": "soon"})
+    installed.put(("apps/v1", "deployments", "mlops", "gateway-broken"), broken)
     _deploy(cli, "--version", "1")
+    assert any(e["reason"] == "BackOff" and "ConfigError" in e["message"] and "timeout_s" in e["message"]
+               for e in installed.objects_of("Event") if e["involvedObject"]["name"].startswith("gateway-broken"))
+    assert installed.find("Deployment", "gateway-broken")["status"]["conditions"][0]["status"] == "False"
     deadline = time.monotonic() + 3
     while installed.find("Deployment", "gateway-strict")["status"]["conditions"][0]["status"] != "True":
         assert time.monotonic() < deadline, "the gateway never saw the predictor"
@@ -335,17 +343,30 @@ def test_a_403_from_a_terminating_namespace_is_not_blamed_on_permissions():
     assert "Terminating" in err.hint and "permission" not in err.hint
 
 
-def test_no_default_storage_class_leaves_volumes_pending_until_one_is_named(cli, k8s, project):
+def test_no_default_storage_class_is_refused_before_anything_is_written(cli, k8s, project):
+    import time
+
     k8s.without_default_storage_class()  # EKS from 1.30 on
-    failed = cli("up", "--target", "kubernetes")
-    assert failed.exit_code == 1
-    assert "unbound immediate PersistentVolumeClaims" in failed.stderr, failed.stderr
-    pending = k8s.find("PersistentVolumeClaim", "mlflow-data") or next(iter(k8s.objects_of("PersistentVolumeClaim")))
-    assert pending["status"]["phase"] == "Pending"
+    refused = cli("up", "--target", "kubernetes")
+    assert refused.exit_code == 2 and k8s.writes == []
+    assert "no default StorageClass" in refused.stderr and "StorageClasses: gp2" in refused.stderr
+    assert "[kubernetes].storage_class" in refused.stderr
+    # What would have happened (the emulator's truth): the claim stays Pending, its pods never schedule.
+    k8s.put(("v1", "namespaces", "", "scratch"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "scratch"}})
+    k8s.put(("v1", "persistentvolumeclaims", "scratch", "data"), {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "scratch"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    time.sleep(0.2)
+    assert k8s.find("PersistentVolumeClaim", "data")["status"]["phase"] == "Pending"
+    assert any("no storage class is set" in e["message"] for e in k8s.objects_of("Event"))
+
     with open(project / "mlops.toml", "a") as fh:
-        fh.write('storage_class = "gp2"\n')
+        fh.write('storage_class = "gp3"\n')
+    wrong = cli("up", "--target", "kubernetes")
+    assert wrong.exit_code == 2 and "'gp3' does not exist" in wrong.stderr
+    (project / "mlops.toml").write_text((project / "mlops.toml").read_text().replace('"gp3"', '"gp2"'))
     _up(cli)
-    assert {p["status"]["phase"] for p in k8s.objects_of("PersistentVolumeClaim")} == {"Bound"}
+    assert {p["status"]["phase"] for p in k8s.objects_of("PersistentVolumeClaim") if p["metadata"]["namespace"] == "mlops"} == {"Bound"}
 
 
 def test_up_refuses_a_foreign_cert_manager_unless_told_and_down_leaves_it(cli, k8s):
@@ -361,6 +382,8 @@ def test_up_refuses_a_foreign_cert_manager_unless_told_and_down_leaves_it(cli, k
         k8s.put((obj["apiVersion"], plurals[obj["kind"]], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]), obj)
     time.sleep(0.1)
     writes = len(k8s.writes)
+    plan = {s["name"]: s for s in _up(cli, "--dry-run")["steps"]}
+    assert plan["1. cert-manager"]["action"] == "refused" and "--reuse-existing" in plan["1. cert-manager"]["detail"]
     refused = cli("up", "--target", "kubernetes")
     assert refused.exit_code == 2 and "Deployment cert-manager/cert-manager-webhook" in refused.stderr
     assert "--reuse-existing" in refused.stderr and len(k8s.writes) == writes  # nothing written
@@ -394,7 +417,7 @@ def test_no_secret_value_in_output_at_any_verbosity(cli, k8s, monkeypatch):
     secret = k8s.find("Secret", "mlops-gateway-auth")
     assert base64.b64decode(secret["data"]["password"]).decode() == sentinel
     others = json.dumps([o for o in k8s.store.values() if o["kind"] != "Secret"])
-    assert sentinel not in others and secret["data"]["auth"] not in others
+    assert sentinel not in others and secret["data"][".htpasswd"] not in others
 
 
 @pytest.fixture
