@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import httpx
 
 from ..core import processes
+from ..core.atomic_file import write_atomically
 from ..core.config import Config
 from ..core.errors import MlopsError, NotFoundError, PreflightError
 from ..core.progress import Reporter
@@ -364,7 +365,7 @@ class LocalTarget:
         outcome.steps.append(StepResult(name, "started", url))
 
         self._switch_gateway(url, ref.version)
-        _write_json(self.upstream_file, {"url": url, "model_version": ref.version})
+        write_atomically(self.upstream_file, json.dumps({"url": url, "model_version": ref.version}))
         outcome.steps.append(StepResult("gateway", "switched", f"to version {ref.version}"))
         data = self.table.load()
         data["deployments"].append({"version": ref.version, "component": name, "at": time.time()})
@@ -435,10 +436,6 @@ def _port_key(component: str) -> str:
     return "predictor_port" if component.startswith("predictor") else f"{component}_port"
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
 
 
 def _json_or_error(response: httpx.Response) -> Any:

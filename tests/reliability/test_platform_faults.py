@@ -23,7 +23,7 @@ import pytest
 
 from mlops_cli.core.supervisor import Supervisor
 
-from ..conftest import free_port, run_subprocess_cli
+from ..support import free_port, run_subprocess_cli
 from .load import Load
 
 pytestmark = pytest.mark.slow
@@ -249,8 +249,10 @@ def test_registry_down_during_deploy_and_register_is_clear_and_serving_goes_on(p
 
 
 def test_model_that_fails_to_load_keeps_the_previous_version_serving(platform):
-    model_dir = next((platform.root / ".mlops" / "models").glob("*/1/artifacts/*"))
-    weights = next(p for p in model_dir.rglob("*.safetensors"))
+    records = json.loads((platform.root / ".mlops" / "local" / "processes.json").read_text())["processes"]
+    cmd = next(r["cmd"] for name, r in records.items() if name.startswith("predictor"))
+    model_dir = Path(cmd[cmd.index("--model-dir") + 1])  # what deploy serves: the ONNX export or fp32 weights
+    weights = next(p for p in sorted(model_dir.rglob("*")) if p.suffix in (".onnx", ".safetensors"))
     backup = weights.with_name(weights.name + ".bak")
     shutil.copy2(weights, backup)
     weights.write_bytes(b"not a safetensors file")
@@ -261,7 +263,7 @@ def test_model_that_fails_to_load_keeps_the_previous_version_serving(platform):
         backup.replace(weights)
     assert result.returncode == 1 and "Traceback (most recent call last)" not in result.stderr.split("\n")[0]
     assert "exited during start-up" in result.stderr and "version 1 keeps serving" in result.stderr
-    assert "safetensors" in result.stderr.lower() or "header" in result.stderr.lower(), result.stderr
+    assert weights.name in result.stderr or weights.suffix[1:] in result.stderr.lower(), result.stderr  # the cause
     assert load.samples and load.failures() == []
     assert set(platform.status()) >= {"predictor-v1"} and len([n for n in platform.status() if "predictor" in n]) == 1
 
