@@ -64,6 +64,8 @@ class Load:
                                     r.headers.get("retry-after"))
                 except httpx.HTTPError as exc:
                     sample = Sample(start, time.monotonic() - start, 0, error=type(exc).__name__)
+                except (ValueError, AttributeError, TypeError) as exc:  # an answer that is not our JSON shape
+                    sample = Sample(start, time.monotonic() - start, -1, error=f"{type(exc).__name__}: {exc}")
                 with self._lock:
                     self.samples.append(sample)
                 time.sleep(self.pause_s)
