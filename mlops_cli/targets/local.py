@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import httpx
 
 from ..core import processes
+from ..core.atomic_file import write_atomically
 from ..core.config import Config
 from ..core.errors import MlopsError, NotFoundError, PreflightError
 from ..core.progress import Reporter
@@ -434,9 +435,7 @@ def _port_key(component: str) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    write_atomically(path, json.dumps(data))
 
 
 def _json_or_error(response: httpx.Response) -> Any:
