@@ -73,9 +73,12 @@ commands_eks.register(app)
 commands_render.register(app)
 
 
-# Global flags people type after the subcommand too (`mlops data status --json`): hoisted to the front.
+# Global flags people type after the subcommand too (`mlops data status --json`, `mlops config validate
+# -c other.toml`): hoisted to the front, where the app's callback reads them. Safe while no command has an
+# option of the same name (tests/test_cli_conventions.py checks).
 _VERBOSE = {"--verbose", "-v", "-vv", "-vvv"}
 _HOISTED = {"--json", "--quiet", "-q"} | _VERBOSE
+_WITH_VALUE = {"--config", "-c"}
 
 
 def _hoist_global_flags(argv: list[str]) -> list[str]:
@@ -84,8 +87,19 @@ def _hoist_global_flags(argv: list[str]) -> list[str]:
         head, tail = argv[:cut], argv[cut:]
     else:
         head, tail = argv, []
-    flags = [a for a in head if a in _HOISTED]
-    return flags + [a for a in head if a not in _HOISTED] + tail
+    flags, rest = [], []
+    i = 0
+    while i < len(head):
+        arg = head[i]
+        if arg in _HOISTED or arg.startswith("--config="):
+            flags.append(arg)
+        elif arg in _WITH_VALUE and i + 1 < len(head):
+            flags += [arg, head[i + 1]]
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return flags + rest + tail
 
 
 def main(argv: list[str] | None = None) -> None:
