@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from ..adapters.kube_apply import READY_CONDITION, KubeCluster, condition, describe, secret_values
 from ..core.config import Config
-from ..core.errors import MlopsError, NotFoundError, PreflightError
+from ..core.errors import MlopsError, NotFoundError, PreflightError, UnreachableError
 from ..core.progress import Reporter
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
 from .kubernetes_ownership import foreign, is_ours
@@ -294,7 +294,7 @@ class KubernetesTarget:
             live = cluster.get({"apiVersion": "apps/v1", "kind": "Deployment",
                                 "metadata": {"name": name, "namespace": namespace or self.config.kubernetes.namespace}})
             if live is None:
-                out.append(ComponentStatus(component, detail="not installed"))
+                out.append(ComponentStatus(component, detail="not installed", expected=False))
                 continue
             available = condition(live, "Available")
             st = live.get("status") or {}
@@ -310,7 +310,7 @@ class KubernetesTarget:
 
         live = self.cluster.get(self._isvc_identity())
         if live is None:
-            return ComponentStatus("predictor", detail="no model deployed (mlops deploy --target kubernetes)")
+            return ComponentStatus("predictor", detail="no model deployed (mlops deploy --target kubernetes)", expected=False)
         ready = condition(live, "Ready")
         version = live["metadata"].get("annotations", {}).get(VERSION_ANNOTATION, "")
         split = self._rollouts().split(live)
@@ -483,7 +483,7 @@ class KubernetesTarget:
         try:
             response = httpx.post(url, json={"texts": texts}, auth=(user, password), timeout=self.config.gateway.timeout_s + 5)
         except httpx.HTTPError as exc:
-            raise PreflightError(f"cannot reach the gateway ingress at {url}: {exc.__class__.__name__}",
+            raise UnreachableError(f"cannot reach the gateway ingress at {url}: {exc.__class__.__name__}",
                                  hint=f"make {self.config.kubernetes.ingress_host} resolve to the ingress-nginx load balancer") from None
         if response.status_code != 200:
             raise MlopsError(f"gateway at {url} answered {response.status_code}: {response.text[:200]}",
