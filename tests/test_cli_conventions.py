@@ -87,7 +87,7 @@ def test_long_work_prints_periodic_plain_progress_when_not_a_tty(cli, project, m
     from mlops_cli.targets.local import LocalTarget
 
     def slow_predict(self, texts):
-        time.sleep(0.05)
+        time.sleep(0.15)
         return [{"label": "Positive", "confidence": 0.9, "model_version": "1"} for _ in texts]
 
     monkeypatch.setattr(LocalTarget, "predict", slow_predict)
