@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import typer
 
@@ -102,10 +104,26 @@ def _hoist_global_flags(argv: list[str]) -> list[str]:
     return flags + rest + tail
 
 
+@contextmanager
+def _quiet_mlflow(verbose: bool) -> Iterator[None]:
+    """MLflow configures its loggers when first imported, at INFO unless MLFLOW_LOGGING_LEVEL says
+    otherwise (mlflow/utils/logging_utils.py, _configure_mlflow_loggers); its lines would interleave with
+    ours on stderr. Quiet for this command unless -v or the user chose a level; restored afterwards."""
+    if verbose or "MLFLOW_LOGGING_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "ERROR"
+    try:
+        yield
+    finally:
+        os.environ.pop("MLFLOW_LOGGING_LEVEL", None)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     try:
-        rv = app(args=args, prog_name="mlops", standalone_mode=False)
+        with _quiet_mlflow(not _VERBOSE.isdisjoint(args)):
+            rv = app(args=args, prog_name="mlops", standalone_mode=False)
     except MlopsError as exc:
         from .render import error
 

@@ -73,6 +73,10 @@ def run_drift(
         raise ConfigError(f"the window starts at {start.isoformat()}, which is not in the past",
                           hint="pass an earlier --since or a positive --window")
 
+    if version is not None and reference_loader is None:
+        from . import registry
+
+        registry.resolve_version(config, version=str(version))  # a version that does not exist says so
     log_path = config.path(config.gateway.prediction_log)
     scan = read_prediction_log(log_path, start, now)
     if scan.malformed:
