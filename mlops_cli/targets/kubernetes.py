@@ -100,8 +100,6 @@ class KubernetesTarget:
         """(credentials, generated): env first, then the cluster's Secret, else a new random password."""
         import secrets as pysecrets
 
-        import bcrypt
-
         from charts.secrets import GatewayCredentials
 
         from ..core.secrets import Secrets
@@ -112,12 +110,7 @@ class KubernetesTarget:
         password, generated = env.gateway_password or live.get("password"), False
         if not password or (not env.gateway_password and live.get("user") != user):
             password, generated = pysecrets.token_urlsafe(18), True
-        htpasswd = live.get("auth", "")
-        name, _, hashed = htpasswd.partition(":")
-        # bcrypt is salted: reuse the stored line while it still matches, or every run would be an update.
-        if live.get("password") != password or name != user or not hashed or not bcrypt.checkpw(password.encode(), hashed.encode()):
-            htpasswd = f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()}"
-        return GatewayCredentials(user, password, htpasswd), generated
+        return GatewayCredentials(user, password), generated
 
     def _platform_secrets(self) -> tuple["PlatformSecrets", bool]:
         from charts import secrets as chart_secrets
