@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
+import time
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .support import AWS_ACCOUNT, CliResult, minilm_dir
+from .support import AWS_ACCOUNT, CliResult, free_port, minilm_dir, moto_server_binary
 
 
 def _isolate(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,3 +130,86 @@ def aws(tmp_path, monkeypatch, project):
     monkeypatch.setattr(pulumi_aws_account, "bucket_has_data", lambda bucket, region: state["has_data"])
     monkeypatch.setattr(pulumi_aws_account, "empty_bucket", lambda bucket, region: state["emptied"].append(bucket) or 7)
     return state
+
+
+@pytest.fixture
+def workspace(monkeypatch, aws):
+    """The substituted stack, in an account where nothing is left to sweep (tests/test_eks_teardown.py runs
+    the sweep against moto)."""
+    from mlops_cli.adapters import aws_sweep, pulumi_workspace
+    from mlops_cli.core.errors import NotFoundError
+
+    from .eks_support import FakeWorkspace
+
+    monkeypatch.setattr(aws_sweep, "Aws", lambda region, endpoint_url=None: None)
+    monkeypatch.setattr(aws_sweep, "leftovers", lambda client, cluster: [])
+    ws = FakeWorkspace()
+
+    def open_stack(config, *, create):
+        if not create and not ws.exists:
+            raise NotFoundError(f"no EKS stack {config.eks.stack!r}")
+        ws.calls.append(f"open create={create}")
+        return ws
+
+    monkeypatch.setattr(pulumi_workspace, "open_stack", open_stack)
+    return ws
+
+
+@pytest.fixture
+def kubernetes_target(monkeypatch, workspace):
+    """A stand-in Kubernetes target module, recording what the EKS target hands it."""
+    seen: dict[str, Any] = {"log": workspace.calls}
+
+    class KubernetesTarget:
+        name = "kubernetes"
+
+        def __init__(self, config):
+            seen["config"] = config
+
+        def up(self, options, reporter, confirm):
+            from mlops_cli.targets import Outcome, StepResult
+
+            workspace.calls.append("platform up")
+            return Outcome(steps=[StepResult("gateway", "created")],
+                           info={"ingress": "http://mlops.local", "gateway_user": "admin",
+                                 "gateway_password": "generated-Once-7"})
+
+        def down(self, options, reporter, confirm):
+            from mlops_cli.targets import Outcome, StepResult
+
+            workspace.calls.append("platform down")
+            seen["down_options"] = options
+            return Outcome(steps=[StepResult("gateway", "deleted")])
+
+    module = types.ModuleType("mlops_cli.targets.kubernetes")
+    module.KubernetesTarget = KubernetesTarget
+    monkeypatch.setitem(sys.modules, "mlops_cli.targets.kubernetes", module)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A moto server on loopback: S3 for the DVC remote, EC2 and ELB for the EKS teardown sweep."""
+    import httpx
+
+    binary = moto_server_binary()
+    if binary is None:
+        pytest.skip("no moto_server: run `python -m venv .venv-moto && .venv-moto/bin/pip install 'moto[server]'` (.ci/run does)")
+    port = free_port()
+    proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("moto_server did not start in 30 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -63,7 +63,7 @@ def validate(obj: dict, version: str, crds: dict) -> None:
     elif key in crds:  # the test bundle's stand-in CRDs (cert-manager, Gateway API, ...)
         jsonschema.Draft7Validator(crds[key]).validate(obj)
     else:
-        kubernetes_validate.validate(obj, version, strict=True)
+        core_validator(version, obj["apiVersion"], obj["kind"]).validate(obj)
 
 
 # API groups whose real CRDs are not in ../shared/upstream: cert-manager, Gateway API, Envoy Gateway.
@@ -91,3 +91,39 @@ def problems(objects: list[dict], version: str) -> list[str]:
         except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as exc:
             out.append(f"{obj['kind']} {obj['metadata'].get('name')}: {exc.message} at {list(exc.absolute_path)}")
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def core_validator(version: str, api_version: str, kind: str):
+    """kubernetes_validate.validate(obj, version, strict=True), with the schema and its 3 MB of shared
+    definitions loaded once per kind instead of once per object (same files, same validator)."""
+    import re
+
+    from kubernetes_validate import utils
+    from referencing import Registry, Resource
+
+    minor = utils.major_minor(version)
+    if minor > utils.latest_version():
+        raise utils.VersionNotSupportedError(version=minor)
+    chosen = [v for v in utils.all_versions() if utils.major_minor(v) <= minor][-1]
+    directory = f"kubernetes-json-schema/v{chosen}-local-strict"
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = utils.schema_contents(f"{directory}/{kind.lower()}-{group_version}.json", version)
+    except FileNotFoundError:
+        raise utils.SchemaNotFoundError(version=minor, kind=kind, api_version=api_version) from None
+    definitions = utils.schema_contents(f"{directory}/_definitions.json", version)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return _RaisesLikeKubernetesValidate(jsonschema.validators.Draft202012Validator(schema, registry=registry), minor)
+
+
+class _RaisesLikeKubernetesValidate:
+    def __init__(self, validator, version: str) -> None:
+        self.validator, self.version = validator, version
+
+    def validate(self, obj: dict) -> None:
+        try:
+            self.validator.validate(obj)
+        except jsonschema.ValidationError as exc:
+            raise kubernetes_validate.ValidationError(exc, version=self.version) from None
+

@@ -41,3 +41,8 @@ def run_subprocess_cli(*args: str, cwd: Path, env: dict | None = None, timeout: 
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "mlops_cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def moto_server_binary() -> Path | None:
+    candidate = Path(os.environ.get("MLOPS_TEST_MOTO_SERVER", REPO / ".venv-moto" / "bin" / "moto_server"))
+    return candidate if candidate.is_file() else None

@@ -49,7 +49,7 @@ def config(request, project):
 def _secrets():
     from charts.secrets import GatewayCredentials, PlatformSecrets
 
-    return PlatformSecrets(gateway=GatewayCredentials("admin", SENTINEL_PASSWORD, "admin:$2b$10$abcdefghijklmnopqrstuv"),
+    return PlatformSecrets(gateway=GatewayCredentials("admin", SENTINEL_PASSWORD),
                            s3=("AKIAEXAMPLE", SENTINEL_S3))
 
 
@@ -344,3 +344,18 @@ def test_resource_overrides_name_known_components(project):
     (project / "mlops.toml").write_text(f"[kubernetes]\nresources = {{{every}}}\n")
     config = load_config()
     assert resources(config, "loki") == {"requests": {"cpu": "1500m", "memory": "3Gi"}, "limits": {"cpu": "3000m", "memory": "3Gi"}}
+
+
+def test_the_validators_refuse_what_the_api_server_refuses(config):
+    """The checks above can fail: a misspelt core field, a misplaced KServe field, a wrong type."""
+    from charts import gateway, inference_service
+    from tests.schema_support import problems
+
+    dep = json.loads(json.dumps(gateway.objects(config)[0]))
+    dep["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    isvc = inference_service.render(config, version="1", source_uri="s3://b/m")
+    isvc["spec"]["predictor"]["minReplica"] = 1
+    svc = json.loads(json.dumps(gateway.objects(config)[1]))
+    svc["spec"]["ports"][0]["port"] = "eighty"
+    for version in ("1.34", "1.35"):
+        assert len(problems([dep, isvc, svc], version)) == 3

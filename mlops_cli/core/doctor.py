@@ -15,7 +15,7 @@ from .dataset import dataset_dir
 
 
 CORE_MODULES = ("torch", "transformers", "mlflow", "dvc", "kserve", "evidently", "fastapi", "uvicorn")
-CLOUD_MODULES = ("pulumi", "pulumi_aws", "pulumi_eks", "pulumi_kubernetes", "kubernetes")
+CLOUD_MODULES = ("pulumi", "pulumi_aws", "pulumi_kubernetes", "kubernetes")
 
 
 def module_check(module: str, extra: str, required: bool) -> Check:
