@@ -403,7 +403,9 @@ def test_deploy_after_up_points_the_gateway_at_the_inference_service(cli, instal
     assert {s["action"] for s in _up(cli)["steps"]} == {"unchanged"}  # deploy and up agree on the gateway
 
 
-def test_no_secret_value_in_output_at_any_verbosity(cli, k8s, monkeypatch):
+def test_no_secret_value_in_output_at_any_verbosity(cli, installed, monkeypatch):
+    """From the shared install, the env password replaces the generated one: -vv shows that update."""
+    k8s = installed
     sentinel = "env-Password-Sentinel-99"
     monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", sentinel)
     for args in (("-vv", "up", "--target", "kubernetes"), ("--json", "up", "--target", "kubernetes"),
