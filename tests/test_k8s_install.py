@@ -403,7 +403,9 @@ def test_deploy_after_up_points_the_gateway_at_the_inference_service(cli, instal
     assert {s["action"] for s in _up(cli)["steps"]} == {"unchanged"}  # deploy and up agree on the gateway
 
 
-def test_no_secret_value_in_output_at_any_verbosity(cli, k8s, monkeypatch):
+def test_no_secret_value_in_output_at_any_verbosity(cli, installed, monkeypatch):
+    """From the shared install, the env password replaces the generated one: -vv shows that update."""
+    k8s = installed
     sentinel = "env-Password-Sentinel-99"
     monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", sentinel)
     for args in (("-vv", "up", "--target", "kubernetes"), ("--json", "up", "--target", "kubernetes"),
@@ -540,7 +542,11 @@ def test_predict_with_a_real_issuer_trusts_the_configured_ca_bundle_only(cli, in
     assert refused.exit_code != 0 and "do not trust" in refused.stderr and not fake_edge["seen"]
 
     with open(project / "mlops.toml", "a") as fh:
-        fh.write(f'tls_ca_bundle = "{fake_edge["crt_path"]}"\n')
+        fh.write('tls_ca_bundle = "certs/private-ca.pem"\n')  # relative to the project
+    missing = cli("predict", "a wonderful film", "--target", "kubernetes")
+    assert missing.exit_code == 2 and "tls_ca_bundle" in missing.stderr and not fake_edge["seen"]
+    (project / "certs").mkdir()
+    (project / "certs" / "private-ca.pem").write_bytes(fake_edge["cert"])
     result = cli("--json", "predict", "a wonderful film", "--target", "kubernetes")
     assert result.exit_code == 0, result.stderr
     assert fake_edge["seen"][-1][1:] == ("/predict/batch", f"admin:{password}")

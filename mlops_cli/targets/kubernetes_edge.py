@@ -14,7 +14,6 @@ Trust, first that applies:
 from __future__ import annotations
 
 import ssl
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import PreflightError
@@ -40,7 +39,7 @@ def edge_request(config: Config, path: str) -> tuple[str, dict[str, str], dict[s
 def edge_trust(config: Config, cluster: KubeCluster) -> ssl.SSLContext | bool:
     k = config.kubernetes
     if k.tls_ca_bundle:
-        bundle = Path(k.tls_ca_bundle).expanduser()
+        bundle = config.path(k.tls_ca_bundle)   # relative to the project, like every path in mlops.toml
         try:
             return ssl.create_default_context(cafile=str(bundle))
         except (OSError, ssl.SSLError) as exc:
