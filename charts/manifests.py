@@ -68,7 +68,7 @@ def deployment(config: Config, *, version: str, artifact_uri: str, canary: int |
     from .inference_service import render
 
     out = Rendered()
-    _add(out, "09-inference-service.yaml", [render(config, version=version, source_uri=artifact_uri, canary=canary)])
+    _add(out, "10-inference-service.yaml", [render(config, version=version, source_uri=artifact_uri, canary=canary)])
     return out
 
 

@@ -140,8 +140,11 @@ def _download(p: Pin) -> bytes:
 def parse_manifest(data: bytes, source: str) -> list[dict[str, Any]]:
     import yaml
 
+    # libyaml's loader where PyYAML was built with it: the same safe schema, ~10x faster on release
+    # manifests of megabytes (KServe's CRDs are 2.3 MB).
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        docs = list(yaml.safe_load_all(data))
+        docs = list(yaml.load_all(data, Loader=loader))
     except yaml.YAMLError as exc:
         raise PreflightError(f"{source}: not valid YAML: {exc}") from None
     objects: list[dict[str, Any]] = []

@@ -248,3 +248,60 @@ def test_report_into_a_directory(cli, registered, reference, log_path, tmp_path)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["report_path"] == str(out_dir / "report.html")
     assert [p.name for p in out_dir.iterdir()] == ["report.html"]
+
+
+# -- bounded memory ----------------------------------------------------------------------------------
+
+def _log_of(path, n, now, version="1"):
+    with path.open("w") as fh:
+        for i in range(n):
+            fh.write(log_line(now - timedelta(seconds=n - i), version, "Positive", 0.7, 100 + i, 20, 0.1))
+    return path
+
+
+def test_window_sample_is_bounded_uniform_and_counts_everything(tmp_path):
+    from mlops_cli.core.prediction_log_reader import sample_prediction_log
+
+    now = datetime.now(timezone.utc)
+    path = _log_of(tmp_path / "p.jsonl", 5000, now)
+    with path.open("a") as fh:
+        fh.write(log_line(now, "2") + MALFORMED_LINES[0])
+    window = sample_prediction_log([path], now - timedelta(hours=2), now, sample_size=200, seed=1)
+    assert window.counts == {"1": 5000, "2": 1} and window.latest_version == "2" and window.malformed == 1
+    sample = window.samples["1"]
+    assert len(sample) == 200 and len({r["text_length"] for r in sample}) == 200
+    positions = sorted(r["text_length"] - 100 for r in sample)
+    assert positions[20] < 1000 and positions[-20] > 4000  # drawn from the whole window, not its start or end
+    again = sample_prediction_log([path], now - timedelta(hours=2), now, sample_size=200, seed=1)
+    assert [r["text_length"] for r in again.samples["1"]] == [r["text_length"] for r in sample]  # seeded
+
+
+def test_reading_the_window_does_not_grow_with_the_log(tmp_path):
+    import tracemalloc
+
+    from mlops_cli.core.prediction_log_reader import sample_prediction_log
+
+    now = datetime.now(timezone.utc)
+    peaks = []
+    for n in (2_000, 20_000):
+        path = _log_of(tmp_path / f"p{n}.jsonl", n, now)
+        tracemalloc.start()
+        sample_prediction_log([path], now - timedelta(hours=12), now, sample_size=300)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < peaks[0] * 1.5 + 100_000, peaks  # all records kept would be ~10x
+
+
+def test_drift_compares_a_sample_says_so_and_reads_rotated_files(registered, reference, log_path, tmp_path, monkeypatch):
+    """The rotated file (the gateway's `<name>.1`) is part of the window; 30 of 80 predictions compared."""
+    from mlops_cli.core.config import load_config
+    from mlops_cli.core.drift import run_drift
+
+    lines = lines_like_reference(reference, 80, seed=9)
+    log_path.with_name(log_path.name + ".1").write_text("".join(lines[40:]))  # older half, rotated
+    log_path.write_text("".join(lines[:40]))
+    monkeypatch.setenv("MLOPS_DRIFT__SAMPLE_SIZE", "30")
+    cfg = load_config(registered.config_file)
+    result = run_drift(cfg, output=tmp_path / "r.html", reference_loader=lambda c, v: reference)
+    assert result.status == "ok" and result.samples == 80 and result.compared == 30 and result.sample_size == 30
+    assert "a random sample of 30 of 80 prediction(s) compared" in result.message

@@ -46,8 +46,15 @@ def test_zones_follow_the_instance_type_offerings():
 
 
 def test_too_few_usable_zones_is_a_clear_error():
-    with pytest.raises(Exception, match=r"only 3 availability zone\(s\).*offer g5.xlarge"):
-        declare(instance_types=["g5.xlarge"], availability_zones=4)
+    # The function the program applies to the zone and offering lookups (called directly: a failing
+    # program under mocks leaves Pulumi's log of the failure on stderr after the test run).
+    from stacks.network import ZoneShortage, usable_zones
+
+    offered = {t: set(z) for t, z in OFFERINGS.items()}
+    with pytest.raises(ZoneShortage, match=r"only 3 availability zone\(s\).*offer g5.xlarge"):
+        usable_zones(list(ZONES), list(ZONES.values()), offered, ["g5.xlarge"], 4)
+    assert [z for _, z in usable_zones(list(ZONES), list(ZONES.values()), offered, ["t3.medium"], 2)] == \
+        ["use1-az1", "use1-az2"]  # t3.medium is offered in use1-az3, but EKS refuses that zone
 
 
 # ----------------------------------------------------------------------------------- point 3: storage
@@ -69,6 +76,8 @@ def test_default_storage_class_is_encrypted_gp3_on_the_csi_driver(default):
     sc = default.one("kubernetes:storage.k8s.io/v1:StorageClass").inputs
     assert sc["provisioner"] == "ebs.csi.aws.com"
     assert sc["parameters"]["type"] == "gp3" and sc["parameters"]["encrypted"] == "true"
+    # Volumes carry the cluster tag, so the sweep after `down` finds any that outlived the cluster.
+    assert sc["parameters"]["tagSpecification_1"] == "kubernetes.io/cluster/mlops=owned"
     assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
     assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
     assert default.outputs["storage_class"] == sc["metadata"]["name"]

@@ -144,11 +144,42 @@ class ServingConfig(Section):
     threads: int = Field(0, ge=0)
     min_replicas: int = Field(0, ge=0)
     max_replicas: int = Field(3, ge=1)
-    runtime: Literal["mlops", "huggingface"] = "mlops"
+    # What our predictor runs: the int8 ONNX export on onnxruntime (smaller, faster, no torch) or the fp32
+    # torch weights. `predictor_server` picks the server in a cluster: ours, or KServe's huggingface runtime.
+    runtime: Literal["onnx-int8", "torch"] = "onnx-int8"
+    predictor_server: Literal["mlops", "huggingface"] = "mlops"
     ready_timeout_s: float = Field(180.0, gt=0)
     # `predict --file`: a text over [gateway].max_chars is truncated, skipped (counted, its cells left
     # empty) or fails the whole file naming its row.
     long_text: Literal["truncate", "skip", "fail"] = "truncate"
+    # The predictor's batcher: under load a pass waits up to max_wait_ms to fill; a request that would wait
+    # longer than latency_budget_ms (or find max_queue texts ahead) gets 503 + Retry-After at once.
+    max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    latency_budget_ms: float = Field(2000.0, gt=0)
+    max_queue: int = Field(1024, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_server_choice(cls, data: Any) -> Any:
+        # Before the ONNX runtime, `runtime` named the server ("mlops" | "huggingface"); that choice is
+        # `predictor_server` now. Old files keep working: the huggingface server serves torch weights.
+        if isinstance(data, dict) and data.get("runtime") in ("mlops", "huggingface"):
+            if "predictor_server" in data:
+                raise ValueError(f'runtime = "{data["runtime"]}" names a server, which is predictor_server now: '
+                                 'set runtime = "onnx-int8" or "torch"')
+            data = dict(data)
+            server = data.pop("runtime")
+            data["predictor_server"] = server
+            if server == "huggingface":
+                data["runtime"] = "torch"
+        return data
+
+    @model_validator(mode="after")
+    def _server_can_run_it(self) -> "ServingConfig":
+        if self.predictor_server == "huggingface" and self.runtime != "torch":
+            raise ValueError('predictor_server = "huggingface" serves the fp32 torch weights only: '
+                             'set runtime = "torch", or predictor_server = "mlops" for "onnx-int8"')
+        return self
 
 
 class GatewayConfig(Section):
@@ -173,6 +204,9 @@ class DriftConfig(Section):
     interval: Duration = "5m"
     drift_share: float = Field(0.5, gt=0, le=1)
     reference_samples: int = Field(1000, ge=10)
+    # At most this many predictions of the window are compared (a uniform random sample; the report
+    # says how many): memory stays bounded however many the window holds.
+    sample_size: int = Field(5000, ge=30)
 
 
 class ObservabilityConfig(Section):
@@ -231,6 +265,8 @@ class KubernetesConfig(Section):
     version: str = "1.35"  # as [eks].version defaults to; rendered objects are tested against 1.34 and 1.35
     ingress_host: str = "mlops.local"   # the public HTTPS host of the gateway (Envoy Gateway listener)
     tls_issuer: str = ""   # a cert-manager ClusterIssuer for that host (e.g. letsencrypt-prod); empty: self-signed
+    tls_ca_bundle: str = ""   # PEM file `mlops predict` trusts for that host (a private CA); empty: see targets/kubernetes_edge.py
+    ingress_address: str = ""   # host:port to connect to when ingress_host does not resolve (kind port-forward); TLS still checks ingress_host
     storage_class: str = ""
     manifest_cache: str = ".mlops/manifests"
     offline_bundle: str = ""

@@ -22,7 +22,7 @@ from .config import Config
 from .drift_compare import compare, frame_from_records, label_shares
 from .drift_result import STATUS_INSUFFICIENT, STATUS_OK, DriftResult
 from .errors import ConfigError, MlopsError
-from .prediction_log_reader import read_prediction_log
+from .prediction_log_reader import rotated_and_current, sample_prediction_log
 from .progress import SILENT, Reporter
 from .time_window import parse_duration, parse_since
 
@@ -78,27 +78,30 @@ def run_drift(
 
         registry.resolve_version(config, version=str(version))  # a version that does not exist says so
     log_path = config.path(config.gateway.prediction_log)
-    scan = read_prediction_log(log_path, start, now)
+    scan = sample_prediction_log(rotated_and_current(log_path, config.gateway.prediction_log_backups), start, now,
+                                 sample_size=config.drift.sample_size, seed=config.data.seed)
     if scan.malformed:
         reporter.warn(f"{log_path}: skipped {scan.malformed} malformed line(s) (first at line {scan.first_malformed})")
-    records = sorted(scan.records, key=lambda r: r["ts"])
-    chosen = str(version) if version is not None else (records[-1]["model_version"] if records else None)
-    current = [r for r in records if r["model_version"] == chosen]
+    chosen = str(version) if version is not None else scan.latest_version
+    in_window = scan.counts.get(chosen, 0) if chosen is not None else 0
+    current = sorted(scan.samples.get(chosen, []) if chosen is not None else [], key=lambda r: r["ts"])
     result = DriftResult(
         status=STATUS_INSUFFICIENT, message="", window_start=start.isoformat(), window_end=now.isoformat(),
-        log_path=str(log_path), model_version=chosen, samples=len(current), min_samples=config.drift.min_samples,
-        malformed_lines=scan.malformed, other_version_samples=len(records) - len(current),
-        drift_share=config.drift.drift_share, computed_at=datetime.now(timezone.utc).isoformat())
+        log_path=str(log_path), model_version=chosen, samples=in_window, min_samples=config.drift.min_samples,
+        malformed_lines=scan.malformed, other_version_samples=sum(scan.counts.values()) - in_window,
+        drift_share=config.drift.drift_share, computed_at=datetime.now(timezone.utc).isoformat(),
+        sample_size=config.drift.sample_size, compared=len(current))
 
-    if len(current) < config.drift.min_samples:
-        where = "no prediction log yet" if not scan.exists else f"{len(current)} prediction(s)"
+    if in_window < config.drift.min_samples:
+        where = "no prediction log yet" if not scan.exists else f"{in_window} prediction(s)"
         of_version = f" of model version {chosen}" if chosen else ""
         result.message = (f"not enough data for a drift verdict: {where}{of_version} between "
                           f"{start.isoformat(timespec='seconds')} and {now.isoformat(timespec='seconds')} "
                           f"(need [drift].min_samples = {config.drift.min_samples})")
         return result
 
-    reporter.info(f"comparing {len(current)} prediction(s) of version {chosen} with its reference")
+    sampled = f"a random sample of {len(current)} of " if len(current) < in_window else ""
+    reporter.info(f"comparing {sampled}{in_window} prediction(s) of version {chosen} with its reference")
     reference = (reference_loader or registry_reference)(config, chosen)
     if len(reference) == 0:
         raise MlopsError(f"the drift reference of model version {chosen} is empty",
@@ -119,5 +122,6 @@ def run_drift(
     result.report_path = str(target)
     verdict = "dataset drift detected" if dataset_drift else "no dataset drift"
     result.message = (f"{verdict}: {result.drifted_features} of {len(features)} column(s) drifted "
-                      f"(share {result.share_drifted:.2f}, threshold {config.drift.drift_share:.2f})")
+                      f"(share {result.share_drifted:.2f}, threshold {config.drift.drift_share:.2f}; "
+                      f"{sampled or 'all '}{in_window} prediction(s) compared, [drift].sample_size {config.drift.sample_size})")
     return result

@@ -50,6 +50,10 @@ class DriftResult:
     labels: list[LabelShare] = field(default_factory=list)
     report_path: str | None = None
     computed_at: str = ""
+    # How many of the `samples` predictions were compared: a uniform random sample of at most
+    # [drift].sample_size keeps memory bounded whatever the size of the window.
+    sample_size: int = 0
+    compared: int = 0
 
     @property
     def has_verdict(self) -> bool:

@@ -93,9 +93,22 @@ def platform_overrides(config: Config, kubeconfig: Path, outputs: dict[str, Any]
     return overrides
 
 
+def local_token_command(kubeconfig: Any) -> dict[str, Any]:
+    """The stack's kubeconfig with its `mlops eks-token` plugin pointed at this machine's `mlops` (the stack
+    recorded the path of the machine that ran `up`)."""
+    from ..adapters.eks_token import TOKEN_COMMAND, mlops_command
+
+    data = json.loads(kubeconfig) if isinstance(kubeconfig, str) else kubeconfig
+    for user in data.get("users") or []:
+        exec_ = (user.get("user") or {}).get("exec") or {}
+        if (exec_.get("args") or [None])[0] == TOKEN_COMMAND:
+            exec_["command"] = mlops_command()
+    return data
+
+
 def write_kubeconfig(path: Path, kubeconfig: Any) -> Path:
     """Write the cluster's kubeconfig readable by the owner only (it grants cluster access)."""
-    text = kubeconfig if isinstance(kubeconfig, str) else json.dumps(kubeconfig, indent=2)
+    text = json.dumps(local_token_command(kubeconfig), indent=2)
     # A fresh 0600 file replaces the old one, so wider permissions of an earlier file do not carry over.
     write_atomically(path, text, perms=0o600)
     return path
