@@ -130,8 +130,10 @@ def registered_project(work: Path) -> Path:
     (root / "mlops.toml").write_text('[project]\nname = "scale"\n[registry]\nmodel_name = "scale-model"\n'
                                      '[drift]\nreference_samples = 300\n')
     cfg = load_config(root / "mlops.toml", env={})
-    torch.manual_seed(0)
-    classifier = SentimentClassifier.from_base(minilm_dir(), ["Negative", "Positive"], max_length=128).save(root / "clf")
+    classifier = work / "classifier"
+    if not classifier.is_dir():
+        torch.manual_seed(0)
+        SentimentClassifier.from_base(minilm_dir(), ["Negative", "Positive"], max_length=128).save(classifier)
     client = mlflow_tracking.client(cfg)
     run = client.create_run(mlflow_tracking.experiment_id(cfg), run_name="scale")
     client.set_terminated(run.info.run_id)

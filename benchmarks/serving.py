@@ -238,6 +238,7 @@ def main() -> int:
     parser.add_argument("--project", type=Path, default=None, help="project whose test split to score (default: packaged)")
     parser.add_argument("--concurrency", default="1,8,32,256")
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--only-quality", action="store_true", help="ceilings and accuracy only, no servers")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
 
@@ -272,6 +273,14 @@ def main() -> int:
     del fp32, int8
     print(f"  model-only ceiling: torch {ceilings['torch']:.1f} texts/s, onnx-int8 {ceilings['onnx-int8']:.1f} texts/s",
           flush=True)
+    if args.only_quality:
+        for key in ("torch", "onnx-int8"):
+            print(f"  {key}: accuracy {quality[key]['accuracy']:.4f}, macro F1 {quality[key]['macro_f1']:.4f} "
+                  f"on {len(examples)} test reviews")
+        dacc = (quality["onnx-int8"]["accuracy"] - quality["torch"]["accuracy"]) * 100
+        df1 = (quality["onnx-int8"]["macro_f1"] - quality["torch"]["macro_f1"]) * 100
+        print(f"  goal 4: {dacc:+.2f} / {df1:+.2f} points -> {'holds' if abs(dacc) <= .5 and abs(df1) <= .5 else 'does NOT hold'}")
+        return 0
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLOPS_GATEWAY_PASSWORD": PASSWORD, "MLOPS_GATEWAY_USER": "bench"}
     (work / "mlops.toml").write_text(f'[gateway]\nprediction_log = "{work}/predictions.jsonl"\ntimeout_s = 120\n'

@@ -23,8 +23,7 @@ SECRET_KEYS = {GATEWAY_AUTH: (".htpasswd", "user", "password"), MLFLOW_S3: ("AWS
 @dataclass(frozen=True)
 class GatewayCredentials:
     user: str
-    password: str
-    htpasswd: str  # "user:$2b$..." (bcrypt)
+    password: str   # the gateway app reads user/password; the edge reads the `.htpasswd` line made from them
 
     def __repr__(self) -> str:  # never leak the password into logs or tracebacks
         return f"GatewayCredentials(user={self.user!r}, password=<masked>)"
@@ -58,7 +57,7 @@ def gateway_auth(config: Config, credentials: GatewayCredentials | None) -> dict
 
 def sha_htpasswd(user: str, password: str) -> str:
     """`user:{SHA}base64(sha1(password))`: the only htpasswd form Envoy's basic auth accepts. Unsalted:
-    the edge check is a first gate; the gateway app checks the same credentials again (bcrypt)."""
+    the edge check is a first gate; the gateway app checks the same credentials again itself."""
     import base64
     import hashlib
 

@@ -7,8 +7,9 @@
 - The texts of a batch are sorted by length before they are cut into passes, so short reviews are not
   padded to a long one's length; every caller gets its own rows back, in its own order.
 - The queue is bounded by the latency budget: a request that would wait longer than `latency_budget_s`
-  (estimated from the measured seconds per text) or find `max_queue` texts ahead of it is refused at
-  once with `Overloaded`, which the server answers with 503 and `Retry-After`.
+  (estimated from the measured seconds per text), arrives while the oldest queued request has already
+  waited longer, or finds `max_queue` texts ahead of it is refused at once with `Overloaded`, which the
+  server answers with 503 and `Retry-After`.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ class Overloaded(Exception):
 
 
 class _Pending:
-    __slots__ = ("texts", "future")
+    __slots__ = ("texts", "future", "enqueued")
 
     def __init__(self, texts: list[str], future: asyncio.Future) -> None:
         self.texts = texts
         self.future = future
+        self.enqueued = time.monotonic()
 
 
 class MicroBatcher:
@@ -79,6 +81,13 @@ class MicroBatcher:
         if self._queued_texts + n > self._max_queue:
             raise Overloaded(f"the predictor's queue is full ({self._queued_texts} texts waiting, at most "
                              f"{self._max_queue})", self._retry_after(n))
+        if self._budget_s and self._pending:
+            # Measured, not estimated: when the oldest waiting request is already past the budget (a
+            # starved CPU, passes slower than their average), new ones would only wait longer.
+            waited = time.monotonic() - self._pending[0].enqueued
+            if waited > self._budget_s:
+                raise Overloaded(f"the oldest queued request has waited {waited:.1f} s, over the predictor's "
+                                 f"latency budget of {self._budget_s:g} s", self._retry_after(n))
         if self._budget_s and self.seconds_per_text and self._queued_texts:
             wait = self.estimated_wait_s(n)
             if wait > self._budget_s:

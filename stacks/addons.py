@@ -64,7 +64,7 @@ class AddonsArgs:
     oidc_provider_arn: pulumi.Input[str]
     oidc_issuer: pulumi.Input[str]
     gpu: bool
-    node_groups: list = field(default_factory=list)   # the eks.ManagedNodeGroup resources (add-ons wait for nodes)
+    node_groups: list = field(default_factory=list)   # the aws.eks.NodeGroup resources (add-ons wait for nodes)
     tags: dict[str, str] = field(default_factory=dict)
 
 

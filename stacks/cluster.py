@@ -56,7 +56,6 @@ class ClusterArgs:
     cluster_name: str
     version: str
     upgrade_policy: str        # STANDARD | EXTENDED (core/eks_versions.upgrade_policy decides)
-    vpc_id: pulumi.Input[str]
     public_subnet_ids: list[pulumi.Input[str]]
     private_subnet_ids: list[pulumi.Input[str]]
     public_access_cidrs: list[str]

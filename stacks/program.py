@@ -56,7 +56,7 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
                                              tags=tags, instance_types=eks.instance_types))
     cluster = Cluster("cluster", ClusterArgs(
         cluster_name=eks.cluster_name, version=eks.version,
-        upgrade_policy=upgrade_policy(eks.version, eks.upgrade_policy), vpc_id=network.vpc_id,
+        upgrade_policy=upgrade_policy(eks.version, eks.upgrade_policy),
         public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids,
         public_access_cidrs=eks.public_access_cidrs, node_groups=node_groups(eks), region=eks.region,
         log_retention_days=eks.log_retention_days, tags=tags))

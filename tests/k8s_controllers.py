@@ -73,12 +73,12 @@ NOT_POD_FIELDS = {"minReplicas", "maxReplicas", "scaleTarget", "scaleMetric", "s
 @dataclass
 class Timing:
     """Seconds; a cluster takes seconds to minutes for each, tests take a few ticks."""
-    tick_s: float = 0.01
+    tick_s: float = 0.025   # each tick scans the store; under load, finer ticks only cost CPU
     crd_established_s: float = 0.01
     pod_start_s: float = 0.02
     revision_ready_s: float = 0.04
     finalize_s: float = 0.02
-    probe_period_s: float = 0.1
+    probe_period_s: float = 0.3   # real probes against the real gateway app: each one is an HTTP request
 
 
 def _cond(obj: dict[str, Any] | None, kind: str) -> str | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import functools
 import json
 import threading
 import uuid
@@ -444,13 +445,20 @@ def bundle_documents() -> dict[str, list[dict[str, Any]]]:
     }
 
 
+@functools.lru_cache(maxsize=1)
+def _bundle_texts() -> tuple[tuple[str, str], ...]:
+    """Rendered once per session: the bundle is the same for every test (YAML work is most of its cost)."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return tuple((key, yaml.dump_all(docs, Dumper=dumper, sort_keys=False)) for key, docs in bundle_documents().items())
+
+
 def build_bundle(directory: Path) -> dict[str, str]:
     """Writes the bundle; returns the `[kubernetes]` sha256 pins that match it."""
     from charts.upstream import bundle_pins
 
     directory.mkdir(parents=True, exist_ok=True)
-    for key, docs in bundle_documents().items():
-        (directory / f"{key}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    for key, text in _bundle_texts():
+        (directory / f"{key}.yaml").write_text(text)
     return bundle_pins(directory)
 
 

@@ -49,7 +49,7 @@ def config(request, project):
 def _secrets():
     from charts.secrets import GatewayCredentials, PlatformSecrets
 
-    return PlatformSecrets(gateway=GatewayCredentials("admin", SENTINEL_PASSWORD, "admin:$2b$10$abcdefghijklmnopqrstuv"),
+    return PlatformSecrets(gateway=GatewayCredentials("admin", SENTINEL_PASSWORD),
                            s3=("AKIAEXAMPLE", SENTINEL_S3))
 
 

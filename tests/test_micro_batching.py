@@ -124,3 +124,28 @@ def test_a_request_over_the_latency_budget_is_refused():
     refused = [r for r in results if isinstance(r, Overloaded)]
     assert sum(isinstance(r, tuple) for r in results) == 4
     assert len(refused) == 8 and all("latency budget of 0.2 s" in str(r) and r.retry_after_s >= 1 for r in refused)
+
+
+def test_a_queue_older_than_the_budget_refuses_new_requests():
+    """Whatever the estimate says: once the oldest waiting request is past the budget, shed."""
+    from models.batcher import Overloaded
+
+    release = threading.Event()
+
+    def infer(texts):
+        release.wait(5)
+        return texts, texts
+
+    async def scenario():
+        batcher = MicroBatcher(infer, max_batch=1, latency_budget_s=1.0)
+        first = asyncio.ensure_future(batcher.submit(["running"]))
+        await asyncio.sleep(0.05)  # the worker has taken it and blocks
+        second = asyncio.ensure_future(batcher.submit(["queued"]))
+        await asyncio.sleep(0)
+        batcher._pending[0].enqueued -= 10  # as if it had waited 10 s
+        with pytest.raises(Overloaded, match="oldest queued request has waited"):
+            await batcher.submit(["refused"])
+        release.set()
+        return await first, await second
+
+    assert asyncio.run(scenario()) == ((["running"], ["running"]), (["queued"], ["queued"]))

@@ -15,9 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
-# The platform install (the Kubernetes target) applies the upstream ingress-nginx and Kourier manifests,
-# each with a Service of type LoadBalancer: on EKS each gets a classic ELB that the stack does not
-# declare but `up` does cause.
+# The platform install (the Kubernetes target) causes two Services of type LoadBalancer: the Envoy proxy
+# Envoy Gateway provisions for our Gateway ("deploys Envoy Proxy Service as LoadBalancer by default",
+# gateway.envoyproxy.io tasks/traffic/gateway-address) and Kourier's `kourier` Service (kourier.yaml).
+# On EKS each gets a classic ELB that the stack does not declare but `up` does cause.
 PLATFORM_LOAD_BALANCERS = 2
 DEFAULT_NODE_DISK_GB = 20  # EKS's default when a node group names no disk size
 _GONE = {"delete", "delete-replaced", "discard", "discard-replaced", "remove-pending-replace"}
@@ -240,7 +241,7 @@ def estimate(steps: Iterable[Step], prices: PriceTable, *, region: str,
         elif step.type == "aws:elb/loadBalancer:LoadBalancer":
             lines.append(CostLine("load balancer (classic)", step.name, 1, hourly["load_balancer_classic"]))
     if platform_load_balancers and clusters:
-        lines.append(CostLine("load balancer (classic)", "ingress-nginx + Kourier Services, from the platform install",
+        lines.append(CostLine("load balancer (classic)", "Envoy Gateway proxy + Kourier Services, from the platform install",
                               platform_load_balancers, platform_load_balancers * hourly["load_balancer_classic"]))
         addresses = platform_load_balancers * usage.zones
         lines.append(CostLine("public IPv4 addresses", f"those load balancers: one per zone ({usage.zones}) each",

@@ -282,4 +282,5 @@ class Supervisor:
 
 
 def _write_private(path: Path, text: str) -> None:
-    write_atomically(path, text, perms=0o600)  # program files hold the gateway's credentials
+    """Atomic, mode 0600: program files hold the gateway's credentials."""
+    write_atomically(path, text, perms=0o600)

@@ -93,9 +93,22 @@ def platform_overrides(config: Config, kubeconfig: Path, outputs: dict[str, Any]
     return overrides
 
 
+def local_token_command(kubeconfig: Any) -> dict[str, Any]:
+    """The stack's kubeconfig with its `mlops eks-token` plugin pointed at this machine's `mlops` (the stack
+    recorded the path of the machine that ran `up`)."""
+    from ..adapters.eks_token import TOKEN_COMMAND, mlops_command
+
+    data = json.loads(kubeconfig) if isinstance(kubeconfig, str) else kubeconfig
+    for user in data.get("users") or []:
+        exec_ = (user.get("user") or {}).get("exec") or {}
+        if (exec_.get("args") or [None])[0] == TOKEN_COMMAND:
+            exec_["command"] = mlops_command()
+    return data
+
+
 def write_kubeconfig(path: Path, kubeconfig: Any) -> Path:
     """Write the cluster's kubeconfig readable by the owner only (it grants cluster access)."""
-    text = kubeconfig if isinstance(kubeconfig, str) else json.dumps(kubeconfig, indent=2)
+    text = json.dumps(local_token_command(kubeconfig), indent=2)
     # A fresh 0600 file replaces the old one, so wider permissions of an earlier file do not carry over.
     write_atomically(path, text, perms=0o600)
     return path
@@ -506,7 +519,8 @@ class EksTarget:
         try:
             workspace = pulumi_workspace.open_stack(self.config, create=False)
         except NotFoundError as exc:
-            return [ComponentStatus(f"stack {self.eks.stack}", detail=f"{exc.message}: run `mlops up --target eks`")]
+            return [ComponentStatus(f"stack {self.eks.stack}", detail=f"{exc.message}: run `mlops up --target eks`",
+                                    expected=False)]
         outputs = workspace.outputs()
         last = workspace.last_update()
         when = (last.ended or last.started) if last else ""
@@ -514,9 +528,10 @@ class EksTarget:
             f"stack {workspace.name}", healthy=bool(last and last.result == "succeeded"), version=self.eks.version,
             detail=f"last update: {last.kind} {last.result} at {when}" if last else "never updated")]
         for key, value in _flat({k: v for k, v in outputs.items() if k != "kubeconfig"}).items():
-            rows.append(ComponentStatus(key, healthy=bool(value), detail=str(value)))
+            # outputs are facts about the stack, not processes: an empty one is not a failure
+            rows.append(ComponentStatus(key, healthy=bool(value), detail=str(value), expected=False))
         kubeconfig = self.config.path(self.eks.kubeconfig_path)
-        rows.append(ComponentStatus("kubeconfig", healthy=kubeconfig.is_file(),
+        rows.append(ComponentStatus("kubeconfig", healthy=kubeconfig.is_file(), expected=False,
                                     detail=str(kubeconfig) if kubeconfig.is_file() else f"{kubeconfig} (not written)"))
         return rows
 

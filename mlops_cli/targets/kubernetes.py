@@ -13,14 +13,16 @@ from __future__ import annotations
 import copy
 import json
 import os
+import ssl
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..adapters.kube_apply import READY_CONDITION, KubeCluster, condition, describe, secret_values
 from ..core.config import Config
-from ..core.errors import MlopsError, NotFoundError, PreflightError
+from ..core.errors import MlopsError, NotFoundError, PreflightError, UnreachableError
 from ..core.progress import Reporter
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
+from .kubernetes_edge import edge_request, edge_trust
 from .kubernetes_ownership import foreign, is_ours
 from .kubernetes_rollout import Rollouts, pinned_to, serving
 
@@ -98,8 +100,6 @@ class KubernetesTarget:
         """(credentials, generated): env first, then the cluster's Secret, else a new random password."""
         import secrets as pysecrets
 
-        import bcrypt
-
         from charts.secrets import GatewayCredentials
 
         from ..core.secrets import Secrets
@@ -110,12 +110,7 @@ class KubernetesTarget:
         password, generated = env.gateway_password or live.get("password"), False
         if not password or (not env.gateway_password and live.get("user") != user):
             password, generated = pysecrets.token_urlsafe(18), True
-        htpasswd = live.get("auth", "")
-        name, _, hashed = htpasswd.partition(":")
-        # bcrypt is salted: reuse the stored line while it still matches, or every run would be an update.
-        if live.get("password") != password or name != user or not hashed or not bcrypt.checkpw(password.encode(), hashed.encode()):
-            htpasswd = f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()}"
-        return GatewayCredentials(user, password, htpasswd), generated
+        return GatewayCredentials(user, password), generated
 
     def _platform_secrets(self) -> tuple["PlatformSecrets", bool]:
         from charts import secrets as chart_secrets
@@ -164,7 +159,7 @@ class KubernetesTarget:
                 reporter.warn(f"{step.title}: reusing what is installed ({reused[step.key]}); mlops neither changes nor deletes it")
                 continue
             outcome.steps += self._apply_step(step, reporter)
-        outcome.info["ingress"] = f"http://{self.config.kubernetes.ingress_host}"
+        outcome.info["ingress"] = f"https://{self.config.kubernetes.ingress_host}"
         if generated:
             # Printed once: from now on it lives only in the Secret (`mlops predict` reads it there).
             outcome.info["gateway_user"] = platform_secrets.gateway.user
@@ -294,7 +289,7 @@ class KubernetesTarget:
             live = cluster.get({"apiVersion": "apps/v1", "kind": "Deployment",
                                 "metadata": {"name": name, "namespace": namespace or self.config.kubernetes.namespace}})
             if live is None:
-                out.append(ComponentStatus(component, detail="not installed"))
+                out.append(ComponentStatus(component, detail="not installed", expected=False))
                 continue
             available = condition(live, "Available")
             st = live.get("status") or {}
@@ -310,7 +305,7 @@ class KubernetesTarget:
 
         live = self.cluster.get(self._isvc_identity())
         if live is None:
-            return ComponentStatus("predictor", detail="no model deployed (mlops deploy --target kubernetes)")
+            return ComponentStatus("predictor", detail="no model deployed (mlops deploy --target kubernetes)", expected=False)
         ready = condition(live, "Ready")
         version = live["metadata"].get("annotations", {}).get(VERSION_ANNOTATION, "")
         split = self._rollouts().split(live)
@@ -479,12 +474,22 @@ class KubernetesTarget:
         if not password:
             raise PreflightError("no gateway credentials: MLOPS_GATEWAY_PASSWORD is unset and the cluster has no gateway Secret",
                                  hint="run `mlops up --target kubernetes` first, or export MLOPS_GATEWAY_USER/MLOPS_GATEWAY_PASSWORD")
-        url = f"http://{self.config.kubernetes.ingress_host}/predict/batch"
+        url, headers, extensions = edge_request(self.config, "/predict/batch")
+        verify = edge_trust(self.config, self.cluster)
         try:
-            response = httpx.post(url, json={"texts": texts}, auth=(user, password), timeout=self.config.gateway.timeout_s + 5)
+            with httpx.Client(verify=verify, timeout=self.config.gateway.timeout_s + 5) as client:
+                response = client.post(url, json={"texts": texts}, auth=(user, password), headers=headers, extensions=extensions)
+        except httpx.ConnectError as exc:
+            if isinstance(exc.__context__, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise PreflightError(f"the edge at {url} presented a certificate we do not trust: {exc}",
+                                     hint="self-signed: the Secret's certificate is trusted (leave [kubernetes].tls_issuer empty); "
+                                          "a private CA: set [kubernetes].tls_ca_bundle") from None
+            raise UnreachableError(f"cannot reach the gateway's public listener at {url}: {exc.__class__.__name__}",
+                                   hint=f"make {self.config.kubernetes.ingress_host} resolve to the Envoy Gateway load balancer "
+                                        "(envoy-gateway-system), or set [kubernetes].ingress_address (e.g. a port-forward)") from None
         except httpx.HTTPError as exc:
-            raise PreflightError(f"cannot reach the gateway ingress at {url}: {exc.__class__.__name__}",
-                                 hint=f"make {self.config.kubernetes.ingress_host} resolve to the ingress-nginx load balancer") from None
+            raise UnreachableError(f"cannot reach the gateway's public listener at {url}: {exc.__class__.__name__}",
+                                   hint=f"make {self.config.kubernetes.ingress_host} resolve to the Envoy Gateway load balancer") from None
         if response.status_code != 200:
             raise MlopsError(f"gateway at {url} answered {response.status_code}: {response.text[:200]}",
                              hint="401: wrong credentials; 503: no model ready (mlops deploy --target kubernetes)")
