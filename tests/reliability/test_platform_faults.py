@@ -356,12 +356,12 @@ def test_overload_sheds_or_serves_within_budget(platform):
     """
     budget = GATEWAY_TIMEOUT_S + 1.0  # the predictor call's timeout, plus the gateway's own work
     with platform.load(clients=48, max_requests=4000, max_seconds=10, pause_s=0.0, timeout_s=budget + 5) as load:
-        pass
+        time.sleep(10)  # the clients stop at 10 s or 4000 requests
     statuses = {s.status for s in load.samples}
     ok = sorted(s.latency for s in load.samples if s.status == 200)
     p99 = ok[int(len(ok) * 0.99) - 1] if ok else float("nan")
     print(f"\noverload: {len(load.samples)} requests, statuses {statuses}, p99 of accepted {p99:.2f} s")
-    assert len(ok) > 20
+    assert len(ok) > 20 and len(load.samples) > 200
     assert statuses <= {200, 503, 504}, statuses
     assert all(s.latency <= budget for s in load.samples), max(s.latency for s in load.samples)
     assert p99 <= budget
