@@ -19,8 +19,9 @@ from typing import Any, Iterator
 import httpx
 
 from ..core import processes
+from ..core.atomic_file import write_atomically
 from ..core.config import Config
-from ..core.errors import GatewayOverloaded, MlopsError, NotFoundError, PreflightError
+from ..core.errors import GatewayOverloaded, MlopsError, NotFoundError, PreflightError, UnreachableError, UsageError
 from ..core.progress import Reporter
 from ..core.secrets import Secrets
 from ..core.supervisor import HEALER, Program, Supervisor
@@ -220,8 +221,8 @@ class LocalTarget:
     # -- Target interface ----------------------------------------------------------------------
     def up(self, options: UpOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
         if options.dry_run or options.preview:
-            raise MlopsError("--dry-run/--preview apply to the kubernetes and eks targets",
-                             hint="`mlops up` on local only starts what is missing; just run it")
+            raise UsageError("--dry-run/--preview apply to the kubernetes and eks targets",
+                            hint="`mlops up` on local only starts what is missing; just run it")
         outcome = Outcome()
         components = self._platform_components(options.with_prometheus) + self._recorded_predictors()
         outcome.steps = self._converge(components, reporter)
@@ -307,8 +308,8 @@ class LocalTarget:
 
     def deploy(self, options: DeployOptions, reporter: Reporter) -> Outcome:
         if options.canary is not None or options.promote:
-            raise MlopsError("--canary/--promote need a cluster target (kubernetes or eks)",
-                             hint="locally, `mlops deploy --version N` switches all traffic without dropping requests")
+            raise UsageError("--canary/--promote need a cluster target (kubernetes or eks)",
+                            hint="locally, `mlops deploy --version N` switches all traffic without dropping requests")
         from ..core import registry
         from ..core.serving_runtime import predictor_args, served_model_dir
 
@@ -391,7 +392,7 @@ class LocalTarget:
         try:
             return httpx.request(method, url, auth=creds, timeout=self.local.client_timeout_s, **kwargs)
         except httpx.TransportError:
-            raise PreflightError(f"the gateway at {url} is not reachable",
+            raise UnreachableError(f"the gateway at {url} is not reachable",
                                  hint="start the platform with `mlops up` and deploy a model with `mlops deploy`") from None
 
     def _switch_gateway(self, url: str, version: str) -> None:
@@ -434,9 +435,7 @@ def _port_key(component: str) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    write_atomically(path, json.dumps(data))
 
 
 def _json_or_error(response: httpx.Response) -> Any:
