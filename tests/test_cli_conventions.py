@@ -210,3 +210,13 @@ def test_mlflow_chatter_stays_out_of_command_output(project):
     result = run_subprocess_cli("models", "list", cwd=project, timeout=120)
     assert result.returncode == 0, result.stderr
     assert not re.search(r"\b(INFO|WARNING) (mlflow|alembic)", result.stderr), result.stderr
+
+
+def test_data_status_does_not_call_data_in_no_place_in_sync(cli, project):
+    import shutil
+
+    (project / "mlops.toml").write_text('[project]\nname = "test-project"\n[data]\nsources = ["drugscom"]\n')
+    assert cli("data", "prepare").exit_code == 0
+    shutil.rmtree(project / ".dvc" / "cache")  # a fresh clone: the .dvc file, no cache, nothing pushed
+    status = json.loads(cli("--json", "data", "status").stdout)
+    assert status["remote"].startswith("missing: neither the remote nor the local cache"), status

@@ -74,3 +74,14 @@ class Interrupted(MlopsError):
     """The user pressed Ctrl-C; whatever was in flight was cleaned up."""
 
     exit_code = 130
+
+
+class GatewayOverloaded(MlopsError):
+    """The serving path shed the request (HTTP 503 with Retry-After): retry after that many seconds."""
+
+    def __init__(self, message: str, retry_after: str) -> None:
+        super().__init__(message, hint="the platform is at capacity: retry later, or send fewer requests at once")
+        try:
+            self.retry_after_s = max(1.0, float(retry_after))
+        except ValueError:
+            self.retry_after_s = 1.0

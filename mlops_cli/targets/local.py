@@ -21,7 +21,7 @@ import httpx
 from ..core import processes
 from ..core.atomic_file import write_atomically
 from ..core.config import Config
-from ..core.errors import MlopsError, NotFoundError, PreflightError, UnreachableError, UsageError
+from ..core.errors import GatewayOverloaded, MlopsError, NotFoundError, PreflightError, UnreachableError, UsageError
 from ..core.progress import Reporter
 from ..core.secrets import Secrets
 from ..core.supervisor import HEALER, Program, Supervisor
@@ -447,5 +447,7 @@ def _json_or_error(response: httpx.Response) -> Any:
         message = body.get("error", {}).get("message") if isinstance(body, dict) else response.text[:200]
         hint = {503: "deploy a model with `mlops deploy` (or check `mlops status`)",
                 401: "check MLOPS_GATEWAY_PASSWORD or the generated password file"}.get(response.status_code)
+        if response.status_code == 503 and "retry-after" in response.headers:
+            raise GatewayOverloaded(f"gateway answered HTTP 503: {message}", response.headers["retry-after"])
         raise MlopsError(f"gateway answered HTTP {response.status_code}: {message}", hint=hint)
     return body
