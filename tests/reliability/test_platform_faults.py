@@ -52,7 +52,10 @@ class Platform:
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def status(self) -> dict[str, dict]:
-        return {c["component"]: c for c in json.loads(self.ok("status", "--json").stdout)["components"]}
+        # `status` exits non-zero while a component is down (a health check for scripts): read it anyway.
+        result = self.mlops("status", "--json")
+        assert result.returncode in (0, 1), result.stderr
+        return {c["component"]: c for c in json.loads(result.stdout)["components"]}
 
     @property
     def auth(self) -> tuple[str, str]:
