@@ -154,30 +154,34 @@ def test_status_lists_components_with_versions(platform):
     assert "predictor-v1" in table and "gateway" in table
 
 
-def test_predictor_failure_is_503_and_recovers(platform):
-    record = json.loads((platform.root / ".mlops" / "local" / "processes.json").read_text())["processes"]["predictor-v1"]
-    os.killpg(record["pid"], signal.SIGKILL)
-    psutil.Process(record["pid"]).wait(timeout=10) if psutil.pid_exists(record["pid"]) else None
-    start = time.monotonic()
-    down = httpx.post(f"{platform.gateway}/predict", auth=("admin", platform.password), json={"text": "good"}, timeout=10)
-    assert down.status_code == 503 and time.monotonic() - start < 2.0 + 1.0
-    assert down.json()["error"]["code"] == "predictor_unavailable"
+# README, "Self-healing": a killed predictor serves again within this many seconds (tiny model, 2 cores).
+RESTART_BOUND_S = 60.0
 
-    # Restart the same predictor on the same port; the gateway recovers by itself.
-    proc = subprocess.Popen(record["cmd"], cwd=platform.root, env={**platform.env, "HF_HUB_OFFLINE": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        r = httpx.post(f"{platform.gateway}/predict", auth=("admin", platform.password), json={"text": "good"}, timeout=10)
+
+def test_predictor_kill_9_is_503_then_heals_itself(platform):
+    """Acceptance 1: kill -9 of the predictor: 503 at once, 200 again with no command run, one restart."""
+    before = platform.status()["predictor-v1"]
+    assert before["restarts"] == 0
+    os.kill(before["pid"], signal.SIGKILL)
+    start = time.monotonic()
+    auth = ("admin", platform.password)
+    down = httpx.post(f"{platform.gateway}/predict", auth=auth, json={"text": "good"}, timeout=10)
+    assert down.status_code == 503 and time.monotonic() - start < 2.0 + 1.0  # [gateway].timeout_s + slack
+    assert down.json()["error"]["code"] == "predictor_unavailable"
+    codes = set()
+    while time.monotonic() - start < RESTART_BOUND_S:
+        r = httpx.post(f"{platform.gateway}/predict", auth=auth, json={"text": "good"}, timeout=10)
+        codes.add(r.status_code)
         if r.status_code == 200:
             break
-        time.sleep(0.5)
-    assert r.status_code == 200
-    # Hand the restarted process to the supervisor's record so later steps stop it.
-    table_file = platform.root / ".mlops" / "local" / "processes.json"
-    table = json.loads(table_file.read_text())
-    table["processes"]["predictor-v1"].update(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time())
-    table_file.write_text(json.dumps(table))
+        time.sleep(0.2)
+    assert r.status_code == 200, f"not healed within {RESTART_BOUND_S} s: {r.status_code} {r.text}"
+    assert codes <= {200, 503}
+    after = platform.status()["predictor-v1"]
+    assert after["restarts"] == 1 and after["pid"] != before["pid"] and after["healthy"]
+    assert after["last_exit"] == "terminated by SIGKILL" and after["last_exit_code"] == -9
+    assert after["last_restart_at"] > time.time() - RESTART_BOUND_S - 5
+    assert "1 (last: terminated by SIGKILL" in platform.ok("status").stdout
 
 
 def test_switching_versions_drops_no_request(platform):
@@ -250,8 +254,10 @@ def test_predict_file_writes_scored_csv(platform):
 
 
 def test_down_leaves_no_process_behind(platform):
-    records = json.loads((platform.root / ".mlops" / "local" / "processes.json").read_text())["processes"]
-    pids = [r["pid"] for r in records.values()]
+    pids = [c["pid"] for c in platform.status().values()]
+    supervisord = int((platform.root / ".mlops" / "local" / "supervisor" / "supervisord.pid").read_text())
+    pids.append(supervisord)
+    assert all(pids)
     platform.ok("down")
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -282,5 +288,8 @@ def test_taken_port_is_reported_and_nothing_is_left_half_started(tmp_path):
     assert result.returncode == 2
     assert f"port {taken} for gateway is taken by" in result.stderr and "pid" in result.stderr
     assert "Traceback" not in result.stderr
-    table = json.loads((tmp_path / ".mlops" / "local" / "processes.json").read_text())["processes"]
-    assert table == {}  # mlflow and drift were started by this run and stopped again
+    assert f"port {taken} for gateway" in result.stderr
+    # Every port is checked before anything starts: nothing was recorded, no supervisor runs.
+    table = tmp_path / ".mlops" / "local" / "processes.json"
+    assert not table.exists() or json.loads(table.read_text())["processes"] == {}
+    assert not (tmp_path / ".mlops" / "local" / "supervisor" / "supervisord.pid").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -117,10 +118,21 @@ def status(
         return
     rows = [
         (c.component, c.url, c.pid or "", "[green]yes[/]" if c.healthy else "[red]no[/]", c.version,
-         _uptime(c.uptime_s), c.detail)
+         _uptime(c.uptime_s), _restarts(c), c.detail)
         for c in components
     ]
-    render.show(render.table(f"mlops status ({tgt.name})", ["component", "url", "pid", "healthy", "version", "uptime", "detail"], rows))
+    render.show(render.table(f"mlops status ({tgt.name})",
+                             ["component", "url", "pid", "healthy", "version", "uptime", "restarts", "detail"], rows))
+
+
+def _restarts(c: Any) -> str:
+    """'2 (last: terminated by SIGKILL, 14:02:11)'; empty where the target does not restart components."""
+    if c.restarts is None:
+        return ""
+    if not c.restarts:
+        return "0"
+    at = time.strftime("%H:%M:%S", time.localtime(c.last_restart_at)) if c.last_restart_at else ""
+    return f"{c.restarts} (last: {c.last_exit or 'exit'}{', ' + at if at else ''})"
 
 
 def _uptime(seconds: Optional[float]) -> str:

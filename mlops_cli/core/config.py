@@ -106,6 +106,9 @@ class GatewayConfig(Section):
     max_words: int = Field(400, ge=8)
     log_text: bool = False
     prediction_log: str = ".mlops/predictions.jsonl"
+    prediction_log_max_bytes: int = Field(50_000_000, ge=1024)  # rotate the prediction log past this size
+    prediction_log_backups: int = Field(5, ge=0)                # rotated files kept (oldest deleted first)
+    prediction_log_max_age_s: float = Field(7 * 86400.0, gt=0)  # rotated files older than this are deleted
 
 
 class DriftConfig(Section):
@@ -131,6 +134,15 @@ class LocalConfig(Section):
     prometheus_port: int = Field(9090, ge=1, le=65535)
     log_dir: str = ".mlops/logs"
     stop_timeout_s: float = Field(10.0, gt=0)
+    # Self-healing (supervisord runs the components; the healer decides restarts).
+    restart_backoff_s: float = Field(0.5, gt=0)       # first restart delay; doubles per recent restart
+    restart_backoff_max_s: float = Field(30.0, gt=0)  # ceiling of that delay
+    max_restarts: int = Field(5, ge=1)                # this many restarts within restart_window_s -> failed
+    restart_window_s: float = Field(300.0, gt=0)
+    health_interval_s: float = Field(2.0, gt=0)       # how often the healer probes each component
+    health_timeout_s: float = Field(2.0, gt=0)        # one probe's timeout (also status and up's waits)
+    health_failures: int = Field(3, ge=1)             # consecutive failed probes that mean "restart it"
+    client_timeout_s: float = Field(30.0, gt=0)       # CLI -> gateway request timeout (predict, deploy switch)
 
 
 class CanaryConfig(Section):

@@ -1,16 +1,14 @@
-"""Supervised background processes for the local platform.
+"""The local platform's recorded components and the helpers around their processes.
 
-Each process gets its own session (so stopping it stops its children), a log file, and a record in
-`<state_dir>/local/processes.json` with its pid and start time, so a reused pid is never mistaken
-for ours.
+`<state_dir>/local/processes.json` records each component (port, URL, command, log, health path,
+model version) and the deployment history. supervisord (core/supervisor.py) owns the processes
+themselves; the pid comes from it, never from this file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,21 +22,12 @@ from .errors import MlopsError, PreflightError
 @dataclass
 class ProcessRecord:
     name: str
-    pid: int
     port: int
     url: str
     cmd: list[str]
     log: str
     started_at: float
-    create_time: float
     meta: dict[str, str] = field(default_factory=dict)
-
-    def alive(self) -> bool:
-        try:
-            proc = psutil.Process(self.pid)
-            return abs(proc.create_time() - self.create_time) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
 
 
 class ProcessTable:
@@ -55,7 +44,9 @@ class ProcessTable:
             data = json.loads(self.file.read_text())
         except (OSError, json.JSONDecodeError):
             raise MlopsError(f"{self.file} is corrupt", hint="stop stray processes by hand, then delete the file") from None
-        data["processes"] = {k: ProcessRecord(**v) for k, v in data.get("processes", {}).items()}
+        fields = ProcessRecord.__dataclass_fields__
+        data["processes"] = {k: ProcessRecord(**{f: x for f, x in v.items() if f in fields})
+                             for k, v in data.get("processes", {}).items()}
         data.setdefault("deployments", [])
         return data
 
@@ -63,7 +54,9 @@ class ProcessTable:
         self.dir.mkdir(parents=True, exist_ok=True)
         out = {**data, "processes": {k: asdict(v) for k, v in data["processes"].items()}}
         tmp = self.file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(out, indent=2))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # records hold the gateway's env
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(out, indent=2))
         tmp.replace(self.file)
 
     def records(self) -> dict[str, ProcessRecord]:
@@ -110,21 +103,7 @@ def free_port_from(start: int, host: str, taken: set[int]) -> int:
     raise PreflightError(f"no free port in {start}-{start + 199} on {host}", hint="change [local].predictor_port")
 
 
-def spawn(name: str, cmd: list[str], *, port: int, url: str, log_file: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None, meta: dict[str, str] | None = None) -> ProcessRecord:
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-            env={**os.environ, **(env or {})}, start_new_session=True,
-        )
-    return ProcessRecord(
-        name=name, pid=proc.pid, port=port, url=url, cmd=cmd, log=str(log_file), started_at=time.time(),
-        create_time=psutil.Process(proc.pid).create_time(), meta=meta or {},
-    )
-
-
-def wait_until(record: ProcessRecord, healthy: Callable[[], bool], timeout_s: float,
+def wait_until(record: ProcessRecord, healthy: Callable[[], bool], exited: Callable[[], bool], timeout_s: float,
                on_tick: Callable[[float], None] | None = None) -> None:
     """Block until healthy() is true; fail early, with the log's tail, if the process dies."""
     start = time.monotonic()
@@ -132,7 +111,7 @@ def wait_until(record: ProcessRecord, healthy: Callable[[], bool], timeout_s: fl
         if healthy():
             return
         elapsed = time.monotonic() - start
-        if not record.alive():
+        if exited():
             raise MlopsError(f"{record.name} exited during start-up:\n{tail(Path(record.log), 15)}",
                              hint=f"see the full log: mlops logs {record.name}")
         if elapsed > timeout_s:
@@ -141,28 +120,6 @@ def wait_until(record: ProcessRecord, healthy: Callable[[], bool], timeout_s: fl
         if on_tick:
             on_tick(elapsed)
         time.sleep(0.25)
-
-
-def stop(record: ProcessRecord, timeout_s: float) -> str:
-    """SIGTERM the process group, then SIGKILL after the timeout. Returns how it ended."""
-    if not record.alive():
-        return "not running"
-    try:
-        os.killpg(record.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return "not running"
-    try:
-        psutil.Process(record.pid).wait(timeout=timeout_s)
-        how = "stopped"
-    except psutil.TimeoutExpired:
-        how = "killed after timeout"
-    except psutil.NoSuchProcess:
-        how = "stopped"
-    try:
-        os.killpg(record.pid, signal.SIGKILL)  # children that ignored SIGTERM
-    except (ProcessLookupError, PermissionError):
-        pass
-    return how
 
 
 def tail(path: Path, lines: int) -> str:

@@ -2,7 +2,7 @@
 
     python -m mlops_cli.services.gateway --host 127.0.0.1 --port 8080 --predictor-url http://127.0.0.1:8090
 
-Routes: POST /predict, POST /predict/batch (basic auth), GET /healthz, /readyz, /metrics,
+Routes: POST /predict, POST /predict/batch (basic auth), GET /openapi.json, /docs (basic auth), /healthz, /readyz, /metrics,
 PUT /admin/upstream (basic auth; used by `mlops deploy` to switch versions without dropping requests).
 """
 
@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..core.config import Config, load_config
@@ -27,6 +30,8 @@ from ..core.secrets import Secrets
 from ..core.text_policy import decide, prepare_text
 from .gateway_auth import BasicAuth
 from .gateway_metrics import GatewayMetrics
+from .gateway_schema import (BASIC_AUTH, INFERENCE_ERRORS, PredictBatchRequest, Prediction, PredictionBatch,
+                             PredictRequest, request_body, upstream_body, with_security)
 from .logging_setup import configure_json_logging, request_id_var, setup_tracing
 from .prediction_log import PredictionLog
 from .predictor_client import PredictorClient, PredictorRejected, PredictorTimeout, PredictorUnavailable
@@ -52,7 +57,10 @@ class GatewaySettings:
 def create_app(settings: GatewaySettings) -> FastAPI:
     cfg = settings.config
     metrics = GatewayMetrics(cfg.serving.model_name)
-    prediction_log = PredictionLog(cfg.path(cfg.gateway.prediction_log), cfg.gateway.log_text)
+    prediction_log = PredictionLog(
+        cfg.path(cfg.gateway.prediction_log), cfg.gateway.log_text, max_bytes=cfg.gateway.prediction_log_max_bytes,
+        backups=cfg.gateway.prediction_log_backups, max_age_s=cfg.gateway.prediction_log_max_age_s,
+        on_failure=metrics.prediction_log_failures.inc)
     tracer = setup_tracing("mlops-gateway", cfg.observability.otlp_endpoint)
     client = PredictorClient(settings.predictor_url, settings.model_version, cfg.serving.model_name, cfg.gateway.timeout_s)
     if settings.predictor_url:
@@ -63,6 +71,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         yield
         await client.close()
 
+    # /openapi.json and /docs sit behind the same basic auth as inference (see _AUTHENTICATED).
     app = FastAPI(title="mlops gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.client = client
 
@@ -73,7 +82,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         route = request.url.path if request.url.path in _KNOWN_ROUTES else "other"
         start = time.perf_counter()
         try:
-            if request.url.path in INFERENCE_ROUTES or request.url.path.startswith("/admin/"):
+            if request.url.path in _AUTHENTICATED or request.url.path.startswith("/admin/"):
                 _authenticate(settings.auth, request)
             response = await call_next(request)
         except ApiError as exc:
@@ -91,6 +100,26 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError):
         return _error(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException):
+        # Unknown routes and wrong methods answer in the same error shape as everything else.
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        response = _error(ApiError(exc.status_code, code, str(exc.detail)))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = with_security(get_openapi(title=app.title, version=app.version, routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="mlops gateway")
 
     async def classify(texts: list[str]) -> list[dict[str, Any]]:
         rid = request_id_var.get()
@@ -121,13 +150,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 results.append({"label": label, "confidence": round(confidence, 6), "model_version": version})
         return results
 
-    @app.post("/predict")
+    @app.post("/predict", response_model=None, summary="Classify one review",
+              responses={200: {"model": Prediction, "description": "The prediction."}, **INFERENCE_ERRORS},
+              openapi_extra=request_body(PredictRequest, cfg.gateway.max_chars, cfg.gateway.max_batch))
     async def predict(request: Request):
         body = await _json_body(request)
         text = _text_field(body, "text", cfg.gateway.max_chars)
         return (await classify([text]))[0]
 
-    @app.post("/predict/batch")
+    @app.post("/predict/batch", response_model=None, summary="Classify several reviews in one request",
+              responses={200: {"model": PredictionBatch, "description": "One prediction per text, in order."},
+                         **INFERENCE_ERRORS},
+              openapi_extra=request_body(PredictBatchRequest, cfg.gateway.max_chars, cfg.gateway.max_batch))
     async def predict_batch(request: Request):
         body = await _json_body(request)
         texts = body.get("texts") if isinstance(body, dict) else None
@@ -155,12 +189,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def prometheus_metrics():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/admin/upstream")
+    @app.get("/admin/upstream", openapi_extra=BASIC_AUTH, responses={401: INFERENCE_ERRORS[401]})
     async def get_upstream():
         upstream = client.current
         return {"url": upstream.url if upstream else None, "model_version": upstream.model_version if upstream else None}
 
-    @app.put("/admin/upstream")
+    @app.put("/admin/upstream", summary="Switch the predictor (used by `mlops deploy`)",
+             responses={422: _ERROR_422, 401: INFERENCE_ERRORS[401]}, openapi_extra=upstream_body())
     async def put_upstream(request: Request):
         body = await _json_body(request)
         url, version = body.get("url"), body.get("model_version")
@@ -175,7 +210,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     return app
 
 
-_KNOWN_ROUTES = {"/predict", "/predict/batch", "/healthz", "/readyz", "/metrics", "/admin/upstream"}
+_ERROR_422 = {"model": INFERENCE_ERRORS[422]["model"], "description": "Not a {url, model_version} object."}
+_KNOWN_ROUTES = {"/predict", "/predict/batch", "/healthz", "/readyz", "/metrics", "/admin/upstream", "/openapi.json",
+                 "/docs"}
+_AUTHENTICATED = INFERENCE_ROUTES | {"/openapi.json", "/docs"}
 
 
 def _authenticate(auth: BasicAuth | None, request: Request) -> None:
@@ -216,13 +254,26 @@ def _text_value(value: Any, where: str, max_chars: int) -> str:
     return value
 
 
+def _recorded_upstream(path: str, default_version: str) -> tuple[str | None, str]:
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+        return str(data["url"]), str(data["model_version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, default_version  # nothing deployed yet (or a torn file): start without a predictor
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlops_cli.services.gateway", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("MLOPS_BIND_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("MLOPS_HTTP_PORT", "8080")))
     parser.add_argument("--predictor-url", default=os.environ.get("MLOPS_PREDICTOR_URL") or None)
     parser.add_argument("--model-version", default=os.environ.get("MLOPS_MODEL_VERSION", ""))
+    parser.add_argument("--upstream-file", default=None,
+                        help="JSON {url, model_version} that `mlops deploy` keeps current; read at start-up so a "
+                             "restarted gateway serves the deployed version")
     args = parser.parse_args(argv)
+    if args.upstream_file and not args.predictor_url:
+        args.predictor_url, args.model_version = _recorded_upstream(args.upstream_file, args.model_version)
 
     config = load_config()
     configure_json_logging("gateway", config.observability.log_level)

@@ -48,6 +48,12 @@ class ComponentStatus:
     version: str = ""
     uptime_s: float | None = None
     detail: str = ""
+    # Self-healing (local): what the supervisor did to keep it up.
+    state: str = ""                      # starting | running | backoff | failed | stopped
+    restarts: int | None = None
+    last_exit: str = ""                  # e.g. "terminated by SIGKILL", "exit status 1"
+    last_exit_code: int | None = None    # negative: the signal number
+    last_restart_at: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -6,6 +6,7 @@ gateway, and one predictor per deployed model version (two, briefly, while `depl
 
 from __future__ import annotations
 
+import json
 import os
 import secrets as pysecrets
 import shutil
@@ -22,6 +23,7 @@ from ..core.config import Config
 from ..core.errors import MlopsError, NotFoundError, PreflightError
 from ..core.progress import Reporter
 from ..core.secrets import Secrets
+from ..core.supervisor import HEALER, Program, Supervisor
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
 
 PYTHON = sys.executable
@@ -108,50 +110,112 @@ class LocalTarget:
         return components
 
     def _gateway_component(self) -> Component:
-        cmd = [PYTHON, "-m", "mlops_cli.services.gateway", "--host", self.local.host, "--port", str(self.local.gateway_port)]
-        current = self._current_deployment()
-        if current:
-            predictor = self.table.records().get(current["component"])
-            if predictor and predictor.alive():
-                cmd += ["--predictor-url", predictor.url, "--model-version", current["version"]]
+        # The upstream comes from a file `deploy` rewrites, so a restarted gateway serves the deployed
+        # version and the gateway's program (and so supervisord's record of it) never changes per deploy.
+        cmd = [PYTHON, "-m", "mlops_cli.services.gateway", "--host", self.local.host, "--port",
+               str(self.local.gateway_port), "--upstream-file", str(self.upstream_file)]
         env = {}
         creds = self.credentials(create=self.config.gateway.auth)
         if creds:
             env = {"MLOPS_GATEWAY_USER": creds[0], "MLOPS_GATEWAY_PASSWORD": creds[1]}
         return Component("gateway", self.local.gateway_port, cmd, "/healthz", env=env)
 
+    @property
+    def upstream_file(self) -> Path:
+        return self.config.state_dir / "local" / "upstream.json"
+
+    def _supervisor(self) -> Supervisor:
+        return Supervisor(self.config.state_dir, self.log_dir)
+
+    def _program(self, component: Component) -> Program:
+        return Program(component.name, component.cmd, self.log_dir / f"{component.name}.log", self.config.root,
+                       env={**self._child_env(), **component.env}, stop_timeout_s=self.local.stop_timeout_s)
+
+    def _healer_program(self) -> Program:
+        return Program(HEALER, [PYTHON, "-m", "mlops_cli.services.healer"], self.log_dir / "healer.log",
+                       self.config.root, env=self._child_env(), stop_timeout_s=5.0, autorestart=True)
+
+    def _record(self, component: Component, meta: dict[str, str] | None = None) -> processes.ProcessRecord:
+        return processes.ProcessRecord(
+            name=component.name, port=component.port, url=self._url(component.port), cmd=component.cmd,
+            log=str(self.log_dir / f"{component.name}.log"), started_at=time.time(),
+            meta={"health": component.health_path, **(meta or {})})
+
     def _healthy(self, url: str, path: str) -> bool:
         try:
-            return httpx.get(url + path, timeout=2.0).status_code == 200
+            return httpx.get(url + path, timeout=self.local.health_timeout_s).status_code == 200
         except httpx.HTTPError:
             return False
 
-    def _ensure(self, component: Component, reporter: Reporter) -> StepResult:
-        """Start the component unless our recorded process already serves it."""
-        record = self.table.records().get(component.name)
-        url = self._url(component.port)
-        if record and record.alive() and record.port == component.port:
-            return StepResult(component.name, "already running", url)
-        owner = processes.port_owner(component.port, self.local.host)
-        if owner is not None:
+    def _recorded_predictors(self) -> list[Component]:
+        """Predictors recorded as deployed: brought back by `up` after a reboot or a killed supervisor."""
+        out = []
+        for record in self.table.records().values():
+            if record.name.startswith("predictor"):
+                out.append(Component(record.name, record.port, record.cmd, record.meta.get("health", "/"),
+                                     start_timeout_s=self.config.serving.ready_timeout_s))
+        return out
+
+    def _converge(self, components: list[Component], reporter: Reporter) -> list[StepResult]:
+        """Make supervisord run these components (and the healer); wait until each is healthy.
+
+        Every port is checked before anything starts. On failure or Ctrl-C, what this call started is
+        stopped and forgotten again; what already ran keeps running.
+        """
+        sup = self._supervisor()
+        if not sup.running():
+            sup.kill_orphans()  # a killed supervisord leaves its children holding the ports
+        info = sup.info()
+        live = {n for n, i in info.items() if i["statename"] in ("RUNNING", "STARTING")}
+        needed = [c for c in components if c.name not in live]
+        taken = [(c, owner) for c in needed if (owner := processes.port_owner(c.port, self.local.host)) is not None]
+        if taken:
             raise PreflightError(
-                f"port {component.port} for {component.name} is taken by {owner}",
-                hint=f"stop that process or set [local].{component.name}_port in mlops.toml",
-            )
-        reporter.start(component.name, f"starting {component.name}", total=None)
-        env = {**self._child_env(), **component.env}
-        record = processes.spawn(component.name, component.cmd, port=component.port, url=url,
-                                 log_file=self.log_dir / f"{component.name}.log", env=env, cwd=self.config.root)
-        self.table.put(record)
+                "; ".join(f"port {c.port} for {c.name} is taken by {owner}" for c, owner in taken),
+                hint="stop that process or set " + ", ".join(f"[local].{_port_key(c.name)}" for c, _ in taken)
+                     + " in mlops.toml; nothing was started")
+        started_here: list[str] = []
+        started_supervisor = False
         try:
-            processes.wait_until(record, lambda: self._healthy(url, component.health_path), component.start_timeout_s,
-                                 on_tick=lambda s: reporter.update(component.name, waited=f"{s:.0f}s"))
+            for component in components:
+                if component.name not in self.table.records() or component in needed:
+                    self.table.put(self._record(component, self._meta_of(component.name)))
+                sup.write_program(self._program(component))
+                if component in needed:
+                    started_here.append(component.name)
+            sup.write_program(self._healer_program())
+            started_supervisor = sup.start(self._child_env())
+            if not started_supervisor:
+                sup.sync()
+            for component in needed:
+                if sup.info().get(component.name, {}).get("statename") not in ("RUNNING", "STARTING"):
+                    sup.start_program(component.name)
+            for component in needed:
+                self._wait_healthy(sup, component, reporter)
         except BaseException:
-            processes.stop(record, self.local.stop_timeout_s)
-            self.table.drop(component.name)
+            for name in started_here:
+                if not name.startswith("predictor"):
+                    sup.remove_program(name)
+                    self.table.drop(name)
+            if started_supervisor and not self.table.records():
+                sup.shutdown(self.local.stop_timeout_s)
             raise
+        return [StepResult(c.name, "started" if c in needed else "already running", self._url(c.port))
+                for c in components]
+
+    def _meta_of(self, name: str) -> dict[str, str]:
+        record = self.table.records().get(name)
+        return {k: v for k, v in (record.meta if record else {}).items() if k != "health"}
+
+    def _wait_healthy(self, sup: Supervisor, component: Component, reporter: Reporter) -> None:
+        url = self._url(component.port)
+        record = self._record(component)
+        reporter.start(component.name, f"starting {component.name}", total=None)
+        processes.wait_until(
+            record, lambda: self._healthy(url, component.health_path),
+            lambda: sup.info().get(component.name, {}).get("statename") in ("EXITED", "FATAL", "BACKOFF"),
+            component.start_timeout_s, on_tick=lambda s: reporter.update(component.name, waited=f"{s:.0f}s"))
         reporter.finish(component.name, f"listening on {url}")
-        return StepResult(component.name, "started", url)
 
     # -- Target interface ----------------------------------------------------------------------
     def up(self, options: UpOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
@@ -159,20 +223,8 @@ class LocalTarget:
             raise MlopsError("--dry-run/--preview apply to the kubernetes and eks targets",
                              hint="`mlops up` on local only starts what is missing; just run it")
         outcome = Outcome()
-        started: list[str] = []
-        try:
-            for component in self._platform_components(options.with_prometheus):
-                step = self._ensure(component, reporter)
-                if step.action == "started":
-                    started.append(component.name)
-                outcome.steps.append(step)
-        except BaseException:
-            # Nothing half-started: stop what this run started, keep what was already up.
-            records = self.table.records()
-            for name in reversed(started):
-                processes.stop(records[name], self.local.stop_timeout_s)
-                self.table.drop(name)
-            raise
+        components = self._platform_components(options.with_prometheus) + self._recorded_predictors()
+        outcome.steps = self._converge(components, reporter)
         if all(s.action == "already running" for s in outcome.steps):
             outcome.info["message"] = "everything is already up"
         outcome.info["mlflow_ui"] = self._url(self.local.mlflow_port)
@@ -187,13 +239,18 @@ class LocalTarget:
                 raise MlopsError("purge cancelled; nothing was stopped or deleted", hint="add --yes to skip the question")
         outcome = Outcome()
         records = self.table.records()
-        order = sorted(records, key=lambda n: (not n.startswith("predictor"), n != "gateway", n))
-        for name in order:
-            reporter.start(name, f"stopping {name}")
-            how = processes.stop(records[name], self.local.stop_timeout_s)
+        sup = self._supervisor()
+        # The supervisor first: once it is gone nothing can bring a component back.
+        reporter.start("supervisor", "stopping the supervisor and every component")
+        was_running = sup.shutdown(self.local.stop_timeout_s + 5)
+        reporter.finish("supervisor", "stopped" if was_running else "not running")
+        for name in sorted(records, key=lambda n: (not n.startswith("predictor"), n != "gateway", n)):
+            sup.forget_program(name)
             self.table.drop(name)
-            reporter.finish(name, how)
-            outcome.steps.append(StepResult(name, how, records[name].url))
+            outcome.steps.append(StepResult(name, "stopped" if was_running else "not running", records[name].url))
+        sup.forget_program(HEALER)
+        for path in (self.upstream_file, self.config.state_dir / "local" / "health.json"):
+            path.unlink(missing_ok=True)
         if not records:
             outcome.info["message"] = "nothing was running"
         if options.purge:
@@ -206,24 +263,41 @@ class LocalTarget:
         return outcome
 
     def status(self) -> list[ComponentStatus]:
+        from ..services.healer import read_health
+
         data = self.table.load()
         current = self._current_deployment(data)
+        sup = self._supervisor()
+        info = sup.info()
+        supervised = bool(info)
+        health = read_health(self.config.state_dir)
         out = []
         for name, record in data["processes"].items():
-            alive = record.alive()
-            path = {"mlflow": "/health", "drift": "/healthz", "gateway": "/readyz", "prometheus": "/-/ready"}.get(
-                name, f"/v1/models/{self.config.serving.model_name}")
-            healthy = alive and self._healthy(record.url, path)
+            proc = info.get(name, {})
+            alive = proc.get("statename") == "RUNNING"
+            healthy = alive and self._healthy(record.url, record.meta.get("health", "/healthz"))
             version = record.meta.get("version", "")
+            h = health.get(name)
             detail = ""
             if name == "gateway":
-                detail = "predictor ready" if healthy else "no ready predictor behind it"
-                healthy = alive and self._healthy(record.url, "/healthz")
+                ready = alive and self._healthy(record.url, "/readyz")
+                detail = "predictor ready" if ready else "no ready predictor behind it"
                 version = current["version"] if current else ""
+            if not supervised:
+                detail = "not running: the supervisor is not running (run `mlops up`)"
+            elif h is not None and h.state == "failed":
+                detail = f"failed: {h.failed_reason}\n{h.log_tail}"
+            elif h is not None and h.state == "backoff":
+                detail = f"restarting in {max(0.0, (h.next_start_at or 0) - time.time()):.1f} s after: {h.last_exit}"
+            elif not alive:
+                detail = f"not running ({proc.get('statename', 'unknown').lower()})"
             out.append(ComponentStatus(
-                component=name, url=record.url, pid=record.pid if alive else None, healthy=healthy,
-                version=version, uptime_s=(time.time() - record.started_at) if alive else None,
-                detail=detail if alive else "not running (stale record)",
+                component=name, url=record.url, pid=proc.get("pid") or None if alive else None, healthy=healthy,
+                version=version, uptime_s=(time.time() - proc["start"]) if alive and proc.get("start") else None,
+                detail=detail, state=(h.state if h else ("running" if alive else "stopped")),
+                restarts=h.restarts if h else 0, last_exit=h.last_exit if h else "",
+                last_exit_code=h.last_exit_code if h else None,
+                last_restart_at=h.last_restart_at if h else None,
             ))
         return out
 
@@ -252,7 +326,7 @@ class LocalTarget:
         reporter.finish("resolve", f"version {ref.version}")
 
         outcome = Outcome()
-        outcome.steps.append(self._ensure(self._gateway_component(), reporter))
+        outcome.steps += [s for s in self._converge([self._gateway_component()], reporter) if s.action == "started"]
         taken = {r.port for r in data["processes"].values()}
         port = processes.free_port_from(self.local.predictor_port, self.local.host, taken)
         name = f"predictor-v{ref.version}"
@@ -268,27 +342,33 @@ class LocalTarget:
             cmd += ["--threads", str(self.config.serving.threads)]
         component = Component(name, port, cmd, f"/v1/models/{self.config.serving.model_name}",
                               start_timeout_s=self.config.serving.ready_timeout_s)
-        record = processes.spawn(name, cmd, port=port, url=url, log_file=self.log_dir / f"{name}.log",
-                                 env=self._child_env(), cwd=self.config.root, meta={"version": ref.version})
-        self.table.put(record)
-        reporter.start(name, f"starting predictor v{ref.version}")
+        sup = self._supervisor()
+        # Not in the table until ready: the healer leaves a predictor alone while `deploy` waits on it.
+        sup.write_program(self._program(component))
         try:
-            processes.wait_until(record, lambda: self._predictor_ready(url), component.start_timeout_s,
-                                 on_tick=lambda s: reporter.update(name, waited=f"{s:.0f}s"))
-        except BaseException:
-            processes.stop(record, self.local.stop_timeout_s)
-            self.table.drop(name)
+            sup.sync()
+            reporter.start(name, f"starting predictor v{ref.version}")
+            processes.wait_until(
+                self._record(component), lambda: self._predictor_ready(url),
+                lambda: sup.info().get(name, {}).get("statename") in ("EXITED", "FATAL", "BACKOFF"),
+                component.start_timeout_s, on_tick=lambda s: reporter.update(name, waited=f"{s:.0f}s"))
+        except BaseException as exc:
+            sup.remove_program(name)
+            if isinstance(exc, MlopsError) and previous:
+                exc.message += f"\nversion {previous['version']} keeps serving"
             raise
+        self.table.put(self._record(component, {"version": ref.version}))
         reporter.finish(name, f"ready on {url}")
         outcome.steps.append(StepResult(name, "started", url))
 
         self._switch_gateway(url, ref.version)
+        _write_json(self.upstream_file, {"url": url, "model_version": ref.version})
         outcome.steps.append(StepResult("gateway", "switched", f"to version {ref.version}"))
         data = self.table.load()
         data["deployments"].append({"version": ref.version, "component": name, "at": time.time()})
         self.table.save(data)
         if old_record is not None and old_record.name != name:
-            processes.stop(old_record, self.local.stop_timeout_s)
+            sup.remove_program(old_record.name)
             self.table.drop(old_record.name)
             outcome.steps.append(StepResult(old_record.name, "stopped", "after the switch"))
         outcome.info["model_version"] = ref.version
@@ -297,7 +377,7 @@ class LocalTarget:
 
     def _predictor_ready(self, url: str) -> bool:
         try:
-            r = httpx.get(f"{url}/v1/models/{self.config.serving.model_name}", timeout=2.0)
+            r = httpx.get(f"{url}/v1/models/{self.config.serving.model_name}", timeout=self.local.health_timeout_s)
             return r.status_code == 200 and bool(r.json().get("ready"))
         except (httpx.HTTPError, ValueError):
             return False
@@ -309,7 +389,7 @@ class LocalTarget:
                                  hint="run `mlops up` (generates them) or set MLOPS_GATEWAY_PASSWORD")
         url = self._url(self.local.gateway_port) + path
         try:
-            return httpx.request(method, url, auth=creds, timeout=self.config.gateway.timeout_s + 5, **kwargs)
+            return httpx.request(method, url, auth=creds, timeout=self.local.client_timeout_s, **kwargs)
         except httpx.TransportError:
             raise PreflightError(f"the gateway at {url} is not reachable",
                                  hint="start the platform with `mlops up` and deploy a model with `mlops deploy`") from None
@@ -338,14 +418,25 @@ class LocalTarget:
         from ..core.doctor import Check
 
         out = []
-        records = self.table.records()
+        live = {n for n, i in self._supervisor().info().items() if i["statename"] == "RUNNING"}
         for name, port in (("mlflow", self.local.mlflow_port), ("gateway", self.local.gateway_port),
                            ("drift", self.local.drift_port)):
-            ours = name in records and records[name].alive()
+            ours = name in live
             owner = None if ours else processes.port_owner(port, self.local.host)
-            out.append(Check(f"port {port} ({name})", owner is None, "ours" if ours else (owner or "free"),
-                             "" if owner is None else f"free the port or change [local].{name}_port", False))
+            detail = "ours" if ours else (f"taken by {owner}" if owner else "free")
+            out.append(Check(f"port {port} ({name})", owner is None, detail,
+                             "" if owner is None else f"stop {owner} or change [local].{name}_port", True))
         return out
+
+
+def _port_key(component: str) -> str:
+    return "predictor_port" if component.startswith("predictor") else f"{component}_port"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 def _json_or_error(response: httpx.Response) -> Any:

@@ -1,0 +1,49 @@
+"""The healer's restart policy: exponential backoff, a crash loop ends as `failed`, health failures count."""
+
+from __future__ import annotations
+
+from mlops_cli.core.restart_policy import ComponentHealth, RestartPolicy
+
+POLICY = RestartPolicy(backoff_s=0.5, backoff_max_s=4.0, max_restarts=4, window_s=60.0, health_failures=3)
+
+
+def test_backoff_doubles_per_recent_restart_up_to_the_ceiling():
+    assert [POLICY.delay(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_crash_loop_is_restarted_with_growing_delays_then_marked_failed():
+    health, now, delays = ComponentHealth(), 1000.0, []
+    for _ in range(POLICY.max_restarts):
+        POLICY.on_exit(health, now, "exit status 1", 1, "Traceback: boom")
+        assert health.state == "backoff"
+        delays.append(health.next_start_at - now)
+        assert not POLICY.due(health, now)
+        now = health.next_start_at
+        assert POLICY.due(health, now)
+        POLICY.on_restart(health, now)
+    assert delays == [0.5, 1.0, 2.0, 4.0]
+    POLICY.on_exit(health, now, "exit status 1", 1, "Traceback: boom")
+    assert health.state == "failed" and not POLICY.due(health, now + 3600)
+    assert "4 restarts within 60 s" in health.failed_reason and health.log_tail == "Traceback: boom"
+    assert health.restarts == 4 and health.last_exit_code == 1
+
+
+def test_restarts_outside_the_window_do_not_count_towards_failed():
+    health = ComponentHealth()
+    now = 0.0
+    for _ in range(10):  # one crash every two minutes: never a crash loop
+        POLICY.on_exit(health, now, "terminated by SIGKILL", -9, "")
+        assert health.state == "backoff" and health.next_start_at - now == 0.5
+        POLICY.on_restart(health, now + 0.5)
+        now += 120.0
+    assert health.restarts == 10
+
+
+def test_failed_probes_restart_only_after_the_threshold_and_only_once_healthy():
+    health = ComponentHealth()
+    assert POLICY.on_probe(health, False) is False  # still starting: not counted
+    assert health.health_failures == 0
+    assert POLICY.on_probe(health, True) is False and health.state == "running"
+    assert [POLICY.on_probe(health, False) for _ in range(3)] == [False, False, True]
+    POLICY.on_probe(health, True)
+    assert health.health_failures == 0
