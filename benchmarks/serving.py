@@ -1,34 +1,39 @@
-"""Serving throughput and latency: our gateway -> KServe predictor path vs a naive baseline.
+"""Serving throughput and latency: our gateway -> predictor path, on both runtimes, vs a naive endpoint.
 
 (a) the deployed path: gateway (auth, validation, pre/post-processing, metrics, prediction log)
-    -> predictor (KServe V1), both real processes on loopback;
+    -> predictor (KServe V1, adaptive batching, load shedding), real processes on loopback, once with
+    the onnx-int8 runtime (the default) and once with torch fp32;
 (b) a naive baseline: one FastAPI endpoint running a `transformers` pipeline per request on the same
-    encoder weights;
-plus the model-only ceiling: the batched forward pass alone, no HTTP.
+    encoder weights.
+Also: each runtime's model-only ceiling (batched forward passes, no HTTP), each runtime's accuracy and
+macro F1 on the test split, the predictor's cold start (process start to ready) per runtime, and the
+issue's goals 1-5 as measured ratios.
 
-Prints requests/s and p50/p95/p99 latency at concurrency 1, 8 and 32, and the ratio (a)/(b).
+    .venv/bin/python benchmarks/serving.py [--requests 256] [--model DIR] [--concurrency 1,8,32,256]
 
-    .venv/bin/python benchmarks/serving.py [--requests 64] [--model DIR]
+--model: a trained classifier directory (what `mlops train` writes); without it MiniLM gets a fresh
+head, which makes the throughput numbers valid but the accuracy numbers meaningless (about chance).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+PASSWORD = "bench"
 
 
 def minilm_dir() -> Path:
@@ -40,14 +45,16 @@ def minilm_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
-def review_texts(n: int) -> list[str]:
-    test_csv = REPO / "data" / "reviews" / "test.csv"
-    if test_csv.is_file():
-        with test_csv.open(newline="") as fh:
-            texts = [row["text"] for row in csv.DictReader(fh)]
-    else:
-        texts = ["The medication helped within a week and the side effects were mild."] * 8
-    return [texts[i % len(texts)] for i in range(n)]
+def test_split(project: Path | None):
+    """The project's test split, or the packaged drugsCom test split."""
+    if project is not None:
+        from mlops_cli.core.config import load_config
+        from mlops_cli.core.dataset import read_split
+
+        return read_split(load_config(project / "mlops.toml"), "test")
+    from mlops_cli.core.dataset import load_drugscom
+
+    return load_drugscom("binary").test
 
 
 def free_port() -> int:
@@ -58,41 +65,81 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: the process exited with {proc.returncode}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
-                return
+                return time.monotonic() - start
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.05)
     raise SystemExit(f"{url} did not become ready")
 
 
-async def load(url: str, texts: list[str], concurrency: int, auth=None) -> tuple[float, list[float], int]:
-    latencies: list[float] = []
-    errors = 0
+@dataclass
+class Cell:
+    rps: float
+    latencies: list[float]
+    statuses: dict[int, int]
+    retry_after_missing: int = 0
+    timeouts: int = 0
+    rss_growth_mb: float | None = None
+    wall: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        return self.statuses.get(200, 0)
+
+    def pct(self, q: float) -> float:
+        return pct(self.latencies, q)
+
+
+async def load(url: str, texts: list[str], concurrency: int, auth=None, timeout: float = 60) -> Cell:
+    """`concurrency` clients, each sending its next request when the last one is answered."""
+    latencies: list[float] = []  # of 200s only
+    statuses: dict[int, int] = {}
+    missing_retry = timeouts = 0
     queue = list(texts)
-    async with httpx.AsyncClient(timeout=120, auth=auth) as client:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=timeout, auth=auth, limits=limits) as client:
         async def worker():
-            nonlocal errors
+            nonlocal missing_retry, timeouts
             while queue:
                 text = queue.pop()
                 start = time.perf_counter()
-                r = await client.post(url, json={"text": text})
-                latencies.append(time.perf_counter() - start)
-                errors += r.status_code != 200
+                try:
+                    r = await client.post(url, json={"text": text})
+                except httpx.TimeoutException:
+                    timeouts += 1
+                    continue
+                elapsed = time.perf_counter() - start
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                if r.status_code == 200:
+                    latencies.append(elapsed)
+                elif r.status_code == 503 and "retry-after" not in r.headers:
+                    missing_retry += 1
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - start
-    return len(texts) / wall, latencies, errors
+    ok = statuses.get(200, 0)
+    return Cell(ok / wall, latencies, statuses, missing_retry, timeouts, wall=wall)
 
 
 def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] * 1000
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 2**20
 
 
 BASELINE_APP = textwrap.dedent('''
@@ -116,72 +163,190 @@ BASELINE_APP = textwrap.dedent('''
 ''')
 
 
+@dataclass
+class Path_:
+    name: str
+    cells: dict[int, Cell] = field(default_factory=dict)
+    cold_start_s: float | None = None
+
+
+def run_ours(runtime: str, model_dir: Path, work: Path, env: dict, texts: list[str], levels: list[int]) -> Path_:
+    result = Path_(f"ours, {runtime}")
+    p_port, g_port = free_port(), free_port()
+    threads = str(os.cpu_count() or 1)
+    predictor = subprocess.Popen(
+        [sys.executable, "-m", "models.predictor", "--model-dir", str(model_dir), "--model-name", "sentiment",
+         "--version", "bench", "--http-port", str(p_port), "--host", "127.0.0.1", "--runtime", runtime,
+         "--threads", threads, "--batch-size", "32", "--max-wait-ms", "5", "--latency-budget-ms", "2000"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    gateway = None
+    try:
+        result.cold_start_s = wait_ready(f"http://127.0.0.1:{p_port}/v2/health/ready", predictor)
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "mlops_cli.services.gateway", "--port", str(g_port), "--predictor-url",
+             f"http://127.0.0.1:{p_port}", "--model-version", "bench"],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_ready(f"http://127.0.0.1:{g_port}/readyz", gateway)
+        url, auth = f"http://127.0.0.1:{g_port}/predict", ("bench", PASSWORD)
+        asyncio.run(load(url, texts[:16], 4, auth))  # warm-up: first passes allocate
+        for c in levels:
+            before = rss_mb(predictor.pid)
+            cell = asyncio.run(load(url, texts, c, auth))
+            cell.rss_growth_mb = rss_mb(predictor.pid) - before
+            result.cells[c] = cell
+            print(f"  {result.name:<18} c={c:<4} {cell.rps:7.1f} req/s  p50 {cell.pct(.5):7.1f}  p99 {cell.pct(.99):7.1f} ms  "
+                  f"{cell.statuses}", flush=True)
+    finally:
+        for proc in (gateway, predictor):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
+    return result
+
+
+def run_naive(model_dir: Path, work: Path, env: dict, texts: list[str], levels: list[int], max_length: int) -> Path_:
+    result = Path_("naive transformers")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", BASELINE_APP, str(model_dir), str(port), str(max_length)],
+                            cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        result.cold_start_s = wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
+        url = f"http://127.0.0.1:{port}/predict"
+        asyncio.run(load(url, texts[:16], 4))
+        for c in levels:
+            cell = asyncio.run(load(url, texts, c, timeout=600))
+            result.cells[c] = cell
+            print(f"  {result.name:<18} c={c:<4} {cell.rps:7.1f} req/s  p50 {cell.pct(.5):7.1f}  p99 {cell.pct(.99):7.1f} ms  "
+                  f"{cell.statuses}", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return result
+
+
+def ceiling(classifier, texts: list[str]) -> float:
+    classifier.predict_proba(texts[:32], batch_size=32)
+    start = time.perf_counter()
+    classifier.predict_proba(texts, batch_size=32)
+    return len(texts) / (time.perf_counter() - start)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=64, help="requests per concurrency level and path")
-    parser.add_argument("--model", type=Path, default=None, help="a saved SentimentClassifier dir (default: MiniLM + fresh head)")
+    parser.add_argument("--requests", type=int, default=256, help="requests per concurrency level and path")
+    parser.add_argument("--model", type=Path, default=None, help="a trained SentimentClassifier dir")
+    parser.add_argument("--project", type=Path, default=None, help="project whose test split to score (default: packaged)")
+    parser.add_argument("--concurrency", default="1,8,32,256")
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--only-quality", action="store_true", help="ceilings and accuracy only, no servers")
     args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+
+    import torch
 
     from models.classifier import SentimentClassifier
+    from models.onnx_classifier import OnnxClassifier
+    from models.onnx_export import export_int8
+    from mlops_cli.core.evaluation import evaluate
 
+    torch.set_num_threads(os.cpu_count() or 1)
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     if args.model:
         model_dir = args.model
     else:
         model_dir = work / "classifier"
         SentimentClassifier.from_base(minilm_dir(), ["Negative", "Positive"], max_length=args.max_length).save(model_dir)
-    classifier = SentimentClassifier.load(model_dir)
-    texts = review_texts(args.requests)
+    started = time.perf_counter()
+    onnx_dir = export_int8(model_dir, work / "onnx-int8")
+    export_s = time.perf_counter() - started
+    examples = test_split(args.project)
+    texts = [examples[i % len(examples)].text for i in range(args.requests)]
+    max_length = SentimentClassifier.load(model_dir).max_length
 
-    # Model-only ceiling: batched forward passes, no HTTP.
-    classifier.predict_proba(texts[:8])
-    start = time.perf_counter()
-    classifier.predict_proba(texts, batch_size=32)
-    ceiling = len(texts) / (time.perf_counter() - start)
+    print(f"serving benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.requests} test-split "
+          f"reviews per cell, max_length {max_length}, {os.cpu_count()} CPUs, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; ONNX export + int8 quantisation {export_s:.1f} s", flush=True)
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLOPS_GATEWAY_PASSWORD": "bench", "MLOPS_GATEWAY_USER": "bench"}
+    fp32, int8 = SentimentClassifier.load(model_dir), OnnxClassifier.load(onnx_dir)
+    ceilings = {"torch": ceiling(fp32, texts), "onnx-int8": ceiling(int8, texts)}
+    quality = {name: evaluate(clf, examples).metrics for name, clf in (("torch", fp32), ("onnx-int8", int8))}
+    del fp32, int8
+    print(f"  model-only ceiling: torch {ceilings['torch']:.1f} texts/s, onnx-int8 {ceilings['onnx-int8']:.1f} texts/s",
+          flush=True)
+    if args.only_quality:
+        for key in ("torch", "onnx-int8"):
+            print(f"  {key}: accuracy {quality[key]['accuracy']:.4f}, macro F1 {quality[key]['macro_f1']:.4f} "
+                  f"on {len(examples)} test reviews")
+        dacc = (quality["onnx-int8"]["accuracy"] - quality["torch"]["accuracy"]) * 100
+        df1 = (quality["onnx-int8"]["macro_f1"] - quality["torch"]["macro_f1"]) * 100
+        print(f"  goal 4: {dacc:+.2f} / {df1:+.2f} points -> {'holds' if abs(dacc) <= .5 and abs(df1) <= .5 else 'does NOT hold'}")
+        return 0
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLOPS_GATEWAY_PASSWORD": PASSWORD, "MLOPS_GATEWAY_USER": "bench"}
     (work / "mlops.toml").write_text(f'[gateway]\nprediction_log = "{work}/predictions.jsonl"\ntimeout_s = 120\n'
-                                     f'max_words = 400\n')
+                                     f'max_words = 400\n[observability]\nlog_level = "warning"\n')
     env["MLOPS_CONFIG"] = str(work / "mlops.toml")
-    p_port, g_port, b_port = free_port(), free_port(), free_port()
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "models.predictor", "--model-dir", str(model_dir), "--model-name",
-                          "sentiment", "--version", "bench", "--http-port", str(p_port), "--host", "127.0.0.1"],
-                         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, "-m", "mlops_cli.services.gateway", "--port", str(g_port), "--predictor-url",
-                          f"http://127.0.0.1:{p_port}", "--model-version", "bench"],
-                         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, "-c", BASELINE_APP, str(model_dir), str(b_port), str(args.max_length)],
-                         cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    ]
-    try:
-        wait_ready(f"http://127.0.0.1:{p_port}/v1/models/sentiment")
-        wait_ready(f"http://127.0.0.1:{g_port}/readyz")
-        wait_ready(f"http://127.0.0.1:{b_port}/healthz")
-        rows = []
-        for concurrency in (1, 8, 32):
-            ours = asyncio.run(load(f"http://127.0.0.1:{g_port}/predict", texts, concurrency, auth=("bench", "bench")))
-            naive = asyncio.run(load(f"http://127.0.0.1:{b_port}/predict", texts, concurrency))
-            rows.append((concurrency, ours, naive))
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
-
-    print(f"serving benchmark: {args.requests} review texts per cell, max_length {args.max_length}, "
-          f"{os.cpu_count()} CPUs")
-    print(f"{'conc':>4} | {'path':<26} | {'req/s':>7} | {'p50 ms':>8} | {'p95 ms':>8} | {'p99 ms':>8} | {'errors':>6}")
-    for concurrency, ours, naive in rows:
-        for name, (rps, lat, errors) in (("gateway -> predictor", ours), ("naive transformers", naive)):
-            print(f"{concurrency:>4} | {name:<26} | {rps:>7.1f} | {pct(lat, .5):>8.1f} | {pct(lat, .95):>8.1f} | "
-                  f"{pct(lat, .99):>8.1f} | {errors:>6}")
-        print(f"{'':>4} | {'ratio (ours / naive)':<26} | {ours[0] / naive[0]:>7.2f} |")
-    print(f"\nmodel-only ceiling (batched forward pass, batch 32, no HTTP): {ceiling:.1f} texts/s")
-    print(f"median latency, concurrency 1: ours {statistics.median(rows[0][1][1]) * 1000:.1f} ms, "
-          f"naive {statistics.median(rows[0][2][1]) * 1000:.1f} ms")
+    paths = {
+        "onnx-int8": run_ours("onnx-int8", onnx_dir, work, env, texts, levels),
+        "torch": run_ours("torch", model_dir, work, env, texts, levels),
+        "naive": run_naive(model_dir, work, env, texts, levels, max_length),
+    }
+    report(paths, ceilings, quality, levels, args.requests)
     return 0
+
+
+def report(paths: dict[str, Path_], ceilings: dict[str, float], quality: dict[str, dict], levels: list[int],
+           n: int) -> None:
+    naive = paths["naive"]
+    print()
+    print(f"| conc | path | req/s | p50 ms | p99 ms | 200 | 503 (Retry-After) | other | req/s vs naive |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for c in levels:
+        for key in ("onnx-int8", "torch", "naive"):
+            cell = paths[key].cells[c]
+            other = sum(v for k, v in cell.statuses.items() if k not in (200, 503)) + cell.timeouts
+            shed = cell.statuses.get(503, 0)
+            ratio = cell.rps / naive.cells[c].rps if naive.cells[c].rps else float("nan")
+            print(f"| {c} | {paths[key].name} | {cell.rps:.1f} | {cell.pct(.5):.1f} | {cell.pct(.99):.1f} | {cell.ok} | "
+                  f"{shed}{f' ({shed - cell.retry_after_missing})' if shed else ''} | {other} | {ratio:.2f} |")
+    print()
+    print("| runtime | model-only ceiling texts/s | accuracy | macro F1 | predictor cold start s |")
+    print("|---|---|---|---|---|")
+    for key in ("onnx-int8", "torch"):
+        q = quality[key]
+        print(f"| {key} | {ceilings[key]:.1f} | {q['accuracy']:.4f} | {q['macro_f1']:.4f} | {paths[key].cold_start_s:.1f} |")
+    print(f"| naive | - | - | - | {naive.cold_start_s:.1f} |")
+
+    served = paths["onnx-int8"]
+    goals = []
+    if 32 in levels:
+        c32, n32 = served.cells[32], naive.cells[32]
+        goals.append(("1. c=32 throughput >= 2x naive, p99 <= naive p99",
+                      f"{c32.rps / n32.rps:.2f}x, p99 {c32.pct(.99):.0f} vs {n32.pct(.99):.0f} ms",
+                      c32.rps >= 2 * n32.rps and c32.pct(.99) <= n32.pct(.99)))
+        goals.append(("3. c=32 throughput >= 90% of the served runtime's ceiling",
+                      f"{c32.rps / ceilings['onnx-int8']:.0%} ({c32.rps:.1f} / {ceilings['onnx-int8']:.1f})",
+                      c32.rps >= 0.9 * ceilings["onnx-int8"]))
+    if 1 in levels:
+        c1, n1 = served.cells[1], naive.cells[1]
+        goals.append(("2. c=1 p50 <= naive p50", f"{c1.pct(.5):.1f} vs {n1.pct(.5):.1f} ms", c1.pct(.5) <= n1.pct(.5)))
+    dacc = (quality["onnx-int8"]["accuracy"] - quality["torch"]["accuracy"]) * 100
+    df1 = (quality["onnx-int8"]["macro_f1"] - quality["torch"]["macro_f1"]) * 100
+    goals.append(("4. served accuracy and macro F1 within 0.5 points of fp32", f"{dacc:+.2f} / {df1:+.2f} points",
+                  abs(dacc) <= 0.5 and abs(df1) <= 0.5))
+    if 256 in levels:
+        c256 = served.cells[256]
+        other = sum(v for k, v in c256.statuses.items() if k not in (200, 503))
+        bounded = c256.timeouts == 0 and other == 0 and c256.retry_after_missing == 0
+        goals.append(("5. c=256: shed with 503 + Retry-After, no 5xx/timeouts, bounded p99, flat memory",
+                      f"{c256.statuses.get(503, 0)} shed, {other} other, {c256.timeouts} timeouts, p99 {c256.pct(.99):.0f} ms "
+                      f"(budget 2000), predictor RSS {c256.rss_growth_mb:+.0f} MB",
+                      bounded and c256.pct(.99) <= 2000 + 500 and (c256.rss_growth_mb or 0) < 100))
+    print()
+    print("| goal | measured | holds |")
+    print("|---|---|---|")
+    for goal, measured, holds in goals:
+        print(f"| {goal} | {measured} | {'yes' if holds else 'NO'} |")
 
 
 if __name__ == "__main__":

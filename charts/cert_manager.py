@@ -9,5 +9,5 @@ from mlops_cli.core.config import Config
 from . import upstream
 
 
-def objects(config: Config) -> list[dict[str, Any]]:
-    return upstream.load(config, "cert-manager")
+def objects(config: Config, *, missing_ok: bool = False) -> list[dict[str, Any]]:
+    return upstream.load(config, "cert-manager", missing_ok=missing_ok)

@@ -30,6 +30,7 @@ class ConfigMapPatch:
     values: dict[str, Any]
     json_key: str | None = None   # the data key holding a JSON document whose keys we set
     why: str = ""
+    manifest: str = ""            # the charts.upstream manifest key that holds the ConfigMap
 
     def matches(self, obj: dict[str, Any]) -> bool:
         meta = obj.get("metadata") or {}

@@ -1,4 +1,4 @@
-"""Step 8: the gateway: Deployment, Service, HPA (CPU and request rate) and the basic-auth Ingress.
+"""Step 8: the gateway: Deployment, Service, HPA (CPU and request rate); its public route is charts/edge.py.
 
 The gateway talks to the InferenceService's cluster address (`inference_service.predictor_url`), which
 is stable across model versions and canaries (KServe splits the traffic behind it), so deploying a
@@ -22,7 +22,6 @@ from . import secrets
 from .drift import PREDICTIONS_PVC, service_overrides
 from .image_refs import image_ref
 from .inference_service import predictor_url
-from .ingress_nginx import INGRESS_CLASS
 from .objects import container, deployment, metadata, secret_env, selector, service
 from .service_env import PREDICTIONS_DIR, config_env
 
@@ -31,7 +30,6 @@ SERVICE_PORT = 80
 RPS_METRIC = "mlops_gateway_requests_per_second"  # served to the HPA by a custom-metrics adapter
 
 
-PUBLIC_PATHS = ("/predict", "/predict/batch")  # what the public entry point routes to the gateway
 READINESS_PATH = "/healthz"   # serve, or answer 503 cleanly: never waits for a predictor
 LIVENESS_PATH = "/healthz"
 
@@ -62,7 +60,7 @@ def objects(config: Config) -> list[dict[str, Any]]:
     else:
         pod["topologySpreadConstraints"] = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
                                              "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": selector("gateway")}}]
-    return [dep, service(config, "gateway", {"http": (SERVICE_PORT, PORT)}), hpa(config), ingress(config)]
+    return [dep, service(config, "gateway", {"http": (SERVICE_PORT, PORT)}), hpa(config)]
 
 
 def hpa(config: Config) -> dict[str, Any]:
@@ -79,27 +77,5 @@ def hpa(config: Config) -> dict[str, Any]:
                 {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": k.gateway_target_cpu}}},
                 {"type": "Pods", "pods": {"metric": {"name": RPS_METRIC}, "target": {"type": "AverageValue", "averageValue": str(k.gateway_target_rps)}}},
             ],
-        },
-    }
-
-
-def ingress(config: Config) -> dict[str, Any]:
-    k = config.kubernetes
-    annotations = {
-        "nginx.ingress.kubernetes.io/auth-type": "basic",
-        "nginx.ingress.kubernetes.io/auth-secret": f"{k.namespace}/{secrets.GATEWAY_AUTH}",
-        "nginx.ingress.kubernetes.io/auth-realm": "mlops gateway",
-        "nginx.ingress.kubernetes.io/proxy-body-size": "4m",
-    }
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": metadata("gateway", "gateway", k.namespace, annotations=annotations),
-        "spec": {
-            "ingressClassName": INGRESS_CLASS,
-            # Only the inference routes are public: /admin/upstream, /metrics, /readyz stay cluster-internal.
-            "rules": [{"host": k.ingress_host, "http": {"paths": [
-                {"path": path, "pathType": "Exact", "backend": {"service": {"name": "gateway", "port": {"number": SERVICE_PORT}}}}
-                for path in PUBLIC_PATHS]}}],
         },
     }

@@ -12,6 +12,15 @@ which we keep) a pod-level securityContext is refused, so every hardening field 
 capabilities, readOnlyRootFilesystem); the only volume is an emptyDir (`podspec-volumes-emptydir`
 is enabled by default).
 
+Pod Security `restricted` (enforced on our namespace): our container satisfies it; Knative's
+queue-proxy sidecar does too (knative/serving v1.21.1 pkg/reconciler/revision/resources/queue.go,
+queueSecurityContext); a `pvc://` model is mounted without an init container, while `s3://` adds
+KServe's storage-initializer, whose securityContext is proved only on a real cluster.
+
+KServe reads S3 credentials from the Secrets of the pod's service account (pkg/webhook/admission/pod/
+storage_initializer_injector.go, CreateSecretVolumeAndEnv with PodSpec.ServiceAccountName): that is
+why `predictor_service_account` lists `predictor-s3` there.
+
 Visibility: labelled `networking.knative.dev/visibility: cluster-local`, so Knative creates no public
 route: only callers inside the cluster (the gateway) reach it, at `predictor_url(config)`.
 """
@@ -129,7 +138,7 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
     if uri.startswith("pvc://") and pinned_to_mlflow_node(config):
         predictor["affinity"] = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
             {"labelSelector": {"matchLabels": selector("mlflow")}, "topologyKey": "kubernetes.io/hostname"}]}}
-    if config.serving.runtime == "huggingface":
+    if config.serving.predictor_server == "huggingface":
         predictor["model"] = {
             "modelFormat": {"name": "huggingface"},
             "storageUri": uri,

@@ -17,6 +17,7 @@ from mlops_cli.core.config import Config
 from . import upstream
 from .configmap_patch import ConfigMapPatch, apply_patches
 
+UPSTREAM_KEYS = ("knative-crds", "knative-core", "kourier")
 KOURIER_CLASS = "kourier.ingress.networking.knative.dev"
 KOURIER_INTERNAL = "kourier-internal.kourier-system.svc.cluster.local"  # Kourier's cluster-local gateway
 
@@ -25,13 +26,15 @@ def patches(config: Config) -> list[ConfigMapPatch]:
     from .inference_service import pinned_to_mlflow_node
 
     out = [ConfigMapPatch("knative-serving", "config-network", {"ingress-class": KOURIER_CLASS},
-                          why="Knative routes through Kourier")]
+                          why="Knative routes through Kourier", manifest="knative-core")]
     if pinned_to_mlflow_node(config):
         out.append(ConfigMapPatch("knative-serving", "config-features", {"kubernetes.podspec-affinity": "enabled"},
-                                  why="predictors follow MLflow's ReadWriteOnce volume to its node"))
+                                  why="predictors follow MLflow's ReadWriteOnce volume to its node", manifest="knative-core"))
     return out
 
 
-def objects(config: Config) -> list[dict[str, Any]]:
-    objs = upstream.load(config, "knative-crds") + upstream.load(config, "knative-core") + upstream.load(config, "kourier")
+def objects(config: Config, *, missing_ok: bool = False) -> list[dict[str, Any]]:
+    objs = [o for key in UPSTREAM_KEYS for o in upstream.load(config, key, missing_ok=missing_ok)]
+    if missing_ok and upstream.local_file(config, "knative-core") is None:
+        return objs  # `mlops render` lists the manifest and these patches instead
     return apply_patches(objs, patches(config), "knative")

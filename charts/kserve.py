@@ -29,12 +29,16 @@ CONFIG_NAME = "inferenceservice-config"
 
 def patches(config: Config) -> list[ConfigMapPatch]:
     ingress = {"disableIstioVirtualHost": True, "localGatewayService": KOURIER_INTERNAL}
-    return [ConfigMapPatch(CONFIG_NAMESPACE, CONFIG_NAME, ingress, json_key="ingress", why="Kourier, not Istio")]
+    return [ConfigMapPatch(CONFIG_NAMESPACE, CONFIG_NAME, ingress, json_key="ingress", why="Kourier, not Istio",
+                           manifest="kserve")]
 
 
-def objects(config: Config) -> list[dict[str, Any]]:
-    return apply_patches(upstream.load(config, "kserve"), patches(config), "kserve")
+def objects(config: Config, *, missing_ok: bool = False) -> list[dict[str, Any]]:
+    objs = upstream.load(config, "kserve", missing_ok=missing_ok)
+    if not objs and missing_ok:
+        return []  # `mlops render` lists the manifest and these patches instead
+    return apply_patches(objs, patches(config), "kserve")
 
 
-def runtimes(config: Config) -> list[dict[str, Any]]:
-    return upstream.load(config, "kserve-runtimes")
+def runtimes(config: Config, *, missing_ok: bool = False) -> list[dict[str, Any]]:
+    return upstream.load(config, "kserve-runtimes", missing_ok=missing_ok)

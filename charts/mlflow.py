@@ -66,14 +66,14 @@ def objects(config: Config, platform_secrets: secrets.PlatformSecrets | None) ->
     init = container(config, "mlflow", "make-dirs", image, command=["mkdir", "-p", "/mlflow/db", ARTIFACTS_DIR],
                      mounts=[{"name": "data", "mountPath": "/mlflow"}])
     annotations = {"eks.amazonaws.com/role-arn": k.mlflow_role_arn} if k.mlflow_role_arn else None
-    dep = deployment(config, "mlflow", [c], strategy="Recreate", service_account="mlflow",
+    # The service account is the name the EKS stack's IRSA role trusts (stacks/identity.py): one setting
+    # for both sides. The token is only needed for IRSA (the AWS SDK exchanges it for role credentials).
+    dep = deployment(config, "mlflow", [c], strategy="Recreate", service_account=config.eks.service_account,
+                     init_containers=[init], automount_token=bool(k.mlflow_role_arn),
                      volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": DATA_PVC}}])
-    dep["spec"]["template"]["spec"]["initContainers"] = [init]
-    # The token is only needed for IRSA (the AWS SDK exchanges it for role credentials).
-    dep["spec"]["template"]["spec"]["automountServiceAccountToken"] = bool(k.mlflow_role_arn)
     return [
         *secrets.mlflow_secrets(config, platform_secrets),
-        service_account(config, "mlflow", "mlflow", annotations),
+        service_account(config, config.eks.service_account, "mlflow", annotations),
         pvc(config, DATA_PVC, "mlflow", k.mlflow_volume_size, access_mode=k.mlflow_access_mode),
         dep,
         service(config, "mlflow", {"http": (PORT, PORT)}),

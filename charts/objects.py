@@ -130,24 +130,25 @@ def deployment(
     config: Config, component: str, containers: list[dict[str, Any]], *, replicas: int | None = 1,
     volumes: list[dict[str, Any]] | None = None, service_account: str | None = None,
     annotations: dict[str, str] | None = None, uid: int = 10001, strategy: str = "RollingUpdate",
+    init_containers: list[dict[str, Any]] | None = None, automount_token: bool | None = None,
 ) -> dict[str, Any]:
     ns = config.kubernetes.namespace
     pod_spec: dict[str, Any] = {
         "securityContext": pod_security(uid),
-        "automountServiceAccountToken": service_account is not None,
+        "automountServiceAccountToken": service_account is not None if automount_token is None else automount_token,
         "containers": containers,
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}, *(volumes or [])],
+        **({"serviceAccountName": service_account} if service_account else {}),
+        **({"initContainers": init_containers} if init_containers else {}),
     }
-    if service_account:
-        pod_spec["serviceAccountName"] = service_account
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(component)},
         "strategy": {"type": strategy},
         "template": {"metadata": {"labels": labels(component), **({"annotations": annotations} if annotations else {})},
                      "spec": pod_spec},
+        # None: the HPA owns the replica count, so apply must not fight it
+        **({"replicas": replicas} if replicas is not None else {}),
     }
-    if replicas is not None:  # None: the HPA owns the replica count, so apply must not fight it
-        spec["replicas"] = replicas
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(component, component, ns), "spec": spec}
 
 

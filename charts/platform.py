@@ -21,6 +21,8 @@ class Step:
     key: str
     title: str
     objects: list[dict[str, Any]] = field(default_factory=list)
+    upstream: tuple[str, ...] = ()   # charts.upstream manifest keys this step applies
+    patches: list[Any] = field(default_factory=list)   # ConfigMapPatch made to those manifests
 
 
 def namespace(config: Config) -> dict[str, Any]:
@@ -36,18 +38,21 @@ POD_SECURITY = {"pod-security.kubernetes.io/enforce": "restricted", "pod-securit
                 "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/audit": "restricted"}
 
 
-def platform_steps(config: Config, secrets: PlatformSecrets | None) -> list[Step]:
-    """secrets=None renders Secrets without values: enough to plan deletions, never to apply."""
-    from . import cert_manager, drift, gateway, grafana, inference_service, ingress_nginx, jaeger, knative, kserve, \
-        loki, mlflow, network_policies, prometheus
+def platform_steps(config: Config, secrets: PlatformSecrets | None, *, missing_ok: bool = False) -> list[Step]:
+    """secrets=None renders Secrets without values: enough to plan deletions, never to apply.
+    missing_ok (`mlops render`): upstream manifests neither bundled nor cached are left out, not downloaded."""
+    from . import cert_manager, drift, edge, gateway, grafana, inference_service, jaeger, knative, kserve, loki, mlflow, \
+        network_policies, prometheus
 
+    m = missing_ok
     return [
         Step("namespace", "0. namespace", [namespace(config)]),
-        Step("cert-manager", "1. cert-manager", cert_manager.objects(config)),
-        Step("knative", "2. Knative Serving + Kourier", knative.objects(config)),
-        Step("kserve", "3. KServe", kserve.objects(config)),
-        Step("kserve-runtimes", "3. KServe serving runtimes", kserve.runtimes(config)),
-        Step("ingress", "4. ingress-nginx + basic auth", ingress_nginx.objects(config, secrets)),
+        Step("cert-manager", "1. cert-manager", cert_manager.objects(config, missing_ok=m), ("cert-manager",)),
+        Step("knative", "2. Knative Serving + Kourier", knative.objects(config, missing_ok=m), knative.UPSTREAM_KEYS,
+             knative.patches(config)),
+        Step("kserve", "3. KServe", kserve.objects(config, missing_ok=m), ("kserve",), kserve.patches(config)),
+        Step("kserve-runtimes", "3. KServe serving runtimes", kserve.runtimes(config, missing_ok=m), ("kserve-runtimes",)),
+        Step("edge", "4. Envoy Gateway: HTTPS + basic auth", edge.objects(config, secrets, missing_ok=m), ("envoy-gateway",)),
         Step("observability", "5. Prometheus, Grafana, Jaeger, Loki",
              prometheus.objects(config) + grafana.objects(config) + jaeger.objects(config) + loki.objects(config)),
         Step("mlflow", "6. MLflow", mlflow.objects(config, secrets)),

@@ -13,16 +13,17 @@ from mlops_cli.core.config import Config
 
 from .objects import metadata
 
-GATEWAY_AUTH = "mlops-gateway-auth"   # keys: auth (htpasswd line, read by ingress-nginx), user, password
+GATEWAY_AUTH = "mlops-gateway-auth"   # keys: .htpasswd ({SHA} line, read by Envoy Gateway), user, password
 MLFLOW_S3 = "mlflow-s3"               # keys: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (S3 without IRSA)
 MLFLOW_BACKEND = "mlflow-backend"     # key: uri (an external DB URL may carry a password)
+SECRET_KEYS = {GATEWAY_AUTH: (".htpasswd", "user", "password"), MLFLOW_S3: ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+               MLFLOW_BACKEND: ("uri",)}
 
 
 @dataclass(frozen=True)
 class GatewayCredentials:
     user: str
-    password: str
-    htpasswd: str  # "user:$2b$..." (bcrypt)
+    password: str   # the gateway app reads user/password; the edge reads the `.htpasswd` line made from them
 
     def __repr__(self) -> str:  # never leak the password into logs or tracebacks
         return f"GatewayCredentials(user={self.user!r}, password=<masked>)"
@@ -49,8 +50,18 @@ def secret(config: Config, name: str, component: str, values: dict[str, str] | N
 
 def gateway_auth(config: Config, credentials: GatewayCredentials | None) -> dict[str, Any]:
     values = None if credentials is None else {
-        "auth": credentials.htpasswd, "user": credentials.user, "password": credentials.password}
+        ".htpasswd": sha_htpasswd(credentials.user, credentials.password), "user": credentials.user,
+        "password": credentials.password}
     return secret(config, GATEWAY_AUTH, "gateway", values)
+
+
+def sha_htpasswd(user: str, password: str) -> str:
+    """`user:{SHA}base64(sha1(password))`: the only htpasswd form Envoy's basic auth accepts. Unsalted:
+    the edge check is a first gate; the gateway app checks the same credentials again itself."""
+    import base64
+    import hashlib
+
+    return f"{user}:{{SHA}}{base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()}"
 
 
 def uses_s3_keys(config: Config) -> bool:

@@ -8,6 +8,11 @@ storage initializer has put the model in /mnt/models:
 Input: V1 `{"instances": ["text", ...]}` (or `[{"text": ...}]`); V2 a BYTES tensor named `text`.
 Output per text: logits, the label order, and the text's features for drift monitoring.
 Softmax and the label decision are the gateway's job, so the predictor stays a pure model server.
+
+`--runtime onnx-int8` serves an exported runtime directory (``models.onnx_export``) on onnxruntime and
+never imports torch; `--runtime torch` the fp32 classifier; `auto` (the default) whichever the directory
+holds. Under more load than it can serve within `--latency-budget-ms` the predictor answers 503 with
+`Retry-After` at once instead of queueing without bound.
 """
 
 from __future__ import annotations
@@ -24,23 +29,42 @@ from kserve.errors import InvalidInput
 
 from mlops_cli.services.logging_setup import configure_json_logging, request_id_var
 
-from .batcher import MicroBatcher
-from .classifier import SentimentClassifier
+from .batcher import MicroBatcher, Overloaded
+from .onnx_classifier import OnnxClassifier, is_runtime_dir
 from .text_features import load_vocab, text_features
+
+RUNTIMES = ("auto", "onnx-int8", "torch")
+
+
+def load_classifier(model_dir: Path, runtime: str = "auto", threads: int = 0):
+    """The classifier a predictor serves; torch is imported only for the torch runtime."""
+    if runtime == "onnx-int8" or (runtime == "auto" and is_runtime_dir(model_dir)):
+        return OnnxClassifier.load(model_dir, threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from .classifier import SentimentClassifier
+
+    return SentimentClassifier.load(model_dir)
 
 
 class SentimentPredictor(Model):
-    def __init__(self, name: str, model_dir: Path, version: str, batch_size: int = 32) -> None:
+    def __init__(self, name: str, model_dir: Path, version: str, batch_size: int = 32, *, runtime: str = "auto",
+                 threads: int = 0, max_wait_ms: float = 5.0, max_queue: int = 1024, latency_budget_ms: float = 0.0) -> None:
         super().__init__(name)
         self.model_dir = Path(model_dir)
         self.version = version
         self.batch_size = batch_size
-        self.classifier: SentimentClassifier | None = None
+        self.runtime = runtime
+        self.threads = threads
+        self.classifier: Any = None
         self.vocab: frozenset[str] = frozenset()
-        self.batcher = MicroBatcher(self.infer, max_batch=batch_size)
+        self.batcher = MicroBatcher(self.infer, max_batch=batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                                    latency_budget_s=latency_budget_ms / 1000.0)
 
     def load(self) -> bool:
-        self.classifier = SentimentClassifier.load(self.model_dir)
+        self.classifier = load_classifier(self.model_dir, self.runtime, self.threads)
         self.vocab = load_vocab(self.model_dir)
         self.ready = True
         return self.ready
@@ -126,13 +150,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=os.environ.get("MLOPS_BIND_HOST", ""))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--runtime", choices=RUNTIMES, default=os.environ.get("MLOPS_SERVING_RUNTIME", "auto"))
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-queue", type=int, default=1024)
+    parser.add_argument("--latency-budget-ms", type=float, default=0.0)
     parser.add_argument("--log-level", default=os.environ.get("MLOPS_LOG_LEVEL", "info"))
     args, _ = parser.parse_known_args(argv)
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     if args.host:
         _bind_loopback(args.host)
 
@@ -140,10 +164,20 @@ def main(argv: list[str] | None = None) -> None:
 
     configure_json_logging("predictor", args.log_level)
     model_server.args.configure_logging = False  # KServe would replace our JSON lines with its own format
+    model_server.app.add_exception_handler(Overloaded, _overloaded)
 
-    model = SentimentPredictor(args.model_name, Path(args.model_dir), args.version, args.batch_size)
+    model = SentimentPredictor(args.model_name, Path(args.model_dir), args.version, args.batch_size,
+                               runtime=args.runtime, threads=args.threads, max_wait_ms=args.max_wait_ms,
+                               max_queue=args.max_queue, latency_budget_ms=args.latency_budget_ms)
     model.load()
-    ModelServer(http_port=args.http_port, enable_grpc=False, workers=1).start([model])
+    # One worker process, and KServe's per-request latency logging off: the model keeps the cores.
+    ModelServer(http_port=args.http_port, enable_grpc=False, workers=1, enable_latency_logging=False).start([model])
+
+
+async def _overloaded(_request: Any, exc: Overloaded):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after_s)})
 
 
 if __name__ == "__main__":

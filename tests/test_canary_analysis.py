@@ -275,7 +275,7 @@ def test_observe_alone_reports_and_acts_on_nothing(canary_cli):
 
 
 def test_unreachable_prometheus_rolls_the_canary_back(canary_cli, monkeypatch):
-    from .conftest import free_port
+    from .support import free_port
 
     import mlops_cli.core.canary_watch as watch
 

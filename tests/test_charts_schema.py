@@ -3,19 +3,16 @@ custom resources against their CRD's schema, and no secret value appears outside
 
 from __future__ import annotations
 
-import copy
-import functools
 import json
 from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
 
 from tests.k8s_support import build_bundle, kubernetes_toml
+from tests.schema_support import _crd_schemas, real_crd_schemas, validate as _validate
 
-UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "upstream"
 SENTINEL_PASSWORD = "gw-Secret-Sentinel-4711"
 SENTINEL_S3 = "s3-Secret-Sentinel-0815"
 SENTINEL_DB = "db-Secret-Sentinel-2342"
@@ -52,7 +49,7 @@ def config(request, project):
 def _secrets():
     from charts.secrets import GatewayCredentials, PlatformSecrets
 
-    return PlatformSecrets(gateway=GatewayCredentials("admin", SENTINEL_PASSWORD, "admin:$2b$10$abcdefghijklmnopqrstuv"),
+    return PlatformSecrets(gateway=GatewayCredentials("admin", SENTINEL_PASSWORD),
                            s3=("AKIAEXAMPLE", SENTINEL_S3))
 
 
@@ -63,57 +60,6 @@ def _rendered(config) -> list[dict]:
     objs = all_objects(config, _secrets())
     objs.append(inference_service.render(config, version="3", source_uri="s3://models-bucket/mlflow/1/abc/artifacts/model", canary=10))
     return objs
-
-
-def _crd_schemas(objects: list[dict]) -> dict[tuple[str, str], dict]:
-    out = {}
-    for obj in objects:
-        if obj["kind"] == "CustomResourceDefinition":
-            spec = obj["spec"]
-            for version in spec["versions"]:
-                out[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = version["schema"]["openAPIV3Schema"]
-    return out
-
-
-def strict(schema: dict) -> dict:
-    """A CRD's openAPIV3Schema as the API server applies it with fieldValidation=Strict: a field the
-    schema does not declare is an error (unless x-kubernetes-preserve-unknown-fields); metadata is
-    the API server's, not the CRD's, to check."""
-    out = copy.deepcopy(schema)
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("type") == "object" and "properties" in node and "additionalProperties" not in node \
-                    and not node.get("x-kubernetes-preserve-unknown-fields"):
-                node["additionalProperties"] = False
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(out)
-    out.setdefault("properties", {})["metadata"] = {"type": "object"}
-    return out
-
-
-@functools.lru_cache(maxsize=None)
-def real_crd_schemas() -> dict[tuple[str, str], dict]:
-    """KServe v0.20.0's and Knative Serving 1.21.1's real CRDs (../shared/upstream), strict."""
-    docs = []
-    for relative in ("kserve-v0.20.0/kserve-crds.yaml", *(f"knative-serving-v1.21.1/{n}.yaml" for n in ("service", "configuration", "revision", "route"))):
-        docs += [d for d in yaml.load_all((UPSTREAM / relative).read_text(), Loader=yaml.CSafeLoader) if d]
-    return {key: strict(schema) for key, schema in _crd_schemas(docs).items()}
-
-
-def _validate(obj: dict, version: str, crds: dict) -> None:
-    key = (obj["apiVersion"], obj["kind"])
-    if key in real_crd_schemas():
-        jsonschema.Draft7Validator(real_crd_schemas()[key]).validate(obj)
-    elif key in crds:  # the test bundle's stand-in CRDs (cert-manager, Gateway API, ...)
-        jsonschema.Draft7Validator(crds[key]).validate(obj)
-    else:
-        kubernetes_validate.validate(obj, version, strict=True)
 
 
 @pytest.mark.parametrize("k8s_version", ["1.34", "1.35"])
@@ -127,8 +73,8 @@ def test_every_object_validates_for_kubernetes_1_34_and_1_35(config, k8s_version
         except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as exc:
             pytest.fail(f"{obj['kind']} {obj['metadata'].get('name')}: {exc.message} at {list(exc.absolute_path)}")
         kinds.add(obj["kind"])
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy", "DaemonSet", "Secret",
-            "PersistentVolumeClaim", "ConfigMap", "InferenceService", "CustomResourceDefinition"} <= kinds
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy", "DaemonSet", "Secret", "Gateway", "HTTPRoute",
+            "SecurityPolicy", "Certificate", "PersistentVolumeClaim", "ConfigMap", "InferenceService", "CustomResourceDefinition"} <= kinds
 
 
 def test_configured_version_is_what_eks_defaults_to(project):
@@ -200,21 +146,40 @@ def test_no_secret_value_outside_secrets(config):
         assert SENTINEL_DB in in_secrets and SENTINEL_S3 in in_secrets
 
 
-def test_gateway_autoscales_on_cpu_and_request_rate_behind_basic_auth(config):
+def test_gateway_autoscales_on_cpu_and_request_rate(config):
     from charts import gateway
     from charts.inference_service import predictor_url
 
-    dep, svc, hpa, ingress = gateway.objects(config)
+    dep, svc, hpa = gateway.objects(config)
     assert "replicas" not in dep["spec"]  # the HPA owns it
     assert {m["type"] for m in hpa["spec"]["metrics"]} == {"Resource", "Pods"}
     assert hpa["spec"]["minReplicas"] == config.kubernetes.gateway_min_replicas
-    notes = ingress["metadata"]["annotations"]
-    assert notes["nginx.ingress.kubernetes.io/auth-type"] == "basic"
-    assert notes["nginx.ingress.kubernetes.io/auth-secret"] == f"{config.kubernetes.namespace}/mlops-gateway-auth"
-    assert ingress["spec"]["rules"][0]["host"] == config.kubernetes.ingress_host
     command = dep["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[:3] == ["python", "-m", "mlops_cli.services.gateway"]
     assert command[command.index("--predictor-url") + 1] == predictor_url(config)
+
+
+def test_public_edge_is_envoy_gateway_with_tls_and_basic_auth(config):
+    import base64
+    import hashlib
+
+    from charts import edge, secrets
+
+    objs = {(o["kind"], o["metadata"]["name"]): o for o in edge.objects(config, _secrets())}
+    gw = objs[("Gateway", "mlops-edge")]
+    https = next(listener for listener in gw["spec"]["listeners"] if listener["name"] == "https")
+    assert https["port"] == 443 and https["tls"]["certificateRefs"] == [{"kind": "Secret", "name": edge.TLS_SECRET}]
+    cert = objs[("Certificate", "mlops-edge")]
+    assert cert["spec"]["secretName"] == edge.TLS_SECRET and cert["spec"]["dnsNames"] == [config.kubernetes.ingress_host]
+    assert objs[("GatewayClass", "mlops")]["spec"]["controllerName"] == "gateway.envoyproxy.io/gatewayclass-controller"
+    policy = objs[("SecurityPolicy", "gateway-basic-auth")]
+    assert policy["spec"]["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "gateway"}]
+    assert policy["spec"]["basicAuth"]["users"]["name"] == secrets.GATEWAY_AUTH
+    line = objs[("Secret", secrets.GATEWAY_AUTH)]["stringData"][".htpasswd"]
+    assert line == "admin:{SHA}" + base64.b64encode(hashlib.sha1(SENTINEL_PASSWORD.encode()).digest()).decode()
+    redirect = objs[("HTTPRoute", "gateway-https-redirect")]
+    assert redirect["spec"]["rules"][0]["filters"][0]["requestRedirect"]["scheme"] == "https"
+    assert not any(o["kind"] == "Ingress" for o in objs.values())
 
 
 def test_only_the_gateway_reaches_the_predictor(config):
@@ -262,6 +227,39 @@ def test_upstream_manifests_must_match_their_pins(project):
         upstream.load(unpinned, "cert-manager")
 
 
+def test_pin_check_on_real_release_files(project):
+    """The real KServe v0.20.0 runtimes file as the bundle's kserve-runtimes: its pin is what
+    `sha256sum` says, the refusal of an unpinned file names the command that computes it, one changed
+    byte is refused, and the verified file yields the real ClusterServingRuntimes."""
+    import shutil
+    import subprocess
+
+    from charts import upstream
+    from mlops_cli.core.errors import ConfigError, PreflightError
+    from tests.support import UPSTREAM
+
+    real = UPSTREAM / "kserve-v0.20.0" / "kserve-cluster-resources.yaml"
+    config = _config(project, {})
+    shutil.copyfile(real, project / "bundle" / "kserve-runtimes.yaml")
+    actual = subprocess.run(["sha256sum", str(real)], capture_output=True, text=True, check=True).stdout.split()[0]
+    unpinned = config.with_overrides({"kubernetes.kserve_runtimes_sha256": ""})
+    with pytest.raises(ConfigError) as refused:
+        upstream.load(unpinned, "kserve-runtimes")
+    assert actual in refused.value.message
+    p = upstream.pin(config, "kserve-runtimes")
+    assert f"curl -fsSL {p.url} | sha256sum" in refused.value.hint and "v0.20.0" in p.url
+    with pytest.raises(PreflightError, match="kserve_runtimes_sha256 pins"):
+        upstream.load(config, "kserve-runtimes")  # the bundle's stand-in pin no longer matches
+    pinned = config.with_overrides({"kubernetes.kserve_runtimes_sha256": actual})
+    runtimes = upstream.load(pinned, "kserve-runtimes")
+    assert {o["kind"] for o in runtimes} >= {"ClusterServingRuntime"}
+    data = bytearray(real.read_bytes())
+    data[len(data) // 2] ^= 1
+    (project / "bundle" / "kserve-runtimes.yaml").write_bytes(bytes(data))
+    with pytest.raises(PreflightError, match="sha256 of .*kserve-runtimes.yaml is"):
+        upstream.load(pinned, "kserve-runtimes")
+
+
 def test_storage_uri_comes_from_the_mlflow_artifact_location(project):
     from charts.inference_service import storage_uri
     from mlops_cli.core.errors import ConfigError
@@ -271,6 +269,25 @@ def test_storage_uri_comes_from_the_mlflow_artifact_location(project):
     assert storage_uri(config, "mlflow-artifacts:/1/r/artifacts/model/") == "pvc://mlflow-data/artifacts/1/r/artifacts/model/artifacts/classifier"
     with pytest.raises(ConfigError, match="cannot be read from the cluster"):
         storage_uri(config, "file:///home/me/.mlops/mlflow/artifacts/1/r/artifacts/model")
+    with pytest.raises(ConfigError, match="names a registered or logged model"):
+        storage_uri(config, "models:/m-0123456789abcdef")  # MLflow 3's source: resolve it first
+
+
+def test_models_on_mlflows_read_write_once_volume_follow_mlflow_to_its_node(project):
+    """A ReadWriteOnce volume attaches to one node (a pod elsewhere fails with Multi-Attach): the
+    predictor is pinned to MLflow's node, and Knative's affinity flag is enabled in the same render."""
+    from charts import inference_service, knative
+
+    config = _config(project, {})
+    isvc = inference_service.render(config, version="1", source_uri="mlflow-artifacts:/1/models/m-1/artifacts")
+    term = isvc["spec"]["predictor"]["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["topologyKey"] == "kubernetes.io/hostname" and term["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == "mlflow"
+    assert any(p.name == "config-features" and p.values == {"kubernetes.podspec-affinity": "enabled"} for p in knative.patches(config))
+    rwx = config.with_overrides({"kubernetes.mlflow_access_mode": "ReadWriteMany"})
+    assert "affinity" not in inference_service.render(rwx, version="1", source_uri="mlflow-artifacts:/1/models/m-1/artifacts")["spec"]["predictor"]
+    assert all(p.name != "config-features" for p in knative.patches(rwx))
+    s3 = config.with_overrides({"kubernetes.mlflow_artifacts": "s3://b/m"})
+    assert "affinity" not in inference_service.render(s3, version="1", source_uri="s3://b/m/1/models/m-1/artifacts")["spec"]["predictor"]
 
 
 def test_unpinned_manifests_are_all_listed_at_once(project):
@@ -327,3 +344,18 @@ def test_resource_overrides_name_known_components(project):
     (project / "mlops.toml").write_text(f"[kubernetes]\nresources = {{{every}}}\n")
     config = load_config()
     assert resources(config, "loki") == {"requests": {"cpu": "1500m", "memory": "3Gi"}, "limits": {"cpu": "3000m", "memory": "3Gi"}}
+
+
+def test_the_validators_refuse_what_the_api_server_refuses(config):
+    """The checks above can fail: a misspelt core field, a misplaced KServe field, a wrong type."""
+    from charts import gateway, inference_service
+    from tests.schema_support import problems
+
+    dep = json.loads(json.dumps(gateway.objects(config)[0]))
+    dep["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    isvc = inference_service.render(config, version="1", source_uri="s3://b/m")
+    isvc["spec"]["predictor"]["minReplica"] = 1
+    svc = json.loads(json.dumps(gateway.objects(config)[1]))
+    svc["spec"]["ports"][0]["port"] = "eighty"
+    for version in ("1.34", "1.35"):
+        assert len(problems([dep, isvc, svc], version)) == 3

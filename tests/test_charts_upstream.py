@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import functools
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.k8s_support import build_bundle, kubernetes_toml
+from tests.support import UPSTREAM
 
-UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "upstream"
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,7 +48,7 @@ def test_gateway_is_ready_before_any_predictor_exists(config):
     from charts import gateway
     from mlops_cli.services.gateway import GatewaySettings, create_app
     from mlops_cli.services.gateway_auth import BasicAuth
-    from tests.conftest import free_port
+    from tests.support import free_port
 
     dep = gateway.objects(config)[0]
     c = dep["spec"]["template"]["spec"]["containers"][0]
@@ -213,11 +212,13 @@ def test_predictor_is_cluster_local_and_no_public_route_reaches_it(config):
 # --- security: edge, namespace, network -------------------------------------------------------------
 
 def test_admin_routes_are_not_on_the_public_entry_point(config):
-    from charts import gateway
+    from charts import edge
 
-    ingress = gateway.objects(config)[-1]
-    paths = [(p["path"], p["pathType"]) for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
-    assert paths == [("/predict", "Exact"), ("/predict/batch", "Exact")]  # no prefix that would cover /admin/upstream
+    public, redirect = edge.routes(config)
+    matches = [m["path"] for rule in public["spec"]["rules"] for m in rule["matches"]]
+    assert matches == [{"type": "Exact", "value": "/predict"}, {"type": "Exact", "value": "/predict/batch"}]
+    assert [b["name"] for rule in public["spec"]["rules"] for b in rule["backendRefs"]] == ["gateway"]
+    assert all("backendRefs" not in rule for rule in redirect["spec"]["rules"])  # port 80 only redirects
 
 
 def test_pod_security_restricted_is_enforced_on_our_namespace(config):
@@ -262,8 +263,23 @@ def test_network_policies_deny_by_default_and_allow_what_is_named(config):
     assert not _admits(policies, predictor, "ml-prod", labels("grafana"), 8012)
     assert not _admits(policies, predictor, "default", {"app": "anything"}, 8012)
     assert _admits(policies, labels("mlflow"), "ml-prod", labels("drift"), 5000)
-    for ns in ("default", "kserve", "kourier-system", "ingress-nginx"):
+    for ns in ("default", "kserve", "kourier-system", "envoy-gateway-system"):
         assert not _admits(policies, labels("mlflow"), ns, labels("drift"), 5000), ns  # nothing from outside
     assert not _admits(policies, labels("grafana"), "default", {}, 3000)      # port-forward only
     assert not _admits(policies, {"app.kubernetes.io/name": "new-thing"}, "ml-prod", labels("gateway"), 80)  # default deny
     assert _admits(policies, labels("loki"), "ml-prod-logs", labels("promtail"), 3100)
+
+
+def test_predictor_pinned_to_mlflows_node_is_accepted_with_the_flag_set_in_the_same_render(config):
+    """Models on MLflow's ReadWriteOnce PVC: the predictor carries a podAffinity, which Knative refuses
+    with its shipped flags; the knative step of the same render enables exactly that flag."""
+    from charts import inference_service, knative
+    from charts.configmap_patch import apply_patches
+
+    isvc = inference_service.render(config, version="1", source_uri="mlflow-artifacts:/1/models/m-1/artifacts")
+    shipped = _feature_defaults()
+    assert any("affinity" in r for r in refused_by_knative(isvc["spec"]["predictor"], shipped))
+    (features,) = upstream_docs("knative-serving-v1.21.1/features.yaml")
+    (patched,) = apply_patches([features], [p for p in knative.patches(config) if p.name == "config-features"], "knative")
+    flags = {**shipped, **{k: v for k, v in patched["data"].items() if k != "_example"}}
+    assert refused_by_knative(isvc["spec"]["predictor"], flags) == []

@@ -9,7 +9,7 @@ import pytest
 from mlops_cli.core.config import load_config
 from mlops_cli.core.errors import ConfigError
 
-from .conftest import REPO
+from .support import REPO
 
 
 def test_shipped_config_validates(cli, monkeypatch):
@@ -112,3 +112,30 @@ def test_relative_paths_resolve_against_the_config_file(project, tmp_path, monke
 def test_json_flag_works_after_the_subcommand(cli, project):
     result = cli("version", "--json")
     assert json.loads(result.stdout)["version"]
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("drift", "window", "forever"),
+    ("drift", "interval", "5"),
+    ("drift", "window", "-1h"),
+    ("kubernetes", "loki_volume_size", "10GB"),
+])
+def test_typed_durations_and_quantities_are_checked_at_load(cli, project, section, key, value):
+    (project / "mlops.toml").write_text(f'[{section}]\n{key} = "{value}"\n')
+    result = cli("config", "validate")
+    assert result.exit_code == 2, result.stdout
+    assert f"{project / 'mlops.toml'}: `{section}.{key}` = {value!r}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_duration_from_the_environment_names_the_variable(cli, project, monkeypatch):
+    monkeypatch.setenv("MLOPS_DRIFT__WINDOW", "forever")
+    result = cli("config", "validate")
+    assert result.exit_code == 2
+    assert "env MLOPS_DRIFT__WINDOW: `drift.window` = 'forever'" in result.stderr
+    assert "e.g. 30m, 24h or 7d" in result.stderr
+
+
+def test_good_durations_are_kept_as_written():
+    cfg = load_config(env={"MLOPS_DRIFT__WINDOW": "1.5h", "MLOPS_DRIFT__INTERVAL": "90s"})
+    assert (cfg.drift.window, cfg.drift.interval) == ("1.5h", "90s")

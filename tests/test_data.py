@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 
 def _digest(directory):
@@ -126,12 +126,12 @@ def _write(path, text, encoding="utf-8"):
     ],
 )
 def test_import_refuses_too_few_rows_per_class_and_says_how_many(cli, project, rows, short):
-    from mlops_cli.core.dataset import MIN_ROWS_PER_CLASS, rows_needed_per_class
-
     csv_file = _write(project / "small.csv", "text,label\n" + rows)
     result = cli("data", "import", str(csv_file))
     assert result.exit_code == 2, result.stderr
     assert short in result.stderr and "Traceback" not in result.stderr
+    from mlops_cli.core.dataset import MIN_ROWS_PER_CLASS, rows_needed_per_class
+
     need = rows_needed_per_class(0.2, 0.15)
     assert f"needs at least {need} rows" in result.stderr and f"each get {MIN_ROWS_PER_CLASS}" in result.stderr
     assert not (project / "data").exists() and not (project / ".dvc").exists()

@@ -6,44 +6,12 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import REPO, free_port
-
-
-def _moto_server() -> Path | None:
-    candidate = Path(os.environ.get("MLOPS_TEST_MOTO_SERVER", REPO / ".venv-moto" / "bin" / "moto_server"))
-    return candidate if candidate.is_file() else None
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    binary = _moto_server()
-    if binary is None:
-        pytest.skip("no moto_server: run `python -m venv .venv-moto && .venv-moto/bin/pip install 'moto[server]'` (.ci/run does)")
-    port = free_port()
-    proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("moto_server did not start in 30 s")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+from .support import free_port
 
 
 @pytest.fixture
@@ -71,7 +39,8 @@ def test_push_pull_round_trip_through_s3(cli, s3_project):
     pushed = cli("data", "push", "--json")
     assert pushed.exit_code == 0, pushed.stderr
     listing = httpx.get(f"{endpoint}/{bucket}?list-type=2&prefix=datasets/").text
-    assert listing.count("<Key>datasets/") == 3  # the .dir manifest and both CSVs
+    files = [f for f in (project / "data" / "reviews").rglob("*") if f.is_file()]
+    assert listing.count("<Key>datasets/") == len(files) + 1  # every file of the dataset and the .dir manifest
     assert json.loads(cli("data", "status", "--json").stdout)["remote"] == "in sync"
 
     shutil.rmtree(project / ".dvc" / "cache")

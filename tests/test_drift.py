@@ -9,7 +9,6 @@ import pytest
 
 from .drift_support import (MALFORMED_LINES, MODEL_NAME, lines_like_reference, log_line, predict_batches,
                             shifted_texts, start_serving)
-from .drift_support import reference, registered  # noqa: F401  (fixtures)
 
 COLUMNS = ["text_length", "word_count", "oov_share", "label", "confidence"]
 
@@ -30,7 +29,7 @@ def drift(cli, registered, *args):
 
 @pytest.mark.parametrize("text, seconds", [("30m", 1800), ("24h", 86400), ("7d", 604800), ("90s", 90), ("1.5h", 5400)])
 def test_parse_duration(text, seconds):
-    from mlops_cli.core.drift import parse_duration
+    from mlops_cli.core.time_window import parse_duration
 
     assert parse_duration(text).total_seconds() == seconds
 
@@ -45,7 +44,7 @@ def test_bad_window_and_since_are_one_line_errors(cli, project):
 
 
 def test_since_without_offset_is_utc():
-    from mlops_cli.core.drift import parse_since
+    from mlops_cli.core.time_window import parse_since
 
     assert parse_since("2026-11-26T08:00") == datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
     assert parse_since("2026-11-26T08:00+01:00") == datetime(2026, 11, 26, 7, 0, tzinfo=timezone.utc)
@@ -54,7 +53,7 @@ def test_since_without_offset_is_utc():
 # -- reading the prediction log --------------------------------------------------------------------
 
 def test_log_reader_skips_and_counts_bad_lines(tmp_path):
-    from mlops_cli.core.drift import read_prediction_log
+    from mlops_cli.core.prediction_log_reader import read_prediction_log
 
     now = datetime.now(timezone.utc)
     start = now - timedelta(hours=1)
@@ -221,8 +220,9 @@ def test_evidently_runs_without_network(reference, monkeypatch, tmp_path):
     """No descriptor or telemetry may reach out: every connection attempt fails the test."""
     import socket
 
-    from mlops_cli.core.drift import compare, frame_from_records, write_html_atomically
-    from mlops_cli.core.drift import read_prediction_log
+    from mlops_cli.core.atomic_file import write_atomically
+    from mlops_cli.core.drift_compare import compare, frame_from_records
+    from mlops_cli.core.prediction_log_reader import read_prediction_log
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access during drift computation: {args}")
@@ -234,7 +234,7 @@ def test_evidently_runs_without_network(reference, monkeypatch, tmp_path):
     path.write_text("".join(lines_like_reference(reference, 40, now=now)))
     current = frame_from_records(read_prediction_log(path, now - timedelta(hours=1), now).records)
     features, share, dataset_drift, snapshot = compare(reference, current, 0.5)
-    write_html_atomically(snapshot.get_html_str(as_iframe=False), tmp_path / "r.html")
+    write_atomically(tmp_path / "r.html", snapshot.get_html_str(as_iframe=False))
     assert len(features) == 5 and not dataset_drift
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
 
@@ -248,3 +248,60 @@ def test_report_into_a_directory(cli, registered, reference, log_path, tmp_path)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["report_path"] == str(out_dir / "report.html")
     assert [p.name for p in out_dir.iterdir()] == ["report.html"]
+
+
+# -- bounded memory ----------------------------------------------------------------------------------
+
+def _log_of(path, n, now, version="1"):
+    with path.open("w") as fh:
+        for i in range(n):
+            fh.write(log_line(now - timedelta(seconds=n - i), version, "Positive", 0.7, 100 + i, 20, 0.1))
+    return path
+
+
+def test_window_sample_is_bounded_uniform_and_counts_everything(tmp_path):
+    from mlops_cli.core.prediction_log_reader import sample_prediction_log
+
+    now = datetime.now(timezone.utc)
+    path = _log_of(tmp_path / "p.jsonl", 5000, now)
+    with path.open("a") as fh:
+        fh.write(log_line(now, "2") + MALFORMED_LINES[0])
+    window = sample_prediction_log([path], now - timedelta(hours=2), now, sample_size=200, seed=1)
+    assert window.counts == {"1": 5000, "2": 1} and window.latest_version == "2" and window.malformed == 1
+    sample = window.samples["1"]
+    assert len(sample) == 200 and len({r["text_length"] for r in sample}) == 200
+    positions = sorted(r["text_length"] - 100 for r in sample)
+    assert positions[20] < 1000 and positions[-20] > 4000  # drawn from the whole window, not its start or end
+    again = sample_prediction_log([path], now - timedelta(hours=2), now, sample_size=200, seed=1)
+    assert [r["text_length"] for r in again.samples["1"]] == [r["text_length"] for r in sample]  # seeded
+
+
+def test_reading_the_window_does_not_grow_with_the_log(tmp_path):
+    import tracemalloc
+
+    from mlops_cli.core.prediction_log_reader import sample_prediction_log
+
+    now = datetime.now(timezone.utc)
+    peaks = []
+    for n in (2_000, 20_000):
+        path = _log_of(tmp_path / f"p{n}.jsonl", n, now)
+        tracemalloc.start()
+        sample_prediction_log([path], now - timedelta(hours=12), now, sample_size=300)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < peaks[0] * 1.5 + 100_000, peaks  # all records kept would be ~10x
+
+
+def test_drift_compares_a_sample_says_so_and_reads_rotated_files(registered, reference, log_path, tmp_path, monkeypatch):
+    """The rotated file (the gateway's `<name>.1`) is part of the window; 30 of 80 predictions compared."""
+    from mlops_cli.core.config import load_config
+    from mlops_cli.core.drift import run_drift
+
+    lines = lines_like_reference(reference, 80, seed=9)
+    log_path.with_name(log_path.name + ".1").write_text("".join(lines[40:]))  # older half, rotated
+    log_path.write_text("".join(lines[:40]))
+    monkeypatch.setenv("MLOPS_DRIFT__SAMPLE_SIZE", "30")
+    cfg = load_config(registered.config_file)
+    result = run_drift(cfg, output=tmp_path / "r.html", reference_loader=lambda c, v: reference)
+    assert result.status == "ok" and result.samples == 80 and result.compared == 30 and result.sample_size == 30
+    assert "a random sample of 30 of 80 prediction(s) compared" in result.message

@@ -11,7 +11,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .drift_support import MALFORMED_LINES, lines_like_reference, start_drift_service
-from .drift_support import reference, registered  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .support import REPO
 
 SCRIPT = REPO / "scripts" / "e2e-kind.sh"
 COREUTILS = ("bash", "mktemp", "seq", "grep", "rm", "sleep", "cat", "dirname", "env", "mkdir", "printf")

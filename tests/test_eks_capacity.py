@@ -11,7 +11,6 @@ import pytest
 
 from mlops_cli.core import capacity
 from mlops_cli.core.capacity import allocatable, covers, plan_nodes, platform_requests
-from tests.test_eks_cli import aws  # noqa: F401  (the fixture: identity, passphrase, egress, offline bundle)
 
 
 @pytest.fixture
@@ -64,7 +63,7 @@ def test_default_program_declares_node_groups_that_hold_the_rendered_platform(re
     from tests.test_eks_stack import declare
 
     d = declare()
-    [group] = d.of("eks:index:ManagedNodeGroup")
+    [group] = d.of("aws:eks/nodeGroup:NodeGroup")
     kind = group.inputs["instanceTypes"][0]
     nodes = group.inputs["scalingConfig"]["desiredSize"]
     assert covers(rendered, kind, nodes), plan_nodes(rendered, kind).summary()
@@ -85,7 +84,7 @@ def test_a_pod_larger_than_any_node_is_refused():
 def opened(monkeypatch):
     """Records the config the stack is opened with (what the Pulumi program is built from)."""
     from mlops_cli.adapters import pulumi_workspace
-    from tests.test_eks_cli import FakeWorkspace
+    from tests.eks_support import FakeWorkspace
 
     seen = {}
 

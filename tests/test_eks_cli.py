@@ -11,89 +11,15 @@ import os
 import shutil
 import stat
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mlops_cli.adapters import pulumi_aws_account, pulumi_workspace
-from mlops_cli.adapters.pulumi_workspace import ResourceStep, UpdateInfo
-from mlops_cli.core.errors import MlopsError, NotFoundError
-
-ACCOUNT = "123456789012"
-KUBECONFIG = json.dumps({"apiVersion": "v1", "clusters": [{"name": "mlops"}], "current-context": "aws"})
-OUTPUTS = {
-    "cluster_name": "mlops", "region": "us-east-1", "kubeconfig": KUBECONFIG, "bucket_name": "test-project-dev-a1b2",
-    "irsa_role_arn": f"arn:aws:iam::{ACCOUNT}:role/platform-irsa", "vpc_id": "vpc-0abc",
-    "ecr_urls": {"gateway": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/test-project/mlops-gateway"},
-}
-
-
-def _step(op: str, typ: str, name: str, **inputs: Any) -> ResourceStep:
-    return ResourceStep(op=op, type=typ, name=name, urn=f"urn:pulumi:dev::test-project::{typ}::{name}", inputs=inputs)
-
-
-def preview_steps() -> list[ResourceStep]:
-    """What a first preview of the default [eks] config reports (a subset of the real ~50 resources)."""
-    general = {"instanceTypes": ["m6i.large"], "scalingConfig": {"minSize": 1, "desiredSize": 2, "maxSize": 4},
-               "diskSize": 50}
-    return [
-        _step("create", "mlops:network:Network", "network"),
-        _step("create", "aws:ec2/vpc:Vpc", "network-vpc", cidrBlock="10.0.0.0/16"),
-        *[_step("create", "aws:ec2/subnet:Subnet", f"network-{kind}-{i}") for kind in ("public", "private") for i in range(2)],
-        _step("create", "aws:ec2/eip:Eip", "network-nat-0"),
-        _step("create", "aws:ec2/natGateway:NatGateway", "network-nat-0"),
-        _step("create", "eks:index:Cluster", "cluster", version="1.31"),
-        _step("create", "aws:eks/cluster:Cluster", "cluster-eksCluster", version="1.31"),
-        # The pulumi_eks component and the aws:eks NodeGroup it creates: the estimate counts the nodes once.
-        _step("create", "eks:index:ManagedNodeGroup", "cluster-general", **general),
-        _step("create", "aws:eks/nodeGroup:NodeGroup", "cluster-general", **general),
-        _step("create", "aws:s3/bucket:Bucket", "artifacts"),
-        _step("create", "aws:iam/role:Role", "platform-irsa"),
-    ]
-
-
-class FakeWorkspace:
-    """A StackWorkspace that records what the target asked of it."""
-
-    def __init__(self, steps: list[ResourceStep] | None = None, outputs: dict[str, Any] | None = None) -> None:
-        self.name = "dev"
-        self.steps = preview_steps() if steps is None else steps
-        self._outputs = dict(OUTPUTS if outputs is None else outputs)
-        self.calls: list[str] = []
-        self.exists = True
-
-    def preview(self, on_step):
-        self.calls.append("preview")
-        for step in self.steps:
-            on_step(step)
-        return list(self.steps)
-
-    def up(self, on_step):
-        self.calls.append("up")
-        for step in self.steps:
-            step.status = "done"
-            on_step(step)
-        return dict(self._outputs)
-
-    def destroy(self, on_step):
-        self.calls.append("destroy")
-        for step in self.steps:
-            on_step(ResourceStep("delete", step.type, step.name, step.urn, status="done"))
-
-    def outputs(self):
-        self.calls.append("outputs")
-        return dict(self._outputs)
-
-    def last_update(self):
-        return UpdateInfo(kind="update", result="succeeded", started="2026-11-26T22:00:00", ended="2026-11-26T22:14:00",
-                          changes={"create": 52})
-
-    def forget(self, component_type):
-        self.calls.append(f"forget {component_type}")
-        return [f"urn:pulumi:dev::test-project::{component_type}::artifacts"]
-
+from mlops_cli.adapters import pulumi_aws_account
+from mlops_cli.core.errors import MlopsError
+from tests.eks_support import KUBECONFIG, OUTPUTS
+from tests.support import AWS_ACCOUNT as ACCOUNT
 
 @pytest.fixture
 def no_pulumi(tmp_path, monkeypatch):
@@ -103,83 +29,8 @@ def no_pulumi(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def aws(tmp_path, monkeypatch, project):
-    """A Pulumi CLI on PATH (a stand-in: the workspace is substituted), a passphrase, an AWS identity, an
-    egress address, and the offline bundle of upstream manifests the capacity check renders."""
-    from tests.k8s_support import build_bundle, kubernetes_toml
-
-    pins = build_bundle(tmp_path / "bundle")
-    with (project / "mlops.toml").open("a") as fh:
-        fh.write(kubernetes_toml(tmp_path / "bundle", pins))
-    monkeypatch.setattr(pulumi_aws_account, "egress_address", lambda: "198.51.100.23")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "pulumi"
-    fake.write_text("#!/bin/sh\necho 'not the real pulumi' >&2\nexit 1\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test-passphrase")
-    monkeypatch.setattr(pulumi_aws_account, "caller_identity", lambda region: pulumi_aws_account.AwsIdentity(
-        ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/dev", region, "env"))
-    state = {"has_data": False, "emptied": []}
-    monkeypatch.setattr(pulumi_aws_account, "bucket_has_data", lambda bucket, region: state["has_data"])
-    monkeypatch.setattr(pulumi_aws_account, "empty_bucket", lambda bucket, region: state["emptied"].append(bucket) or 7)
-    return state
-
-
-@pytest.fixture
-def workspace(monkeypatch, aws) -> FakeWorkspace:
-    """The substituted stack, in an account where nothing is left to sweep (tests/test_eks_teardown.py runs
-    the sweep against moto)."""
-    from mlops_cli.adapters import aws_sweep
-
-    monkeypatch.setattr(aws_sweep, "Aws", lambda region, endpoint_url=None: None)
-    monkeypatch.setattr(aws_sweep, "leftovers", lambda client, cluster: [])
-    ws = FakeWorkspace()
-
-    def open_stack(config, *, create):
-        if not create and not ws.exists:
-            raise NotFoundError(f"no EKS stack {config.eks.stack!r}")
-        ws.calls.append(f"open create={create}")
-        return ws
-
-    monkeypatch.setattr(pulumi_workspace, "open_stack", open_stack)
-    return ws
-
-
-@pytest.fixture
 def no_kubernetes_target(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlops_cli.targets.kubernetes", None)
-
-
-@pytest.fixture
-def kubernetes_target(monkeypatch, workspace):
-    """A stand-in Kubernetes target module, recording what the EKS target hands it."""
-    seen: dict[str, Any] = {"log": workspace.calls}
-
-    class KubernetesTarget:
-        name = "kubernetes"
-
-        def __init__(self, config):
-            seen["config"] = config
-
-        def up(self, options, reporter, confirm):
-            from mlops_cli.targets import Outcome, StepResult
-
-            workspace.calls.append("platform up")
-            return Outcome(steps=[StepResult("gateway", "created")])
-
-        def down(self, options, reporter, confirm):
-            from mlops_cli.targets import Outcome, StepResult
-
-            workspace.calls.append("platform down")
-            seen["down_options"] = options
-            return Outcome(steps=[StepResult("gateway", "deleted")])
-
-    module = types.ModuleType("mlops_cli.targets.kubernetes")
-    module.KubernetesTarget = KubernetesTarget
-    monkeypatch.setitem(sys.modules, "mlops_cli.targets.kubernetes", module)
-    return seen
 
 
 def _everything(result) -> str:
@@ -284,11 +135,16 @@ def test_up_hands_the_cluster_to_the_kubernetes_target(cli, project, workspace, 
     result = cli("up", "--target", "eks", "--yes")
     assert result.exit_code == 0, _everything(result)
     assert workspace.calls[-2:] == ["up", "platform up"]
-    k8s = kubernetes_target["config"].kubernetes
+    config = kubernetes_target["config"]
+    k8s = config.kubernetes
     assert Path(k8s.kubeconfig) == project / ".mlops" / "eks-kubeconfig"
-    if "mlflow_artifacts" in type(k8s).model_fields:
-        assert k8s.mlflow_artifacts == f"s3://{OUTPUTS['bucket_name']}/mlflow"
-        assert k8s.mlflow_role_arn == OUTPUTS["irsa_role_arn"]
+    assert k8s.mlflow_artifacts == f"s3://{OUTPUTS['bucket_name']}/mlflow"
+    assert k8s.mlflow_role_arn == OUTPUTS["irsa_role_arn"]
+    assert k8s.predictor_role_arn == OUTPUTS["predictor_role_arn"]
+    assert k8s.storage_class == "gp3"
+    assert config.images.registry == OUTPUTS["images_registry"]  # the platform's images come from our ECR
+    # The generated gateway password is shown once (it lives only in the cluster's Secret afterwards).
+    assert "generated-Once-7" in result.stdout + result.stderr
 
 
 def test_rerun_preview_counts_unchanged_resources(cli, project, workspace):
@@ -399,5 +255,5 @@ def test_real_pulumi_preview(cli, project, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     types_ = {row["resource type"] for row in data["preview"]}
-    assert {"aws:ec2/vpc:Vpc", "aws:ec2/natGateway:NatGateway", "eks:index:Cluster", "aws:s3/bucket:Bucket"} <= types_
+    assert {"aws:ec2/vpc:Vpc", "aws:ec2/natGateway:NatGateway", "aws:eks/cluster:Cluster", "aws:s3/bucket:Bucket"} <= types_
     assert data["cost_estimate"]["monthly"] > 0

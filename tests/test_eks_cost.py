@@ -33,9 +33,10 @@ def test_nodes_nat_and_cluster_priced_per_hour_and_month():
     assert lines["nodes m6i.large"].quantity == 3
     assert lines["nodes m6i.large"].hourly == pytest.approx(3 * prices.instances["m6i.large"])
     assert lines["NAT gateways"].quantity == 2
-    assert lines["node volumes (gp3)"].quantity == 150
+    # No launch template in these steps: EKS's own default root volume type, at the group's disk size.
+    assert lines["node root volumes (gp2)"].quantity == 150
     expected = prices.hourly["eks_cluster"] + 3 * prices.instances["m6i.large"] + 2 * prices.hourly["nat_gateway"] \
-        + 150 * prices.monthly["ebs_gp3_gb"] / 730
+        + 150 * prices.monthly["ebs_gp2_gb"] / 730 + lines["NAT data processing"].hourly
     assert est.hourly == pytest.approx(expected)
     assert est.monthly == pytest.approx(expected * 730)
     assert "ESTIMATE" in est.title and est.rows()[-1][0] == "total (estimate)"
@@ -49,3 +50,40 @@ def test_unknown_instance_type_and_other_region_are_said_not_guessed():
     notes = " ".join(est.notes)
     assert "p5.48xlarge" in notes and "eu-west-1" in notes
     assert est.rows()[0][3] == "no price"
+
+
+# ------------------------------------------------------------------ issue 11: what the estimate missed
+
+
+def _default_preview():
+    """What a preview of the default program plans: the steps pulumi mocks record, as the engine names them."""
+    from tests.test_eks_stack import declare
+
+    d = declare()
+    return [ResourceStep("create", r.typ, r.name, inputs=dict(r.inputs)) for r in d.resources]
+
+
+def test_default_estimate_lists_every_billable_line_with_its_date():
+    from datetime import date
+
+    est = estimate(_default_preview(), load_prices(), region="us-east-1", today=date(2026, 11, 27))
+    items = {ln.item: ln for ln in est.lines}
+    assert items["EKS control plane"].hourly == pytest.approx(0.10)  # the default version is in standard support
+    assert items["nodes m6i.xlarge"].quantity == 2
+    # Root volumes as the launch template makes them: gp3, 50 GB per node.
+    assert items["node root volumes (gp3)"].quantity == 100
+    assert items["NAT data processing"].quantity == 50 and items["NAT data processing"].monthly == pytest.approx(50 * 0.045)
+    ipv4 = [ln for ln in est.lines if ln.item == "public IPv4 addresses"]
+    assert {ln.detail.split(":")[0] for ln in ipv4} == {"NAT Elastic IPs", "those load balancers"}
+    assert sum(ln.quantity for ln in ipv4) == 1 + 2 * 2   # one NAT EIP; two classic ELBs in two zones
+    assert items["CloudWatch Logs ingestion"].monthly == pytest.approx(5 * 0.50)
+    assert est.prices.as_of in est.title and any(est.prices.as_of in n for n in est.notes)
+    assert not any(n.startswith("WARNING") for n in est.notes)
+
+
+def test_an_old_price_table_is_flagged():
+    from datetime import date
+
+    est = estimate(_default_preview(), load_prices(), region="us-east-1", today=date(2027, 7, 1))
+    assert est.notes[0].startswith("WARNING: the price table is") and "more than six months" in est.notes[0]
+    assert est.as_dict()["prices_age_days"] > 183

@@ -34,7 +34,8 @@ TAGGABLE = {
     "aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/internetGateway:InternetGateway", "aws:ec2/routeTable:RouteTable",
     "aws:ec2/eip:Eip", "aws:ec2/natGateway:NatGateway", "aws:iam/role:Role",
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider", "aws:s3/bucket:Bucket", "aws:ecr/repository:Repository",
-    "eks:index:Cluster", "eks:index:ManagedNodeGroup",
+    "aws:eks/cluster:Cluster", "aws:eks/nodeGroup:NodeGroup", "aws:ec2/launchTemplate:LaunchTemplate",
+    "aws:cloudwatch/logGroup:LogGroup", "aws:eks/addon:Addon",
 }
 
 
@@ -49,9 +50,11 @@ class Mocks(pulumi.runtime.Mocks):
         self.resources.append(args)
         state = dict(args.inputs)
         state.setdefault("arn", f"arn:aws:mock:::{args.name}")
-        if args.typ == "eks:index:Cluster":
-            state.update(kubeconfigJson=json.dumps(pulumi_eks_kubeconfig(args.inputs["name"])),
-                         oidcProviderUrl=f"https://{ISSUER}", oidcIssuer=ISSUER)
+        if args.typ == "aws:eks/cluster:Cluster":
+            # What CreateCluster/DescribeCluster answer: endpoint, CA, the OIDC issuer (EKS API reference).
+            state.update(endpoint="https://EXAMPLE.gr7.us-east-1.eks.amazonaws.com",
+                         certificateAuthority={"data": "LS0tLS1CRUdJTi=="},
+                         identities=[{"oidcs": [{"issuer": f"https://{ISSUER}"}]}])
         elif args.typ == "aws:s3/bucket:Bucket":
             name = args.inputs.get("bucket") or args.inputs["bucketPrefix"] + "a1b2c3"
             state.update(bucket=name, arn=f"arn:aws:s3:::{name}")
@@ -202,15 +205,18 @@ def test_nat_single_or_one_per_zone():
 
 def test_cluster_version_and_endpoint_access_from_config():
     d = declare(version="1.30", public_access_cidrs=["203.0.113.0/24"])
-    cluster = d.one("eks:index:Cluster")
+    cluster = d.one("aws:eks/cluster:Cluster")
     assert cluster.inputs["version"] == "1.30"
     assert cluster.inputs["name"] == "mlops"
-    assert cluster.inputs["endpointPrivateAccess"] is True
-    assert cluster.inputs["endpointPublicAccess"] is True
-    assert cluster.inputs["publicAccessCidrs"] == ["203.0.113.0/24"]
-    assert cluster.inputs["privateSubnetIds"] == sorted(_ids(_subnets(d, "private")))
-    assert cluster.inputs["skipDefaultNodeGroup"] is True
-    assert cluster.inputs["nodeAssociatePublicIpAddress"] is False
+    vpc = cluster.inputs["vpcConfig"]
+    assert vpc["endpointPrivateAccess"] is True and vpc["endpointPublicAccess"] is True
+    assert vpc["publicAccessCidrs"] == ["203.0.113.0/24"]
+    assert set(vpc["subnetIds"]) == _ids(_subnets(d, "private")) | _ids(_subnets(d, "public"))
+    assert cluster.inputs["accessConfig"] == {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": True}
+    assert cluster.inputs["enabledClusterLogTypes"] == ["api", "audit", "authenticator"]
+    role = d.one("aws:iam/role:Role", "cluster-cluster")
+    assert json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "eks.amazonaws.com"}
+    assert {r.inputs["addonName"] for r in d.of("aws:eks/addon:Addon")} >= {"vpc-cni", "kube-proxy", "coredns"}
 
 
 def test_no_public_cidrs_is_refused_by_the_program():
@@ -222,7 +228,7 @@ def test_no_public_cidrs_is_refused_by_the_program():
 
 def test_node_group_only_in_private_subnets_with_configured_size():
     d = declare(instance_types=["m6i.xlarge"], min_size=2, desired_size=3, max_size=5, disk_size_gb=80)
-    groups = d.of("eks:index:ManagedNodeGroup")
+    groups = d.of("aws:eks/nodeGroup:NodeGroup")
     assert len(groups) == 1
     group = groups[0].inputs
     private, public = _ids(_subnets(d, "private")), _ids(_subnets(d, "public"))
@@ -236,7 +242,7 @@ def test_node_group_only_in_private_subnets_with_configured_size():
 
 def test_gpu_on_adds_a_tainted_gpu_group():
     d = declare(gpu_enabled=True, gpu_instance_types=["g5.2xlarge"], gpu_min_size=0, gpu_desired_size=1, gpu_max_size=3)
-    groups = {r.name: r.inputs for r in d.of("eks:index:ManagedNodeGroup")}
+    groups = {r.name: r.inputs for r in d.of("aws:eks/nodeGroup:NodeGroup")}
     assert set(groups) == {"cluster-general", "cluster-gpu"}
     gpu = groups["cluster-gpu"]
     assert gpu["instanceTypes"] == ["g5.2xlarge"]
@@ -283,7 +289,7 @@ def test_irsa_trusts_exactly_the_platform_service_account():
     provider = d.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider").inputs
     assert provider["url"] == f"https://{ISSUER}"
     assert provider["clientIdLists"] == ["sts.amazonaws.com"]
-    role = d.one("aws:iam/role:Role", "irsa")
+    role = d.one("aws:iam/role:Role", "platform-irsa")
     [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert statement["Principal"] == {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}"}
@@ -295,7 +301,7 @@ def test_irsa_trusts_exactly_the_platform_service_account():
 
 def test_irsa_policy_scoped_to_exactly_the_bucket(default):
     policy = default.one("aws:iam/rolePolicy:RolePolicy", "platform-bucket")
-    assert policy.inputs["role"] == f"{default.one('aws:iam/role:Role', 'irsa').name}-id"
+    assert policy.inputs["role"] == f"{default.one('aws:iam/role:Role', 'platform-irsa').name}-id"
     arn = f"arn:aws:s3:::{default.outputs['bucket_name']}"
     resources: set[str] = set()
     for statement in json.loads(policy.inputs["policy"])["Statement"]:

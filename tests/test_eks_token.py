@@ -119,3 +119,15 @@ def test_the_kubernetes_client_runs_our_plugin_without_an_aws_cli(credentials, t
     config.load_kube_config(config_file=str(path), client_configuration=cfg)
     assert cfg.host == "https://EXAMPLE.gr7.us-east-1.eks.amazonaws.com"
     assert cfg.api_key["BearerToken"].startswith("Bearer k8s-aws-v1.")
+
+
+def test_written_kubeconfig_calls_this_machines_mlops(tmp_path):
+    from mlops_cli.targets.eks import write_kubeconfig
+    from tests.test_eks_stack import pulumi_eks_kubeconfig
+
+    elsewhere = eks_token.with_token_command(pulumi_eks_kubeconfig("mlops"), "mlops", "us-east-1",
+                                             command="/home/someone-else/.venv/bin/mlops")
+    path = write_kubeconfig(tmp_path / "kubeconfig", json.dumps(elsewhere))
+    [user] = json.loads(path.read_text())["users"]
+    assert user["user"]["exec"]["command"] == eks_token.mlops_command()
+    assert user["user"]["exec"]["args"][0] == "eks-token"

@@ -6,19 +6,18 @@ run against today's date, so a default that ages out of standard support turns t
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from datetime import date, timedelta
 from importlib.metadata import version as installed_version
-from pathlib import Path
 
 import pytest
 
 from mlops_cli.core import eks_versions
 from mlops_cli.core.config import EksConfig
 from mlops_cli.core.eks_versions import Support
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
 
 
 def test_default_version_is_in_standard_support_with_months_left():
@@ -118,13 +117,14 @@ def _floor(spec: str) -> tuple[int, ...]:
 
 
 def test_pyproject_floors_match_the_apis_the_stack_uses():
-    # pulumi-eks 4 (ManagedNodeGroup amiType/operatingSystem, Cluster upgradePolicy/accessEntries/addons) and
-    # pulumi-aws 7 (eks.Addon podIdentity/serviceAccountRoleArn, ec2.getInstanceTypeOfferings by zone id).
+    # pulumi-aws 7: eks.Cluster upgradePolicy/accessConfig, eks.Addon serviceAccountRoleArn, eks.NodeGroup
+    # amiType AL2023_*, ec2.getInstanceTypeOfferings by zone id. pulumi-eks is no longer used at all: its
+    # Cluster/ManagedNodeGroup are remote components whose insides no offline test can see (stacks/cluster.py).
     cloud = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["cloud"]
     by_name = {re.split(r"[<>=!~ ]", s, 1)[0]: s for s in cloud}
-    assert _floor(by_name["pulumi-eks"]) >= (4,)
+    assert "pulumi-eks" not in by_name
     assert _floor(by_name["pulumi-aws"]) >= (7,)
-    for name in ("pulumi-eks", "pulumi-aws"):
+    for name in ("pulumi-aws",):
         assert tuple(int(x) for x in installed_version(name).split(".")[:1]) >= _floor(by_name[name])[:1]
 
 
@@ -144,8 +144,52 @@ def test_ecr_repository_names_are_valid(project_name):
 def test_program_sets_the_upgrade_policy_explicitly():
     from tests.test_eks_stack import declare
 
-    cluster = declare().one("eks:index:Cluster")
+    cluster = declare().one("aws:eks/cluster:Cluster")
     assert cluster.inputs["version"] == EksConfig().version
     assert cluster.inputs["upgradePolicy"] == {"supportType": "STANDARD"}
     extended = next(v.version for v in eks_versions.VERSIONS if eks_versions.status(v.version).support is Support.EXTENDED)
-    assert declare(version=extended).one("eks:index:Cluster").inputs["upgradePolicy"] == {"supportType": "EXTENDED"}
+    assert declare(version=extended).one("aws:eks/cluster:Cluster").inputs["upgradePolicy"] == {"supportType": "EXTENDED"}
+
+
+def test_charts_use_the_service_account_the_irsa_role_trusts(project):
+    from charts.mlflow import objects
+    from mlops_cli.core.config import load_config
+    from tests.test_eks_stack import ISSUER, declare
+
+    config = load_config().with_overrides({"eks.service_account": "tracking",
+                                           "kubernetes.mlflow_role_arn": "arn:aws:iam::1:role/x",
+                                           "kubernetes.mlflow_artifacts": "s3://b/mlflow"})
+    rendered = objects(config, None)
+    [dep] = [o for o in rendered if o["kind"] == "Deployment"]
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "tracking"
+    assert any(o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "tracking" for o in rendered)
+    role = declare(service_account="tracking").one("aws:iam/role:Role", "platform-irsa")
+    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert statement["Condition"]["StringEquals"][f"{ISSUER}:sub"] == "system:serviceaccount:mlops:tracking"
+
+
+def test_predictor_gets_its_own_read_only_role():
+    from charts.inference_service import PREDICTOR_SERVICE_ACCOUNT
+    from tests.test_eks_stack import ISSUER, declare
+
+    d = declare()
+    role = d.one("aws:iam/role:Role", "predictor-irsa")
+    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert statement["Condition"]["StringEquals"][f"{ISSUER}:sub"] == f"system:serviceaccount:mlops:{PREDICTOR_SERVICE_ACCOUNT}"
+    policy = json.loads(d.one("aws:iam/rolePolicy:RolePolicy", "predictor-bucket").inputs["policy"])
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert "s3:GetObject" in actions and not {"s3:PutObject", "s3:DeleteObject"} & actions
+    assert d.outputs["predictor_role_arn"] == f"arn:aws:mock:::{role.name}"
+
+
+def test_images_registry_output_names_the_ecr_repositories(project):
+    from charts.image_refs import image_ref
+    from mlops_cli.core.config import load_config
+    from tests.test_eks_stack import declare
+
+    d = declare()
+    registry = d.outputs["images_registry"]
+    assert registry == "123456789012.dkr.ecr.us-east-1.amazonaws.com/test-project"
+    config = load_config().with_overrides({"images.registry": registry, "images.tag": "1.2.3"})
+    for component in ("gateway", "predictor", "drift"):
+        assert image_ref(config, component) == f"{d.outputs['ecr_urls'][component]}:1.2.3"

@@ -14,7 +14,7 @@ from mlops_cli.core.errors import ConfigError, PreflightError
 from mlops_cli.services.gateway import GatewaySettings, create_app
 from mlops_cli.services.gateway_auth import BasicAuth
 
-from .conftest import free_port
+from .support import free_port
 
 AUTH = ("admin", "s3cret-pass")
 

@@ -25,7 +25,7 @@ import pytest
 
 from mlops_cli.core.images import image_env_cache
 
-from .conftest import REPO
+from .support import REPO
 from .image_imports import reachable
 
 IMAGES = REPO / "charts" / "images"

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import REPO, free_port
+from .support import REPO, free_port
 
 FAKE_ENGINE = r'''#!{python}
 """A fake {name}: logs argv (one JSON line) to $FAKE_ENGINE_LOG and behaves like the real one would."""

@@ -11,7 +11,7 @@ import pytest
 from tests.k8s_support import EmulatorThread, build_bundle, kubernetes_toml, write_kubeconfig
 
 STEP_TITLES = ["0. namespace", "1. cert-manager", "2. Knative Serving + Kourier", "3. KServe", "3. KServe serving runtimes",
-               "4. ingress-nginx + basic auth", "5. Prometheus, Grafana, Jaeger, Loki", "6. MLflow", "7. drift service", "8. gateway"]
+               "4. Envoy Gateway: HTTPS + basic auth", "5. Prometheus, Grafana, Jaeger, Loki", "6. MLflow", "7. drift service", "8. gateway"]
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_full_install_then_second_install_changes_nothing(cli, k8s):
     assert {s["action"] for s in first["steps"]} == {"create"}
     for name in ("gateway", "mlflow", "drift", "prometheus", "grafana", "jaeger", "loki", "kserve-controller-manager"):
         assert k8s.find("Deployment", name) is not None, name
-    assert k8s.find("HorizontalPodAutoscaler", "gateway") and k8s.find("Ingress", "gateway")
+    assert k8s.find("HorizontalPodAutoscaler", "gateway") and k8s.find("HTTPRoute", "gateway")
     assert k8s.find("ClusterServingRuntime", "kserve-huggingfaceserver") is not None
     assert k8s.find("ConfigMap", "config-network")["data"]["ingress-class"] == "kourier.ingress.networking.knative.dev"
     # Every write was a server-side apply by our field manager.
@@ -100,7 +100,7 @@ def test_full_install_then_second_install_changes_nothing(cli, k8s):
     import base64
 
     assert base64.b64decode(secret["data"]["password"]).decode() == password
-    assert base64.b64decode(secret["data"]["auth"]).decode().startswith("admin:$2b$")
+    assert base64.b64decode(secret["data"][".htpasswd"]).decode().startswith("admin:{SHA}")  # Envoy Gateway basic auth
 
     writes = len(k8s.writes)
     second = _up(cli)
@@ -197,12 +197,11 @@ def _revision_versions(k8s):
     return {r["metadata"]["name"]: r["metadata"]["annotations"]["mlops.dev/model-version"] for r in k8s.objects_of("Revision")}
 
 
-def test_acceptance_up_deploy_canary_promote_rollback_down_through_the_cli(cli, k8s, registry):
-    """Issue 10 acceptance 3: the whole life cycle against the emulator, traffic read from the live status."""
-    first = _up(cli)
-    assert {s["action"] for s in first["steps"]} == {"create"}
-    assert {s["action"] for s in _up(cli)["steps"]} == {"unchanged"}
-
+def test_acceptance_up_deploy_canary_promote_rollback_down_through_the_cli(cli, installed, registry):
+    """Issue 10 acceptance 3: the whole life cycle against the emulator, traffic read from the live status.
+    It starts from the module's shared `mlops up` (its create-then-unchanged is
+    test_full_install_then_second_install_changes_nothing); the re-run `up` after `down` is here."""
+    k8s = installed
     assert _deploy(cli, "--version", "1")["traffic"] == "v1 100%"
     assert _deploy(cli, "--version", "2", "--canary", "20")["traffic"] == "v1 80%, v2 20% (canary)"
     # A canary on top of a canary: KServe splits the new revision with the last *rolled-out* one (v1), not v2.
@@ -281,7 +280,15 @@ def test_emulator_runs_the_gateway_probe_and_knative_admission(cli, installed, r
     assert installed.find("Deployment", "gateway-strict")["status"]["conditions"][0]["status"] == "False"
     events = [e["message"] for e in installed.objects_of("Event") if e["involvedObject"]["name"].startswith("gateway-strict")]
     assert "Readiness probe failed: HTTP probe failed with statuscode: 503" in events
+    # A container whose config does not load crashes, as the real one would.
+    broken = copy.deepcopy(strict)
+    broken["metadata"]["name"] = "gateway-broken"
+    broken["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "MLOPS_GATEWAY__TIMEOUT_S", "value": "soon"})
+    installed.put(("apps/v1", "deployments", "mlops", "gateway-broken"), broken)
     _deploy(cli, "--version", "1")
+    assert any(e["reason"] == "BackOff" and "ConfigError" in e["message"] and "timeout_s" in e["message"]
+               for e in installed.objects_of("Event") if e["involvedObject"]["name"].startswith("gateway-broken"))
+    assert installed.find("Deployment", "gateway-broken")["status"]["conditions"][0]["status"] == "False"
     deadline = time.monotonic() + 3
     while installed.find("Deployment", "gateway-strict")["status"]["conditions"][0]["status"] != "True":
         assert time.monotonic() < deadline, "the gateway never saw the predictor"
@@ -335,17 +342,30 @@ def test_a_403_from_a_terminating_namespace_is_not_blamed_on_permissions():
     assert "Terminating" in err.hint and "permission" not in err.hint
 
 
-def test_no_default_storage_class_leaves_volumes_pending_until_one_is_named(cli, k8s, project):
+def test_no_default_storage_class_is_refused_before_anything_is_written(cli, k8s, project):
+    import time
+
     k8s.without_default_storage_class()  # EKS from 1.30 on
-    failed = cli("up", "--target", "kubernetes")
-    assert failed.exit_code == 1
-    assert "unbound immediate PersistentVolumeClaims" in failed.stderr, failed.stderr
-    pending = k8s.find("PersistentVolumeClaim", "mlflow-data") or next(iter(k8s.objects_of("PersistentVolumeClaim")))
-    assert pending["status"]["phase"] == "Pending"
+    refused = cli("up", "--target", "kubernetes")
+    assert refused.exit_code == 2 and k8s.writes == []
+    assert "no default StorageClass" in refused.stderr and "StorageClasses: gp2" in refused.stderr
+    assert "[kubernetes].storage_class" in refused.stderr
+    # What would have happened (the emulator's truth): the claim stays Pending, its pods never schedule.
+    k8s.put(("v1", "namespaces", "", "scratch"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "scratch"}})
+    k8s.put(("v1", "persistentvolumeclaims", "scratch", "data"), {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "scratch"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    time.sleep(0.2)
+    assert k8s.find("PersistentVolumeClaim", "data")["status"]["phase"] == "Pending"
+    assert any("no storage class is set" in e["message"] for e in k8s.objects_of("Event"))
+
     with open(project / "mlops.toml", "a") as fh:
-        fh.write('storage_class = "gp2"\n')
+        fh.write('storage_class = "gp3"\n')
+    wrong = cli("up", "--target", "kubernetes")
+    assert wrong.exit_code == 2 and "'gp3' does not exist" in wrong.stderr
+    (project / "mlops.toml").write_text((project / "mlops.toml").read_text().replace('"gp3"', '"gp2"'))
     _up(cli)
-    assert {p["status"]["phase"] for p in k8s.objects_of("PersistentVolumeClaim")} == {"Bound"}
+    assert {p["status"]["phase"] for p in k8s.objects_of("PersistentVolumeClaim") if p["metadata"]["namespace"] == "mlops"} == {"Bound"}
 
 
 def test_up_refuses_a_foreign_cert_manager_unless_told_and_down_leaves_it(cli, k8s):
@@ -361,6 +381,8 @@ def test_up_refuses_a_foreign_cert_manager_unless_told_and_down_leaves_it(cli, k
         k8s.put((obj["apiVersion"], plurals[obj["kind"]], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]), obj)
     time.sleep(0.1)
     writes = len(k8s.writes)
+    plan = {s["name"]: s for s in _up(cli, "--dry-run")["steps"]}
+    assert plan["1. cert-manager"]["action"] == "refused" and "--reuse-existing" in plan["1. cert-manager"]["detail"]
     refused = cli("up", "--target", "kubernetes")
     assert refused.exit_code == 2 and "Deployment cert-manager/cert-manager-webhook" in refused.stderr
     assert "--reuse-existing" in refused.stderr and len(k8s.writes) == writes  # nothing written
@@ -381,7 +403,9 @@ def test_deploy_after_up_points_the_gateway_at_the_inference_service(cli, instal
     assert {s["action"] for s in _up(cli)["steps"]} == {"unchanged"}  # deploy and up agree on the gateway
 
 
-def test_no_secret_value_in_output_at_any_verbosity(cli, k8s, monkeypatch):
+def test_no_secret_value_in_output_at_any_verbosity(cli, installed, monkeypatch):
+    """From the shared install, the env password replaces the generated one: -vv shows that update."""
+    k8s = installed
     sentinel = "env-Password-Sentinel-99"
     monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", sentinel)
     for args in (("-vv", "up", "--target", "kubernetes"), ("--json", "up", "--target", "kubernetes"),
@@ -394,24 +418,52 @@ def test_no_secret_value_in_output_at_any_verbosity(cli, k8s, monkeypatch):
     secret = k8s.find("Secret", "mlops-gateway-auth")
     assert base64.b64decode(secret["data"]["password"]).decode() == sentinel
     others = json.dumps([o for o in k8s.store.values() if o["kind"] != "Secret"])
-    assert sentinel not in others and secret["data"]["auth"] not in others
+    assert sentinel not in others and secret["data"][".htpasswd"] not in others
+
+
+def _self_signed(host: str) -> tuple[bytes, bytes]:
+    """A certificate the way cert-manager's SelfSigned issuer makes one: signed with its own key,
+    the Certificate's dnsNames as SANs, not a CA."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(x509.Name([]))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=True)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
 
 @pytest.fixture
-def fake_ingress():
-    """Stands in for ingress-nginx + gateway: checks basic auth against `expected`, answers /predict/batch."""
+def fake_edge(tmp_path):
+    """Stands in for the Envoy Gateway listener + gateway: HTTPS only, with a self-signed certificate
+    for mlops.local (what cert-manager issues without [kubernetes].tls_issuer); checks basic auth
+    against `expected` and answers /predict/batch."""
     import base64
+    import ssl
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    state = {"expected": None, "seen": []}
+    cert, key = _self_signed("mlops.local")
+    (tmp_path / "edge.crt").write_bytes(cert)
+    (tmp_path / "edge.key").write_bytes(key)
+    state = {"expected": None, "seen": [], "cert": cert, "key": key, "crt_path": tmp_path / "edge.crt"}
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             auth = self.headers.get("Authorization", "")
             creds = base64.b64decode(auth.removeprefix("Basic ")).decode() if auth.startswith("Basic ") else ""
-            state["seen"].append((self.path, creds))
+            state["seen"].append((self.headers.get("Host"), self.path, creds))
             ok = creds == state["expected"]
             payload = {"predictions": [{"label": "Positive", "confidence": 0.9, "model_version": "1"} for _ in body["texts"]]}
             data = json.dumps(payload if ok else {"error": "unauthorized"}).encode()
@@ -425,26 +477,83 @@ def fake_ingress():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(tmp_path / "edge.crt", tmp_path / "edge.key")
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    state["host"] = f"127.0.0.1:{server.server_address[1]}"
+    state["address"] = f"127.0.0.1:{server.server_address[1]}"
     yield state
     server.shutdown()
 
 
-def test_predict_goes_through_the_ingress_with_the_generated_credentials(cli, k8s, project, fake_ingress):
+def _issue_edge_certificate(k8s, cert: bytes, key: bytes) -> None:
+    """What cert-manager does for the edge's Certificate: a kubernetes.io/tls Secret; a SelfSigned
+    issuer puts the certificate itself in ca.crt."""
+    import base64
+
+    from charts import edge
+
+    data = {"tls.crt": cert, "tls.key": key, "ca.crt": cert}
+    k8s.put(("v1", "secrets", "mlops", edge.TLS_SECRET),
+            {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+             "metadata": {"name": edge.TLS_SECRET, "namespace": "mlops"},
+             "data": {k: base64.b64encode(v).decode() for k, v in data.items()}})
+
+
+def test_predict_goes_over_https_trusting_the_self_signed_certificate_from_its_secret(cli, installed, project, fake_edge):
+    import base64
+
     with open(project / "mlops.toml", "a") as fh:
-        fh.write(f'ingress_host = "{fake_ingress["host"]}"\n')
-    password = _up(cli)["gateway_password"]
-    fake_ingress["expected"] = f"admin:{password}"
+        fh.write(f'ingress_address = "{fake_edge["address"]}"\n')
+    password = base64.b64decode(installed.find("Secret", "mlops-gateway-auth")["data"]["password"]).decode()
+    fake_edge["expected"] = f"admin:{password}"
+
+    # Not issued yet: a clear error naming the Secret, never an unverified request.
+    early = cli("predict", "a wonderful film", "--target", "kubernetes")
+    assert early.exit_code != 0 and "mlops-edge-tls" in early.stderr and not fake_edge["seen"]
+
+    # Another certificate in the Secret than the listener presents: refused, not trusted blindly.
+    other_cert, other_key = _self_signed("mlops.local")
+    _issue_edge_certificate(installed, other_cert, other_key)
+    untrusted = cli("predict", "a wonderful film", "--target", "kubernetes")
+    assert untrusted.exit_code != 0 and "do not trust" in untrusted.stderr and not fake_edge["seen"]
+
+    _issue_edge_certificate(installed, fake_edge["cert"], fake_edge["key"])
     result = cli("--json", "predict", "a wonderful film", "--target", "kubernetes")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["label"] == "Positive"
-    assert fake_ingress["seen"][-1] == ("/predict/batch", f"admin:{password}")
+    assert fake_edge["seen"][-1] == ("mlops.local", "/predict/batch", f"admin:{password}")  # Host picks the listener
     assert password not in result.stdout + result.stderr
 
-    fake_ingress["expected"] = "admin:rotated"
+    fake_edge["expected"] = "admin:rotated"
     denied = cli("predict", "a wonderful film", "--target", "kubernetes")
     assert denied.exit_code == 1 and "answered 401" in denied.stderr and password not in denied.stderr
+
+
+def test_predict_with_a_real_issuer_trusts_the_configured_ca_bundle_only(cli, installed, project, fake_edge):
+    import base64
+
+    password = base64.b64decode(installed.find("Secret", "mlops-gateway-auth")["data"]["password"]).decode()
+    fake_edge["expected"] = f"admin:{password}"
+    with open(project / "mlops.toml", "a") as fh:
+        fh.write(f'ingress_address = "{fake_edge["address"]}"\ntls_issuer = "private-ca"\n')
+    # A ClusterIssuer of your own without a bundle: the system trust store, which does not know it.
+    refused = cli("predict", "a wonderful film", "--target", "kubernetes")
+    assert refused.exit_code != 0 and "do not trust" in refused.stderr and not fake_edge["seen"]
+
+    with open(project / "mlops.toml", "a") as fh:
+        fh.write('tls_ca_bundle = "certs/private-ca.pem"\n')  # relative to the project
+    missing = cli("predict", "a wonderful film", "--target", "kubernetes")
+    assert missing.exit_code == 2 and "tls_ca_bundle" in missing.stderr and not fake_edge["seen"]
+    (project / "certs").mkdir()
+    (project / "certs" / "private-ca.pem").write_bytes(fake_edge["cert"])
+    result = cli("--json", "predict", "a wonderful film", "--target", "kubernetes")
+    assert result.exit_code == 0, result.stderr
+    assert fake_edge["seen"][-1][1:] == ("/predict/batch", f"admin:{password}")
+
+
+def test_up_prints_the_https_address_of_the_edge(cli, installed):
+    assert _up(cli)["ingress"] == "https://mlops.local"
 
 
 def test_logs_show_the_newest_pod_of_a_component(cli, installed, project):

@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from .conftest import free_port, run_subprocess_cli
+from .support import free_port, run_subprocess_cli
 
 pytestmark = pytest.mark.slow
 
@@ -117,6 +117,8 @@ def test_deploy_and_predict(platform):
     assert result["label"] in {"Positive", "Negative"}
     assert 0.5 <= result["confidence"] <= 1.0
     assert result["model_version"] == "1"
+    # The default [serving].runtime serves the version's int8 ONNX export (issue 13, acceptance 3).
+    assert list((platform.root / ".mlops" / "models").glob("*/1/onnx-int8/model.onnx"))
 
     # The seed stack's client call, unchanged: curl -u admin:<password> -X POST .../predict
     response = httpx.post(f"{platform.gateway}/predict", auth=("admin", platform.password),

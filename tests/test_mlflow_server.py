@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from .support import free_port
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.support import free_port
 
 NAMESPACE = "ml-prod"
 

@@ -19,9 +19,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import REPO
-from .drift_support import (predict_batches, registered_project, start_drift_service,
-                            start_serving)
+from .drift_support import predict_batches, start_drift_service, start_serving, wait_http
+from .support import REPO, free_port
 
 OBS = REPO / "charts" / "observability"
 DASHBOARD = OBS / "grafana-dashboard.json"
@@ -129,10 +128,10 @@ def exported_names(url: str) -> set[str]:
 
 
 @pytest.mark.slow
-def test_dashboard_and_alerts_query_only_exported_metrics(tmp_path_factory, tiny_base_model, tmp_path):
+def test_dashboard_and_alerts_query_only_exported_metrics(registered, tmp_path):
     from mlops_cli.core.dataset import load_drugscom
 
-    project = registered_project(tmp_path_factory, tiny_base_model)
+    project = registered
     log = tmp_path / "predictions.jsonl"
     env = {"MLOPS_GATEWAY__PREDICTION_LOG": str(log), "MLOPS_DRIFT__INTERVAL": "1s"}
     predictor, gateway, gateway_url = start_serving(project, tmp_path, env)
@@ -196,9 +195,6 @@ def test_prometheus_command_renders_local_targets(project, tmp_path):
 def test_local_prometheus_starts_with_our_rules_and_targets(project):
     from mlops_cli.core.config import load_config
     from mlops_cli.core.prometheus_local import prometheus_command
-
-    from .conftest import free_port
-    from .drift_support import wait_http
 
     cfg = load_config(overrides={"local.prometheus_port": free_port()})
     argv = prometheus_command(cfg, cfg.state_dir / "local" / "prometheus.yml")
@@ -290,8 +286,8 @@ class _Collector(BaseHTTPRequestHandler):
 
 
 @pytest.mark.slow
-def test_drift_service_exports_spans_with_the_request_id(tmp_path_factory, tiny_base_model, tmp_path):
-    project = registered_project(tmp_path_factory, tiny_base_model)
+def test_drift_service_exports_spans_with_the_request_id(registered, tmp_path):
+    project = registered
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _Collector.bodies = []

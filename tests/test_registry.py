@@ -143,3 +143,40 @@ def test_unknown_version_and_no_runs_are_clear_errors(trained_project, cli):
     assert result.exit_code == 2 and "no version 7" in result.stderr
     listed = cli("models", "list")
     assert listed.exit_code == 0 and "no versions yet" in listed.stderr
+
+
+def test_gate_can_require_beating_the_baseline_and_says_by_how_much(trained_project, cli, monkeypatch):
+    """Issue 15, acceptance 2: baseline numbers on every version; the gate compares against them."""
+    weak = _train(cli, "--max-steps", "3")
+    comparison = weak["comparison"]
+    assert comparison["delta_macro_f1"] < 0, "3 steps of a tiny model lose to TF-IDF on these reviews"
+
+    monkeypatch.setenv("MLOPS_REGISTRY__MIN_F1", "0.0")
+    monkeypatch.setenv("MLOPS_REGISTRY__BEAT_BASELINE", "estimate")
+    refused = cli("register", "--alias", "champion")
+    assert refused.exit_code == 3
+    expected = (f"vs baseline {comparison['baseline_macro_f1']:.4f}: {comparison['delta_macro_f1']:+.4f} "
+                f"(95% CI {comparison['delta_macro_f1_ci_low']:+.4f} to {comparison['delta_macro_f1_ci_high']:+.4f})")
+    refusal = " ".join(refused.stderr.split())  # rich wraps long lines
+    assert "does not beat the TF-IDF baseline" in refusal and expected in refusal
+    assert _versions(cli) == {}
+
+    monkeypatch.setenv("MLOPS_REGISTRY__BEAT_BASELINE", "off")
+    accepted = cli("register", "--alias", "champion")
+    assert accepted.exit_code == 0, accepted.stderr
+    assert expected in " ".join((accepted.stdout + accepted.stderr).split())  # the verdict is shown either way
+    v1 = _versions(cli)["1"]
+    assert v1["versus_baseline"].endswith(expected)
+    for key in ("baseline_macro_f1", "baseline_accuracy", "delta_macro_f1", "delta_macro_f1_ci_low",
+                "delta_macro_f1_ci_high", "macro_f1_ci_low", "macro_f1_ci_high", "baseline_macro_f1_ci_low"):
+        assert v1["metrics"][key] == pytest.approx(comparison.get(key, weak["evaluation"]["metrics"].get(key)),
+                                                   abs=1e-6), key
+
+    # `mlops eval` refits the baseline on the same fit rows and reproduces the run's comparison.
+    evaluated = cli("--json", "eval", "--version", "1")
+    assert evaluated.exit_code == 0, evaluated.stderr
+    again = json.loads(evaluated.stdout)["comparison"]
+    for key, value in comparison.items():
+        assert again[key] == pytest.approx(value, abs=1e-6), key
+    table = cli("models", "list")
+    assert "vs baseline" in table.stdout and "baseline F1" in table.stdout

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import free_port, minilm_dir
+from .support import free_port, minilm_dir
 
 
 def _git_commit(root: Path) -> str:
@@ -67,6 +67,24 @@ def test_train_log_embedded_store_holds_run_and_loadable_model(project, cli, pre
     for key in ("accuracy", "macro_f1", "roc_auc", "ece", "precision_Positive", "recall_Negative", "epoch_loss"):
         assert key in run.data.metrics
     assert run.data.metrics["macro_f1"] == pytest.approx(out["evaluation"]["metrics"]["macro_f1"])
+    # Issue 15: the baseline beside the model in the same run, with intervals and the paired difference.
+    metrics = run.data.metrics
+    for name in ("accuracy", "macro_f1"):
+        for prefix in ("", "baseline_"):
+            assert metrics[f"{prefix}{name}_ci_low"] <= metrics[f"{prefix}{name}"] <= metrics[f"{prefix}{name}_ci_high"]
+        assert metrics[f"delta_{name}"] == pytest.approx(metrics[name] - metrics[f"baseline_{name}"])
+        assert metrics[f"delta_{name}_ci_low"] <= metrics[f"delta_{name}"] <= metrics[f"delta_{name}_ci_high"]
+    assert metrics["ece_ci_low"] <= metrics["ece"] <= metrics["ece_ci_high"]
+    assert metrics["baseline_macro_f1"] == pytest.approx(out["baseline"]["metrics"]["macro_f1"])
+    # The validation split is recorded: its size, seed, the row numbers of train.csv it held out.
+    assert run.data.params["n_validation"] == str(out["validation"]["n"]) == "82"
+    assert run.data.params["validation_rows_sha256"] == out["validation"]["rows_sha256"]
+    assert int(run.data.params["n_train"]) + 82 == 545
+    assert "val_macro_f1" in metrics and "temperature" in metrics
+    logged = json.loads(Path(client.download_artifacts(run.info.run_id, "validation.json", str(project))).read_text())
+    assert logged["rows"] == out["validation"]["rows"] and len(logged["rows"]) == 82
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "data")} == {"data/sources.json"}
+    assert run.data.tags["data_sources"] == "drugscom"
     assert run.data.tags["data_fingerprint"] == data.fingerprint(config)
     assert run.data.tags["git_commit"] == prepared
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "eval")}
@@ -96,7 +114,8 @@ def test_train_log_embedded_store_holds_run_and_loadable_model(project, cli, pre
 def test_table_output_shows_metrics(project, cli, prepared):
     result = cli("train", "--no-log", "--max-steps", "3")
     assert result.exit_code == 0, result.stderr
-    for word in ("accuracy", "macro F1", "ROC-AUC", "ECE", "Negative", "Positive", "precision"):
+    for word in ("accuracy", "macro F1", "ROC-AUC", "ECE", "Negative", "Positive", "precision", "baseline",
+                 "95% CI", "paired", "validation", "temperature"):
         assert word in result.stdout
     assert "confusion matrix" in result.stderr
 
@@ -153,6 +172,96 @@ def test_ctrl_c_leaves_no_model_and_marks_run_killed(project, cli, prepared):
     exp = client.get_experiment_by_name(config.registry.experiment)
     [run] = client.search_runs([exp.experiment_id])
     assert run.info.status == "KILLED"
+
+
+def test_test_split_is_read_only_after_every_choice_is_saved(project, cli, prepared, monkeypatch):
+    """Issue 15, acceptance 1: the test split influences no choice.
+
+    A sentinel wraps the test split: when training reads it, the chosen model (head with the decision
+    rule and temperature folded in) and the validation record must already be saved, and they must not
+    change afterwards. A second run on a different test split must choose exactly the same.
+    """
+    import hashlib
+
+    from mlops_cli.core import training
+
+    real_read = training.read_split
+    seen: list[dict] = []
+
+    def sentinel_read(config, name):
+        if name == "test":
+            [staging] = list((project / ".mlops" / "runs").glob(".*.partial"))
+            head, record = staging / "classifier" / "head.safetensors", staging / "validation.json"
+            assert head.is_file() and record.is_file(), "the test split was read before the model was chosen"
+            seen.append({"head": hashlib.sha256(head.read_bytes()).hexdigest(), "record": record.read_text()})
+        return real_read(config, name)
+
+    monkeypatch.setattr(training, "read_split", sentinel_read)
+    config = _config().with_overrides({"train.max_steps": 6})
+    first = training.train(config, log=False)
+    assert len(seen) == 1
+    assert hashlib.sha256((first.model_dir / "head.safetensors").read_bytes()).hexdigest() == seen[0]["head"]
+    assert (first.run_dir / "validation.json").read_text() == seen[0]["record"]
+
+    # A different test split (every label flipped): the evaluation changes, no choice does.
+    test_csv = project / "data" / "reviews" / "test.csv"
+    flipped = test_csv.read_text().replace(",Positive,", ",TMP,").replace(",Negative,", ",Positive,").replace(",TMP,", ",Negative,")
+    test_csv.write_text(flipped)
+    second = training.train(config, log=False)
+    assert seen[1] == seen[0]
+    assert second.evaluation.metrics["accuracy"] == pytest.approx(1 - first.evaluation.metrics["accuracy"])
+    for key in ("offsets", "temperature", "best_step", "rows_sha256"):
+        assert second.validation[key] == first.validation[key], key
+
+
+def test_decision_offset_and_temperature_are_chosen_for_balanced_error():
+    from mlops_cli.core import decision_rule
+
+    rng = np.random.default_rng(0)
+    # A model that leans positive: negatives' margins sit around +0.5, positives' around +2.5.
+    y = np.array([0] * 300 + [1] * 700)
+    margin = np.where(y == 1, 2.5, 0.5) + rng.normal(0, 1.0, len(y))
+    logits = np.stack([np.zeros_like(margin), margin], axis=1)
+    assert decision_rule.balanced_accuracy(y, logits.argmax(1), 2) < 0.7
+    offsets = decision_rule.choose_offsets(logits, y, "balanced", np.array([0.3, 0.7]))
+    assert offsets[1] == pytest.approx(-1.5, abs=0.35)  # the midpoint between the two groups
+    assert decision_rule.balanced_accuracy(y, (logits + offsets).argmax(1), 2) > 0.8
+    assert decision_rule.choose_offsets(logits, y, "prior", np.array([0.3, 0.7]))[1] == pytest.approx(np.log(0.3 / 0.7))
+    assert not decision_rule.choose_offsets(logits, y, "argmax", np.array([0.3, 0.7])).any()
+    # Labels drawn from calibrated margins, logits 5x over-confident: the temperature found is about 5.
+    import torch
+
+    calibrated = rng.normal(0, 2, 4000)
+    drawn = (rng.random(4000) < 1 / (1 + np.exp(-calibrated))).astype(int)
+    temperature = decision_rule.fit_temperature(np.stack([np.zeros(4000), 5 * calibrated], axis=1), drawn)
+    assert 4.5 < temperature < 5.5
+    # Folding offsets and temperature into the head gives the same logits as applying them after it.
+    head = torch.nn.Linear(2, 2)
+    x = torch.randn(4, 2)
+    expected = (head(x).detach().numpy() + offsets) / temperature
+    decision_rule.fold_into_head(head, offsets, temperature)
+    assert np.allclose(head(x).detach().numpy(), expected, atol=1e-5)
+
+
+def test_bootstrap_intervals_cover_the_estimate_and_shrink_with_more_rows():
+    from mlops_cli.core import intervals
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 2000)
+    good = np.where(rng.random(2000) < 0.85, y, 1 - y)
+    worse = np.where(rng.random(2000) < 0.75, y, 1 - y)
+    low, high = intervals.interval(y, good, "accuracy")
+    assert low < (good == y).mean() < high and 0.02 < high - low < 0.05
+    small_low, small_high = intervals.interval(y[:200], good[:200], "accuracy")
+    assert small_high - small_low > 2 * (high - low)
+    diff = intervals.paired_difference(y, good, worse, "macro_f1")
+    assert diff["low"] > 0 and diff["p_better"] == 1.0
+    # Same predictions on both sides: the paired difference is exactly zero, whatever the resample.
+    same = intervals.paired_difference(y, good, good, "accuracy")
+    assert same == {"estimate": 0.0, "low": 0.0, "high": 0.0, "p_better": 0.0}
+    from sklearn.metrics import f1_score
+
+    assert intervals.METRICS["macro_f1"](y, good, 2) == pytest.approx(f1_score(y, good, average="macro"))
 
 
 def _silent_listener() -> tuple[socket.socket, int]:

@@ -8,8 +8,9 @@ VPC cannot be deleted. They carry tags that say whose they are:
   `kubernetes.io/service-name` = <namespace>/<name> (kubernetes/cloud-provider-aws, pkg/providers/v1
   aws_loadbalancer.go / tags.go);
 - EBS CSI volumes: `kubernetes.io/created-for/pvc/namespace`, `.../pvc/name`, `.../pv/name`
-  (kubernetes-sigs/aws-ebs-csi-driver, pkg/driver/controller.go, from the external-provisioner's
-  --extra-create-metadata), and `kubernetes.io/cluster/<cluster>` where the driver is given the cluster id;
+  (kubernetes-sigs/aws-ebs-csi-driver, from the external-provisioner's --extra-create-metadata), and
+  `kubernetes.io/cluster/<cluster>`, which our StorageClass asks for (`tagSpecification_1`, the driver's
+  docs/tagging.md; the driver adds it on its own only with --k8s-tag-cluster-id);
 - VPC CNI network interfaces: `cluster.k8s.amazonaws.com/name` = <cluster> (aws/amazon-vpc-cni-k8s,
   pkg/awsutils/awsutils.go).
 

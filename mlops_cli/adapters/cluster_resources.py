@@ -1,6 +1,6 @@
 """The objects in a cluster that own AWS resources: Services of type LoadBalancer and PersistentVolumeClaims.
 
-`mlops down --target eks` deletes all of them, in every namespace (ours, ingress-nginx's, Kourier's, and
+`mlops down --target eks` deletes all of them, in every namespace (ours, Envoy Gateway's, Kourier's, and
 whatever a user added), and waits until the API server no longer has them: the Service controller keeps a
 Service (finalizer service.kubernetes.io/load-balancer-cleanup) until the cloud load balancer is deleted,
 and a PVC stays until its volume is released. The kubernetes client is imported inside functions.

@@ -80,7 +80,7 @@ def mlops_command() -> str:
 
 def with_token_command(kubeconfig: str | dict[str, Any], cluster_name: str, region: str,
                        command: str | None = None) -> dict[str, Any]:
-    """The kubeconfig pulumi-eks generates (exec: `aws eks get-token`), its users switched to `mlops eks-token`."""
+    """A kubeconfig whose users run `mlops eks-token` (instead of, say, `aws eks get-token`)."""
     data = json.loads(kubeconfig) if isinstance(kubeconfig, str) else copy.deepcopy(kubeconfig)
     for user in data.get("users") or []:
         user["user"] = {"exec": {

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import time
@@ -88,7 +89,7 @@ def describe(obj: dict[str, Any]) -> str:
 def applied_hash(obj: dict[str, Any]) -> str:
     """sha256 of the object as we apply it, minus the annotation itself (and Secret values, which
     are compared with the live object instead so that no derivative of them is stored)."""
-    clean = json.loads(json.dumps(obj))
+    clean = copy.deepcopy(obj)
     clean.get("metadata", {}).get("annotations", {}).pop(HASH_ANNOTATION, None)
     if clean.get("kind") == "Secret":
         clean.pop("stringData", None)
@@ -262,7 +263,7 @@ class KubeCluster:
 
     def normalise(self, obj: dict[str, Any]) -> dict[str, Any]:
         """A copy with the default namespace filled in for namespaced kinds (as kubectl does)."""
-        out = json.loads(json.dumps(obj))
+        out = copy.deepcopy(obj)
         _, namespaced = self._kind_info(out["apiVersion"], out["kind"])
         if namespaced:
             out["metadata"].setdefault("namespace", self.default_namespace)
@@ -335,7 +336,7 @@ class KubeCluster:
                 action = self.plan(obj)
                 if action == "unchanged":
                     return action
-                body = json.loads(json.dumps(obj))
+                body = copy.deepcopy(obj)
                 if obj["kind"] not in UNANNOTATED_KINDS:
                     body["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = applied_hash(obj)
                 self.request("PATCH", self.path(obj), query=[("fieldManager", FIELD_MANAGER), ("force", "true")], body=body,

@@ -95,3 +95,19 @@ def egress_address(url: str = CHECKIP_URL) -> str:
     except (httpx.HTTPError, ValueError) as exc:
         raise PreflightError(f"could not find your egress address from {url}: {exc}",
                              hint='set eks.public_access_cidrs = ["<your address>/32"] in mlops.toml') from None
+
+
+def service_quota(service: str, code: str, region: str) -> float:
+    """An applied Service Quotas value (falls back to the AWS default when the account has no override)."""
+    import botocore.exceptions
+
+    _, quotas = _client("service-quotas", region)
+    try:
+        try:
+            return float(quotas.get_service_quota(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchResourceException":
+                raise
+            return float(quotas.get_aws_default_service_quota(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise MlopsError(f"Service Quotas {service}/{code}: {exc}") from None

@@ -26,7 +26,7 @@ from ..core.errors import MlopsError, NotFoundError, PreflightError
 INSTALL_HINT = "curl -fsSL https://get.pulumi.com | sh"
 PASSPHRASE_ENV = "PULUMI_CONFIG_PASSPHRASE"
 # Provider plugins the program uses, pinned to the versions of the installed Python SDKs.
-PLUGIN_PACKAGES = ("pulumi_aws", "pulumi_eks", "pulumi_kubernetes")
+PLUGIN_PACKAGES = ("pulumi_aws", "pulumi_kubernetes")
 
 
 @dataclass

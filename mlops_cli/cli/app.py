@@ -10,7 +10,7 @@ import typer
 from .. import __version__
 from ..core.errors import MlopsError
 from . import (commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_images,
-               commands_platform, commands_train)
+               commands_platform, commands_render, commands_train)
 from .state import state
 
 app = typer.Typer(
@@ -70,6 +70,7 @@ commands_platform.register(app)
 commands_train.register(app)
 commands_drift.register(app)
 commands_eks.register(app)
+commands_render.register(app)
 
 
 # Global flags people type after the subcommand too (`mlops data status --json`): hoisted to the front.

@@ -23,9 +23,11 @@ def doctor(ctx: typer.Context) -> None:
       MLOPS_PROJECT__TARGET=eks mlops doctor --json
     """
     from ..core.doctor import exit_code, run_checks
+    from ..targets import get_target
     from . import render
 
-    checks = run_checks(state(ctx).config())
+    config = state(ctx).config()
+    checks = run_checks(config, get_target(config).checks())
     code = exit_code(checks)
     if state(ctx).json:
         render.print_json({"ok": code == 0, "checks": [c.as_dict() for c in checks]})

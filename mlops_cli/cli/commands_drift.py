@@ -68,7 +68,8 @@ def _show(result: Any) -> None:
         render.note(f"[yellow]no verdict:[/] {result.message}")
         return
     render.show(render.table(
-        f"drift of model version {result.model_version}: {result.samples} prediction(s) vs "
+        f"drift of model version {result.model_version}: {result.samples} prediction(s)"
+        f"{f' (a random sample of {result.compared} compared)' if result.compared < result.samples else ''} vs "
         f"{result.reference_samples} reference row(s)",
         ["feature", "type", "test", "score", "threshold", "drifted"],
         ((f.feature, f.kind, f.method, f"{f.score:.4g}", f"{f.threshold:.4g}", "yes" if f.drifted else "no")

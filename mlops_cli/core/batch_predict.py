@@ -15,8 +15,6 @@ Example::
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 import time
 from collections import deque
 from contextlib import closing
@@ -24,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
+from .atomic_file import atomic_writer
 from .errors import DataError, MlopsError
 from .progress import SILENT, Reporter
 
@@ -121,51 +120,44 @@ def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Pat
 
     reporter.start("predict", f"scoring {file.name}", total=total)
     started = time.perf_counter()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out, ThreadPoolExecutor(IN_FLIGHT) as pool:
-            writer = csv.DictWriter(out, fieldnames=[*columns, *ours.values()], lineterminator="\n",
-                                    extrasaction="ignore")
-            writer.writeheader()
-            pending: deque[tuple[int, list[dict[str, str]], list[int], Future]] = deque()
+    with atomic_writer(output, newline="") as out, ThreadPoolExecutor(IN_FLIGHT) as pool:
+        writer = csv.DictWriter(out, fieldnames=[*columns, *ours.values()], lineterminator="\n",
+                                extrasaction="ignore")
+        writer.writeheader()
+        pending: deque[tuple[int, list[dict[str, str]], list[int], Future]] = deque()
 
-            def drain_one() -> None:
-                first, chunk, scored_idx, future = pending.popleft()
-                try:
-                    results = future.result()
-                except MlopsError as exc:
-                    raise type(exc)(f"{file}: rows {first}-{first + len(chunk) - 1}: {exc.message}",
-                                    hint=exc.hint) from None
-                by_index = dict(zip(scored_idx, results))
-                for i, row in enumerate(chunk):
-                    result = by_index.get(i)
-                    if result is not None:
-                        row[ours["label"]] = result["label"]
-                        row[ours["confidence"]] = result["confidence"]
-                        row[ours["model_version"]] = result.get("model_version", "")
-                    writer.writerow(row)
-                reporter.advance("predict", len(chunk))
+        def drain_one() -> None:
+            first, chunk, scored_idx, future = pending.popleft()
+            try:
+                results = future.result()
+            except MlopsError as exc:
+                raise type(exc)(f"{file}: rows {first}-{first + len(chunk) - 1}: {exc.message}",
+                                hint=exc.hint) from None
+            by_index = dict(zip(scored_idx, results))
+            for i, row in enumerate(chunk):
+                result = by_index.get(i)
+                if result is not None:
+                    row[ours["label"]] = result["label"]
+                    row[ours["confidence"]] = result["confidence"]
+                    row[ours["model_version"]] = result.get("model_version", "")
+                writer.writerow(row)
+            reporter.advance("predict", len(chunk))
 
-            _, rows = _rows(file)
-            with closing(rows):
-                for first, chunk in _batches(rows, batch_size):
-                    scored_idx = [i for i, _ in enumerate(chunk) if first + i not in skip]
-                    texts = [chunk[i][text_col][:max_chars] for i in scored_idx]
-                    if texts:
-                        future = pool.submit(predict, texts)
-                    else:
-                        future = Future()
-                        future.set_result([])
-                    pending.append((first, chunk, scored_idx, future))
-                    if len(pending) >= IN_FLIGHT:
-                        drain_one()
-                while pending:
+        _, rows = _rows(file)
+        with closing(rows):
+            for first, chunk in _batches(rows, batch_size):
+                scored_idx = [i for i, _ in enumerate(chunk) if first + i not in skip]
+                texts = [chunk[i][text_col][:max_chars] for i in scored_idx]
+                if texts:
+                    future = pool.submit(predict, texts)
+                else:
+                    future = Future()
+                    future.set_result([])
+                pending.append((first, chunk, scored_idx, future))
+                if len(pending) >= IN_FLIGHT:
                     drain_one()
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, output)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+            while pending:
+                drain_one()
     elapsed = time.perf_counter() - started
     reporter.finish("predict", f"{total} rows")
     summary: dict[str, Any] = {

@@ -19,17 +19,31 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from .errors import ConfigError
+from .time_window import duration_seconds
 
 CONFIG_FILENAME = "mlops.toml"
 ENV_PREFIX = "MLOPS_"
 TargetName = Literal["local", "kubernetes", "eks"]
 # The packaged review corpora (core/data_sources.py says what each is and where it comes from).
 DataSourceName = Literal["drugscom", "rotten_tomatoes", "tweets", "amazon_snippets"]
+
+
+def _duration(value: str) -> str:
+    duration_seconds(value)
+    return value
+
+
+# A time span such as "30m", "24h" or "7d" (units s, m, h, d, w), checked when the config loads and kept
+# as written; `time_window.parse_duration` turns it into a timedelta where it is used.
+Duration = Annotated[str, AfterValidator(_duration)]
+# A Kubernetes storage quantity in binary units, e.g. "10Gi": what a PersistentVolumeClaim requests.
+Quantity = Annotated[str, Field(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")]
 
 
 class Section(BaseModel):
@@ -48,6 +62,7 @@ class DataConfig(Section):
     # Built in: drugsCom alone (small and quick: what a bare project and the tests get). The shipped
     # mlops.toml, the default recipe, adds the corpora that make the model travel.
     sources: list[DataSourceName] = Field(default_factory=lambda: ["drugscom"], min_length=1)
+    max_rows_per_source: int = Field(0, ge=0)
     test_size: float = Field(0.2, gt=0, lt=1)
     validation_size: float = Field(0.15, gt=0, lt=1)
     seed: int = 42
@@ -71,6 +86,10 @@ class TrainConfig(Section):
     class_weight_power: float = Field(0.5, ge=0, le=1)
     seed: int = 42
     threads: int = Field(0, ge=0)
+    source_balance: float = Field(0.5, ge=0, le=1)
+    early_stopping_patience: int = Field(1, ge=0)
+    decision: Literal["balanced", "prior", "argmax"] = "balanced"
+    calibrate: bool = True
 
 
 class RegistryConfig(Section):
@@ -79,6 +98,7 @@ class RegistryConfig(Section):
     model_name: str = "review-sentiment"
     champion_alias: str = "champion"
     min_f1: float = Field(0.5, ge=0, le=1)
+    beat_baseline: Literal["off", "estimate", "interval"] = "off"
     connect_timeout_s: float = Field(5.0, gt=0)
 
 
@@ -88,11 +108,42 @@ class ServingConfig(Section):
     threads: int = Field(0, ge=0)
     min_replicas: int = Field(0, ge=0)
     max_replicas: int = Field(3, ge=1)
-    runtime: Literal["mlops", "huggingface"] = "mlops"
+    # What our predictor runs: the int8 ONNX export on onnxruntime (smaller, faster, no torch) or the fp32
+    # torch weights. `predictor_server` picks the server in a cluster: ours, or KServe's huggingface runtime.
+    runtime: Literal["onnx-int8", "torch"] = "onnx-int8"
+    predictor_server: Literal["mlops", "huggingface"] = "mlops"
     ready_timeout_s: float = Field(180.0, gt=0)
     # `predict --file`: a text over [gateway].max_chars is truncated, skipped (counted, its cells left
     # empty) or fails the whole file naming its row.
     long_text: Literal["truncate", "skip", "fail"] = "truncate"
+    # The predictor's batcher: under load a pass waits up to max_wait_ms to fill; a request that would wait
+    # longer than latency_budget_ms (or find max_queue texts ahead) gets 503 + Retry-After at once.
+    max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    latency_budget_ms: float = Field(2000.0, gt=0)
+    max_queue: int = Field(1024, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_server_choice(cls, data: Any) -> Any:
+        # Before the ONNX runtime, `runtime` named the server ("mlops" | "huggingface"); that choice is
+        # `predictor_server` now. Old files keep working: the huggingface server serves torch weights.
+        if isinstance(data, dict) and data.get("runtime") in ("mlops", "huggingface"):
+            if "predictor_server" in data:
+                raise ValueError(f'runtime = "{data["runtime"]}" names a server, which is predictor_server now: '
+                                 'set runtime = "onnx-int8" or "torch"')
+            data = dict(data)
+            server = data.pop("runtime")
+            data["predictor_server"] = server
+            if server == "huggingface":
+                data["runtime"] = "torch"
+        return data
+
+    @model_validator(mode="after")
+    def _server_can_run_it(self) -> "ServingConfig":
+        if self.predictor_server == "huggingface" and self.runtime != "torch":
+            raise ValueError('predictor_server = "huggingface" serves the fp32 torch weights only: '
+                             'set runtime = "torch", or predictor_server = "mlops" for "onnx-int8"')
+        return self
 
 
 class GatewayConfig(Section):
@@ -112,11 +163,14 @@ class GatewayConfig(Section):
 
 
 class DriftConfig(Section):
-    window: str = "24h"
+    window: Duration = "24h"
     min_samples: int = Field(30, ge=1)
-    interval: str = "5m"
+    interval: Duration = "5m"
     drift_share: float = Field(0.5, gt=0, le=1)
     reference_samples: int = Field(1000, ge=10)
+    # At most this many predictions of the window are compared (a uniform random sample; the report
+    # says how many): memory stays bounded however many the window holds.
+    sample_size: int = Field(5000, ge=30)
 
 
 class ObservabilityConfig(Section):
@@ -173,32 +227,39 @@ class KubernetesConfig(Section):
     context: str = ""
     namespace: str = "mlops"
     version: str = "1.35"  # as [eks].version defaults to; rendered objects are tested against 1.34 and 1.35
-    ingress_host: str = "mlops.local"
+    ingress_host: str = "mlops.local"   # the public HTTPS host of the gateway (Envoy Gateway listener)
+    tls_issuer: str = ""   # a cert-manager ClusterIssuer for that host (e.g. letsencrypt-prod); empty: self-signed
+    tls_ca_bundle: str = ""   # PEM file `mlops predict` trusts for that host (a private CA); empty: see targets/kubernetes_edge.py
+    ingress_address: str = ""   # host:port to connect to when ingress_host does not resolve (kind port-forward); TLS still checks ingress_host
     storage_class: str = ""
     manifest_cache: str = ".mlops/manifests"
     offline_bundle: str = ""
     step_timeout_s: float = Field(300.0, gt=0)
     # Upstream release manifests: each pinned by version and the sha256 of the file at its URL.
     # URLs may hold {version}; the downloaded file is refused when its sha256 differs from the pin.
-    cert_manager_version: str = "v1.16.2"
+    # Versions: the set KServe v0.20.0 installs and tests together (its
+    # install/v0.20.0/kserve-knative-mode-dependency-install.sh: cert-manager v1.17.0, Knative Serving
+    # 1.21.1, Envoy Gateway v1.8.1 with Gateway API v1.5.1); Kourier from the same Knative minor.
+    cert_manager_version: str = "v1.17.0"
     cert_manager_url: str = "https://github.com/cert-manager/cert-manager/releases/download/{version}/cert-manager.yaml"
     cert_manager_sha256: str = ""
-    knative_version: str = "knative-v1.16.0"
+    knative_version: str = "knative-v1.21.1"
     knative_crds_url: str = "https://github.com/knative/serving/releases/download/{version}/serving-crds.yaml"
     knative_crds_sha256: str = ""
     knative_core_url: str = "https://github.com/knative/serving/releases/download/{version}/serving-core.yaml"
     knative_core_sha256: str = ""
-    kourier_version: str = "knative-v1.16.0"
-    kourier_url: str = "https://github.com/knative/net-kourier/releases/download/{version}/kourier.yaml"
+    kourier_version: str = "knative-v1.21.0"
+    kourier_url: str = "https://github.com/knative-extensions/net-kourier/releases/download/{version}/kourier.yaml"
     kourier_sha256: str = ""
-    kserve_version: str = "v0.15.2"
+    kserve_version: str = "v0.20.0"
     kserve_url: str = "https://github.com/kserve/kserve/releases/download/{version}/kserve.yaml"
     kserve_sha256: str = ""
     kserve_runtimes_url: str = "https://github.com/kserve/kserve/releases/download/{version}/kserve-cluster-resources.yaml"
     kserve_runtimes_sha256: str = ""
-    ingress_nginx_version: str = "controller-v1.11.3"
-    ingress_nginx_url: str = "https://raw.githubusercontent.com/kubernetes/ingress-nginx/{version}/deploy/static/provider/cloud/deploy.yaml"
-    ingress_nginx_sha256: str = ""
+    # The public edge: Envoy Gateway (its install.yaml carries the Gateway API v1.5.1 CRDs it was built with).
+    envoy_gateway_version: str = "v1.8.1"
+    envoy_gateway_url: str = "https://github.com/envoyproxy/gateway/releases/download/{version}/install.yaml"
+    envoy_gateway_sha256: str = ""
     # Images of the third-party services we render ourselves (ours, MLflow included, come from [images]).
     prometheus_image: str = "quay.io/prometheus/prometheus:v2.55.1"
     grafana_image: str = "docker.io/grafana/grafana:11.3.1"
@@ -211,15 +272,15 @@ class KubernetesConfig(Section):
     mlflow_backend_uri: str = ""
     # The predictor's own read-only identity for model storage (IRSA role on EKS), never MLflow's role.
     predictor_role_arn: str = ""
-    mlflow_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    mlflow_volume_size: Quantity = "10Gi"
     # MLflow's artifact PVC (when artifacts are not in S3). ReadWriteOnce: predictors are scheduled on
     # MLflow's node (it is the only node that can mount it); ReadWriteMany (EFS/NFS): anywhere.
     mlflow_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
-    prometheus_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
-    loki_volume_size: str = Field("10Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    prometheus_volume_size: Quantity = "10Gi"
+    loki_volume_size: Quantity = "10Gi"
     # The prediction log the gateway writes and the drift service reads. ReadWriteOnce works on any
     # cluster by keeping the gateway pods on the drift pod's node; ReadWriteMany needs e.g. EFS or NFS.
-    predictions_volume_size: str = Field("5Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    predictions_volume_size: Quantity = "5Gi"
     predictions_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
     # Gateway autoscaling: CPU utilisation and per-pod request rate (the latter needs a metrics adapter).
     gateway_min_replicas: int = Field(2, ge=1)
@@ -255,6 +316,8 @@ class EksConfig(Section):
     log_retention_days: int = Field(30, ge=1)  # the control-plane log group /aws/eks/<cluster>/cluster
     release_timeout_s: float = Field(600.0, gt=0)  # down: wait this long for AWS to free LBs/volumes of the cluster
     release_poll_s: float = Field(5.0, gt=0)
+    estimate_nat_gb_month: float = Field(50.0, ge=0)  # cost estimate: GB/month through NAT (image pulls, S3 without endpoint)
+    estimate_log_gb_month: float = Field(5.0, ge=0)   # cost estimate: GB/month of control-plane logs
     # 2 x m6i.large (3.9 allocatable vCPU) cannot hold the platform's ~4.3 requested; `up` checks (core/capacity.py).
     instance_types: list[str] = ["m6i.xlarge"]
     min_size: int = Field(1, ge=0)

@@ -10,17 +10,29 @@ from __future__ import annotations
 import tomllib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
-# The platform install (the Kubernetes target) applies the upstream ingress-nginx and Kourier manifests,
-# each with a Service of type LoadBalancer: on EKS each gets a classic ELB that the stack does not
-# declare but `up` does cause.
+# The platform install (the Kubernetes target) causes two Services of type LoadBalancer: the Envoy proxy
+# Envoy Gateway provisions for our Gateway ("deploys Envoy Proxy Service as LoadBalancer by default",
+# gateway.envoyproxy.io tasks/traffic/gateway-address) and Kourier's `kourier` Service (kourier.yaml).
+# On EKS each gets a classic ELB that the stack does not declare but `up` does cause.
 PLATFORM_LOAD_BALANCERS = 2
 DEFAULT_NODE_DISK_GB = 20  # EKS's default when a node group names no disk size
 _GONE = {"delete", "delete-replaced", "discard", "discard-replaced", "remove-pending-replace"}
-NOT_ESTIMATED = "data processed by NAT/load balancers, S3 storage and requests, ECR storage, data transfer"
+NOT_ESTIMATED = "load balancer capacity units, S3 storage and requests, ECR storage, data transfer out"
+STALE_AFTER_DAYS = 183   # six months: list prices move, and new instance generations get cheaper
+
+
+@dataclass(frozen=True)
+class UsageAssumptions:
+    """Volumes the usage-based lines are priced at (from [eks] estimate_*): not measured, said so."""
+
+    nat_gb_month: float = 50.0
+    log_gb_month: float = 5.0
+    zones: int = 2            # an internet-facing classic ELB has a public IPv4 address in each zone
 
 
 class Step(Protocol):
@@ -58,6 +70,18 @@ class CostEstimate:
     prices: PriceTable
     region: str
     unpriced: list[str] = field(default_factory=list)
+    today: date | None = None
+
+    @property
+    def prices_age_days(self) -> int | None:
+        try:
+            as_of = date.fromisoformat(self.prices.as_of)
+        except ValueError:
+            try:
+                as_of = date.fromisoformat(f"{self.prices.as_of}-01")   # "YYYY-MM"
+            except ValueError:
+                return None
+        return ((self.today or date.today()) - as_of).days
 
     @property
     def hourly(self) -> float:
@@ -74,8 +98,12 @@ class CostEstimate:
 
     @property
     def notes(self) -> list[str]:
-        notes = [f"prices: stacks/prices.toml, from {self.prices.source}",
+        notes = [f"prices as of {self.prices.as_of}: stacks/prices.toml, from {self.prices.source}",
                  f"not estimated (usage-based): {NOT_ESTIMATED}"]
+        age = self.prices_age_days
+        if age is not None and age > STALE_AFTER_DAYS:
+            notes.insert(0, f"WARNING: the price table is {age} days old (as of {self.prices.as_of}, more than six "
+                            "months): re-check the AWS pricing pages and update stacks/prices.toml")
         if self.region != self.prices.region:
             notes.append(f"the stack is in {self.region}; prices are {self.prices.region}'s and differ there")
         if self.unpriced:
@@ -96,6 +124,7 @@ class CostEstimate:
             "currency": self.prices.currency,
             "prices_as_of": self.prices.as_of,
             "prices_region": self.prices.region,
+            "prices_age_days": self.prices_age_days,
             "source": self.prices.source,
             "lines": [asdict(ln) for ln in self.lines],
             "hourly": round(self.hourly, 4),
@@ -127,7 +156,7 @@ def _remaining(steps: Iterable[Step]) -> list[Step]:
 
 
 def _node_groups(steps: list[Step]) -> list[Step]:
-    # A real preview shows the pulumi_eks component and the aws:eks NodeGroup it creates: count one of them.
+    # Count the aws:eks NodeGroup; a component wrapping one (pulumi-eks ManagedNodeGroup) only when alone.
     concrete = [s for s in steps if s.type == "aws:eks/nodeGroup:NodeGroup"]
     return concrete or [s for s in steps if s.type == "eks:index:ManagedNodeGroup"]
 
@@ -150,38 +179,57 @@ def _control_plane(cluster: Step, prices: PriceTable) -> CostLine:
     return CostLine("EKS control plane", detail, 1, prices.hourly["eks_cluster"])
 
 
+def _root_volumes(steps: list[Step], group: Step) -> tuple[str, float]:
+    """(type, GB) of a node group's root volume: from its launch template (ours, stacks/cluster.py) when it
+    has one, else EKS's default for a group without one."""
+    template = next((s for s in steps if s.type == "aws:ec2/launchTemplate:LaunchTemplate" and s.name == group.name), None)
+    for mapping in (template.inputs.get("blockDeviceMappings") or []) if template else []:
+        ebs = mapping.get("ebs") or {}
+        if "volumeSize" in ebs:
+            return str(ebs.get("volumeType") or "gp2"), _num(ebs["volumeSize"], DEFAULT_NODE_DISK_GB)
+    return "gp2", _num(group.inputs.get("diskSize"), DEFAULT_NODE_DISK_GB)
+
+
 def estimate(steps: Iterable[Step], prices: PriceTable, *, region: str,
-             platform_load_balancers: int = PLATFORM_LOAD_BALANCERS) -> CostEstimate:
+             platform_load_balancers: int = PLATFORM_LOAD_BALANCERS, usage: UsageAssumptions | None = None,
+             today: date | None = None) -> CostEstimate:
     """The hourly and monthly cost of the resources that exist once the previewed update is applied."""
+    usage = usage or UsageAssumptions()
     live = _remaining(steps)
     lines: list[CostLine] = []
     unpriced: list[str] = []
-    hourly, monthly = prices.hourly, prices.monthly
+    hourly, monthly, per_gb, hours = prices.hourly, prices.monthly, prices.per_gb, prices.hours_per_month
 
     clusters = len(_clusters(live))
     for cluster in _clusters(live):
         lines.append(_control_plane(cluster, prices))
 
-    disk_gb = 0.0
+    volumes: Counter[str] = Counter()
     for group in _node_groups(live):
         inputs = group.inputs
         types = inputs.get("instanceTypes") or ["t3.medium"]
         kind = str(types[0])
         count = _num((inputs.get("scalingConfig") or {}).get("desiredSize"), 1.0)
-        disk_gb += count * _num(inputs.get("diskSize"), DEFAULT_NODE_DISK_GB)
+        volume_type, size = _root_volumes(live, group)
+        volumes[volume_type] += count * size
         price = prices.instances.get(kind)
         if price is None:
             unpriced.append(kind)
         lines.append(CostLine(f"nodes {kind}", f"node group {group.name} (desired size)", count,
                               None if price is None else count * price))
-    if disk_gb:
-        lines.append(CostLine("node volumes (gp3)", "GB, all nodes", disk_gb,
-                              disk_gb * monthly["ebs_gp3_gb"] / prices.hours_per_month))
+    for volume_type, gb in sorted(volumes.items()):
+        price = monthly.get(f"ebs_{volume_type}_gb")
+        if price is None:
+            unpriced.append(f"EBS {volume_type}")
+        lines.append(CostLine(f"node root volumes ({volume_type})", "GB, all nodes, as the launch template makes them",
+                              gb, None if price is None else gb * price / hours))
 
     types = Counter(s.type for s in live)
     nats = types["aws:ec2/natGateway:NatGateway"]
     if nats:
-        lines.append(CostLine("NAT gateways", "per gateway (+ per GB processed)", nats, nats * hourly["nat_gateway"]))
+        lines.append(CostLine("NAT gateways", "per gateway-hour", nats, nats * hourly["nat_gateway"]))
+        lines.append(CostLine("NAT data processing", f"{usage.nat_gb_month:g} GB/month assumed (eks.estimate_nat_gb_month)",
+                              usage.nat_gb_month, usage.nat_gb_month * per_gb["nat_processed"] / hours))
     eips = types["aws:ec2/eip:Eip"]
     if eips:
         lines.append(CostLine("public IPv4 addresses", "NAT Elastic IPs", eips, eips * hourly["public_ipv4"]))
@@ -193,8 +241,15 @@ def estimate(steps: Iterable[Step], prices: PriceTable, *, region: str,
         elif step.type == "aws:elb/loadBalancer:LoadBalancer":
             lines.append(CostLine("load balancer (classic)", step.name, 1, hourly["load_balancer_classic"]))
     if platform_load_balancers and clusters:
-        lines.append(CostLine("load balancer (classic)", "ingress-nginx + Kourier Services, from the platform install",
+        lines.append(CostLine("load balancer (classic)", "Envoy Gateway proxy + Kourier Services, from the platform install",
                               platform_load_balancers, platform_load_balancers * hourly["load_balancer_classic"]))
+        addresses = platform_load_balancers * usage.zones
+        lines.append(CostLine("public IPv4 addresses", f"those load balancers: one per zone ({usage.zones}) each",
+                              addresses, addresses * hourly["public_ipv4"]))
+    if clusters and types["aws:cloudwatch/logGroup:LogGroup"]:
+        lines.append(CostLine("CloudWatch Logs ingestion", f"control-plane logs, {usage.log_gb_month:g} GB/month assumed "
+                              "(eks.estimate_log_gb_month)", usage.log_gb_month,
+                              usage.log_gb_month * per_gb["cloudwatch_logs_ingest"] / hours))
     for ln in lines:
-        ln.monthly = None if ln.hourly is None else ln.hourly * prices.hours_per_month
-    return CostEstimate(lines=lines, prices=prices, region=region, unpriced=sorted(set(unpriced)))
+        ln.monthly = None if ln.hourly is None else ln.hourly * hours
+    return CostEstimate(lines=lines, prices=prices, region=region, unpriced=sorted(set(unpriced)), today=today)

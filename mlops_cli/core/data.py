@@ -23,7 +23,7 @@ def prepare(config: Config) -> dict[str, Any]:
     from . import data_sources
 
     d = config.data
-    dataset = load_sources(list(d.sources), d.classes, d.test_size, d.seed)
+    dataset = load_sources(list(d.sources), d.classes, d.test_size, d.seed, d.max_rows_per_source)
     check_split_sizes(dataset, d.classes, d.test_size, d.validation_size, where=f"[data].sources {', '.join(d.sources)}")
     return _save(config, dataset, [data_sources.describe(name) for name in d.sources])
 
@@ -44,6 +44,7 @@ def _save(config: Config, dataset: Dataset, sources: list[dict[str, Any]]) -> di
     target = dataset_dir(config)
     by_source = dataset.counts_by_source()
     manifest = {"classes": config.data.classes, "test_size": config.data.test_size, "seed": config.data.seed,
+                "max_rows_per_source": config.data.max_rows_per_source,
                 "sources": [{**s, "counts": by_source.get(s["name"], {})} for s in sources]}
     write_dataset(dataset, target, manifest)
     md5 = store(config).track(target)

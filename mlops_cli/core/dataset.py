@@ -95,11 +95,12 @@ def clean_text(text: str) -> str:
 
 # -- packaged corpora ------------------------------------------------------------------------------
 
-def load_sources(names: list[str], classes: str, test_size: float, seed: int) -> Dataset:
+def load_sources(names: list[str], classes: str, test_size: float, seed: int, max_rows: int = 0) -> Dataset:
     """Each source's own test split where it ships one, else a stratified seeded one; duplicates removed.
 
-    A text seen in any test split is dropped from every train split (no leakage across sources), and each
-    text is kept once per split.
+    A source with more than `max_rows` rows (0 = no limit) keeps a stratified, seeded sample of that many,
+    in each split in proportion. A text seen in any test split is dropped from every train split (no
+    leakage across sources), and each text is kept once per split.
     """
     from . import data_sources
 
@@ -107,6 +108,9 @@ def load_sources(names: list[str], classes: str, test_size: float, seed: int) ->
     test: list[Example] = []
     for name in names:
         rows = data_sources.load(name, classes)
+        total = sum(len(r) for r in rows.values())
+        if max_rows and total > max_rows:
+            rows = {k: _sample(r, round(len(r) * max_rows / total), seed) for k, r in rows.items()}
         if "all" in rows:
             part = split(rows["all"], test_size, seed)
             rows = {"train": part.train, "test": part.test}
@@ -116,6 +120,19 @@ def load_sources(names: list[str], classes: str, test_size: float, seed: int) ->
     in_test = {_key(e) for e in test}
     train = [e for e in _unique(train) if _key(e) not in in_test]
     return Dataset(train=train, test=test)
+
+
+def _sample(rows: list[Example], n: int, seed: int) -> list[Example]:
+    """n rows, each label keeping its share; order kept."""
+    rng = random.Random(f"sample-{seed}")
+    by_label: dict[str, list[int]] = {}
+    for i, e in enumerate(rows):
+        by_label.setdefault(e.label, []).append(i)
+    keep: list[int] = []
+    for label in sorted(by_label):
+        group = by_label[label]
+        keep.extend(rng.sample(group, round(len(group) * n / len(rows))))
+    return [rows[i] for i in sorted(keep)]
 
 
 def _key(e: Example) -> str:

@@ -1,30 +1,21 @@
-"""Preflight checks: each says OK or what is missing and the exact fix."""
+"""Preflight checks the core needs whatever the target; each says OK or what is missing and the exact fix.
+
+The caller adds the target's own checks (`Target.checks()`): the core does not know the targets.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-from dataclasses import asdict, dataclass
+from typing import Iterable
 
-
+from .check import Check
 from .config import Config
 from .dataset import dataset_dir
 
 
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str = ""
-    fix: str = ""
-    required: bool = True  # does the current target need it?
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
 CORE_MODULES = ("torch", "transformers", "mlflow", "dvc", "kserve", "evidently", "fastapi", "uvicorn")
-CLOUD_MODULES = ("pulumi", "pulumi_aws", "pulumi_eks", "pulumi_kubernetes", "kubernetes")
+CLOUD_MODULES = ("pulumi", "pulumi_aws", "pulumi_kubernetes", "kubernetes")
 
 
 def module_check(module: str, extra: str, required: bool) -> Check:
@@ -33,7 +24,8 @@ def module_check(module: str, extra: str, required: bool) -> Check:
     return Check(f"import {module}", found, "installed" if found else "not installed", "" if found else fix, required)
 
 
-def run_checks(config: Config) -> list[Check]:
+def run_checks(config: Config, target_checks: Iterable[Check] = ()) -> list[Check]:
+    """The core's checks, then the target's (the caller asks the target: `get_target(config).checks()`)."""
     checks = [
         Check("python >= 3.11", sys.version_info >= (3, 11), sys.version.split()[0],
               "" if sys.version_info >= (3, 11) else "install Python 3.11 or newer"),
@@ -45,10 +37,7 @@ def run_checks(config: Config) -> list[Check]:
     checks.append(_weights_check())
     checks.append(_tracking_check(config))
     checks.append(_remote_check(config))
-    from ..targets import get_target
-
-    target = get_target(config)
-    checks += getattr(target, "checks", lambda: [])()
+    checks += target_checks
     return checks
 
 

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from .atomic_file import write_atomically
 from .config import Config
 from .errors import DataError, NotFoundError
 
@@ -130,10 +131,7 @@ def load_reference(config: Config, ref: Any) -> "pd.DataFrame":
         mlflow_tracking.preflight(config)
         with tempfile.TemporaryDirectory(prefix="mlops-drift-ref-") as tmp:
             local = Path(download_artifacts(artifact_uri=uri, dst_path=tmp))
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            partial = cached.with_suffix(".csv.partial")
-            partial.write_bytes(local.read_bytes())
-            partial.replace(cached)
+            write_atomically(cached, local.read_bytes())
     return read_reference_file(cached)
 
 

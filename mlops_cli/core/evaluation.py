@@ -1,12 +1,16 @@
 """Evaluate a classifier on labelled reviews: the numbers, and two plots (matplotlib, Agg backend).
 
-Metrics: accuracy, macro F1, per-class precision/recall/F1, ROC-AUC (one-vs-rest macro when there are
-more than two classes) and expected calibration error (15 equal-width confidence bins).
+Metrics: accuracy, balanced accuracy, macro F1, per-class precision/recall/F1, ROC-AUC (one-vs-rest macro
+when there are more than two classes) and expected calibration error (15 equal-width confidence bins),
+with 95% bootstrap intervals (``*_ci_low`` / ``*_ci_high``) for accuracy, balanced accuracy, macro F1
+and ECE. `compare` scores the model against the TF-IDF baseline on the same rows: the baseline's numbers
+(``baseline_*``) and a paired bootstrap of the difference (``delta_*``).
 
 Example::
 
     result = evaluate(classifier, read_split(config, "test"), out_dir)
-    result.metrics["macro_f1"], result.plots["confusion_matrix"]
+    result.metrics["macro_f1"], result.metrics["macro_f1_ci_low"], result.plots["confusion_matrix"]
+    compare(result, score_baseline(baseline, test_rows))["delta_macro_f1_ci_low"]
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from .errors import DataError
 
 ECE_BINS = 15
 KEY_METRICS = ("accuracy", "macro_f1", "roc_auc", "ece")
+INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+COMPARED_METRICS = ("accuracy", "macro_f1")
 
 
 @dataclass
@@ -32,6 +38,9 @@ class Evaluation:
     metrics: dict[str, float]
     confusion: list[list[int]]
     plots: dict[str, Path] = field(default_factory=dict)
+    # What the numbers came from, kept for paired comparisons; not serialised.
+    y_true: np.ndarray | None = field(default=None, repr=False)
+    proba: np.ndarray | None = field(default=None, repr=False)
 
     def per_class(self) -> list[dict[str, Any]]:
         return [{"label": label, "precision": self.metrics[f"precision_{label}"],
@@ -54,7 +63,7 @@ def evaluate(classifier, examples: Sequence[Example], out_dir: Path | None = Non
                         hint="evaluate on data with the model's classes ([data].classes)")
     y_true = np.array([index[e.label] for e in examples], dtype=int)
     proba = classifier.predict_proba([e.text for e in examples], batch_size=batch_size)
-    result = score(labels, y_true, proba)
+    result = score(labels, y_true, proba, intervals=True)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         result.plots = {
@@ -64,8 +73,10 @@ def evaluate(classifier, examples: Sequence[Example], out_dir: Path | None = Non
     return result
 
 
-def score(labels: list[str], y_true: np.ndarray, proba: np.ndarray) -> Evaluation:
+def score(labels: list[str], y_true: np.ndarray, proba: np.ndarray, intervals: bool = False) -> Evaluation:
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    from . import intervals as bootstrap
 
     k = len(labels)
     y_pred = proba.argmax(axis=1)
@@ -74,6 +85,7 @@ def score(labels: list[str], y_true: np.ndarray, proba: np.ndarray) -> Evaluatio
         y_true, y_pred, labels=all_classes, zero_division=0)
     metrics: dict[str, float] = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(np.mean(recall[support > 0])) if (support > 0).any() else math.nan,
         "macro_f1": float(f1_score(y_true, y_pred, labels=all_classes, average="macro", zero_division=0)),
         "roc_auc": roc_auc(y_true, proba),
         "ece": expected_calibration_error(y_true, proba),
@@ -83,8 +95,41 @@ def score(labels: list[str], y_true: np.ndarray, proba: np.ndarray) -> Evaluatio
         metrics[f"recall_{label}"] = float(recall[i])
         metrics[f"f1_{label}"] = float(f1[i])
         metrics[f"support_{label}"] = float(support[i])
+    if intervals and len(y_true):
+        for name in INTERVAL_METRICS:
+            metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = bootstrap.interval(y_true, y_pred, name, k)
+        metrics["ece_ci_low"], metrics["ece_ci_high"] = bootstrap.ece_interval(y_true, proba, ECE_BINS)
     confusion = confusion_matrix(y_true, y_pred, labels=all_classes).tolist()
-    return Evaluation(labels=labels, n=int(len(y_true)), metrics=metrics, confusion=confusion)
+    return Evaluation(labels=labels, n=int(len(y_true)), metrics=metrics, confusion=confusion,
+                      y_true=np.asarray(y_true), proba=np.asarray(proba))
+
+
+def score_baseline(baseline, examples: Sequence[Example]) -> Evaluation:
+    """The TF-IDF baseline (core/baseline.py) scored on the same rows, with the same intervals."""
+    index = {label: i for i, label in enumerate(baseline.labels)}
+    y_true = np.array([index[e.label] for e in examples], dtype=int)
+    return score(baseline.labels, y_true, baseline.predict_proba([e.text for e in examples]), intervals=True)
+
+
+def compare(model: Evaluation, baseline: Evaluation) -> dict[str, float]:
+    """The baseline's key numbers and intervals as ``baseline_*``, model minus baseline as ``delta_*``.
+
+    ``delta_<metric>_ci_low/high`` is a paired bootstrap interval (same resampled rows for both);
+    ``delta_<metric>_p_better`` the share of resamples in which the model scored higher.
+    """
+    from . import intervals as bootstrap
+
+    if model.y_true is None or baseline.y_true is None or not np.array_equal(model.y_true, baseline.y_true):
+        raise ValueError("compare needs both evaluations on the same rows")
+    keep = [*KEY_METRICS, "balanced_accuracy", *(f"{m}_ci_{b}" for m in (*INTERVAL_METRICS, "ece") for b in ("low", "high"))]
+    out = {f"baseline_{k}": baseline.metrics[k] for k in keep if k in baseline.metrics}
+    k = len(model.labels)
+    for name in COMPARED_METRICS:
+        diff = bootstrap.paired_difference(model.y_true, model.proba.argmax(1), baseline.proba.argmax(1), name, k)
+        out[f"delta_{name}"] = diff["estimate"]
+        out[f"delta_{name}_ci_low"], out[f"delta_{name}_ci_high"] = diff["low"], diff["high"]
+        out[f"delta_{name}_p_better"] = diff["p_better"]
+    return out
 
 
 def roc_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
@@ -188,15 +233,21 @@ def plot_reliability(y_true: np.ndarray, proba: np.ndarray, path: Path) -> Path:
     return path
 
 
-def evaluate_registered(config, version: str | None = None, alias: str | None = None) -> tuple[Any, Evaluation]:
-    """Evaluate a registered version on the current test split, exactly as training does. Returns (ref, result)."""
+def evaluate_registered(config, version: str | None = None,
+                        alias: str | None = None) -> tuple[Any, Evaluation, dict[str, float]]:
+    """Evaluate a registered version on the current test split, exactly as training does, beside the baseline
+    fitted on the same fit rows. Returns (ref, result, comparison)."""
     from models.classifier import SentimentClassifier
 
+    from . import baseline as tfidf
     from . import registry
-    from .dataset import read_split
+    from .dataset import carve_validation, read_split
 
-    test_set = read_split(config, "test")
     ref = registry.resolve_version(config, version=version, alias=alias)
     classifier = SentimentClassifier.load(registry.local_model_dir(config, ref))
+    fit_rows, _ = carve_validation(read_split(config, "train"), config.data.validation_size, config.data.seed)
+    reference = tfidf.fit(fit_rows, classifier.labels, config.train.seed)
+    test_set = read_split(config, "test")
     out_dir = config.state_dir / "eval" / f"{ref.name}-v{ref.version}"
-    return ref, evaluate(classifier, test_set, out_dir, batch_size=config.serving.batch_size)
+    result = evaluate(classifier, test_set, out_dir, batch_size=config.serving.batch_size)
+    return ref, result, compare(result, score_baseline(reference, test_set))

@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 
 import psutil
 
+from .atomic_file import write_atomically
 from .errors import MlopsError, PreflightError
 
 
@@ -53,11 +54,7 @@ class ProcessTable:
     def save(self, data: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         out = {**data, "processes": {k: asdict(v) for k, v in data["processes"].items()}}
-        tmp = self.file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # records hold the gateway's env
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(out, indent=2))
-        tmp.replace(self.file)
+        write_atomically(self.file, json.dumps(out, indent=2), perms=0o600)  # records hold the gateway's env
 
     def records(self) -> dict[str, ProcessRecord]:
         return self.load()["processes"]

@@ -10,7 +10,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import shutil
 from pathlib import Path
 from typing import Any, Iterable
@@ -45,7 +44,7 @@ def render_scrape_config(config: Config, predictor_ports: Iterable[int] | None =
     if not source.is_file():
         raise NotFoundError(f"Prometheus scrape config {source} is missing",
                             hint="it ships with mlops in charts/observability/; restore it from git")
-    scrape = copy.deepcopy(yaml.safe_load(source.read_text()))
+    scrape = yaml.safe_load(source.read_text())  # freshly parsed: ours to change
     targets = local_targets(config, predictor_ports)
     for job in scrape.get("scrape_configs", []):
         if job.get("job_name") in targets:

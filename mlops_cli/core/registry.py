@@ -1,7 +1,9 @@
 """The model registry: versions of the registered model ([registry].model_name), aliases and the promotion gate.
 
 Gate: a version becomes ``champion`` only when its macro F1 is at least ``[registry].min_f1`` and at least
-the current champion's, unless forced. Every champion change is appended to a history kept as a tag on the
+the current champion's, and, with ``[registry].beat_baseline``, above the TF-IDF baseline of its own run
+(``estimate``: the paired difference is positive; ``interval``: its 95% interval lies above zero), unless
+forced. The verdict says by how much, with the interval. Every champion change is appended to a history kept as a tag on the
 registered model, so `rollback` can move the alias back to the one before.
 
 Example::
@@ -26,7 +28,14 @@ from .errors import MlopsError, NotFoundError
 
 HISTORY_TAG = "mlops.alias_history.{alias}"
 # Run metrics copied onto each version as tags, so `models list` and the gate need no run lookups.
-METRIC_TAGS = ("macro_f1", "accuracy", "roc_auc", "ece")
+_CI = ("_ci_low", "_ci_high")
+METRIC_TAGS = (
+    "macro_f1", "accuracy", "roc_auc", "ece", "balanced_accuracy",
+    *(m + b for m in ("macro_f1", "accuracy", "balanced_accuracy", "ece") for b in _CI),
+    "baseline_macro_f1", "baseline_accuracy", "baseline_ece",
+    *(f"baseline_{m}{b}" for m in ("macro_f1", "accuracy") for b in _CI),
+    "delta_macro_f1", "delta_accuracy", *(f"delta_{m}{b}" for m in ("macro_f1", "accuracy") for b in _CI),
+)
 
 
 class PromotionRefused(MlopsError):
@@ -56,12 +65,26 @@ class ModelRef:
     def macro_f1(self) -> float | None:
         return _float(self.tags.get("macro_f1"))
 
+    def versus_baseline(self) -> str | None:
+        return versus_baseline({k: _float(v) for k, v in self.tags.items() if k in METRIC_TAGS})
+
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "aliases": self.aliases, "run_id": self.run_id,
                 "source": self.source, "created": self.created,
                 "metrics": {k: _float(self.tags.get(k)) for k in METRIC_TAGS},
+                "versus_baseline": self.versus_baseline(),
                 "data_fingerprint": self.tags.get("data_fingerprint"), "git_commit": self.tags.get("git_commit"),
                 "tags": self.tags}
+
+
+def versus_baseline(metrics: dict[str, float | None]) -> str | None:
+    """'macro F1 0.8012 vs baseline 0.7791: +0.0221 (95% CI -0.0040 to +0.0483)', or None without a baseline."""
+    if metrics.get("delta_macro_f1") is None or metrics.get("baseline_macro_f1") is None:
+        return None
+    low, high = metrics.get("delta_macro_f1_ci_low"), metrics.get("delta_macro_f1_ci_high")
+    ci = f" (95% CI {low:+.4f} to {high:+.4f})" if low is not None and high is not None else ""
+    return (f"macro F1 {metrics.get('macro_f1') or 0:.4f} vs baseline {metrics['baseline_macro_f1']:.4f}: "
+            f"{metrics['delta_macro_f1']:+.4f}{ci}")
 
 
 def _float(value: Any) -> float | None:
@@ -163,6 +186,7 @@ def register(config: Config, run_id: str | None = None, alias: str | None = None
     metrics = run.data.metrics
     if alias:
         _check_gate(config, alias, metrics.get("macro_f1"), f"run {run_id}", force)
+        _check_baseline_gate(config, alias, metrics, f"run {run_id}", force)
 
     tags = {k: f"{metrics[k]:.6f}" for k in METRIC_TAGS if k in metrics}
     for key in ("data_fingerprint", "git_commit", "base_model", "labels"):
@@ -193,6 +217,7 @@ def promote(config: Config, version: str, alias: str | None = None, force: bool 
     if alias in ref.aliases:
         return ref
     _check_gate(config, alias, ref.macro_f1, f"version {ref.version}", force)
+    _check_baseline_gate(config, alias, {k: _float(v) for k, v in ref.tags.items()}, f"version {ref.version}", force)
     _set_alias(config, ref.version, alias)
     return resolve_version(config, version=ref.version)
 
@@ -234,6 +259,26 @@ def _check_gate(config: Config, alias: str, candidate_f1: float | None, what: st
             f"{what}: macro F1 {candidate_f1:.4f} is below the current {alias} (version {champion.version}) "
             f"macro F1 {champion_f1:.4f}; not made {alias!r}",
             hint="train a better model, or pass --force to promote it anyway")
+
+
+def _check_baseline_gate(config: Config, alias: str, metrics: dict[str, Any], what: str, force: bool) -> None:
+    rule = config.registry.beat_baseline
+    if rule == "off" or alias != config.registry.champion_alias or force:
+        return
+    verdict = versus_baseline(metrics)
+    if verdict is None:
+        raise PromotionRefused(f"{what} has no baseline comparison, and [registry].beat_baseline = {rule!r} needs one",
+                               hint="train it again with `mlops train --log` (every run fits the baseline), "
+                                    "or pass --force")
+    delta, low = metrics["delta_macro_f1"], metrics.get("delta_macro_f1_ci_low")
+    if rule == "estimate" and delta <= 0:
+        raise PromotionRefused(f"{what} does not beat the TF-IDF baseline: {verdict}; not made {alias!r}",
+                               hint="train a better model, set [registry].beat_baseline = \"off\", or pass --force")
+    if rule == "interval" and (low is None or low <= 0):
+        raise PromotionRefused(
+            f"{what} does not beat the TF-IDF baseline beyond doubt: {verdict}; [registry].beat_baseline = "
+            f"'interval' needs the whole interval above 0; not made {alias!r}",
+            hint="more test data narrows the interval; or set beat_baseline = \"estimate\", or pass --force")
 
 
 def _set_alias(config: Config, version: str, alias: str) -> None:

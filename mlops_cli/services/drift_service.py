@@ -83,11 +83,10 @@ class DriftMonitor:
 
     def __init__(self, config: Config, report_path: Path | None = None,
                  reference_loader: Callable[[Config, str], Any] | None = None) -> None:
-        from ..core.drift import parse_duration
+        from ..core.time_window import parse_duration
 
         self.config = config
         self.interval_s = parse_duration(config.drift.interval, "[drift].interval").total_seconds()
-        parse_duration(config.drift.window, "[drift].window")  # fail at start, not on the first run
         self.report_path = report_path or config.state_dir / "drift" / "service-report.html"
         self.metrics = DriftMetrics()
         self.result = None

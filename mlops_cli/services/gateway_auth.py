@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 from pathlib import Path
 
@@ -18,6 +19,9 @@ class BasicAuth:
     def __init__(self, users: dict[str, bytes | str]) -> None:
         # value: a bcrypt hash (bytes, from htpasswd) or a plain password (str, from the environment)
         self._users = users
+        # bcrypt costs tens of ms of CPU on purpose; a client sends the same header on every request, so a
+        # header that passed once is remembered (by its SHA-256, bounded) instead of re-hashed each time.
+        self._verified: dict[bytes, str] = {}
 
     @classmethod
     def from_settings(cls, htpasswd_file: str | Path | None, user: str | None, password: str | None) -> "BasicAuth":
@@ -49,7 +53,15 @@ class BasicAuth:
         if isinstance(expected, bytes):
             import bcrypt
 
-            return user if bcrypt.checkpw(password.encode(), expected) else None
+            key = hashlib.sha256(header.encode()).digest()
+            if self._verified.get(key) == user:
+                return user
+            if not bcrypt.checkpw(password.encode(), expected):
+                return None
+            if len(self._verified) >= 1024:
+                self._verified.clear()
+            self._verified[key] = user
+            return user
         return user if hmac.compare_digest(password.encode(), expected.encode()) else None
 
 

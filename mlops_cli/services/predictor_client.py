@@ -1,4 +1,4 @@
-"""The gateway's side of the predictor: a pooled async client and a switchable upstream.
+"""The gateway's side of the predictor: a pooled keep-alive client and a switchable upstream.
 
 A switch sends new requests to the new predictor at once and returns only when requests already
 sent to the old one have finished, so the old predictor can be stopped without failing anyone.
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 from .logging_setup import inject_trace_headers
 
@@ -21,6 +22,14 @@ class PredictorUnavailable(Exception):
 
 class PredictorTimeout(Exception):
     """The predictor did not answer within the timeout (HTTP 504)."""
+
+
+class PredictorOverloaded(Exception):
+    """The predictor shed the request (HTTP 503 with Retry-After): more work than its latency budget."""
+
+    def __init__(self, message: str, retry_after: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PredictorRejected(Exception):
@@ -47,9 +56,11 @@ class PredictorClient:
         self.model_name = model_name
         self.timeout_s = timeout_s
         self.current: Upstream | None = Upstream(url.rstrip("/"), model_version) if url else None
+        # Keep-alive pool sized for the gateway's concurrency: no TCP handshake per request, and
+        # connections kept longer than uvicorn's 5 s idle timeout would be reused after the server closed them.
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=4.0),
         )
 
     async def close(self) -> None:
@@ -63,8 +74,8 @@ class PredictorClient:
         upstream.idle.clear()
         try:
             response = await self._http.post(
-                f"{upstream.url}/v1/models/{self.model_name}:predict", json={"instances": texts},
-                headers=inject_trace_headers({}),
+                f"{upstream.url}/v1/models/{self.model_name}:predict", content=orjson.dumps({"instances": texts}),
+                headers=inject_trace_headers({"content-type": "application/json"}),
             )
         except httpx.TimeoutException:
             raise PredictorTimeout(f"the predictor did not answer within {self.timeout_s:g} s") from None
@@ -74,9 +85,14 @@ class PredictorClient:
             upstream.inflight -= 1
             if upstream.inflight == 0:
                 upstream.idle.set()
+        if response.status_code == 503 and "retry-after" in response.headers:
+            raise PredictorOverloaded(_error_text(response), response.headers["retry-after"])
         if response.status_code >= 400:
             raise PredictorRejected(response.status_code, _error_text(response))
-        predictions = response.json().get("predictions")
+        try:
+            predictions = orjson.loads(response.content).get("predictions")
+        except (orjson.JSONDecodeError, AttributeError):
+            predictions = None
         if not isinstance(predictions, list) or len(predictions) != len(texts):
             raise PredictorRejected(502, "the predictor returned a malformed response")
         return predictions

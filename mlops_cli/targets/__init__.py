@@ -1,5 +1,31 @@
-"""Where the platform runs: local processes, an existing Kubernetes cluster, or EKS via Pulumi."""
+"""Where the platform runs: local processes, an existing Kubernetes cluster, or EKS via Pulumi.
 
-from .base import ComponentStatus, DeployOptions, DownOptions, Outcome, StepResult, Target, UpOptions, get_target
+`get_target` is the one lazy entry point: a target's module (and its heavy clients) loads only when
+that target is chosen.
+"""
+
+from __future__ import annotations
+
+from ..core.config import Config
+from ..core.errors import ConfigError
+from .base import ComponentStatus, DeployOptions, DownOptions, Outcome, StepResult, Target, UpOptions
 
 __all__ = ["ComponentStatus", "DeployOptions", "DownOptions", "Outcome", "StepResult", "Target", "UpOptions", "get_target"]
+
+
+def get_target(config: Config, name: str | None = None) -> Target:
+    """The target named (or configured), imported only when asked for."""
+    chosen = name or config.project.target
+    if chosen == "local":
+        from .local import LocalTarget
+
+        return LocalTarget(config)
+    if chosen == "kubernetes":
+        from .kubernetes import KubernetesTarget
+
+        return KubernetesTarget(config)
+    if chosen == "eks":
+        from .eks import EksTarget
+
+        return EksTarget(config)
+    raise ConfigError(f"unknown target {chosen!r}", hint="use one of: local, kubernetes, eks")

@@ -2,7 +2,8 @@
 
 `up`, `down`, `status`, `deploy` and `predict` are written once against `Target`; `local`,
 `kubernetes` and `eks` implement it. Options a target does not support are rejected by that target
-with a clear message rather than silently ignored.
+with a clear message rather than silently ignored. This module is the interface only: it imports no
+target; `get_target` in the package's `__init__` chooses one.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
-from ..core.config import Config
+from ..core.check import Check
 from ..core.progress import Reporter
 
 
@@ -99,26 +100,6 @@ class Target(Protocol):
 
     def logs(self, component: str, *, follow: bool = False, lines: int = 50) -> Iterator[str]: ...
 
-    def checks(self) -> list[Any]:
-        """Preflight checks this target needs (core.doctor.Check), shown by `mlops doctor`."""
+    def checks(self) -> list[Check]:
+        """Preflight checks this target needs, shown by `mlops doctor` after the core's."""
         ...
-
-
-def get_target(config: Config, name: str | None = None) -> Target:
-    """The target named (or configured), imported only when asked for."""
-    chosen = name or config.project.target
-    if chosen == "local":
-        from .local import LocalTarget
-
-        return LocalTarget(config)
-    if chosen == "kubernetes":
-        from .kubernetes import KubernetesTarget
-
-        return KubernetesTarget(config)
-    if chosen == "eks":
-        from .eks import EksTarget
-
-        return EksTarget(config)
-    from ..core.errors import ConfigError
-
-    raise ConfigError(f"unknown target {chosen!r}", hint="use one of: local, kubernetes, eks")

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,13 +20,14 @@ from typing import Any, Iterator
 
 from ..adapters import aws_sweep, cluster_resources, pulumi_aws_account, pulumi_workspace
 from ..adapters.pulumi_workspace import ResourceStep
+from ..core.atomic_file import write_atomically
 from ..core.config import Config
 from ..core.errors import MlopsError, NotFoundError, PreflightError
 from ..core.progress import Reporter
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
 
-SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_eks")
-AWS_CLI_FIX = "install AWS CLI v2 (https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html)"
+SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_kubernetes")
+GPU_QUOTA_CODE = "L-DB2E81BA"  # EC2 "Running On-Demand G and VT instances" (vCPUs)
 STORAGE_COMPONENT = "mlops:storage:ArtifactBucket"
 CHANGE_COLUMNS = ("resource type", "create", "update", "replace", "delete", "unchanged")
 _REPLACE_OPS = {"replace", "create-replacement", "delete-replaced", "discard-replaced"}
@@ -77,14 +76,41 @@ def recorded_outputs(config: Config) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def platform_overrides(config: Config, kubeconfig: Path, outputs: dict[str, Any]) -> dict[str, Any]:
+    """What the platform install on this cluster takes from the stack: where the cluster is, the bucket and
+    the IRSA roles, the default StorageClass, and the ECR repositories as `[images] registry`."""
+    overrides: dict[str, Any] = {"kubernetes.kubeconfig": str(kubeconfig), "kubernetes.context": ""}
+    if outputs.get("bucket_name"):
+        overrides["kubernetes.mlflow_artifacts"] = f"s3://{outputs['bucket_name']}/mlflow"
+    if outputs.get("irsa_role_arn"):
+        overrides["kubernetes.mlflow_role_arn"] = outputs["irsa_role_arn"]
+    if outputs.get("predictor_role_arn"):
+        overrides["kubernetes.predictor_role_arn"] = outputs["predictor_role_arn"]
+    if outputs.get("storage_class"):
+        overrides["kubernetes.storage_class"] = outputs["storage_class"]
+    if outputs.get("images_registry"):
+        overrides["images.registry"] = outputs["images_registry"]
+    return overrides
+
+
+def local_token_command(kubeconfig: Any) -> dict[str, Any]:
+    """The stack's kubeconfig with its `mlops eks-token` plugin pointed at this machine's `mlops` (the stack
+    recorded the path of the machine that ran `up`)."""
+    from ..adapters.eks_token import TOKEN_COMMAND, mlops_command
+
+    data = json.loads(kubeconfig) if isinstance(kubeconfig, str) else kubeconfig
+    for user in data.get("users") or []:
+        exec_ = (user.get("user") or {}).get("exec") or {}
+        if (exec_.get("args") or [None])[0] == TOKEN_COMMAND:
+            exec_["command"] = mlops_command()
+    return data
+
+
 def write_kubeconfig(path: Path, kubeconfig: Any) -> Path:
     """Write the cluster's kubeconfig readable by the owner only (it grants cluster access)."""
-    text = kubeconfig if isinstance(kubeconfig, str) else json.dumps(kubeconfig, indent=2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        os.fchmod(fh.fileno(), 0o600)  # also when the file existed with wider permissions
-        fh.write(text)
+    text = json.dumps(local_token_command(kubeconfig), indent=2)
+    # A fresh 0600 file replaces the old one, so wider permissions of an earlier file do not carry over.
+    write_atomically(path, text, perms=0o600)
     return path
 
 
@@ -132,15 +158,13 @@ class EksTarget:
         pulumi_workspace.require_secrets(self.config)
         if not aws:
             return None
-        if shutil.which("aws") is None:
-            reporter.warn(f"the AWS CLI is not on PATH: the kubeconfig authenticates with `aws eks get-token`; {AWS_CLI_FIX}")
         identity = pulumi_aws_account.caller_identity(self.eks.region)
         reporter.info(f"AWS account {identity.account} as {identity.arn} "
                       f"(credentials: {identity.source or 'default chain'}), region {self.eks.region}")
         return identity
 
     def checks(self) -> list:
-        from ..core.doctor import Check
+        from ..core.check import Check
 
         cli = pulumi_workspace.find_cli()
         checks = [self._version_check(), Check("pulumi CLI", cli is not None, cli or "not on PATH", "" if cli else pulumi_workspace.INSTALL_HINT)]
@@ -154,10 +178,28 @@ class EksTarget:
             checks.append(Check("AWS credentials", True, f"account {who.account} ({who.arn}), region {who.region}"))
         except PreflightError as exc:
             checks.append(Check("AWS credentials", False, exc.message, exc.hint or ""))
-        aws_cli = shutil.which("aws")
-        checks.append(Check("aws CLI (kubeconfig auth)", aws_cli is not None, aws_cli or "not on PATH",
-                            "" if aws_cli else AWS_CLI_FIX, required=False))
+        if self.eks.gpu_enabled:
+            checks.append(self._gpu_quota_check())
         return checks
+
+    def _gpu_quota_check(self):
+        """New accounts may run 0 vCPUs of G and VT instances on demand (Service Quotas L-DB2E81BA); the GPU
+        node group then never gets a node and the request to raise it takes a day or more."""
+        from ..core.capacity import INSTANCES
+        from ..core.doctor import Check
+
+        kind = self.eks.gpu_instance_types[0]
+        need = INSTANCES.get(kind, (0,))[0] * max(self.eks.gpu_desired_size, 1)
+        fix = (f"request at least {need or 'the needed'} vCPUs for 'Running On-Demand G and VT instances' "
+               f"(quota code {GPU_QUOTA_CODE}) in Service Quotas, {self.eks.region}, before `up`")
+        try:
+            quota = pulumi_aws_account.service_quota("ec2", GPU_QUOTA_CODE, self.eks.region)
+        except MlopsError as exc:
+            return Check("GPU instance quota", False, f"could not read the quota ({exc.message}); new AWS accounts "
+                         "have 0 vCPUs for G and VT instances", fix, required=False)
+        ok = quota >= need > 0
+        return Check("GPU instance quota", ok, f"{quota:g} vCPUs of G/VT instances allowed; {kind} x "
+                     f"{max(self.eks.gpu_desired_size, 1)} needs {need}", "" if ok else fix, required=False)
 
     # ----------------------------------------------------------------------- up
 
@@ -202,9 +244,12 @@ class EksTarget:
         result_steps = [StepResult(row[0], "changed", " ".join(f"{c}={v}" for c, v in zip(CHANGE_COLUMNS[1:], row[1:]) if v))
                         for row in change_rows(steps) if any(row[1:5])]
         result_steps.append(StepResult("kubeconfig", "written", f"{kubeconfig} (0600)"))
-        result_steps += self._install_platform(kubeconfig, recorded, reporter, confirm)
-        return Outcome(steps=result_steps, info={**_flat(recorded), "stack": workspace.name,
-                                                 "estimated_monthly_usd": info["estimated_monthly_usd"]})
+        platform_steps, platform_info = self._install_platform(kubeconfig, recorded, reporter, confirm)
+        # The platform's own facts (ingress, and a generated gateway password: shown once, then only in the
+        # cluster's Secret) would otherwise be lost behind the stack's outputs.
+        return Outcome(steps=result_steps + platform_steps,
+                       info={**_flat(recorded), **platform_info, "stack": workspace.name,
+                             "estimated_monthly_usd": info["estimated_monthly_usd"]})
 
     def _override(self, **values: Any) -> None:
         self.config = self.config.with_overrides({f"eks.{k}": v for k, v in values.items()})
@@ -265,9 +310,11 @@ class EksTarget:
         return platform_requests(all_objects(self.config, None), resources(self.config, "predictor"))
 
     def _estimate(self, steps: list[ResourceStep]):
-        from ..core.cost_estimate import estimate, load_prices
+        from ..core.cost_estimate import UsageAssumptions, estimate, load_prices
 
-        return estimate(steps, load_prices(), region=self.eks.region)
+        usage = UsageAssumptions(nat_gb_month=self.eks.estimate_nat_gb_month, log_gb_month=self.eks.estimate_log_gb_month,
+                                 zones=self.eks.availability_zones)
+        return estimate(steps, load_prices(), region=self.eks.region, usage=usage)
 
     def _apply(self, workspace: pulumi_workspace.StackWorkspace, total: int, reporter: Reporter) -> dict[str, Any]:
         reporter.start("up", f"pulumi up (stack {workspace.name})", total=total or None)
@@ -291,9 +338,7 @@ class EksTarget:
         recorded.update(stack=self.eks.stack, kubeconfig_path=str(kubeconfig),
                         account=identity.account if identity else "",
                         updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        path = recorded_outputs_path(self.config)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(recorded, indent=2) + "\n")
+        write_atomically(recorded_outputs_path(self.config), json.dumps(recorded, indent=2) + "\n")
         return recorded
 
     # --------------------------------------------------------- the platform on top
@@ -306,20 +351,14 @@ class EksTarget:
             if exc.name != f"{__package__}.kubernetes":
                 raise
             return None
-        overrides: dict[str, Any] = {"kubernetes.kubeconfig": str(kubeconfig), "kubernetes.context": ""}
-        fields = type(self.config.kubernetes).model_fields
-        if outputs.get("bucket_name") and "mlflow_artifacts" in fields:
-            overrides["kubernetes.mlflow_artifacts"] = f"s3://{outputs['bucket_name']}/mlflow"
-        if outputs.get("irsa_role_arn") and "mlflow_role_arn" in fields:
-            overrides["kubernetes.mlflow_role_arn"] = outputs["irsa_role_arn"]
-        return KubernetesTarget(self.config.with_overrides(overrides))
+        return KubernetesTarget(self.config.with_overrides(platform_overrides(self.config, kubeconfig, outputs)))
 
     def _install_platform(self, kubeconfig: Path, outputs: dict[str, Any], reporter: Reporter,
-                          confirm: Confirm) -> list[StepResult]:
+                          confirm: Confirm) -> tuple[list[StepResult], dict[str, Any]]:
         target = self._platform_target(kubeconfig, outputs)
         if target is None:
             return [StepResult("platform", "skipped",
-                               "platform install skipped: the kubernetes target is unavailable")]
+                               "platform install skipped: the kubernetes target is unavailable")], {}
         reporter.info(f"installing the platform into cluster {outputs.get('cluster_name', '')}")
         try:
             outcome = target.up(UpOptions(yes=True), reporter, confirm)
@@ -327,7 +366,7 @@ class EksTarget:
             raise MlopsError(f"the EKS cluster is up (kubeconfig {kubeconfig}) but the platform install failed: "
                              f"{exc.message}", hint=exc.hint or "fix it and re-run `mlops up --target eks` "
                              "(the stack is left as it is)") from None
-        return [StepResult(f"platform/{s.name}", s.action, s.detail) for s in outcome.steps]
+        return [StepResult(f"platform/{s.name}", s.action, s.detail) for s in outcome.steps], dict(outcome.info)
 
     def _kubeconfig_for(self, outputs: dict[str, Any]) -> Path:
         path = self.config.path(self.eks.kubeconfig_path)

@@ -1,27 +1,34 @@
 """The `kubernetes` target: the platform installed into any cluster a kubeconfig context reaches.
 
 `up` applies the steps of `charts.platform.platform_steps` in order (server-side apply, CRDs waited until
-Established, Deployments until Available, one deadline per step); `deploy` applies a KServe
-InferenceService and keeps the previous ready spec in a ConfigMap so `--rollback` can restore it.
+Established, Deployments until rolled out, one deadline per step), after refusing what would never
+converge (a Terminating namespace, no usable StorageClass) or would take over someone else's install
+(kubernetes_ownership). `deploy` applies a KServe InferenceService and waits on the traffic split its
+status reports (kubernetes_rollout); `--rollback` pins traffic KServe's way. `down` deletes in
+dependency order and waits for each stage to be gone.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import ssl
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ..adapters.kube_apply import READY_CONDITION, KubeCluster, condition, describe, secret_values
 from ..core.config import Config
 from ..core.errors import MlopsError, NotFoundError, PreflightError
 from ..core.progress import Reporter
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
+from .kubernetes_edge import edge_request, edge_trust
+from .kubernetes_ownership import foreign, is_ours
+from .kubernetes_rollout import Rollouts, pinned_to, serving
 
 if TYPE_CHECKING:
     from charts.secrets import GatewayCredentials, PlatformSecrets
 
-    from ..adapters.kube_apply import KubeCluster
-    from .kubernetes_rollout import Rollouts
 
 # Deployments whose Available condition says a component works, in the order `status` lists them.
 COMPONENTS: list[tuple[str, str, str]] = [
@@ -29,7 +36,7 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("knative", "knative-serving", "controller"),
     ("kourier", "kourier-system", "3scale-kourier-gateway"),
     ("kserve", "kserve", "kserve-controller-manager"),
-    ("ingress-nginx", "ingress-nginx", "ingress-nginx-controller"),
+    ("envoy-gateway", "envoy-gateway-system", "envoy-gateway"),
     ("prometheus", "", "prometheus"),
     ("grafana", "", "grafana"),
     ("jaeger", "", "jaeger"),
@@ -38,6 +45,8 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("drift", "", "drift"),
     ("gateway", "", "gateway"),
 ]
+# Applied before the rest of a step (CRDs then waited Established): the objects live in them or are of their kinds.
+FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
 KEPT_WITHOUT_PURGE = {"CustomResourceDefinition", "PersistentVolumeClaim"}
 HISTORY_SUFFIX = "-deployments"
 HISTORY_KEPT = 10  # versions whose InferenceService spec is kept for --rollback
@@ -46,24 +55,22 @@ HISTORY_KEPT = 10  # versions whose InferenceService spec is kept for --rollback
 class KubernetesTarget:
     name = "kubernetes"
 
-    def __init__(self, config: Config, cluster: "KubeCluster | None" = None) -> None:
+    def __init__(self, config: Config, cluster: KubeCluster | None = None) -> None:
         self.config = config
         self._cluster = cluster
 
     # --- connection ------------------------------------------------------------------------------
 
     @property
-    def cluster(self) -> "KubeCluster":
+    def cluster(self) -> KubeCluster:
         if self._cluster is None:
-            from ..adapters.kube_apply import KubeCluster
-
             k = self.config.kubernetes
             kubeconfig = str(self.config.path(k.kubeconfig)) if k.kubeconfig else ""
             self._cluster = KubeCluster.connect(kubeconfig, k.context, k.namespace)
         return self._cluster
 
     def checks(self) -> list[Any]:
-        from ..core.doctor import Check
+        from ..core.check import Check
 
         k = self.config.kubernetes
         path = self.config.path(k.kubeconfig) if k.kubeconfig else None
@@ -93,11 +100,8 @@ class KubernetesTarget:
         """(credentials, generated): env first, then the cluster's Secret, else a new random password."""
         import secrets as pysecrets
 
-        import bcrypt
-
         from charts.secrets import GatewayCredentials
 
-        from ..adapters.kube_apply import secret_values
         from ..core.secrets import Secrets
 
         env = Secrets.from_env()
@@ -106,12 +110,7 @@ class KubernetesTarget:
         password, generated = env.gateway_password or live.get("password"), False
         if not password or (not env.gateway_password and live.get("user") != user):
             password, generated = pysecrets.token_urlsafe(18), True
-        htpasswd = live.get("auth", "")
-        name, _, hashed = htpasswd.partition(":")
-        # bcrypt is salted: reuse the stored line while it still matches, or every run would be an update.
-        if live.get("password") != password or name != user or not hashed or not bcrypt.checkpw(password.encode(), hashed.encode()):
-            htpasswd = f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()}"
-        return GatewayCredentials(user, password, htpasswd), generated
+        return GatewayCredentials(user, password), generated
 
     def _platform_secrets(self) -> tuple["PlatformSecrets", bool]:
         from charts import secrets as chart_secrets
@@ -133,8 +132,6 @@ class KubernetesTarget:
         from charts.platform import platform_steps
         from charts.upstream import verify_all
 
-        from ..adapters.kube_apply import describe
-
         cluster = self.cluster  # an unusable kubeconfig fails here, before any manifest is downloaded
         verify_all(self.config)
         platform_secrets, generated = self._platform_secrets()
@@ -144,11 +141,17 @@ class KubernetesTarget:
         outcome = Outcome(info={"context": cluster.context, "server": cluster.server, "namespace": self.config.kubernetes.namespace})
         if options.dry_run:
             for step in steps:
+                if names := foreign(cluster, step.objects):
+                    what = "reused" if options.reuse_existing else "refused"
+                    outcome.steps.append(StepResult(step.title, what, f"installed by someone else: {', '.join(names)}"
+                                                    + ("" if options.reuse_existing else "; up refuses unless --reuse-existing")))
+                    continue
                 for obj in _ordered(step.objects):
                     outcome.steps.append(StepResult(describe(obj), cluster.plan(obj), step.title))
             outcome.info["dry_run"] = "nothing was written"
             return outcome
         self._refuse_terminating_namespaces(steps)
+        self._check_storage_classes(steps)
         reused = self._foreign_components(steps, options.reuse_existing)
         for step in steps:
             if step.key in reused:
@@ -156,7 +159,7 @@ class KubernetesTarget:
                 reporter.warn(f"{step.title}: reusing what is installed ({reused[step.key]}); mlops neither changes nor deletes it")
                 continue
             outcome.steps += self._apply_step(step, reporter)
-        outcome.info["ingress"] = f"http://{self.config.kubernetes.ingress_host}"
+        outcome.info["ingress"] = f"https://{self.config.kubernetes.ingress_host}"
         if generated:
             # Printed once: from now on it lives only in the Secret (`mlops predict` reads it there).
             outcome.info["gateway_user"] = platform_secrets.gateway.user
@@ -174,9 +177,29 @@ class KubernetesTarget:
                     f"namespace {ns['metadata']['name']} is being deleted (Terminating){': ' + held if held else ''}",
                     hint="wait until it is gone (`mlops down --target kubernetes` waits and names what holds it), then re-run")
 
+    def _check_storage_classes(self, steps: list[Any]) -> None:
+        """Every volume claim needs a StorageClass that exists, or a default one: without it the claim
+        stays Pending for good and its pods never schedule. EKS clusters created at 1.30 or later keep
+        gp2 without the default annotation (communities.sas.com/t5/SAS-Communities-Library/Amazon-EKS-1-30-no-longer-assigns-a-default-storage-class/ta-p/953301)."""
+        claims = [o for step in steps for o in step.objects if o["kind"] == "PersistentVolumeClaim"]
+        if not claims:
+            return
+        classes = self.cluster.list_objects("storage.k8s.io/v1", "StorageClass")
+        names = sorted(c["metadata"]["name"] for c in classes)
+        default = [n for c in classes for n in [c["metadata"]["name"]]
+                   if (c["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true"]
+        wanted = {o["spec"].get("storageClassName", "") for o in claims}
+        have = ", ".join(names) or "none"
+        if "" in wanted and not default:
+            raise PreflightError(f"the cluster has no default StorageClass, so the volumes of MLflow and the predictions log would stay Pending (StorageClasses: {have})",
+                                 hint="set [kubernetes].storage_class to one of them (on EKS: gp3 or gp2), or mark one as the default")
+        missing = sorted(w for w in wanted if w and w not in names)
+        if missing:
+            raise PreflightError(f"[kubernetes].storage_class {missing[0]!r} does not exist in the cluster (StorageClasses: {have})",
+                                 hint="set [kubernetes].storage_class to one of them")
+
     def _foreign_components(self, steps: list[Any], reuse: bool) -> dict[str, str]:
         """step key -> what of it someone else installed; refuses unless `reuse` (nothing is written yet)."""
-        from .kubernetes_ownership import foreign
 
         found = {step.key: ", ".join(names) for step in steps if (names := foreign(self.cluster, step.objects))}
         if found and not reuse:
@@ -188,8 +211,6 @@ class KubernetesTarget:
         return found
 
     def _apply_step(self, step: Any, reporter: Reporter) -> list[StepResult]:
-        from ..adapters.kube_apply import READY_CONDITION, describe
-
         cluster = self.cluster
         deadline = time.monotonic() + self.config.kubernetes.step_timeout_s
         objects = _ordered(step.objects)
@@ -219,9 +240,6 @@ class KubernetesTarget:
         (`inferenceservice.finalizers`, Knative's route finalizer); then the steps of `up` in reverse.
         Only objects we applied are deleted (kubernetes_ownership): a reused component stays."""
         from charts.platform import platform_steps
-
-        from ..adapters.kube_apply import describe
-        from .kubernetes_ownership import is_ours
 
         cluster = self.cluster
         if options.purge and not options.yes and not confirm(
@@ -265,8 +283,6 @@ class KubernetesTarget:
     # --- status ----------------------------------------------------------------------------------
 
     def status(self) -> list[ComponentStatus]:
-        from ..adapters.kube_apply import condition
-
         cluster = self.cluster
         out = []
         for component, namespace, name in COMPONENTS:
@@ -287,8 +303,6 @@ class KubernetesTarget:
     def _isvc_status(self) -> ComponentStatus:
         from charts.inference_service import VERSION_ANNOTATION
 
-        from ..adapters.kube_apply import condition
-
         live = self.cluster.get(self._isvc_identity())
         if live is None:
             return ComponentStatus("predictor", detail="no model deployed (mlops deploy --target kubernetes)")
@@ -307,10 +321,9 @@ class KubernetesTarget:
         return {"apiVersion": API_VERSION, "kind": KIND,
                 "metadata": {"name": self.config.serving.model_name, "namespace": self.config.kubernetes.namespace}}
 
-    def _rollouts(self) -> "Rollouts":
+    def _rollouts(self) -> Rollouts:
         from charts.inference_service import VERSION_ANNOTATION
 
-        from .kubernetes_rollout import Rollouts
 
         return Rollouts(self.cluster, self._isvc_identity(), VERSION_ANNOTATION)
 
@@ -337,7 +350,6 @@ class KubernetesTarget:
     def deploy(self, options: DeployOptions, reporter: Reporter) -> Outcome:
         from charts import inference_service
 
-        from .kubernetes_rollout import serving
 
         identity = self._isvc_identity()
         live = self.cluster.get(identity)
@@ -377,12 +389,10 @@ class KubernetesTarget:
         outcome.info.update({"model_version": version, "url": (live.get("status") or {}).get("url", ""), "traffic": split.summary()})
         return outcome
 
-    def _rollback(self, live: dict[str, Any] | None, rollouts: "Rollouts", reporter: Reporter) -> Outcome:
+    def _rollback(self, live: dict[str, Any] | None, rollouts: Rollouts, reporter: Reporter) -> Outcome:
         """KServe's rollback: `canaryTrafficPercent: 0` pins all traffic to the last rolled-out revision at
         once; then the spec of that version is restored (a new revision, still at 0% until it is ready)
         and the pin dropped. The revision being rolled back never gets more traffic than it had."""
-        from ..adapters.kube_apply import describe
-        from .kubernetes_rollout import pinned_to, serving
 
         identity = self._isvc_identity()
         split = rollouts.split(live)
@@ -458,20 +468,28 @@ class KubernetesTarget:
         env = Secrets.from_env()
         user, password = env.gateway_user or self.config.gateway.user, env.gateway_password
         if not password:
-            from ..adapters.kube_apply import secret_values
-
             live = self.cluster.get(chart_secrets.gateway_auth(self.config, None)) or {}
             values = secret_values(live)
             user, password = values.get("user", user), values.get("password")
         if not password:
             raise PreflightError("no gateway credentials: MLOPS_GATEWAY_PASSWORD is unset and the cluster has no gateway Secret",
                                  hint="run `mlops up --target kubernetes` first, or export MLOPS_GATEWAY_USER/MLOPS_GATEWAY_PASSWORD")
-        url = f"http://{self.config.kubernetes.ingress_host}/predict/batch"
+        url, headers, extensions = edge_request(self.config, "/predict/batch")
+        verify = edge_trust(self.config, self.cluster)
         try:
-            response = httpx.post(url, json={"texts": texts}, auth=(user, password), timeout=self.config.gateway.timeout_s + 5)
+            with httpx.Client(verify=verify, timeout=self.config.gateway.timeout_s + 5) as client:
+                response = client.post(url, json={"texts": texts}, auth=(user, password), headers=headers, extensions=extensions)
+        except httpx.ConnectError as exc:
+            if isinstance(exc.__context__, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise PreflightError(f"the edge at {url} presented a certificate we do not trust: {exc}",
+                                     hint="self-signed: the Secret's certificate is trusted (leave [kubernetes].tls_issuer empty); "
+                                          "a private CA: set [kubernetes].tls_ca_bundle") from None
+            raise PreflightError(f"cannot reach the gateway's public listener at {url}: {exc.__class__.__name__}",
+                                 hint=f"make {self.config.kubernetes.ingress_host} resolve to the Envoy Gateway load balancer "
+                                      "(envoy-gateway-system), or set [kubernetes].ingress_address (e.g. a port-forward)") from None
         except httpx.HTTPError as exc:
-            raise PreflightError(f"cannot reach the gateway ingress at {url}: {exc.__class__.__name__}",
-                                 hint=f"make {self.config.kubernetes.ingress_host} resolve to the ingress-nginx load balancer") from None
+            raise PreflightError(f"cannot reach the gateway's public listener at {url}: {exc.__class__.__name__}",
+                                 hint=f"make {self.config.kubernetes.ingress_host} resolve to the Envoy Gateway load balancer") from None
         if response.status_code != 200:
             raise MlopsError(f"gateway at {url} answered {response.status_code}: {response.text[:200]}",
                              hint="401: wrong credentials; 503: no model ready (mlops deploy --target kubernetes)")
@@ -495,9 +513,6 @@ class KubernetesTarget:
         return self.cluster.pod_logs(ns, selector, lines=lines, follow=follow)
 
 
-FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
-
-
 def _ordered(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Namespaces, then CRDs, then the rest in manifest order (what kubectl apply -f effectively needs)."""
     rank = {kind: i for i, kind in enumerate(FIRST_KINDS)}
@@ -509,14 +524,14 @@ def _record(isvc: dict[str, Any]) -> dict[str, Any]:
     from charts.inference_service import VERSION_ANNOTATION
 
     return {"version": isvc["metadata"].get("annotations", {}).get(VERSION_ANNOTATION, ""),
-            "spec": json.loads(json.dumps(isvc["spec"]))}
+            "spec": copy.deepcopy(isvc["spec"])}
 
 
 def _isvc_from_record(identity: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     from charts.inference_service import VERSION_ANNOTATION, isvc_labels
 
-    isvc = json.loads(json.dumps(identity))
-    isvc["metadata"]["labels"] = isvc_labels()
-    isvc["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "Serverless", VERSION_ANNOTATION: record["version"]}
-    isvc["spec"] = json.loads(json.dumps(record["spec"]))
-    return isvc
+    return {**identity,
+            "metadata": {**identity["metadata"], "labels": isvc_labels(),
+                         "annotations": {"serving.kserve.io/deploymentMode": "Serverless",
+                                         VERSION_ANNOTATION: record["version"]}},
+            "spec": copy.deepcopy(record["spec"])}

@@ -310,6 +310,7 @@ class LocalTarget:
             raise MlopsError("--canary/--promote need a cluster target (kubernetes or eks)",
                              hint="locally, `mlops deploy --version N` switches all traffic without dropping requests")
         from ..core import registry
+        from ..core.serving_runtime import predictor_args, served_model_dir
 
         data = self.table.load()
         if options.rollback:
@@ -324,6 +325,7 @@ class LocalTarget:
                                        alias=None if version else (options.alias or self.config.registry.champion_alias))
         model_dir = registry.local_model_dir(self.config, ref)
         reporter.finish("resolve", f"version {ref.version}")
+        model_dir = served_model_dir(self.config, ref, model_dir, reporter)
 
         outcome = Outcome()
         outcome.steps += [s for s in self._converge([self._gateway_component()], reporter) if s.action == "started"]
@@ -337,9 +339,7 @@ class LocalTarget:
         url = self._url(port)
         cmd = [PYTHON, "-m", "models.predictor", "--model-dir", str(model_dir), "--model-name",
                self.config.serving.model_name, "--version", ref.version, "--http-port", str(port),
-               "--host", self.local.host, "--batch-size", str(self.config.serving.batch_size)]
-        if self.config.serving.threads:
-            cmd += ["--threads", str(self.config.serving.threads)]
+               "--host", self.local.host, *predictor_args(self.config)]
         component = Component(name, port, cmd, f"/v1/models/{self.config.serving.model_name}",
                               start_timeout_s=self.config.serving.ready_timeout_s)
         sup = self._supervisor()
@@ -415,7 +415,7 @@ class LocalTarget:
         return processes.follow(path, lines, follow)
 
     def checks(self) -> list:
-        from ..core.doctor import Check
+        from ..core.check import Check
 
         out = []
         live = {n for n, i in self._supervisor().info().items() if i["statename"] == "RUNNING"}

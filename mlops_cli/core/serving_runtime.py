@@ -1,0 +1,124 @@
+"""The artifact a predictor serves for a registered version: the fp32 classifier, or its int8 ONNX export.
+
+``[serving].runtime = "onnx-int8"`` (the default) serves the version's ONNX export on onnxruntime:
+produced the first time the version is deployed, evaluated on the test split, logged to the version's
+MLflow run beside the fp32 weights (artifact ``onnx-int8/``, with ``evaluation.json``) and tagged on the
+version (``onnx_int8``, ``onnx_int8_accuracy``, ``onnx_int8_macro_f1``), so later deploys, on any machine,
+download it instead of exporting again. ``"torch"`` serves the fp32 classifier directory as before.
+
+Example::
+
+    model_dir = served_model_dir(config, ref, registry.local_model_dir(config, ref), reporter)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .errors import MlopsError
+from .progress import SILENT, Reporter
+
+RUNTIME_DIR = "onnx-int8"
+RUNTIME_TAG = "onnx_int8"
+EVALUATION_FILE = "evaluation.json"
+
+
+def served_model_dir(config: Config, ref: Any, classifier_dir: Path, reporter: Reporter = SILENT) -> Path:
+    if config.serving.runtime == "torch":
+        return classifier_dir
+    from models.onnx_classifier import is_runtime_dir
+
+    target = config.state_dir / "models" / ref.name / str(ref.version) / RUNTIME_DIR
+    if is_runtime_dir(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside the target, then renamed: a predictor never loads a half-written export.
+    staging = Path(tempfile.mkdtemp(prefix=f".{RUNTIME_DIR}-", dir=target.parent))
+    try:
+        uri = (ref.tags or {}).get(RUNTIME_TAG)
+        if uri:
+            reporter.start("runtime", f"downloading the {RUNTIME_DIR} export of version {ref.version}")
+            _download(config, uri, staging)
+            built = staging / RUNTIME_DIR
+        else:
+            reporter.start("runtime", f"exporting version {ref.version} to ONNX int8 (once per version)")
+            built = produce(config, ref, classifier_dir, staging / RUNTIME_DIR, reporter)
+        if not is_runtime_dir(built):
+            raise MlopsError(f"the {RUNTIME_DIR} artifact of version {ref.version} ({uri}) is incomplete",
+                             hint=f'delete the version\'s "{RUNTIME_TAG}" tag to export again, or set [serving].runtime = "torch"')
+        if target.exists():
+            shutil.rmtree(target)
+        built.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    reporter.finish("runtime", RUNTIME_DIR)
+    return target
+
+
+def predictor_args(config: Config) -> list[str]:
+    """The `python -m models.predictor` flags that carry [serving]'s runtime and batching settings."""
+    serving = config.serving
+    args = ["--runtime", serving.runtime, "--batch-size", str(serving.batch_size),
+            "--max-wait-ms", f"{serving.max_wait_ms:g}", "--max-queue", str(serving.max_queue),
+            "--latency-budget-ms", f"{serving.latency_budget_ms:g}"]
+    return args + (["--threads", str(serving.threads)] if serving.threads else [])
+
+
+def produce(config: Config, ref: Any, classifier_dir: Path, out_dir: Path, reporter: Reporter = SILENT) -> Path:
+    """Export, evaluate on the test split (when the project has one), log to the version's run and tag it."""
+    from models.onnx_export import export_int8
+
+    try:
+        export_int8(classifier_dir, out_dir)
+    except FileNotFoundError as exc:
+        raise MlopsError(f"cannot export version {ref.version} to ONNX: {exc}",
+                         hint='set [serving].runtime = "torch" to serve the fp32 weights') from None
+    evaluation = evaluate_runtime(config, out_dir)
+    if evaluation is None:
+        reporter.warn(f"no test split here: the {RUNTIME_DIR} export of version {ref.version} is logged unevaluated")
+    else:
+        (out_dir / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2) + "\n")
+    _log(config, ref, out_dir, evaluation)
+    return out_dir
+
+
+def evaluate_runtime(config: Config, runtime_dir: Path) -> dict[str, Any] | None:
+    from models.onnx_classifier import OnnxClassifier
+
+    from .dataset import read_split
+    from .errors import PreflightError
+    from .evaluation import evaluate
+
+    try:
+        examples = read_split(config, "test")
+    except PreflightError:
+        return None
+    result = evaluate(OnnxClassifier.load(runtime_dir, config.serving.threads), examples,
+                      batch_size=config.serving.batch_size)
+    return {"runtime": RUNTIME_DIR, "n": result.n, "accuracy": result.metrics["accuracy"],
+            "macro_f1": result.metrics["macro_f1"]}
+
+
+def _log(config: Config, ref: Any, runtime_dir: Path, evaluation: dict[str, Any] | None) -> None:
+    from ..adapters import mlflow_tracking
+
+    client = mlflow_tracking.client(config)
+    client.log_artifacts(ref.run_id, str(runtime_dir), RUNTIME_DIR)
+    client.set_model_version_tag(ref.name, str(ref.version), RUNTIME_TAG, f"runs:/{ref.run_id}/{RUNTIME_DIR}")
+    for key in ("accuracy", "macro_f1"):
+        if evaluation is not None:
+            client.set_model_version_tag(ref.name, str(ref.version), f"{RUNTIME_TAG}_{key}", f"{evaluation[key]:.6f}")
+
+
+def _download(config: Config, uri: str, dst: Path) -> None:
+    from mlflow.artifacts import download_artifacts
+
+    from ..adapters import mlflow_tracking
+
+    mlflow_tracking.preflight(config)
+    download_artifacts(artifact_uri=uri, dst_path=str(dst))

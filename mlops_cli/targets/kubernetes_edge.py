@@ -1,0 +1,66 @@
+"""How `mlops predict --target kubernetes` reaches the public edge: HTTPS to the Envoy Gateway listener
+(charts/edge.py), trusting its certificate on purpose, never by turning verification off.
+
+Trust, first that applies:
+1. `[kubernetes].tls_ca_bundle`: a PEM file you name (a private CA behind your ClusterIssuer).
+2. No `[kubernetes].tls_issuer`: the listener's certificate is cert-manager's self-signed one, so the
+   client trusts exactly that certificate, read from the Secret cert-manager wrote (`ca.crt`, else
+   `tls.crt`). A SelfSigned issuer signs the certificate with its own key ("the private key of the
+   certificate will be used to sign the certificate itself", cert-manager.io/docs/configuration/selfsigned),
+   so the certificate is its own trust anchor; cert-manager's selfsigned issuer sets `ca.crt` to it.
+3. Otherwise (a public ClusterIssuer such as Let's Encrypt): the system's trust store.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import PreflightError
+
+if TYPE_CHECKING:
+    from ..adapters.kube_apply import KubeCluster
+    from ..core.config import Config
+
+
+def edge_request(config: Config, path: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """URL, headers and httpx extensions for a request to the public listener.
+
+    `[kubernetes].ingress_address` (host:port, e.g. a `kubectl port-forward` to the Envoy proxy on kind)
+    changes where we connect, not whom we talk to: Host and SNI stay `ingress_host`, so Envoy picks the
+    listener and route, and the certificate is checked against that name."""
+    k = config.kubernetes
+    url = f"https://{k.ingress_address or k.ingress_host}{path}"
+    if not k.ingress_address:
+        return url, {}, {}
+    return url, {"Host": k.ingress_host}, {"sni_hostname": k.ingress_host}
+
+
+def edge_trust(config: Config, cluster: KubeCluster) -> ssl.SSLContext | bool:
+    k = config.kubernetes
+    if k.tls_ca_bundle:
+        bundle = config.path(k.tls_ca_bundle)   # relative to the project, like every path in mlops.toml
+        try:
+            return ssl.create_default_context(cafile=str(bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise PreflightError(f"[kubernetes].tls_ca_bundle {str(bundle)!r} is not a readable PEM bundle: {exc}",
+                                 hint="point it at the CA certificate(s) that signed the edge's certificate") from None
+    if k.tls_issuer:
+        return True  # a real issuer: the system trust store decides
+    return ssl.create_default_context(cadata=_self_signed_pem(config, cluster))
+
+
+def _self_signed_pem(config: Config, cluster: KubeCluster) -> str:
+    from charts import edge
+
+    from ..adapters.kube_apply import secret_values
+
+    ns = config.kubernetes.namespace
+    live = cluster.get({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": edge.TLS_SECRET, "namespace": ns}})
+    values = secret_values(live) if live else {}
+    pem = values.get("ca.crt") or values.get("tls.crt")
+    if not pem:
+        raise PreflightError(f"the edge certificate is not issued yet: Secret {ns}/{edge.TLS_SECRET} has no ca.crt or tls.crt",
+                             hint=f"check cert-manager: kubectl -n {ns} describe certificate {edge.GATEWAY}; "
+                                  "or set [kubernetes].tls_ca_bundle")
+    return pem

@@ -1,0 +1,160 @@
+"""The optimised runtime: int8 ONNX export of a registered version, its labels vs fp32, torch-free serving."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from .support import REPO
+
+MODEL_NAME = "onnx-test-model"
+LABELS = ["Negative", "Positive"]
+# Fixed texts: short and long, HTML entities, quotes, non-Latin script, emoji, one over max_length tokens.
+TEXTS = [
+    "Worked wonders within a week, no side effects at all.",
+    "Made me dizzy and nauseous; I stopped after three days.",
+    "&quot;Okay&quot; I guess &amp; it helped a little",
+    '"It was fine."',
+    "Ich war sehr zufrieden mit diesem Medikament.",
+    "Terrible. Terrible. Terrible. 😡",
+    "Great relief for my migraines! 😀",
+    "The pharmacist said to take it with food, which I did, and then " * 12,
+    "no",
+    "Side effects: headache, insomnia, weight gain. Benefits: none that I could see.",
+]
+# Tolerance: int8 weights move each probability by at most this much (fp32 vs onnx-int8, same text).
+PROBA_TOLERANCE = 0.03
+
+
+@pytest.fixture(scope="module")
+def decisive_classifier(tiny_base_model, tmp_path_factory):
+    """A tiny random BERT whose head is scaled so its labels are decided (not coin flips at p=0.5):
+    a label flip would then be a real difference between the runtimes, not noise."""
+    import torch
+
+    from models.classifier import SentimentClassifier
+
+    torch.manual_seed(7)
+    clf = SentimentClassifier.from_base(tiny_base_model, LABELS, max_length=64)
+    with torch.no_grad():
+        clf.network.head.weight.mul_(40.0)
+        # Centre the decision between the 5th and 6th text, so both labels occur.
+        diff = sorted(clf.logits(clf.encode(TEXTS)).diff(dim=1).squeeze(1).tolist())
+        clf.network.head.bias[1] -= (diff[4] + diff[5]) / 2
+    return clf.save(tmp_path_factory.mktemp("onnx-clf") / "classifier")
+
+
+@pytest.fixture(scope="module")
+def registered(decisive_classifier, tmp_path_factory):
+    """A project with a test split and version 1 registered in its embedded MLflow store."""
+    from mlops_cli.adapters import mlflow_tracking
+    from mlops_cli.core import registry
+    from mlops_cli.core.config import load_config
+
+    root = tmp_path_factory.mktemp("onnx-project")
+    (root / "mlops.toml").write_text(f'[project]\nname = "onnx-test"\n[registry]\nmodel_name = "{MODEL_NAME}"\n')
+    (root / "data" / "reviews").mkdir(parents=True)
+    rows = "".join(f'"{t.replace(chr(34), chr(34) * 2)}",{LABELS[i % 2]}\n' for i, t in enumerate(TEXTS))
+    (root / "data" / "reviews" / "test.csv").write_text("text,label\n" + rows)
+    cfg = load_config(root / "mlops.toml", env={})
+    client = mlflow_tracking.client(cfg)
+    run = client.create_run(mlflow_tracking.experiment_id(cfg), run_name="onnx-test")
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model(MODEL_NAME)
+    mv = client.create_model_version(MODEL_NAME, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    return cfg, registry.resolve_version(cfg, version=str(mv.version))
+
+
+@pytest.fixture(scope="module")
+def runtime_dir(registered, decisive_classifier):
+    from mlops_cli.core.serving_runtime import served_model_dir
+
+    cfg, ref = registered
+    return served_model_dir(cfg, ref, decisive_classifier)
+
+
+def test_int8_runtime_gives_fp32_labels(runtime_dir, decisive_classifier):
+    from models.classifier import SentimentClassifier
+    from models.onnx_classifier import OnnxClassifier
+
+    fp32 = SentimentClassifier.load(decisive_classifier).predict_proba(TEXTS)
+    int8 = OnnxClassifier.load(runtime_dir, threads=1).predict_proba(TEXTS)
+    assert np.abs(fp32 - int8).max() <= PROBA_TOLERANCE, np.abs(fp32 - int8).max()
+    assert (np.abs(fp32[:, 1] - 0.5) > PROBA_TOLERANCE).all(), "the fixture's labels must be decided"
+    assert fp32.argmax(1).tolist() == int8.argmax(1).tolist()
+    assert len(set(fp32.argmax(1).tolist())) == 2  # both labels occur: the check is not one-sided
+
+
+def test_export_is_logged_with_its_evaluation_and_reused(registered, runtime_dir, decisive_classifier, monkeypatch):
+    from mlops_cli.adapters import mlflow_tracking
+    from mlops_cli.core import registry
+    from mlops_cli.core.serving_runtime import RUNTIME_DIR, RUNTIME_TAG, served_model_dir
+
+    cfg, ref = registered
+    fresh = registry.resolve_version(cfg, version=ref.version)
+    assert fresh.tags[RUNTIME_TAG] == f"runs:/{ref.run_id}/{RUNTIME_DIR}"
+    evaluation = json.loads((runtime_dir / "evaluation.json").read_text())
+    assert evaluation["n"] == len(TEXTS) and float(fresh.tags[f"{RUNTIME_TAG}_accuracy"]) == pytest.approx(evaluation["accuracy"], abs=1e-6)
+    logged = {f.path for f in mlflow_tracking.client(cfg).list_artifacts(ref.run_id, RUNTIME_DIR)}
+    assert {f"{RUNTIME_DIR}/model.onnx", f"{RUNTIME_DIR}/tokenizer.json", f"{RUNTIME_DIR}/evaluation.json"} <= logged
+
+    # Without the local copy (another machine), the logged export is downloaded, never exported again.
+    import shutil
+
+    import models.onnx_export
+
+    exported = (runtime_dir / "model.onnx").read_bytes()
+    shutil.rmtree(runtime_dir)
+    monkeypatch.setattr(models.onnx_export, "export_int8", lambda *a: pytest.fail("exported twice"))
+    again = served_model_dir(cfg, fresh, decisive_classifier)
+    assert again == runtime_dir and (again / "model.onnx").read_bytes() == exported
+
+
+def test_torch_runtime_serves_the_fp32_directory(registered, decisive_classifier, monkeypatch):
+    from mlops_cli.core.serving_runtime import predictor_args, served_model_dir
+
+    cfg, ref = registered
+    monkeypatch.setattr(cfg.serving, "runtime", "torch")
+    assert served_model_dir(cfg, ref, decisive_classifier) == decisive_classifier
+    assert predictor_args(cfg)[:2] == ["--runtime", "torch"]
+
+
+def test_predictor_serves_the_export_without_importing_torch(runtime_dir):
+    code = ("import sys; from pathlib import Path; from models.predictor import load_classifier; "
+            f"clf = load_classifier(Path({str(runtime_dir)!r}), 'auto', 1); "
+            f"print(type(clf).__name__, clf.predict(['great'])[0][0] in {LABELS!r}, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["OnnxClassifier", "True", "False"]
+
+
+@pytest.mark.parametrize("serving, expect", [
+    ('runtime = "huggingface"', {"runtime": "torch", "predictor_server": "huggingface"}),   # the old meaning
+    ('runtime = "mlops"', {"runtime": "onnx-int8", "predictor_server": "mlops"}),
+    ("", {"runtime": "onnx-int8", "predictor_server": "mlops"}),
+])
+def test_runtime_setting_and_its_old_values(tmp_path, serving, expect):
+    from mlops_cli.core.config import load_config
+
+    (tmp_path / "mlops.toml").write_text(f"[serving]\n{serving}\n")
+    cfg = load_config(tmp_path / "mlops.toml", env={})
+    assert {"runtime": cfg.serving.runtime, "predictor_server": cfg.serving.predictor_server} == expect
+
+
+@pytest.mark.parametrize("serving, message", [
+    ('runtime = "tensorrt"', "input should be 'onnx-int8' or 'torch'"),
+    ('predictor_server = "huggingface"', 'serves the fp32 torch weights only: set runtime = "torch"'),
+    ('runtime = "huggingface"\npredictor_server = "mlops"', "names a server, which is predictor_server now"),
+])
+def test_runtime_mistakes_are_one_clear_message(tmp_path, serving, message):
+    from mlops_cli.core.config import load_config
+    from mlops_cli.core.errors import ConfigError
+
+    (tmp_path / "mlops.toml").write_text(f"[serving]\n{serving}\n")
+    with pytest.raises(ConfigError, match="serving") as err:
+        load_config(tmp_path / "mlops.toml", env={})
+    assert message in str(err.value)
