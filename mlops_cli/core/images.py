@@ -15,15 +15,14 @@ Example::
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from charts.image_refs import COMPONENTS, LOCAL_REGISTRIES  # the image contract: names, kind-only registries
 
+from .atomic_file import write_atomically
 from .config import Config
 from .errors import ConfigError
 from .progress import SILENT, Reporter
@@ -169,16 +168,7 @@ def write_record(config: Config, pushed: dict[str, str]) -> Path:
 
     path = record_path(config)
     merged = {**recorded(config), **pushed}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(dict(sorted(merged.items())), fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, json.dumps(dict(sorted(merged.items())), indent=2) + "\n")
     return path
 
 
