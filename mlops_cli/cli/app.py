@@ -147,6 +147,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         show()
         sys.exit(getattr(exc, "exit_code", 2))
+    if rv == 130:  # typer turns Ctrl-C into Exit(130) without a word (typer/core.py: `except KeyboardInterrupt`)
+        from .render import error
+
+        error("interrupted")
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

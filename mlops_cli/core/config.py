@@ -233,6 +233,7 @@ class LocalConfig(Section):
     health_timeout_s: float = Field(2.0, gt=0)        # one probe's timeout (also status and up's waits)
     health_failures: int = Field(3, ge=1)             # consecutive failed probes that mean "restart it"
     client_timeout_s: float = Field(30.0, gt=0)       # CLI -> gateway request timeout (predict, deploy switch)
+    start_timeout_s: float = Field(120.0, gt=0)       # `up` waits this long for each component to be healthy
 
 
 class CanaryConfig(Section):

@@ -36,7 +36,7 @@ class Component:
     port: int
     cmd: list[str]
     health_path: str
-    start_timeout_s: float = 60.0
+    start_timeout_s: float = 120.0
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -91,14 +91,14 @@ class LocalTarget:
                 "mlflow", self.local.mlflow_port,
                 [PYTHON, "-m", "mlflow", "server", "--backend-store-uri", backend, "--artifacts-destination",
                  artifacts, "--host", host, "--port", str(self.local.mlflow_port), "--workers", "1"],
-                "/health", start_timeout_s=120.0,
+                "/health", start_timeout_s=self.local.start_timeout_s,
                 # Job execution spawns a Huey consumer that makes start-up ~2.5x slower; we use none.
                 env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             ),
             Component(
                 "drift", self.local.drift_port,
                 [PYTHON, "-m", "mlops_cli.services.drift_service", "--host", host, "--port", str(self.local.drift_port)],
-                "/healthz",
+                "/healthz", start_timeout_s=self.local.start_timeout_s,
             ),
             self._gateway_component(),
         ]
@@ -107,7 +107,8 @@ class LocalTarget:
 
             config_path = self.config.state_dir / "local" / "prometheus.yml"
             components.append(Component("prometheus", self.local.prometheus_port,
-                                         prometheus_command(self.config, config_path), "/-/ready"))
+                                         prometheus_command(self.config, config_path), "/-/ready",
+                                         start_timeout_s=self.local.start_timeout_s))
         return components
 
     def _gateway_component(self) -> Component:
@@ -119,7 +120,8 @@ class LocalTarget:
         creds = self.credentials(create=self.config.gateway.auth)
         if creds:
             env = {"MLOPS_GATEWAY_USER": creds[0], "MLOPS_GATEWAY_PASSWORD": creds[1]}
-        return Component("gateway", self.local.gateway_port, cmd, "/healthz", env=env)
+        return Component("gateway", self.local.gateway_port, cmd, "/healthz", env=env,
+                         start_timeout_s=self.local.start_timeout_s)
 
     @property
     def upstream_file(self) -> Path:
@@ -176,7 +178,7 @@ class LocalTarget:
                 hint="stop that process or set " + ", ".join(f"[local].{_port_key(c.name)}" for c, _ in taken)
                      + " in mlops.toml; nothing was started")
         started_here: list[str] = []
-        started_supervisor = False
+        supervisor_was_running = sup.running()
         try:
             for component in components:
                 if component.name not in self.table.records() or component in needed:
@@ -185,8 +187,7 @@ class LocalTarget:
                 if component in needed:
                     started_here.append(component.name)
             sup.write_program(self._healer_program())
-            started_supervisor = sup.start(self._child_env())
-            if not started_supervisor:
+            if not sup.start(self._child_env()):
                 sup.sync()
             for component in needed:
                 if sup.info().get(component.name, {}).get("statename") not in ("RUNNING", "STARTING"):
@@ -198,8 +199,9 @@ class LocalTarget:
                 if not name.startswith("predictor"):
                     sup.remove_program(name)
                     self.table.drop(name)
-            if started_supervisor and not self.table.records():
+            if not supervisor_was_running and not self.table.records():
                 sup.shutdown(self.local.stop_timeout_s)
+                sup.forget_program(HEALER)
             raise
         return [StepResult(c.name, "started" if c in needed else "already running", self._url(c.port))
                 for c in components]
@@ -363,7 +365,7 @@ class LocalTarget:
         outcome.steps.append(StepResult(name, "started", url))
 
         self._switch_gateway(url, ref.version)
-        _write_json(self.upstream_file, {"url": url, "model_version": ref.version})
+        write_atomically(self.upstream_file, json.dumps({"url": url, "model_version": ref.version}))
         outcome.steps.append(StepResult("gateway", "switched", f"to version {ref.version}"))
         data = self.table.load()
         data["deployments"].append({"version": ref.version, "component": name, "at": time.time()})
@@ -434,8 +436,6 @@ def _port_key(component: str) -> str:
     return "predictor_port" if component.startswith("predictor") else f"{component}_port"
 
 
-def _write_json(path: Path, data: dict) -> None:
-    write_atomically(path, json.dumps(data))
 
 
 def _json_or_error(response: httpx.Response) -> Any:
