@@ -14,7 +14,7 @@ from typing import Any
 
 from mlops_cli.core.atomic_file import write_atomically
 from mlops_cli.core.config import Config
-from mlops_cli.core.errors import ConfigError, PreflightError
+from mlops_cli.core.errors import ConfigError, PreflightError, UnreachableError
 
 # key -> (version field, url field, sha256 field) in [kubernetes]
 MANIFESTS: dict[str, tuple[str, str, str]] = {
@@ -132,7 +132,7 @@ def _download(p: Pin) -> bytes:
         response = httpx.get(p.url, follow_redirects=True, timeout=60)
         response.raise_for_status()
     except httpx.HTTPError as exc:
-        raise PreflightError(f"cannot download {p.key} {p.version} from {p.url}: {exc}",
+        raise UnreachableError(f"cannot download {p.key} {p.version} from {p.url}: {exc}",
                              hint="check the network, or set [kubernetes].offline_bundle to a directory with the manifests") from None
     return response.content
 

@@ -142,3 +142,23 @@ def test_memory_does_not_grow_with_the_number_of_rows(tmp_path):
     """Streaming: 50x the rows, about the same peak (the old reader held every row: ~0.8 KB each)."""
     small, large = _peak_bytes(tmp_path, 400), _peak_bytes(tmp_path, 20_000)
     assert large < small * 1.5 + 64_000, (small, large)
+
+
+def test_a_shed_batch_is_sent_again_after_retry_after(tmp_path, monkeypatch):
+    from mlops_cli.core import batch_predict
+    from mlops_cli.core.errors import GatewayOverloaded
+
+    waits = []
+    monkeypatch.setattr(batch_predict.time, "sleep", waits.append)
+    src = write_csv(tmp_path / "reviews.csv", ["text"], [[f"good {i}"] for i in range(100)])
+    gateway = FakeGateway()
+    shed = {"left": 2}
+
+    def busy(texts):
+        if shed["left"]:
+            shed["left"] -= 1
+            raise GatewayOverloaded("gateway answered HTTP 503: over its latency budget", "3")
+        return gateway(texts)
+
+    summary = predict_file(busy, src, "text", tmp_path / "out.csv", MAX_BATCH, max_chars=MAX_CHARS)
+    assert summary["rows"] == 100 and sum(gateway.batches) == 100 and waits == [3.0, 3.0]

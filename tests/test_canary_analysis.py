@@ -281,5 +281,5 @@ def test_unreachable_prometheus_rolls_the_canary_back(canary_cli, monkeypatch):
 
     monkeypatch.setattr(watch, "prometheus_url", lambda config: f"http://127.0.0.1:{free_port()}")
     result, target, _ = canary_cli("healthy", "--promote-if-healthy")
-    assert result.exit_code == 2 and "cannot reach Prometheus" in result.stderr and "rolled back" in result.stderr
+    assert result.exit_code == 1 and "cannot reach Prometheus" in result.stderr and "rolled back" in result.stderr
     assert target.calls == ["canary 20", "rollback"]

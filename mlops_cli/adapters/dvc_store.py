@@ -97,6 +97,11 @@ class DvcStore:
             try:
                 cloud = repo.status(targets=[str(dvc_file)], cloud=True, remote=REMOTE_NAME)
                 remote_state = "in sync" if not cloud else _summarise_cloud(cloud)
+                if not cloud and not self._cached(self.fingerprint(path)):
+                    # DVC's cloud status lists what the remote lacks or alone has; data in neither place
+                    # gives an empty answer and only a warning ("do not exist neither locally nor on remote").
+                    remote_state = ("missing: neither the remote nor the local cache has it (run `mlops data push` "
+                                    "where the data was prepared)")
             except Exception as exc:
                 remote_state = f"unreachable ({_short(exc)})"
         finally:
@@ -119,6 +124,12 @@ class DvcStore:
 
     def cache_dir(self) -> Path:
         return self.root / ".dvc" / "cache"
+
+    def _cached(self, md5: str | None) -> bool:
+        """Is the object in the local cache (DVC 3 layout files/md5/ab/cdef..., or DVC 2's ab/cdef...)?"""
+        if not md5:
+            return False
+        return any((base / md5[:2] / md5[2:]).is_file() for base in (self.cache_dir() / "files" / "md5", self.cache_dir()))
 
 
 def _quiet_dvc_logging() -> None:

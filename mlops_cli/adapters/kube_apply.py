@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from ..core.errors import MlopsError, PreflightError
+from ..core.errors import MlopsError, PreflightError, UnreachableError
 
 FIELD_MANAGER = "mlops"
 HASH_ANNOTATION = "mlops.dev/applied-hash"
@@ -208,7 +208,7 @@ class KubeCluster:
                                                                body=body, auth_settings=["BearerToken"])
             resp = self.api.call_api(m, url, hdrs, data, post, _request_timeout=None if stream else self.request_timeout_s)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise PreflightError(f"cannot reach the Kubernetes API server at {self.server}: {exc.__class__.__name__}",
+            raise UnreachableError(f"cannot reach the Kubernetes API server at {self.server}: {exc.__class__.__name__}",
                                  hint=f"check that the cluster of context {self.context!r} is running and reachable") from None
         if stream and 200 <= resp.status < 300:
             return resp.response

@@ -29,7 +29,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 from ..core.config import Config
-from ..core.errors import NotFoundError, PreflightError
+from ..core.errors import NotFoundError, UnreachableError
 
 # Pinned into every logged model, so MLflow never has to guess (guessing loads the model in a subprocess).
 _MODEL_PACKAGES = ("mlflow", "torch", "transformers", "tokenizers", "safetensors", "numpy", "pandas")
@@ -74,11 +74,11 @@ def _probe_server(uri: str, timeout_s: float) -> None:
     try:
         response = httpx.get(uri.rstrip("/") + "/health", timeout=timeout_s)
     except httpx.TimeoutException:
-        raise PreflightError(f"MLflow tracking server {uri} did not answer within {timeout_s:g}s", hint=hint) from None
+        raise UnreachableError(f"MLflow tracking server {uri} did not answer within {timeout_s:g}s", hint=hint) from None
     except httpx.HTTPError as exc:
-        raise PreflightError(f"MLflow tracking server {uri} is unreachable: {exc}", hint=hint) from None
+        raise UnreachableError(f"MLflow tracking server {uri} is unreachable: {exc}", hint=hint) from None
     if response.status_code >= 400:
-        raise PreflightError(f"MLflow tracking server {uri} answered /health with HTTP {response.status_code}",
+        raise UnreachableError(f"MLflow tracking server {uri} answered /health with HTTP {response.status_code}",
                              hint=hint)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.errors import PreflightError
+from ..core.errors import PreflightError, UnreachableError
 
 
 class PrometheusApi:
@@ -25,7 +25,7 @@ class PrometheusApi:
         try:
             response = httpx.get(url, params={"query": promql}, timeout=self.timeout_s)
         except httpx.HTTPError as exc:
-            raise PreflightError(f"cannot reach Prometheus at {self.base_url}: {exc}",
+            raise UnreachableError(f"cannot reach Prometheus at {self.base_url}: {exc}",
                                  hint="set [canary].prometheus_url (e.g. after `kubectl -n mlops port-forward svc/prometheus 9090`)") from None
         try:
             body = response.json()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import typer
 
@@ -73,9 +75,12 @@ commands_eks.register(app)
 commands_render.register(app)
 
 
-# Global flags people type after the subcommand too (`mlops data status --json`): hoisted to the front.
+# Global flags people type after the subcommand too (`mlops data status --json`, `mlops config validate
+# -c other.toml`): hoisted to the front, where the app's callback reads them. Safe while no command has an
+# option of the same name (tests/test_cli_conventions.py checks).
 _VERBOSE = {"--verbose", "-v", "-vv", "-vvv"}
 _HOISTED = {"--json", "--quiet", "-q"} | _VERBOSE
+_WITH_VALUE = {"--config", "-c"}
 
 
 def _hoist_global_flags(argv: list[str]) -> list[str]:
@@ -84,14 +89,41 @@ def _hoist_global_flags(argv: list[str]) -> list[str]:
         head, tail = argv[:cut], argv[cut:]
     else:
         head, tail = argv, []
-    flags = [a for a in head if a in _HOISTED]
-    return flags + [a for a in head if a not in _HOISTED] + tail
+    flags, rest = [], []
+    i = 0
+    while i < len(head):
+        arg = head[i]
+        if arg in _HOISTED or arg.startswith("--config="):
+            flags.append(arg)
+        elif arg in _WITH_VALUE and i + 1 < len(head):
+            flags += [arg, head[i + 1]]
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return flags + rest + tail
+
+
+@contextmanager
+def _quiet_mlflow(verbose: bool) -> Iterator[None]:
+    """MLflow configures its loggers when first imported, at INFO unless MLFLOW_LOGGING_LEVEL says
+    otherwise (mlflow/utils/logging_utils.py, _configure_mlflow_loggers); its lines would interleave with
+    ours on stderr. Quiet for this command unless -v or the user chose a level; restored afterwards."""
+    if verbose or "MLFLOW_LOGGING_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "ERROR"
+    try:
+        yield
+    finally:
+        os.environ.pop("MLFLOW_LOGGING_LEVEL", None)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     try:
-        rv = app(args=args, prog_name="mlops", standalone_mode=False)
+        with _quiet_mlflow(not _VERBOSE.isdisjoint(args)):
+            rv = app(args=args, prog_name="mlops", standalone_mode=False)
     except MlopsError as exc:
         from .render import error
 
@@ -115,6 +147,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         show()
         sys.exit(getattr(exc, "exit_code", 2))
+    if rv == 130:  # typer turns Ctrl-C into Exit(130) without a word (typer/core.py: `except KeyboardInterrupt`)
+        from .render import error
+
+        error("interrupted")
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -31,6 +31,21 @@ def _report(ctx: typer.Context, result: dict[str, Any]) -> None:
     render.success(f"tracked with DVC, md5 {result['md5']}")
 
 
+def _project_config(ctx: typer.Context, command: str):
+    """The config of a project: commands that create data/, .dvc/ and .mlops/ refuse to do it in
+    whatever directory they happen to run in."""
+    from ..core.config import CONFIG_FILENAME
+    from ..core.errors import ConfigError
+
+    config = state(ctx).config()
+    if config.file is None:
+        raise ConfigError(f"no {CONFIG_FILENAME} in {config.root} or any parent directory: `mlops {command}` would "
+                          f"create data/, .dvc/ and .mlops/ here",
+                          hint=f"run it in your project directory, pass --config PATH, or create {CONFIG_FILENAME} "
+                               "here (`[project]` and a `name` are enough)")
+    return config
+
+
 @app.command("prepare")
 def prepare(ctx: typer.Context) -> None:
     """Build the dataset from the packaged drugsCom reviews and track it with DVC.
@@ -45,7 +60,7 @@ def prepare(ctx: typer.Context) -> None:
     """
     from ..core import data
 
-    _report(ctx, data.prepare(state(ctx).config()))
+    _report(ctx, data.prepare(_project_config(ctx, "data prepare")))
 
 
 @app.command("import")
@@ -69,7 +84,7 @@ def import_(
     """
     from ..core import data
 
-    _report(ctx, data.import_file(state(ctx).config(), path, text_col, label_col, test_size, seed))
+    _report(ctx, data.import_file(_project_config(ctx, "data import"), path, text_col, label_col, test_size, seed))
 
 
 @app.command("push")

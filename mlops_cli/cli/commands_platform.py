@@ -113,9 +113,11 @@ def status(
 
     tgt = _target(ctx, target)
     components = tgt.status()
+    # A health check for scripts: exit 1 when something that should run is not healthy.
+    healthy = all(c.healthy or not c.expected for c in components)
     if state(ctx).json:
-        render.print_json({"target": tgt.name, "components": [c.as_dict() for c in components]})
-        return
+        render.print_json({"target": tgt.name, "healthy": healthy, "components": [c.as_dict() for c in components]})
+        raise typer.Exit(0 if healthy else 1)
     rows = [
         (c.component, c.url, c.pid or "", "[green]yes[/]" if c.healthy else "[red]no[/]", c.version,
          _uptime(c.uptime_s), _restarts(c), c.detail)
@@ -123,6 +125,9 @@ def status(
     ]
     render.show(render.table(f"mlops status ({tgt.name})",
                              ["component", "url", "pid", "healthy", "version", "uptime", "restarts", "detail"], rows))
+    if not components:
+        render.note("nothing recorded as running (start the platform with `mlops up`)")
+    raise typer.Exit(0 if healthy else 1)
 
 
 def _restarts(c: Any) -> str:
@@ -214,7 +219,7 @@ def _judge_canary(ctx: typer.Context, tgt: Any, outcome: Any, observe: str, act:
 
 def predict(
     ctx: typer.Context,
-    text: Optional[str] = typer.Argument(None, help="A review to classify."),
+    text: Optional[str] = typer.Argument(None, help="A review to classify; - reads it from stdin."),
     file: Optional[Path] = typer.Option(None, "--file", "-f", help="CSV of reviews to classify in batches."),
     text_col: str = typer.Option("text", "--text-col", help="Column of --file holding the text."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the CSV with label and confidence columns."),
@@ -229,14 +234,22 @@ def predict(
       mlops predict "awful side effects" --json
 
       mlops predict --file reviews.csv --text-col review -o scored.csv
+
+      echo "works as described" | mlops predict -
     """
-    from ..core.errors import MlopsError
+    import sys
+
+    from ..core.errors import UsageError
     from . import render
 
     st = state(ctx)
-    tgt = _target(ctx, target)
     if (text is None) == (file is None):
-        raise MlopsError("give either a TEXT argument or --file", hint='mlops predict "great product" or mlops predict --file reviews.csv')
+        raise UsageError("give either a TEXT argument or --file", hint='mlops predict "great product" or mlops predict --file reviews.csv')
+    if text == "-":
+        text = sys.stdin.read().strip()
+    if text is not None and not text.strip():
+        raise UsageError("the text to classify is empty", hint='mlops predict "great product", or pipe it: echo "..." | mlops predict -')
+    tgt = _target(ctx, target)
     if text is not None:
         result = tgt.predict([text])[0]
         if st.json:
@@ -268,7 +281,7 @@ def logs(
     ctx: typer.Context,
     component: str = typer.Argument(..., help="Component name, as listed by `mlops status`."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
-    lines: int = typer.Option(50, "--lines", "-n", help="How many lines from the end to show first."),
+    lines: int = typer.Option(50, "--lines", "-n", min=0, help="How many lines from the end to show first (0: none, with -f only new ones)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
 ) -> None:
     """Show a component's log.

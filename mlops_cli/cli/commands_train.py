@@ -147,9 +147,12 @@ def register_(
     ctx: typer.Context,
     run_id: Optional[str] = typer.Option(None, "--run-id", help="MLflow run to register (default: the newest with a model)."),
     alias: Optional[str] = typer.Option(None, "--alias", help="Also set this alias, e.g. champion (gated)."),
-    force: bool = typer.Option(False, "--force", help="Set the alias even if the promotion gate refuses."),
+    force: bool = typer.Option(False, "--force", help="Set the alias even if the promotion gate refuses; register a run again."),
 ) -> None:
     """Register a trained run as a new version of the model, optionally making it champion.
+
+    A run registered before is not registered twice: its existing version is reported (and given the
+    alias, if asked); --force makes another version.
 
     The champion alias is refused when the candidate's macro F1 is below [registry].min_f1 or below the
     current champion's, or (with [registry].beat_baseline) when it does not beat its run's TF-IDF
@@ -170,6 +173,10 @@ def register_(
         render.print_json(ref.as_dict())
         return
     aliases = f" ({', '.join(ref.aliases)})" if ref.aliases else ""
+    if ref.already_registered:
+        render.note(f"run {ref.run_id} is already registered as {ref.name} version {ref.version}{aliases}; "
+                    "nothing new was created (--force registers it again)")
+        return
     versus = ref.versus_baseline()
     render.success(f"registered {ref.name} version {ref.version}{aliases} from run {ref.run_id}, "
                    + (versus if versus else f"macro F1 {_fmt(ref.macro_f1)}"))

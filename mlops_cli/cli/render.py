@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 from typing import Any, Iterable, Sequence
 
 from rich.console import Console
@@ -53,8 +55,21 @@ def ok_mark(flag: bool) -> str:
     return "[green]OK[/]" if flag else "[red]FAIL[/]"
 
 
+# How often a plain progress line is written when stderr is not a terminal (CI logs, `2> file`).
+PROGRESS_INTERVAL_S = 10.0
+
+
 class RichReporter(Reporter):
-    """Live progress bars on stderr; silent in --quiet or --json mode."""
+    """Live progress bars on stderr; silent in --quiet or --json mode.
+
+    Where stderr is not a terminal a live bar draws nothing until the end, so a PlainReporter takes its
+    place: every command that reports progress gets plain periodic lines there without asking.
+    """
+
+    def __new__(cls, enabled: bool = True) -> "Reporter":
+        if cls is RichReporter and not err.is_terminal:
+            return PlainReporter(enabled)
+        return super().__new__(cls)
 
     def __init__(self, enabled: bool = True) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
@@ -115,6 +130,99 @@ class RichReporter(Reporter):
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if self.enabled:
             self._progress.console.print(table(title, columns, rows))
+
+
+class PlainReporter(Reporter):
+    """Progress as plain lines on stderr, for logs: when a task starts, every PROGRESS_INTERVAL_S while
+    it runs (from a timer, so a step that takes minutes still shows the process is alive), and when it
+    ends. Example line: ``scoring in.csv: 4000/20000 (20%) rows=4000, 1m05s elapsed, ~4m20s left``."""
+
+    def __init__(self, enabled: bool = True, interval_s: float | None = None) -> None:
+        self.enabled = enabled
+        self.interval_s = PROGRESS_INTERVAL_S if interval_s is None else interval_s
+        self._tasks: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def __enter__(self) -> "PlainReporter":
+        if self.enabled:
+            self._ticker = threading.Thread(target=self._tick, name="plain-progress", daemon=True)
+            self._ticker.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            with self._lock:
+                lines = [self._line(task) for task in self._tasks.values()]
+            for line in lines:
+                self._write(line)
+
+    def _write(self, line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    @staticmethod
+    def _line(task: dict[str, Any]) -> str:
+        elapsed = time.monotonic() - task["started"]
+        done, total = task["completed"], task["total"]
+        parts = [f"{task['description']}: {done:g}/{total:g} ({100 * done / total:.0f}%)" if total
+                 else f"{task['description']}: {done:g} done" if done else f"{task['description']}: working"]
+        if task["info"]:
+            parts.append(task["info"])
+        timing = f"{_duration(elapsed)} elapsed"
+        if total and 0 < done < total:
+            timing += f", ~{_duration(elapsed * (total - done) / done)} left"
+        return " ".join(parts) + ", " + timing
+
+    def start(self, key: str, description: str, total: float | None = None) -> None:
+        task = {"description": description, "total": total, "completed": 0, "info": "", "started": time.monotonic()}
+        with self._lock:
+            self._tasks[key] = task
+        if self.enabled:
+            self._write(f"{description}: started" + (f" ({total:g} to do)" if total else ""))
+
+    def advance(self, key: str, amount: float = 1, **fields: Any) -> None:
+        with self._lock:
+            if key in self._tasks:
+                self._tasks[key]["completed"] += amount
+                self._tasks[key]["info"] = _fields(fields)
+
+    def update(self, key: str, **fields: Any) -> None:
+        with self._lock:
+            task = self._tasks.get(key)
+            if task is not None:
+                task.update({k: fields.pop(k) for k in ("total", "completed", "description") if k in fields})
+                task["info"] = _fields(fields)
+
+    def finish(self, key: str, message: str = "") -> None:
+        with self._lock:
+            task = self._tasks.pop(key, None)
+        if task is not None and self.enabled:
+            elapsed = _duration(time.monotonic() - task["started"])
+            self._write(f"{task['description']}: done{': ' + message if message else ''} ({elapsed})")
+
+    def info(self, message: str) -> None:
+        if self.enabled:
+            self._write(message)
+
+    def warn(self, message: str) -> None:
+        self._write(f"warning: {message}")
+
+    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if self.enabled:
+            err.print(table(title, columns, rows))
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
 
 
 def _fields(fields: dict[str, Any]) -> str:

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
 from .atomic_file import atomic_writer
-from .errors import DataError, MlopsError
+from .errors import DataError, GatewayOverloaded, MlopsError
 from .progress import SILENT, Reporter
 
 PREDICTION_COLUMNS = ("label", "confidence", "model_version")
 PREFIX = "predicted_"
 LongText = Literal["truncate", "skip", "fail"]
 IN_FLIGHT = 2  # one batch on the model while the next is parsed, sent and queued
+RETRIES = 6    # a batch shed with 503 + Retry-After is sent again after the time asked for, this often
 
 
 def default_output(file: Path) -> Path:
@@ -131,8 +132,8 @@ def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Pat
             try:
                 results = future.result()
             except MlopsError as exc:
-                raise type(exc)(f"{file}: rows {first}-{first + len(chunk) - 1}: {exc.message}",
-                                hint=exc.hint) from None
+                kind = MlopsError if isinstance(exc, GatewayOverloaded) else type(exc)
+                raise kind(f"{file}: rows {first}-{first + len(chunk) - 1}: {exc.message}", hint=exc.hint) from None
             by_index = dict(zip(scored_idx, results))
             for i, row in enumerate(chunk):
                 result = by_index.get(i)
@@ -149,7 +150,7 @@ def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Pat
                 scored_idx = [i for i, _ in enumerate(chunk) if first + i not in skip]
                 texts = [chunk[i][text_col][:max_chars] for i in scored_idx]
                 if texts:
-                    future = pool.submit(predict, texts)
+                    future = pool.submit(_predict_politely, predict, texts)
                 else:
                     future = Future()
                     future.set_result([])
@@ -167,6 +168,18 @@ def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Pat
         "long_rows": too_long[:20],
     }
     return summary
+
+
+def _predict_politely(predict: Callable[[list[str]], list[dict[str, Any]]], texts: list[str]) -> list[dict[str, Any]]:
+    """A shed batch is not a failed file: wait as long as the server asked, then send it again."""
+    for attempt in range(RETRIES):
+        try:
+            return predict(texts)
+        except GatewayOverloaded as exc:
+            if attempt == RETRIES - 1:
+                raise
+            time.sleep(min(exc.retry_after_s, 60.0))
+    raise AssertionError("unreachable")
 
 
 def _batches(rows: Iterator[dict[str, str]], size: int) -> Iterator[tuple[int, list[dict[str, str]]]]:

@@ -18,6 +18,7 @@ import ipaddress
 import json
 import os
 import tomllib
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
@@ -46,6 +47,41 @@ Duration = Annotated[str, AfterValidator(_duration)]
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")]
 
 
+def _http_url(value: str) -> str:
+    if value:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:9000 "
+                             "(empty: not used)")
+    return value
+
+
+# MLflow's tracking-store schemes (mlflow/tracking/_tracking_service/utils.py registers "", file,
+# databricks, http, https and mlflow/store/db/db_types.py's DATABASE_ENGINES); a bare path is refused
+# here so that a typo such as "localhost:5000" is not taken for a directory or a scheme.
+_DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def _tracking_uri(value: str) -> str:
+    if not value or value == "databricks":
+        return value
+    parts = urlsplit(value)
+    scheme = parts.scheme.split("+", 1)[0]  # postgresql+psycopg2: SQLAlchemy's dialect+driver
+    ok = ((scheme in ("http", "https") and parts.hostname)
+          or (scheme in _DB_SCHEMES and value.startswith(f"{parts.scheme}://"))
+          or (scheme == "file" and parts.path.startswith("/")) or scheme == "databricks")
+    if not ok:
+        raise ValueError("expected an MLflow tracking URI: http(s)://host[:port], sqlite:///path, "
+                         "postgresql://..., mysql://..., mssql://..., file:///path or databricks "
+                         "(empty: the embedded store in the state dir)")
+    return value
+
+
+# URLs checked when the config loads and kept as written (no normalising, no added slash).
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+TrackingUri = Annotated[str, AfterValidator(_tracking_uri)]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -67,7 +103,7 @@ class DataConfig(Section):
     validation_size: float = Field(0.15, gt=0, lt=1)
     seed: int = 42
     remote: str = ".mlops/dvc-remote"
-    s3_endpoint_url: str = ""
+    s3_endpoint_url: HttpUrl = ""
 
 
 class TrainConfig(Section):
@@ -93,7 +129,7 @@ class TrainConfig(Section):
 
 
 class RegistryConfig(Section):
-    tracking_uri: str = ""
+    tracking_uri: TrackingUri = ""
     experiment: str = "review-sentiment"
     model_name: str = "review-sentiment"
     champion_alias: str = "champion"
@@ -174,7 +210,7 @@ class DriftConfig(Section):
 
 
 class ObservabilityConfig(Section):
-    otlp_endpoint: str = ""
+    otlp_endpoint: HttpUrl = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     service_namespace: str = "mlops"
 
@@ -197,12 +233,13 @@ class LocalConfig(Section):
     health_timeout_s: float = Field(2.0, gt=0)        # one probe's timeout (also status and up's waits)
     health_failures: int = Field(3, ge=1)             # consecutive failed probes that mean "restart it"
     client_timeout_s: float = Field(30.0, gt=0)       # CLI -> gateway request timeout (predict, deploy switch)
+    start_timeout_s: float = Field(120.0, gt=0)       # `up` waits this long for each component to be healthy
 
 
 class CanaryConfig(Section):
     """Thresholds of `mlops deploy --canary N --observe 10m --promote-if-healthy` (core/canary_analysis.py)."""
 
-    prometheus_url: str = ""          # empty: the local platform's Prometheus (`mlops up --with-prometheus`)
+    prometheus_url: HttpUrl = ""          # empty: the local platform's Prometheus (`mlops up --with-prometheus`)
     max_error_rate: float = Field(0.01, ge=0, le=1)   # share of prediction requests answered 5xx
     max_p99_s: float = Field(1.0, gt=0)               # p99 latency of prediction requests
     min_requests: int = Field(50, ge=1)               # fewer in the window is no evidence: roll back

@@ -73,6 +73,10 @@ def run_drift(
         raise ConfigError(f"the window starts at {start.isoformat()}, which is not in the past",
                           hint="pass an earlier --since or a positive --window")
 
+    if version is not None and reference_loader is None:
+        from . import registry
+
+        registry.resolve_version(config, version=str(version))  # a version that does not exist says so
     log_path = config.path(config.gateway.prediction_log)
     scan = sample_prediction_log(rotated_and_current(log_path, config.gateway.prediction_log_backups), start, now,
                                  sample_size=config.drift.sample_size, seed=config.data.seed)

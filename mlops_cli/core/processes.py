@@ -127,12 +127,13 @@ def tail(path: Path, lines: int) -> str:
         size = fh.tell()
         fh.seek(max(0, size - 64_000))
         data = fh.read().decode("utf-8", "replace")
-    return "\n".join(data.splitlines()[-lines:])
+    return "\n".join(data.splitlines()[-lines:]) if lines > 0 else ""
 
 
 def follow(path: Path, lines: int, keep_going: bool) -> Iterator[str]:
     text = tail(path, lines)
-    yield text + "\n"
+    if text:
+        yield text + "\n"
     if not keep_going:
         return
     with path.open("r", encoding="utf-8", errors="replace") as fh:

@@ -55,6 +55,7 @@ class ModelRef:
     created: str = ""
     # Where the files are: MLflow 3's `source` is `models:/m-<id>`, a registry name, not a location.
     artifact_uri: str = ""
+    already_registered: bool = False  # register found a version from this run and created none
 
     @property
     def location(self) -> str:
@@ -74,7 +75,7 @@ class ModelRef:
                 "metrics": {k: _float(self.tags.get(k)) for k in METRIC_TAGS},
                 "versus_baseline": self.versus_baseline(),
                 "data_fingerprint": self.tags.get("data_fingerprint"), "git_commit": self.tags.get("git_commit"),
-                "tags": self.tags}
+                "tags": self.tags, "already_registered": self.already_registered}
 
 
 def versus_baseline(metrics: dict[str, float | None]) -> str | None:
@@ -174,12 +175,25 @@ def local_model_dir(config: Config, ref: ModelRef) -> Path:
 # -- writing ---------------------------------------------------------------------------------------
 
 def register(config: Config, run_id: str | None = None, alias: str | None = None, force: bool = False) -> ModelRef:
-    """New version from the given (or newest) run; the gate is checked before anything is created."""
+    """New version from the given (or newest) run; the gate is checked before anything is created.
+
+    Idempotent per run: a run already registered gives back its existing version (`already_registered`),
+    with `alias` set on it as asked; `force` registers another version anyway."""
     import mlflow
 
     from ..adapters import mlflow_tracking
 
     run_id = run_id or mlflow_tracking.latest_model_run(config)
+    existing = None if force else _version_of_run(config, run_id)
+    if existing is not None:
+        if alias:
+            _check_gate(config, alias, existing.macro_f1, f"version {existing.version}", force)
+            _check_baseline_gate(config, alias, {k: _float(v) for k, v in existing.tags.items()},
+                                 f"version {existing.version}", force)
+            _set_alias(config, existing.version, alias)
+            existing = resolve_version(config, version=existing.version)
+        existing.already_registered = True
+        return existing
     run = mlflow_tracking.get_run(config, run_id)
     if run.data.tags.get(mlflow_tracking.MODEL_LOGGED_TAG) != "true":
         raise NotFoundError(f"run {run_id} has no logged model", hint="train with `mlops train --log`")
@@ -202,6 +216,13 @@ def register(config: Config, run_id: str | None = None, alias: str | None = None
         _set_alias(config, ref.version, alias)
         ref = resolve_version(config, version=ref.version)
     return ref
+
+
+def _version_of_run(config: Config, run_id: str) -> ModelRef | None:
+    """The oldest version registered from `run_id`, if any."""
+    name = config.registry.model_name
+    found = [_ref(mv) for mv in _client(config).search_model_versions(f"name = '{name}' and run_id = '{run_id}'")]
+    return min(found, key=lambda r: int(r.version)) if found else None
 
 
 def _attach_drift_reference(config: Config, ref: ModelRef) -> None:

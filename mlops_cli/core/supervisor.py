@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from .atomic_file import write_atomically
 from .errors import MlopsError
 
 STATE_ENV = "MLOPS_SUPERVISED_STATE_DIR"  # every supervised process carries it: finds orphans after a crash
@@ -282,9 +283,4 @@ class Supervisor:
 
 def _write_private(path: Path, text: str) -> None:
     """Atomic, mode 0600: program files hold the gateway's credentials."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    tmp.replace(path)
+    write_atomically(path, text, perms=0o600)

@@ -212,9 +212,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
              responses={422: _ERROR_422, 401: INFERENCE_ERRORS[401]}, openapi_extra=upstream_body())
     async def put_upstream(request: Request):
         body = await _json_body(request)
-        url, version = body.get("url"), body.get("model_version")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not isinstance(version, str):
-            raise ApiError(422, "invalid_input", 'expected {"url": "http://…", "model_version": "3"}')
+        # Found by fuzzing (tests/reliability): a JSON array body was a 500 here.
+        url = body.get("url") if isinstance(body, dict) else None
+        version = body.get("model_version") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not _http_url(url) or not isinstance(version, str) or not version.strip():
+            raise ApiError(422, "invalid_input", 'expected {"url": "http://host:port", "model_version": "3"}')
         old = await client.switch(url, version, drain_timeout_s=cfg.gateway.timeout_s + 1)
         metrics.serving(version)
         log.info("switched predictor", extra={"to": url, "model_version": version,
@@ -228,6 +230,16 @@ _ERROR_422 = {"model": INFERENCE_ERRORS[422]["model"], "description": "Not a {ur
 _KNOWN_ROUTES = {"/predict", "/predict/batch", "/healthz", "/readyz", "/metrics", "/admin/upstream", "/openapi.json",
                  "/docs"}
 _AUTHENTICATED = INFERENCE_ROUTES | {"/openapi.json", "/docs"}
+
+
+def _http_url(url: str) -> bool:
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
 
 
 def _authenticate(auth: BasicAuth | None, request: Request) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from ..core.atomic_file import write_atomically
 from ..core.config import Config, load_config
 from ..core.processes import ProcessTable, tail
 from ..core.restart_policy import ComponentHealth, RestartPolicy
@@ -44,10 +45,7 @@ def read_health(state_dir: Path) -> dict[str, ComponentHealth]:
 
 
 def write_health(state_dir: Path, health: dict[str, ComponentHealth]) -> None:
-    path = health_file(state_dir)
-    tmp = path.with_name(".health.json.tmp")
-    tmp.write_text(json.dumps({name: h.as_dict() for name, h in health.items()}, indent=1))
-    tmp.replace(path)
+    write_atomically(health_file(state_dir), json.dumps({name: h.as_dict() for name, h in health.items()}, indent=1))
 
 
 def policy_from(config: Config) -> RestartPolicy:

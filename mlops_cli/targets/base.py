@@ -55,6 +55,9 @@ class ComponentStatus:
     last_exit: str = ""                  # e.g. "terminated by SIGKILL", "exit status 1"
     last_exit_code: int | None = None    # negative: the signal number
     last_restart_at: float | None = None
+    # Should it be running? False for what was never installed or deployed: `mlops status` exits 1 only
+    # when a component that should run is not healthy.
+    expected: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

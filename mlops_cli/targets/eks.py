@@ -519,7 +519,8 @@ class EksTarget:
         try:
             workspace = pulumi_workspace.open_stack(self.config, create=False)
         except NotFoundError as exc:
-            return [ComponentStatus(f"stack {self.eks.stack}", detail=f"{exc.message}: run `mlops up --target eks`")]
+            return [ComponentStatus(f"stack {self.eks.stack}", detail=f"{exc.message}: run `mlops up --target eks`",
+                                    expected=False)]
         outputs = workspace.outputs()
         last = workspace.last_update()
         when = (last.ended or last.started) if last else ""
@@ -527,9 +528,10 @@ class EksTarget:
             f"stack {workspace.name}", healthy=bool(last and last.result == "succeeded"), version=self.eks.version,
             detail=f"last update: {last.kind} {last.result} at {when}" if last else "never updated")]
         for key, value in _flat({k: v for k, v in outputs.items() if k != "kubeconfig"}).items():
-            rows.append(ComponentStatus(key, healthy=bool(value), detail=str(value)))
+            # outputs are facts about the stack, not processes: an empty one is not a failure
+            rows.append(ComponentStatus(key, healthy=bool(value), detail=str(value), expected=False))
         kubeconfig = self.config.path(self.eks.kubeconfig_path)
-        rows.append(ComponentStatus("kubeconfig", healthy=kubeconfig.is_file(),
+        rows.append(ComponentStatus("kubeconfig", healthy=kubeconfig.is_file(), expected=False,
                                     detail=str(kubeconfig) if kubeconfig.is_file() else f"{kubeconfig} (not written)"))
         return rows
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from ..adapters.kube_apply import READY_CONDITION, KubeCluster, condition, describe, secret_values
 from ..core.config import Config
-from ..core.errors import MlopsError, NotFoundError, PreflightError
+from ..core.errors import MlopsError, NotFoundError, PreflightError, UnreachableError
 from ..core.progress import Reporter
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
 from .kubernetes_edge import edge_request, edge_trust
@@ -289,7 +289,7 @@ class KubernetesTarget:
             live = cluster.get({"apiVersion": "apps/v1", "kind": "Deployment",
                                 "metadata": {"name": name, "namespace": namespace or self.config.kubernetes.namespace}})
             if live is None:
-                out.append(ComponentStatus(component, detail="not installed"))
+                out.append(ComponentStatus(component, detail="not installed", expected=False))
                 continue
             available = condition(live, "Available")
             st = live.get("status") or {}
@@ -305,7 +305,7 @@ class KubernetesTarget:
 
         live = self.cluster.get(self._isvc_identity())
         if live is None:
-            return ComponentStatus("predictor", detail="no model deployed (mlops deploy --target kubernetes)")
+            return ComponentStatus("predictor", detail="no model deployed (mlops deploy --target kubernetes)", expected=False)
         ready = condition(live, "Ready")
         version = live["metadata"].get("annotations", {}).get(VERSION_ANNOTATION, "")
         split = self._rollouts().split(live)
@@ -484,12 +484,12 @@ class KubernetesTarget:
                 raise PreflightError(f"the edge at {url} presented a certificate we do not trust: {exc}",
                                      hint="self-signed: the Secret's certificate is trusted (leave [kubernetes].tls_issuer empty); "
                                           "a private CA: set [kubernetes].tls_ca_bundle") from None
-            raise PreflightError(f"cannot reach the gateway's public listener at {url}: {exc.__class__.__name__}",
-                                 hint=f"make {self.config.kubernetes.ingress_host} resolve to the Envoy Gateway load balancer "
-                                      "(envoy-gateway-system), or set [kubernetes].ingress_address (e.g. a port-forward)") from None
+            raise UnreachableError(f"cannot reach the gateway's public listener at {url}: {exc.__class__.__name__}",
+                                   hint=f"make {self.config.kubernetes.ingress_host} resolve to the Envoy Gateway load balancer "
+                                        "(envoy-gateway-system), or set [kubernetes].ingress_address (e.g. a port-forward)") from None
         except httpx.HTTPError as exc:
-            raise PreflightError(f"cannot reach the gateway's public listener at {url}: {exc.__class__.__name__}",
-                                 hint=f"make {self.config.kubernetes.ingress_host} resolve to the Envoy Gateway load balancer") from None
+            raise UnreachableError(f"cannot reach the gateway's public listener at {url}: {exc.__class__.__name__}",
+                                   hint=f"make {self.config.kubernetes.ingress_host} resolve to the Envoy Gateway load balancer") from None
         if response.status_code != 200:
             raise MlopsError(f"gateway at {url} answered {response.status_code}: {response.text[:200]}",
                              hint="401: wrong credentials; 503: no model ready (mlops deploy --target kubernetes)")

@@ -19,8 +19,9 @@ from typing import Any, Iterator
 import httpx
 
 from ..core import processes
+from ..core.atomic_file import write_atomically
 from ..core.config import Config
-from ..core.errors import MlopsError, NotFoundError, PreflightError
+from ..core.errors import GatewayOverloaded, MlopsError, NotFoundError, PreflightError, UnreachableError, UsageError
 from ..core.progress import Reporter
 from ..core.secrets import Secrets
 from ..core.supervisor import HEALER, Program, Supervisor
@@ -35,7 +36,7 @@ class Component:
     port: int
     cmd: list[str]
     health_path: str
-    start_timeout_s: float = 60.0
+    start_timeout_s: float = 120.0
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -90,14 +91,14 @@ class LocalTarget:
                 "mlflow", self.local.mlflow_port,
                 [PYTHON, "-m", "mlflow", "server", "--backend-store-uri", backend, "--artifacts-destination",
                  artifacts, "--host", host, "--port", str(self.local.mlflow_port), "--workers", "1"],
-                "/health", start_timeout_s=120.0,
+                "/health", start_timeout_s=self.local.start_timeout_s,
                 # Job execution spawns a Huey consumer that makes start-up ~2.5x slower; we use none.
                 env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             ),
             Component(
                 "drift", self.local.drift_port,
                 [PYTHON, "-m", "mlops_cli.services.drift_service", "--host", host, "--port", str(self.local.drift_port)],
-                "/healthz",
+                "/healthz", start_timeout_s=self.local.start_timeout_s,
             ),
             self._gateway_component(),
         ]
@@ -106,7 +107,8 @@ class LocalTarget:
 
             config_path = self.config.state_dir / "local" / "prometheus.yml"
             components.append(Component("prometheus", self.local.prometheus_port,
-                                         prometheus_command(self.config, config_path), "/-/ready"))
+                                         prometheus_command(self.config, config_path), "/-/ready",
+                                         start_timeout_s=self.local.start_timeout_s))
         return components
 
     def _gateway_component(self) -> Component:
@@ -118,7 +120,8 @@ class LocalTarget:
         creds = self.credentials(create=self.config.gateway.auth)
         if creds:
             env = {"MLOPS_GATEWAY_USER": creds[0], "MLOPS_GATEWAY_PASSWORD": creds[1]}
-        return Component("gateway", self.local.gateway_port, cmd, "/healthz", env=env)
+        return Component("gateway", self.local.gateway_port, cmd, "/healthz", env=env,
+                         start_timeout_s=self.local.start_timeout_s)
 
     @property
     def upstream_file(self) -> Path:
@@ -175,7 +178,7 @@ class LocalTarget:
                 hint="stop that process or set " + ", ".join(f"[local].{_port_key(c.name)}" for c, _ in taken)
                      + " in mlops.toml; nothing was started")
         started_here: list[str] = []
-        started_supervisor = False
+        supervisor_was_running = sup.running()
         try:
             for component in components:
                 if component.name not in self.table.records() or component in needed:
@@ -184,8 +187,7 @@ class LocalTarget:
                 if component in needed:
                     started_here.append(component.name)
             sup.write_program(self._healer_program())
-            started_supervisor = sup.start(self._child_env())
-            if not started_supervisor:
+            if not sup.start(self._child_env()):
                 sup.sync()
             for component in needed:
                 if sup.info().get(component.name, {}).get("statename") not in ("RUNNING", "STARTING"):
@@ -197,8 +199,9 @@ class LocalTarget:
                 if not name.startswith("predictor"):
                     sup.remove_program(name)
                     self.table.drop(name)
-            if started_supervisor and not self.table.records():
+            if not supervisor_was_running and not self.table.records():
                 sup.shutdown(self.local.stop_timeout_s)
+                sup.forget_program(HEALER)
             raise
         return [StepResult(c.name, "started" if c in needed else "already running", self._url(c.port))
                 for c in components]
@@ -220,8 +223,8 @@ class LocalTarget:
     # -- Target interface ----------------------------------------------------------------------
     def up(self, options: UpOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
         if options.dry_run or options.preview:
-            raise MlopsError("--dry-run/--preview apply to the kubernetes and eks targets",
-                             hint="`mlops up` on local only starts what is missing; just run it")
+            raise UsageError("--dry-run/--preview apply to the kubernetes and eks targets",
+                            hint="`mlops up` on local only starts what is missing; just run it")
         outcome = Outcome()
         components = self._platform_components(options.with_prometheus) + self._recorded_predictors()
         outcome.steps = self._converge(components, reporter)
@@ -307,8 +310,8 @@ class LocalTarget:
 
     def deploy(self, options: DeployOptions, reporter: Reporter) -> Outcome:
         if options.canary is not None or options.promote:
-            raise MlopsError("--canary/--promote need a cluster target (kubernetes or eks)",
-                             hint="locally, `mlops deploy --version N` switches all traffic without dropping requests")
+            raise UsageError("--canary/--promote need a cluster target (kubernetes or eks)",
+                            hint="locally, `mlops deploy --version N` switches all traffic without dropping requests")
         from ..core import registry
         from ..core.serving_runtime import predictor_args, served_model_dir
 
@@ -362,7 +365,7 @@ class LocalTarget:
         outcome.steps.append(StepResult(name, "started", url))
 
         self._switch_gateway(url, ref.version)
-        _write_json(self.upstream_file, {"url": url, "model_version": ref.version})
+        write_atomically(self.upstream_file, json.dumps({"url": url, "model_version": ref.version}))
         outcome.steps.append(StepResult("gateway", "switched", f"to version {ref.version}"))
         data = self.table.load()
         data["deployments"].append({"version": ref.version, "component": name, "at": time.time()})
@@ -391,7 +394,7 @@ class LocalTarget:
         try:
             return httpx.request(method, url, auth=creds, timeout=self.local.client_timeout_s, **kwargs)
         except httpx.TransportError:
-            raise PreflightError(f"the gateway at {url} is not reachable",
+            raise UnreachableError(f"the gateway at {url} is not reachable",
                                  hint="start the platform with `mlops up` and deploy a model with `mlops deploy`") from None
 
     def _switch_gateway(self, url: str, version: str) -> None:
@@ -433,10 +436,6 @@ def _port_key(component: str) -> str:
     return "predictor_port" if component.startswith("predictor") else f"{component}_port"
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
 
 
 def _json_or_error(response: httpx.Response) -> Any:
@@ -448,5 +447,7 @@ def _json_or_error(response: httpx.Response) -> Any:
         message = body.get("error", {}).get("message") if isinstance(body, dict) else response.text[:200]
         hint = {503: "deploy a model with `mlops deploy` (or check `mlops status`)",
                 401: "check MLOPS_GATEWAY_PASSWORD or the generated password file"}.get(response.status_code)
+        if response.status_code == 503 and "retry-after" in response.headers:
+            raise GatewayOverloaded(f"gateway answered HTTP 503: {message}", response.headers["retry-after"])
         raise MlopsError(f"gateway answered HTTP {response.status_code}: {message}", hint=hint)
     return body

@@ -1,0 +1,424 @@
+"""Fault injection on the running local platform, each under loopback load with a measured outcome.
+
+One platform (tiny random BERT) is shared by the tests in file order, as in test_local_platform.py:
+Ctrl-C during `up`, then deploy, then each fault, then fuzzing, overload and soak, and finally Ctrl-C
+during `down`. Every load loop is bounded in requests and seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from mlops_cli.core.supervisor import Supervisor
+
+from ..support import free_port, run_subprocess_cli
+from .load import Load
+
+pytestmark = pytest.mark.slow
+
+GATEWAY_TIMEOUT_S = 2.0
+RESTART_BOUND_S = 120.0  # README "Self-healing": a killed component serves again within this
+
+
+class Platform:
+    def __init__(self, root: Path, env: dict[str, str], ports: dict[str, int]) -> None:
+        self.root, self.env, self.ports = root, env, ports
+
+    def mlops(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+        return run_subprocess_cli(*args, cwd=self.root, env={**self.env, **(env or {})}, timeout=timeout)
+
+    def ok(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        result = self.mlops(*args, timeout=timeout)
+        assert result.returncode == 0, f"mlops {' '.join(args)}\nstdout:{result.stdout}\nstderr:{result.stderr}"
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "mlops_cli", *args], cwd=self.root,
+                                env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True,
+                                # A shell's background job inherits SIGINT ignored; Ctrl-C must reach it.
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    def status(self) -> dict[str, dict]:
+        return {c["component"]: c for c in json.loads(self.ok("status", "--json").stdout)["components"]}
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return "admin", (self.root / ".mlops" / "secrets" / "gateway-password").read_text().strip()
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    def load(self, **kwargs) -> Load:
+        return Load(f"{self.gateway}/predict", self.auth, **kwargs)
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return Supervisor(self.root / ".mlops", self.root / ".mlops" / "logs")
+
+    def predict(self) -> httpx.Response:
+        return httpx.post(f"{self.gateway}/predict", auth=self.auth, json={"text": "fine"}, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, tiny_base_model):
+    root = tmp_path_factory.mktemp("reliability")
+    ports = {name: free_port() for name in ("mlflow", "gateway", "predictor", "drift")}
+    (root / "mlops.toml").write_text(f"""
+[project]
+name = "reliability"
+[train]
+base_model = "{tiny_base_model}"
+max_length = 32
+batch_size = 8
+epochs = 1
+[registry]
+min_f1 = 0.0
+[gateway]
+timeout_s = {GATEWAY_TIMEOUT_S}
+prediction_log_max_bytes = 16384
+prediction_log_backups = 2
+[drift]
+interval = "1h"
+[local]
+mlflow_port = {ports['mlflow']}
+gateway_port = {ports['gateway']}
+predictor_port = {ports['predictor']}
+drift_port = {ports['drift']}
+stop_timeout_s = 5.0
+restart_backoff_s = 0.25
+health_interval_s = 0.5
+""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
+    p = Platform(root, env, ports)
+    p.ok("data", "prepare")
+    p.ok("train", "--log", "--max-steps", "1")
+    p.ok("register", "--alias", "champion")
+    try:
+        yield p
+    finally:
+        p.mlops("down", timeout=120)
+
+
+def _wait_interrupted(proc: subprocess.Popen, ready, timeout_s: float = 120) -> tuple[int, str]:
+    deadline = time.monotonic() + timeout_s
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"finished before it could be interrupted: {proc.communicate()}"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def test_ctrl_c_during_up_leaves_nothing_then_up_converges(platform):
+    sup = platform.supervisor
+    # Interrupt once supervisord runs and MLflow is starting: the slowest moment to be half-done.
+    code, err = _wait_interrupted(platform.popen("up"), lambda: sup.running() and "mlflow" in sup.info())
+    assert code == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert not sup.running() and sup.orphans() == []
+    assert sup.recorded_programs() == []
+    table = json.loads((platform.root / ".mlops" / "local" / "processes.json").read_text())
+    assert table["processes"] == {}
+    for name in ("mlflow", "gateway", "drift"):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", platform.ports[name]))
+
+    platform.ok("up")
+    status = platform.status()
+    assert {"mlflow", "drift", "gateway"} <= set(status) and all(c["healthy"] for c in status.values()), status
+
+
+def test_deploy(platform):
+    platform.ok("deploy", "--version", "1")
+    assert platform.predict().json()["model_version"] == "1"
+
+
+def _running_runs(root: Path) -> int:
+    import sqlite3
+
+    db = root / ".mlops" / "mlflow" / "mlflow.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        return conn.execute("select count(*) from runs where status = 'RUNNING'").fetchone()[0]
+
+
+def test_ctrl_c_during_train_leaves_nothing_half_written_then_train_works(platform):
+    runs_dir = platform.root / ".mlops" / "runs"
+    before = set(runs_dir.iterdir())
+    db = platform.root / ".mlops" / "mlflow" / "mlflow.db"
+    before_write = db.stat().st_mtime_ns
+    proc = platform.popen("train", "--log", "--max-steps", "400", "--threads", "1")
+    # Interrupt once the MLflow run is written (the store's file changes; reading it meanwhile would lock
+    # out the writer): training is under way.
+    last = {"mtime": before_write, "at": time.monotonic()}
+
+    def training_under_way() -> bool:
+        # The run is written, then parameters; once the store has been quiet for 2 s the step loop runs.
+        # (A Ctrl-C inside MLflow's own sqlite commit makes MLflow log that traceback itself.)
+        mtime = db.stat().st_mtime_ns
+        if mtime != last["mtime"]:
+            last.update(mtime=mtime, at=time.monotonic())
+        return mtime != before_write and time.monotonic() - last["at"] > 2.0
+
+    code, err = _wait_interrupted(proc, training_under_way)
+    assert code == 130 and "Traceback" not in err and "interrupted" in err, err
+    assert set(runs_dir.iterdir()) == before  # no run directory, no .partial staging left behind
+    assert _running_runs(platform.root) == 0  # the MLflow run was ended (KILLED), not left RUNNING
+    platform.ok("train", "--log", "--max-steps", "1")
+    assert len(set(runs_dir.iterdir()) - before) == 1
+
+
+def test_predictor_kill_9_under_load_is_503_then_200_unaided(platform):
+    victim = platform.status()["predictor-v1"]
+    with platform.load(clients=4, max_seconds=RESTART_BOUND_S + 10) as load:
+        assert load.wait_for(lambda s: sum(x.status == 200 for x in s) >= 20, 30)
+        os.kill(victim["pid"], signal.SIGKILL)
+        killed_at = time.monotonic()
+        healed = load.wait_for(lambda s: any(x.start > killed_at and x.status == 200 and x.latency < 1.5
+                                             for x in s[-8:]) and s[-1].status == 200, RESTART_BOUND_S)
+        back_at = time.monotonic()
+        time.sleep(1.0)
+    after = [s for s in load.samples if s.start > killed_at]
+    health = (platform.root / ".mlops" / "local" / "health.json").read_text()
+    assert healed, f"still failing {RESTART_BOUND_S} s after the kill: {after[-3:]}\nhealth: {health}"
+    outage = [s for s in after if s.status != 200]
+    print(f"\npredictor kill -9: {len(outage)} x 503 over {back_at - killed_at:.1f} s, then 200")
+    assert outage and {s.status for s in outage} == {503}, {(s.status, s.error) for s in outage}
+    assert all(s.latency <= GATEWAY_TIMEOUT_S + 1.0 for s in outage)  # 503 within the timeout, never a hang
+    assert {s.error for s in outage} <= {"predictor_unavailable", "predictor_timeout"}
+    assert load.failures(after=back_at) == []
+    status = platform.status()["predictor-v1"]
+    assert status["restarts"] == 1 and status["last_exit_code"] == -9 and status["healthy"]
+
+
+def test_gateway_kill_9_restarts_and_loses_nothing_once_back(platform):
+    gateway = platform.status()["gateway"]
+    with platform.load(clients=4, max_seconds=RESTART_BOUND_S + 10) as load:
+        assert load.wait_for(lambda s: sum(x.status == 200 for x in s) >= 20, 30)
+        os.kill(gateway["pid"], signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert load.wait_for(lambda s: len(s) > 4 and all(x.status == 200 and x.start > killed_at for x in s[-4:]),
+                             RESTART_BOUND_S), f"gateway not back: {load.samples[-3:]}"
+        back_at = time.monotonic()
+        time.sleep(2.0)
+    lost = [s for s in load.samples if s.start > killed_at and s.status != 200]
+    print(f"\ngateway kill -9: back after {back_at - killed_at:.1f} s; {len(lost)} requests refused meanwhile")
+    assert load.failures(after=back_at) == []
+    assert {s.version for s in load.samples if s.status == 200 and s.start > back_at} == {"1"}  # upstream restored
+    status = platform.status()["gateway"]
+    assert status["restarts"] == 1 and status["pid"] != gateway["pid"] and status["detail"] == "predictor ready"
+
+
+@pytest.mark.parametrize("outage", ["refused", "hung"])
+def test_registry_down_during_deploy_and_register_is_clear_and_serving_goes_on(platform, outage):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    if outage == "hung":
+        listener.listen(0)  # connects, never answers: only a timeout from config ends the wait
+    port = listener.getsockname()[1]
+    if outage == "refused":
+        listener.close()
+    env = {"MLOPS_REGISTRY__TRACKING_URI": f"http://127.0.0.1:{port}", "MLOPS_REGISTRY__CONNECT_TIMEOUT_S": "2"}
+    predictor_pid = platform.status()["predictor-v1"]["pid"]
+    try:
+        with platform.load(clients=2, max_seconds=120) as load:
+            for command in (("deploy", "--version", "1"), ("register",)):
+                start = time.monotonic()
+                result = platform.mlops(*command, env=env, timeout=120)
+                took = time.monotonic() - start
+                assert result.returncode in (1, 2), result
+                assert "Traceback" not in result.stderr and f"127.0.0.1:{port}" in result.stderr, result.stderr
+                assert took < 60, f"`mlops {command[0]}` took {took:.0f} s against a {outage} registry"
+    finally:
+        listener.close()
+    assert load.samples and load.failures() == []
+    assert platform.status()["predictor-v1"]["pid"] == predictor_pid
+
+
+def test_model_that_fails_to_load_keeps_the_previous_version_serving(platform):
+    records = json.loads((platform.root / ".mlops" / "local" / "processes.json").read_text())["processes"]
+    cmd = next(r["cmd"] for name, r in records.items() if name.startswith("predictor"))
+    model_dir = Path(cmd[cmd.index("--model-dir") + 1])  # what deploy serves: the ONNX export or fp32 weights
+    weights = next(p for p in sorted(model_dir.rglob("*")) if p.suffix in (".onnx", ".safetensors"))
+    backup = weights.with_name(weights.name + ".bak")
+    shutil.copy2(weights, backup)
+    weights.write_bytes(b"not a safetensors file")
+    try:
+        with platform.load(clients=2, max_seconds=120) as load:
+            result = platform.mlops("deploy", "--version", "1", timeout=200)
+    finally:
+        backup.replace(weights)
+    assert result.returncode == 1 and "Traceback (most recent call last)" not in result.stderr.split("\n")[0]
+    assert "exited during start-up" in result.stderr and "version 1 keeps serving" in result.stderr
+    assert weights.name in result.stderr or weights.suffix[1:] in result.stderr.lower(), result.stderr  # the cause
+    assert load.samples and load.failures() == []
+    assert set(platform.status()) >= {"predictor-v1"} and len([n for n in platform.status() if "predictor" in n]) == 1
+
+
+def test_version_switch_and_rollback_under_load_drop_nothing(platform):
+    with platform.load(clients=4, max_seconds=200) as load:
+        platform.ok("deploy", "--version", "1")       # a fresh predictor beside the serving one, then the switch
+        platform.ok("deploy", "--rollback")
+        time.sleep(0.5)
+    print(f"\nversion switch + rollback: {len(load.samples)} requests, {len(load.failures())} failed")
+    assert len(load.samples) > 20 and load.failures() == []
+
+
+def test_killed_supervisor_and_predictor_then_up_restores_the_deployed_version(platform):
+    """Defect 5: after the predictor died, `up` said "everything is already up" and served nothing."""
+    status = platform.status()
+    predictor = next(n for n in status if n.startswith("predictor"))
+    supervisord = int((platform.root / ".mlops" / "local" / "supervisor" / "supervisord.pid").read_text())
+    os.kill(supervisord, signal.SIGKILL)
+    os.kill(status[predictor]["pid"], signal.SIGKILL)
+    psutil.wait_procs([psutil.Process(supervisord)], timeout=10) if psutil.pid_exists(supervisord) else None
+    down = platform.status()
+    assert not down[predictor]["healthy"] and "supervisor is not running" in down[predictor]["detail"]
+    result = platform.ok("up", "--json")
+    steps = {s["name"]: s["action"] for s in json.loads(result.stdout)["steps"]}
+    assert steps[predictor] == "started", steps
+    assert platform.predict().json()["model_version"] == "1"
+    assert all(c["healthy"] for c in platform.status().values())
+
+
+def test_fuzz_every_operation_against_the_openapi_schema(platform):
+    """schemathesis: valid and invalid requests to every documented operation, with auth.
+
+    No answer >= 500, and every 4xx has our JSON error body. A PUT /admin/upstream that succeeds is
+    undone at once, so no request ever goes to a generated (possibly off-loopback) upstream.
+    """
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from schemathesis import GenerationMode
+
+    assert httpx.get(f"{platform.gateway}/openapi.json").status_code == 401  # behind the same auth
+    assert httpx.get(f"{platform.gateway}/docs").status_code == 401
+    assert httpx.get(f"{platform.gateway}/docs", auth=platform.auth).status_code == 200
+    schema = schemathesis.openapi.from_url(f"{platform.gateway}/openapi.json", auth=platform.auth)
+    operations = {f"{op.method.upper()} {op.path}": op for op in (r.ok() for r in schema.get_all_operations())}
+    assert {"POST /predict", "POST /predict/batch", "GET /healthz", "PUT /admin/upstream"} <= set(operations)
+    served = httpx.get(f"{platform.gateway}/admin/upstream", auth=platform.auth).json()
+    strategies = []
+    for op in operations.values():
+        strategies.append(op.as_strategy(generation_mode=GenerationMode.NEGATIVE))
+        strategies.append(op.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    seen: dict[str, set[int]] = {}
+    problems: list[str] = []
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(case=st.one_of(strategies))
+    def fuzz(case):
+        response = case.call(base_url=platform.gateway, auth=platform.auth, timeout=GATEWAY_TIMEOUT_S + 5)
+        label = f"{case.operation.method.upper()} {case.operation.path}"
+        if label == "PUT /admin/upstream" and response.status_code == 200:
+            restored = httpx.put(f"{platform.gateway}/admin/upstream", auth=platform.auth, json=served, timeout=10)
+            assert restored.status_code == 200
+        seen.setdefault(label, set()).add(response.status_code)
+        if response.status_code >= 500:
+            problems.append(f"{label} -> {response.status_code} {response.text[:200]} for {case.body!r:.200}")
+        elif response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                assert isinstance(error["code"], str) and error["message"]
+            except (ValueError, KeyError, TypeError, AssertionError):
+                problems.append(f"{label} -> {response.status_code} without a JSON error body: {response.text[:200]}")
+
+    try:
+        fuzz()
+    finally:
+        httpx.put(f"{platform.gateway}/admin/upstream", auth=platform.auth, json=served, timeout=10)
+    print(f"\nschemathesis: {sum(len(v) for v in seen.values())} (operation, status) pairs: {seen}")
+    assert problems == []
+    assert set(seen) == set(operations), f"operations never exercised: {set(operations) - set(seen)}"
+    assert 200 in seen["POST /predict"] and {413, 422} & seen["POST /predict"]
+    assert platform.predict().status_code == 200
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "open: measured 2026-11-27 on the shared 2-core machine (load ~15): 48 clients, 346 requests, all 200 "
+    "but latencies up to 5.0 s (p99 3.8 s) against the 3 s budget; nothing shed. The gateway has no "
+    "admission bound of its own and part of the time may be this process's 48 client threads."))
+def test_overload_sheds_or_serves_within_budget(platform):
+    """Concurrency far above capacity for a bounded time: no 500s, nothing slower than the budget.
+
+    Load shedding (503 + Retry-After) is the performance issue's; here it is held to its contract.
+    """
+    budget = GATEWAY_TIMEOUT_S + 1.0  # the predictor call's timeout, plus the gateway's own work
+    with platform.load(clients=48, max_requests=4000, max_seconds=10, pause_s=0.0, timeout_s=budget + 5) as load:
+        time.sleep(10)  # the clients stop at 10 s or 4000 requests
+    statuses = {s.status for s in load.samples}
+    ok = sorted(s.latency for s in load.samples if s.status == 200)
+    p99 = ok[int(len(ok) * 0.99) - 1] if ok else float("nan")
+    print(f"\noverload: {len(load.samples)} requests, statuses {statuses}, p99 of accepted {p99:.2f} s")
+    assert len(ok) > 20 and len(load.samples) > 200
+    assert statuses <= {200, 503, 504}, statuses
+    assert all(s.latency <= budget for s in load.samples), max(s.latency for s in load.samples)
+    assert p99 <= budget
+    shed = [s for s in load.samples if s.status == 503]
+    assert all(s.retry_after or s.error == "predictor_unavailable" for s in shed)
+    assert platform.predict().status_code == 200
+
+
+def _rss_and_fds(pid: int) -> tuple[int, int]:
+    proc = psutil.Process(pid)
+    return proc.memory_info().rss, proc.num_fds()
+
+
+def test_soak_memory_and_fds_stay_flat_and_the_prediction_log_rotates(platform):
+    status = platform.status()
+    pids = {"gateway": status["gateway"]["pid"],
+            "predictor": next(c["pid"] for n, c in status.items() if n.startswith("predictor"))}
+    log = platform.root / ".mlops" / "predictions.jsonl"
+    rotated_before = log.with_name(log.name + ".1").stat().st_mtime if log.with_name(log.name + ".1").exists() else 0
+    samples: dict[str, list[tuple[int, int]]] = {name: [] for name in pids}
+    with platform.load(clients=4, max_requests=6000, max_seconds=40, pause_s=0.02) as load:
+        time.sleep(5)  # warm-up: allocator pools, connection pools
+        for _ in range(14):
+            for name, pid in pids.items():
+                samples[name].append(_rss_and_fds(pid))
+            time.sleep(2.5)
+    assert load.failures() == [] and len(load.samples) > 200
+    for name, series in samples.items():
+        rss = [r for r, _ in series]
+        fds = [f for _, f in series]
+        first, last = sum(rss[:4]) / 4, sum(rss[-4:]) / 4
+        print(f"\nsoak {name}: {len(load.samples)} requests, RSS {first / 2**20:.1f} -> {last / 2**20:.1f} MiB, "
+              f"fds {min(fds)}..{max(fds)}")
+        assert last - first < max(0.10 * first, 16 * 2**20), f"{name} RSS grew {(last - first) / 2**20:.1f} MiB"
+        assert max(fds) - min(fds) <= 8 and fds[-1] <= fds[0] + 4, f"{name} fds {fds}"
+    rotated = log.with_name(log.name + ".1")
+    assert rotated.exists() and rotated.stat().st_mtime > rotated_before
+    assert log.stat().st_size <= 16384 and not log.with_name(log.name + ".3").exists()  # 2 backups kept
+
+
+def test_prediction_log_failures_are_a_metric(platform):
+    metrics = httpx.get(f"{platform.gateway}/metrics").text
+    assert "mlops_prediction_log_write_failures_total 0.0" in metrics
+
+
+def test_ctrl_c_during_down_then_down_again_stops_everything(platform):
+    sup = platform.supervisor
+    code, err = _wait_interrupted(platform.popen("down"), lambda: not sup.running())
+    assert code in (0, 130) and "Traceback" not in err, err
+    platform.ok("down")
+    assert not sup.running() and sup.orphans() == []
+    assert platform.status() == {}
+    for name in ("mlflow", "gateway", "drift"):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", platform.ports[name]))

@@ -1,0 +1,222 @@
+"""CLI conventions a script relies on (issue 14 defects 2, 4, 8, 9, 10): global flags anywhere, config
+checked where it loads, progress when nobody watches a terminal, exit codes as the README says."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+
+from mlops_cli.core.errors import MlopsError
+
+from .support import REPO, free_port, run_subprocess_cli
+
+
+# -- defect 2: --config / -c after the subcommand ------------------------------------------------
+
+@pytest.mark.parametrize("form", [["--config", "{f}"], ["-c", "{f}"], ["--config={f}"]])
+def test_config_flag_works_after_the_subcommand(cli, project, tmp_path, form):
+    other = tmp_path / "other.toml"
+    other.write_text('[project]\nname = "from-the-flag"\n')
+    args = [a.format(f=other) for a in form]
+    result = cli("config", "show", "--json", *args)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["config"]["project"]["name"] == "from-the-flag"
+
+
+def test_config_flag_after_validate_names_the_bad_file(cli, project, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[train]\nepochs = "three"\n')
+    result = cli("config", "validate", "-c", str(bad))
+    assert result.exit_code == 2 and f"{bad}: `train.epochs`" in result.stderr
+
+
+def test_no_subcommand_takes_c_or_config_itself():
+    # the CLI hoists -c/--config from anywhere before `--`: safe only while no command has its own
+    import typer.main
+
+    from mlops_cli.cli.app import app
+
+    def walk(command):
+        yield command
+        for sub in getattr(command, "commands", {}).values():
+            yield from walk(sub)
+
+    root = typer.main.get_command(app)
+    taken = [(c.name, p.opts) for c in walk(root) if c is not root for p in c.params
+             if {"-c", "--config"} & set(p.opts)]
+    assert taken == []
+
+
+# -- defect 4: URIs are validated where the config loads ----------------------------------------
+
+@pytest.mark.parametrize("value", ["localhost:5000", "not a url", "http://", "ftp://host/x"])
+def test_bad_tracking_uri_is_refused_at_load(cli, project, monkeypatch, value):
+    monkeypatch.setenv("MLOPS_REGISTRY__TRACKING_URI", value)
+    result = cli("config", "validate")
+    assert result.exit_code == 2, result.stderr
+    assert f"env MLOPS_REGISTRY__TRACKING_URI: `registry.tracking_uri` = {value!r}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("key, value", [("data", 's3_endpoint_url = "127.0.0.1:9000"'),
+                                        ("observability", 'otlp_endpoint = "collector:4318"')])
+def test_other_urls_are_refused_with_file_and_key(cli, project, key, value):
+    (project / "mlops.toml").write_text(f"[{key}]\n{value}\n")
+    result = cli("config", "validate")
+    assert result.exit_code == 2 and f"{project / 'mlops.toml'}: `{key}." in result.stderr
+
+
+@pytest.mark.parametrize("value", ["", "http://127.0.0.1:5000", "https://mlflow.example.com/",
+                                   "sqlite:////tmp/mlflow.db", "postgresql+psycopg2://u@db/mlflow",
+                                   "file:///tmp/mlruns", "databricks"])
+def test_good_tracking_uris_load_unchanged(value):
+    from mlops_cli.core.config import load_config
+
+    assert load_config(env={"MLOPS_REGISTRY__TRACKING_URI": value}).registry.tracking_uri == value
+
+
+# -- defect 8: plain progress lines when stderr is not a terminal -------------------------------
+
+def test_long_work_prints_periodic_plain_progress_when_not_a_tty(cli, project, monkeypatch):
+    import time
+
+    from mlops_cli.cli import render
+    from mlops_cli.targets.local import LocalTarget
+
+    def slow_predict(self, texts):
+        time.sleep(0.15)
+        return [{"label": "Positive", "confidence": 0.9, "model_version": "1"} for _ in texts]
+
+    monkeypatch.setattr(LocalTarget, "predict", slow_predict)
+    monkeypatch.setattr(render, "PROGRESS_INTERVAL_S", 0.1, raising=False)
+    monkeypatch.setenv("MLOPS_GATEWAY__MAX_BATCH", "10")
+    (project / "in.csv").write_text("text\n" + "".join(f"review number {i}\n" for i in range(100)))
+    result = cli("predict", "--file", "in.csv", "-o", "out.csv")
+    assert result.exit_code == 0, result.stderr
+    counts = [int(m) for m in re.findall(r"scoring in\.csv: (\d+)/100", result.stderr)]
+    assert len(counts) >= 3 and counts == sorted(counts) and counts[0] < 100, result.stderr
+    assert "\x1b[" not in result.stderr  # plain lines: no cursor movement or colour in a log file
+
+
+# -- defect 9: exit codes -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, says", [(["predict"], "give either a TEXT"), (["predict", ""], "empty"),
+                                        (["predict", "   "], "empty"), (["deploy", "--canary", "10"], "--canary"),
+                                        (["logs", "gateway", "-n", "-1"], "-n")])
+def test_usage_errors_exit_2(cli, project, args, says):
+    result = cli(*args)
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    assert says in result.stderr
+
+
+def test_gateway_down_is_a_runtime_failure_exit_1(cli, project, monkeypatch):
+    monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "secret")
+    monkeypatch.setenv("MLOPS_LOCAL__GATEWAY_PORT", str(free_port()))
+    result = cli("predict", "great product")
+    assert result.exit_code == 1, result.stderr
+    assert "not reachable" in result.stderr
+
+
+def test_readme_and_errors_agree_on_exit_codes():
+    from mlops_cli.core import errors
+
+    section = REPO.joinpath("README.md").read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = {int(code): text for code, text in re.findall(r"^\| `?(\d+)`? \| (.+?) \|$", section, re.M)}
+    for cls in (c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, MlopsError)):
+        assert cls.exit_code in documented, cls.__name__
+        assert cls.__name__ in documented[cls.exit_code], (cls.__name__, cls.exit_code)
+
+
+def _record_component(project, name: str) -> None:
+    from mlops_cli.core.config import load_config
+    from mlops_cli.core.processes import ProcessRecord, ProcessTable
+
+    port = free_port()
+    ProcessTable(load_config().state_dir).put(ProcessRecord(
+        name=name, port=port, url=f"http://127.0.0.1:{port}", cmd=["true"], log="x.log", started_at=0.0))
+
+
+def test_status_exits_1_when_a_component_that_should_run_is_dead(cli, project):
+    _record_component(project, "gateway")
+    result = cli("status")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert "gateway" in result.stdout
+    as_json = cli("--json", "status")
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["healthy"] is False
+
+
+def test_status_of_a_platform_never_started_exits_0(cli, project):
+    result = cli("--json", "status")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["healthy"] is True
+
+
+# -- defect 10 -----------------------------------------------------------------------------------
+
+def test_predict_dash_reads_the_text_from_stdin(cli, project, monkeypatch):
+    from mlops_cli.targets.local import LocalTarget
+
+    seen = []
+    monkeypatch.setattr(LocalTarget, "predict", lambda self, texts: seen.extend(texts) or
+                        [{"label": "Positive", "confidence": 0.9, "model_version": "1"}])
+    monkeypatch.setattr("sys.stdin", io.StringIO("a review from a pipe\n"))
+    result = cli("predict", "-")
+    assert result.exit_code == 0, result.stderr
+    assert seen == ["a review from a pipe"]
+
+
+def test_logs_n_0_prints_no_old_lines(cli, project):
+    from mlops_cli.core.config import load_config
+
+    log_dir = load_config().path(load_config().local.log_dir)
+    log_dir.mkdir(parents=True)
+    (log_dir / "gateway.log").write_text("old 1\nold 2\nold 3\n")
+    assert cli("logs", "gateway", "-n", "0").stdout.strip() == ""
+    assert cli("logs", "gateway", "-n", "2").stdout.split() == ["old", "2", "old", "3"]
+
+
+def test_data_prepare_outside_a_project_creates_nothing(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("data", "prepare")
+    assert result.exit_code == 2, result.stderr
+    assert "mlops.toml" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_drift_for_an_unknown_version_says_so(cli, registered):
+    result = cli("--config", str(registered.config_file), "drift", "--version", "99")
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert "version 99" in result.stderr and "not enough data" not in result.stderr
+
+
+def test_registering_the_same_run_twice_reports_the_existing_version(cli, registered):
+    from mlops_cli.core import registry
+    from mlops_cli.core.config import load_config
+
+    cfg = load_config(registered.config_file, env={})
+    run_id = registry.resolve_version(cfg, version=registered.version).run_id
+    result = cli("--config", str(registered.config_file), "--json", "register", "--run-id", run_id)
+    assert result.exit_code == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["version"] == registered.version and body["already_registered"] is True
+    assert [r.version for r in registry.list_versions(cfg)] == [registered.version]
+
+
+def test_mlflow_chatter_stays_out_of_command_output(project):
+    # a fresh embedded store makes MLflow log INFO lines (database set-up) on stderr
+    result = run_subprocess_cli("models", "list", cwd=project, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert not re.search(r"\b(INFO|WARNING) (mlflow|alembic)", result.stderr), result.stderr
+
+
+def test_data_status_does_not_call_data_in_no_place_in_sync(cli, project):
+    import shutil
+
+    (project / "mlops.toml").write_text('[project]\nname = "test-project"\n[data]\nsources = ["drugscom"]\n')
+    assert cli("data", "prepare").exit_code == 0
+    shutil.rmtree(project / ".dvc" / "cache")  # a fresh clone: the .dvc file, no cache, nothing pushed
+    status = json.loads(cli("--json", "data", "status").stdout)
+    assert status["remote"].startswith("missing: neither the remote nor the local cache"), status
