@@ -8,14 +8,11 @@ a build while the daemon is down.
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from .support import REPO, free_port
@@ -227,37 +224,13 @@ def test_list_reports_references_and_engine_sizes(cli, project, fake_path):
 # ---------------------------------------------------------------------------------------------- ECR
 
 
-def _moto_server() -> Path | None:
-    candidate = Path(os.environ.get("MLOPS_TEST_MOTO_SERVER", REPO / ".venv-moto" / "bin" / "moto_server"))
-    return candidate if candidate.is_file() else None
-
-
 @pytest.fixture
-def aws_endpoint(monkeypatch):
-    binary = _moto_server()
-    if binary is None:
-        pytest.skip("no moto_server: run `make setup-moto` (.ci/run does)")
-    port = free_port()
-    proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    pytest.fail("moto_server did not start in 30 s")
-                time.sleep(0.2)
-        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def aws_endpoint(s3_endpoint, monkeypatch):
+    """The suite's moto server (conftest) as the AWS endpoint: ECR's GetAuthorizationToken answers there."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    return s3_endpoint
 
 
 def test_ecr_push_logs_in_with_the_stacks_credentials_on_stdin(cli, project, fake_path, aws_endpoint, monkeypatch):

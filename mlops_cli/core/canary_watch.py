@@ -83,7 +83,7 @@ def judge_canary(
     A rolled-back canary is an MlopsError (exit 1) naming the reasons, raised after the rollback.
     """
     from ..adapters.prometheus_api import PrometheusApi
-    from .drift import parse_duration
+    from .time_window import parse_duration
 
     window_s = parse_duration(window, "--observe").total_seconds()
     c = config.canary

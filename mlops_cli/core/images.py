@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from charts.image_refs import COMPONENTS, LOCAL_REGISTRIES  # the image contract: names, kind-only registries
 
 from .atomic_file import write_atomically
 from .config import Config
 from .errors import ConfigError
 from .progress import SILENT, Reporter
 
-COMPONENTS = ("gateway", "drift", "predictor", "mlflow")
-# Registries whose images are side-loaded into kind, never pushed (charts/image_refs.py LOCAL_REGISTRIES).
-LOCAL_REGISTRIES = ("kind.local", "ko.local", "dev.local")
 ENTRYPOINTS = {  # what each image runs: tests/test_image_envs.py imports it in the image's environment
     "gateway": "mlops_cli.services.gateway",
     "drift": "mlops_cli.services.drift_service",
@@ -90,7 +89,8 @@ def record_path(config: Config) -> Path:
     return contract_path(config)
 
 
-def build_args(config: Config, tag: str, root: Path) -> dict[str, str]:
+def build_args(tag: str, root: Path) -> dict[str, str]:
+    """The Dockerfiles' ARGs: the OCI version and revision labels."""
     return {"VERSION": tag, "REVISION": _git_revision(root)}
 
 
@@ -108,7 +108,7 @@ def build_images(config: Config, *, tag: str | None = None, push: bool = False, 
     plan = build_plan(config, tag=tag, components=components)
     engine = engine or container_engine.detect()
     version = resolve_tag(config, tag)
-    args = build_args(config, version, root)
+    args = build_args(version, root)
     log = config.state_dir / "logs" / "images.log"
     if push:
         _login(engine, registry, log)
@@ -180,7 +180,6 @@ class ImageRow:
     pushed: bool
     size_bytes: int | None
     size_source: str         # "engine", "venv estimate" or ""
-    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
