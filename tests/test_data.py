@@ -200,3 +200,19 @@ def test_fingerprint_is_available_for_lineage(cli, project):
 
     info = json.loads(cli("data", "prepare", "--json").stdout)
     assert data.fingerprint(load_config()) == info["md5"]
+
+
+def test_pull_of_data_nobody_pushed_says_what_is_missing_and_what_to_do(cli, project):
+    """A fresh clone: the .dvc file is committed, but neither the remote nor the cache has the data.
+    DVC's own message spans several lines (targets, then "Is your cache up to date?"); the first line
+    alone ("Checkout failed for following targets:") named nothing."""
+    assert cli("data", "prepare").exit_code == 0
+    shutil.rmtree(project / ".dvc" / "cache")
+    shutil.rmtree(project / "data" / "reviews")
+
+    pulled = cli("data", "pull")
+    assert pulled.exit_code != 0
+    err = " ".join(pulled.stderr.split())
+    assert "data/reviews" in err, pulled.stderr
+    assert "mlops data push" in err and "mlops data prepare" in err, pulled.stderr
+    assert "Traceback" not in pulled.stderr

@@ -134,12 +134,14 @@ class DvcStore:
 
 def _quiet_dvc_logging() -> None:
     # `import dvc` binds console handlers to the sys.stdout of that moment; stdout is ours (--json),
-    # so DVC's chatter is dropped and its warnings go to stderr through the root logger.
-    log = logging.getLogger("dvc")
-    for handler in list(log.handlers):
-        log.removeHandler(handler)
-    log.setLevel(logging.WARNING)
-    log.propagate = True
+    # so DVC's chatter is dropped and its warnings go to stderr through the root logger. dvc.logger.setup
+    # gives the same handlers to dvc_objects and dvc_data (whose fetch warns of missing cache files).
+    for name in ("dvc", "dvc_objects", "dvc_data"):
+        log = logging.getLogger(name)
+        for handler in list(log.handlers):
+            log.removeHandler(handler)
+        log.setLevel(logging.WARNING)
+        log.propagate = True
 
 
 def _dvc_file(path: Path) -> Path:
@@ -166,9 +168,13 @@ def _summarise_cloud(cloud: dict[str, Any]) -> str:
     return ", ".join(sorted(str(s) for s in states)) or "in sync"
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+def _short(exc: Exception, limit: int = 400) -> str:
+    # DVC's messages put the names that matter on the lines after the first ("Checkout failed for
+    # following targets:" then the targets), so the whole message is kept, on one line.
+    text = " ".join(str(exc).split())
+    if not text:
+        return type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _remote_error(verb: str, remote: RemoteSpec, exc: Exception) -> MlopsError:
@@ -176,9 +182,12 @@ def _remote_error(verb: str, remote: RemoteSpec, exc: Exception) -> MlopsError:
     cause = exc.__cause__ or exc.__context__
     if cause is not None:
         detail += f" ({_short(cause)})"
-    hint = (
-        "check [data].remote / [data].s3_endpoint_url and that AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set"
-        if remote.is_s3
-        else "check [data].remote in mlops.toml"
-    )
+    if verb == "pull" and type(exc).__name__ == "CheckoutError":
+        # The remote answered but holds no copy (nothing was pushed there): no setting to fix.
+        hint = ("the data is neither on the remote nor in this machine's cache: run `mlops data push` where it "
+                "was prepared, or `mlops data prepare` to build it here")
+    elif remote.is_s3:
+        hint = "check [data].remote / [data].s3_endpoint_url and that AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set"
+    else:
+        hint = "check [data].remote in mlops.toml"
     return PreflightError(f"dvc {verb} to {remote.url} failed: {detail}", hint=hint)
