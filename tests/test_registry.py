@@ -180,3 +180,19 @@ def test_gate_can_require_beating_the_baseline_and_says_by_how_much(trained_proj
         assert again[key] == pytest.approx(value, abs=1e-6), key
     table = cli("models", "list")
     assert "vs baseline" in table.stdout and "baseline F1" in table.stdout
+
+
+def test_mlflow_calls_after_the_preflight_take_their_timeout_and_retries_from_config(project, monkeypatch):
+    """MLflow's client reads MLFLOW_HTTP_REQUEST_TIMEOUT / _MAX_RETRIES per request
+    (mlflow/environment_variables.py); without them a silent server held a command for 120 s x 7 retries."""
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
+
+    from mlops_cli.adapters import mlflow_tracking
+    from mlops_cli.core.config import load_config
+
+    for name in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
+        monkeypatch.delenv(name, raising=False)
+    (project / "mlops.toml").write_text("[registry]\nrequest_timeout_s = 7\nrequest_retries = 1\n")
+    mlflow_tracking.preflight(load_config())
+    assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 7
+    assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 1

@@ -57,6 +57,10 @@ def preflight(config: Config) -> str:
     uri = tracking_uri(config)
     # The CLI draws its own progress; MLflow's tqdm bars would interleave with it on stderr.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow's client reads these on every request (mlflow/environment_variables.py,
+    # MLFLOW_HTTP_REQUEST_TIMEOUT / MLFLOW_HTTP_REQUEST_MAX_RETRIES): the hop's timeout comes from config.
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(config.registry.request_timeout_s)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(config.registry.request_retries)
     if uri.startswith(("http://", "https://")):
         _probe_server(uri, config.registry.connect_timeout_s)
     elif is_embedded(config):

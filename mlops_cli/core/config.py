@@ -136,6 +136,10 @@ class RegistryConfig(Section):
     min_f1: float = Field(0.5, ge=0, le=1)
     beat_baseline: Literal["off", "estimate", "interval"] = "off"
     connect_timeout_s: float = Field(5.0, gt=0)
+    # Every later call to the tracking server (MLflow's own client): its defaults are 120 s and 7 retries
+    # with exponential backoff, so a server that stops answering mid-command held it for minutes.
+    request_timeout_s: int = Field(30, ge=1)
+    request_retries: int = Field(2, ge=0)
 
 
 class ServingConfig(Section):
