@@ -36,6 +36,15 @@ def _isolated_env(monkeypatch):
     _isolate(monkeypatch)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _isolated_module_env():
+    """Module-scoped fixtures are set up before the per-test isolation above runs, so without this they
+    would see what an earlier module's test left in os.environ (MLflow sets MLFLOW_TRACKING_URI)."""
+    with pytest.MonkeyPatch.context() as mp:
+        _isolate(mp)
+        yield
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     """An empty project directory with a minimal mlops.toml, as the working directory."""
