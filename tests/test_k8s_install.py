@@ -456,7 +456,8 @@ def fake_edge(tmp_path):
     cert, key = _self_signed("mlops.local")
     (tmp_path / "edge.crt").write_bytes(cert)
     (tmp_path / "edge.key").write_bytes(key)
-    state = {"expected": None, "seen": [], "cert": cert, "key": key, "crt_path": tmp_path / "edge.crt"}
+    state = {"expected": None, "seen": [], "cert": cert, "key": key, "crt_path": tmp_path / "edge.crt",
+             "shed": []}  # Retry-After values: the next requests get 503 with it, as an admission limit sheds
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
@@ -466,8 +467,13 @@ def fake_edge(tmp_path):
             state["seen"].append((self.headers.get("Host"), self.path, creds))
             ok = creds == state["expected"]
             payload = {"predictions": [{"label": "Positive", "confidence": 0.9, "model_version": "1"} for _ in body["texts"]]}
+            shed = state["shed"].pop(0) if ok and state["shed"] else None
+            if shed is not None:
+                payload = {"error": {"code": "overloaded", "message": "over the latency budget"}}
             data = json.dumps(payload if ok else {"error": "unauthorized"}).encode()
-            self.send_response(200 if ok else 401)
+            self.send_response(503 if shed else 200 if ok else 401)
+            if shed is not None:
+                self.send_header("Retry-After", shed)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -528,6 +534,29 @@ def test_predict_goes_over_https_trusting_the_self_signed_certificate_from_its_s
     fake_edge["expected"] = "admin:rotated"
     denied = cli("predict", "a wonderful film", "--target", "kubernetes")
     assert denied.exit_code == 1 and "answered 401" in denied.stderr and password not in denied.stderr
+
+
+def test_predict_file_sends_a_batch_the_edge_shed_again_after_retry_after(cli, installed, project, fake_edge,
+                                                                          monkeypatch):
+    """A 503 + Retry-After through the edge (the gateway's admission limit or the predictor's queue) is
+    waited out and the batch sent again, as on local; the file is scored whole."""
+    import base64
+
+    from mlops_cli.core import batch_predict
+
+    waits = []
+    monkeypatch.setattr(batch_predict.time, "sleep", waits.append)
+    with open(project / "mlops.toml", "a") as fh:
+        fh.write(f'ingress_address = "{fake_edge["address"]}"\n')
+    _issue_edge_certificate(installed, fake_edge["cert"], fake_edge["key"])
+    fake_edge["expected"] = "admin:" + base64.b64decode(
+        installed.find("Secret", "mlops-gateway-auth")["data"]["password"]).decode()
+    fake_edge["shed"] = ["3", "7"]
+    (project / "reviews.csv").write_text("text\n" + "".join(f"good {i}\n" for i in range(100)))
+    result = cli("--json", "predict", "--file", str(project / "reviews.csv"), "--target", "kubernetes")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["rows"] == 100 and sorted(waits) == [3.0, 7.0]
+    assert len((project / "reviews.scored.csv").read_text().splitlines()) == 101
 
 
 def test_predict_with_a_real_issuer_trusts_the_configured_ca_bundle_only(cli, installed, project, fake_edge):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from ..adapters.kube_apply import READY_CONDITION, KubeCluster, condition, describe, secret_values
 from ..core.config import Config
-from ..core.errors import MlopsError, NotFoundError, PreflightError, UnreachableError
+from ..core.errors import GatewayOverloaded, MlopsError, NotFoundError, PreflightError, UnreachableError
 from ..core.progress import Reporter
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
 from .kubernetes_edge import edge_request, edge_trust
@@ -490,6 +490,9 @@ class KubernetesTarget:
         except httpx.HTTPError as exc:
             raise UnreachableError(f"cannot reach the gateway's public listener at {url}: {exc.__class__.__name__}",
                                    hint=f"make {self.config.kubernetes.ingress_host} resolve to the Envoy Gateway load balancer") from None
+        shed = GatewayOverloaded.from_reply(response.status_code, response.headers, response.text[:200])
+        if shed is not None:
+            raise shed  # predict --file waits as asked and sends the batch again
         if response.status_code != 200:
             raise MlopsError(f"gateway at {url} answered {response.status_code}: {response.text[:200]}",
                              hint="401: wrong credentials; 503: no model ready (mlops deploy --target kubernetes)")

@@ -447,7 +447,8 @@ def _json_or_error(response: httpx.Response) -> Any:
         message = body.get("error", {}).get("message") if isinstance(body, dict) else response.text[:200]
         hint = {503: "deploy a model with `mlops deploy` (or check `mlops status`)",
                 401: "check MLOPS_GATEWAY_PASSWORD or the generated password file"}.get(response.status_code)
-        if response.status_code == 503 and "retry-after" in response.headers:
-            raise GatewayOverloaded(f"gateway answered HTTP 503: {message}", response.headers["retry-after"])
+        shed = GatewayOverloaded.from_reply(response.status_code, response.headers, message)
+        if shed is not None:
+            raise shed
         raise MlopsError(f"gateway answered HTTP {response.status_code}: {message}", hint=hint)
     return body
