@@ -188,12 +188,15 @@ def admission_gateway():
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    state = {"shed": [], "served": 0, "seen": 0}
+    state = {"shed": [], "served": 0, "seen": 0, "connections": set()}
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn serves the gateway
+
         def do_POST(self):
             texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["texts"]
             state["seen"] += 1
+            state["connections"].add(self.client_address)
             if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"admin:pw").decode():
                 self._reply(401, b'{"error": {"code": "unauthorized", "message": "wrong credentials"}}')
             elif len(texts) > MAX_BATCH:
@@ -262,3 +265,16 @@ def test_predict_file_retries_the_gateways_own_503_and_429_with_retry_after(cli,
     admission_gateway["shed"] = [(500, "1", b'{"error": {"code": "internal", "message": "boom"}}')]
     failed = cli("predict", "--file", str(src), "-o", str(project / "out2.csv"))
     assert failed.exit_code == 1 and "HTTP 500: boom" in failed.stderr and not (project / "out2.csv").exists()
+
+
+def test_predict_file_keeps_its_connections_to_the_gateway(cli, project, admission_gateway, monkeypatch):
+    """Keep-alive: a file of 10 batches reuses at most IN_FLIGHT connections (a client per request
+    opened one per batch, and its CPU and memory grew with the file)."""
+    from mlops_cli.core.batch_predict import IN_FLIGHT
+
+    monkeypatch.setenv("MLOPS_LOCAL__GATEWAY_PORT", str(admission_gateway["port"]))
+    monkeypatch.setenv("MLOPS_GATEWAY__MAX_BATCH", str(MAX_BATCH))
+    monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "pw")
+    src = write_csv(project / "reviews.csv", ["text"], [[f"good {i}"] for i in range(10 * MAX_BATCH)])
+    assert cli("predict", "--file", str(src)).exit_code == 0
+    assert admission_gateway["seen"] == 10 and 1 <= len(admission_gateway["connections"]) <= IN_FLIGHT
