@@ -322,11 +322,22 @@ def test_every_taggable_resource_carries_project_and_stack(default):
 
 def test_ecr_repositories_scan_on_push_and_immutable(default):
     repos = default.of("aws:ecr/repository:Repository")
-    assert sorted(r.inputs["name"] for r in repos) == [f"{PROJECT}/mlops-drift", f"{PROJECT}/mlops-gateway", f"{PROJECT}/mlops-predictor"]
+    assert sorted(r.inputs["name"] for r in repos) == [f"{PROJECT}/mlops-{c}" for c in ("drift", "gateway", "mlflow", "predictor")]
     for repo in repos:
         assert repo.inputs["imageTagMutability"] == "IMMUTABLE"
         assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
-    assert set(default.outputs["ecr_urls"]) == {"gateway", "predictor", "drift"}
+    assert set(default.outputs["ecr_urls"]) == {"gateway", "predictor", "drift", "mlflow"}
+
+
+def test_every_image_we_build_has_its_ecr_repository(default):
+    # `mlops images build --push` pushes each of these to `[images] registry`, which on EKS is the stack's
+    # `images_registry`; a push to ECR needs the repository to exist first (ECR user guide, "Pushing a Docker
+    # image", docs.aws.amazon.com/AmazonECR/latest/userguide/docker-push-ecr-image.html).
+    from charts.image_refs import COMPONENTS
+
+    names = {r.inputs["name"] for r in default.of("aws:ecr/repository:Repository")}
+    registry = default.outputs["images_registry"]
+    assert {f"{registry}/mlops-{c}" for c in COMPONENTS} == {f"{registry.split('/')[0]}/{n}" for n in names}
 
 
 def test_ecr_off_declares_no_repositories():

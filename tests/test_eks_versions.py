@@ -133,9 +133,9 @@ ECR_NAME = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z
 
 @pytest.mark.parametrize("project_name", ["Review Sentiment", "review_sentiment", "ACME--ml..x", "-x-", "über"])
 def test_ecr_repository_names_are_valid(project_name):
-    from stacks.ecr import repository_name
+    from stacks.ecr import COMPONENTS, repository_name
 
-    for component in ("gateway", "predictor", "drift"):
+    for component in COMPONENTS:
         name = repository_name(project_name, component)
         assert ECR_NAME.match(name) and 2 <= len(name) <= 256, name
         assert name.endswith(f"/mlops-{component}")
