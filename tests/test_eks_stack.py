@@ -39,6 +39,19 @@ TAGGABLE = {
 }
 
 
+def irsa_trust(namespace: str, service_account: str) -> dict[str, Any]:
+    """The whole trust policy of an IRSA role: that one service account, through the cluster's OIDC provider,
+    for the STS audience (EKS user guide, "Assign IAM roles to Kubernetes service accounts",
+    docs.aws.amazon.com/eks/latest/userguide/associate-service-account-role.html)."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}"},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {f"{ISSUER}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                                       f"{ISSUER}:aud": "sts.amazonaws.com"}},
+    }]}
+
+
 class Mocks(pulumi.runtime.Mocks):
     """Records every resource; answers with its inputs plus the ids/ARNs a real provider would compute."""
 
@@ -290,13 +303,7 @@ def test_irsa_trusts_exactly_the_platform_service_account():
     assert provider["url"] == f"https://{ISSUER}"
     assert provider["clientIdLists"] == ["sts.amazonaws.com"]
     role = d.one("aws:iam/role:Role", "platform-irsa")
-    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
-    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert statement["Principal"] == {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}"}
-    assert statement["Condition"] == {"StringEquals": {
-        f"{ISSUER}:sub": f"system:serviceaccount:{NAMESPACE}:mlflow",
-        f"{ISSUER}:aud": "sts.amazonaws.com",
-    }}
+    assert json.loads(role.inputs["assumeRolePolicy"]) == irsa_trust(NAMESPACE, "mlflow")
 
 
 def test_irsa_policy_scoped_to_exactly_the_bucket(default):
