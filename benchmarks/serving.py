@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -100,28 +101,39 @@ class Cell:
 
 
 async def load(url: str, texts: list[str], concurrency: int, auth=None, timeout: float = 60) -> Cell:
-    """`concurrency` clients, each sending its next request when the last one is answered."""
+    """`concurrency` clients, each sending its next request when the last one is answered.
+
+    On aiohttp, not httpx: with 256 connections httpx's pool cost the load generator itself 8.4 ms of CPU
+    per request (it scans every pooled connection per request), on the same 2 cores as the servers it
+    measures, which made every path look slower at concurrency 256 (measured 2026-11-27).
+    """
+    import aiohttp
+
     latencies: list[float] = []  # of 200s only
     statuses: dict[int, int] = {}
     missing_retry = timeouts = 0
     queue = list(texts)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=timeout, auth=auth, limits=limits) as client:
+    headers = {"Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()} if auth else {}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers,
+                                     timeout=aiohttp.ClientTimeout(total=timeout)) as client:
         async def worker():
             nonlocal missing_retry, timeouts
             while queue:
                 text = queue.pop()
                 start = time.perf_counter()
                 try:
-                    r = await client.post(url, json={"text": text})
-                except httpx.TimeoutException:
+                    async with client.post(url, json={"text": text}) as r:
+                        await r.read()
+                        status, headers = r.status, r.headers
+                except asyncio.TimeoutError:
                     timeouts += 1
                     continue
                 elapsed = time.perf_counter() - start
-                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                if r.status_code == 200:
+                statuses[status] = statuses.get(status, 0) + 1
+                if status == 200:
                     latencies.append(elapsed)
-                elif r.status_code == 503 and "retry-after" not in r.headers:
+                elif status == 503 and "retry-after" not in headers:
                     missing_retry += 1
 
         start = time.perf_counter()
@@ -231,11 +243,14 @@ def ceiling(classifier, texts: list[str], group: int | None = None) -> float:
     time in arrival order (all a server at concurrency `group` can hold at once); None: all at once, so the
     runtime may sort every text by length first, which no server sees."""
     classifier.predict_proba(texts[:32], batch_size=32)
-    start = time.perf_counter()
     step = group or len(texts)
-    for i in range(0, len(texts), step):
-        classifier.predict_proba(texts[i:i + step], batch_size=32)
-    return len(texts) / (time.perf_counter() - start)
+    best = 0.0
+    for _ in range(3):  # the best of three: a ceiling, so a neighbour's burst of CPU must not lower it
+        start = time.perf_counter()
+        for i in range(0, len(texts), step):
+            classifier.predict_proba(texts[i:i + step], batch_size=32)
+        best = max(best, len(texts) / (time.perf_counter() - start))
+    return best
 
 
 def main() -> int:
