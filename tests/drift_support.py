@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,7 +16,7 @@ from types import SimpleNamespace
 
 import httpx
 
-from .support import REPO, free_port
+from .support import REPO, free_port, wait_http
 
 MODEL_NAME = "drift-test-model"
 LABELS = ["Negative", "Positive"]
@@ -125,22 +124,6 @@ def shifted_texts(n: int, seed: int = 1) -> list[str]:
 
 
 # -- processes ---------------------------------------------------------------------------------------
-
-def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 90.0, ok=(200,)) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            last = httpx.get(url, timeout=2.0)
-            if last.status_code in ok:
-                return last
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer {ok} within {timeout}s (last: {last})")
-
 
 class Service:
     """A real child process on loopback; stderr goes to a file the test can read."""

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 # Real upstream release files (KServe, Knative): see its README.
@@ -46,3 +51,49 @@ def run_subprocess_cli(*args: str, cwd: Path, env: dict | None = None, timeout: 
 def moto_server_binary() -> Path | None:
     candidate = Path(os.environ.get("MLOPS_TEST_MOTO_SERVER", REPO / ".venv-moto" / "bin" / "moto_server"))
     return candidate if candidate.is_file() else None
+
+
+def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 90.0, ok=(200,)) -> httpx.Response:
+    """Poll `url` until it answers one of `ok`; fail at once if `proc` (the server) exits first."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            last = httpx.get(url, timeout=2.0)
+            if last.status_code in ok:
+                return last
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer {ok} within {timeout}s (last: {last})")
+
+
+@contextlib.contextmanager
+def running_mlflow_server(args: Sequence[str], cwd: Path, timeout: float = 90.0) -> Iterator[str]:
+    """A real `mlflow server *args --workers 1` (args name `--host 127.0.0.1` and `--port`), its output in
+    cwd/server.log; yields its URL once /health answers, then stops its whole process group (the server's
+    uvicorn workers are children of its own)."""
+    port = args[list(args).index("--port") + 1]
+    log_path = cwd / "server.log"
+    with log_path.open("w") as log:
+        # Job execution is on by default in 3.17 (mlflow/environment_variables.py): nothing here submits jobs.
+        proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", *args, "--workers", "1"], cwd=cwd,
+                                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            try:
+                wait_http(f"{url}/health", proc, timeout=timeout)
+            except AssertionError as exc:
+                raise AssertionError(f"mlflow server: {exc}\n{log_path.read_text()[-2000:]}") from None
+            yield url
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
