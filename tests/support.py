@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -51,6 +52,23 @@ def run_subprocess_cli(*args: str, cwd: Path, env: dict | None = None, timeout: 
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "mlops_cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def csv_digests(directory: Path) -> dict[str, str]:
+    """{file name: sha256} of the CSV files in `directory`: equal only for byte-identical data."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.csv"))}
+
+
+def register_version(config, model_name: str, run_name: str):
+    """A new version of `model_name` in config's MLflow store, from a finished run that logged nothing
+    (the test attaches what it needs); returns MLflow's ModelVersion."""
+    from mlops_cli.adapters import mlflow_tracking
+
+    client = mlflow_tracking.client(config)
+    run = client.create_run(mlflow_tracking.experiment_id(config), run_name=run_name)
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model(model_name)
+    return client.create_model_version(model_name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
 
 
 def moto_server_binary() -> Path | None:
