@@ -39,6 +39,19 @@ TAGGABLE = {
 }
 
 
+def irsa_trust(namespace: str, service_account: str) -> dict[str, Any]:
+    """The whole trust policy of an IRSA role: that one service account, through the cluster's OIDC provider,
+    for the STS audience (EKS user guide, "Assign IAM roles to Kubernetes service accounts",
+    docs.aws.amazon.com/eks/latest/userguide/associate-service-account-role.html)."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}"},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {f"{ISSUER}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                                       f"{ISSUER}:aud": "sts.amazonaws.com"}},
+    }]}
+
+
 class Mocks(pulumi.runtime.Mocks):
     """Records every resource; answers with its inputs plus the ids/ARNs a real provider would compute."""
 
@@ -290,13 +303,7 @@ def test_irsa_trusts_exactly_the_platform_service_account():
     assert provider["url"] == f"https://{ISSUER}"
     assert provider["clientIdLists"] == ["sts.amazonaws.com"]
     role = d.one("aws:iam/role:Role", "platform-irsa")
-    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
-    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert statement["Principal"] == {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}"}
-    assert statement["Condition"] == {"StringEquals": {
-        f"{ISSUER}:sub": f"system:serviceaccount:{NAMESPACE}:mlflow",
-        f"{ISSUER}:aud": "sts.amazonaws.com",
-    }}
+    assert json.loads(role.inputs["assumeRolePolicy"]) == irsa_trust(NAMESPACE, "mlflow")
 
 
 def test_irsa_policy_scoped_to_exactly_the_bucket(default):
@@ -322,11 +329,22 @@ def test_every_taggable_resource_carries_project_and_stack(default):
 
 def test_ecr_repositories_scan_on_push_and_immutable(default):
     repos = default.of("aws:ecr/repository:Repository")
-    assert sorted(r.inputs["name"] for r in repos) == [f"{PROJECT}/mlops-drift", f"{PROJECT}/mlops-gateway", f"{PROJECT}/mlops-predictor"]
+    assert sorted(r.inputs["name"] for r in repos) == [f"{PROJECT}/mlops-{c}" for c in ("drift", "gateway", "mlflow", "predictor")]
     for repo in repos:
         assert repo.inputs["imageTagMutability"] == "IMMUTABLE"
         assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
-    assert set(default.outputs["ecr_urls"]) == {"gateway", "predictor", "drift"}
+    assert set(default.outputs["ecr_urls"]) == {"gateway", "predictor", "drift", "mlflow"}
+
+
+def test_every_image_we_build_has_its_ecr_repository(default):
+    # `mlops images build --push` pushes each of these to `[images] registry`, which on EKS is the stack's
+    # `images_registry`; a push to ECR needs the repository to exist first (ECR user guide, "Pushing a Docker
+    # image", docs.aws.amazon.com/AmazonECR/latest/userguide/docker-push-ecr-image.html).
+    from charts.image_refs import COMPONENTS
+
+    names = {r.inputs["name"] for r in default.of("aws:ecr/repository:Repository")}
+    registry = default.outputs["images_registry"]
+    assert {f"{registry}/mlops-{c}" for c in COMPONENTS} == {f"{registry.split('/')[0]}/{n}" for n in names}
 
 
 def test_ecr_off_declares_no_repositories():

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from tests.k8s_support import EmulatorThread, build_bundle, kubernetes_toml, write_kubeconfig
+from tests.support import QuietHandler, http_server
 
 STEP_TITLES = ["0. namespace", "1. cert-manager", "2. Knative Serving + Kourier", "3. KServe", "3. KServe serving runtimes",
                "4. Envoy Gateway: HTTPS + basic auth", "5. Prometheus, Grafana, Jaeger, Loki", "6. MLflow", "7. drift service", "8. gateway"]
@@ -450,40 +451,29 @@ def fake_edge(tmp_path):
     against `expected` and answers /predict/batch."""
     import base64
     import ssl
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     cert, key = _self_signed("mlops.local")
     (tmp_path / "edge.crt").write_bytes(cert)
     (tmp_path / "edge.key").write_bytes(key)
     state = {"expected": None, "seen": [], "cert": cert, "key": key, "crt_path": tmp_path / "edge.crt"}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             auth = self.headers.get("Authorization", "")
             creds = base64.b64decode(auth.removeprefix("Basic ")).decode() if auth.startswith("Basic ") else ""
             state["seen"].append((self.headers.get("Host"), self.path, creds))
-            ok = creds == state["expected"]
-            payload = {"predictions": [{"label": "Positive", "confidence": 0.9, "model_version": "1"} for _ in body["texts"]]}
-            data = json.dumps(payload if ok else {"error": "unauthorized"}).encode()
-            self.send_response(200 if ok else 401)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            if creds == state["expected"]:
+                self.send_json(200, {"predictions": [{"label": "Positive", "confidence": 0.9, "model_version": "1"}
+                                                     for _ in body["texts"]]})
+            else:
+                self.send_json(401, {"error": "unauthorized"})
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(tmp_path / "edge.crt", tmp_path / "edge.key")
-    server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state["address"] = f"127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
+    with http_server(Handler, tls) as url:
+        state["address"] = url.removeprefix("https://")
+        yield state
 
 
 def _issue_edge_certificate(k8s, cert: bytes, key: bytes) -> None:
