@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -150,3 +150,14 @@ def http_server(handler: type[BaseHTTPRequestHandler] | Any, tls: ssl.SSLContext
     finally:
         server.shutdown()
         server.server_close()
+
+
+def eventually(condition: Callable[[], bool], message: str | Callable[[], str] = "the condition never held",
+               timeout_s: float = 15.0, interval_s: float = 0.05) -> None:
+    """Poll `condition` until it holds; fail with `message` after `timeout_s` (generous: a loaded CI
+    machine runs emulated controllers and probes late, and a fixed sleep would be flaky there)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message() if callable(message) else message)
+        time.sleep(interval_s)
