@@ -10,6 +10,8 @@ import pytest
 from mlops_cli.core.batch_predict import predict_file
 from mlops_cli.core.errors import DataError, MlopsError
 
+from .support import QuietHandler, http_server
+
 MAX_CHARS = 5000
 MAX_BATCH = 64
 
@@ -180,51 +182,36 @@ def test_a_shed_batch_is_sent_again_after_retry_after(tmp_path, monkeypatch):
 
 @pytest.fixture
 def admission_gateway():
-    """Stands in for the gateway's /predict/batch on loopback (basic auth, at most MAX_BATCH texts,
-    413 beyond) that sheds its first requests as an admission limit does: 503 or 429 with Retry-After,
-    with or without a JSON body; `shed` lists the replies still to give."""
+    """Stands in for the gateway's /predict/batch on loopback (keep-alive as uvicorn, basic auth, at most
+    MAX_BATCH texts, 413 beyond) that sheds its first requests as an admission limit does: 503 or 429
+    with Retry-After, with or without a JSON body; `shed` lists the replies still to give."""
     import base64
     import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     state = {"shed": [], "served": 0, "seen": 0, "connections": set()}
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn serves the gateway
+    class Handler(QuietHandler):
+        protocol_version = "HTTP/1.1"
 
         def do_POST(self):
             texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["texts"]
             state["seen"] += 1
             state["connections"].add(self.client_address)
             if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"admin:pw").decode():
-                self._reply(401, b'{"error": {"code": "unauthorized", "message": "wrong credentials"}}')
+                self.send_json(401, {"error": {"code": "unauthorized", "message": "wrong credentials"}})
             elif len(texts) > MAX_BATCH:
-                self._reply(413, b'{"error": {"code": "too_large", "message": "too many texts"}}')
+                self.send_json(413, {"error": {"code": "too_large", "message": "too many texts"}})
             elif state["shed"]:
                 status, retry_after, body = state["shed"].pop(0)
-                self._reply(status, body, {} if retry_after is None else {"Retry-After": retry_after})
+                self.send_json(status, body, {} if retry_after is None else {"Retry-After": retry_after})
             else:
                 state["served"] += len(texts)
-                self._reply(200, json.dumps({"predictions": [
-                    {"label": "Positive", "confidence": 0.9, "model_version": "1"} for _ in texts]}).encode())
+                self.send_json(200, {"predictions": [{"label": "Positive", "confidence": 0.9, "model_version": "1"}
+                                                     for _ in texts]})
 
-        def _reply(self, status, body, headers=None):
-            self.send_response(status)
-            for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state["port"] = server.server_address[1]
-    yield state
-    server.shutdown()
+    with http_server(Handler) as url:
+        state["port"] = int(url.rpartition(":")[2])
+        yield state
 
 
 def test_predict_file_retries_the_gateways_own_503_and_429_with_retry_after(cli, project, admission_gateway,
@@ -244,9 +231,9 @@ def test_predict_file_retries_the_gateways_own_503_and_429_with_retry_after(cli,
     monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "pw")
     src = write_csv(project / "reviews.csv", ["text"], [[f"good {i}"] for i in range(150)])
     in_a_minute = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=40), usegmt=True)
-    admission_gateway["shed"] = [(503, "2", b"Service Unavailable"),
-                                 (429, in_a_minute, b'{"error": {"code": "overloaded", "message": "busy"}}'),
-                                 (503, "5", b'{"error": {"code": "overloaded", "message": "over budget"}}')]
+    admission_gateway["shed"] = [(503, "2", "Service Unavailable"),
+                                 (429, in_a_minute, {"error": {"code": "overloaded", "message": "busy"}}),
+                                 (503, "5", {"error": {"code": "overloaded", "message": "over budget"}})]
 
     result = cli("--json", "predict", "--file", str(src), "-o", str(project / "out.csv"))
     assert result.exit_code == 0, result.stderr
@@ -255,14 +242,14 @@ def test_predict_file_retries_the_gateways_own_503_and_429_with_retry_after(cli,
     _, rows = read_csv(project / "out.csv")
     assert len(rows) == 150
 
-    admission_gateway["shed"] = [(503, "", b"")]  # unparseable Retry-After: still shed, retried after 1 s
+    admission_gateway["shed"] = [(503, "", None)]  # unparseable Retry-After: still shed, retried after 1 s
     assert cli("predict", "--file", str(src), "-o", str(project / "out.csv")).exit_code == 0
     assert waits[-1] == 1.0
 
-    admission_gateway["shed"] = [(503, None, b'{"error": {"code": "predictor_unavailable", "message": "down"}}')]
+    admission_gateway["shed"] = [(503, None, {"error": {"code": "predictor_unavailable", "message": "down"}})]
     failed = cli("predict", "--file", str(src), "-o", str(project / "out2.csv"))
     assert failed.exit_code == 1 and "HTTP 503: down" in failed.stderr and not (project / "out2.csv").exists()
-    admission_gateway["shed"] = [(500, "1", b'{"error": {"code": "internal", "message": "boom"}}')]
+    admission_gateway["shed"] = [(500, "1", {"error": {"code": "internal", "message": "boom"}})]
     failed = cli("predict", "--file", str(src), "-o", str(project / "out2.csv"))
     assert failed.exit_code == 1 and "HTTP 500: boom" in failed.stderr and not (project / "out2.csv").exists()
 

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from tests.k8s_support import EmulatorThread, build_bundle, kubernetes_toml, write_kubeconfig
+from tests.support import QuietHandler, eventually, http_server
 
 STEP_TITLES = ["0. namespace", "1. cert-manager", "2. Knative Serving + Kourier", "3. KServe", "3. KServe serving runtimes",
                "4. Envoy Gateway: HTTPS + basic auth", "5. Prometheus, Grafana, Jaeger, Loki", "6. MLflow", "7. drift service", "8. gateway"]
@@ -276,10 +277,13 @@ def test_emulator_runs_the_gateway_probe_and_knative_admission(cli, installed, r
     strict["metadata"] = {"name": "gateway-strict", "namespace": "mlops"}
     strict["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = "/readyz"
     installed.put(("apps/v1", "deployments", "mlops", "gateway-strict"), strict)
-    time.sleep(0.6)
+
+    def strict_events() -> list[str]:
+        return [e["message"] for e in installed.objects_of("Event") if e["involvedObject"]["name"].startswith("gateway-strict")]
+
+    # Polled, not slept: the emulator's kubelet probes on its own clock, slower on a loaded machine.
+    eventually(lambda: "Readiness probe failed: HTTP probe failed with statuscode: 503" in strict_events())
     assert installed.find("Deployment", "gateway-strict")["status"]["conditions"][0]["status"] == "False"
-    events = [e["message"] for e in installed.objects_of("Event") if e["involvedObject"]["name"].startswith("gateway-strict")]
-    assert "Readiness probe failed: HTTP probe failed with statuscode: 503" in events
     # A container whose config does not load crashes, as the real one would.
     broken = copy.deepcopy(strict)
     broken["metadata"]["name"] = "gateway-broken"
@@ -289,25 +293,26 @@ def test_emulator_runs_the_gateway_probe_and_knative_admission(cli, installed, r
     assert any(e["reason"] == "BackOff" and "ConfigError" in e["message"] and "timeout_s" in e["message"]
                for e in installed.objects_of("Event") if e["involvedObject"]["name"].startswith("gateway-broken"))
     assert installed.find("Deployment", "gateway-broken")["status"]["conditions"][0]["status"] == "False"
-    deadline = time.monotonic() + 3
-    while installed.find("Deployment", "gateway-strict")["status"]["conditions"][0]["status"] != "True":
-        assert time.monotonic() < deadline, "the gateway never saw the predictor"
-        time.sleep(0.05)
+    eventually(lambda: installed.find("Deployment", "gateway-strict")["status"]["conditions"][0]["status"] == "True",
+               "the gateway never saw the predictor")
 
     # Knative's webhook refuses a pod-level securityContext unless config-features enables it.
     isvc = render(load_config(), version="9", source_uri="s3://bucket/m")
     isvc["metadata"]["name"] = "hardened"
     isvc["spec"]["predictor"]["securityContext"] = {"runAsNonRoot": True}
     installed.put(("serving.kserve.io/v1beta1", "inferenceservices", "mlops", "hardened"), isvc)
-    time.sleep(0.3)
-    refused = [e["message"] for e in installed.objects_of("Event") if e["involvedObject"]["name"] == "hardened"]
-    assert any("must not set the field(s): spec.template.spec.securityContext" in m for m in refused), refused
+
+    def refused() -> list[str]:
+        return [e["message"] for e in installed.objects_of("Event") if e["involvedObject"]["name"] == "hardened"]
+
+    eventually(lambda: any("must not set the field(s): spec.template.spec.securityContext" in m for m in refused()),
+               lambda: str(refused()))
     assert installed.find("Service", "hardened-predictor") is None
     features = installed.find("ConfigMap", "config-features")
     features["data"]["kubernetes.podspec-securitycontext"] = "enabled"
     installed.put(("v1", "configmaps", "knative-serving", "config-features"), features)
-    time.sleep(0.3)
-    assert any(o["metadata"]["name"] == "hardened-predictor" for o in installed.objects_of("Service"))
+    eventually(lambda: any(o["metadata"]["name"] == "hardened-predictor" for o in installed.objects_of("Service")),
+               "Knative did not admit the Service once config-features allowed a pod securityContext")
 
 
 def test_down_names_what_is_stuck_and_up_explains_a_terminating_namespace(cli, installed, registry):
@@ -450,8 +455,6 @@ def fake_edge(tmp_path):
     against `expected` and answers /predict/batch."""
     import base64
     import ssl
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     cert, key = _self_signed("mlops.local")
     (tmp_path / "edge.crt").write_bytes(cert)
@@ -459,37 +462,26 @@ def fake_edge(tmp_path):
     state = {"expected": None, "seen": [], "cert": cert, "key": key, "crt_path": tmp_path / "edge.crt",
              "shed": []}  # Retry-After values: the next requests get 503 with it, as an admission limit sheds
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             auth = self.headers.get("Authorization", "")
             creds = base64.b64decode(auth.removeprefix("Basic ")).decode() if auth.startswith("Basic ") else ""
             state["seen"].append((self.headers.get("Host"), self.path, creds))
-            ok = creds == state["expected"]
-            payload = {"predictions": [{"label": "Positive", "confidence": 0.9, "model_version": "1"} for _ in body["texts"]]}
-            shed = state["shed"].pop(0) if ok and state["shed"] else None
-            if shed is not None:
-                payload = {"error": {"code": "overloaded", "message": "over the latency budget"}}
-            data = json.dumps(payload if ok else {"error": "unauthorized"}).encode()
-            self.send_response(503 if shed else 200 if ok else 401)
-            if shed is not None:
-                self.send_header("Retry-After", shed)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            if creds != state["expected"]:
+                self.send_json(401, {"error": "unauthorized"})
+            elif state["shed"]:
+                self.send_json(503, {"error": {"code": "overloaded", "message": "over the latency budget"}},
+                               {"Retry-After": state["shed"].pop(0)})
+            else:
+                self.send_json(200, {"predictions": [{"label": "Positive", "confidence": 0.9, "model_version": "1"}
+                                                     for _ in body["texts"]]})
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(tmp_path / "edge.crt", tmp_path / "edge.key")
-    server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state["address"] = f"127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
+    with http_server(Handler, tls) as url:
+        state["address"] = url.removeprefix("https://")
+        yield state
 
 
 def _issue_edge_certificate(k8s, cert: bytes, key: bytes) -> None:

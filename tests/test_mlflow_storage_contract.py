@@ -9,16 +9,10 @@ on the volume must hold a model our predictor loads. A caller with Host `mlflow.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import httpx
 import pytest
 
-from tests.support import free_port
+from tests.support import free_port, running_mlflow_server
 
 NAMESPACE = "ml-prod"
 
@@ -43,34 +37,8 @@ def rendered_mlflow_server(tmp_path_factory):
     for flag, value in local.items():
         args[args.index(flag) + 1] = value
     allowed = args[args.index("--allowed-hosts") + 1]
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", *args, "--workers", "1"], cwd=tmp_path,
-                            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("mlflow server did not become healthy in 90 s")
-            time.sleep(0.5)
+    with running_mlflow_server(args, cwd=tmp_path) as url:
         yield url, port, volume, allowed
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
 
 
 def test_cluster_callers_are_accepted_by_host(rendered_mlflow_server):

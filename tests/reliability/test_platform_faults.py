@@ -352,14 +352,12 @@ def test_fuzz_every_operation_against_the_openapi_schema(platform):
     assert platform.predict().status_code == 200
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open: measured 2026-11-27 on the shared 2-core machine (load ~15): 48 clients, 346 requests, all 200 "
-    "but latencies up to 5.0 s (p99 3.8 s) against the 3 s budget; nothing shed. The gateway has no "
-    "admission bound of its own and part of the time may be this process's 48 client threads."))
 def test_overload_sheds_or_serves_within_budget(platform):
     """Concurrency far above capacity for a bounded time: no 500s, nothing slower than the budget.
 
-    Load shedding (503 + Retry-After) is the performance issue's; here it is held to its contract.
+    Load shedding (503 + Retry-After) is the performance issue's; here it is held to its contract. Was
+    xfail until the gateway had its own admission limit (services/admission.py): at load 15 on 2 cores
+    nothing was shed and latencies reached 5.0 s, since only the predictor's queue shed.
     """
     budget = GATEWAY_TIMEOUT_S + 1.0  # the predictor call's timeout, plus the gateway's own work
     with platform.load(clients=48, max_requests=4000, max_seconds=10, pause_s=0.0, timeout_s=budget + 5) as load:
