@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,6 +52,23 @@ def run_subprocess_cli(*args: str, cwd: Path, env: dict | None = None, timeout: 
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "mlops_cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def csv_digests(directory: Path) -> dict[str, str]:
+    """{file name: sha256} of the CSV files in `directory`: equal only for byte-identical data."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.csv"))}
+
+
+def register_version(config, model_name: str, run_name: str):
+    """A new version of `model_name` in config's MLflow store, from a finished run that logged nothing
+    (the test attaches what it needs); returns MLflow's ModelVersion."""
+    from mlops_cli.adapters import mlflow_tracking
+
+    client = mlflow_tracking.client(config)
+    run = client.create_run(mlflow_tracking.experiment_id(config), run_name=run_name)
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model(model_name)
+    return client.create_model_version(model_name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
 
 
 def moto_server_binary() -> Path | None:
@@ -132,3 +150,14 @@ def http_server(handler: type[BaseHTTPRequestHandler] | Any, tls: ssl.SSLContext
     finally:
         server.shutdown()
         server.server_close()
+
+
+def eventually(condition: Callable[[], bool], message: str | Callable[[], str] = "the condition never held",
+               timeout_s: float = 15.0, interval_s: float = 0.05) -> None:
+    """Poll `condition` until it holds; fail with `message` after `timeout_s` (generous: a loaded CI
+    machine runs emulated controllers and probes late, and a fixed sleep would be flaky there)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message() if callable(message) else message)
+        time.sleep(interval_s)

@@ -1,4 +1,4 @@
-"""Issue 11, points 2-8 as the Pulumi program declares them (under pulumi mocks, tests/test_eks_stack.py).
+"""Issue 11, points 2-8 as the Pulumi program declares them (under pulumi mocks, tests/pulumi_mocks.py).
 
 What the program must hand AWS so that a new account gets a cluster that can run the platform: zones EKS
 accepts that offer the instance types, storage that binds, nodes that scale, an endpoint the install can
@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.test_eks_stack import EGRESS, OFFERINGS, ZONES, declare, irsa_trust
+from tests.pulumi_mocks import EGRESS, OFFERINGS, ZONES, declare, irsa_trust
 
 pulumi = pytest.importorskip("pulumi")
 

@@ -142,7 +142,7 @@ def test_ecr_repository_names_are_valid(project_name):
 
 
 def test_program_sets_the_upgrade_policy_explicitly():
-    from tests.test_eks_stack import declare
+    from tests.pulumi_mocks import declare
 
     cluster = declare().one("aws:eks/cluster:Cluster")
     assert cluster.inputs["version"] == EksConfig().version
@@ -154,7 +154,7 @@ def test_program_sets_the_upgrade_policy_explicitly():
 def test_charts_use_the_service_account_the_irsa_role_trusts(project):
     from charts.mlflow import objects
     from mlops_cli.core.config import load_config
-    from tests.test_eks_stack import declare, irsa_trust
+    from tests.pulumi_mocks import declare, irsa_trust
 
     config = load_config().with_overrides({"eks.service_account": "tracking",
                                            "kubernetes.mlflow_role_arn": "arn:aws:iam::1:role/x",
@@ -169,7 +169,7 @@ def test_charts_use_the_service_account_the_irsa_role_trusts(project):
 
 def test_predictor_gets_its_own_read_only_role():
     from charts.inference_service import PREDICTOR_SERVICE_ACCOUNT
-    from tests.test_eks_stack import declare, irsa_trust
+    from tests.pulumi_mocks import declare, irsa_trust
 
     d = declare()
     role = d.one("aws:iam/role:Role", "predictor-irsa")
@@ -183,7 +183,7 @@ def test_predictor_gets_its_own_read_only_role():
 def test_images_registry_output_names_the_ecr_repositories(project):
     from charts.image_refs import image_ref
     from mlops_cli.core.config import load_config
-    from tests.test_eks_stack import declare
+    from tests.pulumi_mocks import declare
 
     d = declare()
     registry = d.outputs["images_registry"]

@@ -17,6 +17,15 @@ def test_no_test_module_imports_conftest():
     assert offenders == []
 
 
+def test_no_test_module_imports_another_test_module():
+    # shared helpers live in support modules: a test module imported by another is collected once, but its
+    # fixtures and module-level set-up then run where nobody looks for them
+    offenders = {p.name: sorted(m for m in imported_modules(p) if m.startswith("tests.") and
+                                m.rpartition(".")[2].startswith("test_") and not m.endswith(f".{p.stem}"))
+                 for p in TESTS.rglob("*.py")}
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
 def test_no_fixture_is_imported_for_its_side_effect():
     # an unused-import waiver is how a fixture gets imported by hand
     marker = "noqa: " + "F401"
