@@ -164,7 +164,8 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
         c = container(
             config, "predictor", "kserve-container", image_ref(config, "predictor"),
             command=["python", "-m", "models.predictor", "--model-dir", MODEL_DIR, "--model-name", name,
-                     "--version", version, "--http-port", str(PORT), *predictor_args(config)],
+                     "--version", version, "--http-port", str(PORT),
+                     *predictor_args(config, cpu=resources(config, "predictor")["requests"]["cpu"])],
             port=PORT, probe_path="/v2/health/ready", uid=UID,  # no pod-level securityContext: see the module doc
             env=[{"name": "STORAGE_URI", "value": uri}, {"name": "HOME", "value": "/tmp"},
                  {"name": "OTEL_SERVICE_NAME", "value": "predictor"},

@@ -264,6 +264,9 @@ def test_deploy_serves_the_configured_runtime(cli, installed, registry, project,
     assert {"name": "STORAGE_URI", "value": storage} in container["env"]
     command = container["command"]
     assert command[command.index("--runtime") + 1] == runtime  # explicit: never `auto` guessing from the files
+    # Model threads from the pod's CPU request, not the node's core count (os.cpu_count() in a pod).
+    cpu = container["resources"]["requests"]["cpu"]
+    assert command[command.index("--threads") + 1] == str(max(1, int(float(cpu.rstrip("m")) / (1000 if cpu.endswith("m") else 1))))
 
 
 def test_rollback_after_a_deploy_that_never_got_ready_restores_the_last_ready_version(cli, installed, registry):

@@ -95,13 +95,24 @@ def served_artifact_uri(config: Config, ref: Any, reporter: Reporter = SILENT) -
     return f"{mlflow_tracking.get_run(config, run_id).info.artifact_uri.rstrip('/')}/{path}"
 
 
-def predictor_args(config: Config) -> list[str]:
-    """The `python -m models.predictor` flags that carry [serving]'s runtime and batching settings."""
+def predictor_args(config: Config, cpu: str | None = None) -> list[str]:
+    """The `python -m models.predictor` flags that carry [serving]'s runtime and batching settings.
+
+    `cpu`: the container's CPU request (Kubernetes quantity), for `[serving].threads = 0`: in a pod,
+    os.cpu_count() is the node's cores, not the pod's share, and that many model threads on a 1-CPU
+    request would mostly wait on CFS throttling.
+    """
     serving = config.serving
     args = ["--runtime", serving.runtime, "--batch-size", str(serving.batch_size),
             "--max-wait-ms", f"{serving.max_wait_ms:g}", "--max-queue", str(serving.max_queue),
             "--latency-budget-ms", f"{serving.latency_budget_ms:g}"]
-    return args + (["--threads", str(serving.threads)] if serving.threads else [])
+    threads = serving.threads or (_whole_cpus(cpu) if cpu else 0)
+    return args + (["--threads", str(threads)] if threads else [])
+
+
+def _whole_cpus(quantity: str) -> int:
+    millis = int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+    return max(1, millis // 1000)
 
 
 def produce(config: Config, ref: Any, classifier_dir: Path, out_dir: Path, reporter: Reporter = SILENT) -> Path:
