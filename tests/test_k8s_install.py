@@ -173,15 +173,26 @@ def test_down_removes_what_up_created(cli, installed):
 
 @pytest.fixture
 def registry(monkeypatch):
-    """The training engineer's resolve_version, substituted at its seam: version N lives in S3."""
+    """The training engineer's resolve_version and MLflow's get_run, substituted at their seams: version N
+    lives in S3, its logged model under models/m-N, its run's artifacts (the onnx-int8 export, tagged on
+    the version) under runN/artifacts, as MLflow 3.17 lays them out (tests/test_mlflow_storage_contract.py
+    proves that layout against a real server)."""
+    from types import SimpleNamespace
+
+    from mlops_cli.adapters import mlflow_tracking
     from mlops_cli.core import registry as reg
 
     def resolve_version(config, version=None, alias=None):
         version = version or "1"
         return reg.ModelRef(name="review-sentiment", version=version, run_id=f"run{version}",
-                            source=f"s3://bucket/mlflow/1/run{version}/artifacts/model", aliases=[], tags={}, created="")
+                            source=f"models:/m-{version}", artifact_uri=f"s3://bucket/mlflow/1/models/m-{version}/artifacts",
+                            aliases=[], tags={"onnx_int8": f"runs:/run{version}/onnx-int8"}, created="")
+
+    def get_run(config, run_id):
+        return SimpleNamespace(info=SimpleNamespace(artifact_uri=f"s3://bucket/mlflow/1/{run_id}/artifacts"))
 
     monkeypatch.setattr(reg, "resolve_version", resolve_version)
+    monkeypatch.setattr(mlflow_tracking, "get_run", get_run)
 
 
 def _isvc(k8s):
@@ -234,6 +245,28 @@ def test_acceptance_up_deploy_canary_promote_rollback_down_through_the_cli(cli, 
     assert purged.exit_code == 0, purged.stderr
     assert k8s.snapshot() == {}
     assert {s["action"] for s in _up(cli)["steps"]} == {"create"}  # a re-run up after down works
+
+
+@pytest.mark.parametrize("serving, storage, runtime", [
+    ("", "s3://bucket/mlflow/1/run1/artifacts/onnx-int8", "onnx-int8"),   # the default: the run's int8 export
+    ('runtime = "torch"\n', "s3://bucket/mlflow/1/models/m-1/artifacts/artifacts/classifier", "torch"),
+    ('runtime = "torch"\npredictor_server = "huggingface"\n', "s3://bucket/mlflow/1/models/m-1/artifacts/artifacts/classifier", None),
+])
+def test_deploy_serves_the_configured_runtime(cli, installed, registry, project, serving, storage, runtime):
+    toml = (project / "mlops.toml").read_text()
+    (project / "mlops.toml").write_text(toml.replace("[serving]\n", "[serving]\n" + serving, 1))
+    _deploy(cli, "--version", "1")
+    predictor = _isvc(installed)["spec"]["predictor"]
+    if runtime is None:  # KServe's huggingface runtime: the fp32 weights, no flags of ours
+        assert predictor["model"]["storageUri"] == storage
+        return
+    (container,) = predictor["containers"]
+    assert {"name": "STORAGE_URI", "value": storage} in container["env"]
+    command = container["command"]
+    assert command[command.index("--runtime") + 1] == runtime  # explicit: never `auto` guessing from the files
+    # Model threads from the pod's CPU request, not the node's core count (os.cpu_count() in a pod).
+    cpu = container["resources"]["requests"]["cpu"]
+    assert command[command.index("--threads") + 1] == str(max(1, int(float(cpu.rstrip("m")) / (1000 if cpu.endswith("m") else 1))))
 
 
 def test_rollback_after_a_deploy_that_never_got_ready_restores_the_last_ready_version(cli, installed, registry):

@@ -369,9 +369,12 @@ class KubernetesTarget:
             version, canary = _record(live)["version"], None
         else:
             from ..core.registry import resolve_version
+            from ..core.serving_runtime import served_artifact_uri
 
             ref = resolve_version(self.config, options.version, options.alias)
-            isvc = inference_service.render(self.config, version=ref.version, source_uri=ref.location, canary=options.canary)
+            served = served_artifact_uri(self.config, ref, reporter)  # the onnx-int8 export, made once per version
+            isvc = inference_service.render(self.config, version=ref.version, source_uri=ref.location,
+                                            canary=options.canary, served_uri=served)
             if options.canary is not None and live is None:
                 reporter.warn(f"no model is serving yet: version {ref.version} gets all traffic despite --canary {options.canary}")
             version, canary = str(ref.version), options.canary
