@@ -9,80 +9,22 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from .support import free_port, run_subprocess_cli
+from .support import free_port, local_platform, run_subprocess_cli
 
 pytestmark = pytest.mark.slow
 
 
-class Platform:
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root = root
-        self.env = env
-
-    def mlops(self, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-        return run_subprocess_cli(*args, cwd=self.root, env=self.env, timeout=timeout)
-
-    def ok(self, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-        result = self.mlops(*args, timeout=timeout)
-        assert result.returncode == 0, f"mlops {' '.join(args)}\nstdout:{result.stdout}\nstderr:{result.stderr}"
-        return result
-
-    def status(self) -> dict[str, dict]:
-        # `status` exits non-zero while a component is down (a health check for scripts): read it anyway.
-        result = self.mlops("status", "--json")
-        assert result.returncode in (0, 1), result.stderr
-        return {c["component"]: c for c in json.loads(result.stdout)["components"]}
-
-    @property
-    def password(self) -> str:
-        return (self.root / ".mlops" / "secrets" / "gateway-password").read_text().strip()
-
-    @property
-    def gateway(self) -> str:
-        return f"http://127.0.0.1:{self.ports['gateway']}"
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, tiny_base_model):
-    root = tmp_path_factory.mktemp("platform")
-    ports = {name: free_port() for name in ("mlflow", "gateway", "predictor", "drift")}
-    (root / "mlops.toml").write_text(f"""
-[project]
-name = "e2e"
-[train]
-base_model = "{tiny_base_model}"
-max_length = 32
-batch_size = 8
-epochs = 1
-[registry]
-min_f1 = 0.0
-[gateway]
-timeout_s = 2.0
-[drift]
-interval = "1h"
-[local]
-mlflow_port = {ports['mlflow']}
-gateway_port = {ports['gateway']}
-predictor_port = {ports['predictor']}
-drift_port = {ports['drift']}
-stop_timeout_s = 5.0
-""")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
-    p = Platform(root, env)
-    p.ports = ports
-    try:
+    with local_platform(tmp_path_factory.mktemp("platform"), tiny_base_model, "e2e") as p:
         yield p
-    finally:
-        p.mlops("down", "--yes", timeout=120)
 
 
 def test_up_starts_every_component(platform):

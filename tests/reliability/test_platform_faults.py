@@ -7,6 +7,7 @@ during `down`. Every load loop is bounded in requests and seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,99 +22,24 @@ import httpx
 import psutil
 import pytest
 
-from mlops_cli.core.supervisor import Supervisor
-
-from ..support import free_port, run_subprocess_cli
-from .load import Load
+from ..support import local_platform
 
 pytestmark = pytest.mark.slow
 
 GATEWAY_TIMEOUT_S = 2.0
 RESTART_BOUND_S = 120.0  # README "Self-healing": a killed component serves again within this
-
-
-class Platform:
-    def __init__(self, root: Path, env: dict[str, str], ports: dict[str, int]) -> None:
-        self.root, self.env, self.ports = root, env, ports
-
-    def mlops(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-        return run_subprocess_cli(*args, cwd=self.root, env={**self.env, **(env or {})}, timeout=timeout)
-
-    def ok(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        result = self.mlops(*args, timeout=timeout)
-        assert result.returncode == 0, f"mlops {' '.join(args)}\nstdout:{result.stdout}\nstderr:{result.stderr}"
-        return result
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "mlops_cli", *args], cwd=self.root,
-                                env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True,
-                                # A shell's background job inherits SIGINT ignored; Ctrl-C must reach it.
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-
-    def status(self) -> dict[str, dict]:
-        # `status` exits non-zero while a component is down (a health check for scripts): read it anyway.
-        result = self.mlops("status", "--json")
-        assert result.returncode in (0, 1), result.stderr
-        return {c["component"]: c for c in json.loads(result.stdout)["components"]}
-
-    @property
-    def auth(self) -> tuple[str, str]:
-        return "admin", (self.root / ".mlops" / "secrets" / "gateway-password").read_text().strip()
-
-    @property
-    def gateway(self) -> str:
-        return f"http://127.0.0.1:{self.ports['gateway']}"
-
-    def load(self, **kwargs) -> Load:
-        return Load(f"{self.gateway}/predict", self.auth, **kwargs)
-
-    @property
-    def supervisor(self) -> Supervisor:
-        return Supervisor(self.root / ".mlops", self.root / ".mlops" / "logs")
-
-    def predict(self) -> httpx.Response:
-        return httpx.post(f"{self.gateway}/predict", auth=self.auth, json={"text": "fine"}, timeout=10)
+MAX_RESTARTS = 2  # [local].max_restarts: a third exit within the window marks the component failed
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, tiny_base_model):
-    root = tmp_path_factory.mktemp("reliability")
-    ports = {name: free_port() for name in ("mlflow", "gateway", "predictor", "drift")}
-    (root / "mlops.toml").write_text(f"""
-[project]
-name = "reliability"
-[train]
-base_model = "{tiny_base_model}"
-max_length = 32
-batch_size = 8
-epochs = 1
-[registry]
-min_f1 = 0.0
-[gateway]
-timeout_s = {GATEWAY_TIMEOUT_S}
-prediction_log_max_bytes = 16384
-prediction_log_backups = 2
-[drift]
-interval = "1h"
-[local]
-mlflow_port = {ports['mlflow']}
-gateway_port = {ports['gateway']}
-predictor_port = {ports['predictor']}
-drift_port = {ports['drift']}
-stop_timeout_s = 5.0
-restart_backoff_s = 0.25
-health_interval_s = 0.5
-""")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
-    p = Platform(root, env, ports)
-    p.ok("data", "prepare")
-    p.ok("train", "--log", "--max-steps", "1")
-    p.ok("register", "--alias", "champion")
-    try:
+    with local_platform(
+        tmp_path_factory.mktemp("reliability"), tiny_base_model, "reliability",
+        gateway={"timeout_s": GATEWAY_TIMEOUT_S, "prediction_log_max_bytes": 16384, "prediction_log_backups": 2},
+        local={"restart_backoff_s": 0.25, "health_interval_s": 0.5, "max_restarts": MAX_RESTARTS},
+    ) as p:
+        p.ok("data", "prepare")  # training happens in the Ctrl-C test's re-run, which the deploy test serves
         yield p
-    finally:
-        p.mlops("down", timeout=120)
 
 
 def _wait_interrupted(proc: subprocess.Popen, ready, timeout_s: float = 120) -> tuple[int, str]:
@@ -145,11 +71,6 @@ def test_ctrl_c_during_up_leaves_nothing_then_up_converges(platform):
     assert {"mlflow", "drift", "gateway"} <= set(status) and all(c["healthy"] for c in status.values()), status
 
 
-def test_deploy(platform):
-    platform.ok("deploy", "--version", "1")
-    assert platform.predict().json()["model_version"] == "1"
-
-
 def _running_runs(root: Path) -> int:
     import sqlite3
 
@@ -160,6 +81,7 @@ def _running_runs(root: Path) -> int:
 
 def test_ctrl_c_during_train_leaves_nothing_half_written_then_train_works(platform):
     runs_dir = platform.root / ".mlops" / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
     before = set(runs_dir.iterdir())
     db = platform.root / ".mlops" / "mlflow" / "mlflow.db"
     before_write = db.stat().st_mtime_ns
@@ -184,19 +106,37 @@ def test_ctrl_c_during_train_leaves_nothing_half_written_then_train_works(platfo
     assert len(set(runs_dir.iterdir()) - before) == 1
 
 
+def test_register_and_deploy(platform):
+    """The run the re-run above trained is the one registered and served: interrupted work left nothing
+    that gets in the way of the next train, register or deploy."""
+    platform.ok("register", "--alias", "champion")
+    platform.ok("deploy", "--version", "1")
+    assert platform.predict().json()["model_version"] == "1"
+
+
+def _kill_9_under_load(platform, pid: int, back) -> tuple:
+    """`kill -9 pid` once 4 clients are served; wait until `back(samples, killed_at)` holds, then for 100
+    more answers. Returns the load, when the kill was, and when the platform was back (None: never)."""
+    with platform.load(clients=4, max_seconds=RESTART_BOUND_S + 30) as load:
+        assert load.wait_for(lambda s: sum(x.status == 200 for x in s) >= 20, 30)
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        healed = load.wait_for(lambda s: back(s, killed_at), RESTART_BOUND_S)
+        back_at = time.monotonic()
+        if healed:
+            assert load.wait_for(lambda s: sum(x.start > back_at for x in s) >= 100, 30), "too few answers once back"
+    return load, killed_at, back_at if healed else None
+
+
 def test_predictor_kill_9_under_load_is_503_then_200_unaided(platform):
     victim = platform.status()["predictor-v1"]
-    with platform.load(clients=4, max_seconds=RESTART_BOUND_S + 10) as load:
-        assert load.wait_for(lambda s: sum(x.status == 200 for x in s) >= 20, 30)
-        os.kill(victim["pid"], signal.SIGKILL)
-        killed_at = time.monotonic()
-        healed = load.wait_for(lambda s: any(x.start > killed_at and x.status == 200 and x.latency < 1.5
-                                             for x in s[-8:]) and s[-1].status == 200, RESTART_BOUND_S)
-        back_at = time.monotonic()
-        time.sleep(1.0)
+    load, killed_at, back_at = _kill_9_under_load(
+        platform, victim["pid"],
+        lambda s, killed_at: any(x.start > killed_at and x.status == 200 and x.latency < 1.5 for x in s[-8:])
+        and s[-1].status == 200)
     after = [s for s in load.samples if s.start > killed_at]
     health = (platform.root / ".mlops" / "local" / "health.json").read_text()
-    assert healed, f"still failing {RESTART_BOUND_S} s after the kill: {after[-3:]}\nhealth: {health}"
+    assert back_at, f"still failing {RESTART_BOUND_S} s after the kill: {after[-3:]}\nhealth: {health}"
     outage = [s for s in after if s.status != 200]
     print(f"\npredictor kill -9: {len(outage)} x 503 over {back_at - killed_at:.1f} s, then 200")
     assert outage and {s.status for s in outage} == {503}, {(s.status, s.error) for s in outage}
@@ -209,14 +149,10 @@ def test_predictor_kill_9_under_load_is_503_then_200_unaided(platform):
 
 def test_gateway_kill_9_restarts_and_loses_nothing_once_back(platform):
     gateway = platform.status()["gateway"]
-    with platform.load(clients=4, max_seconds=RESTART_BOUND_S + 10) as load:
-        assert load.wait_for(lambda s: sum(x.status == 200 for x in s) >= 20, 30)
-        os.kill(gateway["pid"], signal.SIGKILL)
-        killed_at = time.monotonic()
-        assert load.wait_for(lambda s: len(s) > 4 and all(x.status == 200 and x.start > killed_at for x in s[-4:]),
-                             RESTART_BOUND_S), f"gateway not back: {load.samples[-3:]}"
-        back_at = time.monotonic()
-        time.sleep(2.0)
+    load, killed_at, back_at = _kill_9_under_load(
+        platform, gateway["pid"],
+        lambda s, killed_at: len(s) > 4 and all(x.status == 200 and x.start > killed_at for x in s[-4:]))
+    assert back_at, f"gateway not back: {load.samples[-3:]}"
     lost = [s for s in load.samples if s.start > killed_at and s.status != 200]
     print(f"\ngateway kill -9: back after {back_at - killed_at:.1f} s; {len(lost)} requests refused meanwhile")
     assert load.failures(after=back_at) == []
@@ -251,19 +187,29 @@ def test_registry_down_during_deploy_and_register_is_clear_and_serving_goes_on(p
     assert platform.status()["predictor-v1"]["pid"] == predictor_pid
 
 
-def test_model_that_fails_to_load_keeps_the_previous_version_serving(platform):
+def _served_weights(platform) -> Path:
+    """The weights file the serving predictor loaded: the ONNX export or the fp32 safetensors."""
     records = json.loads((platform.root / ".mlops" / "local" / "processes.json").read_text())["processes"]
     cmd = next(r["cmd"] for name, r in records.items() if name.startswith("predictor"))
-    model_dir = Path(cmd[cmd.index("--model-dir") + 1])  # what deploy serves: the ONNX export or fp32 weights
-    weights = next(p for p in sorted(model_dir.rglob("*")) if p.suffix in (".onnx", ".safetensors"))
+    model_dir = Path(cmd[cmd.index("--model-dir") + 1])
+    return next(p for p in sorted(model_dir.rglob("*")) if p.suffix in (".onnx", ".safetensors"))
+
+
+@contextlib.contextmanager
+def _corrupted(weights: Path):
+    """The file overwritten with garbage (a bad disk, a half-finished copy), restored afterwards."""
     backup = weights.with_name(weights.name + ".bak")
     shutil.copy2(weights, backup)
-    weights.write_bytes(b"not a safetensors file")
+    weights.write_bytes(b"not a model file")
     try:
-        with platform.load(clients=2, max_seconds=120) as load:
-            result = platform.mlops("deploy", "--version", "1", timeout=200)
+        yield weights
     finally:
         backup.replace(weights)
+
+
+def test_model_that_fails_to_load_keeps_the_previous_version_serving(platform):
+    with _corrupted(_served_weights(platform)) as weights, platform.load(clients=2, max_seconds=120) as load:
+        result = platform.mlops("deploy", "--version", "1", timeout=200)
     assert result.returncode == 1 and "Traceback (most recent call last)" not in result.stderr.split("\n")[0]
     assert "exited during start-up" in result.stderr and "version 1 keeps serving" in result.stderr
     assert weights.name in result.stderr or weights.suffix[1:] in result.stderr.lower(), result.stderr  # the cause
@@ -275,7 +221,8 @@ def test_version_switch_and_rollback_under_load_drop_nothing(platform):
     with platform.load(clients=4, max_seconds=200) as load:
         platform.ok("deploy", "--version", "1")       # a fresh predictor beside the serving one, then the switch
         platform.ok("deploy", "--rollback")
-        time.sleep(0.5)
+        switched_at = time.monotonic()
+        assert load.wait_for(lambda s: sum(x.start > switched_at for x in s) >= 20, 30)
     print(f"\nversion switch + rollback: {len(load.samples)} requests, {len(load.failures())} failed")
     assert len(load.samples) > 20 and load.failures() == []
 
@@ -294,7 +241,57 @@ def test_killed_supervisor_and_predictor_then_up_restores_the_deployed_version(p
     steps = {s["name"]: s["action"] for s in json.loads(result.stdout)["steps"]}
     assert steps[predictor] == "started", steps
     assert platform.predict().json()["model_version"] == "1"
-    assert all(c["healthy"] for c in platform.status().values())
+    after = platform.status()
+    assert all(c["healthy"] for c in after.values()), after
+    # The new healer read a health file that called the old processes healthy: the new ones, refusing
+    # probes while they started, were restarted by it as "unhealthy" (seen 2026-11-27: mlflow, predictor).
+    assert {n: c["restarts"] for n, c in after.items()} == {n: c["restarts"] for n, c in status.items()}
+
+
+def test_crash_looping_predictor_ends_failed_with_its_log_tail_then_up_restarts_it(platform):
+    """A component that keeps crashing is marked failed with the tail of its log, not restarted forever.
+
+    The served model file is corrupted under the running predictor, which is then killed: every restart
+    dies loading it. After [local].max_restarts restarts within the window the healer gives up;
+    `mlops status` says so and exits 1; once the file is back `mlops up` starts it again.
+    """
+    from mlops_cli.services.healer import read_health
+
+    status = platform.status()
+    name = next(n for n in status if n.startswith("predictor"))
+    assert status[name]["restarts"] == 0, status[name]  # no earlier restart inside the window to count
+    sup = platform.supervisor
+    with _corrupted(_served_weights(platform)) as weights:
+        os.kill(status[name]["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + RESTART_BOUND_S
+        while (health := read_health(platform.root / ".mlops").get(name)) is None or health.state != "failed":
+            assert time.monotonic() < deadline, f"not failed {RESTART_BOUND_S} s after the kill: {health}"
+            time.sleep(0.25)
+        given_up = sup.info()[name]
+        # Not restarted forever: the next backoff (0.25 s doubled per restart) would have passed twice.
+        next_backoff_s = 0.25 * 2 ** MAX_RESTARTS
+        time.sleep(2 * next_backoff_s)
+        assert sup.info()[name]["start"] == given_up["start"] and sup.info()[name]["statename"] == "EXITED"
+
+        as_json = platform.mlops("status", "--json")
+        table = platform.mlops("status")
+    assert as_json.returncode == 1 and table.returncode == 1, (as_json, table)
+    failed = {c["component"]: c for c in json.loads(as_json.stdout)["components"]}[name]
+    print(f"\ncrash loop: {failed['restarts']} restarts, then {failed['detail']}; log ends {failed['log_tail'][-200:]!r}")
+    assert failed["state"] == "failed" and not failed["healthy"] and failed["pid"] is None, failed
+    assert failed["restarts"] == MAX_RESTARTS and failed["last_exit_code"] == 1, failed
+    assert failed["last_exit"] == "exit status 1"
+    assert failed["detail"].startswith(f"failed: {MAX_RESTARTS} restarts within "), failed
+    assert weights.name in failed["log_tail"], failed["log_tail"]  # the cause, from the predictor's own log
+    assert f"{MAX_RESTARTS} (last: exit status 1" in table.stdout and "failed: " in table.stdout, table.stdout
+    last_line = failed["log_tail"].splitlines()[-1]
+    assert weights.name in last_line and last_line in table.stdout, table.stdout  # whole, not cut to a column
+    assert platform.predict().status_code == 503
+
+    steps = {s["name"]: s["action"] for s in json.loads(platform.ok("up", "--json").stdout)["steps"]}
+    assert steps[name] == "started", steps
+    assert platform.predict().status_code == 200
+    assert platform.status()[name]["healthy"]
 
 
 def test_fuzz_every_operation_against_the_openapi_schema(platform):
