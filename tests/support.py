@@ -71,11 +71,12 @@ class LocalPlatform:
         return result
 
     def popen(self, *args: str) -> subprocess.Popen:
-        """`mlops ...` left running, in its own session, so a test can interrupt it as Ctrl-C would."""
+        """`mlops ...` left running, in its own session, so a test can interrupt it as Ctrl-C would; its
+        stderr (progress lines and errors) is piped."""
         import signal
 
         return subprocess.Popen([sys.executable, "-m", "mlops_cli", *args], cwd=self.root,
-                                env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, **self.env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True,
                                 # A shell's background job inherits SIGINT ignored; Ctrl-C must reach it.
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
