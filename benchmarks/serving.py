@@ -5,7 +5,9 @@
     the onnx-int8 runtime (the default) and once with torch fp32;
 (b) a naive baseline: one FastAPI endpoint running a `transformers` pipeline per request on the same
     encoder weights.
-Also: each runtime's model-only ceiling (batched forward passes, no HTTP), each runtime's accuracy and
+Also: each runtime's model-only ceiling (its own batched prediction, no HTTP: over the texts handed over
+32 at a time in arrival order, which is all a server at concurrency 32 holds, and for reference all at
+once, which lets the runtime sort every text by length first), each runtime's accuracy and
 macro F1 on the test split, the predictor's cold start (process start to ready) per runtime, and the
 issue's goals 1-5 as measured ratios.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -98,28 +101,39 @@ class Cell:
 
 
 async def load(url: str, texts: list[str], concurrency: int, auth=None, timeout: float = 60) -> Cell:
-    """`concurrency` clients, each sending its next request when the last one is answered."""
+    """`concurrency` clients, each sending its next request when the last one is answered.
+
+    On aiohttp, not httpx: with 256 connections httpx's pool cost the load generator itself 8.4 ms of CPU
+    per request (it scans every pooled connection per request), on the same 2 cores as the servers it
+    measures, which made every path look slower at concurrency 256 (measured 2026-11-27).
+    """
+    import aiohttp
+
     latencies: list[float] = []  # of 200s only
     statuses: dict[int, int] = {}
     missing_retry = timeouts = 0
     queue = list(texts)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=timeout, auth=auth, limits=limits) as client:
+    headers = {"Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()} if auth else {}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers,
+                                     timeout=aiohttp.ClientTimeout(total=timeout)) as client:
         async def worker():
             nonlocal missing_retry, timeouts
             while queue:
                 text = queue.pop()
                 start = time.perf_counter()
                 try:
-                    r = await client.post(url, json={"text": text})
-                except httpx.TimeoutException:
+                    async with client.post(url, json={"text": text}) as r:
+                        await r.read()
+                        status, headers = r.status, r.headers
+                except asyncio.TimeoutError:
                     timeouts += 1
                     continue
                 elapsed = time.perf_counter() - start
-                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                if r.status_code == 200:
+                statuses[status] = statuses.get(status, 0) + 1
+                if status == 200:
                     latencies.append(elapsed)
-                elif r.status_code == 503 and "retry-after" not in r.headers:
+                elif status == 503 and "retry-after" not in headers:
                     missing_retry += 1
 
         start = time.perf_counter()
@@ -224,11 +238,19 @@ def run_naive(model_dir: Path, work: Path, env: dict, texts: list[str], levels: 
     return result
 
 
-def ceiling(classifier, texts: list[str]) -> float:
+def ceiling(classifier, texts: list[str], group: int | None = None) -> float:
+    """Texts/s of the runtime's own batched prediction, no HTTP. `group`: handed over `group` texts at a
+    time in arrival order (all a server at concurrency `group` can hold at once); None: all at once, so the
+    runtime may sort every text by length first, which no server sees."""
     classifier.predict_proba(texts[:32], batch_size=32)
-    start = time.perf_counter()
-    classifier.predict_proba(texts, batch_size=32)
-    return len(texts) / (time.perf_counter() - start)
+    step = group or len(texts)
+    best = 0.0
+    for _ in range(3):  # the best of three: a ceiling, so a neighbour's burst of CPU must not lower it
+        start = time.perf_counter()
+        for i in range(0, len(texts), step):
+            classifier.predict_proba(texts[i:i + step], batch_size=32)
+        best = max(best, len(texts) / (time.perf_counter() - start))
+    return best
 
 
 def main() -> int:
@@ -268,11 +290,13 @@ def main() -> int:
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; ONNX export + int8 quantisation {export_s:.1f} s", flush=True)
 
     fp32, int8 = SentimentClassifier.load(model_dir), OnnxClassifier.load(onnx_dir)
-    ceilings = {"torch": ceiling(fp32, texts), "onnx-int8": ceiling(int8, texts)}
+    ceilings = {"torch": ceiling(fp32, texts, 32), "onnx-int8": ceiling(int8, texts, 32)}
+    sorted_ceilings = {"torch": ceiling(fp32, texts), "onnx-int8": ceiling(int8, texts)}
     quality = {name: evaluate(clf, examples).metrics for name, clf in (("torch", fp32), ("onnx-int8", int8))}
     del fp32, int8
-    print(f"  model-only ceiling: torch {ceilings['torch']:.1f} texts/s, onnx-int8 {ceilings['onnx-int8']:.1f} texts/s",
-          flush=True)
+    print(f"  model-only ceiling, texts in groups of 32: torch {ceilings['torch']:.1f} texts/s, onnx-int8 "
+          f"{ceilings['onnx-int8']:.1f} texts/s (all {len(texts)} at once: {sorted_ceilings['torch']:.1f} / "
+          f"{sorted_ceilings['onnx-int8']:.1f})", flush=True)
     if args.only_quality:
         for key in ("torch", "onnx-int8"):
             print(f"  {key}: accuracy {quality[key]['accuracy']:.4f}, macro F1 {quality[key]['macro_f1']:.4f} "
@@ -291,12 +315,12 @@ def main() -> int:
         "torch": run_ours("torch", model_dir, work, env, texts, levels),
         "naive": run_naive(model_dir, work, env, texts, levels, max_length),
     }
-    report(paths, ceilings, quality, levels, args.requests)
+    report(paths, ceilings, sorted_ceilings, quality, levels, args.requests)
     return 0
 
 
-def report(paths: dict[str, Path_], ceilings: dict[str, float], quality: dict[str, dict], levels: list[int],
-           n: int) -> None:
+def report(paths: dict[str, Path_], ceilings: dict[str, float], sorted_ceilings: dict[str, float],
+           quality: dict[str, dict], levels: list[int], n: int) -> None:
     naive = paths["naive"]
     print()
     print(f"| conc | path | req/s | p50 ms | p99 ms | 200 | 503 (Retry-After) | other | req/s vs naive |")
@@ -310,12 +334,13 @@ def report(paths: dict[str, Path_], ceilings: dict[str, float], quality: dict[st
             print(f"| {c} | {paths[key].name} | {cell.rps:.1f} | {cell.pct(.5):.1f} | {cell.pct(.99):.1f} | {cell.ok} | "
                   f"{shed}{f' ({shed - cell.retry_after_missing})' if shed else ''} | {other} | {ratio:.2f} |")
     print()
-    print("| runtime | model-only ceiling texts/s | accuracy | macro F1 | predictor cold start s |")
-    print("|---|---|---|---|---|")
+    print(f"| runtime | ceiling texts/s, groups of 32 | ceiling, all {n} at once | accuracy | macro F1 | predictor cold start s |")
+    print("|---|---|---|---|---|---|")
     for key in ("onnx-int8", "torch"):
         q = quality[key]
-        print(f"| {key} | {ceilings[key]:.1f} | {q['accuracy']:.4f} | {q['macro_f1']:.4f} | {paths[key].cold_start_s:.1f} |")
-    print(f"| naive | - | - | - | {naive.cold_start_s:.1f} |")
+        print(f"| {key} | {ceilings[key]:.1f} | {sorted_ceilings[key]:.1f} | {q['accuracy']:.4f} | {q['macro_f1']:.4f} | "
+              f"{paths[key].cold_start_s:.1f} |")
+    print(f"| naive | - | - | - | - | {naive.cold_start_s:.1f} |")
 
     served = paths["onnx-int8"]
     goals = []
@@ -324,8 +349,9 @@ def report(paths: dict[str, Path_], ceilings: dict[str, float], quality: dict[st
         goals.append(("1. c=32 throughput >= 2x naive, p99 <= naive p99",
                       f"{c32.rps / n32.rps:.2f}x, p99 {c32.pct(.99):.0f} vs {n32.pct(.99):.0f} ms",
                       c32.rps >= 2 * n32.rps and c32.pct(.99) <= n32.pct(.99)))
-        goals.append(("3. c=32 throughput >= 90% of the served runtime's ceiling",
-                      f"{c32.rps / ceilings['onnx-int8']:.0%} ({c32.rps:.1f} / {ceilings['onnx-int8']:.1f})",
+        goals.append(("3. c=32 throughput >= 90% of the served runtime's ceiling (groups of 32)",
+                      f"{c32.rps / ceilings['onnx-int8']:.0%} ({c32.rps:.1f} / {ceilings['onnx-int8']:.1f}; "
+                      f"{c32.rps / sorted_ceilings['onnx-int8']:.0%} of all-at-once)",
                       c32.rps >= 0.9 * ceilings["onnx-int8"]))
     if 1 in levels:
         c1, n1 = served.cells[1], naive.cells[1]

@@ -63,29 +63,34 @@ def predictor_host(config: Config) -> str:
 
 
 def storage_uri(config: Config, artifact_uri: str) -> str:
-    """Where KServe's storage initializer reads the classifier directory, given the version's artifact
-    location (`registry.resolve_version(...).location`: MLflow's get_model_version_download_uri).
+    """Where KServe's storage initializer reads the fp32 classifier directory, given the version's
+    artifact location (`registry.resolve_version(...).location`: MLflow's get_model_version_download_uri).
 
     The logged pyfunc model keeps the classifier directory as its artifact `classifier`.
-    `s3://...` is read with the predictor's own identity (`predictor_service_account`);
-    `mlflow-artifacts:/...` (our MLflow serving its PVC) maps to `pvc://mlflow-data/artifacts/...`,
-    which KServe mounts read-only into the predictor pod.
+    """
+    return cluster_uri(config, artifact_uri) + "/artifacts/classifier"
+
+
+def cluster_uri(config: Config, artifact_uri: str) -> str:
+    """An artifact-store URI as the cluster reads it: `s3://...` with the predictor's own identity
+    (`predictor_service_account`); `mlflow-artifacts:/...` (our MLflow serving its PVC) as
+    `pvc://mlflow-data/artifacts/...`, which KServe mounts read-only into the predictor pod.
     """
     from .mlflow import ARTIFACTS_DIR, DATA_PVC
 
-    model = artifact_uri.rstrip("/")
-    if model.startswith("models:/"):
+    uri = artifact_uri.rstrip("/")
+    if uri.startswith("models:/"):
         raise ConfigError(
             f"{artifact_uri!r} names a registered or logged model, not where its files are",
             hint="resolve it with registry.resolve_version (MLflow's get_model_version_download_uri) first")
-    if model.startswith("mlflow-artifacts:"):
-        relative = model.removeprefix("mlflow-artifacts:").lstrip("/")
-        model = f"pvc://{DATA_PVC}/{ARTIFACTS_DIR.removeprefix('/mlflow/')}/{relative}"
-    elif not model.startswith(("s3://", "pvc://")):
+    if uri.startswith("mlflow-artifacts:"):
+        relative = uri.removeprefix("mlflow-artifacts:").lstrip("/")
+        return f"pvc://{DATA_PVC}/{ARTIFACTS_DIR.removeprefix('/mlflow/')}/{relative}"
+    if not uri.startswith(("s3://", "pvc://")):
         raise ConfigError(
             f"model artifacts at {artifact_uri!r} cannot be read from the cluster",
             hint="register the model against the cluster's MLflow ([registry].tracking_uri) with S3 or PVC artifacts")
-    return f"{model}/artifacts/classifier"
+    return uri
 
 
 def pinned_to_mlflow_node(config: Config) -> bool:
@@ -124,10 +129,17 @@ def isvc_labels() -> dict[str, str]:
     return {**labels("predictor"), VISIBILITY_LABEL: "cluster-local"}
 
 
-def render(config: Config, *, version: str, source_uri: str, canary: int | None = None) -> dict[str, Any]:
+def render(config: Config, *, version: str, source_uri: str, canary: int | None = None,
+           served_uri: str | None = None) -> dict[str, Any]:
+    """The InferenceService of `version`. `served_uri`: the artifact-store directory the predictor
+    serves (`serving_runtime.served_artifact_uri`: the onnx-int8 export or the fp32 classifier, as
+    [serving].runtime says); default: the fp32 classifier under `source_uri`. Our predictor is told its
+    runtime, so a directory that does not fit it fails the pod instead of serving torch unasked."""
+    from mlops_cli.core.serving_runtime import predictor_args
+
     name = config.serving.model_name
     ns = config.kubernetes.namespace
-    uri = storage_uri(config, source_uri)
+    uri = cluster_uri(config, served_uri) if served_uri else storage_uri(config, source_uri)
     predictor: dict[str, Any] = {
         "minReplicas": config.serving.min_replicas,
         "maxReplicas": max(config.serving.max_replicas, config.serving.min_replicas, 1),
@@ -152,7 +164,8 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
         c = container(
             config, "predictor", "kserve-container", image_ref(config, "predictor"),
             command=["python", "-m", "models.predictor", "--model-dir", MODEL_DIR, "--model-name", name,
-                     "--version", version, "--http-port", str(PORT)],
+                     "--version", version, "--http-port", str(PORT),
+                     *predictor_args(config, cpu=resources(config, "predictor")["requests"]["cpu"])],
             port=PORT, probe_path="/v2/health/ready", uid=UID,  # no pod-level securityContext: see the module doc
             env=[{"name": "STORAGE_URI", "value": uri}, {"name": "HOME", "value": "/tmp"},
                  {"name": "OTEL_SERVICE_NAME", "value": "predictor"},

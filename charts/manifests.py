@@ -62,13 +62,16 @@ def platform(config: Config) -> Rendered:
     return out
 
 
-def deployment(config: Config, *, version: str, artifact_uri: str, canary: int | None = None) -> Rendered:
+def deployment(config: Config, *, version: str, artifact_uri: str, canary: int | None = None,
+               served_uri: str | None = None) -> Rendered:
     """What `mlops deploy --version N` applies: the InferenceService (artifact_uri: the version's
-    artifact location, `registry.resolve_version(...).location`)."""
+    artifact location, `registry.resolve_version(...).location`; served_uri: what its predictor serves,
+    `serving_runtime.served_artifact_uri`)."""
     from .inference_service import render
 
     out = Rendered()
-    _add(out, "10-inference-service.yaml", [render(config, version=version, source_uri=artifact_uri, canary=canary)])
+    _add(out, "10-inference-service.yaml", [render(config, version=version, source_uri=artifact_uri, canary=canary,
+                                                   served_uri=served_uri)])
     return out
 
 

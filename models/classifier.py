@@ -22,6 +22,8 @@ from torch import nn
 
 from mlops_cli.core.dataset import clean_text
 
+from .pass_plan import plan_passes
+
 META_FILE = "mlops_classifier.json"
 HEAD_FILE = "head.safetensors"
 FORMAT_VERSION = 1
@@ -142,19 +144,19 @@ class SentimentClassifier:
         return self.network(**batch)
 
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Class probabilities per text, rows in input order; `batch_size` caps the texts in one pass."""
         texts = list(texts)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
         if not texts:
             return out
-        # Similar lengths share a batch, so little time goes into padding; rows return in input order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        ids = self.tokenize(texts)["input_ids"]
         was_training = self.network.training
         self.network.eval()
         try:
             with torch.inference_mode():
-                for start in range(0, len(order), batch_size):
-                    idx = order[start:start + batch_size]
-                    probs = torch.softmax(self.logits(self.encode([texts[i] for i in idx])).float(), dim=-1)
+                for idx in plan_passes([len(row) for row in ids], batch_size):
+                    batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+                    probs = torch.softmax(self.logits(dict(batch)).float(), dim=-1)
                     out[idx] = probs.numpy()
         finally:
             self.network.train(was_training)

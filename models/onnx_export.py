@@ -1,8 +1,13 @@
 """Export a saved SentimentClassifier to the served runtime: ONNX, dynamically quantised to int8.
 
 The graph is traced with torch.onnx's dynamo exporter (batch and sequence axes dynamic), then
-onnxruntime's `quantize_dynamic` stores the weights of MatMul/Gather as int8 and quantises the
-activations per batch at run time: no calibration data needed, about 3x smaller.
+onnxruntime's `quantize_dynamic` stores the MatMul weights as int8, one scale per output channel, and
+quantises the activations per pass at run time: no calibration data needed.
+
+Per-channel, MatMul-only is the variant closest to fp32 of those measured (trained MiniLM, 1,142
+drugsCom test reviews, 2026-11-27): labels agreeing with fp32 98.4% (per-tensor MatMul+Gather, the
+onnxruntime default: 96.4%), accuracy -0.18 and macro F1 -0.15 points (default: -0.96 / -0.90), at
+the same speed. The embedding table stays fp32 (a lookup, no arithmetic to save): 59 MB instead of 23.
 
 Example::
 
@@ -49,7 +54,8 @@ def export_int8(classifier_dir: str | Path, out_dir: str | Path) -> Path:
                 dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
                 verbose=False)
             program.save(str(fp32))
-        quantize_dynamic(str(fp32), str(out_dir / MODEL_FILE), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(fp32), str(out_dir / MODEL_FILE), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"])
     for name in (TOKENIZER_FILE, "vocab.txt"):
         if (classifier_dir / name).is_file():
             shutil.copyfile(classifier_dir / name, out_dir / name)

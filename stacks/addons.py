@@ -24,7 +24,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from .cluster import GPU_TAINT, POOL_LABEL
-from .identity import trust_policy
+from .identity import irsa_role
 
 STORAGE_CLASS = "gp3"
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
@@ -78,12 +78,7 @@ class ClusterAddons(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         def irsa(role: str, namespace_sa: tuple[str, str]) -> aws.iam.Role:
-            ns, sa = namespace_sa
-            return aws.iam.Role(
-                f"{name}-{role}",
-                assume_role_policy=pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
-                    lambda v: trust_policy(v[0], v[1], ns, sa)),
-                tags=args.tags, opts=child)
+            return irsa_role(f"{name}-{role}", args.oidc_provider_arn, args.oidc_issuer, *namespace_sa, args.tags, child)
 
         ebs_role = irsa("ebs-csi", EBS_CSI_SERVICE_ACCOUNT)
         ebs_attach = aws.iam.RolePolicyAttachment(f"{name}-ebs-csi", role=ebs_role.name, policy_arn=EBS_CSI_POLICY,

@@ -1,4 +1,4 @@
-"""ECR repositories for the images the platform runs (gateway, predictor, drift).
+"""ECR repositories for every image we build (charts/image_refs.py: gateway, drift, predictor, mlflow).
 
 Tags are immutable, so a version tag always names the image that was scanned and deployed; every
 push is scanned for known CVEs. Images are rebuildable from source, so `down` may delete them.
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-COMPONENTS = ("gateway", "predictor", "drift")
+from charts.image_refs import COMPONENTS  # the image contract: `mlops images build --push` pushes each one
 
 
 def namespace(project: str) -> str:

@@ -1,13 +1,15 @@
-"""IRSA: the cluster's OIDC provider and one IAM role that exactly one service account may assume.
+"""IRSA: the cluster's OIDC provider and IAM roles that each exactly one service account may assume.
 
-The role's trust is pinned to `system:serviceaccount:<namespace>:<name>` with the STS audience, and its
-only permission is object access to one bucket: a pod that is not the platform's service account gets
-nothing, and the platform's gets nothing beyond its bucket.
+A role's trust is pinned to `system:serviceaccount:<namespace>:<name>` with the STS audience
+(`irsa_role`); the platform's only permission is object access to one bucket, the predictor's only
+reading it: a pod that is not one of those service accounts gets nothing, and they get nothing beyond
+the bucket.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pulumi
@@ -40,6 +42,18 @@ def trust_policy(provider_arn: str, issuer: str, namespace: str, service_account
             }},
         }],
     })
+
+
+def irsa_role(resource_name: str, provider_arn: pulumi.Input[str], issuer: pulumi.Input[str], namespace: str,
+              service_account: str, tags: dict[str, str], opts: pulumi.ResourceOptions) -> aws.iam.Role:
+    """An IAM role that only the service account `namespace/service_account` may assume (trust_policy)."""
+    return aws.iam.Role(
+        resource_name,
+        assume_role_policy=pulumi.Output.all(provider_arn, issuer).apply(
+            lambda v: trust_policy(v[0], v[1], namespace, service_account)),
+        tags=tags,
+        opts=opts,
+    )
 
 
 def read_only_bucket_policy(bucket_arn: str) -> str:
@@ -78,29 +92,20 @@ class PlatformIdentity(pulumi.ComponentResource):
 
         provider = aws.iam.OpenIdConnectProvider(
             f"{name}-oidc", url=args.oidc_provider_url, client_id_lists=[STS_AUDIENCE], tags=args.tags, opts=child)
-        role = aws.iam.Role(
-            f"{name}-irsa",
-            assume_role_policy=pulumi.Output.all(provider.arn, args.oidc_issuer).apply(
-                lambda v: trust_policy(v[0], v[1], args.namespace, args.service_account)),
-            tags=args.tags,
-            opts=child,
-        )
-        aws.iam.RolePolicy(f"{name}-bucket", role=role.id,
-                           policy=pulumi.Output.from_input(args.bucket_arn).apply(bucket_policy), opts=child)
 
-        self.role_arn = role.arn
+        def bucket_role(prefix: str, service_account: str, policy: Callable[[str], str]) -> aws.iam.Role:
+            """`<name>-<prefix>irsa` for one service account, allowed `policy(bucket_arn)` and nothing else."""
+            role = irsa_role(f"{name}-{prefix}irsa", provider.arn, args.oidc_issuer, args.namespace, service_account,
+                             args.tags, child)
+            aws.iam.RolePolicy(f"{name}-{prefix}bucket", role=role.id,
+                               policy=pulumi.Output.from_input(args.bucket_arn).apply(policy), opts=child)
+            return role
+
+        self.role_arn = bucket_role("", args.service_account, bucket_policy).arn
         self.oidc_provider_arn = provider.arn
         self.predictor_role_arn: pulumi.Output[str] = pulumi.Output.from_input("")
         if args.predictor_service_account:
-            reader = aws.iam.Role(
-                f"{name}-predictor-irsa",
-                assume_role_policy=pulumi.Output.all(provider.arn, args.oidc_issuer).apply(
-                    lambda v: trust_policy(v[0], v[1], args.namespace, args.predictor_service_account)),
-                tags=args.tags,
-                opts=child,
-            )
-            aws.iam.RolePolicy(f"{name}-predictor-bucket", role=reader.id,
-                               policy=pulumi.Output.from_input(args.bucket_arn).apply(read_only_bucket_policy), opts=child)
-            self.predictor_role_arn = reader.arn
+            self.predictor_role_arn = bucket_role("predictor-", args.predictor_service_account,
+                                                  read_only_bucket_policy).arn
         self.register_outputs({"role_arn": self.role_arn, "oidc_provider_arn": self.oidc_provider_arn,
                                "predictor_role_arn": self.predictor_role_arn})

@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,7 +16,7 @@ from types import SimpleNamespace
 
 import httpx
 
-from .support import REPO, free_port
+from .support import REPO, free_port, register_version, wait_http
 
 MODEL_NAME = "drift-test-model"
 LABELS = ["Negative", "Positive"]
@@ -47,7 +46,6 @@ def build_classifier(base_model: Path, out_dir: Path) -> Path:
 def registered_project(tmp_path_factory, base_model: Path) -> RegisteredProject:
     """A project with version 1 of MODEL_NAME registered in the embedded MLflow store and its drift
     reference attached (conftest's session fixture `registered` builds it once)."""
-    from mlops_cli.adapters import mlflow_tracking
     from mlops_cli.core.config import load_config
     from mlops_cli.core.dataset import load_drugscom
     from mlops_cli.core.drift_reference import attach_reference
@@ -61,12 +59,8 @@ def registered_project(tmp_path_factory, base_model: Path) -> RegisteredProject:
     )
     cfg = load_config(config_file, env={})
     classifier_dir = build_classifier(base_model, root / "classifier")
-    client = mlflow_tracking.client(cfg)
-    run = client.create_run(mlflow_tracking.experiment_id(cfg), run_name="drift-test")
-    client.set_terminated(run.info.run_id)
-    client.create_registered_model(MODEL_NAME)
-    mv = client.create_model_version(MODEL_NAME, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
-    ref = SimpleNamespace(name=MODEL_NAME, version=str(mv.version), run_id=run.info.run_id, tags={})
+    mv = register_version(cfg, MODEL_NAME, run_name="drift-test")
+    ref = SimpleNamespace(name=MODEL_NAME, version=str(mv.version), run_id=mv.run_id, tags={})
     attach_reference(cfg, ref, classifier_dir, load_drugscom("binary").train)
     return RegisteredProject(root, config_file, classifier_dir, str(mv.version))
 
@@ -125,22 +119,6 @@ def shifted_texts(n: int, seed: int = 1) -> list[str]:
 
 
 # -- processes ---------------------------------------------------------------------------------------
-
-def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 90.0, ok=(200,)) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            last = httpx.get(url, timeout=2.0)
-            if last.status_code in ok:
-                return last
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer {ok} within {timeout}s (last: {last})")
-
 
 class Service:
     """A real child process on loopback; stderr goes to a file the test can read."""

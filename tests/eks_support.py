@@ -82,3 +82,13 @@ class FakeWorkspace:
     def forget(self, component_type):
         self.calls.append(f"forget {component_type}")
         return [f"urn:pulumi:dev::test-project::{component_type}::artifacts"]
+
+
+def pulumi_eks_kubeconfig(name: str) -> dict[str, Any]:
+    """The shape of the kubeconfig pulumi-eks generates (nodejs/eks/cluster.ts generateKubeconfig)."""
+    return {"apiVersion": "v1", "kind": "Config", "current-context": "aws",
+            "clusters": [{"name": "kubernetes", "cluster": {"server": "https://EXAMPLE.gr7.us-east-1.eks.amazonaws.com",
+                                                         "certificate-authority-data": "LS0tLS1CRUdJTi=="}}],
+            "contexts": [{"name": "aws", "context": {"cluster": "kubernetes", "user": "aws"}}],
+            "users": [{"name": "aws", "user": {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1",
+                                                       "command": "aws", "args": ["eks", "get-token", "--cluster-name", name]}}}]}

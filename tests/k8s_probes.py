@@ -51,6 +51,27 @@ class ClusterNetwork(httpx.AsyncBaseTransport):
         return httpx.Response(404, json={"error": f"no route {path}"}, request=request)
 
 
+class EmulatedHop:
+    """The gateway's predictor hop (mlops_cli/services/http_hop.py's interface) over `ClusterNetwork`."""
+
+    def __init__(self, network: ClusterNetwork) -> None:
+        self._http = httpx.AsyncClient(transport=network)
+
+    async def request(self, method, url, *, content=None, headers=None, timeout_s=None):
+        from mlops_cli.services.http_hop import HopResponse, HopTimeout, HopUnreachable
+
+        try:
+            r = await self._http.request(method, url, content=content, headers=headers, timeout=timeout_s or 5.0)
+        except httpx.TimeoutException as exc:
+            raise HopTimeout(str(exc)) from None
+        except httpx.TransportError as exc:
+            raise HopUnreachable(type(exc).__name__) from None
+        return HopResponse(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
 class GatewayPod:
     """One gateway container, built from its pod spec, probed in-process."""
 
@@ -77,9 +98,9 @@ class GatewayPod:
         config = load_config(root / "empty.toml", env=env)  # a bad env var fails here, as the container would crash
         self.app = create_app(GatewaySettings(config, _flag(command, "--predictor-url"), _flag(command, "--model-version") or "", None))
         client = self.app.state.client
-        if not hasattr(client, "_http"):
-            raise AssertionError("the emulator routes the gateway's predictor calls through PredictorClient._http: update tests/k8s_probes.py")
-        client._http = httpx.AsyncClient(transport=network)
+        if not hasattr(client, "hop"):
+            raise AssertionError("the emulator routes the gateway's predictor calls through PredictorClient.hop: update tests/k8s_probes.py")
+        client.hop = EmulatedHop(network)
 
     async def get(self, path: str) -> int:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://pod") as http:

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
+import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 # Real upstream release files (KServe, Knative): see its README.
@@ -43,6 +54,23 @@ def run_subprocess_cli(*args: str, cwd: Path, env: dict | None = None, timeout: 
                           capture_output=True, text=True, timeout=timeout)
 
 
+def csv_digests(directory: Path) -> dict[str, str]:
+    """{file name: sha256} of the CSV files in `directory`: equal only for byte-identical data."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.csv"))}
+
+
+def register_version(config, model_name: str, run_name: str):
+    """A new version of `model_name` in config's MLflow store, from a finished run that logged nothing
+    (the test attaches what it needs); returns MLflow's ModelVersion."""
+    from mlops_cli.adapters import mlflow_tracking
+
+    client = mlflow_tracking.client(config)
+    run = client.create_run(mlflow_tracking.experiment_id(config), run_name=run_name)
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model(model_name)
+    return client.create_model_version(model_name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+
+
 def moto_server_binary() -> Path | None:
     candidate = Path(os.environ.get("MLOPS_TEST_MOTO_SERVER", REPO / ".venv-moto" / "bin" / "moto_server"))
     return candidate if candidate.is_file() else None
@@ -73,8 +101,6 @@ class LocalPlatform:
     def popen(self, *args: str) -> subprocess.Popen:
         """`mlops ...` left running, in its own session, so a test can interrupt it as Ctrl-C would; its
         stderr (progress lines and errors) is piped."""
-        import signal
-
         return subprocess.Popen([sys.executable, "-m", "mlops_cli", *args], cwd=self.root,
                                 env={**os.environ, **self.env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True,
@@ -84,8 +110,6 @@ class LocalPlatform:
     def status(self) -> dict[str, dict]:
         """`mlops status --json` by component; it exits 1 while a component is down (a health check for
         scripts), so it is read whatever its exit code."""
-        import json
-
         result = self.mlops("status", "--json")
         assert result.returncode in (0, 1), result.stderr
         return {c["component"]: c for c in json.loads(result.stdout)["components"]}
@@ -108,9 +132,7 @@ class LocalPlatform:
 
         return Supervisor(self.root / ".mlops", self.root / ".mlops" / "logs")
 
-    def predict(self, text: str = "fine"):
-        import httpx
-
+    def predict(self, text: str = "fine") -> httpx.Response:
         return httpx.post(f"{self.gateway}/predict", auth=self.auth, json={"text": text}, timeout=10)
 
     def load(self, **kwargs):
@@ -121,8 +143,6 @@ class LocalPlatform:
 
 
 def _toml_value(value: object) -> str:
-    import json
-
     if isinstance(value, bool):
         return "true" if value else "false"
     return json.dumps(value) if isinstance(value, str) else str(value)  # a JSON string is a TOML basic string
@@ -155,3 +175,92 @@ def local_platform(root: Path, base_model: Path, name: str, **sections: dict):
         yield platform
     finally:
         platform.mlops("down", timeout=120)
+
+
+def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 90.0, ok=(200,)) -> httpx.Response:
+    """Poll `url` until it answers one of `ok`; fail at once if `proc` (the server) exits first."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            last = httpx.get(url, timeout=2.0)
+            if last.status_code in ok:
+                return last
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer {ok} within {timeout}s (last: {last})")
+
+
+@contextlib.contextmanager
+def running_mlflow_server(args: Sequence[str], cwd: Path, timeout: float = 90.0) -> Iterator[str]:
+    """A real `mlflow server *args --workers 1` (args name `--host 127.0.0.1` and `--port`), its output in
+    cwd/server.log; yields its URL once /health answers, then stops its whole process group (the server's
+    uvicorn workers are children of its own)."""
+    port = args[list(args).index("--port") + 1]
+    log_path = cwd / "server.log"
+    with log_path.open("w") as log:
+        # Job execution is on by default in 3.17 (mlflow/environment_variables.py): nothing here submits jobs.
+        proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", *args, "--workers", "1"], cwd=cwd,
+                                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            try:
+                wait_http(f"{url}/health", proc, timeout=timeout)
+            except AssertionError as exc:
+                raise AssertionError(f"mlflow server: {exc}\n{log_path.read_text()[-2000:]}") from None
+            yield url
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A fake HTTP server's request handler: no access log on the test's stderr, and JSON answers."""
+
+    def send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler] | Any, tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """`handler` served on a free loopback port from a daemon thread (over TLS with `tls`); yields the base
+    URL, then shuts the server down and closes its socket."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def eventually(condition: Callable[[], bool], message: str | Callable[[], str] = "the condition never held",
+               timeout_s: float = 15.0, interval_s: float = 0.05) -> None:
+    """Poll `condition` until it holds; fail with `message` after `timeout_s` (generous: a loaded CI
+    machine runs emulated controllers and probes late, and a fixed sleep would be flaky there)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message() if callable(message) else message)
+        time.sleep(interval_s)

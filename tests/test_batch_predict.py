@@ -10,6 +10,8 @@ import pytest
 from mlops_cli.core.batch_predict import predict_file
 from mlops_cli.core.errors import DataError, MlopsError
 
+from .support import QuietHandler, http_server
+
 MAX_CHARS = 5000
 MAX_BATCH = 64
 
@@ -127,12 +129,13 @@ def test_a_failure_midway_leaves_nothing_behind(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reviews.csv"]
 
 
-def _peak_bytes(tmp_path, n_rows):
+def _peak_bytes(tmp_path, n_rows, **kwargs):
     src = write_csv(tmp_path / f"in-{n_rows}.csv", ["id", "text"],
                     ([i, f"review number {i}: good enough, worked for my headaches"] for i in range(n_rows)))
     tracemalloc.start()
     try:
-        predict_file(FakeGateway(), src, "text", tmp_path / f"out-{n_rows}.csv", MAX_BATCH, max_chars=MAX_CHARS)
+        predict_file(FakeGateway(), src, "text", tmp_path / f"out-{n_rows}.csv", MAX_BATCH,
+                     **{"max_chars": MAX_CHARS, **kwargs})
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -142,6 +145,19 @@ def test_memory_does_not_grow_with_the_number_of_rows(tmp_path):
     """Streaming: 50x the rows, about the same peak (the old reader held every row: ~0.8 KB each)."""
     small, large = _peak_bytes(tmp_path, 400), _peak_bytes(tmp_path, 20_000)
     assert large < small * 1.5 + 64_000, (small, large)
+
+
+@pytest.mark.parametrize("long_text", ["truncate", "skip"])
+def test_over_long_rows_are_counted_not_remembered(tmp_path, long_text):
+    """Every row over max_chars: the summary counts them all and names the first 20, and the peak stays
+    flat (a list of every long row's number grew ~36 bytes a row, a set for `skip` more)."""
+    small = _peak_bytes(tmp_path, 400, max_chars=20, long_text=long_text)
+    large = _peak_bytes(tmp_path, 20_000, max_chars=20, long_text=long_text)
+    assert large < small * 1.5 + 64_000, (small, large)
+    summary = predict_file(FakeGateway(), tmp_path / "in-400.csv", "text", tmp_path / "again.csv", MAX_BATCH,
+                           max_chars=20, long_text=long_text)
+    assert summary["long_rows"] == list(range(1, 21))
+    assert (summary["skipped"], summary["truncated"]) == ((400, 0) if long_text == "skip" else (0, 400))
 
 
 def test_a_shed_batch_is_sent_again_after_retry_after(tmp_path, monkeypatch):
@@ -162,3 +178,90 @@ def test_a_shed_batch_is_sent_again_after_retry_after(tmp_path, monkeypatch):
 
     summary = predict_file(busy, src, "text", tmp_path / "out.csv", MAX_BATCH, max_chars=MAX_CHARS)
     assert summary["rows"] == 100 and sum(gateway.batches) == 100 and waits == [3.0, 3.0]
+
+
+@pytest.fixture
+def admission_gateway():
+    """Stands in for the gateway's /predict/batch on loopback (keep-alive as uvicorn, basic auth, at most
+    MAX_BATCH texts, 413 beyond) that sheds its first requests as an admission limit does: 503 or 429
+    with Retry-After, with or without a JSON body; `shed` lists the replies still to give."""
+    import base64
+    import json
+
+    state = {"shed": [], "served": 0, "seen": 0, "connections": set()}
+
+    class Handler(QuietHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["texts"]
+            state["seen"] += 1
+            state["connections"].add(self.client_address)
+            if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"admin:pw").decode():
+                self.send_json(401, {"error": {"code": "unauthorized", "message": "wrong credentials"}})
+            elif len(texts) > MAX_BATCH:
+                self.send_json(413, {"error": {"code": "too_large", "message": "too many texts"}})
+            elif state["shed"]:
+                status, retry_after, body = state["shed"].pop(0)
+                self.send_json(status, body, {} if retry_after is None else {"Retry-After": retry_after})
+            else:
+                state["served"] += len(texts)
+                self.send_json(200, {"predictions": [{"label": "Positive", "confidence": 0.9, "model_version": "1"}
+                                                     for _ in texts]})
+
+    with http_server(Handler) as url:
+        state["port"] = int(url.rpartition(":")[2])
+        yield state
+
+
+def test_predict_file_retries_the_gateways_own_503_and_429_with_retry_after(cli, project, admission_gateway,
+                                                                           monkeypatch):
+    """What `mlops predict --file` does with a shed reply from the local target's HTTP path: waits as
+    long as Retry-After says (seconds or an HTTP-date, RFC 9110 10.2.3), sends the batch again and
+    scores the whole file; a 503 without Retry-After is a real failure and ends the run."""
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    from mlops_cli.core import batch_predict
+
+    waits = []
+    monkeypatch.setattr(batch_predict.time, "sleep", waits.append)
+    monkeypatch.setenv("MLOPS_LOCAL__GATEWAY_PORT", str(admission_gateway["port"]))
+    monkeypatch.setenv("MLOPS_GATEWAY__MAX_BATCH", str(MAX_BATCH))
+    monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "pw")
+    src = write_csv(project / "reviews.csv", ["text"], [[f"good {i}"] for i in range(150)])
+    in_a_minute = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=40), usegmt=True)
+    admission_gateway["shed"] = [(503, "2", "Service Unavailable"),
+                                 (429, in_a_minute, {"error": {"code": "overloaded", "message": "busy"}}),
+                                 (503, "5", {"error": {"code": "overloaded", "message": "over budget"}})]
+
+    result = cli("--json", "predict", "--file", str(src), "-o", str(project / "out.csv"))
+    assert result.exit_code == 0, result.stderr
+    assert admission_gateway["served"] == 150 and admission_gateway["seen"] == 3 + 3
+    assert sorted(waits)[:2] == [2.0, 5.0] and 30 < sorted(waits)[2] <= 40, waits
+    _, rows = read_csv(project / "out.csv")
+    assert len(rows) == 150
+
+    admission_gateway["shed"] = [(503, "", None)]  # unparseable Retry-After: still shed, retried after 1 s
+    assert cli("predict", "--file", str(src), "-o", str(project / "out.csv")).exit_code == 0
+    assert waits[-1] == 1.0
+
+    admission_gateway["shed"] = [(503, None, {"error": {"code": "predictor_unavailable", "message": "down"}})]
+    failed = cli("predict", "--file", str(src), "-o", str(project / "out2.csv"))
+    assert failed.exit_code == 1 and "HTTP 503: down" in failed.stderr and not (project / "out2.csv").exists()
+    admission_gateway["shed"] = [(500, "1", {"error": {"code": "internal", "message": "boom"}})]
+    failed = cli("predict", "--file", str(src), "-o", str(project / "out2.csv"))
+    assert failed.exit_code == 1 and "HTTP 500: boom" in failed.stderr and not (project / "out2.csv").exists()
+
+
+def test_predict_file_keeps_its_connections_to_the_gateway(cli, project, admission_gateway, monkeypatch):
+    """Keep-alive: a file of 10 batches reuses at most IN_FLIGHT connections (a client per request
+    opened one per batch, and its CPU and memory grew with the file)."""
+    from mlops_cli.core.batch_predict import IN_FLIGHT
+
+    monkeypatch.setenv("MLOPS_LOCAL__GATEWAY_PORT", str(admission_gateway["port"]))
+    monkeypatch.setenv("MLOPS_GATEWAY__MAX_BATCH", str(MAX_BATCH))
+    monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "pw")
+    src = write_csv(project / "reviews.csv", ["text"], [[f"good {i}"] for i in range(10 * MAX_BATCH)])
+    assert cli("predict", "--file", str(src)).exit_code == 0
+    assert admission_gateway["seen"] == 10 and 1 <= len(admission_gateway["connections"]) <= IN_FLIGHT

@@ -6,6 +6,7 @@ families while traffic was played into them (fixtures/canary/record_answers.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pytest
 from mlops_cli.core.canary_analysis import CanaryThresholds, PrometheusAnswerError, canary_queries, decide, scalar
 from mlops_cli.core.canary_watch import observe_canary
 from mlops_cli.core.errors import MlopsError
+
+from .support import QuietHandler, http_server
 
 ANSWERS = Path(__file__).parent / "fixtures" / "canary"
 THRESHOLDS = CanaryThresholds(max_error_rate=0.01, max_p99_s=1.0, min_requests=50)
@@ -170,8 +173,6 @@ class RecordedPrometheus:
     """A Prometheus HTTP API on loopback answering /api/v1/query from a recorded scenario; 400 on anything else."""
 
     def __init__(self, scenario: str) -> None:
-        import http.server
-        import threading
         from urllib.parse import parse_qs, urlparse
 
         recorded = answers(scenario)
@@ -179,33 +180,22 @@ class RecordedPrometheus:
         self.queries: list[str] = []
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):  # noqa: N802 - http.server's name
                 url = urlparse(self.path)
                 promql = parse_qs(url.query).get("query", [""])[0]
                 name = names.get(promql.split("[")[0])
                 outer.queries.append(promql)
                 if url.path != "/api/v1/query" or name is None:
-                    body, code = {"status": "error", "errorType": "bad_data", "error": f"unexpected query {promql!r}"}, 400
+                    self.send_json(400, {"status": "error", "errorType": "bad_data", "error": f"unexpected query {promql!r}"})
                 else:
-                    body, code = recorded[name], 200
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                    self.send_json(200, recorded[name])
 
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._serving = contextlib.ExitStack()
+        self.url = self._serving.enter_context(http_server(Handler))
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.close()
 
 
 class CanaryTarget:

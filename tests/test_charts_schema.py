@@ -12,6 +12,7 @@ import pytest
 
 from tests.k8s_support import build_bundle, kubernetes_toml
 from tests.schema_support import _crd_schemas, real_crd_schemas, validate as _validate
+from tests.support import http_server
 
 SENTINEL_PASSWORD = "gw-Secret-Sentinel-4711"
 SENTINEL_S3 = "s3-Secret-Sentinel-0815"
@@ -304,9 +305,8 @@ def test_unpinned_manifests_are_all_listed_at_once(project):
 
 
 def test_manifests_are_downloaded_once_into_the_cache(project):
-    import threading
     from functools import partial
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import SimpleHTTPRequestHandler
 
     from charts import upstream
 
@@ -317,15 +317,11 @@ def test_manifests_are_downloaded_once_into_the_cache(project):
         def log_message(self, *args):
             served.append(self.path)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(project / "bundle")))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/kserve.yaml?v={{version}}"
+    with http_server(partial(Handler, directory=str(project / "bundle"))) as base:
+        url = f"{base}/kserve.yaml?v={{version}}"
         online = config.with_overrides({"kubernetes.offline_bundle": "", "kubernetes.kserve_url": url})
         first = upstream.load(online, "kserve")
         second = upstream.load(online, "kserve")
-    finally:
-        server.shutdown()
     assert first == second and first[1]["kind"] == "CustomResourceDefinition"
     assert len(served) == 1 and served[0].endswith(f"v={config.kubernetes.kserve_version}")
     cached = project / config.kubernetes.manifest_cache / "kserve" / f"{config.kubernetes.kserve_version}.yaml"

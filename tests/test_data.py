@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import shutil
 
 import pytest
 
-from tests.support import REPO
-
-
-def _digest(directory):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.csv"))}
+from tests.support import REPO, csv_digests
 
 
 def test_prepare_tracks_and_is_deterministic(cli, project):
@@ -40,9 +35,9 @@ def test_prepare_tracks_and_is_deterministic(cli, project):
     assert {r["source"] for r in test_rows} == set(sources)
     assert not train_texts & {r["text"].casefold() for r in test_rows}
     assert info["md5"].endswith(".dir")
-    digest = _digest(project / "data" / "reviews")
+    digest = csv_digests(project / "data" / "reviews")
     again = json.loads(cli("data", "prepare", "--json").stdout)
-    assert again["md5"] == info["md5"] and _digest(project / "data" / "reviews") == digest
+    assert again["md5"] == info["md5"] and csv_digests(project / "data" / "reviews") == digest
     assert (project / "data" / "reviews.dvc").is_file()
 
     status = json.loads(cli("data", "status", "--json").stdout)
@@ -88,7 +83,7 @@ def test_text_is_unescaped_and_unquoted(cli, project):
 
 def test_push_delete_pull_restores_identical_files(cli, project):
     assert cli("data", "prepare").exit_code == 0
-    before = _digest(project / "data" / "reviews")
+    before = csv_digests(project / "data" / "reviews")
     pushed = cli("data", "push", "--json")
     assert pushed.exit_code == 0, pushed.stderr
     assert json.loads(cli("data", "status", "--json").stdout)["remote"] == "in sync"
@@ -100,7 +95,7 @@ def test_push_delete_pull_restores_identical_files(cli, project):
 
     pulled = cli("data", "pull", "--json")
     assert pulled.exit_code == 0, pulled.stderr
-    assert _digest(project / "data" / "reviews") == before
+    assert csv_digests(project / "data" / "reviews") == before
 
 
 def test_push_before_prepare_says_what_to_do(cli, project):
@@ -188,10 +183,10 @@ def test_import_rejects_bad_rows_and_writes_nothing(cli, project, content, expec
 
 def test_import_failure_keeps_the_previous_dataset(cli, project):
     assert cli("data", "prepare").exit_code == 0
-    before = _digest(project / "data" / "reviews")
+    before = csv_digests(project / "data" / "reviews")
     csv = _write(project / "bad.csv", "text,label\n,positive\n")
     assert cli("data", "import", str(csv)).exit_code == 2
-    assert _digest(project / "data" / "reviews") == before
+    assert csv_digests(project / "data" / "reviews") == before
 
 
 def test_fingerprint_is_available_for_lineage(cli, project):

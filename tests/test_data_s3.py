@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -11,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from .support import free_port
+from .support import csv_digests, free_port
 
 
 @pytest.fixture
@@ -27,14 +26,10 @@ def s3_project(project, s3_endpoint, monkeypatch):
     return project, s3_endpoint, bucket
 
 
-def _digest(directory):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.csv"))}
-
-
 def test_push_pull_round_trip_through_s3(cli, s3_project):
     project, endpoint, bucket = s3_project
     assert cli("data", "prepare").exit_code == 0
-    before = _digest(project / "data" / "reviews")
+    before = csv_digests(project / "data" / "reviews")
 
     pushed = cli("data", "push", "--json")
     assert pushed.exit_code == 0, pushed.stderr
@@ -47,7 +42,7 @@ def test_push_pull_round_trip_through_s3(cli, s3_project):
     shutil.rmtree(project / "data" / "reviews")
     pulled = cli("data", "pull", "--json")
     assert pulled.exit_code == 0, pulled.stderr
-    assert _digest(project / "data" / "reviews") == before
+    assert csv_digests(project / "data" / "reviews") == before
 
 
 def test_unreachable_s3_endpoint_is_one_clear_error(cli, project, monkeypatch):

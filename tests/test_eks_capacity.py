@@ -60,7 +60,7 @@ def test_the_old_default_of_two_m6i_large_does_not_hold_the_platform(rendered):
 
 
 def test_default_program_declares_node_groups_that_hold_the_rendered_platform(rendered):
-    from tests.test_eks_stack import declare
+    from tests.pulumi_mocks import declare
 
     d = declare()
     [group] = d.of("aws:eks/nodeGroup:NodeGroup")

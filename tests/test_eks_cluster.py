@@ -1,4 +1,4 @@
-"""Issue 11, points 2-8 as the Pulumi program declares them (under pulumi mocks, tests/test_eks_stack.py).
+"""Issue 11, points 2-8 as the Pulumi program declares them (under pulumi mocks, tests/pulumi_mocks.py).
 
 What the program must hand AWS so that a new account gets a cluster that can run the platform: zones EKS
 accepts that offer the instance types, storage that binds, nodes that scale, an endpoint the install can
@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.test_eks_stack import EGRESS, OFFERINGS, ZONES, declare
+from tests.pulumi_mocks import EGRESS, OFFERINGS, ZONES, declare, irsa_trust
 
 pulumi = pytest.importorskip("pulumi")
 
@@ -65,9 +65,7 @@ def test_ebs_csi_addon_with_its_own_irsa_role(default):
     assert addon["addonName"] == "aws-ebs-csi-driver" and addon["clusterName"] == "mlops"
     role = default.one("aws:iam/role:Role", "addons-ebs-csi")
     assert addon["serviceAccountRoleArn"] == f"arn:aws:mock:::{role.name}"
-    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
-    conditions = statement["Condition"]["StringEquals"]
-    assert any(v == "system:serviceaccount:kube-system:ebs-csi-controller-sa" for v in conditions.values())
+    assert json.loads(role.inputs["assumeRolePolicy"]) == irsa_trust("kube-system", "ebs-csi-controller-sa")
     attachment = default.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "addons-ebs-csi").inputs
     assert attachment["policyArn"].endswith("/AmazonEBSCSIDriverPolicy")
 
@@ -95,8 +93,7 @@ def test_cluster_autoscaler_with_its_own_role_discovers_the_node_groups(default)
     role = default.one("aws:iam/role:Role", "addons-autoscaler")
     sa = values["rbac"]["serviceAccount"]
     assert sa["annotations"]["eks.amazonaws.com/role-arn"] == f"arn:aws:mock:::{role.name}"
-    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
-    assert f"system:serviceaccount:kube-system:{sa['name']}" in statement["Condition"]["StringEquals"].values()
+    assert json.loads(role.inputs["assumeRolePolicy"]) == irsa_trust("kube-system", sa["name"])
     policy = json.loads(default.one("aws:iam/rolePolicy:RolePolicy", "addons-autoscaler").inputs["policy"])
     write = next(s for s in policy["Statement"] if "autoscaling:SetDesiredCapacity" in s["Action"])
     assert write["Condition"] == {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/mlops": "owned"}}

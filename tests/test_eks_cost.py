@@ -57,7 +57,7 @@ def test_unknown_instance_type_and_other_region_are_said_not_guessed():
 
 def _default_preview():
     """What a preview of the default program plans: the steps pulumi mocks record, as the engine names them."""
-    from tests.test_eks_stack import declare
+    from tests.pulumi_mocks import declare
 
     d = declare()
     return [ResourceStep("create", r.typ, r.name, inputs=dict(r.inputs)) for r in d.resources]

@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 pulumi = pytest.importorskip("pulumi")
 
-from pulumi.runtime.mocks import MockMonitor  # noqa: E402
+from tests.pulumi_mocks import ISSUER, NAMESPACE, PROJECT, STACK, Declared, declare, irsa_trust  # noqa: E402
 
-from mlops_cli.core.config import EksConfig  # noqa: E402
-
-PROJECT, STACK, NAMESPACE = "test-project", "dev", "mlops"
-ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
-EGRESS = ["203.0.113.7/32"]
-# Zone names map to different zone ids in each account; here us-east-1a is use1-az3, where EKS refuses
-# control-plane subnets and newer instance types are not offered.
-ZONES = {"us-east-1a": "use1-az3", "us-east-1b": "use1-az1", "us-east-1c": "use1-az2", "us-east-1d": "use1-az4",
-         "us-east-1e": "use1-az6", "us-east-1f": "use1-az5"}
-# DescribeInstanceTypeOfferings by availability-zone-id (an illustrative subset of us-east-1).
-OFFERINGS = {
-    "m6i.large": {"use1-az1", "use1-az2", "use1-az4", "use1-az5", "use1-az6"},
-    "m6i.xlarge": {"use1-az1", "use1-az2", "use1-az4", "use1-az5", "use1-az6"},
-    "g5.xlarge": {"use1-az2", "use1-az4", "use1-az6"},
-    "g5.2xlarge": {"use1-az2", "use1-az4", "use1-az6"},
-    "t3.medium": {"use1-az1", "use1-az2", "use1-az3", "use1-az4", "use1-az6"},
-}
 TAGGABLE = {
     "aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/internetGateway:InternetGateway", "aws:ec2/routeTable:RouteTable",
     "aws:ec2/eip:Eip", "aws:ec2/natGateway:NatGateway", "aws:iam/role:Role",
@@ -37,121 +19,6 @@ TAGGABLE = {
     "aws:eks/cluster:Cluster", "aws:eks/nodeGroup:NodeGroup", "aws:ec2/launchTemplate:LaunchTemplate",
     "aws:cloudwatch/logGroup:LogGroup", "aws:eks/addon:Addon",
 }
-
-
-class Mocks(pulumi.runtime.Mocks):
-    """Records every resource; answers with its inputs plus the ids/ARNs a real provider would compute."""
-
-    def __init__(self) -> None:
-        self.resources: list[Any] = []
-        self.calls: list[Any] = []
-
-    def new_resource(self, args):
-        self.resources.append(args)
-        state = dict(args.inputs)
-        state.setdefault("arn", f"arn:aws:mock:::{args.name}")
-        if args.typ == "aws:eks/cluster:Cluster":
-            # What CreateCluster/DescribeCluster answer: endpoint, CA, the OIDC issuer (EKS API reference).
-            state.update(endpoint="https://EXAMPLE.gr7.us-east-1.eks.amazonaws.com",
-                         certificateAuthority={"data": "LS0tLS1CRUdJTi=="},
-                         identities=[{"oidcs": [{"issuer": f"https://{ISSUER}"}]}])
-        elif args.typ == "aws:s3/bucket:Bucket":
-            name = args.inputs.get("bucket") or args.inputs["bucketPrefix"] + "a1b2c3"
-            state.update(bucket=name, arn=f"arn:aws:s3:::{name}")
-        elif args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
-            state["arn"] = f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}"
-        elif args.typ == "aws:ecr/repository:Repository":
-            state["repositoryUrl"] = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{args.inputs['name']}"
-        return [f"{args.name}-id", state]
-
-    def call(self, args):
-        self.calls.append(args)
-        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            excluded = set(args.args.get("excludeZoneIds") or [])
-            zones = {n: z for n, z in ZONES.items() if z not in excluded}
-            return {"names": list(zones), "zoneIds": list(zones.values()), "id": "us-east-1"}
-        if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
-            if args.args.get("locationType") != "availability-zone-id":
-                raise ValueError("locations would be zone names, which differ per account")
-            wanted = next(f["values"] for f in args.args["filters"] if f["name"] == "instance-type")
-            pairs = [(t, z) for t in wanted for z in sorted(OFFERINGS.get(t, ()))]
-            return {"instanceTypes": [t for t, _ in pairs], "locations": [z for _, z in pairs],
-                    "locationTypes": ["availability-zone-id"] * len(pairs), "id": "us-east-1"}
-        return {}
-
-
-class FlatMonitor(MockMonitor):
-    """A mock engine without resource references: a node group's `cluster`/`nodeRole` inputs arrive as
-    URN/id strings instead of Resource objects, which the stock mock monitor would rehydrate on its
-    own thread's event loop (and race the test's loop)."""
-
-    def SupportsFeature(self, request):
-        supported = request.id not in ("outputValues", "resourceReferences")
-        return type("SupportsFeatureResponse", (object,), {"hasSupport": supported})
-
-    def GetDeploymentInfo(self, request):
-        from pulumi.runtime.proto import resource_pb2
-
-        info = super().GetDeploymentInfo(request)
-        features = [f for f in info.supportedFeatures if f != resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES]
-        return resource_pb2.DeploymentInfo(supportedFeatures=features)
-
-
-def pulumi_eks_kubeconfig(name: str) -> dict[str, Any]:
-    """The shape of the kubeconfig pulumi-eks generates (nodejs/eks/cluster.ts generateKubeconfig)."""
-    return {"apiVersion": "v1", "kind": "Config", "current-context": "aws",
-            "clusters": [{"name": "kubernetes", "cluster": {"server": "https://EXAMPLE.gr7.us-east-1.eks.amazonaws.com",
-                                                         "certificate-authority-data": "LS0tLS1CRUdJTi=="}}],
-            "contexts": [{"name": "aws", "context": {"cluster": "kubernetes", "user": "aws"}}],
-            "users": [{"name": "aws", "user": {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1",
-                                                       "command": "aws", "args": ["eks", "get-token", "--cluster-name", name]}}}]}
-
-
-@dataclass
-class Declared:
-    resources: list[Any]
-    outputs: dict[str, Any]
-    secret_outputs: set[str] = field(default_factory=set)
-    calls: list[Any] = field(default_factory=list)
-
-    def of(self, typ: str) -> list[Any]:
-        return [r for r in self.resources if r.typ == typ]
-
-    def one(self, typ: str, name_part: str = "") -> Any:
-        found = [r for r in self.of(typ) if name_part in r.name]
-        assert len(found) == 1, f"expected one {typ} {name_part!r}, got {[r.name for r in found]}"
-        return found[0]
-
-
-def declare(**eks_fields: Any) -> Declared:
-    """Run the program once under fresh mocks and return what it declared and exported."""
-    return declare_platform(**eks_fields)
-
-
-def declare_platform(adopt_bucket: str = "", **eks_fields: Any) -> Declared:
-    from stacks.program import Platform, build
-
-    mocks = Mocks()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False, monitor=FlatMonitor(mocks))
-    resolved: dict[str, Any] = {}
-    secret: set[str] = set()
-
-    eks_fields.setdefault("public_access_cidrs", EGRESS)  # what `up` resolves an empty list to
-
-    @pulumi.runtime.test
-    def run():
-        outputs = build(EksConfig(**eks_fields), Platform(project=PROJECT, namespace=NAMESPACE, adopt_bucket=adopt_bucket))
-
-        async def secrets() -> None:
-            for key, out in outputs.items():
-                if await out.is_secret():
-                    secret.add(key)
-
-        return pulumi.Output.all(pulumi.Output.from_input(secrets()), pulumi.Output.all(**outputs)).apply(
-            lambda both: resolved.update(both[1]))
-
-    run()
-    return Declared(mocks.resources, resolved, secret, mocks.calls)
 
 
 @pytest.fixture(scope="module")
@@ -290,13 +157,7 @@ def test_irsa_trusts_exactly_the_platform_service_account():
     assert provider["url"] == f"https://{ISSUER}"
     assert provider["clientIdLists"] == ["sts.amazonaws.com"]
     role = d.one("aws:iam/role:Role", "platform-irsa")
-    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
-    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert statement["Principal"] == {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}"}
-    assert statement["Condition"] == {"StringEquals": {
-        f"{ISSUER}:sub": f"system:serviceaccount:{NAMESPACE}:mlflow",
-        f"{ISSUER}:aud": "sts.amazonaws.com",
-    }}
+    assert json.loads(role.inputs["assumeRolePolicy"]) == irsa_trust(NAMESPACE, "mlflow")
 
 
 def test_irsa_policy_scoped_to_exactly_the_bucket(default):
@@ -322,11 +183,22 @@ def test_every_taggable_resource_carries_project_and_stack(default):
 
 def test_ecr_repositories_scan_on_push_and_immutable(default):
     repos = default.of("aws:ecr/repository:Repository")
-    assert sorted(r.inputs["name"] for r in repos) == [f"{PROJECT}/mlops-drift", f"{PROJECT}/mlops-gateway", f"{PROJECT}/mlops-predictor"]
+    assert sorted(r.inputs["name"] for r in repos) == [f"{PROJECT}/mlops-{c}" for c in ("drift", "gateway", "mlflow", "predictor")]
     for repo in repos:
         assert repo.inputs["imageTagMutability"] == "IMMUTABLE"
         assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
-    assert set(default.outputs["ecr_urls"]) == {"gateway", "predictor", "drift"}
+    assert set(default.outputs["ecr_urls"]) == {"gateway", "predictor", "drift", "mlflow"}
+
+
+def test_every_image_we_build_has_its_ecr_repository(default):
+    # `mlops images build --push` pushes each of these to `[images] registry`, which on EKS is the stack's
+    # `images_registry`; a push to ECR needs the repository to exist first (ECR user guide, "Pushing a Docker
+    # image", docs.aws.amazon.com/AmazonECR/latest/userguide/docker-push-ecr-image.html).
+    from charts.image_refs import COMPONENTS
+
+    names = {r.inputs["name"] for r in default.of("aws:ecr/repository:Repository")}
+    registry = default.outputs["images_registry"]
+    assert {f"{registry}/mlops-{c}" for c in COMPONENTS} == {f"{registry.split('/')[0]}/{n}" for n in names}
 
 
 def test_ecr_off_declares_no_repositories():

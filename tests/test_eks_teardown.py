@@ -186,7 +186,7 @@ def test_down_keeps_even_an_empty_bucket_and_the_next_up_adopts_it(cli, project,
     assert kept_bucket(load_config()) == OUTPUTS["bucket_name"]
     assert "--purge" in " ".join(result.stderr.split())
 
-    from tests.test_eks_stack import PROJECT, declare_platform
+    from tests.pulumi_mocks import PROJECT, declare_platform
 
     bucket = declare_platform(adopt_bucket=OUTPUTS["bucket_name"]).one("aws:s3/bucket:Bucket")
     assert bucket.resource_id == OUTPUTS["bucket_name"]  # imported, not created under a name that is taken

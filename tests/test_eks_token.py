@@ -110,7 +110,7 @@ def test_the_kubernetes_client_runs_our_plugin_without_an_aws_cli(credentials, t
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))  # no `aws` anywhere
     assert shutil.which("aws") is None
-    from tests.test_eks_stack import pulumi_eks_kubeconfig
+    from tests.eks_support import pulumi_eks_kubeconfig
 
     kubeconfig = eks_token.with_token_command(pulumi_eks_kubeconfig("mlops"), "mlops", "us-east-1", command=str(mlops))
     path = tmp_path / "kubeconfig"
@@ -123,7 +123,7 @@ def test_the_kubernetes_client_runs_our_plugin_without_an_aws_cli(credentials, t
 
 def test_written_kubeconfig_calls_this_machines_mlops(tmp_path):
     from mlops_cli.targets.eks import write_kubeconfig
-    from tests.test_eks_stack import pulumi_eks_kubeconfig
+    from tests.eks_support import pulumi_eks_kubeconfig
 
     elsewhere = eks_token.with_token_command(pulumi_eks_kubeconfig("mlops"), "mlops", "us-east-1",
                                              command="/home/someone-else/.venv/bin/mlops")

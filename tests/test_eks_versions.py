@@ -133,16 +133,16 @@ ECR_NAME = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z
 
 @pytest.mark.parametrize("project_name", ["Review Sentiment", "review_sentiment", "ACME--ml..x", "-x-", "über"])
 def test_ecr_repository_names_are_valid(project_name):
-    from stacks.ecr import repository_name
+    from stacks.ecr import COMPONENTS, repository_name
 
-    for component in ("gateway", "predictor", "drift"):
+    for component in COMPONENTS:
         name = repository_name(project_name, component)
         assert ECR_NAME.match(name) and 2 <= len(name) <= 256, name
         assert name.endswith(f"/mlops-{component}")
 
 
 def test_program_sets_the_upgrade_policy_explicitly():
-    from tests.test_eks_stack import declare
+    from tests.pulumi_mocks import declare
 
     cluster = declare().one("aws:eks/cluster:Cluster")
     assert cluster.inputs["version"] == EksConfig().version
@@ -154,7 +154,7 @@ def test_program_sets_the_upgrade_policy_explicitly():
 def test_charts_use_the_service_account_the_irsa_role_trusts(project):
     from charts.mlflow import objects
     from mlops_cli.core.config import load_config
-    from tests.test_eks_stack import ISSUER, declare
+    from tests.pulumi_mocks import declare, irsa_trust
 
     config = load_config().with_overrides({"eks.service_account": "tracking",
                                            "kubernetes.mlflow_role_arn": "arn:aws:iam::1:role/x",
@@ -164,18 +164,16 @@ def test_charts_use_the_service_account_the_irsa_role_trusts(project):
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "tracking"
     assert any(o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "tracking" for o in rendered)
     role = declare(service_account="tracking").one("aws:iam/role:Role", "platform-irsa")
-    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
-    assert statement["Condition"]["StringEquals"][f"{ISSUER}:sub"] == "system:serviceaccount:mlops:tracking"
+    assert json.loads(role.inputs["assumeRolePolicy"]) == irsa_trust("mlops", "tracking")
 
 
 def test_predictor_gets_its_own_read_only_role():
     from charts.inference_service import PREDICTOR_SERVICE_ACCOUNT
-    from tests.test_eks_stack import ISSUER, declare
+    from tests.pulumi_mocks import declare, irsa_trust
 
     d = declare()
     role = d.one("aws:iam/role:Role", "predictor-irsa")
-    [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
-    assert statement["Condition"]["StringEquals"][f"{ISSUER}:sub"] == f"system:serviceaccount:mlops:{PREDICTOR_SERVICE_ACCOUNT}"
+    assert json.loads(role.inputs["assumeRolePolicy"]) == irsa_trust("mlops", PREDICTOR_SERVICE_ACCOUNT)
     policy = json.loads(d.one("aws:iam/rolePolicy:RolePolicy", "predictor-bucket").inputs["policy"])
     actions = {a for s in policy["Statement"] for a in s["Action"]}
     assert "s3:GetObject" in actions and not {"s3:PutObject", "s3:DeleteObject"} & actions
@@ -185,7 +183,7 @@ def test_predictor_gets_its_own_read_only_role():
 def test_images_registry_output_names_the_ecr_repositories(project):
     from charts.image_refs import image_ref
     from mlops_cli.core.config import load_config
-    from tests.test_eks_stack import declare
+    from tests.pulumi_mocks import declare
 
     d = declare()
     registry = d.outputs["images_registry"]

@@ -26,7 +26,7 @@ import pytest
 from mlops_cli.core.images import image_env_cache
 
 from .support import REPO
-from .image_imports import reachable
+from .import_graph import reachable
 
 IMAGES = REPO / "charts" / "images"
 CACHE = image_env_cache()  # ~/.cache/mlops/image-envs: survives fresh clones (CI), keyed by requirement set

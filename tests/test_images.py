@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import REPO, free_port
+from .support import REPO
 
 FAKE_ENGINE = r'''#!{python}
 """A fake {name}: logs argv (one JSON line) to $FAKE_ENGINE_LOG and behaves like the real one would."""
@@ -101,6 +101,14 @@ def fake_path(tmp_path, monkeypatch):
     return bin_dir, calls
 
 
+@pytest.fixture
+def docker_calls(fake_path):
+    """The fake docker (with buildx) as the only engine on PATH; the fixture lists the calls it got."""
+    bin_dir, calls = fake_path
+    install_fake(bin_dir, "docker")
+    return calls
+
+
 def test_no_engine_exits_2_naming_every_engine_looked_for(cli, project, fake_path):
     result = cli("images", "build")
     assert result.exit_code == 2
@@ -109,22 +117,18 @@ def test_no_engine_exits_2_naming_every_engine_looked_for(cli, project, fake_pat
     assert "Traceback" not in result.stderr
 
 
-def test_docker_whose_daemon_does_not_answer_counts_as_none(cli, project, fake_path, monkeypatch):
-    bin_dir, calls = fake_path
-    install_fake(bin_dir, "docker")
+def test_docker_whose_daemon_does_not_answer_counts_as_none(cli, project, docker_calls, monkeypatch):
     monkeypatch.setenv("FAKE_DAEMON_DOWN", "1")
     result = cli("images", "build")
     assert result.exit_code == 2
     assert "the daemon does not answer" in result.stderr and "Cannot connect to the Docker daemon" in result.stderr
-    assert not any(c[1:3] == ["buildx", "build"] for c in calls())
+    assert not any(c[1:3] == ["buildx", "build"] for c in docker_calls())
 
 
-def test_buildx_build_commands_for_every_image(cli, project, fake_path):
-    bin_dir, calls = fake_path
-    install_fake(bin_dir, "docker")
+def test_buildx_build_commands_for_every_image(cli, project, docker_calls):
     result = cli("images", "build", "--tag", "1.2.3")
     assert result.exit_code == 0, result.stderr
-    builds = [c for c in calls() if c[1:3] == ["buildx", "build"]]
+    builds = [c for c in docker_calls() if c[1:3] == ["buildx", "build"]]
     assert [b[b.index("--tag") + 1] for b in builds] == [
         f"kind.local/mlops-{c}:1.2.3" for c in ("gateway", "drift", "predictor", "mlflow")]
     for build, component in zip(builds, ("gateway", "drift", "predictor", "mlflow")):
@@ -136,24 +140,20 @@ def test_buildx_build_commands_for_every_image(cli, project, fake_path):
     assert not (project / ".mlops" / "images.json").exists()
 
 
-def test_kind_local_images_are_never_pushed(cli, project, fake_path):
-    bin_dir, calls = fake_path
-    install_fake(bin_dir, "docker")
+def test_kind_local_images_are_never_pushed(cli, project, docker_calls):
     result = cli("images", "build", "--push")
     assert result.exit_code == 2 and "kind" in result.stderr
-    assert calls() == []
+    assert docker_calls() == []
 
 
-def test_push_records_digests_atomically_and_keeps_other_entries(cli, project, fake_path, monkeypatch):
-    bin_dir, calls = fake_path
-    install_fake(bin_dir, "docker")
+def test_push_records_digests_atomically_and_keeps_other_entries(cli, project, docker_calls, monkeypatch):
     monkeypatch.setenv("MLOPS_IMAGES__REGISTRY", "ghcr.io/acme")
     record = project / ".mlops" / "images.json"
     record.parent.mkdir()
     record.write_text(json.dumps({"mlflow": "ghcr.io/acme/mlops-mlflow@sha256:" + "a" * 64}))
     result = cli("images", "build", "gateway", "predictor", "--push", "--tag", "2.0.0")
     assert result.exit_code == 0, result.stderr
-    builds = [c for c in calls() if c[1:3] == ["buildx", "build"]]
+    builds = [c for c in docker_calls() if c[1:3] == ["buildx", "build"]]
     for build in builds:
         assert {"--push", "--sbom=true", "--provenance=mode=max"} <= set(build) and "--load" not in build
     data = json.loads(record.read_text())
@@ -191,9 +191,7 @@ def test_buildah_is_the_last_resort(cli, project, fake_path):
     assert [c[:2] for c in calls()] == [["buildah", "version"], ["buildah", "build"]]
 
 
-def test_a_failed_build_exits_1_with_the_engines_last_lines_and_records_nothing(cli, project, fake_path, monkeypatch):
-    bin_dir, calls = fake_path
-    install_fake(bin_dir, "docker")
+def test_a_failed_build_exits_1_with_the_engines_last_lines_and_records_nothing(cli, project, docker_calls, monkeypatch):
     monkeypatch.setenv("MLOPS_IMAGES__REGISTRY", "ghcr.io/acme")
     monkeypatch.setenv("FAKE_FAIL_BUILD", "predictor")
     result = cli("images", "build", "--push")
@@ -203,16 +201,12 @@ def test_a_failed_build_exits_1_with_the_engines_last_lines_and_records_nothing(
     assert not (project / ".mlops" / "images.json").exists()
 
 
-def test_unknown_image_name_exits_2(cli, project, fake_path):
-    bin_dir, _ = fake_path
-    install_fake(bin_dir, "docker")
+def test_unknown_image_name_exits_2(cli, project, docker_calls):
     result = cli("images", "build", "frontend")
     assert result.exit_code == 2 and "gateway, drift, predictor, mlflow" in result.stderr
 
 
-def test_list_reports_references_and_engine_sizes(cli, project, fake_path):
-    bin_dir, _ = fake_path
-    install_fake(bin_dir, "docker")
+def test_list_reports_references_and_engine_sizes(cli, project, docker_calls):
     result = cli("--json", "images", "list")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
@@ -233,23 +227,19 @@ def aws_endpoint(s3_endpoint, monkeypatch):
     return s3_endpoint
 
 
-def test_ecr_push_logs_in_with_the_stacks_credentials_on_stdin(cli, project, fake_path, aws_endpoint, monkeypatch):
-    bin_dir, calls = fake_path
-    install_fake(bin_dir, "docker")
+def test_ecr_push_logs_in_with_the_stacks_credentials_on_stdin(cli, project, docker_calls, aws_endpoint, monkeypatch):
     registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/review-sentiment"
     monkeypatch.setenv("MLOPS_IMAGES__REGISTRY", registry)
     result = cli("images", "build", "predictor", "--push", "--tag", "4")
     assert result.exit_code == 0, result.stderr
-    logins = [c for c in calls() if c[1] == "login"]
+    logins = [c for c in docker_calls() if c[1] == "login"]
     assert logins == [["docker", "login", "--username", "AWS", "--password-stdin", "123456789012.dkr.ecr.eu-west-1.amazonaws.com"]]
-    assert calls().index(logins[0]) < next(i for i, c in enumerate(calls()) if c[1:3] == ["buildx", "build"])
+    assert docker_calls().index(logins[0]) < next(i for i, c in enumerate(docker_calls()) if c[1:3] == ["buildx", "build"])
     recorded = json.loads((project / ".mlops" / "images.json").read_text())
     assert recorded["predictor"].startswith(f"{registry}/mlops-predictor@sha256:")
 
 
-def test_ecr_push_without_credentials_is_a_preflight_error(cli, project, fake_path, monkeypatch, tmp_path):
-    bin_dir, calls = fake_path
-    install_fake(bin_dir, "docker")
+def test_ecr_push_without_credentials_is_a_preflight_error(cli, project, docker_calls, monkeypatch, tmp_path):
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
@@ -257,4 +247,4 @@ def test_ecr_push_without_credentials_is_a_preflight_error(cli, project, fake_pa
     monkeypatch.setenv("MLOPS_IMAGES__REGISTRY", "123456789012.dkr.ecr.us-east-1.amazonaws.com/p")
     result = cli("images", "build", "gateway", "--push")
     assert result.exit_code == 2 and "AWS credentials" in result.stderr
-    assert not any(c[1:3] == ["buildx", "build"] for c in calls())
+    assert not any(c[1:3] == ["buildx", "build"] for c in docker_calls())

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from tests.k8s_support import EmulatorThread, build_bundle, kubernetes_toml, write_kubeconfig
+from tests.support import QuietHandler, eventually, http_server
 
 STEP_TITLES = ["0. namespace", "1. cert-manager", "2. Knative Serving + Kourier", "3. KServe", "3. KServe serving runtimes",
                "4. Envoy Gateway: HTTPS + basic auth", "5. Prometheus, Grafana, Jaeger, Loki", "6. MLflow", "7. drift service", "8. gateway"]
@@ -172,15 +173,26 @@ def test_down_removes_what_up_created(cli, installed):
 
 @pytest.fixture
 def registry(monkeypatch):
-    """The training engineer's resolve_version, substituted at its seam: version N lives in S3."""
+    """The training engineer's resolve_version and MLflow's get_run, substituted at their seams: version N
+    lives in S3, its logged model under models/m-N, its run's artifacts (the onnx-int8 export, tagged on
+    the version) under runN/artifacts, as MLflow 3.17 lays them out (tests/test_mlflow_storage_contract.py
+    proves that layout against a real server)."""
+    from types import SimpleNamespace
+
+    from mlops_cli.adapters import mlflow_tracking
     from mlops_cli.core import registry as reg
 
     def resolve_version(config, version=None, alias=None):
         version = version or "1"
         return reg.ModelRef(name="review-sentiment", version=version, run_id=f"run{version}",
-                            source=f"s3://bucket/mlflow/1/run{version}/artifacts/model", aliases=[], tags={}, created="")
+                            source=f"models:/m-{version}", artifact_uri=f"s3://bucket/mlflow/1/models/m-{version}/artifacts",
+                            aliases=[], tags={"onnx_int8": f"runs:/run{version}/onnx-int8"}, created="")
+
+    def get_run(config, run_id):
+        return SimpleNamespace(info=SimpleNamespace(artifact_uri=f"s3://bucket/mlflow/1/{run_id}/artifacts"))
 
     monkeypatch.setattr(reg, "resolve_version", resolve_version)
+    monkeypatch.setattr(mlflow_tracking, "get_run", get_run)
 
 
 def _isvc(k8s):
@@ -235,6 +247,28 @@ def test_acceptance_up_deploy_canary_promote_rollback_down_through_the_cli(cli, 
     assert {s["action"] for s in _up(cli)["steps"]} == {"create"}  # a re-run up after down works
 
 
+@pytest.mark.parametrize("serving, storage, runtime", [
+    ("", "s3://bucket/mlflow/1/run1/artifacts/onnx-int8", "onnx-int8"),   # the default: the run's int8 export
+    ('runtime = "torch"\n', "s3://bucket/mlflow/1/models/m-1/artifacts/artifacts/classifier", "torch"),
+    ('runtime = "torch"\npredictor_server = "huggingface"\n', "s3://bucket/mlflow/1/models/m-1/artifacts/artifacts/classifier", None),
+])
+def test_deploy_serves_the_configured_runtime(cli, installed, registry, project, serving, storage, runtime):
+    toml = (project / "mlops.toml").read_text()
+    (project / "mlops.toml").write_text(toml.replace("[serving]\n", "[serving]\n" + serving, 1))
+    _deploy(cli, "--version", "1")
+    predictor = _isvc(installed)["spec"]["predictor"]
+    if runtime is None:  # KServe's huggingface runtime: the fp32 weights, no flags of ours
+        assert predictor["model"]["storageUri"] == storage
+        return
+    (container,) = predictor["containers"]
+    assert {"name": "STORAGE_URI", "value": storage} in container["env"]
+    command = container["command"]
+    assert command[command.index("--runtime") + 1] == runtime  # explicit: never `auto` guessing from the files
+    # Model threads from the pod's CPU request, not the node's core count (os.cpu_count() in a pod).
+    cpu = container["resources"]["requests"]["cpu"]
+    assert command[command.index("--threads") + 1] == str(max(1, int(float(cpu.rstrip("m")) / (1000 if cpu.endswith("m") else 1))))
+
+
 def test_rollback_after_a_deploy_that_never_got_ready_restores_the_last_ready_version(cli, installed, registry):
     _deploy(cli, "--version", "1")
     v1_spec = json.loads(json.dumps(_isvc(installed)["spec"]))
@@ -276,10 +310,13 @@ def test_emulator_runs_the_gateway_probe_and_knative_admission(cli, installed, r
     strict["metadata"] = {"name": "gateway-strict", "namespace": "mlops"}
     strict["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = "/readyz"
     installed.put(("apps/v1", "deployments", "mlops", "gateway-strict"), strict)
-    time.sleep(0.6)
+
+    def strict_events() -> list[str]:
+        return [e["message"] for e in installed.objects_of("Event") if e["involvedObject"]["name"].startswith("gateway-strict")]
+
+    # Polled, not slept: the emulator's kubelet probes on its own clock, slower on a loaded machine.
+    eventually(lambda: "Readiness probe failed: HTTP probe failed with statuscode: 503" in strict_events())
     assert installed.find("Deployment", "gateway-strict")["status"]["conditions"][0]["status"] == "False"
-    events = [e["message"] for e in installed.objects_of("Event") if e["involvedObject"]["name"].startswith("gateway-strict")]
-    assert "Readiness probe failed: HTTP probe failed with statuscode: 503" in events
     # A container whose config does not load crashes, as the real one would.
     broken = copy.deepcopy(strict)
     broken["metadata"]["name"] = "gateway-broken"
@@ -289,25 +326,26 @@ def test_emulator_runs_the_gateway_probe_and_knative_admission(cli, installed, r
     assert any(e["reason"] == "BackOff" and "ConfigError" in e["message"] and "timeout_s" in e["message"]
                for e in installed.objects_of("Event") if e["involvedObject"]["name"].startswith("gateway-broken"))
     assert installed.find("Deployment", "gateway-broken")["status"]["conditions"][0]["status"] == "False"
-    deadline = time.monotonic() + 3
-    while installed.find("Deployment", "gateway-strict")["status"]["conditions"][0]["status"] != "True":
-        assert time.monotonic() < deadline, "the gateway never saw the predictor"
-        time.sleep(0.05)
+    eventually(lambda: installed.find("Deployment", "gateway-strict")["status"]["conditions"][0]["status"] == "True",
+               "the gateway never saw the predictor")
 
     # Knative's webhook refuses a pod-level securityContext unless config-features enables it.
     isvc = render(load_config(), version="9", source_uri="s3://bucket/m")
     isvc["metadata"]["name"] = "hardened"
     isvc["spec"]["predictor"]["securityContext"] = {"runAsNonRoot": True}
     installed.put(("serving.kserve.io/v1beta1", "inferenceservices", "mlops", "hardened"), isvc)
-    time.sleep(0.3)
-    refused = [e["message"] for e in installed.objects_of("Event") if e["involvedObject"]["name"] == "hardened"]
-    assert any("must not set the field(s): spec.template.spec.securityContext" in m for m in refused), refused
+
+    def refused() -> list[str]:
+        return [e["message"] for e in installed.objects_of("Event") if e["involvedObject"]["name"] == "hardened"]
+
+    eventually(lambda: any("must not set the field(s): spec.template.spec.securityContext" in m for m in refused()),
+               lambda: str(refused()))
     assert installed.find("Service", "hardened-predictor") is None
     features = installed.find("ConfigMap", "config-features")
     features["data"]["kubernetes.podspec-securitycontext"] = "enabled"
     installed.put(("v1", "configmaps", "knative-serving", "config-features"), features)
-    time.sleep(0.3)
-    assert any(o["metadata"]["name"] == "hardened-predictor" for o in installed.objects_of("Service"))
+    eventually(lambda: any(o["metadata"]["name"] == "hardened-predictor" for o in installed.objects_of("Service")),
+               "Knative did not admit the Service once config-features allowed a pod securityContext")
 
 
 def test_down_names_what_is_stuck_and_up_explains_a_terminating_namespace(cli, installed, registry):
@@ -450,40 +488,33 @@ def fake_edge(tmp_path):
     against `expected` and answers /predict/batch."""
     import base64
     import ssl
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     cert, key = _self_signed("mlops.local")
     (tmp_path / "edge.crt").write_bytes(cert)
     (tmp_path / "edge.key").write_bytes(key)
-    state = {"expected": None, "seen": [], "cert": cert, "key": key, "crt_path": tmp_path / "edge.crt"}
+    state = {"expected": None, "seen": [], "cert": cert, "key": key, "crt_path": tmp_path / "edge.crt",
+             "shed": []}  # Retry-After values: the next requests get 503 with it, as an admission limit sheds
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             auth = self.headers.get("Authorization", "")
             creds = base64.b64decode(auth.removeprefix("Basic ")).decode() if auth.startswith("Basic ") else ""
             state["seen"].append((self.headers.get("Host"), self.path, creds))
-            ok = creds == state["expected"]
-            payload = {"predictions": [{"label": "Positive", "confidence": 0.9, "model_version": "1"} for _ in body["texts"]]}
-            data = json.dumps(payload if ok else {"error": "unauthorized"}).encode()
-            self.send_response(200 if ok else 401)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            if creds != state["expected"]:
+                self.send_json(401, {"error": "unauthorized"})
+            elif state["shed"]:
+                self.send_json(503, {"error": {"code": "overloaded", "message": "over the latency budget"}},
+                               {"Retry-After": state["shed"].pop(0)})
+            else:
+                self.send_json(200, {"predictions": [{"label": "Positive", "confidence": 0.9, "model_version": "1"}
+                                                     for _ in body["texts"]]})
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(tmp_path / "edge.crt", tmp_path / "edge.key")
-    server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state["address"] = f"127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
+    with http_server(Handler, tls) as url:
+        state["address"] = url.removeprefix("https://")
+        yield state
 
 
 def _issue_edge_certificate(k8s, cert: bytes, key: bytes) -> None:
@@ -528,6 +559,29 @@ def test_predict_goes_over_https_trusting_the_self_signed_certificate_from_its_s
     fake_edge["expected"] = "admin:rotated"
     denied = cli("predict", "a wonderful film", "--target", "kubernetes")
     assert denied.exit_code == 1 and "answered 401" in denied.stderr and password not in denied.stderr
+
+
+def test_predict_file_sends_a_batch_the_edge_shed_again_after_retry_after(cli, installed, project, fake_edge,
+                                                                          monkeypatch):
+    """A 503 + Retry-After through the edge (the gateway's admission limit or the predictor's queue) is
+    waited out and the batch sent again, as on local; the file is scored whole."""
+    import base64
+
+    from mlops_cli.core import batch_predict
+
+    waits = []
+    monkeypatch.setattr(batch_predict.time, "sleep", waits.append)
+    with open(project / "mlops.toml", "a") as fh:
+        fh.write(f'ingress_address = "{fake_edge["address"]}"\n')
+    _issue_edge_certificate(installed, fake_edge["cert"], fake_edge["key"])
+    fake_edge["expected"] = "admin:" + base64.b64decode(
+        installed.find("Secret", "mlops-gateway-auth")["data"]["password"]).decode()
+    fake_edge["shed"] = ["3", "7"]
+    (project / "reviews.csv").write_text("text\n" + "".join(f"good {i}\n" for i in range(100)))
+    result = cli("--json", "predict", "--file", str(project / "reviews.csv"), "--target", "kubernetes")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["rows"] == 100 and sorted(waits) == [3.0, 7.0]
+    assert len((project / "reviews.scored.csv").read_text().splitlines()) == 101
 
 
 def test_predict_with_a_real_issuer_trusts_the_configured_ca_bundle_only(cli, installed, project, fake_edge):

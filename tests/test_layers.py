@@ -3,41 +3,15 @@ none of its implementations, and every module imports on its own (no hidden impo
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from .import_graph import PACKAGES, imported_modules, module_name
 from .support import REPO
 
-PACKAGES = ("mlops_cli", "models", "charts", "stacks")
 CONCRETE_TARGETS = {"mlops_cli.targets.local", "mlops_cli.targets.kubernetes", "mlops_cli.targets.eks"}
-
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Every module an import statement in the file names, function-local ones included, made absolute."""
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[:len(base) - node.level + 1]
-                stem = ".".join(base + ([node.module] if node.module else []))
-            else:
-                stem = node.module or ""
-            found.add(stem)
-            # `from . import registry` names a module too
-            found.update(f"{stem}.{alias.name}" for alias in node.names)
-    return found
 
 
 def sources(package: str) -> list[Path]:

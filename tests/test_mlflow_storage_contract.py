@@ -9,16 +9,10 @@ on the volume must hold a model our predictor loads. A caller with Host `mlflow.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import httpx
 import pytest
 
-from tests.support import free_port
+from tests.support import free_port, running_mlflow_server
 
 NAMESPACE = "ml-prod"
 
@@ -43,34 +37,8 @@ def rendered_mlflow_server(tmp_path_factory):
     for flag, value in local.items():
         args[args.index(flag) + 1] = value
     allowed = args[args.index("--allowed-hosts") + 1]
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", *args, "--workers", "1"], cwd=tmp_path,
-                            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("mlflow server did not become healthy in 90 s")
-            time.sleep(0.5)
+    with running_mlflow_server(args, cwd=tmp_path) as url:
         yield url, port, volume, allowed
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
 
 
 def test_cluster_callers_are_accepted_by_host(rendered_mlflow_server):
@@ -85,11 +53,14 @@ def test_cluster_callers_are_accepted_by_host(rendered_mlflow_server):
 
 
 @pytest.mark.slow
-def test_registered_version_resolves_to_a_storage_uri_our_predictor_loads(project, cli, tiny_base_model, rendered_mlflow_server):
-    from charts.inference_service import render, storage_uri
+def test_registered_version_resolves_to_a_storage_uri_our_predictor_loads(project, cli, tiny_base_model, rendered_mlflow_server,
+                                                                          monkeypatch):
+    import models.onnx_export
+    from charts.inference_service import cluster_uri, render, storage_uri
     from charts.mlflow import DATA_PVC
     from mlops_cli.core.config import load_config
     from mlops_cli.core.registry import resolve_version
+    from mlops_cli.core.serving_runtime import RUNTIME_TAG, served_artifact_uri
     from models.predictor import SentimentPredictor
 
     url, _, volume, _ = rendered_mlflow_server
@@ -120,3 +91,29 @@ def test_registered_version_resolves_to_a_storage_uri_our_predictor_loads(projec
     assert predictor.load()
     logits, features = predictor.infer(["Worked well, no side effects.", "Terrible headaches."])
     assert logits.shape[0] == 2 and len(features) == 2
+
+    # The default runtime, onnx-int8: deploy exports the version once, logs it to the version's run, and
+    # the storageUri names the export. MLflow 3.17 keeps run artifacts (<exp>/<run_id>/artifacts) apart
+    # from the logged model's (<exp>/models/<model_id>/artifacts): sqlalchemy_store.py create_run and
+    # create_logged_model. So the export is not under the model location the classifier came from.
+    assert config.serving.runtime == "onnx-int8" and RUNTIME_TAG not in ref.tags
+    served = served_artifact_uri(config, ref)
+    exported = resolve_version(config, "1")
+    assert exported.tags[RUNTIME_TAG] == f"runs:/{ref.run_id}/onnx-int8"
+    monkeypatch.setattr(models.onnx_export, "export_int8", lambda *a: pytest.fail("exported a second time"))
+    assert served_artifact_uri(config, exported) == served            # once per version: the tag is the record
+    isvc = render(config, version=ref.version, source_uri=exported.location, served_uri=served)
+    (container,) = isvc["spec"]["predictor"]["containers"]
+    onnx_uri = cluster_uri(config, served)
+    assert onnx_uri.startswith(f"pvc://{DATA_PVC}/") and {"name": "STORAGE_URI", "value": onnx_uri} in container["env"]
+    command = container["command"]
+    assert command[command.index("--runtime") + 1] == "onnx-int8"     # no `auto` falling back to torch
+    onnx_dir = volume / onnx_uri.removeprefix(f"pvc://{DATA_PVC}/")
+    assert {"model.onnx", "mlops_classifier.json"} <= {p.name for p in onnx_dir.iterdir()}
+    assert model_dir not in onnx_dir.parents and onnx_dir not in model_dir.parents
+    served_predictor = SentimentPredictor(config.serving.model_name, onnx_dir, ref.version, runtime="onnx-int8")
+    assert served_predictor.load() and type(served_predictor.classifier).__name__ == "OnnxClassifier"
+    assert served_predictor.infer(["Worked well, no side effects."])[0].shape[0] == 1
+    # Told its runtime, the predictor refuses the fp32 directory instead of serving torch unasked.
+    with pytest.raises(FileNotFoundError, match="not an exported runtime"):
+        SentimentPredictor(config.serving.model_name, model_dir, ref.version, runtime="onnx-int8").load()

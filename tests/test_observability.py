@@ -9,9 +9,7 @@ import logging
 import re
 import shutil
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -19,8 +17,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from .drift_support import predict_batches, start_drift_service, start_serving, wait_http
-from .support import REPO, free_port
+from .drift_support import predict_batches, start_drift_service, start_serving
+from .support import REPO, QuietHandler, free_port, http_server, wait_http
 
 OBS = REPO / "charts" / "observability"
 DASHBOARD = OBS / "grafana-dashboard.json"
@@ -271,7 +269,7 @@ def test_tracing_off_without_endpoint():
         assert not span.is_recording()
 
 
-class _Collector(BaseHTTPRequestHandler):
+class _Collector(QuietHandler):
     bodies: list[bytes] = []
 
     def do_POST(self):  # noqa: N802 (http.server's naming)
@@ -281,28 +279,22 @@ class _Collector(BaseHTTPRequestHandler):
         self.send_header("content-type", "application/x-protobuf")
         self.end_headers()
 
-    def log_message(self, *args):
-        pass
-
 
 @pytest.mark.slow
 def test_drift_service_exports_spans_with_the_request_id(registered, tmp_path):
     project = registered
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     _Collector.bodies = []
-    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    svc, url = start_drift_service(project, tmp_path, {"MLOPS_OBSERVABILITY__OTLP_ENDPOINT": endpoint,
-                                                       "OTEL_BSP_SCHEDULE_DELAY": "100",
-                                                       "MLOPS_GATEWAY__PREDICTION_LOG": str(tmp_path / "p.jsonl")})
-    try:
-        httpx.get(url + "/summary", headers={"X-Request-ID": "trace-me-4711"}, timeout=5)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not any(b"trace-me-4711" in body for _, body in _Collector.bodies):
-            time.sleep(0.2)
-    finally:
-        svc.stop()
-        server.shutdown()
+    with http_server(_Collector) as endpoint:
+        svc, url = start_drift_service(project, tmp_path, {"MLOPS_OBSERVABILITY__OTLP_ENDPOINT": endpoint,
+                                                           "OTEL_BSP_SCHEDULE_DELAY": "100",
+                                                           "MLOPS_GATEWAY__PREDICTION_LOG": str(tmp_path / "p.jsonl")})
+        try:
+            httpx.get(url + "/summary", headers={"X-Request-ID": "trace-me-4711"}, timeout=5)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not any(b"trace-me-4711" in body for _, body in _Collector.bodies):
+                time.sleep(0.2)
+        finally:
+            svc.stop()
     assert any(path == "/v1/traces" and b"trace-me-4711" in body for path, body in _Collector.bodies)
     assert any(b"mlops-drift" in body for _, body in _Collector.bodies)
     logged = [json.loads(line) for line in svc.stderr_lines() if '"trace-me-4711"' in line]

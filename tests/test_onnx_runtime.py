@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from .support import REPO
+from .support import REPO, register_version
 
 MODEL_NAME = "onnx-test-model"
 LABELS = ["Negative", "Positive"]
@@ -51,7 +51,6 @@ def decisive_classifier(tiny_base_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def registered(decisive_classifier, tmp_path_factory):
     """A project with a test split and version 1 registered in its embedded MLflow store."""
-    from mlops_cli.adapters import mlflow_tracking
     from mlops_cli.core import registry
     from mlops_cli.core.config import load_config
 
@@ -61,11 +60,7 @@ def registered(decisive_classifier, tmp_path_factory):
     rows = "".join(f'"{t.replace(chr(34), chr(34) * 2)}",{LABELS[i % 2]}\n' for i, t in enumerate(TEXTS))
     (root / "data" / "reviews" / "test.csv").write_text("text,label\n" + rows)
     cfg = load_config(root / "mlops.toml", env={})
-    client = mlflow_tracking.client(cfg)
-    run = client.create_run(mlflow_tracking.experiment_id(cfg), run_name="onnx-test")
-    client.set_terminated(run.info.run_id)
-    client.create_registered_model(MODEL_NAME)
-    mv = client.create_model_version(MODEL_NAME, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    mv = register_version(cfg, MODEL_NAME, run_name="onnx-test")
     return cfg, registry.resolve_version(cfg, version=str(mv.version))
 
 

@@ -63,12 +63,19 @@ def test_render_is_what_up_applies(project, cli):
 
 
 def test_render_deploy_writes_the_cluster_local_inference_service(project, cli, monkeypatch):
+    """What deploy applies, serving the default runtime: the version's onnx-int8 export, found through its
+    run (MLflow 3.17 keeps run artifacts apart from the logged model's; tests/test_mlflow_storage_contract.py)."""
+    from types import SimpleNamespace
+
+    from mlops_cli.adapters import mlflow_tracking
     from mlops_cli.core import registry
 
     (project / "mlops.toml").write_text('[project]\nname = "t"\n[kubernetes]\nmlflow_artifacts = "s3://bucket/mlflow"\n')
     monkeypatch.setattr(registry, "resolve_version", lambda config, version=None, alias=None: registry.ModelRef(
         name="review-sentiment", version=version or "7", run_id="r", source="models:/m-0123",
-        artifact_uri="s3://bucket/mlflow/1/models/m-0123/artifacts"))
+        artifact_uri="s3://bucket/mlflow/1/models/m-0123/artifacts", tags={"onnx_int8": "runs:/r/onnx-int8"}))
+    monkeypatch.setattr(mlflow_tracking, "get_run", lambda config, run_id: SimpleNamespace(
+        info=SimpleNamespace(artifact_uri=f"s3://bucket/mlflow/1/{run_id}/artifacts")))
     result = cli("render", "--target", "kubernetes", "--deploy", "--version", "3", "--canary", "20", "-o", "out")
     assert result.exit_code == 0, result.stderr
     _, (isvc,) = _objects(project / "out")
@@ -76,8 +83,10 @@ def test_render_deploy_writes_the_cluster_local_inference_service(project, cli, 
     assert isvc["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
     predictor = isvc["spec"]["predictor"]
     assert "securityContext" not in predictor and predictor["canaryTrafficPercent"] == 20
-    env = {e["name"]: e.get("value") for e in predictor["containers"][0]["env"]}
-    assert env["STORAGE_URI"] == "s3://bucket/mlflow/1/models/m-0123/artifacts/artifacts/classifier"
+    (container,) = predictor["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["STORAGE_URI"] == "s3://bucket/mlflow/1/r/artifacts/onnx-int8"
+    assert container["command"][container["command"].index("--runtime") + 1] == "onnx-int8"
     assert problems([isvc], "1.35") == []
 
 

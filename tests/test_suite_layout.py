@@ -3,26 +3,27 @@ by import; helpers live in plain support modules; nothing is imported only for i
 
 from __future__ import annotations
 
-import ast
 import re
 
+from .import_graph import imported_modules
 from .support import REPO
 
 TESTS = REPO / "tests"
 
 
-def _imports(path):
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom):
-            yield (node.module or "", node.level)
-        elif isinstance(node, ast.Import):
-            yield from ((alias.name, 0) for alias in node.names)
-
-
 def test_no_test_module_imports_conftest():
     offenders = sorted(p.name for p in TESTS.rglob("*.py")
-                       if any(module.split(".")[-1] == "conftest" for module, _ in _imports(p)))
+                       if any(module.split(".")[-1] == "conftest" for module in imported_modules(p)))
     assert offenders == []
+
+
+def test_no_test_module_imports_another_test_module():
+    # shared helpers live in support modules: a test module imported by another is collected once, but its
+    # fixtures and module-level set-up then run where nobody looks for them
+    offenders = {p.name: sorted(m for m in imported_modules(p) if m.startswith("tests.") and
+                                m.rpartition(".")[2].startswith("test_") and not m.endswith(f".{p.stem}"))
+                 for p in TESTS.rglob("*.py")}
+    assert {name: found for name, found in offenders.items() if found} == {}
 
 
 def test_no_fixture_is_imported_for_its_side_effect():
@@ -35,3 +36,13 @@ def test_no_fixture_is_imported_for_its_side_effect():
 def test_repo_is_defined_once():
     defined = sorted(p.name for p in TESTS.rglob("*.py") if re.search(r"^REPO\s*=", p.read_text(), re.M))
     assert defined == ["support.py"]
+
+
+def test_the_conftest_check_sees_every_spelling(tmp_path):
+    # the checker must see what it is meant to catch, or the test above proves nothing
+    (tmp_path / "tests").mkdir()
+    for i, line in enumerate(("from . import conftest", "from .conftest import project", "import tests.conftest",
+                              "from tests.conftest import cli")):
+        path = tmp_path / "tests" / f"test_{i}.py"
+        path.write_text(f"def test():\n    {line}\n")
+        assert "tests.conftest" in imported_modules(path, root=tmp_path), line

@@ -49,9 +49,14 @@ def render_(
 
     if deploy:
         from ..core.registry import resolve_version
+        from ..core.serving_runtime import served_artifact_uri
 
         ref = resolve_version(config, version, alias)
-        rendered = manifests.deployment(config, version=ref.version, artifact_uri=ref.location, canary=canary)
+        # What deploy would apply: a version without its onnx-int8 export gets it here, as deploy would.
+        with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
+            served = served_artifact_uri(config, ref, reporter)
+        rendered = manifests.deployment(config, version=ref.version, artifact_uri=ref.location, canary=canary,
+                                        served_uri=served)
     else:
         rendered = manifests.platform(config)
     if output is None:

@@ -30,6 +30,7 @@ PREDICTION_COLUMNS = ("label", "confidence", "model_version")
 PREFIX = "predicted_"
 LongText = Literal["truncate", "skip", "fail"]
 IN_FLIGHT = 2  # one batch on the model while the next is parsed, sent and queued
+LONG_ROWS_NAMED = 20  # the summary names this many over-long rows, and counts them all
 RETRIES = 6    # a batch shed with 503 + Retry-After is sent again after the time asked for, this often
 
 
@@ -83,8 +84,9 @@ def _rows(file: Path) -> tuple[list[str], Iterator[dict[str, str]]]:
     return columns, rows()
 
 
-def check_file(file: Path, text_col: str, max_chars: int, long_text: LongText) -> tuple[list[str], int, list[int]]:
-    """First pass: columns, row count, and the row numbers (1-based) of texts over `max_chars`."""
+def check_file(file: Path, text_col: str, max_chars: int, long_text: LongText) -> tuple[list[str], int, int, list[int]]:
+    """First pass: columns, row count, the count of texts over `max_chars` and the first row numbers
+    (1-based) of them: never a list that grows with the file."""
     if not file.is_file():
         raise DataError(f"{file}: no such file")
     columns, rows = _rows(file)
@@ -92,7 +94,7 @@ def check_file(file: Path, text_col: str, max_chars: int, long_text: LongText) -
         rows.close()
         raise DataError(f"{file}: missing column {text_col!r} (columns: {', '.join(columns)})",
                         hint="name the text column with --text-col")
-    count, too_long = 0, []
+    count, long_count, too_long = 0, 0, []
     for count, row in enumerate(rows, start=1):
         text = row.get(text_col) or ""
         if not text.strip():
@@ -104,20 +106,22 @@ def check_file(file: Path, text_col: str, max_chars: int, long_text: LongText) -
                 raise DataError(f"{file}: row {count} (line {count + 1}) has {len(text)} characters; the gateway takes "
                                 f"at most {max_chars} ([gateway].max_chars)",
                                 hint='set [serving].long_text = "truncate" or "skip" to score the rest of the file')
-            too_long.append(count)
-    return columns, count, too_long
+            long_count += 1
+            if len(too_long) < LONG_ROWS_NAMED:
+                too_long.append(count)
+    return columns, count, long_count, too_long
 
 
 def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Path, text_col: str, output: Path | None,
                  batch_size: int, reporter: Reporter = SILENT, *, max_chars: int = 5000,
                  long_text: LongText = "truncate") -> dict[str, Any]:
     output = resolve_output(output, file)
-    columns, total, too_long = check_file(file, text_col, max_chars, long_text)
+    columns, total, long_count, long_rows = check_file(file, text_col, max_chars, long_text)
     ours = prediction_columns(columns)
     if ours["label"] != "label":
         reporter.warn(f"{file.name} already has a label/confidence/model_version column: predictions go to "
                       f"{', '.join(ours.values())}")
-    skip = set(too_long) if long_text == "skip" else set()
+    skip = long_text == "skip"
 
     reporter.start("predict", f"scoring {file.name}", total=total)
     started = time.perf_counter()
@@ -147,7 +151,7 @@ def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Pat
         _, rows = _rows(file)
         with closing(rows):
             for first, chunk in _batches(rows, batch_size):
-                scored_idx = [i for i, _ in enumerate(chunk) if first + i not in skip]
+                scored_idx = [i for i, row in enumerate(chunk) if not (skip and len(row.get(text_col) or "") > max_chars)]
                 texts = [chunk[i][text_col][:max_chars] for i in scored_idx]
                 if texts:
                     future = pool.submit(_predict_politely, predict, texts)
@@ -164,8 +168,8 @@ def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Pat
     summary: dict[str, Any] = {
         "rows": total, "output": str(output), "columns": list(ours.values()),
         "seconds": round(elapsed, 3), "rows_per_s": round(total / elapsed, 1) if elapsed > 0 else None,
-        "long_text": long_text, "skipped": len(skip), "truncated": 0 if skip else len(too_long),
-        "long_rows": too_long[:20],
+        "long_text": long_text, "skipped": long_count if skip else 0, "truncated": 0 if skip else long_count,
+        "long_rows": long_rows,
     }
     return summary
 

@@ -191,6 +191,10 @@ class GatewayConfig(Section):
     max_batch: int = Field(64, ge=1)
     truncation: Literal["head", "head_tail"] = "head"
     timeout_s: float = Field(5.0, gt=0)
+    # Inference requests forwarded at once; past this, or when the measured completion rate says a new
+    # request would wait longer than [serving].latency_budget_ms, a fast 503 with Retry-After. The default
+    # is two full predictor batches (one in its passes, one filling): more only queues.
+    max_in_flight: int = Field(64, ge=1)
     auth: bool = True
     user: str = "admin"
     htpasswd_file: str = ""

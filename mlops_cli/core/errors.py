@@ -17,6 +17,10 @@ which a script may retry.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Mapping
+
 
 class MlopsError(Exception):
     """A failure the user can act on: says what was wrong, where, and what to do next."""
@@ -77,11 +81,32 @@ class Interrupted(MlopsError):
 
 
 class GatewayOverloaded(MlopsError):
-    """The serving path shed the request (HTTP 503 with Retry-After): retry after that many seconds."""
+    """The serving path shed the request (HTTP 503 or 429 with Retry-After): retry after that many seconds."""
 
     def __init__(self, message: str, retry_after: str) -> None:
         super().__init__(message, hint="the platform is at capacity: retry later, or send fewer requests at once")
-        try:
-            self.retry_after_s = max(1.0, float(retry_after))
-        except ValueError:
-            self.retry_after_s = 1.0
+        self.retry_after_s = _retry_after_seconds(retry_after)
+
+    @classmethod
+    def from_reply(cls, status: int, headers: Mapping[str, str], message: str) -> "GatewayOverloaded | None":
+        """The error for a shed reply, None for any other. Shed = 503 (the predictor's queue, the gateway's
+        own admission limit) or 429, either with Retry-After: come back later, nothing failed."""
+        retry_after = headers.get("retry-after")
+        if status in (429, 503) and retry_after is not None:
+            return cls(f"gateway answered HTTP {status}: {message}", retry_after)
+        return None
+
+
+def _retry_after_seconds(value: str) -> float:
+    """Retry-After holds delay-seconds or an HTTP-date (RFC 9110 section 10.2.3); at least 1 s."""
+    try:
+        return max(1.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 1.0
+    if when.tzinfo is None:
+        return 1.0
+    return max(1.0, (when - datetime.now(timezone.utc)).total_seconds())

@@ -6,9 +6,13 @@ MLflow run beside the fp32 weights (artifact ``onnx-int8/``, with ``evaluation.j
 version (``onnx_int8``, ``onnx_int8_accuracy``, ``onnx_int8_macro_f1``), so later deploys, on any machine,
 download it instead of exporting again. ``"torch"`` serves the fp32 classifier directory as before.
 
+A cluster predictor reads its directory from the artifact store itself (KServe's storageUri):
+``served_artifact_uri`` names it, exporting first when the version has no export yet.
+
 Example::
 
     model_dir = served_model_dir(config, ref, registry.local_model_dir(config, ref), reporter)
+    uri = served_artifact_uri(config, ref, reporter)   # what an InferenceService's storageUri names
 """
 
 from __future__ import annotations
@@ -60,13 +64,55 @@ def served_model_dir(config: Config, ref: Any, classifier_dir: Path, reporter: R
     return target
 
 
-def predictor_args(config: Config) -> list[str]:
-    """The `python -m models.predictor` flags that carry [serving]'s runtime and batching settings."""
+def served_artifact_uri(config: Config, ref: Any, reporter: Reporter = SILENT) -> str:
+    """The artifact-store URI of the directory a cluster predictor serves for `ref` (resolved by
+    registry.resolve_version, so `ref.location` is where the logged model's files are).
+
+    torch: the classifier inside the logged model. onnx-int8: the export in the version's run, logged
+    and tagged here first when the version has none (once per version: the tag is the record). The two
+    live apart in MLflow 3.17: a run's artifacts under `<experiment>/<run_id>/artifacts`, a logged
+    model's under `<experiment>/models/<model_id>/artifacts` (mlflow/store/tracking/sqlalchemy_store.py,
+    create_run and create_logged_model), so the export is found through the run, not the model.
+    """
+    from ..adapters import mlflow_tracking
+
+    if config.serving.runtime == "torch":
+        return f"{ref.location.rstrip('/')}/artifacts/{mlflow_tracking.CLASSIFIER_ARTIFACT}"
+    uri = (ref.tags or {}).get(RUNTIME_TAG)
+    if not uri:
+        from . import registry
+
+        classifier_dir = registry.local_model_dir(config, ref)
+        reporter.start("runtime", f"exporting version {ref.version} to ONNX int8 (once per version)")
+        with tempfile.TemporaryDirectory(prefix=f".{RUNTIME_DIR}-", dir=classifier_dir.parent) as staging:
+            produce(config, ref, classifier_dir, Path(staging) / RUNTIME_DIR, reporter)
+        reporter.finish("runtime", RUNTIME_DIR)
+        uri = f"runs:/{ref.run_id}/{RUNTIME_DIR}"
+    run_id, _, path = uri.removeprefix("runs:/").partition("/")
+    if not uri.startswith("runs:/") or not run_id or not path:
+        raise MlopsError(f"version {ref.version}'s {RUNTIME_TAG} tag {uri!r} is not a runs:/<run_id>/<path> URI",
+                         hint='delete the tag to export again, or set [serving].runtime = "torch"')
+    return f"{mlflow_tracking.get_run(config, run_id).info.artifact_uri.rstrip('/')}/{path}"
+
+
+def predictor_args(config: Config, cpu: str | None = None) -> list[str]:
+    """The `python -m models.predictor` flags that carry [serving]'s runtime and batching settings.
+
+    `cpu`: the container's CPU request (Kubernetes quantity), for `[serving].threads = 0`: in a pod,
+    os.cpu_count() is the node's cores, not the pod's share, and that many model threads on a 1-CPU
+    request would mostly wait on CFS throttling.
+    """
     serving = config.serving
     args = ["--runtime", serving.runtime, "--batch-size", str(serving.batch_size),
             "--max-wait-ms", f"{serving.max_wait_ms:g}", "--max-queue", str(serving.max_queue),
             "--latency-budget-ms", f"{serving.latency_budget_ms:g}"]
-    return args + (["--threads", str(serving.threads)] if serving.threads else [])
+    threads = serving.threads or (_whole_cpus(cpu) if cpu else 0)
+    return args + (["--threads", str(threads)] if threads else [])
+
+
+def _whole_cpus(quantity: str) -> int:
+    millis = int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+    return max(1, millis // 1000)
 
 
 def produce(config: Config, ref: Any, classifier_dir: Path, out_dir: Path, reporter: Reporter = SILENT) -> Path:

@@ -2,7 +2,8 @@
 
     python -m mlops_cli.services.gateway --host 127.0.0.1 --port 8080 --predictor-url http://127.0.0.1:8090
 
-Routes: POST /predict, POST /predict/batch (basic auth), GET /openapi.json, /docs (basic auth), /healthz, /readyz, /metrics,
+Routes: POST /predict, POST /predict/batch (basic auth; beyond what can be answered within
+[serving].latency_budget_ms, or past [gateway].max_in_flight, a fast 503 with Retry-After), GET /openapi.json, /docs (basic auth), /healthz, /readyz, /metrics,
 PUT /admin/upstream (basic auth; used by `mlops deploy` to switch versions without dropping requests).
 """
 
@@ -29,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..core.config import Config, load_config
 from ..core.secrets import Secrets
 from ..core.text_policy import decide, prepare_text
+from .admission import Admission
 from .gateway_auth import BasicAuth
 from .gateway_metrics import GatewayMetrics
 from .gateway_schema import (BASIC_AUTH, INFERENCE_ERRORS, PredictBatchRequest, Prediction, PredictionBatch,
@@ -86,27 +88,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                   default_response_class=FastJSONResponse)
     app.state.client = client
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        token = request_id_var.set(rid)
-        route = request.url.path if request.url.path in _KNOWN_ROUTES else "other"
-        start = time.perf_counter()
-        try:
-            if request.url.path in _AUTHENTICATED or request.url.path.startswith("/admin/"):
-                _authenticate(settings.auth, request)
-            response = await call_next(request)
-        except ApiError as exc:
-            response = _error(exc)
-        finally:
-            request_id_var.reset(token)
-        elapsed = time.perf_counter() - start
-        metrics.requests.labels(route=route, method=request.method, status=str(response.status_code)).inc()
-        metrics.latency.labels(route=route).observe(elapsed)
-        response.headers["x-request-id"] = rid
-        log.info("request", extra={"request_id": rid, "route": route, "status": response.status_code,
-                                   "duration_ms": round(elapsed * 1000, 2)})
-        return response
+    admission = Admission(cfg.gateway.max_in_flight, cfg.serving.latency_budget_ms / 1000.0)
+    app.state.admission = admission
+    app.add_middleware(_Edge, auth=settings.auth, admission=admission, metrics=metrics)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError):
@@ -226,6 +210,65 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     return app
 
 
+class _Edge:
+    """Request id, auth, admission, metrics and the access log around every request.
+
+    Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs every request
+    through an extra task and memory stream. Admission (services/admission.py) comes after auth, so
+    strangers learn nothing about load, and before the body is read, so a refusal costs next to nothing.
+    """
+
+    def __init__(self, app, *, auth: BasicAuth | None, admission: Admission, metrics: GatewayMetrics) -> None:
+        self.app, self.auth, self.admission, self.metrics = app, auth, admission, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        headers = dict(scope["headers"])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        route = path if path in _KNOWN_ROUTES else "other"
+        start = time.perf_counter()
+        status = 500  # what the client gets if the app raises past Starlette's error handling
+
+        async def send_with_id(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode("latin-1"))]
+            await send(message)
+
+        try:
+            if (path in _AUTHENTICATED or path.startswith("/admin/")) and self.auth is not None \
+                    and self.auth.check(headers.get(b"authorization", b"").decode("latin-1") or None) is None:
+                await _error(ApiError(401, "unauthorized", "missing or wrong credentials (HTTP basic auth)"))(
+                    scope, receive, send_with_id)
+            elif path in INFERENCE_ROUTES and scope["method"] == "POST":
+                retry_after = self.admission.try_enter()
+                if retry_after is not None:
+                    message = (f"the gateway is at capacity ({self.admission.in_flight} requests in flight); "
+                               f"retry after {retry_after} s")
+                    await _error(ApiError(503, "overloaded", message, {"Retry-After": str(retry_after)}))(
+                        scope, receive, send_with_id)
+                else:
+                    try:
+                        await self.app(scope, receive, send_with_id)
+                    finally:
+                        self.admission.leave()
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+            elapsed = time.perf_counter() - start
+            self.metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
+            self.metrics.latency.labels(route=route).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                log.info("request", extra={"request_id": rid, "route": route, "status": status,
+                                           "duration_ms": round(elapsed * 1000, 2)})
+
+
 _ERROR_422 = {"model": INFERENCE_ERRORS[422]["model"], "description": "Not a {url, model_version} object."}
 _KNOWN_ROUTES = {"/predict", "/predict/batch", "/healthz", "/readyz", "/metrics", "/admin/upstream", "/openapi.json",
                  "/docs"}
@@ -240,11 +283,6 @@ def _http_url(url: str) -> bool:
     except (httpx.InvalidURL, ValueError, TypeError):
         return False
     return parsed.scheme in ("http", "https") and bool(parsed.host)
-
-
-def _authenticate(auth: BasicAuth | None, request: Request) -> None:
-    if auth is not None and auth.check(request.headers.get("authorization")) is None:
-        raise ApiError(401, "unauthorized", "missing or wrong credentials (HTTP basic auth)")
 
 
 def _error(exc: ApiError) -> JSONResponse:

@@ -10,9 +10,9 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import orjson
 
+from .http_hop import AiohttpHop, Hop, HopResponse, HopTimeout, HopUnreachable
 from .logging_setup import inject_trace_headers
 
 
@@ -56,15 +56,11 @@ class PredictorClient:
         self.model_name = model_name
         self.timeout_s = timeout_s
         self.current: Upstream | None = Upstream(url.rstrip("/"), model_version) if url else None
-        # Keep-alive pool sized for the gateway's concurrency: no TCP handshake per request, and
-        # connections kept longer than uvicorn's 5 s idle timeout would be reused after the server closed them.
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=4.0),
-        )
+        # Keep-alive pool sized for the gateway's concurrency: no TCP handshake per request.
+        self.hop: Hop = AiohttpHop(timeout_s, max_connections=256)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self.hop.close()
 
     async def predict(self, texts: list[str]) -> list[dict[str, Any]]:
         upstream = self.current
@@ -73,22 +69,22 @@ class PredictorClient:
         upstream.inflight += 1
         upstream.idle.clear()
         try:
-            response = await self._http.post(
-                f"{upstream.url}/v1/models/{self.model_name}:predict", content=orjson.dumps({"instances": texts}),
+            response = await self.hop.request(
+                "POST", f"{upstream.url}/v1/models/{self.model_name}:predict", content=orjson.dumps({"instances": texts}),
                 headers=inject_trace_headers({"content-type": "application/json"}),
             )
-        except httpx.TimeoutException:
+        except HopTimeout:
             raise PredictorTimeout(f"the predictor did not answer within {self.timeout_s:g} s") from None
-        except httpx.TransportError as exc:
-            raise PredictorUnavailable(f"the predictor at {upstream.url} is unavailable ({type(exc).__name__})") from None
+        except HopUnreachable as exc:
+            raise PredictorUnavailable(f"the predictor at {upstream.url} is unavailable ({exc})") from None
         finally:
             upstream.inflight -= 1
             if upstream.inflight == 0:
                 upstream.idle.set()
-        if response.status_code == 503 and "retry-after" in response.headers:
+        if response.status == 503 and "retry-after" in response.headers:
             raise PredictorOverloaded(_error_text(response), response.headers["retry-after"])
-        if response.status_code >= 400:
-            raise PredictorRejected(response.status_code, _error_text(response))
+        if response.status >= 400:
+            raise PredictorRejected(response.status, _error_text(response))
         try:
             predictions = orjson.loads(response.content).get("predictions")
         except (orjson.JSONDecodeError, AttributeError):
@@ -102,10 +98,13 @@ class PredictorClient:
         if upstream is None:
             return False
         try:
-            response = await self._http.get(f"{upstream.url}/v1/models/{self.model_name}", timeout=2.0)
-        except httpx.HTTPError:
+            response = await self.hop.request("GET", f"{upstream.url}/v1/models/{self.model_name}", timeout_s=2.0)
+        except (HopTimeout, HopUnreachable):
             return False
-        return response.status_code == 200 and bool(response.json().get("ready"))
+        try:
+            return response.status == 200 and bool(orjson.loads(response.content).get("ready"))
+        except (orjson.JSONDecodeError, AttributeError):
+            return False
 
     async def switch(self, url: str, model_version: str, drain_timeout_s: float) -> Upstream | None:
         """Point new requests at `url`; wait for the old upstream's requests to finish."""
@@ -118,11 +117,11 @@ class PredictorClient:
         return old
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(response: HopResponse) -> str:
     try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300] or f"HTTP {response.status_code}"
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.content.decode("utf-8", "replace")[:300] or f"HTTP {response.status}"
     if isinstance(body, dict):
         return str(body.get("error") or body.get("detail") or body)[:300]
     return str(body)[:300]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from ..adapters.kube_apply import READY_CONDITION, KubeCluster, condition, describe, secret_values
 from ..core.config import Config
-from ..core.errors import MlopsError, NotFoundError, PreflightError, UnreachableError
+from ..core.errors import GatewayOverloaded, MlopsError, NotFoundError, PreflightError, UnreachableError
 from ..core.progress import Reporter
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
 from .kubernetes_edge import edge_request, edge_trust
@@ -369,9 +369,12 @@ class KubernetesTarget:
             version, canary = _record(live)["version"], None
         else:
             from ..core.registry import resolve_version
+            from ..core.serving_runtime import served_artifact_uri
 
             ref = resolve_version(self.config, options.version, options.alias)
-            isvc = inference_service.render(self.config, version=ref.version, source_uri=ref.location, canary=options.canary)
+            served = served_artifact_uri(self.config, ref, reporter)  # the onnx-int8 export, made once per version
+            isvc = inference_service.render(self.config, version=ref.version, source_uri=ref.location,
+                                            canary=options.canary, served_uri=served)
             if options.canary is not None and live is None:
                 reporter.warn(f"no model is serving yet: version {ref.version} gets all traffic despite --canary {options.canary}")
             version, canary = str(ref.version), options.canary
@@ -490,6 +493,9 @@ class KubernetesTarget:
         except httpx.HTTPError as exc:
             raise UnreachableError(f"cannot reach the gateway's public listener at {url}: {exc.__class__.__name__}",
                                    hint=f"make {self.config.kubernetes.ingress_host} resolve to the Envoy Gateway load balancer") from None
+        shed = GatewayOverloaded.from_reply(response.status_code, response.headers, response.text[:200])
+        if shed is not None:
+            raise shed  # predict --file waits as asked and sends the batch again
         if response.status_code != 200:
             raise MlopsError(f"gateway at {url} answered {response.status_code}: {response.text[:200]}",
                              hint="401: wrong credentials; 503: no model ready (mlops deploy --target kubernetes)")

