@@ -260,7 +260,9 @@ def test_crash_looping_predictor_ends_failed_with_its_log_tail_then_up_restarts_
     sup = platform.supervisor
     with _corrupted(_served_weights(platform)) as weights:
         os.kill(status[name]["pid"], signal.SIGKILL)
-        health = lambda: read_health(platform.root / ".mlops").get(name)  # noqa: E731 (what the healer wrote)
+        def health():  # what the healer last wrote about it
+            return read_health(platform.root / ".mlops").get(name)
+
         eventually(lambda: health() is not None and health().state == "failed",
                    lambda: f"not failed {RESTART_BOUND_S} s after the kill: {health()}", RESTART_BOUND_S, 0.25)
         given_up = sup.info()[name]
