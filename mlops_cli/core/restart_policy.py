@@ -61,6 +61,8 @@ class RestartPolicy:
         if process == health.seen_process:
             return
         health.seen_process = process
+        if health.state == "failed":  # started again by hand (`mlops up`): a fresh crash-loop budget
+            health.restart_times, health.failed_reason, health.log_tail = [], "", ""
         health.state, health.seen_healthy, health.health_failures = "starting", False, 0
 
     def due(self, health: "ComponentHealth", now: float) -> bool:

@@ -65,7 +65,16 @@ def test_a_process_the_healer_did_not_start_is_starting_until_healthy():
     assert [POLICY.on_probe(health, False) for _ in range(3)] == [False, False, True]
 
 
-def test_up_starting_a_failed_component_again_gives_it_a_fresh_start():
-    health = ComponentHealth(state="failed", seen_process="100@1000", seen_healthy=True)
-    POLICY.on_running(health, "300@1200")
-    assert health.state == "starting" and not health.seen_healthy
+def test_up_starting_a_failed_component_again_gives_it_a_fresh_budget():
+    """Without it, the first crash after `mlops up` revived a failed component marked it failed again at
+    once, with no restart: its crash loop's restarts were still inside the window."""
+    health, now = ComponentHealth(), 1000.0
+    for _ in range(POLICY.max_restarts):
+        POLICY.on_exit(health, now, "exit status 1", 1, "boom")
+        POLICY.on_restart(health, now)
+    POLICY.on_exit(health, now, "exit status 1", 1, "boom")
+    assert health.state == "failed"
+    POLICY.on_running(health, "300@1200")  # `mlops up` started it
+    assert health.state == "starting" and not health.seen_healthy and health.failed_reason == ""
+    POLICY.on_exit(health, now + 10, "terminated by SIGKILL", -9, "")
+    assert health.state == "backoff" and health.restarts == POLICY.max_restarts  # the total stays counted
