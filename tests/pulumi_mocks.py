@@ -124,10 +124,22 @@ def declare(**eks_fields: Any) -> Declared:
     return declare_platform(**eks_fields)
 
 
+def _ensure_event_loop() -> None:
+    """Pulumi's runtime calls asyncio.get_event_loop(); after any earlier test's asyncio.run() (which
+    ends with set_event_loop(None)) that raises "There is no current event loop" on Python 3.11."""
+    import asyncio
+
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def declare_platform(adopt_bucket: str = "", **eks_fields: Any) -> Declared:
     from stacks.program import Platform, build
 
     mocks = Mocks()
+    _ensure_event_loop()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False, monitor=FlatMonitor(mocks))
     resolved: dict[str, Any] = {}
     secret: set[str] = set()

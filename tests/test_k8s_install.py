@@ -28,7 +28,9 @@ def k8s(project, emulator):
     kubeconfig = write_kubeconfig(project / "kubeconfig", f"http://127.0.0.1:{emulator.servers[0].port}")
     (project / "mlops.toml").write_text(
         '[project]\nname = "t"\n[serving]\nready_timeout_s = 2.0\n'
-        + kubernetes_toml(project / "bundle", pins, kubeconfig, step_timeout_s=2.0))
+        # 10 s: the emulator's Deployments take their time to become Available, more so on a loaded CI
+        # machine (2 s failed there once); only the stuck-Deployment test waits the whole of it.
+        + kubernetes_toml(project / "bundle", pins, kubeconfig, step_timeout_s=10.0))
     return emulator
 
 

@@ -1,6 +1,6 @@
 """The local platform end to end, as real processes on loopback with a tiny model:
 up → train → register → deploy → predict (CLI, curl-style, V1, V2) → status → failover → hot switch
-→ rollback → down, leaving no process behind.
+and rollback under load (4 clients, no request dropped) → down, leaving no process behind.
 """
 
 from __future__ import annotations
@@ -9,80 +9,21 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import threading
 import time
-from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from .support import free_port, run_subprocess_cli
+from .support import free_port, local_platform, run_subprocess_cli
 
 pytestmark = pytest.mark.slow
 
 
-class Platform:
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root = root
-        self.env = env
-
-    def mlops(self, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-        return run_subprocess_cli(*args, cwd=self.root, env=self.env, timeout=timeout)
-
-    def ok(self, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-        result = self.mlops(*args, timeout=timeout)
-        assert result.returncode == 0, f"mlops {' '.join(args)}\nstdout:{result.stdout}\nstderr:{result.stderr}"
-        return result
-
-    def status(self) -> dict[str, dict]:
-        # `status` exits non-zero while a component is down (a health check for scripts): read it anyway.
-        result = self.mlops("status", "--json")
-        assert result.returncode in (0, 1), result.stderr
-        return {c["component"]: c for c in json.loads(result.stdout)["components"]}
-
-    @property
-    def password(self) -> str:
-        return (self.root / ".mlops" / "secrets" / "gateway-password").read_text().strip()
-
-    @property
-    def gateway(self) -> str:
-        return f"http://127.0.0.1:{self.ports['gateway']}"
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, tiny_base_model):
-    root = tmp_path_factory.mktemp("platform")
-    ports = {name: free_port() for name in ("mlflow", "gateway", "predictor", "drift")}
-    (root / "mlops.toml").write_text(f"""
-[project]
-name = "e2e"
-[train]
-base_model = "{tiny_base_model}"
-max_length = 32
-batch_size = 8
-epochs = 1
-[registry]
-min_f1 = 0.0
-[gateway]
-timeout_s = 2.0
-[drift]
-interval = "1h"
-[local]
-mlflow_port = {ports['mlflow']}
-gateway_port = {ports['gateway']}
-predictor_port = {ports['predictor']}
-drift_port = {ports['drift']}
-stop_timeout_s = 5.0
-""")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
-    p = Platform(root, env)
-    p.ports = ports
-    try:
+    with local_platform(tmp_path_factory.mktemp("platform"), tiny_base_model, "e2e") as p:
         yield p
-    finally:
-        p.mlops("down", "--yes", timeout=120)
 
 
 def test_up_starts_every_component(platform):
@@ -189,33 +130,31 @@ def test_predictor_kill_9_is_503_then_heals_itself(platform):
     assert "1 (last: terminated by SIGKILL" in platform.ok("status").stdout
 
 
-def test_switching_versions_drops_no_request(platform):
-    auth = ("admin", platform.password)
-    seen: list[str] = []
-    failures: list[str] = []
-    stop = threading.Event()
+def _deploy_under_load(platform, *args: str):
+    """`mlops deploy *args` while 4 clients call /predict (20 answers before it, 20 after); returns the load
+    and when deploy started and returned."""
+    with platform.load(clients=4, max_seconds=300, max_requests=100_000) as load:
+        assert load.wait_for(lambda s: sum(x.status == 200 for x in s) >= 20, 30)
+        began = time.monotonic()
+        platform.ok("deploy", *args)
+        done_at = time.monotonic()
+        assert load.wait_for(lambda s: sum(x.start > done_at for x in s) >= 20, 30)
+    return load, began, done_at
 
-    def client_loop():
-        with httpx.Client(timeout=10) as client:
-            while not stop.is_set():
-                r = client.post(f"{platform.gateway}/predict", auth=auth, json={"text": "it works well"})
-                if r.status_code == 200:
-                    seen.append(r.json()["model_version"])
-                else:
-                    failures.append(f"{r.status_code} {r.text}")
 
-    thread = threading.Thread(target=client_loop)
-    thread.start()
-    try:
-        time.sleep(1.0)
-        platform.ok("deploy", "--version", "2")
-        time.sleep(1.0)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-    assert failures == []
-    assert seen[0] == "1" and seen[-1] == "2"
-    assert seen.index("2") > 0 and "1" not in seen[seen.index("2"):]
+def _no_flip_back(load, version: str) -> bool:
+    """Once one client has an answer from `version`, no request sent after it gets another version."""
+    first_end = min(s.start + s.latency for s in load.samples if s.version == version)
+    return all(s.version == version for s in load.samples if s.start > first_end)
+
+
+def test_switching_versions_under_load_drops_no_request(platform):
+    load, began, done_at = _deploy_under_load(platform, "--version", "2")
+    print(f"\nswitch 1 -> 2: {len(load.samples)} requests, {len(load.failures())} failed")
+    assert load.failures() == []
+    assert {s.version for s in load.samples if s.start < began} == {"1"}
+    assert {s.version for s in load.samples if s.start > done_at} == {"2"}  # switched once deploy returns
+    assert _no_flip_back(load, "2")
     status = platform.status()
     assert "predictor-v1" not in status and status["predictor-v2"]["healthy"]
 
@@ -244,8 +183,11 @@ def test_logs_are_json_lines_with_request_ids(platform):
     assert missing.returncode == 2 and "gateway" in missing.stderr
 
 
-def test_rollback_returns_to_version_1(platform):
-    platform.ok("deploy", "--rollback")
+def test_rollback_under_load_returns_to_version_1(platform):
+    load, began, done_at = _deploy_under_load(platform, "--rollback")
+    print(f"\nrollback 2 -> 1: {len(load.samples)} requests, {len(load.failures())} failed")
+    assert load.failures() == [] and {s.version for s in load.samples if s.start < began} == {"2"}
+    assert {s.version for s in load.samples if s.start > done_at} == {"1"} and _no_flip_back(load, "1")
     result = json.loads(platform.ok("predict", "fine", "--json").stdout)
     assert result["model_version"] == "1"
 

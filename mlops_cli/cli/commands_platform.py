@@ -127,6 +127,9 @@ def status(
                              ["component", "url", "pid", "healthy", "version", "uptime", "restarts", "detail"], rows))
     if not components:
         render.note("nothing recorded as running (start the platform with `mlops up`)")
+    for c in components:
+        if c.log_tail:  # whole lines, below the table: squeezed into a column they would be cut
+            render.text_block(f"{c.component}: {c.detail}; the last lines of its log:", c.log_tail)
     raise typer.Exit(0 if healthy else 1)
 
 

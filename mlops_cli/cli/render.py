@@ -39,6 +39,12 @@ def show(renderable: Any) -> None:
     out.print(renderable)
 
 
+def text_block(heading: str, text: str) -> None:
+    """A heading, then text exactly as it is (log lines: no wrapping, no markup read into them)."""
+    out.print(f"\n{escape(heading)}", highlight=False, soft_wrap=True)
+    out.print(text, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
 def error(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 

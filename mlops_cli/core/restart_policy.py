@@ -54,6 +54,17 @@ class RestartPolicy:
         health.health_failures += 1
         return health.health_failures >= self.health_failures
 
+    def on_running(self, health: "ComponentHealth", process: str) -> None:
+        """supervisord runs `process` (its pid and start time). One not seen before is starting, whoever
+        started it: the healer, `mlops up`, or a new supervisord under a health file from before (whose
+        "healthy" was about the old process, so refused probes while it starts must not count)."""
+        if process == health.seen_process:
+            return
+        health.seen_process = process
+        if health.state == "failed":  # started again by hand (`mlops up`): a fresh crash-loop budget
+            health.restart_times, health.failed_reason, health.log_tail = [], "", ""
+        health.state, health.seen_healthy, health.health_failures = "starting", False, 0
+
     def due(self, health: "ComponentHealth", now: float) -> bool:
         return health.state == "backoff" and health.next_start_at is not None and now >= health.next_start_at
 
@@ -81,6 +92,7 @@ class ComponentHealth:
     failed_reason: str = ""
     log_tail: str = ""
     seen_exit: str = ""  # supervisord's "start:stop" of the exit we last accounted for
+    seen_process: str = ""  # supervisord's "pid@start" of the running process we last saw
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -89,8 +89,8 @@ class Healer:
                 self.probes.pop(name, None)
                 log.warning("component exited", extra={"component": name, "reason": reason,
                                                        "state": health.state, "restart_at": health.next_start_at})
-            elif state == "RUNNING" and health.state in ("backoff", "failed") and info["start"] > (health.last_exit_at or 0) + 0.5:
-                health.state, health.seen_healthy = "starting", False  # someone (`mlops up`) started it again
+            elif state == "RUNNING":
+                self.policy.on_running(health, f"{info['pid']}@{info['start']}")
             if self.policy.due(health, now) and state in EXITED | {"STOPPED"}:
                 self.supervisor.start_program(name)
                 self.policy.on_restart(health, now)

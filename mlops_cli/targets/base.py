@@ -55,6 +55,7 @@ class ComponentStatus:
     last_exit: str = ""                  # e.g. "terminated by SIGKILL", "exit status 1"
     last_exit_code: int | None = None    # negative: the signal number
     last_restart_at: float | None = None
+    log_tail: str = ""                   # the last lines of its log, once it is marked failed
     # Should it be running? False for what was never installed or deployed: `mlops status` exits 1 only
     # when a component that should run is not healthy.
     expected: bool = True

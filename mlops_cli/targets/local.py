@@ -284,7 +284,7 @@ class LocalTarget:
             healthy = alive and self._healthy(record.url, record.meta.get("health", "/healthz"))
             version = record.meta.get("version", "")
             h = health.get(name)
-            detail = ""
+            detail, log_tail = "", ""
             if name == "gateway":
                 ready = alive and self._healthy(record.url, "/readyz")
                 detail = "predictor ready" if ready else "no ready predictor behind it"
@@ -292,7 +292,7 @@ class LocalTarget:
             if not supervised:
                 detail = "not running: the supervisor is not running (run `mlops up`)"
             elif h is not None and h.state == "failed":
-                detail = f"failed: {h.failed_reason}\n{h.log_tail}"
+                detail, log_tail = f"failed: {h.failed_reason}", h.log_tail
             elif h is not None and h.state == "backoff":
                 detail = f"restarting in {max(0.0, (h.next_start_at or 0) - time.time()):.1f} s after: {h.last_exit}"
             elif not alive:
@@ -304,6 +304,7 @@ class LocalTarget:
                 restarts=h.restarts if h else 0, last_exit=h.last_exit if h else "",
                 last_exit_code=h.last_exit_code if h else None,
                 last_restart_at=h.last_restart_at if h else None,
+                log_tail=log_tail,
             ))
         return out
 

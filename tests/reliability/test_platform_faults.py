@@ -1,135 +1,70 @@
 """Fault injection on the running local platform, each under loopback load with a measured outcome.
 
 One platform (tiny random BERT) is shared by the tests in file order, as in test_local_platform.py:
-Ctrl-C during `up`, then deploy, then each fault, then fuzzing, overload and soak, and finally Ctrl-C
-during `down`. Every load loop is bounded in requests and seconds.
+Ctrl-C during `up`, Ctrl-C during `train` (its re-run trains the model that is registered and served),
+then each fault, then fuzzing, overload and soak, and finally Ctrl-C during `down`. Every load loop is
+bounded in requests and seconds. Version switch and rollback under load are in test_local_platform.py,
+which has two versions to switch between.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from mlops_cli.core.supervisor import Supervisor
-
-from ..support import free_port, run_subprocess_cli
-from .load import Load
+from ..support import eventually, local_platform
 
 pytestmark = pytest.mark.slow
 
 GATEWAY_TIMEOUT_S = 2.0
 RESTART_BOUND_S = 120.0  # README "Self-healing": a killed component serves again within this
-
-
-class Platform:
-    def __init__(self, root: Path, env: dict[str, str], ports: dict[str, int]) -> None:
-        self.root, self.env, self.ports = root, env, ports
-
-    def mlops(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-        return run_subprocess_cli(*args, cwd=self.root, env={**self.env, **(env or {})}, timeout=timeout)
-
-    def ok(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        result = self.mlops(*args, timeout=timeout)
-        assert result.returncode == 0, f"mlops {' '.join(args)}\nstdout:{result.stdout}\nstderr:{result.stderr}"
-        return result
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "mlops_cli", *args], cwd=self.root,
-                                env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True,
-                                # A shell's background job inherits SIGINT ignored; Ctrl-C must reach it.
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-
-    def status(self) -> dict[str, dict]:
-        # `status` exits non-zero while a component is down (a health check for scripts): read it anyway.
-        result = self.mlops("status", "--json")
-        assert result.returncode in (0, 1), result.stderr
-        return {c["component"]: c for c in json.loads(result.stdout)["components"]}
-
-    @property
-    def auth(self) -> tuple[str, str]:
-        return "admin", (self.root / ".mlops" / "secrets" / "gateway-password").read_text().strip()
-
-    @property
-    def gateway(self) -> str:
-        return f"http://127.0.0.1:{self.ports['gateway']}"
-
-    def load(self, **kwargs) -> Load:
-        return Load(f"{self.gateway}/predict", self.auth, **kwargs)
-
-    @property
-    def supervisor(self) -> Supervisor:
-        return Supervisor(self.root / ".mlops", self.root / ".mlops" / "logs")
-
-    def predict(self) -> httpx.Response:
-        return httpx.post(f"{self.gateway}/predict", auth=self.auth, json={"text": "fine"}, timeout=10)
+MAX_RESTARTS = 2  # [local].max_restarts: a third exit within the window marks the component failed
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, tiny_base_model):
-    root = tmp_path_factory.mktemp("reliability")
-    ports = {name: free_port() for name in ("mlflow", "gateway", "predictor", "drift")}
-    (root / "mlops.toml").write_text(f"""
-[project]
-name = "reliability"
-[train]
-base_model = "{tiny_base_model}"
-max_length = 32
-batch_size = 8
-epochs = 1
-[registry]
-min_f1 = 0.0
-[gateway]
-timeout_s = {GATEWAY_TIMEOUT_S}
-prediction_log_max_bytes = 16384
-prediction_log_backups = 2
-[drift]
-interval = "1h"
-[local]
-mlflow_port = {ports['mlflow']}
-gateway_port = {ports['gateway']}
-predictor_port = {ports['predictor']}
-drift_port = {ports['drift']}
-stop_timeout_s = 5.0
-restart_backoff_s = 0.25
-health_interval_s = 0.5
-""")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
-    p = Platform(root, env, ports)
-    p.ok("data", "prepare")
-    p.ok("train", "--log", "--max-steps", "1")
-    p.ok("register", "--alias", "champion")
-    try:
+    with local_platform(
+        tmp_path_factory.mktemp("reliability"), tiny_base_model, "reliability",
+        gateway={"timeout_s": GATEWAY_TIMEOUT_S, "prediction_log_max_bytes": 16384, "prediction_log_backups": 2},
+        local={"restart_backoff_s": 0.25, "health_interval_s": 0.5, "max_restarts": MAX_RESTARTS},
+    ) as p:
+        p.ok("data", "prepare")  # training happens in the Ctrl-C test's re-run, which the deploy test serves
         yield p
-    finally:
-        p.mlops("down", timeout=120)
 
 
 def _wait_interrupted(proc: subprocess.Popen, ready, timeout_s: float = 120) -> tuple[int, str]:
+    """Ctrl-C once `ready(stderr so far)` holds; returns the exit code and everything it wrote to stderr."""
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)
+    reader.start()
     deadline = time.monotonic() + timeout_s
-    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+    while not ready("".join(err)) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert proc.poll() is None, f"finished before it could be interrupted: {proc.communicate()}"
+    assert proc.poll() is None, f"finished before it could be interrupted: {''.join(err)}"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    return proc.returncode, err
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
+    return proc.returncode, "".join(err)
 
 
 def test_ctrl_c_during_up_leaves_nothing_then_up_converges(platform):
     sup = platform.supervisor
     # Interrupt once supervisord runs and MLflow is starting: the slowest moment to be half-done.
-    code, err = _wait_interrupted(platform.popen("up"), lambda: sup.running() and "mlflow" in sup.info())
+    code, err = _wait_interrupted(platform.popen("up"), lambda err: sup.running() and "mlflow" in sup.info())
     assert code == 130 and "interrupted" in err and "Traceback" not in err, err
     assert not sup.running() and sup.orphans() == []
     assert sup.recorded_programs() == []
@@ -145,11 +80,6 @@ def test_ctrl_c_during_up_leaves_nothing_then_up_converges(platform):
     assert {"mlflow", "drift", "gateway"} <= set(status) and all(c["healthy"] for c in status.values()), status
 
 
-def test_deploy(platform):
-    platform.ok("deploy", "--version", "1")
-    assert platform.predict().json()["model_version"] == "1"
-
-
 def _running_runs(root: Path) -> int:
     import sqlite3
 
@@ -160,43 +90,117 @@ def _running_runs(root: Path) -> int:
 
 def test_ctrl_c_during_train_leaves_nothing_half_written_then_train_works(platform):
     runs_dir = platform.root / ".mlops" / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
     before = set(runs_dir.iterdir())
-    db = platform.root / ".mlops" / "mlflow" / "mlflow.db"
-    before_write = db.stat().st_mtime_ns
     proc = platform.popen("train", "--log", "--max-steps", "400", "--threads", "1")
-    # Interrupt once the MLflow run is written (the store's file changes; reading it meanwhile would lock
-    # out the writer): training is under way.
-    last = {"mtime": before_write, "at": time.monotonic()}
-
-    def training_under_way() -> bool:
-        # The run is written, then parameters; once the store has been quiet for 2 s the step loop runs.
-        # (A Ctrl-C inside MLflow's own sqlite commit makes MLflow log that traceback itself.)
-        mtime = db.stat().st_mtime_ns
-        if mtime != last["mtime"]:
-            last.update(mtime=mtime, at=time.monotonic())
-        return mtime != before_write and time.monotonic() - last["at"] > 2.0
-
-    code, err = _wait_interrupted(proc, training_under_way)
-    assert code == 130 and "Traceback" not in err and "interrupted" in err, err
+    # Interrupt once the step loop runs: its progress line says so (stderr is not a terminal). Earlier
+    # it can land in the imports of "loading base model": seen once as exit -2 right after the CLI's own
+    # "interrupted" message (CPython exits by SIGINT when a KeyboardInterrupt ever escaped code run through
+    # its PyRun_* API, caught later or not: run_eval_code_obj in Python/pythonrun.c, Py_RunMain in
+    # Modules/main.c); or in MLflow's sqlite commit, where MLflow logs a traceback itself.
+    code, err = _wait_interrupted(proc, lambda err: re.search(r"^training \S+: started", err, re.M))
+    assert code == 130 and "Traceback" not in err and "interrupted at epoch" in err, err
     assert set(runs_dir.iterdir()) == before  # no run directory, no .partial staging left behind
     assert _running_runs(platform.root) == 0  # the MLflow run was ended (KILLED), not left RUNNING
     platform.ok("train", "--log", "--max-steps", "1")
     assert len(set(runs_dir.iterdir()) - before) == 1
 
 
+def test_register_and_deploy(platform):
+    """The run the re-run above trained is the one registered and served: interrupted work left nothing
+    that gets in the way of the next train, register or deploy."""
+    platform.ok("register", "--alias", "champion")
+    platform.ok("deploy", "--version", "1")
+    assert platform.predict().json()["model_version"] == "1"
+
+
+def _served_weights(platform) -> Path:
+    """The weights file the serving predictor loaded: the ONNX export or the fp32 safetensors."""
+    records = json.loads((platform.root / ".mlops" / "local" / "processes.json").read_text())["processes"]
+    cmd = next(r["cmd"] for name, r in records.items() if name.startswith("predictor"))
+    model_dir = Path(cmd[cmd.index("--model-dir") + 1])
+    return next(p for p in sorted(model_dir.rglob("*")) if p.suffix in (".onnx", ".safetensors"))
+
+
+@contextlib.contextmanager
+def _corrupted(weights: Path):
+    """The file overwritten with garbage (a bad disk, a half-finished copy), restored afterwards."""
+    backup = weights.with_name(weights.name + ".bak")
+    shutil.copy2(weights, backup)
+    weights.write_bytes(b"not a model file")
+    try:
+        yield weights
+    finally:
+        backup.replace(weights)
+
+
+def test_crash_looping_predictor_ends_failed_with_its_log_tail_then_up_restarts_it(platform):
+    """A component that keeps crashing is marked failed with the tail of its log, not restarted forever.
+
+    The served model file goes bad under the running predictor, which then dies: every restart exits
+    loading it. After [local].max_restarts restarts within the window the healer gives up; `mlops
+    status` says so, with the log, and exits 1; once the file is back `mlops up` starts it again.
+    """
+    from mlops_cli.services.healer import read_health
+
+    name = "predictor-v1"
+    status = platform.status()
+    assert status[name]["restarts"] == 0 and status[name]["healthy"], status[name]  # a fresh deploy
+    sup = platform.supervisor
+    with _corrupted(_served_weights(platform)) as weights:
+        os.kill(status[name]["pid"], signal.SIGKILL)
+
+        def health():  # what the healer last wrote about it
+            return read_health(platform.root / ".mlops").get(name)
+
+        eventually(lambda: health() is not None and health().state == "failed",
+                   lambda: f"not failed {RESTART_BOUND_S} s after the kill: {health()}", RESTART_BOUND_S, 0.25)
+        given_up = sup.info()[name]
+        # Not restarted forever: the next backoff (0.25 s, doubled per restart) passes twice over.
+        time.sleep(2 * 0.25 * 2 ** MAX_RESTARTS)
+        assert sup.info()[name]["start"] == given_up["start"] and sup.info()[name]["statename"] == "EXITED"
+        as_json = platform.mlops("status", "--json")
+        table = platform.mlops("status")
+        assert platform.predict().status_code == 503
+    assert as_json.returncode == 1 and table.returncode == 1, (as_json, table)
+    failed = {c["component"]: c for c in json.loads(as_json.stdout)["components"]}[name]
+    print(f"\ncrash loop: {failed['restarts']} restarts, then {failed['detail']}; log ends {failed['log_tail'][-200:]!r}")
+    assert failed["state"] == "failed" and not failed["healthy"] and failed["pid"] is None, failed
+    assert failed["restarts"] == MAX_RESTARTS and failed["last_exit"] == "exit status 1", failed
+    assert failed["last_exit_code"] == 1 and failed["detail"].startswith(f"failed: {MAX_RESTARTS} restarts within ")
+    assert weights.name in failed["log_tail"], failed["log_tail"]  # the cause, from the predictor's own log
+    assert f"{MAX_RESTARTS} (last: exit status 1" in table.stdout and "failed: " in table.stdout, table.stdout
+    cause = next(line for line in failed["log_tail"].splitlines() if weights.name in line)
+    assert cause in table.stdout, table.stdout  # the log's lines whole, not cut to fit a column
+
+    steps = {s["name"]: s["action"] for s in json.loads(platform.ok("up", "--json").stdout)["steps"]}
+    assert steps[name] == "started", steps
+    assert platform.predict().json()["model_version"] == "1"
+
+
+def _kill_9_under_load(platform, pid: int, back) -> tuple:
+    """`kill -9 pid` once 4 clients are served; wait until `back(samples, killed_at)` holds, then for 100
+    more answers. Returns the load, when the kill was, and when the platform was back (None: never)."""
+    with platform.load(clients=4, max_seconds=RESTART_BOUND_S + 30) as load:
+        assert load.wait_for(lambda s: sum(x.status == 200 for x in s) >= 20, 30)
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        healed = load.wait_for(lambda s: back(s, killed_at), RESTART_BOUND_S)
+        back_at = time.monotonic()
+        if healed:
+            assert load.wait_for(lambda s: sum(x.start > back_at for x in s) >= 100, 30), "too few answers once back"
+    return load, killed_at, back_at if healed else None
+
+
 def test_predictor_kill_9_under_load_is_503_then_200_unaided(platform):
     victim = platform.status()["predictor-v1"]
-    with platform.load(clients=4, max_seconds=RESTART_BOUND_S + 10) as load:
-        assert load.wait_for(lambda s: sum(x.status == 200 for x in s) >= 20, 30)
-        os.kill(victim["pid"], signal.SIGKILL)
-        killed_at = time.monotonic()
-        healed = load.wait_for(lambda s: any(x.start > killed_at and x.status == 200 and x.latency < 1.5
-                                             for x in s[-8:]) and s[-1].status == 200, RESTART_BOUND_S)
-        back_at = time.monotonic()
-        time.sleep(1.0)
+    load, killed_at, back_at = _kill_9_under_load(
+        platform, victim["pid"],
+        lambda s, killed_at: any(x.start > killed_at and x.status == 200 and x.latency < 1.5 for x in s[-8:])
+        and s[-1].status == 200)
     after = [s for s in load.samples if s.start > killed_at]
     health = (platform.root / ".mlops" / "local" / "health.json").read_text()
-    assert healed, f"still failing {RESTART_BOUND_S} s after the kill: {after[-3:]}\nhealth: {health}"
+    assert back_at, f"still failing {RESTART_BOUND_S} s after the kill: {after[-3:]}\nhealth: {health}"
     outage = [s for s in after if s.status != 200]
     print(f"\npredictor kill -9: {len(outage)} x 503 over {back_at - killed_at:.1f} s, then 200")
     assert outage and {s.status for s in outage} == {503}, {(s.status, s.error) for s in outage}
@@ -204,19 +208,15 @@ def test_predictor_kill_9_under_load_is_503_then_200_unaided(platform):
     assert {s.error for s in outage} <= {"predictor_unavailable", "predictor_timeout"}
     assert load.failures(after=back_at) == []
     status = platform.status()["predictor-v1"]
-    assert status["restarts"] == 1 and status["last_exit_code"] == -9 and status["healthy"]
+    assert status["restarts"] == victim["restarts"] + 1 and status["last_exit_code"] == -9 and status["healthy"]
 
 
 def test_gateway_kill_9_restarts_and_loses_nothing_once_back(platform):
     gateway = platform.status()["gateway"]
-    with platform.load(clients=4, max_seconds=RESTART_BOUND_S + 10) as load:
-        assert load.wait_for(lambda s: sum(x.status == 200 for x in s) >= 20, 30)
-        os.kill(gateway["pid"], signal.SIGKILL)
-        killed_at = time.monotonic()
-        assert load.wait_for(lambda s: len(s) > 4 and all(x.status == 200 and x.start > killed_at for x in s[-4:]),
-                             RESTART_BOUND_S), f"gateway not back: {load.samples[-3:]}"
-        back_at = time.monotonic()
-        time.sleep(2.0)
+    load, killed_at, back_at = _kill_9_under_load(
+        platform, gateway["pid"],
+        lambda s, killed_at: len(s) > 4 and all(x.status == 200 and x.start > killed_at for x in s[-4:]))
+    assert back_at, f"gateway not back: {load.samples[-3:]}"
     lost = [s for s in load.samples if s.start > killed_at and s.status != 200]
     print(f"\ngateway kill -9: back after {back_at - killed_at:.1f} s; {len(lost)} requests refused meanwhile")
     assert load.failures(after=back_at) == []
@@ -236,48 +236,33 @@ def test_registry_down_during_deploy_and_register_is_clear_and_serving_goes_on(p
         listener.close()
     env = {"MLOPS_REGISTRY__TRACKING_URI": f"http://127.0.0.1:{port}", "MLOPS_REGISTRY__CONNECT_TIMEOUT_S": "2"}
     predictor_pid = platform.status()["predictor-v1"]["pid"]
+    def timed(command: tuple[str, ...]) -> tuple[subprocess.CompletedProcess, float]:
+        start = time.monotonic()
+        return platform.mlops(*command, env=env, timeout=120), time.monotonic() - start
+
+    commands = (("deploy", "--version", "1"), ("register",))
     try:
-        with platform.load(clients=2, max_seconds=120) as load:
-            for command in (("deploy", "--version", "1"), ("register",)):
-                start = time.monotonic()
-                result = platform.mlops(*command, env=env, timeout=120)
-                took = time.monotonic() - start
-                assert result.returncode in (1, 2), result
-                assert "Traceback" not in result.stderr and f"127.0.0.1:{port}" in result.stderr, result.stderr
-                assert took < 60, f"`mlops {command[0]}` took {took:.0f} s against a {outage} registry"
+        # Both at once (two users, say): each must still fail on its own, clearly and in time.
+        with platform.load(clients=2, max_seconds=120) as load, ThreadPoolExecutor(len(commands)) as pool:
+            results = list(pool.map(timed, commands))
     finally:
         listener.close()
+    for command, (result, took) in zip(commands, results):
+        assert result.returncode in (1, 2), result
+        assert "Traceback" not in result.stderr and f"127.0.0.1:{port}" in result.stderr, result.stderr
+        assert took < 60, f"`mlops {command[0]}` took {took:.0f} s against a {outage} registry"
     assert load.samples and load.failures() == []
     assert platform.status()["predictor-v1"]["pid"] == predictor_pid
 
 
 def test_model_that_fails_to_load_keeps_the_previous_version_serving(platform):
-    records = json.loads((platform.root / ".mlops" / "local" / "processes.json").read_text())["processes"]
-    cmd = next(r["cmd"] for name, r in records.items() if name.startswith("predictor"))
-    model_dir = Path(cmd[cmd.index("--model-dir") + 1])  # what deploy serves: the ONNX export or fp32 weights
-    weights = next(p for p in sorted(model_dir.rglob("*")) if p.suffix in (".onnx", ".safetensors"))
-    backup = weights.with_name(weights.name + ".bak")
-    shutil.copy2(weights, backup)
-    weights.write_bytes(b"not a safetensors file")
-    try:
-        with platform.load(clients=2, max_seconds=120) as load:
-            result = platform.mlops("deploy", "--version", "1", timeout=200)
-    finally:
-        backup.replace(weights)
+    with _corrupted(_served_weights(platform)) as weights, platform.load(clients=2, max_seconds=120) as load:
+        result = platform.mlops("deploy", "--version", "1", timeout=200)
     assert result.returncode == 1 and "Traceback (most recent call last)" not in result.stderr.split("\n")[0]
     assert "exited during start-up" in result.stderr and "version 1 keeps serving" in result.stderr
     assert weights.name in result.stderr or weights.suffix[1:] in result.stderr.lower(), result.stderr  # the cause
     assert load.samples and load.failures() == []
-    assert set(platform.status()) >= {"predictor-v1"} and len([n for n in platform.status() if "predictor" in n]) == 1
-
-
-def test_version_switch_and_rollback_under_load_drop_nothing(platform):
-    with platform.load(clients=4, max_seconds=200) as load:
-        platform.ok("deploy", "--version", "1")       # a fresh predictor beside the serving one, then the switch
-        platform.ok("deploy", "--rollback")
-        time.sleep(0.5)
-    print(f"\nversion switch + rollback: {len(load.samples)} requests, {len(load.failures())} failed")
-    assert len(load.samples) > 20 and load.failures() == []
+    assert [n for n in platform.status() if n.startswith("predictor")] == ["predictor-v1"]
 
 
 def test_killed_supervisor_and_predictor_then_up_restores_the_deployed_version(platform):
@@ -294,7 +279,11 @@ def test_killed_supervisor_and_predictor_then_up_restores_the_deployed_version(p
     steps = {s["name"]: s["action"] for s in json.loads(result.stdout)["steps"]}
     assert steps[predictor] == "started", steps
     assert platform.predict().json()["model_version"] == "1"
-    assert all(c["healthy"] for c in platform.status().values())
+    after = platform.status()
+    assert all(c["healthy"] for c in after.values()), after
+    # The new healer read a health file that called the old processes healthy: the new ones, refusing
+    # probes while they started, were restarted by it as "unhealthy" (seen 2026-11-27: mlflow, predictor).
+    assert {n: c["restarts"] for n, c in after.items()} == {n: c["restarts"] for n, c in status.items()}
 
 
 def test_fuzz_every_operation_against_the_openapi_schema(platform):
@@ -414,7 +403,7 @@ def test_prediction_log_failures_are_a_metric(platform):
 
 def test_ctrl_c_during_down_then_down_again_stops_everything(platform):
     sup = platform.supervisor
-    code, err = _wait_interrupted(platform.popen("down"), lambda: not sup.running())
+    code, err = _wait_interrupted(platform.popen("down"), lambda err: not sup.running())
     assert code in (0, 130) and "Traceback" not in err, err
     platform.ok("down")
     assert not sup.running() and sup.orphans() == []

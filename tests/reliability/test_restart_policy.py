@@ -47,3 +47,34 @@ def test_failed_probes_restart_only_after_the_threshold_and_only_once_healthy():
     assert [POLICY.on_probe(health, False) for _ in range(3)] == [False, False, True]
     POLICY.on_probe(health, True)
     assert health.health_failures == 0
+
+
+def test_a_process_the_healer_did_not_start_is_starting_until_healthy():
+    """A new supervisord (after a reboot or a kill) runs new processes under a health file that says
+    "healthy" about the old ones: their refused probes while they start must not get them restarted."""
+    health = ComponentHealth()
+    POLICY.on_running(health, "100@1000")
+    assert POLICY.on_probe(health, True) is False and health.state == "running"
+    health.health_failures = 2  # as read back from the file: two failed probes before the old one died
+    POLICY.on_running(health, "200@1050")
+    assert health.state == "starting" and health.health_failures == 0
+    assert [POLICY.on_probe(health, False) for _ in range(5)] == [False] * 5
+    POLICY.on_probe(health, True)
+    POLICY.on_running(health, "200@1050")  # the same process on the next tick: nothing new
+    assert health.state == "running" and health.seen_healthy
+    assert [POLICY.on_probe(health, False) for _ in range(3)] == [False, False, True]
+
+
+def test_up_starting_a_failed_component_again_gives_it_a_fresh_budget():
+    """Without it, the first crash after `mlops up` revived a failed component marked it failed again at
+    once, with no restart: its crash loop's restarts were still inside the window."""
+    health, now = ComponentHealth(), 1000.0
+    for _ in range(POLICY.max_restarts):
+        POLICY.on_exit(health, now, "exit status 1", 1, "boom")
+        POLICY.on_restart(health, now)
+    POLICY.on_exit(health, now, "exit status 1", 1, "boom")
+    assert health.state == "failed"
+    POLICY.on_running(health, "300@1200")  # `mlops up` started it
+    assert health.state == "starting" and not health.seen_healthy and health.failed_reason == ""
+    POLICY.on_exit(health, now + 10, "terminated by SIGKILL", -9, "")
+    assert health.state == "backoff" and health.restarts == POLICY.max_restarts  # the total stays counted
