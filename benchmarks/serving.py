@@ -9,7 +9,9 @@ Also: each runtime's model-only ceiling (its own batched prediction, no HTTP: ov
 32 at a time in arrival order, which is all a server at concurrency 32 holds, and for reference all at
 once, which lets the runtime sort every text by length first), each runtime's accuracy and
 macro F1 on the test split, the predictor's cold start (process start to ready) per runtime, and the
-issue's goals 1-5 as measured ratios.
+issue's goals 1-5 as measured ratios. Goal 3's cell (the served runtime at concurrency 32) runs three
+rounds, each right after one measurement of the ceiling, and compares the best round with the best
+ceiling: the same neighbours for both, on a machine whose speed drifts by minutes.
 
     .venv/bin/python benchmarks/serving.py [--requests 256] [--model DIR] [--concurrency 1,8,32,256]
 
@@ -180,18 +182,31 @@ BASELINE_APP = textwrap.dedent('''
 @dataclass
 class Path_:
     name: str
-    cells: dict[int, Cell] = field(default_factory=dict)
+    cells: dict[int, Cell] = field(default_factory=dict)  # the best round where there were several
     cold_start_s: float | None = None
+    rounds: dict[int, list[Cell]] = field(default_factory=dict)  # every round, in order
+    ceilings: list[float] = field(default_factory=list)  # the interleaved ceiling measurements
 
 
-def run_ours(runtime: str, model_dir: Path, work: Path, env: dict, texts: list[str], levels: list[int]) -> Path_:
+GOAL_LEVEL = 32  # goal 3's concurrency: measured in rounds, alternating with the ceiling (see run_ours)
+ROUNDS = 3
+
+
+def run_ours(runtime: str, model_dir: Path, work: Path, env: dict, texts: list[str], levels: list[int],
+             ceiling_probe=None) -> Path_:
+    """`ceiling_probe`: measures the served runtime's ceiling once; given, the c=32 cell runs ROUNDS times
+    with one ceiling measurement before each, and both keep their best round. The two then see the same
+    neighbours: on a shared 2-core VM a ceiling taken minutes apart read 80-104 texts/s (2026-11-27)."""
+    from mlops_cli.core.config import ServingConfig
+
     result = Path_(f"ours, {runtime}")
     p_port, g_port = free_port(), free_port()
     threads = str(os.cpu_count() or 1)
     predictor = subprocess.Popen(
         [sys.executable, "-m", "models.predictor", "--model-dir", str(model_dir), "--model-name", "sentiment",
          "--version", "bench", "--http-port", str(p_port), "--host", "127.0.0.1", "--runtime", runtime,
-         "--threads", threads, "--batch-size", "32", "--max-wait-ms", "5", "--latency-budget-ms", "2000"],
+         "--threads", threads, "--batch-size", "32", "--max-wait-ms", "5", "--latency-budget-ms", "2000",
+         "--http-nice", str(ServingConfig().http_nice)],  # as `mlops deploy` starts it (the gateway reads its own)
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     gateway = None
     try:
@@ -204,10 +219,16 @@ def run_ours(runtime: str, model_dir: Path, work: Path, env: dict, texts: list[s
         url, auth = f"http://127.0.0.1:{g_port}/predict", ("bench", PASSWORD)
         asyncio.run(load(url, texts[:16], 4, auth))  # warm-up: first passes allocate
         for c in levels:
-            before = rss_mb(predictor.pid)
-            cell = asyncio.run(load(url, texts, c, auth))
-            cell.rss_growth_mb = rss_mb(predictor.pid) - before
-            result.cells[c] = cell
+            rounds = ROUNDS if ceiling_probe is not None and c == GOAL_LEVEL else 1
+            for _ in range(rounds):
+                if rounds > 1:
+                    result.ceilings.append(ceiling_probe())
+                before = rss_mb(predictor.pid)
+                cell = asyncio.run(load(url, texts, c, auth))
+                cell.rss_growth_mb = rss_mb(predictor.pid) - before
+                if c not in result.cells or cell.rps > result.cells[c].rps:
+                    result.cells[c] = cell
+                result.rounds.setdefault(c, []).append(cell)
             print(f"  {result.name:<18} c={c:<4} {cell.rps:7.1f} req/s  p50 {cell.pct(.5):7.1f}  p99 {cell.pct(.99):7.1f} ms  "
                   f"{cell.statuses}", flush=True)
     finally:
@@ -238,14 +259,14 @@ def run_naive(model_dir: Path, work: Path, env: dict, texts: list[str], levels: 
     return result
 
 
-def ceiling(classifier, texts: list[str], group: int | None = None) -> float:
+def ceiling(classifier, texts: list[str], group: int | None = None, tries: int = 3) -> float:
     """Texts/s of the runtime's own batched prediction, no HTTP. `group`: handed over `group` texts at a
     time in arrival order (all a server at concurrency `group` can hold at once); None: all at once, so the
     runtime may sort every text by length first, which no server sees."""
     classifier.predict_proba(texts[:32], batch_size=32)
     step = group or len(texts)
     best = 0.0
-    for _ in range(3):  # the best of three: a ceiling, so a neighbour's burst of CPU must not lower it
+    for _ in range(tries):  # the best of several: a ceiling, so a neighbour's burst of CPU must not lower it
         start = time.perf_counter()
         for i in range(0, len(texts), step):
             classifier.predict_proba(texts[i:i + step], batch_size=32)
@@ -293,7 +314,7 @@ def main() -> int:
     ceilings = {"torch": ceiling(fp32, texts, 32), "onnx-int8": ceiling(int8, texts, 32)}
     sorted_ceilings = {"torch": ceiling(fp32, texts), "onnx-int8": ceiling(int8, texts)}
     quality = {name: evaluate(clf, examples).metrics for name, clf in (("torch", fp32), ("onnx-int8", int8))}
-    del fp32, int8
+    del fp32
     print(f"  model-only ceiling, texts in groups of 32: torch {ceilings['torch']:.1f} texts/s, onnx-int8 "
           f"{ceilings['onnx-int8']:.1f} texts/s (all {len(texts)} at once: {sorted_ceilings['torch']:.1f} / "
           f"{sorted_ceilings['onnx-int8']:.1f})", flush=True)
@@ -311,7 +332,8 @@ def main() -> int:
                                      f'max_words = 400\n[observability]\nlog_level = "warning"\n')
     env["MLOPS_CONFIG"] = str(work / "mlops.toml")
     paths = {
-        "onnx-int8": run_ours("onnx-int8", onnx_dir, work, env, texts, levels),
+        "onnx-int8": run_ours("onnx-int8", onnx_dir, work, env, texts, levels,
+                              ceiling_probe=lambda: ceiling(int8, texts, 32, tries=1)),
         "torch": run_ours("torch", model_dir, work, env, texts, levels),
         "naive": run_naive(model_dir, work, env, texts, levels, max_length),
     }
@@ -346,13 +368,19 @@ def report(paths: dict[str, Path_], ceilings: dict[str, float], sorted_ceilings:
     goals = []
     if 32 in levels:
         c32, n32 = served.cells[32], naive.cells[32]
-        goals.append(("1. c=32 throughput >= 2x naive, p99 <= naive p99",
-                      f"{c32.rps / n32.rps:.2f}x, p99 {c32.pct(.99):.0f} vs {n32.pct(.99):.0f} ms",
-                      c32.rps >= 2 * n32.rps and c32.pct(.99) <= n32.pct(.99)))
+        worst = min(served.rounds.get(32, [c32]), key=lambda cell: cell.rps)  # the naive path ran once
+        goals.append(("1. c=32 throughput >= 2x naive, p99 <= naive p99 (our slowest round)",
+                      f"{worst.rps / n32.rps:.2f}x, p99 {worst.pct(.99):.0f} vs {n32.pct(.99):.0f} ms",
+                      worst.rps >= 2 * n32.rps and worst.pct(.99) <= n32.pct(.99)))
+        # The ceiling measured between the c=32 rounds when there were rounds, else the one from the start.
+        top = max(served.ceilings) if served.ceilings else ceilings["onnx-int8"]
+        rounds = [cell.rps for cell in served.rounds.get(32, [])]
+        detail = (f"; rounds {' / '.join(f'{r:.1f}' for r in rounds)} req/s, ceilings between them "
+                  f"{' / '.join(f'{x:.1f}' for x in served.ceilings)}" if len(rounds) > 1 else "")
         goals.append(("3. c=32 throughput >= 90% of the served runtime's ceiling (groups of 32)",
-                      f"{c32.rps / ceilings['onnx-int8']:.0%} ({c32.rps:.1f} / {ceilings['onnx-int8']:.1f}; "
-                      f"{c32.rps / sorted_ceilings['onnx-int8']:.0%} of all-at-once)",
-                      c32.rps >= 0.9 * ceilings["onnx-int8"]))
+                      f"{c32.rps / top:.0%} (best of {len(rounds)}: {c32.rps:.1f} / {top:.1f}{detail}; "
+                      f"{c32.rps / sorted_ceilings['onnx-int8']:.0%} of the all-at-once figure)",
+                      c32.rps >= 0.9 * top))
     if 1 in levels:
         c1, n1 = served.cells[1], naive.cells[1]
         goals.append(("2. c=1 p50 <= naive p50", f"{c1.pct(.5):.1f} vs {n1.pct(.5):.1f} ms", c1.pct(.5) <= n1.pct(.5)))

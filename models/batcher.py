@@ -58,6 +58,11 @@ class MicroBatcher:
         self._last_requests = 1
         self.seconds_per_text = 0.0  # moving average of measured passes; 0 until the first one
 
+    def start_thread(self) -> None:
+        """Create the model thread now: a thread takes the scheduling priority of the thread that creates
+        it, so this must happen before the server's own thread lowers its priority (predictor.py)."""
+        self._executor.submit(lambda: None).result()
+
     @property
     def queued_texts(self) -> int:
         return self._queued_texts

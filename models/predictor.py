@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--max-queue", type=int, default=1024)
     parser.add_argument("--latency-budget-ms", type=float, default=0.0)
+    parser.add_argument("--http-nice", type=int, default=0,
+                        help="lower the HTTP server thread's CPU priority by this much (the model's threads keep theirs)")
     parser.add_argument("--log-level", default=os.environ.get("MLOPS_LOG_LEVEL", "info"))
     args, _ = parser.parse_known_args(argv)
 
@@ -170,8 +172,27 @@ def main(argv: list[str] | None = None) -> None:
                                runtime=args.runtime, threads=args.threads, max_wait_ms=args.max_wait_ms,
                                max_queue=args.max_queue, latency_budget_ms=args.latency_budget_ms)
     model.load()
+    if args.http_nice:
+        yield_to_model(model, args.http_nice)
     # One worker process, and KServe's per-request latency logging off: the model keeps the cores.
     ModelServer(http_port=args.http_port, enable_grpc=False, workers=1, enable_latency_logging=False).start([model])
+
+
+def yield_to_model(model: SentimentPredictor, nice: int) -> None:
+    """Run the HTTP server (this thread) at a lower CPU priority than the model's threads.
+
+    On a machine whose cores the model fills, every millisecond the server's thread takes pre-empts one
+    of the model's intra-op threads, and the pass waits for it at the next barrier. At a lower priority
+    the server runs in the gaps the model leaves instead (measured on 2 cores, 2026-11-27, 16 alternating
+    rounds: c=32 throughput 90% -> 98% of the model-only ceiling, with the gateway niced too). Linux
+    applies nice per thread: the model thread and onnxruntime's pool (created by `load()`) keep the
+    process's priority; elsewhere the whole process is lowered, which changes nothing relative.
+    """
+    model.batcher.start_thread()
+    try:
+        os.nice(nice)
+    except OSError:  # never fatal: a priority is an optimisation
+        pass
 
 
 async def _overloaded(_request: Any, exc: Overloaded):

@@ -88,7 +88,7 @@ def test_a_lone_request_is_never_refused_for_lack_of_a_rate():
 
 
 class SlowHop:
-    """A predictor that answers every text after `delay_s`, counting the requests that reach it."""
+    """A predictor that answers every call after `delay_s`, counting the texts that reach it."""
 
     def __init__(self, delay_s: float) -> None:
         self.delay_s = delay_s
@@ -99,9 +99,9 @@ class SlowHop:
 
         if method == "GET":
             return HopResponse(200, {}, b'{"ready": true}')
-        self.seen += 1
-        await asyncio.sleep(self.delay_s)
         n = len(orjson.loads(content)["instances"])
+        self.seen += n
+        await asyncio.sleep(self.delay_s)
         row = {"logits": [-1.0, 0.0], "labels": ["Negative", "Positive"], "model_version": "1"}
         return HopResponse(200, {"content-type": "application/json"}, orjson.dumps({"predictions": [row] * n}))
 
@@ -126,7 +126,7 @@ def test_gateway_sheds_past_its_cap_before_the_predictor_sees_the_request(projec
     results = asyncio.run(_burst(app, 24))
     statuses = [r.status_code for r, _ in results]
     assert set(statuses) == {200, 503} and statuses.count(200) == 4, statuses
-    assert hop.seen == 4  # the refused 20 never reached the predictor
+    assert hop.seen == 4  # texts: the refused 20 never reached the predictor
     for response, elapsed in results:
         if response.status_code == 503:
             assert response.headers["retry-after"] == "1"

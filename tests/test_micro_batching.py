@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +153,23 @@ def test_a_queue_older_than_the_budget_refuses_new_requests():
         return await first, await second
 
     assert asyncio.run(scenario()) == ((["running"], ["running"]), (["queued"], ["queued"]))
+
+
+YIELD_SCRIPT = """
+import os, types
+from models.batcher import MicroBatcher
+from models.predictor import yield_to_model
+batcher = MicroBatcher(lambda texts: (texts, texts), max_batch=4)
+yield_to_model(types.SimpleNamespace(batcher=batcher), 7)
+model_thread = batcher._executor.submit(lambda: os.getpriority(os.PRIO_PROCESS, 0)).result()
+print(os.getpriority(os.PRIO_PROCESS, 0), model_thread)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux only")
+def test_the_http_thread_yields_and_the_model_thread_keeps_its_priority():
+    # A subprocess: nice only goes up for an unprivileged process, so the test runner must not be touched.
+    out = subprocess.run([sys.executable, "-c", YIELD_SCRIPT], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1], check=True).stdout.split()
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert [int(x) for x in out] == [min(base + 7, 19), base]

@@ -4,6 +4,8 @@ from the predictor and through the gateway, and never a 500."""
 from __future__ import annotations
 
 import asyncio
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,7 +26,7 @@ def serving(tmp_path_factory, tiny_base_model):
     p_port, g_port = free_port(), free_port()
     predictor = Service("predictor", ["-m", "models.predictor", "--model-dir", str(classifier), "--runtime", "torch",
                                       "--http-port", str(p_port), "--host", "127.0.0.1", "--batch-size", "1",
-                                      "--max-queue", "1", "--threads", "1"], root, env, root)
+                                      "--max-queue", "1", "--threads", "1", "--http-nice", "5"], root, env, root)
     gateway = None
     try:
         wait_http(f"http://127.0.0.1:{p_port}/v2/health/ready", predictor.proc, timeout=120)
@@ -32,7 +34,7 @@ def serving(tmp_path_factory, tiny_base_model):
                                       "--predictor-url", f"http://127.0.0.1:{p_port}", "--model-version", "1"],
                           root, {**env, "MLOPS_GATEWAY_PASSWORD": PASSWORD}, root)
         wait_http(f"http://127.0.0.1:{g_port}/healthz", gateway.proc)
-        yield f"http://127.0.0.1:{p_port}", f"http://127.0.0.1:{g_port}"
+        yield f"http://127.0.0.1:{p_port}", f"http://127.0.0.1:{g_port}", predictor.proc.pid, gateway.proc.pid
     finally:
         for svc in (gateway, predictor):
             if svc is not None:
@@ -57,13 +59,13 @@ def check_shed(responses: list[httpx.Response]) -> list[httpx.Response]:
 
 
 def test_predictor_sheds_with_503_and_retry_after(serving):
-    predictor, _ = serving
+    predictor, *_ = serving
     responses = asyncio.run(burst(f"{predictor}/v1/models/sentiment:predict", lambda t: {"instances": [t]}, 48))
     check_shed(responses)
 
 
 def test_gateway_passes_the_shed_on_and_serves_the_rest(serving):
-    _, gateway = serving
+    _, gateway, *_ = serving
     responses = asyncio.run(burst(f"{gateway}/predict", lambda t: {"text": t}, 48, auth=("admin", PASSWORD)))
     shed = check_shed(responses)
     assert all(r.json()["error"]["code"] == "overloaded" for r in shed)
@@ -71,3 +73,22 @@ def test_gateway_passes_the_shed_on_and_serves_the_rest(serving):
     # Afterwards, one at a time, everything is served again.
     ok = httpx.post(f"{gateway}/predict", json={"text": "fine"}, auth=("admin", PASSWORD), timeout=30)
     assert ok.status_code == 200
+
+
+def thread_nice(pid: int) -> dict[int, int]:
+    """nice of every thread of a process (Linux: /proc/PID/task/TID/stat, field 19)."""
+    nice = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        nice[int(task.name)] = int(fields[16])
+    return nice
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux only")
+def test_the_servers_yield_the_cpu_to_the_model(serving):
+    predictor, gateway, predictor_pid, gateway_pid = serving
+    httpx.post(f"{predictor}/v1/models/sentiment:predict", json={"instances": ["warm"]}, timeout=30)
+    threads = thread_nice(predictor_pid)
+    assert threads[predictor_pid] == 5  # the HTTP server's thread, as --http-nice says (the model's: test_micro_batching)
+    # The gateway lowers itself by [gateway].nice (default 10) before any thread starts.
+    assert set(thread_nice(gateway_pid).values()) == {10}

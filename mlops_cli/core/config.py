@@ -161,6 +161,9 @@ class ServingConfig(Section):
     max_wait_ms: float = Field(5.0, ge=0, le=1000)
     latency_budget_ms: float = Field(2000.0, gt=0)
     max_queue: int = Field(1024, ge=1)
+    # The predictor's HTTP thread runs this much nicer than its model threads, so requests use the gaps
+    # the model leaves instead of pre-empting it (models/predictor.py yield_to_model; 0: same priority).
+    http_nice: int = Field(10, ge=0, le=19)
 
     @model_validator(mode="before")
     @classmethod
@@ -195,6 +198,14 @@ class GatewayConfig(Section):
     # request would wait longer than [serving].latency_budget_ms, a fast 503 with Retry-After. The default
     # is two full predictor batches (one in its passes, one filling): more only queues.
     max_in_flight: int = Field(64, ge=1)
+    # Calls to the predictor in flight at once (one in its passes, one queued behind it); requests arriving
+    # meanwhile ride together in the next call, at most texts_per_call texts (services/coalescer.py).
+    # With several predictor replicas, more calls go out once texts_per_call texts are waiting.
+    predictor_calls: int = Field(2, ge=1)
+    texts_per_call: int = Field(32, ge=1)
+    # The gateway process runs this much nicer than the predictor's model threads (0: same priority): on a
+    # machine it shares with the predictor its ~0.5 ms of CPU per request waits for the model's gaps.
+    nice: int = Field(10, ge=0, le=19)
     auth: bool = True
     user: str = "admin"
     htpasswd_file: str = ""

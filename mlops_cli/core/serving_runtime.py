@@ -105,7 +105,7 @@ def predictor_args(config: Config, cpu: str | None = None) -> list[str]:
     serving = config.serving
     args = ["--runtime", serving.runtime, "--batch-size", str(serving.batch_size),
             "--max-wait-ms", f"{serving.max_wait_ms:g}", "--max-queue", str(serving.max_queue),
-            "--latency-budget-ms", f"{serving.latency_budget_ms:g}"]
+            "--latency-budget-ms", f"{serving.latency_budget_ms:g}", "--http-nice", str(serving.http_nice)]
     threads = serving.threads or (_whole_cpus(cpu) if cpu else 0)
     return args + (["--threads", str(threads)] if threads else [])
 

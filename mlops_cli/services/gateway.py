@@ -73,7 +73,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         backups=cfg.gateway.prediction_log_backups, max_age_s=cfg.gateway.prediction_log_max_age_s,
         on_failure=metrics.prediction_log_failures.inc, batched=True)
     tracer = setup_tracing("mlops-gateway", cfg.observability.otlp_endpoint)
-    client = PredictorClient(settings.predictor_url, settings.model_version, cfg.serving.model_name, cfg.gateway.timeout_s)
+    client = PredictorClient(settings.predictor_url, settings.model_version, cfg.serving.model_name, cfg.gateway.timeout_s,
+                             calls_in_flight=cfg.gateway.predictor_calls, texts_per_call=cfg.gateway.texts_per_call)
     if settings.predictor_url:
         metrics.serving(settings.model_version)
 
@@ -344,6 +345,13 @@ def main(argv: list[str] | None = None) -> None:
         args.predictor_url, args.model_version = _recorded_upstream(args.upstream_file, args.model_version)
 
     config = load_config()
+    if config.gateway.nice:
+        # Before any thread starts, so all of the gateway's threads inherit it: on a machine shared with
+        # the predictor the model's passes come first and the gateway's work fills their gaps.
+        try:
+            os.nice(config.gateway.nice)
+        except OSError:
+            pass
     configure_json_logging("gateway", config.observability.log_level)
     secrets = Secrets.from_env()
     auth = None

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from .coalescer import Coalescer
 from .http_hop import AiohttpHop, Hop, HopResponse, HopTimeout, HopUnreachable
 from .logging_setup import inject_trace_headers
 
@@ -52,17 +53,23 @@ class Upstream:
 
 
 class PredictorClient:
-    def __init__(self, url: str | None, model_version: str, model_name: str, timeout_s: float) -> None:
+    def __init__(self, url: str | None, model_version: str, model_name: str, timeout_s: float, *,
+                 calls_in_flight: int = 2, texts_per_call: int = 32) -> None:
         self.model_name = model_name
         self.timeout_s = timeout_s
         self.current: Upstream | None = Upstream(url.rstrip("/"), model_version) if url else None
         # Keep-alive pool sized for the gateway's concurrency: no TCP handshake per request.
         self.hop: Hop = AiohttpHop(timeout_s, max_connections=256)
+        self.coalescer = Coalescer(self._call, depth=calls_in_flight, max_texts=texts_per_call)
 
     async def close(self) -> None:
         await self.hop.close()
 
     async def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        """One prediction per text, in order; concurrent requests may share one predictor call."""
+        return await self.coalescer.submit(texts)
+
+    async def _call(self, texts: list[str]) -> list[dict[str, Any]]:
         upstream = self.current
         if upstream is None:
             raise PredictorUnavailable("no model is deployed yet (run `mlops deploy`)")
