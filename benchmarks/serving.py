@@ -9,9 +9,10 @@ Also: each runtime's model-only ceiling (its own batched prediction, no HTTP: ov
 32 at a time in arrival order, which is all a server at concurrency 32 holds, and for reference all at
 once, which lets the runtime sort every text by length first), each runtime's accuracy and
 macro F1 on the test split, the predictor's cold start (process start to ready) per runtime, and the
-issue's goals 1-5 as measured ratios. Goal 3's cell (the served runtime at concurrency 32) runs three
-rounds, each right after one measurement of the ceiling, and compares the best round with the best
-ceiling: the same neighbours for both, on a machine whose speed drifts by minutes.
+issue's goals 1-5 as measured ratios. The goals' cells at concurrency 32 run three rounds each and
+keep their best: the served runtime's rounds each right after one measurement of its ceiling (goal 3:
+best round against best ceiling), the naive endpoint's likewise three (goal 1: best against best). The
+same treatment for both sides of a ratio, on a shared VM whose speed drifts by 10-20% within minutes.
 
     .venv/bin/python benchmarks/serving.py [--requests 256] [--model DIR] [--concurrency 1,8,32,256]
 
@@ -249,8 +250,11 @@ def run_naive(model_dir: Path, work: Path, env: dict, texts: list[str], levels: 
         url = f"http://127.0.0.1:{port}/predict"
         asyncio.run(load(url, texts[:16], 4))
         for c in levels:
-            cell = asyncio.run(load(url, texts, c, timeout=600))
-            result.cells[c] = cell
+            for _ in range(ROUNDS if c == GOAL_LEVEL else 1):  # goal 1 compares best round with best round
+                cell = asyncio.run(load(url, texts, c, timeout=600))
+                if c not in result.cells or cell.rps > result.cells[c].rps:
+                    result.cells[c] = cell
+                result.rounds.setdefault(c, []).append(cell)
             print(f"  {result.name:<18} c={c:<4} {cell.rps:7.1f} req/s  p50 {cell.pct(.5):7.1f}  p99 {cell.pct(.99):7.1f} ms  "
                   f"{cell.statuses}", flush=True)
     finally:
@@ -368,14 +372,18 @@ def report(paths: dict[str, Path_], ceilings: dict[str, float], sorted_ceilings:
     goals = []
     if 32 in levels:
         c32, n32 = served.cells[32], naive.cells[32]
-        worst = min(served.rounds.get(32, [c32]), key=lambda cell: cell.rps)  # the naive path ran once
-        goals.append(("1. c=32 throughput >= 2x naive, p99 <= naive p99 (our slowest round)",
-                      f"{worst.rps / n32.rps:.2f}x, p99 {worst.pct(.99):.0f} vs {n32.pct(.99):.0f} ms",
-                      worst.rps >= 2 * n32.rps and worst.pct(.99) <= n32.pct(.99)))
+
+        def rounds_of(path: Path_) -> str:
+            return " / ".join(f"{cell.rps:.1f}" for cell in path.rounds.get(32, []))
+
+        goals.append(("1. c=32 throughput >= 2x naive, p99 <= naive p99 (best round of each)",
+                      f"{c32.rps / n32.rps:.2f}x, p99 {c32.pct(.99):.0f} vs {n32.pct(.99):.0f} ms (rounds: ours "
+                      f"{rounds_of(served)}, naive {rounds_of(naive)} req/s)",
+                      c32.rps >= 2 * n32.rps and c32.pct(.99) <= n32.pct(.99)))
         # The ceiling measured between the c=32 rounds when there were rounds, else the one from the start.
         top = max(served.ceilings) if served.ceilings else ceilings["onnx-int8"]
-        rounds = [cell.rps for cell in served.rounds.get(32, [])]
-        detail = (f"; rounds {' / '.join(f'{r:.1f}' for r in rounds)} req/s, ceilings between them "
+        rounds = served.rounds.get(32, [])
+        detail = (f"; rounds {rounds_of(served)} req/s, ceilings between them "
                   f"{' / '.join(f'{x:.1f}' for x in served.ceilings)}" if len(rounds) > 1 else "")
         goals.append(("3. c=32 throughput >= 90% of the served runtime's ceiling (groups of 32)",
                       f"{c32.rps / top:.0%} (best of {len(rounds)}: {c32.rps:.1f} / {top:.1f}{detail}; "
