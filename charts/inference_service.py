@@ -143,6 +143,12 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
     predictor: dict[str, Any] = {
         "minReplicas": config.serving.min_replicas,
         "maxReplicas": max(config.serving.max_replicas, config.serving.min_replicas, 1),
+        # The gateway coalesces requests (services/coalescer.py): a replica is busy with [gateway].predictor_calls
+        # calls in flight (one in its passes, one queued), not with Knative's default of 100 requests, which
+        # coalesced calls would never reach. KServe maps these onto Knative's autoscaling.knative.dev/metric
+        # and /target (kserve/website docs/model-serving/predictive-inference/autoscaling/kpa-autoscaler.md).
+        "scaleMetric": "concurrency",
+        "scaleTarget": config.gateway.predictor_calls,
     }
     if canary is not None:
         predictor["canaryTrafficPercent"] = canary

@@ -97,6 +97,8 @@ def test_inference_service_matches_the_real_kserve_crd(project, runtime):
     predictor = isvc["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == 25
     assert predictor["minReplicas"] == 0 and predictor["maxReplicas"] == 3
+    # Scaled on coalesced calls in flight per replica, not Knative's default 100 requests.
+    assert predictor["scaleMetric"] == "concurrency" and predictor["scaleTarget"] == config.gateway.predictor_calls == 2
     uri = "pvc://mlflow-data/artifacts/1/models/m-abc/artifacts/artifacts/classifier"
     if runtime == "huggingface":
         assert predictor["model"]["modelFormat"]["name"] == "huggingface" and predictor["model"]["storageUri"] == uri
