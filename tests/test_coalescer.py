@@ -176,3 +176,11 @@ def test_gateway_requests_share_predictor_calls_and_keep_their_answers(project):
     responses = asyncio.run(burst())
     assert [r.json()["label"] for r in responses] == ["Positive" if "good" in t else "Negative" for t in texts]
     assert sum(hop.calls) == 20 and len(hop.calls) <= 3, hop.calls  # two sent at once, the rest ride together
+
+    async def metrics() -> str:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            return (await client.get("/metrics")).text
+
+    text = asyncio.run(metrics())  # operators see the coalescing: texts per predictor call
+    assert f"mlops_gateway_predictor_call_texts_count {float(len(hop.calls))}" in text
+    assert "mlops_gateway_predictor_call_texts_sum 20.0" in text

@@ -74,7 +74,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         on_failure=metrics.prediction_log_failures.inc, batched=True)
     tracer = setup_tracing("mlops-gateway", cfg.observability.otlp_endpoint)
     client = PredictorClient(settings.predictor_url, settings.model_version, cfg.serving.model_name, cfg.gateway.timeout_s,
-                             calls_in_flight=cfg.gateway.predictor_calls, texts_per_call=cfg.gateway.texts_per_call)
+                             calls_in_flight=cfg.gateway.predictor_calls, texts_per_call=cfg.gateway.texts_per_call,
+                             on_call=metrics.predictor_call_texts.observe)
     if settings.predictor_url:
         metrics.serving(settings.model_version)
 

@@ -21,6 +21,9 @@ class GatewayMetrics:
                                 ["model_name", "model_version"], registry=self.registry)
         self.predictor_ready = Gauge("mlops_gateway_predictor_ready", "1 when the predictor answered ready.",
                                      registry=self.registry)
+        self.predictor_call_texts = Histogram(
+            "mlops_gateway_predictor_call_texts", "Texts per call to the predictor (requests coalesced into one call).",
+            buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
         self.prediction_log_failures = Counter(
             "mlops_prediction_log_write_failures", "Predictions served but not written to the prediction log "
             "(disk full, file unwritable).", registry=self.registry)

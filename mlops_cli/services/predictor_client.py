@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -54,13 +54,13 @@ class Upstream:
 
 class PredictorClient:
     def __init__(self, url: str | None, model_version: str, model_name: str, timeout_s: float, *,
-                 calls_in_flight: int = 2, texts_per_call: int = 32) -> None:
+                 calls_in_flight: int = 2, texts_per_call: int = 32, on_call: Callable[[int], None] | None = None) -> None:
         self.model_name = model_name
         self.timeout_s = timeout_s
         self.current: Upstream | None = Upstream(url.rstrip("/"), model_version) if url else None
         # Keep-alive pool sized for the gateway's concurrency: no TCP handshake per request.
         self.hop: Hop = AiohttpHop(timeout_s, max_connections=256)
-        self.coalescer = Coalescer(self._call, depth=calls_in_flight, max_texts=texts_per_call)
+        self.coalescer = Coalescer(self._call, depth=calls_in_flight, max_texts=texts_per_call, on_call=on_call)
 
     async def close(self) -> None:
         await self.hop.close()
