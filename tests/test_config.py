@@ -93,6 +93,16 @@ def test_bad_flag_value_is_a_config_error(project):
         cfg.with_overrides({"train.epochs": 0})
 
 
+def test_coalesced_calls_must_fit_the_predictors_queue(project):
+    (project / "mlops.toml").write_text("[serving]\nmax_queue = 8\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(env={})
+    message = str(info.value)
+    assert "[gateway].texts_per_call (32) is more than [serving].max_queue (8)" in message
+    assert "``" not in message and "{" not in message  # a rule across sections reads as one sentence
+    assert load_config(env={"MLOPS_GATEWAY__TEXTS_PER_CALL": "8"}).gateway.texts_per_call == 8
+
+
 def test_secrets_are_masked_in_show(cli, project, monkeypatch):
     monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "hunter2-secret")
     for args in (("config", "show"), ("config", "show", "--json")):

@@ -443,6 +443,16 @@ class Config(Section):
     eks: EksConfig = EksConfig()
     canary: CanaryConfig = CanaryConfig()
 
+    @model_validator(mode="after")
+    def _calls_fit_the_queue(self) -> "Config":
+        # The predictor admits a call only if all its texts fit its queue: a call it can never admit
+        # would turn every coalesced burst into 503s.
+        if self.gateway.texts_per_call > self.serving.max_queue:
+            raise ValueError(f"[gateway].texts_per_call ({self.gateway.texts_per_call}) is more than "
+                             f"[serving].max_queue ({self.serving.max_queue}): the predictor would refuse every "
+                             "full coalesced call; lower texts_per_call or raise max_queue")
+        return self
+
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _file: Path | None = PrivateAttr(default=None)
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -598,6 +608,8 @@ def _describe(exc: ValidationError, origin: str, env_keys: set[str]) -> str:
         where = f"env {ENV_PREFIX}{field.replace('.', '__').upper()}" if field in env_keys else origin
         if err["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown key `{field}` (check the spelling; `mlops config show` lists every key)")
+        elif not field:  # a rule across sections: its message names the keys
+            lines.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"{where}: `{field}` = {err.get('input')!r}: {err['msg'].lower()}")
     return "invalid configuration\n  " + "\n  ".join(lines)
