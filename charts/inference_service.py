@@ -146,7 +146,8 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
         # The gateway coalesces requests (services/coalescer.py): a replica is busy with [gateway].predictor_calls
         # calls in flight (one in its passes, one queued), not with Knative's default of 100 requests, which
         # coalesced calls would never reach. KServe maps these onto Knative's autoscaling.knative.dev/metric
-        # and /target (kserve/website docs/model-serving/predictive-inference/autoscaling/kpa-autoscaler.md).
+        # and /target (kserve/kserve python/kserve/docs/V1beta1ComponentExtensionSpec.md: "concurrency, rps are
+        # supported via Knative Pod Autoscaler"; kserve/website .../autoscaling/kpa-autoscaler.md).
         "scaleMetric": "concurrency",
         "scaleTarget": config.gateway.predictor_calls,
     }
