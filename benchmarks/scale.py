@@ -153,9 +153,9 @@ def registered_project(work: Path) -> Path:
     import torch
 
     from mlops_cli.adapters import mlflow_tracking
-    from mlops_cli.core.config import load_config
-    from mlops_cli.core.dataset import load_drugscom
-    from mlops_cli.core.drift_reference import attach_reference
+    from mlops_cli.config.settings import load_config
+    from mlops_cli.data.dataset import load_drugscom
+    from mlops_cli.registry.drift_reference import attach_reference
     from models.classifier import SentimentClassifier
 
     root = work / "drift-project"

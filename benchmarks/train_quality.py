@@ -32,12 +32,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlops_cli.core import baseline as tfidf  # noqa: E402
-from mlops_cli.core import data_sources  # noqa: E402
-from mlops_cli.core.config import load_config  # noqa: E402
-from mlops_cli.core.dataset import carve_validation, read_manifest, read_split  # noqa: E402
-from mlops_cli.core.evaluation import score  # noqa: E402
-from mlops_cli.core.progress import Reporter  # noqa: E402
+from mlops_cli.training import baseline as tfidf  # noqa: E402
+from mlops_cli.data import data_sources  # noqa: E402
+from mlops_cli.config.settings import load_config  # noqa: E402
+from mlops_cli.data.dataset import carve_validation, read_manifest, read_split  # noqa: E402
+from mlops_cli.training.evaluation import score  # noqa: E402
+from mlops_cli.common.progress import Reporter  # noqa: E402
 
 TIME_BUDGET_S = 15 * 60
 OOD_BALANCED_ACCURACY_BAR = 0.70
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{t.head_learning_rate:g}), epochs {t.epochs}, decision {t.decision}, calibrate {t.calibrate}, "
           f"source balance {t.source_balance:g}, seed {t.seed}", flush=True)
 
-    from mlops_cli.core import training
+    from mlops_cli.training import run as training
     from models.classifier import SentimentClassifier
 
     print(f"fine-tuning the project's recipe{f' for {args.max_steps} steps only' if args.max_steps else ''} "

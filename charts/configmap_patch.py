@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_cli.core.errors import PreflightError
+from mlops_cli.common.errors import PreflightError
 
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_cli.core.config import Config
+from mlops_cli.config.settings import Config
 
 from . import observability_files
 from .secrets import GATEWAY_AUTH as AUTH_SECRET

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_cli.core.config import Config
-from mlops_cli.core.errors import ConfigError
+from mlops_cli.config.settings import Config
+from mlops_cli.common.errors import ConfigError
 
 from .drift import service_overrides
 from .image_refs import image_ref
@@ -135,7 +135,7 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
     serves (`serving_runtime.served_artifact_uri`: the onnx-int8 export or the fp32 classifier, as
     [serving].runtime says); default: the fp32 classifier under `source_uri`. Our predictor is told its
     runtime, so a directory that does not fit it fails the pod instead of serving torch unasked."""
-    from mlops_cli.core.serving_runtime import predictor_args
+    from mlops_cli.registry.serving_runtime import predictor_args
 
     name = config.serving.model_name
     ns = config.kubernetes.namespace

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_cli.core.config import Config
+from mlops_cli.config.settings import Config
 
 from . import upstream
 from .configmap_patch import ConfigMapPatch, apply_patches

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops_cli.core.config import Config
+from mlops_cli.config.settings import Config
 
 FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
 INDEX = "index.yaml"
@@ -100,7 +100,7 @@ def write(rendered: Rendered, directory: Path) -> list[Path]:
     """Every file written whole: an interrupted render never leaves half a file."""
     import yaml
 
-    from mlops_cli.core.atomic_file import write_atomically
+    from mlops_cli.common.atomic_file import write_atomically
 
     directory.mkdir(parents=True, exist_ok=True)
     contents = {name: as_yaml(objs) for name, objs in rendered.files.items()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_cli.core.config import Config
+from mlops_cli.config.settings import Config
 
 from . import secrets
 from .image_refs import image_ref

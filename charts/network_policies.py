@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlops_cli.core.config import Config
+from mlops_cli.config.settings import Config
 
 from .edge import CONTROLLER_NAMESPACE
 from .objects import PART_OF, metadata, selector

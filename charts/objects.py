@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_cli.core.config import Config
+from mlops_cli.config.settings import Config
 
 PART_OF = "mlops"
 MANAGED_BY = "mlops"

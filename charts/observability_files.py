@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlops_cli.core.errors import NotFoundError
+from mlops_cli.common.errors import NotFoundError
 
 OBSERVABILITY_DIR = Path(__file__).resolve().parent / "observability"
 DASHBOARD_FILE = "grafana-dashboard.json"

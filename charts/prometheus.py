@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from mlops_cli.core.config import Config
+from mlops_cli.config.settings import Config
 
 from . import observability_files
 from .inference_service import predictor_host

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_cli.core.config import Config
+from mlops_cli.config.settings import Config
 
 from .objects import metadata
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlops_cli.core.config import Config
+from mlops_cli.config.settings import Config
 
 SERVICE_SECTIONS = ("registry", "serving", "gateway", "drift", "observability")
 PREDICTIONS_DIR = "/data"

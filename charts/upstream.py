@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_cli.core.atomic_file import write_atomically
-from mlops_cli.core.config import Config
-from mlops_cli.core.errors import ConfigError, PreflightError, UnreachableError
+from mlops_cli.common.atomic_file import write_atomically
+from mlops_cli.config.settings import Config
+from mlops_cli.common.errors import ConfigError, PreflightError, UnreachableError
 
 # key -> (version field, url field, sha256 field) in [kubernetes]
 MANIFESTS: dict[str, tuple[str, str, str]] = {

@@ -27,7 +27,7 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
-from mlops_cli.services.logging_setup import configure_json_logging, request_id_var
+from mlops_cli.common.logging_setup import configure_json_logging, request_id_var
 
 from .batcher import MicroBatcher, Overloaded
 from .onnx_classifier import OnnxClassifier, is_runtime_dir

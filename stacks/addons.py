@@ -32,7 +32,7 @@ EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
 AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
 AUTOSCALER_CHART = ("https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.38.0")
 DEVICE_PLUGIN_CHART = ("https://nvidia.github.io/k8s-device-plugin", "nvidia-device-plugin", "0.17.0")
-# Requests of the add-on pods we install ourselves (the capacity check counts them; core/capacity.py).
+# Requests of the add-on pods we install ourselves (the capacity check counts them; cloud/capacity.py).
 AUTOSCALER_REQUESTS = {"cpu": "100m", "memory": "300Mi"}
 
 

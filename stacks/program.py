@@ -11,8 +11,8 @@ from typing import Callable
 
 import pulumi
 
-from mlops_cli.core.config import Config, EksConfig
-from mlops_cli.core.eks_versions import upgrade_policy
+from mlops_cli.config.settings import Config, EksConfig
+from mlops_cli.cloud.eks_versions import upgrade_policy
 
 from charts.inference_service import PREDICTOR_SERVICE_ACCOUNT
 

@@ -146,7 +146,7 @@ def workspace(monkeypatch, aws):
     """The substituted stack, in an account where nothing is left to sweep (tests/test_eks_teardown.py runs
     the sweep against moto)."""
     from mlops_cli.adapters import aws_sweep, pulumi_workspace
-    from mlops_cli.core.errors import NotFoundError
+    from mlops_cli.common.errors import NotFoundError
 
     from .eks_support import FakeWorkspace
 

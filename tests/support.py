@@ -128,7 +128,7 @@ class LocalPlatform:
 
     @property
     def supervisor(self):
-        from mlops_cli.core.supervisor import Supervisor
+        from mlops_cli.platform.supervisor import Supervisor
 
         return Supervisor(self.root / ".mlops", self.root / ".mlops" / "logs")
 

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from mlops_cli.core.atomic_file import atomic_writer, write_atomically
+from mlops_cli.common.atomic_file import atomic_writer, write_atomically
 
 
 def test_replaces_the_file_and_leaves_no_partial(tmp_path):

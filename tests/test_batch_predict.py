@@ -7,8 +7,8 @@ import tracemalloc
 
 import pytest
 
-from mlops_cli.core.batch_predict import predict_file
-from mlops_cli.core.errors import DataError, MlopsError
+from mlops_cli.platform.batch_predict import predict_file
+from mlops_cli.common.errors import DataError, MlopsError
 
 from .support import QuietHandler, http_server
 
@@ -161,8 +161,8 @@ def test_over_long_rows_are_counted_not_remembered(tmp_path, long_text):
 
 
 def test_a_shed_batch_is_sent_again_after_retry_after(tmp_path, monkeypatch):
-    from mlops_cli.core import batch_predict
-    from mlops_cli.core.errors import GatewayOverloaded
+    from mlops_cli.platform import batch_predict
+    from mlops_cli.common.errors import GatewayOverloaded
 
     waits = []
     monkeypatch.setattr(batch_predict.time, "sleep", waits.append)
@@ -222,7 +222,7 @@ def test_predict_file_retries_the_gateways_own_503_and_429_with_retry_after(cli,
     from datetime import datetime, timedelta, timezone
     from email.utils import format_datetime
 
-    from mlops_cli.core import batch_predict
+    from mlops_cli.platform import batch_predict
 
     waits = []
     monkeypatch.setattr(batch_predict.time, "sleep", waits.append)
@@ -257,7 +257,7 @@ def test_predict_file_retries_the_gateways_own_503_and_429_with_retry_after(cli,
 def test_predict_file_keeps_its_connections_to_the_gateway(cli, project, admission_gateway, monkeypatch):
     """Keep-alive: a file of 10 batches reuses at most IN_FLIGHT connections (a client per request
     opened one per batch, and its CPU and memory grew with the file)."""
-    from mlops_cli.core.batch_predict import IN_FLIGHT
+    from mlops_cli.platform.batch_predict import IN_FLIGHT
 
     monkeypatch.setenv("MLOPS_LOCAL__GATEWAY_PORT", str(admission_gateway["port"]))
     monkeypatch.setenv("MLOPS_GATEWAY__MAX_BATCH", str(MAX_BATCH))

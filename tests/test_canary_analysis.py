@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_cli.core.canary_analysis import CanaryThresholds, PrometheusAnswerError, canary_queries, decide, scalar
-from mlops_cli.core.canary_watch import observe_canary
-from mlops_cli.core.errors import MlopsError
+from mlops_cli.monitoring.canary_analysis import CanaryThresholds, PrometheusAnswerError, canary_queries, decide, scalar
+from mlops_cli.monitoring.canary_watch import observe_canary
+from mlops_cli.common.errors import MlopsError
 
 from .support import QuietHandler, http_server
 
@@ -267,7 +267,7 @@ def test_observe_alone_reports_and_acts_on_nothing(canary_cli):
 def test_unreachable_prometheus_rolls_the_canary_back(canary_cli, monkeypatch):
     from .support import free_port
 
-    import mlops_cli.core.canary_watch as watch
+    import mlops_cli.monitoring.canary_watch as watch
 
     monkeypatch.setattr(watch, "prometheus_url", lambda config: f"http://127.0.0.1:{free_port()}")
     result, target, _ = canary_cli("healthy", "--promote-if-healthy")

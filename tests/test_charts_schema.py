@@ -33,7 +33,7 @@ NON_DEFAULT = {
 
 
 def _config(project: Path, extra: dict, serving: str = ""):
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
 
     pins = build_bundle(project / "bundle")
     (project / "mlops.toml").write_text('[project]\nname = "t"\n' + serving + kubernetes_toml(project / "bundle", pins, **extra))
@@ -79,7 +79,7 @@ def test_every_object_validates_for_kubernetes_1_34_and_1_35(config, k8s_version
 
 
 def test_configured_version_is_what_eks_defaults_to(project):
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
 
     config = load_config()
     assert config.kubernetes.version == config.eks.version == "1.35"
@@ -218,7 +218,7 @@ def test_prometheus_and_grafana_use_the_shipped_observability_files(config):
 
 def test_upstream_manifests_must_match_their_pins(project):
     from charts import upstream
-    from mlops_cli.core.errors import ConfigError, PreflightError
+    from mlops_cli.common.errors import ConfigError, PreflightError
 
     config = _config(project, {})
     assert upstream.load(config, "kserve")[1]["kind"] == "CustomResourceDefinition"
@@ -238,7 +238,7 @@ def test_pin_check_on_real_release_files(project):
     import subprocess
 
     from charts import upstream
-    from mlops_cli.core.errors import ConfigError, PreflightError
+    from mlops_cli.common.errors import ConfigError, PreflightError
     from tests.support import UPSTREAM
 
     real = UPSTREAM / "kserve-v0.20.0" / "kserve-cluster-resources.yaml"
@@ -265,7 +265,7 @@ def test_pin_check_on_real_release_files(project):
 
 def test_storage_uri_comes_from_the_mlflow_artifact_location(project):
     from charts.inference_service import storage_uri
-    from mlops_cli.core.errors import ConfigError
+    from mlops_cli.common.errors import ConfigError
 
     config = _config(project, {})
     assert storage_uri(config, "s3://b/1/r/artifacts/model") == "s3://b/1/r/artifacts/model/artifacts/classifier"
@@ -295,7 +295,7 @@ def test_models_on_mlflows_read_write_once_volume_follow_mlflow_to_its_node(proj
 
 def test_unpinned_manifests_are_all_listed_at_once(project):
     from charts import upstream
-    from mlops_cli.core.errors import ConfigError
+    from mlops_cli.common.errors import ConfigError
 
     config = _config(project, {}).with_overrides({"kubernetes.cert_manager_sha256": "", "kubernetes.kourier_sha256": ""})
     with pytest.raises(ConfigError) as caught:
@@ -332,8 +332,8 @@ def test_manifests_are_downloaded_once_into_the_cache(project):
 
 def test_resource_overrides_name_known_components(project):
     from charts.objects import DEFAULT_RESOURCES, resources
-    from mlops_cli.core.config import load_config
-    from mlops_cli.core.errors import ConfigError
+    from mlops_cli.config.settings import load_config
+    from mlops_cli.common.errors import ConfigError
 
     (project / "mlops.toml").write_text('[kubernetes]\nresources = {gatway = {cpu = "1"}}\n')
     with pytest.raises(ConfigError, match="unknown component 'gatway'"):

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from mlops_cli.core.errors import MlopsError
+from mlops_cli.common.errors import MlopsError
 
 from .support import REPO, free_port, run_subprocess_cli
 
@@ -73,7 +73,7 @@ def test_other_urls_are_refused_with_file_and_key(cli, project, key, value):
                                    "sqlite:////tmp/mlflow.db", "postgresql+psycopg2://u@db/mlflow",
                                    "file:///tmp/mlruns", "databricks"])
 def test_good_tracking_uris_load_unchanged(value):
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
 
     assert load_config(env={"MLOPS_REGISTRY__TRACKING_URI": value}).registry.tracking_uri == value
 
@@ -121,7 +121,7 @@ def test_gateway_down_is_a_runtime_failure_exit_1(cli, project, monkeypatch):
 
 
 def test_readme_and_errors_agree_on_exit_codes():
-    from mlops_cli.core import errors
+    from mlops_cli.common import errors
 
     section = REPO.joinpath("README.md").read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     documented = {int(code): text for code, text in re.findall(r"^\| `?(\d+)`? \| (.+?) \|$", section, re.M)}
@@ -131,8 +131,8 @@ def test_readme_and_errors_agree_on_exit_codes():
 
 
 def _record_component(project, name: str) -> None:
-    from mlops_cli.core.config import load_config
-    from mlops_cli.core.processes import ProcessRecord, ProcessTable
+    from mlops_cli.config.settings import load_config
+    from mlops_cli.platform.processes import ProcessRecord, ProcessTable
 
     port = free_port()
     ProcessTable(load_config().state_dir).put(ProcessRecord(
@@ -169,7 +169,7 @@ def test_predict_dash_reads_the_text_from_stdin(cli, project, monkeypatch):
 
 
 def test_logs_n_0_prints_no_old_lines(cli, project):
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
 
     log_dir = load_config().path(load_config().local.log_dir)
     log_dir.mkdir(parents=True)
@@ -193,8 +193,8 @@ def test_drift_for_an_unknown_version_says_so(cli, registered):
 
 
 def test_registering_the_same_run_twice_reports_the_existing_version(cli, registered):
-    from mlops_cli.core import registry
-    from mlops_cli.core.config import load_config
+    from mlops_cli.registry import versions as registry
+    from mlops_cli.config.settings import load_config
 
     cfg = load_config(registered.config_file, env={})
     run_id = registry.resolve_version(cfg, version=registered.version).run_id

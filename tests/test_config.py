@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mlops_cli.core.config import load_config
-from mlops_cli.core.errors import ConfigError
+from mlops_cli.config.settings import load_config
+from mlops_cli.common.errors import ConfigError
 
 from .support import REPO
 

@@ -125,7 +125,7 @@ def test_import_refuses_too_few_rows_per_class_and_says_how_many(cli, project, r
     result = cli("data", "import", str(csv_file))
     assert result.exit_code == 2, result.stderr
     assert short in result.stderr and "Traceback" not in result.stderr
-    from mlops_cli.core.dataset import MIN_ROWS_PER_CLASS, rows_needed_per_class
+    from mlops_cli.data.dataset import MIN_ROWS_PER_CLASS, rows_needed_per_class
 
     need = rows_needed_per_class(0.2, 0.15)
     assert f"needs at least {need} rows" in result.stderr and f"each get {MIN_ROWS_PER_CLASS}" in result.stderr
@@ -133,7 +133,7 @@ def test_import_refuses_too_few_rows_per_class_and_says_how_many(cli, project, r
 
 
 def test_import_of_exactly_enough_rows_trains(cli, project, tiny_base_model):
-    from mlops_cli.core.dataset import rows_needed_per_class
+    from mlops_cli.data.dataset import rows_needed_per_class
 
     need = rows_needed_per_class(0.2, 0.15)
     rows = "".join(f"good thing {i},positive\nbad thing {i},negative\n" for i in range(need))
@@ -190,8 +190,8 @@ def test_import_failure_keeps_the_previous_dataset(cli, project):
 
 
 def test_fingerprint_is_available_for_lineage(cli, project):
-    from mlops_cli.core import data
-    from mlops_cli.core.config import load_config
+    from mlops_cli.data import lifecycle as data
+    from mlops_cli.config.settings import load_config
 
     info = json.loads(cli("data", "prepare", "--json").stdout)
     assert data.fingerprint(load_config()) == info["md5"]

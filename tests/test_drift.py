@@ -29,7 +29,7 @@ def drift(cli, registered, *args):
 
 @pytest.mark.parametrize("text, seconds", [("30m", 1800), ("24h", 86400), ("7d", 604800), ("90s", 90), ("1.5h", 5400)])
 def test_parse_duration(text, seconds):
-    from mlops_cli.core.time_window import parse_duration
+    from mlops_cli.common.time_window import parse_duration
 
     assert parse_duration(text).total_seconds() == seconds
 
@@ -44,7 +44,7 @@ def test_bad_window_and_since_are_one_line_errors(cli, project):
 
 
 def test_since_without_offset_is_utc():
-    from mlops_cli.core.time_window import parse_since
+    from mlops_cli.common.time_window import parse_since
 
     assert parse_since("2026-11-26T08:00") == datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
     assert parse_since("2026-11-26T08:00+01:00") == datetime(2026, 11, 26, 7, 0, tzinfo=timezone.utc)
@@ -53,7 +53,7 @@ def test_since_without_offset_is_utc():
 # -- reading the prediction log --------------------------------------------------------------------
 
 def test_log_reader_skips_and_counts_bad_lines(tmp_path):
-    from mlops_cli.core.prediction_log_reader import read_prediction_log
+    from mlops_cli.monitoring.prediction_log_reader import read_prediction_log
 
     now = datetime.now(timezone.utc)
     start = now - timedelta(hours=1)
@@ -83,7 +83,7 @@ def test_log_reader_skips_and_counts_bad_lines(tmp_path):
 
 def test_registered_version_carries_its_reference(registered, reference):
     from mlops_cli.adapters import mlflow_tracking
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
 
     cfg = load_config(registered.config_file, env={})
     tags = mlflow_tracking.client(cfg).get_model_version(MODEL_NAME, registered.version).tags
@@ -107,9 +107,9 @@ def test_reference_oov_share_sees_the_model_vocabulary(registered, reference):
 
 def test_reference_features_match_what_the_gateway_logs(tiny_base_model, tmp_path):
     """Reference texts go through the gateway's text policy, so HTML entities are not drift."""
-    from mlops_cli.core.config import load_config
-    from mlops_cli.core.drift_reference import compute_reference
-    from mlops_cli.core.text_policy import prepare_text
+    from mlops_cli.config.settings import load_config
+    from mlops_cli.registry.drift_reference import compute_reference
+    from mlops_cli.common.text_policy import prepare_text
 
     from .drift_support import build_classifier
 
@@ -188,7 +188,7 @@ def test_version_flag_picks_that_versions_predictions(cli, registered, reference
 def test_gateway_traffic_in_distribution_then_shifted(cli, registered, log_path, tmp_path):
     """Acceptance: real predictor + gateway write the log; drift is absent for review-like texts and
     detected (exit 3, complete HTML report) for long off-domain texts."""
-    from mlops_cli.core.dataset import load_drugscom
+    from mlops_cli.data.dataset import load_drugscom
 
     predictor, gateway, url = start_serving(registered, tmp_path, {"MLOPS_GATEWAY__PREDICTION_LOG": str(log_path)})
     try:
@@ -220,9 +220,9 @@ def test_evidently_runs_without_network(reference, monkeypatch, tmp_path):
     """No descriptor or telemetry may reach out: every connection attempt fails the test."""
     import socket
 
-    from mlops_cli.core.atomic_file import write_atomically
-    from mlops_cli.core.drift_compare import compare, frame_from_records
-    from mlops_cli.core.prediction_log_reader import read_prediction_log
+    from mlops_cli.common.atomic_file import write_atomically
+    from mlops_cli.monitoring.drift_compare import compare, frame_from_records
+    from mlops_cli.monitoring.prediction_log_reader import read_prediction_log
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access during drift computation: {args}")
@@ -260,7 +260,7 @@ def _log_of(path, n, now, version="1"):
 
 
 def test_window_sample_is_bounded_uniform_and_counts_everything(tmp_path):
-    from mlops_cli.core.prediction_log_reader import sample_prediction_log
+    from mlops_cli.monitoring.prediction_log_reader import sample_prediction_log
 
     now = datetime.now(timezone.utc)
     path = _log_of(tmp_path / "p.jsonl", 5000, now)
@@ -279,7 +279,7 @@ def test_window_sample_is_bounded_uniform_and_counts_everything(tmp_path):
 def test_reading_the_window_does_not_grow_with_the_log(tmp_path):
     import tracemalloc
 
-    from mlops_cli.core.prediction_log_reader import sample_prediction_log
+    from mlops_cli.monitoring.prediction_log_reader import sample_prediction_log
 
     now = datetime.now(timezone.utc)
     peaks = []
@@ -294,8 +294,8 @@ def test_reading_the_window_does_not_grow_with_the_log(tmp_path):
 
 def test_drift_compares_a_sample_says_so_and_reads_rotated_files(registered, reference, log_path, tmp_path, monkeypatch):
     """The rotated file (the gateway's `<name>.1`) is part of the window; 30 of 80 predictions compared."""
-    from mlops_cli.core.config import load_config
-    from mlops_cli.core.drift import run_drift
+    from mlops_cli.config.settings import load_config
+    from mlops_cli.monitoring.drift import run_drift
 
     lines = lines_like_reference(reference, 80, seed=9)
     log_path.with_name(log_path.name + ".1").write_text("".join(lines[40:]))  # older half, rotated

@@ -2,15 +2,15 @@
 
 Requests come from the objects the install applies (charts.platform.all_objects, with the offline bundle of
 tests/k8s_support.py standing in for the upstream manifests), allocatable capacity from the EKS AL2023
-AMI's reservation formula (mlops_cli/core/capacity.py names the source lines).
+AMI's reservation formula (mlops_cli/cloud/capacity.py names the source lines).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from mlops_cli.core import capacity
-from mlops_cli.core.capacity import allocatable, covers, plan_nodes, platform_requests
+from mlops_cli.cloud import capacity
+from mlops_cli.cloud.capacity import allocatable, covers, plan_nodes, platform_requests
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def rendered(tmp_path, project):
     """The rendered platform's requests for a project with the offline upstream bundle."""
     from charts.objects import resources
     from charts.platform import all_objects
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
     from tests.k8s_support import build_bundle, kubernetes_toml
 
     pins = build_bundle(tmp_path / "bundle")
@@ -135,7 +135,7 @@ def test_egress_address_is_read_from_checkip(monkeypatch):
     import httpx
 
     from mlops_cli.adapters import pulumi_aws_account
-    from mlops_cli.core.errors import PreflightError
+    from mlops_cli.common.errors import PreflightError
 
     def answer(text):
         return httpx.MockTransport(lambda request: httpx.Response(200, text=text))

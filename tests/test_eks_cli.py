@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from mlops_cli.adapters import pulumi_aws_account
-from mlops_cli.core.errors import MlopsError
+from mlops_cli.common.errors import MlopsError
 from tests.eks_support import KUBECONFIG, OUTPUTS
 from tests.support import AWS_ACCOUNT as ACCOUNT
 
@@ -59,8 +59,8 @@ def test_up_without_passphrase_is_a_preflight_error(cli, project, aws, monkeypat
 
 
 def test_doctor_checks_name_the_fix(project, no_pulumi, monkeypatch):
-    from mlops_cli.core.config import load_config
-    from mlops_cli.core.errors import PreflightError
+    from mlops_cli.config.settings import load_config
+    from mlops_cli.common.errors import PreflightError
     from mlops_cli.targets.eks import EksTarget
 
     def no_credentials(region):
@@ -169,14 +169,14 @@ def test_down_without_typed_confirmation_destroys_nothing(cli, project, workspac
 
 
 def _target():
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
     from mlops_cli.targets.eks import EksTarget
 
     return EksTarget(load_config())
 
 
 def test_down_asks_for_the_stack_name_then_removes_platform_before_destroy(project, workspace, kubernetes_target):
-    from mlops_cli.core.progress import SILENT
+    from mlops_cli.common.progress import SILENT
     from mlops_cli.targets import DownOptions
 
     asked: list[Any] = []

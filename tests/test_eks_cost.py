@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlops_cli.adapters.pulumi_workspace import ResourceStep
-from mlops_cli.core.cost_estimate import estimate, load_prices
+from mlops_cli.cloud.cost_estimate import estimate, load_prices
 
 
 def _s(op, typ, name="r", **inputs):

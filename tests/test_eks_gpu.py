@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from mlops_cli.adapters import pulumi_aws_account
-from mlops_cli.core.errors import MlopsError
+from mlops_cli.common.errors import MlopsError
 
 
 def _checks(project, monkeypatch, quota, gpu: bool = True):
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
     from mlops_cli.targets.eks import EksTarget
 
     (project / "mlops.toml").write_text('[project]\nname = "test-project"\n[eks]\n'

@@ -177,7 +177,7 @@ def test_wait_gives_up_after_the_timeout_and_says_what_is_held(moto_env):
 
 
 def test_down_keeps_even_an_empty_bucket_and_the_next_up_adopts_it(cli, project, workspace, kubernetes_target):
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
     from mlops_cli.targets.eks import kept_bucket
 
     result = cli("down", "--target", "eks", "--yes")

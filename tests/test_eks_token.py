@@ -78,7 +78,7 @@ def test_signature_covers_the_cluster_header(credentials):
 
 
 def test_no_credentials_is_a_clear_preflight_error(monkeypatch, tmp_path):
-    from mlops_cli.core.errors import PreflightError
+    from mlops_cli.common.errors import PreflightError
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)

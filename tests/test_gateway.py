@@ -9,8 +9,8 @@ import bcrypt
 import pytest
 from fastapi.testclient import TestClient
 
-from mlops_cli.core.config import load_config
-from mlops_cli.core.errors import ConfigError, PreflightError
+from mlops_cli.config.settings import load_config
+from mlops_cli.common.errors import ConfigError, PreflightError
 from mlops_cli.services.gateway import GatewaySettings, create_app
 from mlops_cli.services.gateway_auth import BasicAuth
 
@@ -136,7 +136,7 @@ def test_htpasswd_errors_are_clear(tmp_path):
 
 
 def test_text_policy_normalises_and_truncates():
-    from mlops_cli.core.text_policy import decide, prepare_text
+    from mlops_cli.common.text_policy import decide, prepare_text
 
     assert prepare_text("  I&#039;m   fine\n", "head", 10) == "I'm fine"
     words = " ".join(f"w{i}" for i in range(20))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_cli.core.images import image_env_cache
+from mlops_cli.cloud.images import image_env_cache
 
 from .support import REPO
 from .import_graph import reachable
@@ -39,10 +39,10 @@ ENTRYPOINTS = {
 # Modules our code imports on paths the image never takes, each with the reason. Anything else reachable
 # from the entrypoint must import in the image's environment.
 NOT_ON_THE_IMAGE_PATH = {
-    "gateway": {"pandas": "core/dataset.py reads CSV/parquet for `mlops data import`; the gateway uses only its text cleaning"},
-    "predictor": {"pandas": "core/dataset.py reads CSV/parquet for `mlops data import`; the predictor uses only its text cleaning"},
+    "gateway": {"pandas": "data/dataset.py reads CSV/parquet for `mlops data import`; the gateway uses only its text cleaning"},
+    "predictor": {"pandas": "data/dataset.py reads CSV/parquet for `mlops data import`; the predictor uses only its text cleaning"},
     "drift": {
-        "torch": "core/drift_reference.py profiles a model's predictions when a version is registered; the service downloads that reference",
+        "torch": "registry/drift_reference.py profiles a model's predictions when a version is registered; the service downloads that reference",
         "transformers": "same: reference building at registration time",
         "safetensors.torch": "same: reference building at registration time",
         "transformers.utils": "same: reference building at registration time",

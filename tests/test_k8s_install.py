@@ -182,7 +182,7 @@ def registry(monkeypatch):
     from types import SimpleNamespace
 
     from mlops_cli.adapters import mlflow_tracking
-    from mlops_cli.core import registry as reg
+    from mlops_cli.registry import versions as reg
 
     def resolve_version(config, version=None, alias=None):
         version = version or "1"
@@ -304,7 +304,7 @@ def test_emulator_runs_the_gateway_probe_and_knative_admission(cli, installed, r
     import time
 
     from charts.inference_service import render
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
 
     # The real gateway app answers its probe: /readyz is 503 until a predictor answers.
     gateway = installed.find("Deployment", "gateway")
@@ -569,7 +569,7 @@ def test_predict_file_sends_a_batch_the_edge_shed_again_after_retry_after(cli, i
     waited out and the batch sent again, as on local; the file is scored whole."""
     import base64
 
-    from mlops_cli.core import batch_predict
+    from mlops_cli.platform import batch_predict
 
     waits = []
     monkeypatch.setattr(batch_predict.time, "sleep", waits.append)
@@ -629,7 +629,7 @@ def test_logs_show_the_newest_pod_of_a_component(cli, installed, project):
 
 
 def test_doctor_checks_name_a_missing_kubeconfig(project):
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
     from mlops_cli.targets.kubernetes import KubernetesTarget
 
     (project / "mlops.toml").write_text('[kubernetes]\nkubeconfig = "nowhere/kubeconfig"\n')
@@ -638,7 +638,7 @@ def test_doctor_checks_name_a_missing_kubeconfig(project):
 
 
 def test_doctor_checks_show_the_context(project, k8s):
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
     from mlops_cli.targets.kubernetes import KubernetesTarget
 
     checks = KubernetesTarget(load_config()).checks()

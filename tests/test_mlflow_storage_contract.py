@@ -21,7 +21,7 @@ NAMESPACE = "ml-prod"
 def rendered_mlflow_server(tmp_path_factory):
     """`mlflow server` started with the rendered container's own flags, on loopback paths."""
     from charts import mlflow as mlflow_chart
-    from mlops_cli.core.config import Config
+    from mlops_cli.config.settings import Config
 
     tmp_path = tmp_path_factory.mktemp("mlflow")
     config = Config.model_validate({"kubernetes": {"namespace": NAMESPACE}})
@@ -58,9 +58,9 @@ def test_registered_version_resolves_to_a_storage_uri_our_predictor_loads(projec
     import models.onnx_export
     from charts.inference_service import cluster_uri, render, storage_uri
     from charts.mlflow import DATA_PVC
-    from mlops_cli.core.config import load_config
-    from mlops_cli.core.registry import resolve_version
-    from mlops_cli.core.serving_runtime import RUNTIME_TAG, served_artifact_uri
+    from mlops_cli.config.settings import load_config
+    from mlops_cli.registry.versions import resolve_version
+    from mlops_cli.registry.serving_runtime import RUNTIME_TAG, served_artifact_uri
     from models.predictor import SentimentPredictor
 
     url, _, volume, _ = rendered_mlflow_server

@@ -127,7 +127,7 @@ def exported_names(url: str) -> set[str]:
 
 @pytest.mark.slow
 def test_dashboard_and_alerts_query_only_exported_metrics(registered, tmp_path):
-    from mlops_cli.core.dataset import load_drugscom
+    from mlops_cli.data.dataset import load_drugscom
 
     project = registered
     log = tmp_path / "predictions.jsonl"
@@ -170,8 +170,8 @@ def test_dashboard_and_alerts_query_only_exported_metrics(registered, tmp_path):
 # -- local Prometheus ------------------------------------------------------------------------------------
 
 def test_prometheus_command_renders_local_targets(project, tmp_path):
-    from mlops_cli.core.config import load_config
-    from mlops_cli.core.prometheus_local import prometheus_command
+    from mlops_cli.config.settings import load_config
+    from mlops_cli.platform.prometheus_local import prometheus_command
 
     if shutil.which("prometheus") is None:
         pytest.skip("prometheus not installed (apt-get install prometheus)")
@@ -191,8 +191,8 @@ def test_prometheus_command_renders_local_targets(project, tmp_path):
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (apt-get install prometheus)")
 def test_local_prometheus_starts_with_our_rules_and_targets(project):
-    from mlops_cli.core.config import load_config
-    from mlops_cli.core.prometheus_local import prometheus_command
+    from mlops_cli.config.settings import load_config
+    from mlops_cli.platform.prometheus_local import prometheus_command
 
     cfg = load_config(overrides={"local.prometheus_port": free_port()})
     argv = prometheus_command(cfg, cfg.state_dir / "local" / "prometheus.yml")
@@ -216,9 +216,9 @@ def test_local_prometheus_starts_with_our_rules_and_targets(project):
 
 
 def test_prometheus_missing_says_how_to_install(project, monkeypatch, tmp_path):
-    from mlops_cli.core.config import load_config
-    from mlops_cli.core.errors import PreflightError
-    from mlops_cli.core.prometheus_local import prometheus_command
+    from mlops_cli.config.settings import load_config
+    from mlops_cli.common.errors import PreflightError
+    from mlops_cli.platform.prometheus_local import prometheus_command
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no prometheus binary here
     with pytest.raises(PreflightError) as err:
@@ -232,7 +232,7 @@ def test_prometheus_missing_says_how_to_install(project, monkeypatch, tmp_path):
 def test_json_log_lines_join_traces_by_request_id():
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from mlops_cli.services.logging_setup import JsonFormatter, build_tracer_provider, request_id_var
+    from mlops_cli.common.logging_setup import JsonFormatter, build_tracer_provider, request_id_var
 
     exporter = InMemorySpanExporter()
     provider = build_tracer_provider("mlops-test", exporter)
@@ -262,7 +262,7 @@ def test_json_log_lines_join_traces_by_request_id():
 
 
 def test_tracing_off_without_endpoint():
-    from mlops_cli.services.logging_setup import setup_tracing
+    from mlops_cli.common.logging_setup import setup_tracing
 
     tracer = setup_tracing("mlops-test", "")
     with tracer.start_as_current_span("nothing") as span:
@@ -304,7 +304,7 @@ def test_drift_service_exports_spans_with_the_request_id(registered, tmp_path):
 def test_logging_dict_config_gives_the_same_json_lines(capsys):
     import logging.config
 
-    from mlops_cli.services.logging_setup import logging_dict_config, request_id_var
+    from mlops_cli.common.logging_setup import logging_dict_config, request_id_var
 
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level

@@ -51,8 +51,8 @@ def decisive_classifier(tiny_base_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def registered(decisive_classifier, tmp_path_factory):
     """A project with a test split and version 1 registered in its embedded MLflow store."""
-    from mlops_cli.core import registry
-    from mlops_cli.core.config import load_config
+    from mlops_cli.registry import versions as registry
+    from mlops_cli.config.settings import load_config
 
     root = tmp_path_factory.mktemp("onnx-project")
     (root / "mlops.toml").write_text(f'[project]\nname = "onnx-test"\n[registry]\nmodel_name = "{MODEL_NAME}"\n')
@@ -66,7 +66,7 @@ def registered(decisive_classifier, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runtime_dir(registered, decisive_classifier):
-    from mlops_cli.core.serving_runtime import served_model_dir
+    from mlops_cli.registry.serving_runtime import served_model_dir
 
     cfg, ref = registered
     return served_model_dir(cfg, ref, decisive_classifier)
@@ -86,8 +86,8 @@ def test_int8_runtime_gives_fp32_labels(runtime_dir, decisive_classifier):
 
 def test_export_is_logged_with_its_evaluation_and_reused(registered, runtime_dir, decisive_classifier, monkeypatch):
     from mlops_cli.adapters import mlflow_tracking
-    from mlops_cli.core import registry
-    from mlops_cli.core.serving_runtime import RUNTIME_DIR, RUNTIME_TAG, served_model_dir
+    from mlops_cli.registry import versions as registry
+    from mlops_cli.registry.serving_runtime import RUNTIME_DIR, RUNTIME_TAG, served_model_dir
 
     cfg, ref = registered
     fresh = registry.resolve_version(cfg, version=ref.version)
@@ -110,7 +110,7 @@ def test_export_is_logged_with_its_evaluation_and_reused(registered, runtime_dir
 
 
 def test_torch_runtime_serves_the_fp32_directory(registered, decisive_classifier, monkeypatch):
-    from mlops_cli.core.serving_runtime import predictor_args, served_model_dir
+    from mlops_cli.registry.serving_runtime import predictor_args, served_model_dir
 
     cfg, ref = registered
     monkeypatch.setattr(cfg.serving, "runtime", "torch")
@@ -133,7 +133,7 @@ def test_predictor_serves_the_export_without_importing_torch(runtime_dir):
     ("", {"runtime": "onnx-int8", "predictor_server": "mlops"}),
 ])
 def test_runtime_setting_and_its_old_values(tmp_path, serving, expect):
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
 
     (tmp_path / "mlops.toml").write_text(f"[serving]\n{serving}\n")
     cfg = load_config(tmp_path / "mlops.toml", env={})
@@ -146,8 +146,8 @@ def test_runtime_setting_and_its_old_values(tmp_path, serving, expect):
     ('runtime = "huggingface"\npredictor_server = "mlops"', "names a server, which is predictor_server now"),
 ])
 def test_runtime_mistakes_are_one_clear_message(tmp_path, serving, message):
-    from mlops_cli.core.config import load_config
-    from mlops_cli.core.errors import ConfigError
+    from mlops_cli.config.settings import load_config
+    from mlops_cli.common.errors import ConfigError
 
     (tmp_path / "mlops.toml").write_text(f"[serving]\n{serving}\n")
     with pytest.raises(ConfigError, match="serving") as err:

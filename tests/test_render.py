@@ -44,7 +44,7 @@ def test_offline_render_writes_our_objects_and_lists_upstream_manifests(project,
 
 def test_render_is_what_up_applies(project, cli):
     from charts.platform import all_objects
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
 
     pins = build_bundle(project / "bundle")
     (project / "mlops.toml").write_text('[project]\nname = "t"\n' + kubernetes_toml(project / "bundle", pins))
@@ -68,7 +68,7 @@ def test_render_deploy_writes_the_cluster_local_inference_service(project, cli, 
     from types import SimpleNamespace
 
     from mlops_cli.adapters import mlflow_tracking
-    from mlops_cli.core import registry
+    from mlops_cli.registry import versions as registry
 
     (project / "mlops.toml").write_text('[project]\nname = "t"\n[kubernetes]\nmlflow_artifacts = "s3://bucket/mlflow"\n')
     monkeypatch.setattr(registry, "resolve_version", lambda config, version=None, alias=None: registry.ModelRef(

@@ -35,7 +35,7 @@ def prepared(project, cli, tiny_base_model):
 
 
 def _config():
-    from mlops_cli.core.config import load_config
+    from mlops_cli.config.settings import load_config
 
     return load_config()
 
@@ -47,7 +47,7 @@ def test_train_log_embedded_store_holds_run_and_loadable_model(project, cli, pre
     from mlflow.tracking import MlflowClient
 
     from mlops_cli.adapters import mlflow_tracking
-    from mlops_cli.core import data
+    from mlops_cli.data import lifecycle as data
     from models.classifier import SentimentClassifier
 
     result = cli("--json", "train", "--log", "--max-steps", "20")
@@ -133,7 +133,7 @@ def test_training_flags_override_config_and_bad_values_are_one_error(project, cl
 
 
 def test_same_seed_same_data_same_metrics(project, cli, prepared):
-    from mlops_cli.core import training
+    from mlops_cli.training import run as training
 
     config = _config().with_overrides({"train.max_steps": 8})
     first = training.train(config, log=False)
@@ -149,9 +149,9 @@ def test_ctrl_c_leaves_no_model_and_marks_run_killed(project, cli, prepared):
     from mlflow.tracking import MlflowClient
 
     from mlops_cli.adapters import mlflow_tracking
-    from mlops_cli.core import training
-    from mlops_cli.core.errors import Interrupted
-    from mlops_cli.core.progress import Reporter
+    from mlops_cli.training import run as training
+    from mlops_cli.common.errors import Interrupted
+    from mlops_cli.common.progress import Reporter
 
     class CtrlCAtStep3(Reporter):
         steps = 0
@@ -183,7 +183,7 @@ def test_test_split_is_read_only_after_every_choice_is_saved(project, cli, prepa
     """
     import hashlib
 
-    from mlops_cli.core import training
+    from mlops_cli.training import run as training
 
     real_read = training.read_split
     seen: list[dict] = []
@@ -215,7 +215,7 @@ def test_test_split_is_read_only_after_every_choice_is_saved(project, cli, prepa
 
 
 def test_decision_offset_and_temperature_are_chosen_for_balanced_error():
-    from mlops_cli.core import decision_rule
+    from mlops_cli.training import decision_rule
 
     rng = np.random.default_rng(0)
     # A model that leans positive: negatives' margins sit around +0.5, positives' around +2.5.
@@ -244,7 +244,7 @@ def test_decision_offset_and_temperature_are_chosen_for_balanced_error():
 
 
 def test_bootstrap_intervals_cover_the_estimate_and_shrink_with_more_rows():
-    from mlops_cli.core import intervals
+    from mlops_cli.training import intervals
 
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 2000)
@@ -306,7 +306,7 @@ def test_missing_dataset_is_one_clear_error(project, cli, tiny_base_model):
 
 
 def test_evaluation_numbers_on_a_known_example(tmp_path):
-    from mlops_cli.core.evaluation import expected_calibration_error, plot_confusion, plot_reliability, score
+    from mlops_cli.training.evaluation import expected_calibration_error, plot_confusion, plot_reliability, score
 
     y = np.array([0, 0, 1, 1])
     proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]])
@@ -324,8 +324,8 @@ def test_evaluation_numbers_on_a_known_example(tmp_path):
 
 
 def test_layer_lr_decay_gives_lower_layers_smaller_rates(tiny_base_model):
-    from mlops_cli.core.config import TrainConfig
-    from mlops_cli.core.training import _param_groups
+    from mlops_cli.config.settings import TrainConfig
+    from mlops_cli.training.run import _param_groups
     from models.classifier import SentimentClassifier
 
     classifier = SentimentClassifier.from_base(tiny_base_model, ["Negative", "Positive"], max_length=16)

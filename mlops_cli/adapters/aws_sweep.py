@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..core.errors import MlopsError
+from ..common.errors import MlopsError
 
 CNI_CLUSTER_TAG = "cluster.k8s.amazonaws.com/name"
 SERVICE_TAG = "kubernetes.io/service-name"

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core.errors import MlopsError
+from ..common.errors import MlopsError
 
 
 def _api(kubeconfig: Path):

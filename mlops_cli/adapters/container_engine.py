@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..core.errors import MlopsError, PreflightError
+from ..common.errors import MlopsError, PreflightError
 
 ENGINES = ("docker buildx", "podman", "buildah")
 PROBE_TIMEOUT_S = 15

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ..core.errors import MlopsError, PreflightError
+from ..common.errors import MlopsError, PreflightError
 
 REMOTE_NAME = "mlops"
 

@@ -11,7 +11,7 @@ import base64
 import re
 from dataclasses import dataclass
 
-from ..core.errors import PreflightError
+from ..common.errors import PreflightError
 from .pulumi_aws_account import CREDENTIALS_HINT, _client
 
 # <account>.dkr.ecr.<region>.amazonaws.com[.cn][/namespace]

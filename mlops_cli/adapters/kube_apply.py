@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from ..core.errors import MlopsError, PreflightError, UnreachableError
+from ..common.errors import MlopsError, PreflightError, UnreachableError
 
 FIELD_MANAGER = "mlops"
 HASH_ANNOTATION = "mlops.dev/applied-hash"

@@ -1,6 +1,6 @@
 """Instant queries against a Prometheus server's HTTP API (GET /api/v1/query).
 
-The answer is returned as Prometheus sent it (core/canary_analysis.py reads it); transport failures and
+The answer is returned as Prometheus sent it (monitoring/canary_analysis.py reads it); transport failures and
 non-JSON answers become one PreflightError naming the URL. Prometheus answers 400/422/503 with the same
 JSON envelope and "status": "error" (prometheus.io/docs/prometheus/latest/querying/api, "Format overview"),
 so those bodies are returned for the caller to report, not raised here.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.errors import PreflightError, UnreachableError
+from ..common.errors import PreflightError, UnreachableError
 
 
 class PrometheusApi:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.errors import MlopsError, PreflightError
+from ..common.errors import MlopsError, PreflightError
 
 CREDENTIALS_HINT = "set AWS_PROFILE (after `aws configure` or `aws sso login`) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
 

@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 import typer
 
 from .. import __version__
-from ..core.errors import MlopsError
+from ..common.errors import MlopsError
 from . import (commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_images,
                commands_platform, commands_render, commands_train)
 from .state import state

@@ -34,8 +34,8 @@ def _report(ctx: typer.Context, result: dict[str, Any]) -> None:
 def _project_config(ctx: typer.Context, command: str):
     """The config of a project: commands that create data/, .dvc/ and .mlops/ refuse to do it in
     whatever directory they happen to run in."""
-    from ..core.config import CONFIG_FILENAME
-    from ..core.errors import ConfigError
+    from ..config.settings import CONFIG_FILENAME
+    from ..common.errors import ConfigError
 
     config = state(ctx).config()
     if config.file is None:
@@ -58,7 +58,7 @@ def prepare(ctx: typer.Context) -> None:
 
       MLOPS_DATA__CLASSES=three mlops data prepare
     """
-    from ..core import data
+    from ..data import lifecycle as data
 
     _report(ctx, data.prepare(_project_config(ctx, "data prepare")))
 
@@ -82,7 +82,7 @@ def import_(
 
       mlops data import reviews.parquet --test-size 0.3 --seed 7
     """
-    from ..core import data
+    from ..data import lifecycle as data
 
     _report(ctx, data.import_file(_project_config(ctx, "data import"), path, text_col, label_col, test_size, seed))
 
@@ -97,7 +97,7 @@ def push(ctx: typer.Context) -> None:
 
       MLOPS_DATA__REMOTE=s3://my-bucket/dvc mlops data push
     """
-    from ..core import data
+    from ..data import lifecycle as data
     from . import render
 
     result = data.push(state(ctx).config())
@@ -112,7 +112,7 @@ def pull(ctx: typer.Context) -> None:
 
       mlops data pull
     """
-    from ..core import data
+    from ..data import lifecycle as data
     from . import render
 
     result = data.pull(state(ctx).config())
@@ -129,7 +129,7 @@ def status(ctx: typer.Context) -> None:
 
       mlops data status --json
     """
-    from ..core import data
+    from ..data import lifecycle as data
     from . import render
 
     result = data.status(state(ctx).config())

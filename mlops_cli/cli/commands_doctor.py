@@ -22,7 +22,7 @@ def doctor(ctx: typer.Context) -> None:
 
       MLOPS_PROJECT__TARGET=eks mlops doctor --json
     """
-    from ..core.doctor import exit_code, run_checks
+    from ..platform.doctor import exit_code, run_checks
     from ..targets import get_target
     from . import render
 

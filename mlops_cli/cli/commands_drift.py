@@ -43,8 +43,8 @@ def drift(
 
       mlops drift --fail-on-drift        # in CI or cron: exit 3 on drift
     """
-    from ..core.drift import run_drift
-    from ..core.errors import ConfigError
+    from ..monitoring.drift import run_drift
+    from ..common.errors import ConfigError
     from . import render
 
     st = state(ctx)

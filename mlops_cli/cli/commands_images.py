@@ -1,4 +1,4 @@
-"""`mlops images build|list`: our container images (core/images.py does the work)."""
+"""`mlops images build|list`: our container images (cloud/images.py does the work)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def build(
 
       MLOPS_IMAGES__REGISTRY=ghcr.io/acme mlops images build --push --tag 1.2.0
     """
-    from ..core.images import build_images, record_path
+    from ..cloud.images import build_images, record_path
     from . import render
 
     st = state(ctx)
@@ -62,7 +62,7 @@ def list_(ctx: typer.Context) -> None:
 
       mlops images list --json
     """
-    from ..core.images import list_images
+    from ..cloud.images import list_images
     from . import render
 
     st = state(ctx)
@@ -79,7 +79,7 @@ def list_(ctx: typer.Context) -> None:
 
 def _engine_if_any():
     from ..adapters.container_engine import detect
-    from ..core.errors import PreflightError
+    from ..common.errors import PreflightError
 
     try:
         return detect()

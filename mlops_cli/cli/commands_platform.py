@@ -181,12 +181,12 @@ def deploy(
 
     st = state(ctx)
     if (observe or promote_if_healthy) and canary is None:
-        from ..core.errors import ConfigError
+        from ..common.errors import ConfigError
 
         raise ConfigError("--observe and --promote-if-healthy judge a canary: add --canary N",
                           hint="mlops deploy --version 4 --canary 10 --observe 10m --promote-if-healthy")
     if promote_if_healthy and not observe:
-        from ..core.errors import ConfigError
+        from ..common.errors import ConfigError
 
         raise ConfigError("--promote-if-healthy needs an observation window", hint="add --observe 10m")
     tgt = _target(ctx, target)
@@ -199,8 +199,8 @@ def deploy(
 
 
 def _judge_canary(ctx: typer.Context, tgt: Any, outcome: Any, observe: str, act: bool, reporter: Any) -> Any:
-    """Watch the canary just deployed; promote or roll it back through the target (core/canary_watch.py)."""
-    from ..core.canary_watch import judge_canary
+    """Watch the canary just deployed; promote or roll it back through the target (monitoring/canary_watch.py)."""
+    from ..monitoring.canary_watch import judge_canary
     from ..targets import DeployOptions
     from . import render
 
@@ -242,7 +242,7 @@ def predict(
     """
     import sys
 
-    from ..core.errors import UsageError
+    from ..common.errors import UsageError
     from . import render
 
     st = state(ctx)
@@ -261,7 +261,7 @@ def predict(
             colour = {"Positive": "green", "Negative": "red"}.get(result["label"], "yellow")
             render.out.print(f"[bold {colour}]{result['label']}[/]  confidence {result['confidence']:.2f}  (model version {result.get('model_version', '?')})")
         return
-    from ..core.batch_predict import predict_file
+    from ..platform.batch_predict import predict_file
 
     cfg = st.config()
     with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:

@@ -35,7 +35,7 @@ def render_(
 
       mlops render --target kubernetes | kubectl apply --dry-run=server -f -
     """
-    from ..core.errors import ConfigError
+    from ..common.errors import ConfigError
     from . import render
 
     st = state(ctx)
@@ -48,8 +48,8 @@ def render_(
     from charts import manifests
 
     if deploy:
-        from ..core.registry import resolve_version
-        from ..core.serving_runtime import served_artifact_uri
+        from ..registry.versions import resolve_version
+        from ..registry.serving_runtime import served_artifact_uri
 
         ref = resolve_version(config, version, alias)
         # What deploy would apply: a version without its onnx-int8 export gets it here, as deploy would.

@@ -92,7 +92,7 @@ def train(
 
       MLOPS_TRAIN__LAYER_LR_DECAY=0.8 mlops train
     """
-    from ..core import training
+    from ..training import run as training
     from . import render
 
     st = state(ctx)
@@ -129,8 +129,8 @@ def eval_(
 
       mlops eval --alias champion --json
     """
-    from ..core import evaluation
-    from ..core.errors import ConfigError
+    from ..training import evaluation
+    from ..common.errors import ConfigError
     from . import render
 
     if version and alias:
@@ -164,7 +164,7 @@ def register_(
 
       mlops register --run-id 3f2a... --alias champion --force
     """
-    from ..core import registry
+    from ..registry import versions as registry
     from . import render
 
     st = state(ctx)
@@ -192,7 +192,7 @@ def list_(ctx: typer.Context) -> None:
 
       mlops models list --json
     """
-    from ..core import registry
+    from ..registry import versions as registry
     from . import render
 
     st = state(ctx)
@@ -230,7 +230,7 @@ def promote(
 
       mlops models promote 2 --alias staging
     """
-    from ..core import registry
+    from ..registry import versions as registry
     from . import render
 
     st = state(ctx)
@@ -254,7 +254,7 @@ def rollback(
 
       mlops models rollback --json
     """
-    from ..core import registry
+    from ..registry import versions as registry
     from . import render
 
     st = state(ctx)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..core.progress import Reporter
+from ..common.progress import Reporter
 
 _no_color = bool(os.environ.get("NO_COLOR"))
 # Piped output (scripts, CI logs) gets wide tables instead of rich's 80-column default.

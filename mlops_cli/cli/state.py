@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import typer
 
 if TYPE_CHECKING:
-    from ..core.config import Config
+    from ..config.settings import Config
 
 
 @dataclass
@@ -20,7 +20,7 @@ class AppState:
     _config: "Config | None" = field(default=None, repr=False)
 
     def config(self, overrides: Mapping[str, Any] | None = None) -> "Config":
-        from ..core.config import load_config
+        from ..config.settings import load_config
 
         if self._config is None:
             self._config = load_config(self.config_path)

@@ -25,9 +25,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
-from ..core.config import Config, load_config
-from ..core.errors import MlopsError
-from .logging_setup import (REQUEST_ID_HEADER, configure_json_logging, extract_trace_context, incoming_request_id,
+from ..config.settings import Config, load_config
+from ..common.errors import MlopsError
+from ..common.logging_setup import (REQUEST_ID_HEADER, configure_json_logging, extract_trace_context, incoming_request_id,
                             request_id_var, setup_tracing)
 
 log = logging.getLogger("mlops.drift")
@@ -79,11 +79,11 @@ class DriftMetrics:
 
 
 class DriftMonitor:
-    """Runs core.drift on demand; keeps the latest result, error and report for the routes."""
+    """Runs monitoring.drift on demand; keeps the latest result, error and report for the routes."""
 
     def __init__(self, config: Config, report_path: Path | None = None,
                  reference_loader: Callable[[Config, str], Any] | None = None) -> None:
-        from ..core.time_window import parse_duration
+        from ..common.time_window import parse_duration
 
         self.config = config
         self.interval_s = parse_duration(config.drift.interval, "[drift].interval").total_seconds()
@@ -102,13 +102,13 @@ class DriftMonitor:
             if self._reference_loader is not None:
                 self._references[version] = self._reference_loader(config, version)
             else:
-                from ..core.drift import registry_reference
+                from ..monitoring.drift import registry_reference
 
                 self._references[version] = registry_reference(config, version)
         return self._references[version]
 
     def recompute(self) -> None:
-        from ..core import drift
+        from ..monitoring import drift
 
         with self._lock:
             started = time.perf_counter()

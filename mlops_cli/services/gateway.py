@@ -27,15 +27,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..core.config import Config, load_config
-from ..core.secrets import Secrets
-from ..core.text_policy import decide, prepare_text
+from ..config.settings import Config, load_config
+from ..common.secrets import Secrets
+from ..common.text_policy import decide, prepare_text
 from .admission import Admission
 from .gateway_auth import BasicAuth
 from .gateway_metrics import GatewayMetrics
 from .gateway_schema import (BASIC_AUTH, INFERENCE_ERRORS, PredictBatchRequest, Prediction, PredictionBatch,
                              PredictRequest, request_body, upstream_body, with_security)
-from .logging_setup import configure_json_logging, request_id_var, setup_tracing
+from ..common.logging_setup import configure_json_logging, request_id_var, setup_tracing
 from .prediction_log import PredictionLog
 from .predictor_client import (PredictorClient, PredictorOverloaded, PredictorRejected, PredictorTimeout,
                                PredictorUnavailable)

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 from pathlib import Path
 
-from ..core.errors import ConfigError, PreflightError
+from ..common.errors import ConfigError, PreflightError
 
 
 class BasicAuth:

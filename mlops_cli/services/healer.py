@@ -20,12 +20,12 @@ from pathlib import Path
 
 import httpx
 
-from ..core.atomic_file import write_atomically
-from ..core.config import Config, load_config
-from ..core.processes import ProcessTable, tail
-from ..core.restart_policy import ComponentHealth, RestartPolicy
-from ..core.supervisor import Supervisor
-from .logging_setup import configure_json_logging
+from ..common.atomic_file import write_atomically
+from ..config.settings import Config, load_config
+from ..platform.processes import ProcessTable, tail
+from ..platform.restart_policy import ComponentHealth, RestartPolicy
+from ..platform.supervisor import Supervisor
+from ..common.logging_setup import configure_json_logging
 
 log = logging.getLogger("mlops.healer")
 TICK_S = 0.25

@@ -14,7 +14,7 @@ import orjson
 
 from .coalescer import Coalescer
 from .http_hop import AiohttpHop, Hop, HopResponse, HopTimeout, HopUnreachable
-from .logging_setup import inject_trace_headers
+from ..common.logging_setup import inject_trace_headers
 
 
 class PredictorUnavailable(Exception):

@@ -6,8 +6,8 @@ that target is chosen.
 
 from __future__ import annotations
 
-from ..core.config import Config
-from ..core.errors import ConfigError
+from ..config.settings import Config
+from ..common.errors import ConfigError
 from .base import ComponentStatus, DeployOptions, DownOptions, Outcome, StepResult, Target, UpOptions
 
 __all__ = ["ComponentStatus", "DeployOptions", "DownOptions", "Outcome", "StepResult", "Target", "UpOptions", "get_target"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
-from ..core.check import Check
-from ..core.progress import Reporter
+from ..common.check import Check
+from ..common.progress import Reporter
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from typing import Any, Iterator
 
 from ..adapters import aws_sweep, cluster_resources, pulumi_aws_account, pulumi_workspace
 from ..adapters.pulumi_workspace import ResourceStep
-from ..core.atomic_file import write_atomically
-from ..core.config import Config
-from ..core.errors import MlopsError, NotFoundError, PreflightError
-from ..core.progress import Reporter
+from ..common.atomic_file import write_atomically
+from ..config.settings import Config
+from ..common.errors import MlopsError, NotFoundError, PreflightError
+from ..common.progress import Reporter
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
 
 SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_kubernetes")
@@ -124,16 +124,16 @@ class EksTarget:
     # ----------------------------------------------------------------- preflight
 
     def _version_check(self):
-        """The configured Kubernetes version against the dated EKS table (core/eks_versions.py)."""
-        from ..core.doctor import Check
-        from ..core.eks_versions import SOURCE, Support, newest_in_standard, status
+        """The configured Kubernetes version against the dated EKS table (cloud/eks_versions.py)."""
+        from ..platform.doctor import Check
+        from ..cloud.eks_versions import SOURCE, Support, newest_in_standard, status
 
         st = status(self.eks.version)
         fix = f'set eks.version = "{newest_in_standard()}" in mlops.toml (in standard support; see {SOURCE})'
         if st.support is Support.STANDARD:
             return Check("EKS Kubernetes version", True, st.describe())
         if st.support is Support.EXTENDED:
-            from ..core.cost_estimate import load_prices
+            from ..cloud.cost_estimate import load_prices
 
             price = load_prices().hourly["eks_cluster_extended"]
             return Check("EKS Kubernetes version", False,
@@ -164,7 +164,7 @@ class EksTarget:
         return identity
 
     def checks(self) -> list:
-        from ..core.check import Check
+        from ..common.check import Check
 
         cli = pulumi_workspace.find_cli()
         checks = [self._version_check(), Check("pulumi CLI", cli is not None, cli or "not on PATH", "" if cli else pulumi_workspace.INSTALL_HINT)]
@@ -185,8 +185,8 @@ class EksTarget:
     def _gpu_quota_check(self):
         """New accounts may run 0 vCPUs of G and VT instances on demand (Service Quotas L-DB2E81BA); the GPU
         node group then never gets a node and the request to raise it takes a day or more."""
-        from ..core.capacity import INSTANCES
-        from ..core.doctor import Check
+        from ..cloud.capacity import INSTANCES
+        from ..platform.doctor import Check
 
         kind = self.eks.gpu_instance_types[0]
         need = INSTANCES.get(kind, (0,))[0] * max(self.eks.gpu_desired_size, 1)
@@ -270,7 +270,7 @@ class EksTarget:
 
     def _size_node_group(self, reporter: Reporter, *, strict: bool) -> None:
         """Compare the platform's requests with the general node group; size it up, or refuse, before creating it."""
-        from ..core.capacity import DoesNotFit, plan_nodes
+        from ..cloud.capacity import DoesNotFit, plan_nodes
 
         kind = self.eks.instance_types[0]
         try:
@@ -284,7 +284,7 @@ class EksTarget:
         try:
             plan = plan_nodes(requests, kind)
         except KeyError:
-            reporter.warn(f"no allocatable figures for {kind} (core/capacity.py INSTANCES): capacity not checked")
+            reporter.warn(f"no allocatable figures for {kind} (cloud/capacity.py INSTANCES): capacity not checked")
             return
         except DoesNotFit as exc:
             raise PreflightError(f"the platform does not fit on {kind} nodes: {exc}",
@@ -305,12 +305,12 @@ class EksTarget:
         from charts.objects import resources
         from charts.platform import all_objects
 
-        from ..core.capacity import platform_requests
+        from ..cloud.capacity import platform_requests
 
         return platform_requests(all_objects(self.config, None), resources(self.config, "predictor"))
 
     def _estimate(self, steps: list[ResourceStep]):
-        from ..core.cost_estimate import UsageAssumptions, estimate, load_prices
+        from ..cloud.cost_estimate import UsageAssumptions, estimate, load_prices
 
         usage = UsageAssumptions(nat_gb_month=self.eks.estimate_nat_gb_month, log_gb_month=self.eks.estimate_log_gb_month,
                                  zones=self.eks.availability_zones)

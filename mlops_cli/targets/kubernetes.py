@@ -18,9 +18,9 @@ import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..adapters.kube_apply import READY_CONDITION, KubeCluster, condition, describe, secret_values
-from ..core.config import Config
-from ..core.errors import GatewayOverloaded, MlopsError, NotFoundError, PreflightError, UnreachableError
-from ..core.progress import Reporter
+from ..config.settings import Config
+from ..common.errors import GatewayOverloaded, MlopsError, NotFoundError, PreflightError, UnreachableError
+from ..common.progress import Reporter
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
 from .kubernetes_edge import edge_request, edge_trust
 from .kubernetes_ownership import foreign, is_ours
@@ -70,7 +70,7 @@ class KubernetesTarget:
         return self._cluster
 
     def checks(self) -> list[Any]:
-        from ..core.check import Check
+        from ..common.check import Check
 
         k = self.config.kubernetes
         path = self.config.path(k.kubeconfig) if k.kubeconfig else None
@@ -102,7 +102,7 @@ class KubernetesTarget:
 
         from charts.secrets import GatewayCredentials
 
-        from ..core.secrets import Secrets
+        from ..common.secrets import Secrets
 
         env = Secrets.from_env()
         live = secret_values(existing) if existing else {}
@@ -368,8 +368,8 @@ class KubernetesTarget:
             isvc["spec"]["predictor"].pop("canaryTrafficPercent", None)
             version, canary = _record(live)["version"], None
         else:
-            from ..core.registry import resolve_version
-            from ..core.serving_runtime import served_artifact_uri
+            from ..registry.versions import resolve_version
+            from ..registry.serving_runtime import served_artifact_uri
 
             ref = resolve_version(self.config, options.version, options.alias)
             served = served_artifact_uri(self.config, ref, reporter)  # the onnx-int8 export, made once per version
@@ -466,7 +466,7 @@ class KubernetesTarget:
 
         from charts import secrets as chart_secrets
 
-        from ..core.secrets import Secrets
+        from ..common.secrets import Secrets
 
         env = Secrets.from_env()
         user, password = env.gateway_user or self.config.gateway.user, env.gateway_password

@@ -16,11 +16,11 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import PreflightError
+from ..common.errors import PreflightError
 
 if TYPE_CHECKING:
     from ..adapters.kube_apply import KubeCluster
-    from ..core.config import Config
+    from ..config.settings import Config
 
 
 def edge_request(config: Config, path: str) -> tuple[str, dict[str, str], dict[str, Any]]:

@@ -19,13 +19,13 @@ from typing import Any, Iterator
 
 import httpx
 
-from ..core import processes
-from ..core.atomic_file import write_atomically
-from ..core.config import Config
-from ..core.errors import GatewayOverloaded, MlopsError, NotFoundError, PreflightError, UnreachableError, UsageError
-from ..core.progress import Reporter
-from ..core.secrets import Secrets
-from ..core.supervisor import HEALER, Program, Supervisor
+from ..platform import processes
+from ..common.atomic_file import write_atomically
+from ..config.settings import Config
+from ..common.errors import GatewayOverloaded, MlopsError, NotFoundError, PreflightError, UnreachableError, UsageError
+from ..common.progress import Reporter
+from ..common.secrets import Secrets
+from ..platform.supervisor import HEALER, Program, Supervisor
 from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
 
 PYTHON = sys.executable
@@ -106,7 +106,7 @@ class LocalTarget:
             self._gateway_component(),
         ]
         if with_prometheus:
-            from ..core.prometheus_local import prometheus_command
+            from ..platform.prometheus_local import prometheus_command
 
             config_path = self.config.state_dir / "local" / "prometheus.yml"
             components.append(Component("prometheus", self.local.prometheus_port,
@@ -316,8 +316,8 @@ class LocalTarget:
         if options.canary is not None or options.promote:
             raise UsageError("--canary/--promote need a cluster target (kubernetes or eks)",
                             hint="locally, `mlops deploy --version N` switches all traffic without dropping requests")
-        from ..core import registry
-        from ..core.serving_runtime import predictor_args, served_model_dir
+        from ..registry import versions as registry
+        from ..registry.serving_runtime import predictor_args, served_model_dir
 
         data = self.table.load()
         if options.rollback:
@@ -432,7 +432,7 @@ class LocalTarget:
         return processes.follow(path, lines, follow)
 
     def checks(self) -> list:
-        from ..core.check import Check
+        from ..common.check import Check
 
         out = []
         live = {n for n, i in self._supervisor().info().items() if i["statename"] == "RUNNING"}

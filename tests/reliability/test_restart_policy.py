@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlops_cli.core.restart_policy import ComponentHealth, RestartPolicy
+from mlops_cli.platform.restart_policy import ComponentHealth, RestartPolicy
 
 POLICY = RestartPolicy(backoff_s=0.5, backoff_max_s=4.0, max_restarts=4, window_s=60.0, health_failures=3)
 

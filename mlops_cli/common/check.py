@@ -1,6 +1,6 @@
 """One preflight check: what was checked, whether it passed, and the exact fix when it did not.
 
-The core's checks (core/doctor.py) and each target's (`Target.checks()`) return these; `mlops doctor`
+The core's checks (platform/doctor.py) and each target's (`Target.checks()`) return these; `mlops doctor`
 shows them in one table.
 
 Example::

@@ -9,9 +9,9 @@ import importlib.util
 import sys
 from typing import Iterable
 
-from .check import Check
-from .config import Config
-from .dataset import dataset_dir
+from ..common.check import Check
+from ..config.settings import Config
+from ..data.dataset import dataset_dir
 
 
 CORE_MODULES = ("torch", "transformers", "mlflow", "dvc", "kserve", "evidently", "fastapi", "uvicorn")

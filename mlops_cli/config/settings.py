@@ -25,13 +25,13 @@ from typing import Annotated, Any, Literal, Mapping
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
-from .errors import ConfigError
-from .time_window import duration_seconds
+from ..common.errors import ConfigError
+from ..common.time_window import duration_seconds
 
 CONFIG_FILENAME = "mlops.toml"
 ENV_PREFIX = "MLOPS_"
 TargetName = Literal["local", "kubernetes", "eks"]
-# The packaged review corpora (core/data_sources.py says what each is and where it comes from).
+# The packaged review corpora (data/data_sources.py says what each is and where it comes from).
 DataSourceName = Literal["drugscom", "rotten_tomatoes", "tweets", "amazon_snippets"]
 
 
@@ -256,7 +256,7 @@ class LocalConfig(Section):
 
 
 class CanaryConfig(Section):
-    """Thresholds of `mlops deploy --canary N --observe 10m --promote-if-healthy` (core/canary_analysis.py)."""
+    """Thresholds of `mlops deploy --canary N --observe 10m --promote-if-healthy` (monitoring/canary_analysis.py)."""
 
     prometheus_url: HttpUrl = ""          # empty: the local platform's Prometheus (`mlops up --with-prometheus`)
     max_error_rate: float = Field(0.01, ge=0, le=1)   # share of prediction requests answered 5xx
@@ -363,7 +363,7 @@ class EksConfig(Section):
     region: str = "us-east-1"
     stack: str = "dev"
     cluster_name: str = "mlops"
-    version: str = "1.35"  # mlops_cli/core/eks_versions.py: in EKS standard support until 2027-03-27
+    version: str = "1.35"  # mlops_cli/cloud/eks_versions.py: in EKS standard support until 2027-03-27
     upgrade_policy: Literal["STANDARD", "EXTENDED"] = "STANDARD"  # at end of standard support: upgrade, or pay extended
     vpc_cidr: str = "10.0.0.0/16"
     availability_zones: int = Field(2, ge=2, le=6)  # usable ones only: EKS-supported, offering the instance types
@@ -374,7 +374,7 @@ class EksConfig(Section):
     release_poll_s: float = Field(5.0, gt=0)
     estimate_nat_gb_month: float = Field(50.0, ge=0)  # cost estimate: GB/month through NAT (image pulls, S3 without endpoint)
     estimate_log_gb_month: float = Field(5.0, ge=0)   # cost estimate: GB/month of control-plane logs
-    # 2 x m6i.large (3.9 allocatable vCPU) cannot hold the platform's ~4.3 requested; `up` checks (core/capacity.py).
+    # 2 x m6i.large (3.9 allocatable vCPU) cannot hold the platform's ~4.3 requested; `up` checks (cloud/capacity.py).
     instance_types: list[str] = ["m6i.xlarge"]
     min_size: int = Field(1, ge=0)
     desired_size: int = Field(2, ge=0)

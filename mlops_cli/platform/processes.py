@@ -1,7 +1,7 @@
 """The local platform's recorded components and the helpers around their processes.
 
 `<state_dir>/local/processes.json` records each component (port, URL, command, log, health path,
-model version) and the deployment history. supervisord (core/supervisor.py) owns the processes
+model version) and the deployment history. supervisord (platform/supervisor.py) owns the processes
 themselves; the pid comes from it, never from this file.
 """
 
@@ -16,8 +16,8 @@ from typing import Callable, Iterator
 
 import psutil
 
-from .atomic_file import write_atomically
-from .errors import MlopsError, PreflightError
+from ..common.atomic_file import write_atomically
+from ..common.errors import MlopsError, PreflightError
 
 
 @dataclass

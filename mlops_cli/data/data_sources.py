@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from .dataset import Example, clean_text, labels_for
-from .errors import PreflightError
+from ..common.errors import PreflightError
 
 # Hutto's ratings are means of ~20 raters on -4..4; |mean| below this is "neither", Neutral in three-class mode.
 HUTTO_NEUTRAL_BAND = 0.5

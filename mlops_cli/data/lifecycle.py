@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters.dvc_store import DvcStore, RemoteSpec
-from .config import Config
+from ..config.settings import Config
 from .dataset import Dataset, check_split_sizes, dataset_dir, load_sources, read_user_file, split, write_dataset
 
 

@@ -23,9 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .errors import MlopsError
-from .progress import SILENT, Reporter
+from ..config.settings import Config
+from ..common.errors import MlopsError
+from ..common.progress import SILENT, Reporter
 
 RUNTIME_DIR = "onnx-int8"
 RUNTIME_TAG = "onnx_int8"
@@ -80,7 +80,7 @@ def served_artifact_uri(config: Config, ref: Any, reporter: Reporter = SILENT) -
         return f"{ref.location.rstrip('/')}/artifacts/{mlflow_tracking.CLASSIFIER_ARTIFACT}"
     uri = (ref.tags or {}).get(RUNTIME_TAG)
     if not uri:
-        from . import registry
+        from . import versions as registry
 
         classifier_dir = registry.local_model_dir(config, ref)
         reporter.start("runtime", f"exporting version {ref.version} to ONNX int8 (once per version)")
@@ -136,9 +136,9 @@ def produce(config: Config, ref: Any, classifier_dir: Path, out_dir: Path, repor
 def evaluate_runtime(config: Config, runtime_dir: Path) -> dict[str, Any] | None:
     from models.onnx_classifier import OnnxClassifier
 
-    from .dataset import read_split
-    from .errors import PreflightError
-    from .evaluation import evaluate
+    from ..data.dataset import read_split
+    from ..common.errors import PreflightError
+    from ..training.evaluation import evaluate
 
     try:
         examples = read_split(config, "test")

@@ -22,10 +22,10 @@ from typing import Any, Iterable
 
 from charts.image_refs import COMPONENTS, LOCAL_REGISTRIES  # the image contract: names, kind-only registries
 
-from .atomic_file import write_atomically
-from .config import Config
-from .errors import ConfigError
-from .progress import SILENT, Reporter
+from ..common.atomic_file import write_atomically
+from ..config.settings import Config
+from ..common.errors import ConfigError
+from ..common.progress import SILENT, Reporter
 
 ENTRYPOINTS = {  # what each image runs: tests/test_image_envs.py imports it in the image's environment
     "gateway": "mlops_cli.services.gateway",

@@ -27,8 +27,8 @@ from typing import Any
 
 import psutil
 
-from .atomic_file import write_atomically
-from .errors import MlopsError
+from ..common.atomic_file import write_atomically
+from ..common.errors import MlopsError
 
 STATE_ENV = "MLOPS_SUPERVISED_STATE_DIR"  # every supervised process carries it: finds orphans after a crash
 HEALER = "healer"

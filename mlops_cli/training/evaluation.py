@@ -22,8 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .dataset import Example
-from .errors import DataError
+from ..data.dataset import Example
+from ..common.errors import DataError
 
 ECE_BINS = 15
 KEY_METRICS = ("accuracy", "macro_f1", "roc_auc", "ece")
@@ -105,7 +105,7 @@ def score(labels: list[str], y_true: np.ndarray, proba: np.ndarray, intervals: b
 
 
 def score_baseline(baseline, examples: Sequence[Example]) -> Evaluation:
-    """The TF-IDF baseline (core/baseline.py) scored on the same rows, with the same intervals."""
+    """The TF-IDF baseline (training/baseline.py) scored on the same rows, with the same intervals."""
     index = {label: i for i, label in enumerate(baseline.labels)}
     y_true = np.array([index[e.label] for e in examples], dtype=int)
     return score(baseline.labels, y_true, baseline.predict_proba([e.text for e in examples]), intervals=True)
@@ -240,8 +240,8 @@ def evaluate_registered(config, version: str | None = None,
     from models.classifier import SentimentClassifier
 
     from . import baseline as tfidf
-    from . import registry
-    from .dataset import carve_validation, read_split
+    from ..registry import versions as registry
+    from ..data.dataset import carve_validation, read_split
 
     ref = registry.resolve_version(config, version=version, alias=alias)
     classifier = SentimentClassifier.load(registry.local_model_dir(config, ref))

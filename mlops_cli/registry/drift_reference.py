@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from .atomic_file import write_atomically
-from .config import Config
-from .errors import DataError, NotFoundError
+from ..common.atomic_file import write_atomically
+from ..config.settings import Config
+from ..common.errors import DataError, NotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,7 +83,7 @@ def attach_reference(config: Config, ref: Any, classifier_dir: Path, examples: l
     """Compute the reference for model version `ref`, log it to the version's run, tag the version."""
     from ..adapters import mlflow_tracking
 
-    from .text_policy import prepare_text
+    from ..common.text_policy import prepare_text
 
     texts = sample_texts(examples, config.drift.reference_samples, config.data.seed)
     frame = compute_reference(Path(classifier_dir), texts, batch_size=config.serving.batch_size,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from .drift_reference import CATEGORICAL_COLUMNS, COLUMNS, NUMERIC_COLUMNS
+from ..registry.drift_reference import CATEGORICAL_COLUMNS, COLUMNS, NUMERIC_COLUMNS
 from .drift_result import FeatureDrift, LabelShare
 
 if TYPE_CHECKING:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .config import Config
-from .errors import DataError, PreflightError
+from ..config.settings import Config
+from ..common.errors import DataError, PreflightError
 
 DATASET_NAME = "reviews"
 SPLITS = ("train", "test")

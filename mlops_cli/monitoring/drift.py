@@ -17,14 +17,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .atomic_file import write_atomically
-from .config import Config
+from ..common.atomic_file import write_atomically
+from ..config.settings import Config
 from .drift_compare import compare, frame_from_records, label_shares
 from .drift_result import STATUS_INSUFFICIENT, STATUS_OK, DriftResult
-from .errors import ConfigError, MlopsError
+from ..common.errors import ConfigError, MlopsError
 from .prediction_log_reader import rotated_and_current, sample_prediction_log
-from .progress import SILENT, Reporter
-from .time_window import parse_duration, parse_since
+from ..common.progress import SILENT, Reporter
+from ..common.time_window import parse_duration, parse_since
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,8 +42,8 @@ def report_path(config: Config, output: Path | None) -> Path:
 
 
 def registry_reference(config: Config, version: str) -> "pd.DataFrame":
-    from . import registry
-    from .drift_reference import load_reference
+    from ..registry import versions as registry
+    from ..registry.drift_reference import load_reference
 
     return load_reference(config, registry.resolve_version(config, version=version))
 
@@ -74,7 +74,7 @@ def run_drift(
                           hint="pass an earlier --since or a positive --window")
 
     if version is not None and reference_loader is None:
-        from . import registry
+        from ..registry import versions as registry
 
         registry.resolve_version(config, version=str(version))  # a version that does not exist says so
     log_path = config.path(config.gateway.prediction_log)

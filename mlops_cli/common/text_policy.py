@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from .dataset import clean_text
+from ..data.dataset import clean_text
 
 
 def prepare_text(text: str, policy: str, max_words: int) -> str:

@@ -1,4 +1,4 @@
-"""Watch a canary for an observation window and return the verdict (core/canary_analysis.py decides).
+"""Watch a canary for an observation window and return the verdict (monitoring/canary_analysis.py decides).
 
 Polls every `interval_s` over the time observed so far and stops early once the evidence already proves
 the canary bad (enough requests and an SLO broken): a bad canary should not keep its traffic for the
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from .canary_analysis import CanaryThresholds, CanaryVerdict, PrometheusAnswerError, breached, canary_queries, decide
-from .config import Config
-from .errors import MlopsError
-from .progress import SILENT, Reporter
+from ..config.settings import Config
+from ..common.errors import MlopsError
+from ..common.progress import SILENT, Reporter
 
 Query = Callable[[str], Mapping[str, Any]]
 
@@ -83,7 +83,7 @@ def judge_canary(
     A rolled-back canary is an MlopsError (exit 1) naming the reasons, raised after the rollback.
     """
     from ..adapters.prometheus_api import PrometheusApi
-    from .time_window import parse_duration
+    from ..common.time_window import parse_duration
 
     window_s = parse_duration(window, "--observe").total_seconds()
     c = config.canary

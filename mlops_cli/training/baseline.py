@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .dataset import Example
+from ..data.dataset import Example
 
 NAME = "TF-IDF (1-2 grams) + logistic regression"
 

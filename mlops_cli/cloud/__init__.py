@@ -1,0 +1,3 @@
+"""Planning for EKS: Kubernetes versions, node capacity, cost, our images and the stack's local state.
+May import: charts and what charts may.
+"""
