@@ -153,8 +153,8 @@ def registered_project(work: Path) -> Path:
     import torch
 
     from mlops_cli.adapters import mlflow_tracking
-    from mlops_cli.config.settings import load_config
-    from mlops_cli.data.dataset import load_drugscom
+    from mlops_cli.config.loading import load_config
+    from mlops_cli.data.data_sources import load_drugscom
     from mlops_cli.registry.drift_reference import attach_reference
     from models.classifier import SentimentClassifier
 

@@ -56,11 +56,11 @@ def minilm_dir() -> Path:
 def test_split(project: Path | None):
     """The project's test split, or the packaged drugsCom test split."""
     if project is not None:
-        from mlops_cli.config.settings import load_config
+        from mlops_cli.config.loading import load_config
         from mlops_cli.data.dataset import read_split
 
         return read_split(load_config(project / "mlops.toml"), "test")
-    from mlops_cli.data.dataset import load_drugscom
+    from mlops_cli.data.data_sources import load_drugscom
 
     return load_drugscom("binary").test
 
@@ -204,7 +204,7 @@ def run_ours(runtime: str, model_dir: Path, work: Path, env: dict, texts: list[s
     """`ceiling_probe`: measures the served runtime's ceiling once; given, the c=32 cell runs ROUNDS times,
     each right after one ceiling measurement, so each round's ratio compares two measurements seconds
     apart: on the shared 2-core VM a ceiling read 74-104 texts/s within minutes (2026-11-27)."""
-    from mlops_cli.config.settings import ServingConfig
+    from mlops_cli.config.sections import ServingConfig
 
     result = Path_(f"ours, {runtime}")
     p_port, g_port = free_port(), free_port()

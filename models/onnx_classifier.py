@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mlops_cli.data.dataset import clean_text
+from mlops_cli.common.text_policy import clean_text
 
 from .pass_plan import plan_passes
 

@@ -55,7 +55,7 @@ class NodeGroupSpec:
 class ClusterArgs:
     cluster_name: str
     version: str
-    upgrade_policy: str        # STANDARD | EXTENDED (core/eks_versions.upgrade_policy decides)
+    upgrade_policy: str        # STANDARD | EXTENDED (cloud/eks_versions.upgrade_policy decides)
     public_subnet_ids: list[pulumi.Input[str]]
     private_subnet_ids: list[pulumi.Input[str]]
     public_access_cidrs: list[str]

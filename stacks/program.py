@@ -1,5 +1,12 @@
 """The inline program: the components wired together from `[eks]`, and the stack's outputs.
 
+- `network.Network`: VPC across N availability zones, public + private subnets, NAT.
+- `cluster.Cluster`: EKS (aws.eks resources directly) with managed node groups in the private subnets.
+- `addons.ClusterAddons`: EBS CSI driver, default gp3 StorageClass, Cluster Autoscaler, NVIDIA device plugin.
+- `identity.PlatformIdentity`: the cluster's OIDC provider and the platform's IRSA role.
+- `storage.ArtifactBucket`: the S3 bucket for MLflow artifacts and the DVC remote.
+- `ecr.ImageRepositories`: optional ECR repositories for our images.
+
 `mlops up --target eks` hands `inline(config)` to the Automation API; tests call `build` under
 `pulumi.runtime.set_mocks`.
 """
@@ -11,8 +18,10 @@ from typing import Callable
 
 import pulumi
 
-from mlops_cli.config.settings import Config, EksConfig
+from mlops_cli.cloud.eks_records import kept_bucket
 from mlops_cli.cloud.eks_versions import upgrade_policy
+from mlops_cli.config.cluster_sections import EksConfig
+from mlops_cli.config.settings import Config
 
 from charts.inference_service import PREDICTOR_SERVICE_ACCOUNT
 
@@ -35,7 +44,7 @@ class Platform:
 
     project: str
     namespace: str
-    adopt_bucket: str = ""   # the bucket a previous `down` kept (targets/eks.py kept_bucket)
+    adopt_bucket: str = ""   # the bucket a previous `down` kept (cloud/eks_records.py kept_bucket)
 
 
 def node_groups(eks: EksConfig) -> list[NodeGroupSpec]:
@@ -103,8 +112,6 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
 def inline(config: Config) -> Callable[[], None]:
     """The program as the Automation API wants it: a no-argument function."""
     eks = config.eks
-    from mlops_cli.targets.eks import kept_bucket
-
     platform = Platform(project=config.project.name, namespace=config.kubernetes.namespace,
                         adopt_bucket=kept_bucket(config))
 

@@ -154,7 +154,7 @@ def workspace(monkeypatch, aws):
     monkeypatch.setattr(aws_sweep, "leftovers", lambda client, cluster: [])
     ws = FakeWorkspace()
 
-    def open_stack(config, *, create):
+    def open_stack(config, program, *, create):
         if not create and not ws.exists:
             raise NotFoundError(f"no EKS stack {config.eks.stack!r}")
         ws.calls.append(f"open create={create}")

@@ -46,8 +46,8 @@ def build_classifier(base_model: Path, out_dir: Path) -> Path:
 def registered_project(tmp_path_factory, base_model: Path) -> RegisteredProject:
     """A project with version 1 of MODEL_NAME registered in the embedded MLflow store and its drift
     reference attached (conftest's session fixture `registered` builds it once)."""
-    from mlops_cli.config.settings import load_config
-    from mlops_cli.data.dataset import load_drugscom
+    from mlops_cli.config.loading import load_config
+    from mlops_cli.data.data_sources import load_drugscom
     from mlops_cli.registry.drift_reference import attach_reference
 
     root = tmp_path_factory.mktemp("drift-project")
@@ -70,7 +70,7 @@ def registered_project(tmp_path_factory, base_model: Path) -> RegisteredProject:
 def load_registered_reference(project: RegisteredProject):
     """The drift reference stored with the project's registered version."""
     from mlops_cli.registry import versions as registry
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.registry.drift_reference import load_reference
 
     cfg = load_config(project.config_file, env={})

@@ -76,7 +76,7 @@ class GatewayPod:
     """One gateway container, built from its pod spec, probed in-process."""
 
     def __init__(self, container: dict[str, Any], network: ClusterNetwork) -> None:
-        from mlops_cli.config.settings import load_config
+        from mlops_cli.config.loading import load_config
         from mlops_cli.services.gateway import GatewaySettings, create_app
 
         self._scratch = tempfile.TemporaryDirectory(prefix="emu-pod-")

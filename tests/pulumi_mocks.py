@@ -13,7 +13,7 @@ pulumi = pytest.importorskip("pulumi")
 
 from pulumi.runtime.mocks import MockMonitor  # noqa: E402
 
-from mlops_cli.config.settings import EksConfig  # noqa: E402
+from mlops_cli.config.cluster_sections import EksConfig  # noqa: E402
 
 PROJECT, STACK, NAMESPACE = "test-project", "dev", "mlops"
 ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"

@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from mlops_cli.config.settings import load_config
+from mlops_cli.config.loading import load_config
 from mlops_cli.services.admission import MIN_IN_FLIGHT, Admission
 from mlops_cli.services.gateway import GatewaySettings, create_app
 from mlops_cli.services.gateway_auth import BasicAuth

@@ -33,7 +33,7 @@ NON_DEFAULT = {
 
 
 def _config(project: Path, extra: dict, serving: str = ""):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     pins = build_bundle(project / "bundle")
     (project / "mlops.toml").write_text('[project]\nname = "t"\n' + serving + kubernetes_toml(project / "bundle", pins, **extra))
@@ -79,7 +79,7 @@ def test_every_object_validates_for_kubernetes_1_34_and_1_35(config, k8s_version
 
 
 def test_configured_version_is_what_eks_defaults_to(project):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     config = load_config()
     assert config.kubernetes.version == config.eks.version == "1.35"
@@ -332,7 +332,7 @@ def test_manifests_are_downloaded_once_into_the_cache(project):
 
 def test_resource_overrides_name_known_components(project):
     from charts.objects import DEFAULT_RESOURCES, resources
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.common.errors import ConfigError
 
     (project / "mlops.toml").write_text('[kubernetes]\nresources = {gatway = {cpu = "1"}}\n')

@@ -22,7 +22,7 @@ def upstream_docs(relative: str) -> tuple[dict, ...]:
 
 @pytest.fixture
 def config(project):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     pins = build_bundle(project / "bundle")
     (project / "mlops.toml").write_text('[project]\nname = "t"\n' + kubernetes_toml(project / "bundle", pins, namespace="ml-prod"))
@@ -179,7 +179,7 @@ def refused_by_knative(predictor: dict, flags: dict[str, str]) -> list[str]:
 @pytest.mark.parametrize("runtime", ["mlops", "huggingface"])
 def test_knative_accepts_the_predictor_with_shipped_feature_flags(project, runtime):
     from charts import inference_service
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     pins = build_bundle(project / "bundle")
     (project / "mlops.toml").write_text(f'[serving]\nruntime = "{runtime}"\n' + kubernetes_toml(project / "bundle", pins))

@@ -73,7 +73,7 @@ def test_other_urls_are_refused_with_file_and_key(cli, project, key, value):
                                    "sqlite:////tmp/mlflow.db", "postgresql+psycopg2://u@db/mlflow",
                                    "file:///tmp/mlruns", "databricks"])
 def test_good_tracking_uris_load_unchanged(value):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     assert load_config(env={"MLOPS_REGISTRY__TRACKING_URI": value}).registry.tracking_uri == value
 
@@ -131,7 +131,7 @@ def test_readme_and_errors_agree_on_exit_codes():
 
 
 def _record_component(project, name: str) -> None:
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.platform.processes import ProcessRecord, ProcessTable
 
     port = free_port()
@@ -169,7 +169,7 @@ def test_predict_dash_reads_the_text_from_stdin(cli, project, monkeypatch):
 
 
 def test_logs_n_0_prints_no_old_lines(cli, project):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     log_dir = load_config().path(load_config().local.log_dir)
     log_dir.mkdir(parents=True)
@@ -194,7 +194,7 @@ def test_drift_for_an_unknown_version_says_so(cli, registered):
 
 def test_registering_the_same_run_twice_reports_the_existing_version(cli, registered):
     from mlops_cli.registry import versions as registry
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     cfg = load_config(registered.config_file, env={})
     run_id = registry.resolve_version(cfg, version=registered.version).run_id

@@ -10,7 +10,7 @@ import random
 import httpx
 import orjson
 
-from mlops_cli.config.settings import load_config
+from mlops_cli.config.loading import load_config
 from mlops_cli.services.coalescer import Coalescer
 from mlops_cli.services.gateway import GatewaySettings, create_app
 from mlops_cli.services.gateway_auth import BasicAuth

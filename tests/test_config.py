@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mlops_cli.config.settings import load_config
+from mlops_cli.config.loading import load_config
 from mlops_cli.common.errors import ConfigError
 
 from .support import REPO

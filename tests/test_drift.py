@@ -83,7 +83,7 @@ def test_log_reader_skips_and_counts_bad_lines(tmp_path):
 
 def test_registered_version_carries_its_reference(registered, reference):
     from mlops_cli.adapters import mlflow_tracking
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     cfg = load_config(registered.config_file, env={})
     tags = mlflow_tracking.client(cfg).get_model_version(MODEL_NAME, registered.version).tags
@@ -107,7 +107,7 @@ def test_reference_oov_share_sees_the_model_vocabulary(registered, reference):
 
 def test_reference_features_match_what_the_gateway_logs(tiny_base_model, tmp_path):
     """Reference texts go through the gateway's text policy, so HTML entities are not drift."""
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.registry.drift_reference import compute_reference
     from mlops_cli.common.text_policy import prepare_text
 
@@ -188,7 +188,7 @@ def test_version_flag_picks_that_versions_predictions(cli, registered, reference
 def test_gateway_traffic_in_distribution_then_shifted(cli, registered, log_path, tmp_path):
     """Acceptance: real predictor + gateway write the log; drift is absent for review-like texts and
     detected (exit 3, complete HTML report) for long off-domain texts."""
-    from mlops_cli.data.dataset import load_drugscom
+    from mlops_cli.data.data_sources import load_drugscom
 
     predictor, gateway, url = start_serving(registered, tmp_path, {"MLOPS_GATEWAY__PREDICTION_LOG": str(log_path)})
     try:
@@ -294,7 +294,7 @@ def test_reading_the_window_does_not_grow_with_the_log(tmp_path):
 
 def test_drift_compares_a_sample_says_so_and_reads_rotated_files(registered, reference, log_path, tmp_path, monkeypatch):
     """The rotated file (the gateway's `<name>.1`) is part of the window; 30 of 80 predictions compared."""
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.monitoring.drift import run_drift
 
     lines = lines_like_reference(reference, 80, seed=9)

@@ -18,7 +18,7 @@ def rendered(tmp_path, project):
     """The rendered platform's requests for a project with the offline upstream bundle."""
     from charts.objects import resources
     from charts.platform import all_objects
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from tests.k8s_support import build_bundle, kubernetes_toml
 
     pins = build_bundle(tmp_path / "bundle")
@@ -88,7 +88,7 @@ def opened(monkeypatch):
 
     seen = {}
 
-    def open_stack(config, *, create):
+    def open_stack(config, program, *, create):
         seen["eks"] = config.eks
         return FakeWorkspace()
 

@@ -59,7 +59,7 @@ def test_up_without_passphrase_is_a_preflight_error(cli, project, aws, monkeypat
 
 
 def test_doctor_checks_name_the_fix(project, no_pulumi, monkeypatch):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.common.errors import PreflightError
     from mlops_cli.targets.eks import EksTarget
 
@@ -169,7 +169,7 @@ def test_down_without_typed_confirmation_destroys_nothing(cli, project, workspac
 
 
 def _target():
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.targets.eks import EksTarget
 
     return EksTarget(load_config())

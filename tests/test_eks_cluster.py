@@ -165,7 +165,7 @@ def test_control_plane_log_group_is_declared_with_retention():
 def test_log_retention_must_be_a_value_cloudwatch_accepts():
     from pydantic import ValidationError
 
-    from mlops_cli.config.settings import EksConfig
+    from mlops_cli.config.cluster_sections import EksConfig
 
     with pytest.raises(ValidationError, match="CloudWatch Logs accepts only"):
         EksConfig(log_retention_days=10)

@@ -9,7 +9,7 @@ from mlops_cli.common.errors import MlopsError
 
 
 def _checks(project, monkeypatch, quota, gpu: bool = True):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.targets.eks import EksTarget
 
     (project / "mlops.toml").write_text('[project]\nname = "test-project"\n[eks]\n'

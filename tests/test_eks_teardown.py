@@ -124,7 +124,7 @@ def world(project, tmp_path, aws, moto_env, monkeypatch):
         return real_destroy(on_step)
 
     ws.destroy = destroy
-    monkeypatch.setattr(pulumi_workspace, "open_stack", lambda config, *, create: ws)
+    monkeypatch.setattr(pulumi_workspace, "open_stack", lambda config, program, *, create: ws)
     controller = CloudController(emu, client, lbs, volumes)
     controller.start()
     yield {"emu": emu, "aws": client, "ws": ws, "at_destroy": seen_at_destroy, "sg": sg,
@@ -177,8 +177,8 @@ def test_wait_gives_up_after_the_timeout_and_says_what_is_held(moto_env):
 
 
 def test_down_keeps_even_an_empty_bucket_and_the_next_up_adopts_it(cli, project, workspace, kubernetes_target):
-    from mlops_cli.config.settings import load_config
-    from mlops_cli.targets.eks import kept_bucket
+    from mlops_cli.config.loading import load_config
+    from mlops_cli.cloud.eks_records import kept_bucket
 
     result = cli("down", "--target", "eks", "--yes")
     assert result.exit_code == 0, result.stderr

@@ -15,7 +15,7 @@ from importlib.metadata import version as installed_version
 import pytest
 
 from mlops_cli.cloud import eks_versions
-from mlops_cli.config.settings import EksConfig
+from mlops_cli.config.cluster_sections import EksConfig
 from mlops_cli.cloud.eks_versions import Support
 from tests.support import REPO
 
@@ -52,7 +52,7 @@ def test_upgrade_policy_is_standard_unless_the_version_is_already_extended():
 
 def _checks(project, monkeypatch, version: str):
     from mlops_cli.adapters import pulumi_aws_account
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.targets.eks import EksTarget
 
     (project / "mlops.toml").write_text(f'[project]\nname = "test-project"\n[eks]\nversion = "{version}"\n')
@@ -153,7 +153,7 @@ def test_program_sets_the_upgrade_policy_explicitly():
 
 def test_charts_use_the_service_account_the_irsa_role_trusts(project):
     from charts.mlflow import objects
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from tests.pulumi_mocks import declare, irsa_trust
 
     config = load_config().with_overrides({"eks.service_account": "tracking",
@@ -182,7 +182,7 @@ def test_predictor_gets_its_own_read_only_role():
 
 def test_images_registry_output_names_the_ecr_repositories(project):
     from charts.image_refs import image_ref
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from tests.pulumi_mocks import declare
 
     d = declare()

@@ -12,7 +12,7 @@ ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 
 def _config(project, images: str = ""):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     pins = build_bundle(project / "bundle")
     (project / "mlops.toml").write_text('[project]\nname = "t"\n' + images + kubernetes_toml(project / "bundle", pins))
@@ -75,7 +75,7 @@ def test_pushed_digests_win_over_tags(project):
 
 def test_a_broken_record_or_registry_is_one_clear_error(project):
     from charts.image_refs import image_ref
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.common.errors import ConfigError
 
     config = _config(project, '[images]\nrecord = "pushed.json"\n')

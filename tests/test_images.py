@@ -164,7 +164,7 @@ def test_push_records_digests_atomically_and_keeps_other_entries(cli, project, d
 
     # up/deploy take these references (charts/image_refs.py reads the same record)
     from charts.image_refs import image_ref
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     assert image_ref(load_config(), "gateway") == data["gateway"]
 

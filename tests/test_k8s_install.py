@@ -304,7 +304,7 @@ def test_emulator_runs_the_gateway_probe_and_knative_admission(cli, installed, r
     import time
 
     from charts.inference_service import render
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     # The real gateway app answers its probe: /readyz is 503 until a predictor answers.
     gateway = installed.find("Deployment", "gateway")
@@ -629,7 +629,7 @@ def test_logs_show_the_newest_pod_of_a_component(cli, installed, project):
 
 
 def test_doctor_checks_name_a_missing_kubeconfig(project):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.targets.kubernetes import KubernetesTarget
 
     (project / "mlops.toml").write_text('[kubernetes]\nkubeconfig = "nowhere/kubeconfig"\n')
@@ -638,7 +638,7 @@ def test_doctor_checks_name_a_missing_kubeconfig(project):
 
 
 def test_doctor_checks_show_the_context(project, k8s):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.targets.kubernetes import KubernetesTarget
 
     checks = KubernetesTarget(load_config()).checks()

@@ -58,7 +58,7 @@ def test_registered_version_resolves_to_a_storage_uri_our_predictor_loads(projec
     import models.onnx_export
     from charts.inference_service import cluster_uri, render, storage_uri
     from charts.mlflow import DATA_PVC
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.registry.versions import resolve_version
     from mlops_cli.registry.serving_runtime import RUNTIME_TAG, served_artifact_uri
     from models.predictor import SentimentPredictor

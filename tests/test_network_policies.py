@@ -16,7 +16,7 @@ KUBE_API = External("10.0.0.1")
 
 @pytest.fixture
 def render(project):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     def render_with(**kubernetes):
         extra = "".join(f'{k} = "{v}"\n' for k, v in kubernetes.items())

@@ -127,7 +127,7 @@ def exported_names(url: str) -> set[str]:
 
 @pytest.mark.slow
 def test_dashboard_and_alerts_query_only_exported_metrics(registered, tmp_path):
-    from mlops_cli.data.dataset import load_drugscom
+    from mlops_cli.data.data_sources import load_drugscom
 
     project = registered
     log = tmp_path / "predictions.jsonl"
@@ -170,7 +170,7 @@ def test_dashboard_and_alerts_query_only_exported_metrics(registered, tmp_path):
 # -- local Prometheus ------------------------------------------------------------------------------------
 
 def test_prometheus_command_renders_local_targets(project, tmp_path):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.platform.prometheus_local import prometheus_command
 
     if shutil.which("prometheus") is None:
@@ -191,7 +191,7 @@ def test_prometheus_command_renders_local_targets(project, tmp_path):
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (apt-get install prometheus)")
 def test_local_prometheus_starts_with_our_rules_and_targets(project):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.platform.prometheus_local import prometheus_command
 
     cfg = load_config(overrides={"local.prometheus_port": free_port()})
@@ -216,7 +216,7 @@ def test_local_prometheus_starts_with_our_rules_and_targets(project):
 
 
 def test_prometheus_missing_says_how_to_install(project, monkeypatch, tmp_path):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.common.errors import PreflightError
     from mlops_cli.platform.prometheus_local import prometheus_command
 

@@ -52,7 +52,7 @@ def decisive_classifier(tiny_base_model, tmp_path_factory):
 def registered(decisive_classifier, tmp_path_factory):
     """A project with a test split and version 1 registered in its embedded MLflow store."""
     from mlops_cli.registry import versions as registry
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     root = tmp_path_factory.mktemp("onnx-project")
     (root / "mlops.toml").write_text(f'[project]\nname = "onnx-test"\n[registry]\nmodel_name = "{MODEL_NAME}"\n')
@@ -133,7 +133,7 @@ def test_predictor_serves_the_export_without_importing_torch(runtime_dir):
     ("", {"runtime": "onnx-int8", "predictor_server": "mlops"}),
 ])
 def test_runtime_setting_and_its_old_values(tmp_path, serving, expect):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     (tmp_path / "mlops.toml").write_text(f"[serving]\n{serving}\n")
     cfg = load_config(tmp_path / "mlops.toml", env={})
@@ -146,7 +146,7 @@ def test_runtime_setting_and_its_old_values(tmp_path, serving, expect):
     ('runtime = "huggingface"\npredictor_server = "mlops"', "names a server, which is predictor_server now"),
 ])
 def test_runtime_mistakes_are_one_clear_message(tmp_path, serving, message):
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
     from mlops_cli.common.errors import ConfigError
 
     (tmp_path / "mlops.toml").write_text(f"[serving]\n{serving}\n")

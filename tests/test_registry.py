@@ -127,7 +127,7 @@ def test_promote_other_alias_and_eval_registered_version(trained_project, cli):
     assert table.exit_code == 0 and "macro F1" in table.stdout
 
     from mlops_cli.registry import versions as registry
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     config = load_config()
     ref = registry.resolve_version(config, alias="champion")
@@ -188,7 +188,7 @@ def test_mlflow_calls_after_the_preflight_take_their_timeout_and_retries_from_co
     from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
 
     from mlops_cli.adapters import mlflow_tracking
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     for name in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
         monkeypatch.delenv(name, raising=False)

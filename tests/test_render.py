@@ -44,7 +44,7 @@ def test_offline_render_writes_our_objects_and_lists_upstream_manifests(project,
 
 def test_render_is_what_up_applies(project, cli):
     from charts.platform import all_objects
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     pins = build_bundle(project / "bundle")
     (project / "mlops.toml").write_text('[project]\nname = "t"\n' + kubernetes_toml(project / "bundle", pins))

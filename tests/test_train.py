@@ -35,7 +35,7 @@ def prepared(project, cli, tiny_base_model):
 
 
 def _config():
-    from mlops_cli.config.settings import load_config
+    from mlops_cli.config.loading import load_config
 
     return load_config()
 
@@ -324,8 +324,8 @@ def test_evaluation_numbers_on_a_known_example(tmp_path):
 
 
 def test_layer_lr_decay_gives_lower_layers_smaller_rates(tiny_base_model):
-    from mlops_cli.config.settings import TrainConfig
-    from mlops_cli.training.run import _param_groups
+    from mlops_cli.config.sections import TrainConfig
+    from mlops_cli.training.fine_tune import _param_groups
     from models.classifier import SentimentClassifier
 
     classifier = SentimentClassifier.from_base(tiny_base_model, ["Negative", "Positive"], max_length=16)

@@ -5,7 +5,8 @@ Objects are plain dicts (what `charts/` renders). Apply is server-side apply wit
 (create / update / unchanged) needs one GET per object and a second `mlops up` writes nothing.
 
 Only the Kubernetes client's connection layer is used (kubeconfig, auth, TLS): paths are built here
-from a kind table, learned CRDs and API discovery, so custom resources need no generated classes.
+from a kind table (kube_objects.py), learned CRDs and API discovery, so custom resources need no
+generated classes.
 
 Example::
 
@@ -16,126 +17,17 @@ Example::
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
 import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from ..common.errors import MlopsError, PreflightError, UnreachableError
-
-FIELD_MANAGER = "mlops"
-HASH_ANNOTATION = "mlops.dev/applied-hash"
-
-# apiVersion/kind -> (plural, namespaced) for the kinds we and the upstream manifests use.
-BUILTIN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
-    ("v1", "Namespace"): ("namespaces", False),
-    ("v1", "ConfigMap"): ("configmaps", True),
-    ("v1", "Secret"): ("secrets", True),
-    ("v1", "Service"): ("services", True),
-    ("v1", "ServiceAccount"): ("serviceaccounts", True),
-    ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
-    ("v1", "Pod"): ("pods", True),
-    ("v1", "Event"): ("events", True),
-    ("apps/v1", "Deployment"): ("deployments", True),
-    ("apps/v1", "DaemonSet"): ("daemonsets", True),
-    ("apps/v1", "StatefulSet"): ("statefulsets", True),
-    ("batch/v1", "Job"): ("jobs", True),
-    ("batch/v1", "CronJob"): ("cronjobs", True),
-    ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
-    ("rbac.authorization.k8s.io/v1", "ClusterRole"): ("clusterroles", False),
-    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("clusterrolebindings", False),
-    ("networking.k8s.io/v1", "Ingress"): ("ingresses", True),
-    ("networking.k8s.io/v1", "IngressClass"): ("ingressclasses", False),
-    ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): ("horizontalpodautoscalers", True),
-    ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
-    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
-    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): ("validatingwebhookconfigurations", False),
-    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"): ("mutatingwebhookconfigurations", False),
-    ("apiregistration.k8s.io/v1", "APIService"): ("apiservices", False),
-    ("scheduling.k8s.io/v1", "PriorityClass"): ("priorityclasses", False),
-    ("storage.k8s.io/v1", "StorageClass"): ("storageclasses", False),
-    ("coordination.k8s.io/v1", "Lease"): ("leases", True),
-    ("serving.kserve.io/v1beta1", "InferenceService"): ("inferenceservices", True),
-    ("serving.knative.dev/v1", "Service"): ("services", True),
-    ("serving.knative.dev/v1", "Revision"): ("revisions", True),
-    ("serving.knative.dev/v1", "Route"): ("routes", True),
-}
-
-# Kinds whose metadata is copied into what their controller creates, so an annotation of ours would
-# change it: KServe copies every InferenceService annotation onto the Knative revision template
-# (kserve v0.20.0 pkg/controller/v1beta1/inferenceservice/components/predictor.go), and Knative makes
-# a new Revision, with new pods, for any template change. These are compared field by field instead.
-UNANNOTATED_KINDS = {"InferenceService"}
-
-# What "ready" means per kind: the condition that must be True.
-READY_CONDITION = {
-    "CustomResourceDefinition": "Established",
-    "Deployment": "Available",
-    "InferenceService": "Ready",
-}
-
-
-def describe(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata", {})
-    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
-    return f"{obj.get('kind')} {where}{meta.get('name')}"
-
-
-def applied_hash(obj: dict[str, Any]) -> str:
-    """sha256 of the object as we apply it, minus the annotation itself (and Secret values, which
-    are compared with the live object instead so that no derivative of them is stored)."""
-    clean = copy.deepcopy(obj)
-    clean.get("metadata", {}).get("annotations", {}).pop(HASH_ANNOTATION, None)
-    if clean.get("kind") == "Secret":
-        clean.pop("stringData", None)
-        clean.pop("data", None)
-    return hashlib.sha256(json.dumps(clean, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def secret_values(obj: dict[str, Any]) -> dict[str, str]:
-    values = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
-    values.update(obj.get("stringData") or {})
-    return values
-
-
-def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind:
-            return cond
-    return None
-
+from .kube_objects import (BUILTIN_KINDS, FIELD_MANAGER, HASH_ANNOTATION, READY_CONDITION, UNANNOTATED_KINDS,
+                           applied_hash, condition, covers, describe, rollout_pending, secret_values)
 
 FIRST_POLL_S = 0.02  # then doubling up to poll_s: quick objects are seen quickly, slow ones cost few requests
-
-
-def _rollout_pending(live: dict[str, Any] | None) -> str | None:
-    """What `kubectl rollout status` waits for (k8s.io/kubectl pkg/polymorphichelpers/rollout_status.go):
-    every replica updated, no old replica left, every updated replica available. Available alone is
-    also True while the old pods of a RollingUpdate still serve and the new ones never get ready."""
-    if live is None:
-        return None
-    want = (live.get("spec") or {}).get("replicas", 1)
-    st = live.get("status") or {}
-    updated, total, available = st.get("updatedReplicas", 0), st.get("replicas", 0), st.get("availableReplicas", 0)
-    if updated < want:
-        return f"rollout: {updated} of {want} new replicas updated"
-    if total > updated:
-        return f"rollout: {total - updated} old replicas pending termination (new pods not ready)"
-    if available < updated:
-        return f"rollout: {available} of {updated} updated replicas available"
-    return None
-
-
-def _covers(live: Any, want: Any) -> bool:
-    """Every field we set has our value in the live object (others' fields ignored)."""
-    if isinstance(want, dict):
-        return isinstance(live, dict) and all(_covers(live.get(k), v) for k, v in want.items())
-    return live == want
 
 
 class KubeApiError(MlopsError):
@@ -313,7 +205,7 @@ class KubeCluster:
             return "create"
         if obj["kind"] in UNANNOTATED_KINDS:
             # A webhook may default fields into the live spec: then this says "update" and the apply is a no-op.
-            same = live.get("spec") == obj.get("spec") and _covers(live.get("metadata"), obj["metadata"])
+            same = live.get("spec") == obj.get("spec") and covers(live.get("metadata"), obj["metadata"])
             return "unchanged" if same else "update"
         recorded = ((live.get("metadata") or {}).get("annotations") or {}).get(HASH_ANNOTATION)
         if recorded != applied_hash(obj):
@@ -413,7 +305,7 @@ class KubeCluster:
             observed = ((live or {}).get("status") or {}).get("observedGeneration")
             generation = ((live or {}).get("metadata") or {}).get("generation")
             stale = observed is not None and generation is not None and observed < generation
-            rolling = _rollout_pending(live) if obj["kind"] == "Deployment" and not stale else None
+            rolling = rollout_pending(live) if obj["kind"] == "Deployment" and not stale else None
             if cond is not None and cond.get("status") == "True" and not stale and not rolling:
                 return live or {}
             if stale:

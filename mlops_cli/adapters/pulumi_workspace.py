@@ -133,11 +133,10 @@ def plugin_versions() -> dict[str, str]:
     return out
 
 
-def open_stack(config: Config, *, create: bool) -> StackWorkspace:
-    """The configured stack: created or selected (`create`), or selected only (NotFoundError if absent)."""
+def open_stack(config: Config, program: Callable[[], None], *, create: bool) -> StackWorkspace:
+    """The configured stack, running `program` (the caller's Pulumi program, stacks/program.py's `inline`):
+    created or selected (`create`), or selected only (NotFoundError if absent)."""
     from pulumi import automation as auto
-
-    from stacks.program import inline
 
     backend = backend_url(config)
     if backend.startswith("file://"):
@@ -156,12 +155,12 @@ def open_stack(config: Config, *, create: bool) -> StackWorkspace:
     try:
         if create:
             stack = auto.create_or_select_stack(name, project_name=project_name(config),
-                                                program=inline(config), opts=opts)
+                                                program=program, opts=opts)
             for plugin, version in plugin_versions().items():
                 stack.workspace.install_plugin(plugin, version)
             stack.set_all_config({k: auto.ConfigValue(v) for k, v in stack_config(config).items()})
         else:
-            stack = auto.select_stack(name, project_name=project_name(config), program=inline(config), opts=opts)
+            stack = auto.select_stack(name, project_name=project_name(config), program=program, opts=opts)
     except auto.StackNotFoundError:
         raise NotFoundError(f"no EKS stack {name!r} in {backend}",
                             hint="create it with `mlops up --target eks`, or fix stack / backend_url in mlops.toml's eks section") from None

@@ -129,14 +129,14 @@ def eval_(
 
       mlops eval --alias champion --json
     """
-    from ..training import evaluation
+    from ..registry import version_evaluation
     from ..common.errors import ConfigError
     from . import render
 
     if version and alias:
         raise ConfigError("give --version or --alias, not both")
     st = state(ctx)
-    ref, result, comparison = evaluation.evaluate_registered(st.config(), version=version, alias=alias)
+    ref, result, comparison = version_evaluation.evaluate_registered(st.config(), version=version, alias=alias)
     if st.json:
         render.print_json({"version": ref.as_dict(), "evaluation": result.as_dict(), "comparison": comparison})
         return

@@ -20,7 +20,7 @@ class AppState:
     _config: "Config | None" = field(default=None, repr=False)
 
     def config(self, overrides: Mapping[str, Any] | None = None) -> "Config":
-        from ..config.settings import load_config
+        from ..config.loading import load_config
 
         if self._config is None:
             self._config = load_config(self.config_path)

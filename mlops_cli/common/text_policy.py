@@ -1,14 +1,26 @@
-"""What the gateway does to text before the model sees it, and to logits after.
+"""What is done to review text before a model sees it, and to logits after.
 
-Kept pure and shared so that training, evaluation, the gateway and tests agree on one definition.
+`clean_text` is the normalisation every stage applies (the dataset, the models in training and in
+serving); the gateway adds truncation and the decision. Kept pure and shared so that training,
+evaluation, the gateway and tests agree on one definition.
 """
 
 from __future__ import annotations
 
+import html
 import math
+import re
+import unicodedata
 from typing import Sequence
 
-from ..data.dataset import clean_text
+
+def clean_text(text: str) -> str:
+    """The normalisation every stage applies: unescape HTML, NFC, collapse whitespace, drop wrapping quotes."""
+    text = unicodedata.normalize("NFC", html.unescape(text))
+    text = re.sub(r"\s+", " ", text).strip()
+    while len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1].strip()
+    return text
 
 
 def prepare_text(text: str, policy: str, max_words: int) -> str:

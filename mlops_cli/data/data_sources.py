@@ -27,13 +27,15 @@ import csv
 import importlib.metadata
 import importlib.util
 import io
+import random
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .dataset import Example, clean_text, labels_for
 from ..common.errors import PreflightError
+from ..common.text_policy import clean_text
+from .dataset import Dataset, Example, labels_for, rating_label, split
 
 # Hutto's ratings are means of ~20 raters on -4..4; |mean| below this is "neither", Neutral in three-class mode.
 HUTTO_NEUTRAL_BAND = 0.5
@@ -52,12 +54,11 @@ class Source:
 
 
 def _drugscom(file: Path, classes: str) -> dict[str, list[Example]]:
-    from .dataset import rating_label
 
     allowed = set(labels_for(classes))
     splits: dict[str, list[Example]] = {}
     with zipfile.ZipFile(file) as zf:
-        for split, member in DRUGSCOM_SPLITS.items():
+        for part, member in DRUGSCOM_SPLITS.items():
             with zf.open(member) as raw:
                 rows = []
                 for row in csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8"), delimiter="\t"):
@@ -65,7 +66,7 @@ def _drugscom(file: Path, classes: str) -> dict[str, list[Example]]:
                     text = clean_text(row.get("review") or "")
                     if label in allowed and text:
                         rows.append(Example(text, label, "drugscom"))
-                splits[split] = rows
+                splits[part] = rows
     return splits
 
 
@@ -143,3 +144,62 @@ def describe(name: str) -> dict[str, str]:
         version = "unknown"
     return {"name": name, "package": f"{source.distribution}=={version}", "file": source.file,
             "licence": source.licence, "description": source.description}
+
+
+# -- the configured sources as one dataset -------------------------------------------------------
+
+def load_sources(names: list[str], classes: str, test_size: float, seed: int, max_rows: int = 0) -> Dataset:
+    """Each source's own test split where it ships one, else a stratified seeded one; duplicates removed.
+
+    A source with more than `max_rows` rows (0 = no limit) keeps a stratified, seeded sample of that many,
+    in each split in proportion. A text seen in any test split is dropped from every train split (no
+    leakage across sources), and each text is kept once per split.
+    """
+    train: list[Example] = []
+    test: list[Example] = []
+    for name in names:
+        rows = load(name, classes)
+        total = sum(len(r) for r in rows.values())
+        if max_rows and total > max_rows:
+            rows = {k: _sample(r, round(len(r) * max_rows / total), seed) for k, r in rows.items()}
+        if "all" in rows:
+            part = split(rows["all"], test_size, seed)
+            rows = {"train": part.train, "test": part.test}
+        train.extend(rows["train"])
+        test.extend(rows["test"])
+    test = _unique(test)
+    in_test = {_key(e) for e in test}
+    train = [e for e in _unique(train) if _key(e) not in in_test]
+    return Dataset(train=train, test=test)
+
+
+def _sample(rows: list[Example], n: int, seed: int) -> list[Example]:
+    """n rows, each label keeping its share; order kept."""
+    rng = random.Random(f"sample-{seed}")
+    by_label: dict[str, list[int]] = {}
+    for i, e in enumerate(rows):
+        by_label.setdefault(e.label, []).append(i)
+    keep: list[int] = []
+    for label in sorted(by_label):
+        group = by_label[label]
+        keep.extend(rng.sample(group, round(len(group) * n / len(rows))))
+    return [rows[i] for i in sorted(keep)]
+
+
+def _key(e: Example) -> str:
+    return e.text.casefold()
+
+
+def _unique(rows: list[Example]) -> list[Example]:
+    seen: set[str] = set()
+    out = []
+    for e in rows:
+        if _key(e) not in seen:
+            seen.add(_key(e))
+            out.append(e)
+    return out
+
+
+def load_drugscom(classes: str) -> Dataset:
+    rows = load("drugscom", classes)
+    return Dataset(train=rows["train"], test=rows["test"])

@@ -13,21 +13,19 @@ seeded by [data].seed) on which every choice is made.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import random
-import re
 import shutil
 import tempfile
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..config.settings import Config
 from ..common.errors import DataError, PreflightError
+from ..common.text_policy import clean_text
+from ..config.settings import Config
 
 DATASET_NAME = "reviews"
 SPLITS = ("train", "test")
@@ -82,78 +80,6 @@ def labels_for(classes: str) -> tuple[str, ...]:
 
 def rating_label(raw: str) -> str | None:
     return _LABEL_ALIASES.get(raw.strip().lower())
-
-
-def clean_text(text: str) -> str:
-    """The normalisation every stage applies: unescape HTML, NFC, collapse whitespace, drop wrapping quotes."""
-    text = unicodedata.normalize("NFC", html.unescape(text))
-    text = re.sub(r"\s+", " ", text).strip()
-    while len(text) >= 2 and text[0] == text[-1] == '"':
-        text = text[1:-1].strip()
-    return text
-
-
-# -- packaged corpora ------------------------------------------------------------------------------
-
-def load_sources(names: list[str], classes: str, test_size: float, seed: int, max_rows: int = 0) -> Dataset:
-    """Each source's own test split where it ships one, else a stratified seeded one; duplicates removed.
-
-    A source with more than `max_rows` rows (0 = no limit) keeps a stratified, seeded sample of that many,
-    in each split in proportion. A text seen in any test split is dropped from every train split (no
-    leakage across sources), and each text is kept once per split.
-    """
-    from . import data_sources
-
-    train: list[Example] = []
-    test: list[Example] = []
-    for name in names:
-        rows = data_sources.load(name, classes)
-        total = sum(len(r) for r in rows.values())
-        if max_rows and total > max_rows:
-            rows = {k: _sample(r, round(len(r) * max_rows / total), seed) for k, r in rows.items()}
-        if "all" in rows:
-            part = split(rows["all"], test_size, seed)
-            rows = {"train": part.train, "test": part.test}
-        train.extend(rows["train"])
-        test.extend(rows["test"])
-    test = _unique(test)
-    in_test = {_key(e) for e in test}
-    train = [e for e in _unique(train) if _key(e) not in in_test]
-    return Dataset(train=train, test=test)
-
-
-def _sample(rows: list[Example], n: int, seed: int) -> list[Example]:
-    """n rows, each label keeping its share; order kept."""
-    rng = random.Random(f"sample-{seed}")
-    by_label: dict[str, list[int]] = {}
-    for i, e in enumerate(rows):
-        by_label.setdefault(e.label, []).append(i)
-    keep: list[int] = []
-    for label in sorted(by_label):
-        group = by_label[label]
-        keep.extend(rng.sample(group, round(len(group) * n / len(rows))))
-    return [rows[i] for i in sorted(keep)]
-
-
-def _key(e: Example) -> str:
-    return e.text.casefold()
-
-
-def _unique(rows: list[Example]) -> list[Example]:
-    seen: set[str] = set()
-    out = []
-    for e in rows:
-        if _key(e) not in seen:
-            seen.add(_key(e))
-            out.append(e)
-    return out
-
-
-def load_drugscom(classes: str) -> Dataset:
-    from . import data_sources
-
-    rows = data_sources.load("drugscom", classes)
-    return Dataset(train=rows["train"], test=rows["test"])
 
 
 # -- a user's own file ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..adapters.dvc_store import DvcStore, RemoteSpec
 from ..config.settings import Config
-from .dataset import Dataset, check_split_sizes, dataset_dir, load_sources, read_user_file, split, write_dataset
+from .dataset import Dataset, check_split_sizes, dataset_dir, read_user_file, split, write_dataset
 
 
 def store(config: Config) -> DvcStore:
@@ -23,7 +23,7 @@ def prepare(config: Config) -> dict[str, Any]:
     from . import data_sources
 
     d = config.data
-    dataset = load_sources(list(d.sources), d.classes, d.test_size, d.seed, d.max_rows_per_source)
+    dataset = data_sources.load_sources(list(d.sources), d.classes, d.test_size, d.seed, d.max_rows_per_source)
     check_split_sizes(dataset, d.classes, d.test_size, d.validation_size, where=f"[data].sources {', '.join(d.sources)}")
     return _save(config, dataset, [data_sources.describe(name) for name in d.sources])
 

@@ -1,1 +1,3 @@
-"""Long-running services: the gateway and the drift monitor."""
+"""Long-running services, each started with `python -m`: the gateway, the drift monitor, the local healer.
+May import: monitoring, platform and what they may.
+"""

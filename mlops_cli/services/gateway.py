@@ -27,7 +27,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..config.settings import Config, load_config
+from ..config.loading import load_config
+from ..config.settings import Config
 from ..common.secrets import Secrets
 from ..common.text_policy import decide, prepare_text
 from .admission import Admission

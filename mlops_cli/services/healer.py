@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 
 from ..common.atomic_file import write_atomically
-from ..config.settings import Config, load_config
+from ..config.loading import load_config
+from ..config.settings import Config
 from ..platform.processes import ProcessTable, tail
 from ..platform.restart_policy import ComponentHealth, RestartPolicy
 from ..platform.supervisor import Supervisor

@@ -1,13 +1,12 @@
-"""Where the platform runs: local processes, an existing Kubernetes cluster, or EKS via Pulumi.
-
-`get_target` is the one lazy entry point: a target's module (and its heavy clients) loads only when
-that target is chosen.
+"""Where the platform runs: local processes, an existing Kubernetes cluster, or EKS via Pulumi. `get_target` is
+the one lazy entry point: a target's module (and its heavy clients) loads only when that target is chosen.
+May import: services, stacks and everything beneath them.
 """
 
 from __future__ import annotations
 
-from ..config.settings import Config
 from ..common.errors import ConfigError
+from ..config.settings import Config
 from .base import ComponentStatus, DeployOptions, DownOptions, Outcome, StepResult, Target, UpOptions
 
 __all__ = ["ComponentStatus", "DeployOptions", "DownOptions", "Outcome", "StepResult", "Target", "UpOptions", "get_target"]

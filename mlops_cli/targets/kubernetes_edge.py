@@ -53,7 +53,7 @@ def edge_trust(config: Config, cluster: KubeCluster) -> ssl.SSLContext | bool:
 def _self_signed_pem(config: Config, cluster: KubeCluster) -> str:
     from charts import edge
 
-    from ..adapters.kube_apply import secret_values
+    from ..adapters.kube_objects import secret_values
 
     ns = config.kubernetes.namespace
     live = cluster.get({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": edge.TLS_SECRET, "namespace": ns}})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..adapters.kube_apply import FIELD_MANAGER, HASH_ANNOTATION, describe
+from ..adapters.kube_objects import FIELD_MANAGER, HASH_ANNOTATION, describe
 
 if TYPE_CHECKING:
     from ..adapters.kube_apply import KubeCluster

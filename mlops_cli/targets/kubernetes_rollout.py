@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..adapters.kube_apply import FIRST_POLL_S, KubeTimeout, condition, describe
+from ..adapters.kube_apply import FIRST_POLL_S, KubeTimeout
+from ..adapters.kube_objects import condition, describe
 
 if TYPE_CHECKING:
     from ..adapters.kube_apply import KubeCluster

@@ -231,23 +231,3 @@ def plot_reliability(y_true: np.ndarray, proba: np.ndarray, path: Path) -> Path:
     finally:
         plt.close(fig)
     return path
-
-
-def evaluate_registered(config, version: str | None = None,
-                        alias: str | None = None) -> tuple[Any, Evaluation, dict[str, float]]:
-    """Evaluate a registered version on the current test split, exactly as training does, beside the baseline
-    fitted on the same fit rows. Returns (ref, result, comparison)."""
-    from models.classifier import SentimentClassifier
-
-    from . import baseline as tfidf
-    from ..registry import versions as registry
-    from ..data.dataset import carve_validation, read_split
-
-    ref = registry.resolve_version(config, version=version, alias=alias)
-    classifier = SentimentClassifier.load(registry.local_model_dir(config, ref))
-    fit_rows, _ = carve_validation(read_split(config, "train"), config.data.validation_size, config.data.seed)
-    reference = tfidf.fit(fit_rows, classifier.labels, config.train.seed)
-    test_set = read_split(config, "test")
-    out_dir = config.state_dir / "eval" / f"{ref.name}-v{ref.version}"
-    result = evaluate(classifier, test_set, out_dir, batch_size=config.serving.batch_size)
-    return ref, result, compare(result, score_baseline(reference, test_set))
