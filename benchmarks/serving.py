@@ -293,10 +293,10 @@ def main() -> int:
 
     import torch
 
+    from mlops_cli.training.evaluation import evaluate
     from models.classifier import SentimentClassifier
     from models.onnx_classifier import OnnxClassifier
     from models.onnx_export import export_int8
-    from mlops_cli.training.evaluation import evaluate
 
     torch.set_num_threads(os.cpu_count() or 1)
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))

@@ -32,12 +32,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlops_cli.training import baseline as tfidf  # noqa: E402
-from mlops_cli.data import data_sources  # noqa: E402
-from mlops_cli.config.loading import load_config  # noqa: E402
-from mlops_cli.data.dataset import carve_validation, read_manifest, read_split  # noqa: E402
-from mlops_cli.training.evaluation import score  # noqa: E402
 from mlops_cli.common.progress import Reporter  # noqa: E402
+from mlops_cli.config.loading import load_config  # noqa: E402
+from mlops_cli.data import data_sources  # noqa: E402
+from mlops_cli.data.dataset import carve_validation, read_manifest, read_split  # noqa: E402
+from mlops_cli.training import baseline as tfidf  # noqa: E402
+from mlops_cli.training.evaluation import score  # noqa: E402
 
 TIME_BUDGET_S = 15 * 60
 OOD_BALANCED_ACCURACY_BAR = 0.70

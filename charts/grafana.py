@@ -10,9 +10,9 @@ from typing import Any
 from mlops_cli.config.settings import Config
 
 from . import observability_files
-from .secrets import GATEWAY_AUTH as AUTH_SECRET
 from .jaeger import UI_PORT as JAEGER_UI_PORT
 from .objects import config_map, container, deployment, secret_env, service
+from .secrets import GATEWAY_AUTH as AUTH_SECRET
 
 PORT = 3000
 UID = 472  # the grafana user of the upstream image

@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlops_cli.config.settings import Config
 from mlops_cli.common.errors import ConfigError
+from mlops_cli.config.settings import Config
 
 COMPONENTS = ("gateway", "drift", "predictor", "mlflow")
 # Registries Knative never asks for a digest (its default registries-skipping-tag-resolving).

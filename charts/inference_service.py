@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_cli.config.settings import Config
 from mlops_cli.common.errors import ConfigError
+from mlops_cli.config.settings import Config
 
 from .drift import service_overrides
 from .image_refs import image_ref

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mlops_cli.common.atomic_file import write_atomically
-from mlops_cli.config.settings import Config
 from mlops_cli.common.errors import ConfigError, PreflightError, UnreachableError
+from mlops_cli.config.settings import Config
 
 # key -> (version field, url field, sha256 field) in [kubernetes]
 MANIFESTS: dict[str, tuple[str, str, str]] = {

@@ -69,8 +69,8 @@ def registered_project(tmp_path_factory, base_model: Path) -> RegisteredProject:
 
 def load_registered_reference(project: RegisteredProject):
     """The drift reference stored with the project's registered version."""
-    from mlops_cli.registry import versions as registry
     from mlops_cli.config.loading import load_config
+    from mlops_cli.registry import versions as registry
     from mlops_cli.registry.drift_reference import load_reference
 
     cfg = load_config(project.config_file, env={})

@@ -7,8 +7,8 @@ import tracemalloc
 
 import pytest
 
-from mlops_cli.platform.batch_predict import predict_file
 from mlops_cli.common.errors import DataError, MlopsError
+from mlops_cli.platform.batch_predict import predict_file
 
 from .support import QuietHandler, http_server
 
@@ -161,8 +161,8 @@ def test_over_long_rows_are_counted_not_remembered(tmp_path, long_text):
 
 
 def test_a_shed_batch_is_sent_again_after_retry_after(tmp_path, monkeypatch):
-    from mlops_cli.platform import batch_predict
     from mlops_cli.common.errors import GatewayOverloaded
+    from mlops_cli.platform import batch_predict
 
     waits = []
     monkeypatch.setattr(batch_predict.time, "sleep", waits.append)

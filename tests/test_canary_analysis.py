@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from mlops_cli.common.errors import MlopsError
 from mlops_cli.monitoring.canary_analysis import CanaryThresholds, PrometheusAnswerError, canary_queries, decide, scalar
 from mlops_cli.monitoring.canary_watch import observe_canary
-from mlops_cli.common.errors import MlopsError
 
 from .support import QuietHandler, http_server
 

@@ -332,8 +332,8 @@ def test_manifests_are_downloaded_once_into_the_cache(project):
 
 def test_resource_overrides_name_known_components(project):
     from charts.objects import DEFAULT_RESOURCES, resources
-    from mlops_cli.config.loading import load_config
     from mlops_cli.common.errors import ConfigError
+    from mlops_cli.config.loading import load_config
 
     (project / "mlops.toml").write_text('[kubernetes]\nresources = {gatway = {cpu = "1"}}\n')
     with pytest.raises(ConfigError, match="unknown component 'gatway'"):

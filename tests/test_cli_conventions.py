@@ -193,8 +193,8 @@ def test_drift_for_an_unknown_version_says_so(cli, registered):
 
 
 def test_registering_the_same_run_twice_reports_the_existing_version(cli, registered):
-    from mlops_cli.registry import versions as registry
     from mlops_cli.config.loading import load_config
+    from mlops_cli.registry import versions as registry
 
     cfg = load_config(registered.config_file, env={})
     run_id = registry.resolve_version(cfg, version=registered.version).run_id

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mlops_cli.config.loading import load_config
 from mlops_cli.common.errors import ConfigError
+from mlops_cli.config.loading import load_config
 
 from .support import REPO
 

@@ -190,8 +190,8 @@ def test_import_failure_keeps_the_previous_dataset(cli, project):
 
 
 def test_fingerprint_is_available_for_lineage(cli, project):
-    from mlops_cli.data import lifecycle as data
     from mlops_cli.config.loading import load_config
+    from mlops_cli.data import lifecycle as data
 
     info = json.loads(cli("data", "prepare", "--json").stdout)
     assert data.fingerprint(load_config()) == info["md5"]

@@ -107,9 +107,9 @@ def test_reference_oov_share_sees_the_model_vocabulary(registered, reference):
 
 def test_reference_features_match_what_the_gateway_logs(tiny_base_model, tmp_path):
     """Reference texts go through the gateway's text policy, so HTML entities are not drift."""
+    from mlops_cli.common.text_policy import prepare_text
     from mlops_cli.config.loading import load_config
     from mlops_cli.registry.drift_reference import compute_reference
-    from mlops_cli.common.text_policy import prepare_text
 
     from .drift_support import build_classifier
 

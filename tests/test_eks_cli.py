@@ -59,8 +59,8 @@ def test_up_without_passphrase_is_a_preflight_error(cli, project, aws, monkeypat
 
 
 def test_doctor_checks_name_the_fix(project, no_pulumi, monkeypatch):
-    from mlops_cli.config.loading import load_config
     from mlops_cli.common.errors import PreflightError
+    from mlops_cli.config.loading import load_config
     from mlops_cli.targets.eks import EksTarget
 
     def no_credentials(region):

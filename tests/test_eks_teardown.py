@@ -177,8 +177,8 @@ def test_wait_gives_up_after_the_timeout_and_says_what_is_held(moto_env):
 
 
 def test_down_keeps_even_an_empty_bucket_and_the_next_up_adopts_it(cli, project, workspace, kubernetes_target):
-    from mlops_cli.config.loading import load_config
     from mlops_cli.cloud.eks_records import kept_bucket
+    from mlops_cli.config.loading import load_config
 
     result = cli("down", "--target", "eks", "--yes")
     assert result.exit_code == 0, result.stderr

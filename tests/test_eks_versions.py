@@ -15,8 +15,8 @@ from importlib.metadata import version as installed_version
 import pytest
 
 from mlops_cli.cloud import eks_versions
-from mlops_cli.config.cluster_sections import EksConfig
 from mlops_cli.cloud.eks_versions import Support
+from mlops_cli.config.cluster_sections import EksConfig
 from tests.support import REPO
 
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from mlops_cli.adapters import pulumi_workspace
-from mlops_cli.config.loading import load_config
 from mlops_cli.common.errors import PreflightError
+from mlops_cli.config.loading import load_config
 
 auto_events = pytest.importorskip("pulumi.automation.events")
 

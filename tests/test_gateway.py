@@ -9,8 +9,8 @@ import bcrypt
 import pytest
 from fastapi.testclient import TestClient
 
-from mlops_cli.config.loading import load_config
 from mlops_cli.common.errors import ConfigError, PreflightError
+from mlops_cli.config.loading import load_config
 from mlops_cli.services.gateway import GatewaySettings, create_app
 from mlops_cli.services.gateway_auth import BasicAuth
 

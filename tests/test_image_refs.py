@@ -75,8 +75,8 @@ def test_pushed_digests_win_over_tags(project):
 
 def test_a_broken_record_or_registry_is_one_clear_error(project):
     from charts.image_refs import image_ref
-    from mlops_cli.config.loading import load_config
     from mlops_cli.common.errors import ConfigError
+    from mlops_cli.config.loading import load_config
 
     config = _config(project, '[images]\nrecord = "pushed.json"\n')
     (project / "pushed.json").write_text("{not json")

@@ -59,8 +59,8 @@ def test_registered_version_resolves_to_a_storage_uri_our_predictor_loads(projec
     from charts.inference_service import cluster_uri, render, storage_uri
     from charts.mlflow import DATA_PVC
     from mlops_cli.config.loading import load_config
-    from mlops_cli.registry.versions import resolve_version
     from mlops_cli.registry.serving_runtime import RUNTIME_TAG, served_artifact_uri
+    from mlops_cli.registry.versions import resolve_version
     from models.predictor import SentimentPredictor
 
     url, _, volume, _ = rendered_mlflow_server

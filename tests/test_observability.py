@@ -216,8 +216,8 @@ def test_local_prometheus_starts_with_our_rules_and_targets(project):
 
 
 def test_prometheus_missing_says_how_to_install(project, monkeypatch, tmp_path):
-    from mlops_cli.config.loading import load_config
     from mlops_cli.common.errors import PreflightError
+    from mlops_cli.config.loading import load_config
     from mlops_cli.platform.prometheus_local import prometheus_command
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no prometheus binary here

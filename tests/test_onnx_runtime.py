@@ -51,8 +51,8 @@ def decisive_classifier(tiny_base_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def registered(decisive_classifier, tmp_path_factory):
     """A project with a test split and version 1 registered in its embedded MLflow store."""
-    from mlops_cli.registry import versions as registry
     from mlops_cli.config.loading import load_config
+    from mlops_cli.registry import versions as registry
 
     root = tmp_path_factory.mktemp("onnx-project")
     (root / "mlops.toml").write_text(f'[project]\nname = "onnx-test"\n[registry]\nmodel_name = "{MODEL_NAME}"\n')
@@ -146,8 +146,8 @@ def test_runtime_setting_and_its_old_values(tmp_path, serving, expect):
     ('runtime = "huggingface"\npredictor_server = "mlops"', "names a server, which is predictor_server now"),
 ])
 def test_runtime_mistakes_are_one_clear_message(tmp_path, serving, message):
-    from mlops_cli.config.loading import load_config
     from mlops_cli.common.errors import ConfigError
+    from mlops_cli.config.loading import load_config
 
     (tmp_path / "mlops.toml").write_text(f"[serving]\n{serving}\n")
     with pytest.raises(ConfigError, match="serving") as err:

@@ -126,8 +126,8 @@ def test_promote_other_alias_and_eval_registered_version(trained_project, cli):
     table = cli("eval", "--version", "2")
     assert table.exit_code == 0 and "macro F1" in table.stdout
 
-    from mlops_cli.registry import versions as registry
     from mlops_cli.config.loading import load_config
+    from mlops_cli.registry import versions as registry
 
     config = load_config()
     ref = registry.resolve_version(config, alias="champion")

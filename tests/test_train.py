@@ -149,9 +149,9 @@ def test_ctrl_c_leaves_no_model_and_marks_run_killed(project, cli, prepared):
     from mlflow.tracking import MlflowClient
 
     from mlops_cli.adapters import mlflow_tracking
-    from mlops_cli.training import run as training
     from mlops_cli.common.errors import Interrupted
     from mlops_cli.common.progress import Reporter
+    from mlops_cli.training import run as training
 
     class CtrlCAtStep3(Reporter):
         steps = 0

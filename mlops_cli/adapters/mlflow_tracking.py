@@ -28,8 +28,8 @@ import mlflow
 import mlflow.pyfunc
 import pandas as pd
 
-from ..config.settings import Config
 from ..common.errors import NotFoundError, UnreachableError
+from ..config.settings import Config
 
 # Pinned into every logged model, so MLflow never has to guess (guessing loads the model in a subprocess).
 _MODEL_PACKAGES = ("mlflow", "torch", "transformers", "tokenizers", "safetensors", "numpy", "pandas")

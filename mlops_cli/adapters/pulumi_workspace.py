@@ -20,8 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from ..config.settings import Config
 from ..common.errors import MlopsError, NotFoundError, PreflightError
+from ..config.settings import Config
 
 INSTALL_HINT = "curl -fsSL https://get.pulumi.com | sh"
 PASSPHRASE_ENV = "PULUMI_CONFIG_PASSPHRASE"

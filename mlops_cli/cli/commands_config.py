@@ -21,8 +21,8 @@ def show(ctx: typer.Context) -> None:
 
       MLOPS_TRAIN__EPOCHS=5 mlops config show --json
     """
-    from ..config.settings import flatten
     from ..common.secrets import present_secrets
+    from ..config.settings import flatten
     from . import render
 
     st = state(ctx)

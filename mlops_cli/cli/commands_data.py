@@ -34,8 +34,8 @@ def _report(ctx: typer.Context, result: dict[str, Any]) -> None:
 def _project_config(ctx: typer.Context, command: str):
     """The config of a project: commands that create data/, .dvc/ and .mlops/ refuse to do it in
     whatever directory they happen to run in."""
-    from ..config.loading import CONFIG_FILENAME
     from ..common.errors import ConfigError
+    from ..config.loading import CONFIG_FILENAME
 
     config = state(ctx).config()
     if config.file is None:

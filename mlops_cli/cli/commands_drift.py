@@ -43,8 +43,8 @@ def drift(
 
       mlops drift --fail-on-drift        # in CI or cron: exit 3 on drift
     """
-    from ..monitoring.drift import run_drift
     from ..common.errors import ConfigError
+    from ..monitoring.drift import run_drift
     from . import render
 
     st = state(ctx)

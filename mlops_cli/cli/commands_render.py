@@ -48,8 +48,8 @@ def render_(
     from charts import manifests
 
     if deploy:
-        from ..registry.versions import resolve_version
         from ..registry.serving_runtime import served_artifact_uri
+        from ..registry.versions import resolve_version
 
         ref = resolve_version(config, version, alias)
         # What deploy would apply: a version without its onnx-int8 export gets it here, as deploy would.

@@ -129,8 +129,8 @@ def eval_(
 
       mlops eval --alias champion --json
     """
-    from ..registry import version_evaluation
     from ..common.errors import ConfigError
+    from ..registry import version_evaluation
     from . import render
 
     if version and alias:

@@ -23,9 +23,9 @@ from typing import Any, Iterable
 from charts.image_refs import COMPONENTS, LOCAL_REGISTRIES  # the image contract: names, kind-only registries
 
 from ..common.atomic_file import write_atomically
-from ..config.settings import Config
 from ..common.errors import ConfigError
 from ..common.progress import SILENT, Reporter
+from ..config.settings import Config
 
 ENTRYPOINTS = {  # what each image runs: tests/test_image_envs.py imports it in the image's environment
     "gateway": "mlops_cli.services.gateway",

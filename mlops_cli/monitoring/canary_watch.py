@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .canary_analysis import CanaryThresholds, CanaryVerdict, PrometheusAnswerError, breached, canary_queries, decide
-from ..config.settings import Config
 from ..common.errors import MlopsError
 from ..common.progress import SILENT, Reporter
+from ..config.settings import Config
+from .canary_analysis import CanaryThresholds, CanaryVerdict, PrometheusAnswerError, breached, canary_queries, decide
 
 Query = Callable[[str], Mapping[str, Any]]
 

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..common.atomic_file import write_atomically
+from ..common.errors import ConfigError, MlopsError
+from ..common.progress import SILENT, Reporter
+from ..common.time_window import parse_duration, parse_since
 from ..config.settings import Config
 from .drift_compare import compare, frame_from_records, label_shares
 from .drift_result import STATUS_INSUFFICIENT, STATUS_OK, DriftResult
-from ..common.errors import ConfigError, MlopsError
 from .prediction_log_reader import rotated_and_current, sample_prediction_log
-from ..common.progress import SILENT, Reporter
-from ..common.time_window import parse_duration, parse_since
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..config.settings import Config
 from ..common.errors import NotFoundError, PreflightError
+from ..config.settings import Config
 
 OBSERVABILITY_DIR = Path(__file__).resolve().parents[2] / "charts" / "observability"
 SCRAPE_FILE = "prometheus.yml"

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..common.atomic_file import write_atomically
-from ..config.settings import Config
 from ..common.errors import DataError, NotFoundError
+from ..config.settings import Config
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -23,9 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..config.settings import Config
 from ..common.errors import MlopsError
 from ..common.progress import SILENT, Reporter
+from ..config.settings import Config
 
 RUNTIME_DIR = "onnx-int8"
 RUNTIME_TAG = "onnx_int8"
@@ -136,8 +136,8 @@ def produce(config: Config, ref: Any, classifier_dir: Path, out_dir: Path, repor
 def evaluate_runtime(config: Config, runtime_dir: Path) -> dict[str, Any] | None:
     from models.onnx_classifier import OnnxClassifier
 
-    from ..data.dataset import read_split
     from ..common.errors import PreflightError
+    from ..data.dataset import read_split
     from ..training.evaluation import evaluate
 
     try:

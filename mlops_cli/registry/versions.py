@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..config.settings import Config
 from ..common.errors import MlopsError, NotFoundError
+from ..config.settings import Config
 
 HISTORY_TAG = "mlops.alias_history.{alias}"
 # Run metrics copied onto each version as tags, so `models list` and the gate need no run lookups.
@@ -226,8 +226,8 @@ def _version_of_run(config: Config, run_id: str) -> ModelRef | None:
 
 
 def _attach_drift_reference(config: Config, ref: ModelRef) -> None:
-    from . import drift_reference
     from ..data.dataset import read_split
+    from . import drift_reference
 
     drift_reference.attach_reference(config, ref, local_model_dir(config, ref), read_split(config, "train"))
 

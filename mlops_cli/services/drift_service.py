@@ -25,9 +25,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
+from ..common.errors import MlopsError
 from ..config.loading import load_config
 from ..config.settings import Config
-from ..common.errors import MlopsError
 from ..common.logging_setup import (REQUEST_ID_HEADER, configure_json_logging, extract_trace_context, incoming_request_id,
                             request_id_var, setup_tracing)
 

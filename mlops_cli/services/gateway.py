@@ -27,10 +27,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..config.loading import load_config
-from ..config.settings import Config
 from ..common.secrets import Secrets
 from ..common.text_policy import decide, prepare_text
+from ..config.loading import load_config
+from ..config.settings import Config
 from .admission import Admission
 from .gateway_auth import BasicAuth
 from .gateway_metrics import GatewayMetrics

@@ -21,12 +21,12 @@ from pathlib import Path
 import httpx
 
 from ..common.atomic_file import write_atomically
+from ..common.logging_setup import configure_json_logging
 from ..config.loading import load_config
 from ..config.settings import Config
 from ..platform.processes import ProcessTable, tail
 from ..platform.restart_policy import ComponentHealth, RestartPolicy
 from ..platform.supervisor import Supervisor
-from ..common.logging_setup import configure_json_logging
 
 log = logging.getLogger("mlops.healer")
 TICK_S = 0.25

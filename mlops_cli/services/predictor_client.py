@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 import orjson
 
+from ..common.logging_setup import inject_trace_headers
 from .coalescer import Coalescer
 from .http_hop import AiohttpHop, Hop, HopResponse, HopTimeout, HopUnreachable
-from ..common.logging_setup import inject_trace_headers
 
 
 class PredictorUnavailable(Exception):

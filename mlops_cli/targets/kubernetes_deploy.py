@@ -75,8 +75,8 @@ class KubernetesDeploy:
             isvc["spec"]["predictor"].pop("canaryTrafficPercent", None)
             version, canary = _record(live)["version"], None
         else:
-            from ..registry.versions import resolve_version
             from ..registry.serving_runtime import served_artifact_uri
+            from ..registry.versions import resolve_version
 
             ref = resolve_version(self.config, options.version, options.alias)
             served = served_artifact_uri(self.config, ref, reporter)  # the onnx-int8 export, made once per version

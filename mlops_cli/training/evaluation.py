@@ -22,8 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data.dataset import Example
 from ..common.errors import DataError
+from ..data.dataset import Example
 
 ECE_BINS = 15
 KEY_METRICS = ("accuracy", "macro_f1", "roc_auc", "ece")
