@@ -27,7 +27,10 @@ TEXTS = [
     "Side effects: headache, insomnia, weight gain. Benefits: none that I could see.",
 ]
 # Tolerance: int8 weights move each probability by at most this much (fp32 vs onnx-int8, same text).
-PROBA_TOLERANCE = 0.03
+# onnxruntime's int8 MatMul kernel depends on the CPU: the largest gap was under 0.03 on AVX-512 VNNI and
+# 0.035 on an AMD EPYC with AVX2 only (2026-12-06). reduce_range=True, which onnxruntime's quantization FAQ
+# suggests for per-channel weights on non-VNNI CPUs, made it 0.057 here, so the export keeps 8-bit weights.
+PROBA_TOLERANCE = 0.05
 
 
 @pytest.fixture(scope="module")
