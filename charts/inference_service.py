@@ -191,3 +191,8 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
         "metadata": {"name": name, "namespace": ns, "labels": isvc_labels(), "annotations": annotations},
         "spec": {"predictor": predictor},
     }
+
+
+def predictor_pods(config: Config) -> dict[str, str]:
+    """The label KServe puts on every predictor pod of the InferenceService, whatever its revision."""
+    return {"serving.kserve.io/inferenceservice": config.serving.model_name}

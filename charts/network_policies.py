@@ -20,7 +20,9 @@ Egress is denied by default too (`default-deny-egress`, here and in the logs nam
                   forwards to Knative's activator (knative-serving, while scaled to zero or bursting) or
                   to the pod's queue-proxy: those hops are Kourier's and the activator's egress, and the
                   predictor's ingress policy above. So the gateway needs kourier-system:8081 only.
-  prometheus   -> gateway 8080, drift 8085, mlflow 5000, the predictor (through Kourier, 8081)
+  prometheus   -> gateway 8080, drift 8085, mlflow 5000, each predictor pod on 8080 (scraped one by one, not
+                  through Kourier: charts/prometheus.py), and the Kubernetes API (443/6443, any address:
+                  its kubernetes_sd_configs list the namespace's pods)
   grafana      -> prometheus 9090, loki 3100, jaeger's query UI 16686
   drift        -> mlflow 5000
   our pods and the predictor -> jaeger OTLP 4318/4317
@@ -31,7 +33,7 @@ Egress is denied by default too (`default-deny-egress`, here and in the logs nam
                   list pods; where the API server is, is the cluster's business)
 Port numbers in egress rules are the pods' ports: a Service's ClusterIP is translated before the policy
 applies (kubernetes.io/docs/concepts/services-networking/network-policies/). Nothing else leaves:
-the gateway cannot reach MLflow, the predictor cannot reach MLflow, nobody but the three above
+the gateway cannot reach MLflow, the predictor cannot reach MLflow, nobody but the four above
 reaches outside the cluster.
 """
 
@@ -43,6 +45,7 @@ from urllib.parse import urlsplit
 from mlops_cli.config.settings import Config
 
 from .edge import CONTROLLER_NAMESPACE
+from .inference_service import predictor_pods
 from .objects import PART_OF, metadata, selector
 
 NS_LABEL = "kubernetes.io/metadata.name"
@@ -83,10 +86,6 @@ def predictor_policy(config: Config) -> dict[str, Any]:
     # the autoscaler's own scrape of queue-proxy (AutoscalingQueueMetricsPort)
     policy["spec"]["ingress"].append({"from": [_from_namespace("knative-serving")], "ports": _tcp([9090])})
     return policy
-
-
-def predictor_pods(config: Config) -> dict[str, str]:
-    return {"serving.kserve.io/inferenceservice": config.serving.model_name}
 
 
 def gateway_policy(config: Config) -> dict[str, Any]:
@@ -144,6 +143,7 @@ def _database_port(uri: str) -> int | None:
 
 def egress_policies(config: Config) -> list[dict[str, Any]]:
     from . import drift, gateway, jaeger, loki, mlflow, prometheus
+    from .inference_service import PORT as PREDICTOR_PORT
 
     k = config.kubernetes
     s3 = k.mlflow_artifacts.startswith("s3://")
@@ -157,7 +157,9 @@ def egress_policies(config: Config) -> list[dict[str, Any]]:
         *_deny_egress(config, k.namespace),
         _egress(config, "gateway-to-predictor", "gateway", selector("gateway"), [KOURIER_INTERNAL]),
         _egress(config, "prometheus-to-scrape-targets", "prometheus", selector("prometheus"),
-                [_to("gateway", [gateway.PORT]), _to("drift", [drift.PORT]), _to("mlflow", [mlflow.PORT]), KOURIER_INTERNAL]),
+                [_to("gateway", [gateway.PORT]), _to("drift", [drift.PORT]), _to("mlflow", [mlflow.PORT]),
+                 {"to": [{"podSelector": {"matchLabels": predictor_pods(config)}}], "ports": _tcp([PREDICTOR_PORT])},
+                 _anywhere([443, 6443])]),
         _egress(config, "grafana-to-datasources", "grafana", selector("grafana"),
                 [_to("prometheus", [prometheus.PORT]), _to("loki", [loki.PORT]), _to("jaeger", [jaeger.UI_PORT])]),
         _egress(config, "drift-to-mlflow", "drift", selector("drift"), [_to("mlflow", [mlflow.PORT])]),

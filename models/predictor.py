@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--http-nice", type=int, default=0,
                         help="lower the HTTP server thread's CPU priority by this much (the model's threads keep theirs)")
     parser.add_argument("--log-level", default=os.environ.get("MLOPS_LOG_LEVEL", "info"))
+    parser.add_argument("--fault-error-share", type=float, default=0.0,
+                        help="answer this share of predict calls 500 on purpose (testing the canary gate only)")
     args, _ = parser.parse_known_args(argv)
 
     if args.host:
@@ -167,6 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     configure_json_logging("predictor", args.log_level)
     model_server.args.configure_logging = False  # KServe would replace our JSON lines with its own format
     model_server.app.add_exception_handler(Overloaded, _overloaded)
+    from .predictor_metrics import PredictMetricsMiddleware, PredictorMetrics
+
+    model_server.app.add_middleware(PredictMetricsMiddleware, metrics=PredictorMetrics(),
+                                    fault_error_share=args.fault_error_share)
 
     model = SentimentPredictor(args.model_name, Path(args.model_dir), args.version, args.batch_size,
                                runtime=args.runtime, threads=args.threads, max_wait_ms=args.max_wait_ms,

@@ -1,7 +1,7 @@
-"""Canary analysis: promote or roll back from Prometheus answers (healthy, error spike, latency spike, no data).
+"""Canary analysis: promote or roll back from Prometheus answers about the canary revision's own traffic.
 
-The answers in fixtures/canary/ were recorded from a real Prometheus scraping the gateway's metric
-families while traffic was played into them (fixtures/canary/record_answers.py).
+The answers in fixtures/canary/ were recorded from a real Prometheus scraping the predictor's metric
+families (models/predictor_metrics.py) pod by pod, labelled by revision (fixtures/canary/record_answers.py).
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import pytest
 
 from mlops_cli.common.errors import MlopsError
 from mlops_cli.monitoring.canary_analysis import CanaryThresholds, PrometheusAnswerError, canary_queries, decide, scalar
-from mlops_cli.monitoring.canary_watch import observe_canary
+from mlops_cli.monitoring.canary_watch import Revisions, WatchPlan, observe_canary
 
 from .support import QuietHandler, http_server
 
 ANSWERS = Path(__file__).parent / "fixtures" / "canary"
-THRESHOLDS = CanaryThresholds(max_error_rate=0.01, max_p99_s=1.0, min_requests=50)
+THRESHOLDS = CanaryThresholds()   # budget 1%, bad 5%, 5% / 5%: 208 canary requests needed
+CANARY, BASELINE = "sentiment-predictor-00002", "sentiment-predictor-00001"
+REVISIONS = Revisions(CANARY, BASELINE)
 
 
 def answers(name: str) -> dict:
@@ -30,53 +32,79 @@ def value(name: str, key: str) -> float:
     return float(answers(name)[key]["data"]["result"][0]["value"][1])
 
 
+def vector(v: float | None) -> dict:
+    result = [] if v is None else [{"metric": {}, "value": [1, str(v)]}]
+    return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+def counted(canary: tuple[float, float], baseline: tuple[float, float], p99: float | None = 0.1) -> dict:
+    return {"canary_requests": vector(canary[0]), "canary_errors": vector(canary[1]),
+            "baseline_requests": vector(baseline[0]), "baseline_errors": vector(baseline[1]), "canary_p99": vector(p99)}
+
+
+def test_the_recordings_are_of_the_queries_asked_now():
+    recorded = answers("healthy")["_recorded"]
+    assert (recorded["canary"], recorded["baseline"]) == (CANARY, BASELINE)
+    assert set(answers("healthy")) - {"_recorded"} == set(canary_queries(30, CANARY, BASELINE))
+
+
 def test_healthy_canary_is_promoted():
     verdict = decide(answers("healthy"), THRESHOLDS)
-    assert verdict.promote and verdict.decision == "promote"
-    assert verdict.error_rate == pytest.approx(value("healthy", "errors") / value("healthy", "requests"))
-    assert 0 < verdict.error_rate < 0.01
-    assert verdict.p99_s == pytest.approx(value("healthy", "p99")) and verdict.p99_s < 1.0
+    assert verdict.promote and verdict.decision == "promote", verdict.reasons
+    assert verdict.canary.requests == round(value("healthy", "canary_requests")) >= THRESHOLDS.required
+    # two baseline pods, one canary pod: the baseline's count is the sum of both pods' increases
+    assert verdict.baseline.requests == round(value("healthy", "baseline_requests")) > 2 * verdict.canary.requests
+    assert verdict.p99_s == pytest.approx(value("healthy", "canary_p99")) and verdict.p99_s < 1.0
     assert verdict.reasons == ()
 
 
-def test_error_spike_rolls_back_and_says_why():
+def test_error_spike_rolls_back_on_the_canarys_own_errors():
     verdict = decide(answers("error_spike"), THRESHOLDS)
     assert not verdict.promote and verdict.decision == "rollback"
-    assert verdict.error_rate == pytest.approx(value("error_spike", "errors") / value("error_spike", "requests"))
-    assert any(r.startswith(f"error rate {verdict.error_rate:.2%} above 1.00%") for r in verdict.reasons)
+    assert verdict.canary.errors == round(value("error_spike", "canary_errors"))
+    assert verdict.error_rate == pytest.approx(verdict.canary.errors / verdict.canary.requests)
+    assert any(r.startswith(f"canary errors {verdict.canary.errors} of {verdict.canary.requests}") for r in verdict.reasons)
+    # judged together (the old rule), the same traffic's error share is diluted by the baseline's
+    together = (verdict.canary.errors + verdict.baseline.errors) / (verdict.canary.requests + verdict.baseline.requests)
+    assert together < verdict.error_rate / 2
 
 
 def test_latency_spike_rolls_back_and_says_why():
     verdict = decide(answers("latency_spike"), THRESHOLDS)
     assert not verdict.promote
-    assert any(r == f"p99 latency {value('latency_spike', 'p99') * 1000:.0f} ms above 1000 ms" for r in verdict.reasons)
-    # no request failed, so Prometheus has no 5xx series at all: an empty answer, read as zero errors
-    assert answers("latency_spike")["errors"]["data"]["result"] == []
-    assert verdict.error_rate == 0 and not any("error rate" in r for r in verdict.reasons)
+    assert any(r == f"canary p99 latency {value('latency_spike', 'canary_p99') * 1000:.0f} ms above 1000 ms" for r in verdict.reasons)
+    # no request failed, so Prometheus has no increase of 5xx: zero errors, not an error
+    assert verdict.canary.errors == 0 and not any("errors" in r for r in verdict.reasons)
 
 
-@pytest.mark.parametrize("name", ["no_data", "idle"])
+@pytest.mark.parametrize("name", ["no_data", "idle", "thin"])
 def test_no_evidence_is_a_rollback_never_a_promotion(name):
     verdict = decide(answers(name), THRESHOLDS)
-    assert not verdict.promote
-    assert verdict.error_rate is None and verdict.p99_s is None
-    assert any("not enough evidence" in r for r in verdict.reasons)
+    assert not verdict.promote and not verdict.enough
+    assert verdict.canary.requests < THRESHOLDS.required
+    assert any(r.startswith("not enough evidence") and f"{THRESHOLDS.required} are needed" in r for r in verdict.reasons)
+
+
+def test_a_canary_failing_20_percent_of_50_requests_is_never_promoted():
+    # the old rule promoted this a third of the time next to a perfect baseline (issue 24)
+    assert not decide(counted((50, 10), (450, 0)), THRESHOLDS).promote
+    assert not decide(counted((500, 100), (4500, 0)), THRESHOLDS).promote
+
+
+def test_the_canary_is_judged_against_the_baseline_too():
+    # 3% errors would pass test 1 at 500 requests, but a 0.1% baseline plus the 1% budget rules it out
+    verdict = decide(counted((500, 12), (4500, 4)), THRESHOLDS)
+    assert not verdict.promote and any("above the baseline" in r for r in verdict.reasons)
+    assert decide(counted((500, 2), (4500, 4)), THRESHOLDS).promote
 
 
 def test_thresholds_come_from_the_caller_not_the_module():
-    lenient = CanaryThresholds(max_error_rate=0.25, max_p99_s=10.0, min_requests=50)
+    lenient = CanaryThresholds(max_error_rate=0.05, bad_error_rate=0.3, max_p99_s=10.0)
     assert decide(answers("error_spike"), lenient).promote
     assert decide(answers("latency_spike"), lenient).promote
-    strict = CanaryThresholds(max_error_rate=0.01, max_p99_s=0.1, min_requests=50)
+    strict = CanaryThresholds(max_p99_s=0.1)
     assert not decide(answers("healthy"), strict).promote
-
-
-def test_canary_that_got_no_traffic_is_not_promoted():
-    data = answers("healthy")
-    data["canary_predictions"] = {"status": "success", "data": {"resultType": "vector", "result": []}}
-    verdict = decide(data, THRESHOLDS)
-    assert not verdict.promote
-    assert any("served no predictions" in r for r in verdict.reasons)
+    assert CanaryThresholds(min_requests=1000).required == 1000
 
 
 def test_prometheus_error_answers_are_refused_not_read_as_zero():
@@ -91,22 +119,25 @@ def test_prometheus_error_answers_are_refused_not_read_as_zero():
     assert scalar({"status": "success", "data": {"resultType": "scalar", "result": [1, "0.5"]}}) == 0.5
 
 
-def test_queries_use_the_gateway_metrics_and_the_window():
-    queries = canary_queries(600, '4"x')
-    assert set(queries) == {"requests", "errors", "p99", "canary_predictions"}
-    assert "mlops_gateway_requests_total" in queries["requests"] and "[600s]" in queries["requests"]
-    assert 'status=~"5.."' in queries["errors"]
-    assert queries["p99"].startswith("histogram_quantile(0.99,") and "mlops_gateway_request_duration_seconds_bucket" in queries["p99"]
-    assert 'model_version="4\\"x"' in queries["canary_predictions"]  # label value escaped
+def test_queries_select_each_revision_and_sum_across_its_pods():
+    queries = canary_queries(600, 'c"x', "b")
+    assert set(queries) == {"canary_requests", "canary_errors", "baseline_requests", "baseline_errors", "canary_p99"}
+    assert queries["canary_requests"] == 'sum(increase(mlops_predictor_requests_total{revision="c\\"x"}[600s]))'
+    assert 'status=~"5.."' in queries["canary_errors"] and 'revision="b"' in queries["baseline_errors"]
+    assert queries["canary_p99"].startswith("histogram_quantile(0.99, sum by (le) (rate(")
 
 
-def test_the_queried_metrics_are_the_ones_the_gateway_exports():
-    from mlops_cli.services.gateway_metrics import GatewayMetrics
+def test_the_queried_metrics_are_the_ones_the_predictor_exports():
+    from prometheus_client import CollectorRegistry
 
-    exported = {m.name for m in GatewayMetrics("sentiment").registry.collect()}
-    for promql in canary_queries(60, "1").values():
-        names = {n for n in ("mlops_gateway_requests", "mlops_gateway_request_duration_seconds", "mlops_predictions") if n in promql}
-        assert names and names <= exported
+    from models.predictor_metrics import PredictorMetrics
+
+    registry = CollectorRegistry()
+    PredictorMetrics(registry)
+    exported = {s.name for m in registry.collect() for s in m.samples}
+    for promql in canary_queries(60, CANARY, BASELINE).values():
+        name = promql.split("(")[-1].split("{")[0] if "histogram" not in promql else "mlops_predictor_request_duration_seconds_bucket"
+        assert name in exported, (name, exported)
 
 
 class FakeClock:
@@ -122,37 +153,72 @@ class FakeClock:
         self.now += seconds
 
 
-def _scripted(*scenarios: str):
-    """A Prometheus that answers each poll from the next scenario (the last one repeats)."""
+def _scripted(*polls_answers: dict):
+    """A Prometheus that answers each poll from the next answer set (the last one repeats)."""
+    names = {q.split("[")[0]: n for n, q in canary_queries(1, CANARY, BASELINE).items()}
     polls: list[list[str]] = []
 
     def query(promql: str) -> dict:
-        name = next(k for k, q in canary_queries(1, "7").items() if q.split("[")[0] == promql.split("[")[0])
-        if name == "requests":
+        name = names[promql.split("[")[0]]
+        if name == "canary_requests":
             polls.append([])
         polls[-1].append(promql)
-        scenario = scenarios[min(len(polls), len(scenarios)) - 1]
-        return answers(scenario)[name]
+        return polls_answers[min(len(polls), len(polls_answers)) - 1][name]
 
     return query, polls
 
 
+PLAN = WatchPlan(window_s=600, max_window_s=1800, interval_s=30)
+
+
 def test_watch_promotes_only_after_the_whole_window():
     clock = FakeClock()
-    query, polls = _scripted("healthy")
-    verdict = observe_canary(query, canary_version="7", window_s=600, interval_s=30, thresholds=THRESHOLDS,
-                             clock=clock, sleep=clock.sleep)
+    query, polls = _scripted(answers("healthy"))
+    verdict = observe_canary(query, REVISIONS, PLAN, THRESHOLDS, clock=clock, sleep=clock.sleep)
     assert verdict.promote
     assert clock.now == 600 and len(polls) == 21
     assert "[600s]" in polls[-1][0]  # the final verdict covers the whole window
 
 
+def test_watch_goes_past_the_window_until_the_canary_has_its_sample():
+    clock = FakeClock()
+    short, enough = counted((150, 0), (1350, 2)), counted((260, 1), (2300, 5))
+    query, polls = _scripted(*[short] * 24, enough)
+    verdict = observe_canary(query, REVISIONS, PLAN, THRESHOLDS, clock=clock, sleep=clock.sleep)
+    assert verdict.promote and clock.now == 720 and len(polls) == 25
+
+
+def test_watch_rolls_back_at_the_longest_window_without_enough_evidence():
+    clock = FakeClock()
+    query, _ = _scripted(counted((150, 0), (1350, 2)))
+    verdict = observe_canary(query, REVISIONS, PLAN, THRESHOLDS, clock=clock, sleep=clock.sleep)
+    assert not verdict.promote and clock.now == 1800
+    assert verdict.reasons[0].startswith("not enough evidence: the canary answered 150 requests")
+
+
+def test_watch_probes_while_the_sample_is_short_and_stops_once_it_is_enough():
+    clock = FakeClock()
+    probes: list[float] = []
+    plan = WatchPlan(window_s=60, max_window_s=600, interval_s=30, probe_rps=2)
+    query, _ = _scripted(counted((10, 0), (90, 0)), counted((100, 0), (900, 0)), counted((220, 0), (2000, 0)))
+    verdict = observe_canary(query, REVISIONS, plan, THRESHOLDS, probe=lambda: probes.append(clock.now),
+                             clock=clock, sleep=clock.sleep)
+    assert verdict.promote and clock.now == 60
+    assert len(probes) == 120 and probes[-1] < 60  # two a second through both looks before the sample was enough
+
+
 def test_watch_rolls_back_early_on_a_clear_breach():
     clock = FakeClock()
-    query, polls = _scripted("healthy", "healthy", "error_spike")
-    verdict = observe_canary(query, canary_version="7", window_s=600, interval_s=30, thresholds=THRESHOLDS,
-                             clock=clock, sleep=clock.sleep)
+    query, polls = _scripted(counted((20, 0), (180, 0)), counted((40, 1), (360, 1)), counted((60, 9), (540, 2)))
+    verdict = observe_canary(query, REVISIONS, PLAN, THRESHOLDS, clock=clock, sleep=clock.sleep)
     assert not verdict.promote and len(polls) == 3 and clock.now == 60
+
+
+def test_watch_does_not_stop_early_on_one_unlucky_error():
+    clock = FakeClock()
+    query, polls = _scripted(counted((20, 1), (180, 0)), counted((230, 2), (2000, 10)))
+    verdict = observe_canary(query, REVISIONS, PLAN, THRESHOLDS, clock=clock, sleep=clock.sleep)
+    assert verdict.promote and clock.now == 600
 
 
 def test_watch_turns_a_prometheus_error_into_one_message():
@@ -162,8 +228,7 @@ def test_watch_turns_a_prometheus_error_into_one_message():
         return {"status": "error", "errorType": "timeout", "error": "query timed out in expression evaluation"}
 
     with pytest.raises(MlopsError, match="timed out"):
-        observe_canary(query, canary_version="7", window_s=60, interval_s=30, thresholds=THRESHOLDS,
-                       clock=clock, sleep=clock.sleep)
+        observe_canary(query, REVISIONS, PLAN, THRESHOLDS, clock=clock, sleep=clock.sleep)
 
 
 # ------------------------------------------------- `mlops deploy --canary N --observe W --promote-if-healthy`
@@ -176,7 +241,7 @@ class RecordedPrometheus:
         from urllib.parse import parse_qs, urlparse
 
         recorded = answers(scenario)
-        names = {q.split("[")[0]: name for name, q in canary_queries(1, "2").items()}
+        names = {q.split("[")[0]: name for name, q in canary_queries(1, CANARY, BASELINE).items()}
         self.queries: list[str] = []
         outer = self
 
@@ -206,6 +271,7 @@ class CanaryTarget:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.canary: int | None = None
+        self.predictions = 0
 
     def deploy(self, options, reporter):
         from mlops_cli.targets import Outcome
@@ -217,7 +283,14 @@ class CanaryTarget:
         else:
             self.canary = options.canary
         self.calls.append("promote" if options.promote else "rollback" if options.rollback else f"canary {options.canary}")
-        return Outcome(info={"model_version": "2"})
+        info = {"model_version": "2"}
+        if self.canary is not None:
+            info.update(canary_revision=CANARY, baseline_revision=BASELINE)
+        return Outcome(info=info)
+
+    def predict(self, texts):
+        self.predictions += 1
+        return [{"label": "Positive", "confidence": 0.9}]
 
 
 @pytest.fixture
@@ -233,6 +306,7 @@ def canary_cli(cli, project, monkeypatch):
         servers.append(prom)
         monkeypatch.setenv("MLOPS_CANARY__PROMETHEUS_URL", prom.url)
         monkeypatch.setenv("MLOPS_CANARY__INTERVAL_S", "0.2")
+        monkeypatch.setenv("MLOPS_CANARY__MAX_WINDOW_S", "1.5")
         return cli("--json", "deploy", "--version", "2", "--canary", "20", "--observe", "1s", *args), target, prom
 
     yield run
@@ -244,12 +318,13 @@ def test_deploy_promotes_a_healthy_canary(canary_cli):
     result, target, prom = canary_cli("healthy", "--promote-if-healthy")
     assert result.exit_code == 0, result.stderr
     assert target.calls == ["canary 20", "promote"]
-    assert json.loads(result.stdout)["canary"]["decision"] == "promote"
-    assert any('model_version="2"' in q for q in prom.queries)
+    report = json.loads(result.stdout)["canary"]
+    assert report["decision"] == "promote" and report["required_requests"] == 208
+    assert any(f'revision="{CANARY}"' in q for q in prom.queries) and any(f'revision="{BASELINE}"' in q for q in prom.queries)
 
 
 @pytest.mark.parametrize("scenario, why", [("error_spike", "error rate"), ("latency_spike", "p99 latency"),
-                                           ("no_data", "not enough evidence")])
+                                           ("no_data", "not enough evidence"), ("thin", "not enough evidence")])
 def test_deploy_rolls_back_an_unhealthy_canary_and_exits_1(canary_cli, scenario, why):
     result, target, _ = canary_cli(scenario, "--promote-if-healthy")
     assert result.exit_code == 1
@@ -273,3 +348,24 @@ def test_unreachable_prometheus_rolls_the_canary_back(canary_cli, monkeypatch):
     result, target, _ = canary_cli("healthy", "--promote-if-healthy")
     assert result.exit_code == 1 and "cannot reach Prometheus" in result.stderr and "rolled back" in result.stderr
     assert target.calls == ["canary 20", "rollback"]
+
+
+def test_a_canary_without_a_split_to_judge_is_rolled_back(canary_cli, monkeypatch):
+    # e.g. KServe gave the new revision 100% (nothing was rolled out before): no baseline to judge against
+    original = CanaryTarget.deploy
+
+    def deploy(self, options, reporter):
+        outcome = original(self, options, reporter)
+        outcome.info.pop("canary_revision", None)
+        return outcome
+
+    monkeypatch.setattr(CanaryTarget, "deploy", deploy)
+    result, target, prom = canary_cli("healthy", "--promote-if-healthy")
+    assert result.exit_code == 1 and "no canary split to judge" in result.stderr and "rolled back" in result.stderr
+    assert target.calls == ["canary 20", "rollback"] and prom.queries == []
+
+
+def test_thin_traffic_is_topped_up_by_probes(canary_cli, monkeypatch):
+    monkeypatch.setenv("MLOPS_CANARY__PROBE_RPS", "20")
+    result, target, _ = canary_cli("thin", "--promote-if-healthy")
+    assert result.exit_code == 1 and target.predictions > 5  # the recording stays thin: probes sent, still rolled back

@@ -81,6 +81,8 @@ def test_every_pod_of_ours_may_resolve_names_and_nothing_else_by_default(render)
         pod = _ours(component)
         assert allowed(policies, pod, KUBE_DNS, 53, "UDP") and allowed(policies, pod, KUBE_DNS, 53, "TCP"), component
         assert not allowed(policies, pod, Pod("kube-system", {"k8s-app": "metrics-server"}), 53, "UDP"), component
+        if component == "prometheus":
+            continue  # it lists pods through the API server, whose address is the cluster's (see the flows test)
         assert not allowed(policies, pod, S3, 443), component   # nothing leaves without S3 configured
         assert not allowed(policies, pod, KUBE_API, 443), component
     assert allowed(policies, _predictor(config), KUBE_DNS, 53, "UDP")
@@ -101,7 +103,10 @@ def test_the_flows_the_platform_needs_are_allowed(render):
     assert allowed(policies, AUTOSCALER, _predictor(config), 9090)
     for target, port in (("gateway", gateway.PORT), ("drift", drift.PORT), ("mlflow", mlflow.PORT)):
         assert allowed(policies, prom, _ours(target), port), target
-    assert allowed(policies, prom, KOURIER, 8081)   # the predictor's /metrics, through its cluster address
+    # the predictor's /metrics pod by pod (a counter is one process's: charts/prometheus.py), found through the API
+    assert allowed(policies, prom, _predictor(config), 8080)
+    assert allowed(policies, prom, KUBE_API, 443) and allowed(policies, prom, KUBE_API, 6443)
+    assert not allowed(policies, prom, KOURIER, 8081)
     assert allowed(policies, _ours("drift"), _ours("mlflow"), mlflow.PORT)
     for target, port in (("prometheus", prometheus.PORT), ("loki", loki.PORT), ("jaeger", jaeger.UI_PORT)):
         assert allowed(policies, _ours("grafana"), _ours(target), port), target
@@ -130,7 +135,7 @@ def test_what_the_platform_does_not_need_is_refused(render):
     assert not allowed(policies, _ours("drift"), KOURIER, 8081)
     assert not allowed(policies, Pod(loki.logs_namespace(config), {"app": "other"}), _ours("loki"), loki.PORT)
     assert not allowed(policies, Pod(loki.logs_namespace(config), _ours("promtail").labels), _ours("mlflow"), mlflow.PORT)
-    assert not allowed(policies, _ours("prometheus"), S3, 443)
+    assert not allowed(policies, _ours("prometheus"), _ours("grafana"), 3000)
 
 
 def test_s3_and_an_external_database_open_exactly_their_ports(render):

@@ -200,7 +200,7 @@ def deploy(
 
 def _judge_canary(ctx: typer.Context, tgt: Any, outcome: Any, observe: str, act: bool, reporter: Any) -> Any:
     """Watch the canary just deployed; promote or roll it back through the target (monitoring/canary_watch.py)."""
-    from ..monitoring.canary_watch import judge_canary
+    from ..monitoring.canary_watch import PROBE_TEXT, Revisions, judge_canary
     from ..targets import DeployOptions
     from . import render
 
@@ -209,12 +209,16 @@ def _judge_canary(ctx: typer.Context, tgt: Any, outcome: Any, observe: str, act:
         _render_outcome(ctx, outcome, f"mlops deploy ({tgt.name})")
     promote = (lambda: tgt.deploy(DeployOptions(promote=True), reporter)) if act else None
     rollback = (lambda: tgt.deploy(DeployOptions(rollback=True), reporter)) if act else None
-    judged = judge_canary(st.config(), canary_version=str(outcome.info.get("model_version", "")), window=observe,
-                          promote=promote, rollback=rollback, reporter=reporter)
+    revisions = Revisions(canary=str(outcome.info.get("canary_revision", "")),
+                          baseline=str(outcome.info.get("baseline_revision", "")))
+    judged = judge_canary(st.config(), canary_version=str(outcome.info.get("model_version", "")), revisions=revisions,
+                          window=observe, promote=promote, rollback=rollback, probe=lambda: tgt.predict([PROBE_TEXT]),
+                          reporter=reporter)
     if not st.json:
         v = judged.verdict
-        render.success(f"canary healthy over {observe}: {v.requests or 0:.0f} requests, errors {v.error_rate or 0:.2%}, "
-                       f"p99 {(v.p99_s or 0) * 1000:.0f} ms" + (" - promoted" if judged.action == "promoted" else ""))
+        render.success(f"canary healthy over {observe}: {v.canary.requests} of its requests (needed {v.required}), "
+                       f"errors {v.canary.rate or 0:.2%} (baseline {v.baseline.rate or 0:.2%}), p99 {(v.p99_s or 0) * 1000:.0f} ms"
+                       + (" - promoted" if judged.action == "promoted" else ""))
     final = judged.outcome or outcome
     final.info["canary"] = judged.as_dict()
     return final

@@ -90,6 +90,10 @@ class ServingConfig(Section):
     # The predictor's HTTP thread runs this much nicer than its model threads, so requests use the gaps
     # the model leaves instead of pre-empting it (models/predictor.py yield_to_model; 0: same priority).
     http_nice: int = Field(10, ge=0, le=19)
+    # Testing the canary gate only: the predictor answers this share of predict calls 500 on purpose
+    # (models/predictor_metrics.py). A new value makes a new revision, so `deploy --canary` with it set
+    # is a deliberately failing canary (the e2e run's rollback step).
+    fault_error_share: float = Field(0.0, ge=0, le=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -185,10 +189,24 @@ class CanaryConfig(Section):
     """Thresholds of `mlops deploy --canary N --observe 10m --promote-if-healthy` (monitoring/canary_analysis.py)."""
 
     prometheus_url: HttpUrl = ""          # empty: the local platform's Prometheus (`mlops up --with-prometheus`)
-    max_error_rate: float = Field(0.01, ge=0, le=1)   # share of prediction requests answered 5xx
-    max_p99_s: float = Field(1.0, gt=0)               # p99 latency of prediction requests
-    min_requests: int = Field(50, ge=1)               # fewer in the window is no evidence: roll back
+    # The canary is judged on its own revision's requests (monitoring/canary_statistics.py): the sample it
+    # needs follows from the four numbers below (208 requests with the defaults).
+    max_error_rate: float = Field(0.01, gt=0, lt=1)   # the error budget: a canary failing at most this often is healthy
+    bad_error_rate: float = Field(0.05, gt=0, lt=1)   # a canary failing this often must not be promoted
+    false_promotion: float = Field(0.05, gt=0, lt=0.5)  # at most this share of bad canaries promoted
+    false_rollback: float = Field(0.05, gt=0, lt=0.5)   # at most this share of healthy canaries rolled back
+    max_p99_s: float = Field(1.0, gt=0)               # the canary's p99 latency of prediction requests
+    min_requests: int = Field(0, ge=0)                # a floor on the canary's requests, above what the budget needs
     interval_s: float = Field(30.0, gt=0)             # how often to look during the window
+    max_window_s: float = Field(3600.0, gt=0)         # how long the watch may go past --observe for its sample
+    probe_rps: float = Field(0.0, ge=0)               # synthetic predictions per second while the sample is short
+
+    @model_validator(mode="after")
+    def _rates_ordered(self) -> "CanaryConfig":
+        if self.bad_error_rate <= self.max_error_rate:
+            raise ValueError(f"bad_error_rate ({self.bad_error_rate}) must be above max_error_rate "
+                             f"({self.max_error_rate}): the gate tells the two apart")
+        return self
 
 
 class ImagesConfig(Section):
@@ -202,3 +220,6 @@ class ImagesConfig(Section):
     registry: str = Field("kind.local", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*$")
     tag: str = Field("", pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")   # empty: the package version
     record: str = ""   # empty: <state_dir>/images.json (written by `mlops images build --push`)
+    # Pushed images are one index for these platforms (docker buildx; the release builds amd64 and arm64).
+    platforms: str = Field("", pattern=r"^([a-z0-9]+/[a-z0-9]+(/v[0-9])?(,[a-z0-9]+/[a-z0-9]+(/v[0-9])?)*)?$")
+    cache_dir: str = ""   # buildx's local layer cache (CI restores and saves it); empty: none

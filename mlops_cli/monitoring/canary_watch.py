@@ -1,8 +1,11 @@
-"""Watch a canary for an observation window and return the verdict (monitoring/canary_analysis.py decides).
+"""Watch a canary until the evidence decides, and return the verdict (monitoring/canary_analysis.py decides).
 
-Polls every `interval_s` over the time observed so far and stops early once the evidence already proves
-the canary bad (enough requests and an SLO broken): a bad canary should not keep its traffic for the
-whole window. A healthy verdict is only given at the end of the window, over the whole window.
+Polls every `interval_s` over the time observed so far. The verdict is given once the window is over
+*and* the canary revision has answered the requests the error budget requires
+(canary_statistics.required_sample); until then the watch goes on, up to `max_window_s` (then: not
+enough evidence, a rollback), and with a `probe` it sends synthetic predictions at `probe_rps` so thin
+real traffic still reaches the sample. It stops early only when the evidence already proves the canary
+bad (canary_analysis.breached): a bad canary should not keep its traffic for the whole window.
 """
 
 from __future__ import annotations
@@ -17,38 +20,78 @@ from ..config.settings import Config
 from .canary_analysis import CanaryThresholds, CanaryVerdict, PrometheusAnswerError, breached, canary_queries, decide
 
 Query = Callable[[str], Mapping[str, Any]]
+PROBE_TEXT = "canary probe: a short, ordinary review of a film that was fine"  # synthetic traffic ([canary].probe_rps)
+
+
+@dataclass(frozen=True)
+class Revisions:
+    """The Knative revisions of a running canary, as the target reported them once the split was live."""
+    canary: str
+    baseline: str
+
+
+@dataclass(frozen=True)
+class WatchPlan:
+    window_s: float        # the shortest observation (--observe)
+    max_window_s: float    # the longest, while the canary's sample is still short
+    interval_s: float      # between looks
+    probe_rps: float = 0.0
 
 
 def observe_canary(
-    query: Query, *, canary_version: str, window_s: float, interval_s: float, thresholds: CanaryThresholds,
-    reporter: Reporter = SILENT, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+    query: Query, revisions: Revisions, plan: WatchPlan, thresholds: CanaryThresholds, *,
+    probe: Callable[[], Any] | None = None, reporter: Reporter = SILENT,
+    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
 ) -> CanaryVerdict:
     start = clock()
-    reporter.start("canary", f"observing version {canary_version} for {window_s:.0f} s", total=None)
+    reporter.start("canary", f"observing revision {revisions.canary} (needs {thresholds.required} of its requests)",
+                   total=None)
     while True:
         elapsed = clock() - start
-        done = elapsed >= window_s
-        span = max(interval_s, min(elapsed, window_s))
-        verdict = _verdict(query, canary_version, span, thresholds)
-        if done or breached(verdict, thresholds):
+        verdict = _verdict(query, revisions, max(plan.interval_s, elapsed), thresholds)
+        over = elapsed >= plan.window_s and (verdict.enough or elapsed >= plan.max_window_s)
+        if over or breached(verdict, thresholds):
             reporter.finish("canary", verdict.decision)
             return verdict
         reporter.update("canary", info=_progress(verdict))
-        sleep(min(interval_s, window_s - elapsed))
+        ahead = [b - elapsed for b in (plan.window_s, plan.max_window_s) if b > elapsed]
+        pause = min([plan.interval_s, *ahead])
+        if probe is not None and plan.probe_rps > 0 and not verdict.enough:
+            _probe_for(probe, pause, plan.probe_rps, clock, sleep)
+        else:
+            sleep(pause)
 
 
-def _verdict(query: Query, canary_version: str, span_s: float, thresholds: CanaryThresholds) -> CanaryVerdict:
-    answers = {name: query(promql) for name, promql in canary_queries(int(round(span_s)), canary_version).items()}
+def _probe_for(probe: Callable[[], Any], seconds: float, rps: float, clock: Callable[[], float],
+               sleep: Callable[[float], None]) -> None:
+    """Synthetic predictions at about `rps` for `seconds` (each waits for its answer: at most that rate)."""
+    end = clock() + seconds
+    while clock() < end:
+        began = clock()
+        try:
+            probe()
+        except MlopsError:
+            pass  # a failed probe is counted where it failed (the predictor's metrics), not here
+        sleep(max(0.0, min(1.0 / rps - (clock() - began), end - clock())))
+
+
+def _verdict(query: Query, revisions: Revisions, span_s: float, thresholds: CanaryThresholds) -> CanaryVerdict:
+    promql = canary_queries(int(round(span_s)), revisions.canary, revisions.baseline)
+    answers = {name: query(q) for name, q in promql.items()}
     try:
         return decide(answers, thresholds)
     except PrometheusAnswerError as exc:
-        raise MlopsError(f"canary analysis: {exc}", hint="check [canary].prometheus_url and that Prometheus scrapes the gateway") from None
+        raise MlopsError(f"canary analysis: {exc}",
+                         hint="check [canary].prometheus_url and that Prometheus scrapes the predictor pods") from None
 
 
 def _progress(verdict: CanaryVerdict) -> str:
-    parts = [f"{verdict.requests or 0:.0f} requests"]
-    if verdict.error_rate is not None:
-        parts.append(f"errors {verdict.error_rate:.2%}")
+    c = verdict.canary
+    parts = [f"canary {c.requests}/{verdict.required} requests"]
+    if c.rate is not None:
+        parts.append(f"errors {c.rate:.2%}")
+    if verdict.baseline.rate is not None:
+        parts.append(f"baseline {verdict.baseline.rate:.2%}")
     if verdict.p99_s is not None:
         parts.append(f"p99 {verdict.p99_s * 1000:.0f} ms")
     return ", ".join(parts)
@@ -72,26 +115,41 @@ def prometheus_url(config: Config) -> str:
     return config.canary.prometheus_url or f"http://{config.local.host}:{config.local.prometheus_port}"
 
 
+def thresholds_from(config: Config) -> CanaryThresholds:
+    c = config.canary
+    return CanaryThresholds(max_error_rate=c.max_error_rate, bad_error_rate=c.bad_error_rate,
+                            false_promotion=c.false_promotion, false_rollback=c.false_rollback,
+                            max_p99_s=c.max_p99_s, min_requests=c.min_requests)
+
+
 def judge_canary(
-    config: Config, *, canary_version: str, window: str, promote: Callable[[], Any] | None = None,
-    rollback: Callable[[], Any] | None = None, query: Query | None = None, reporter: Reporter = SILENT,
+    config: Config, *, canary_version: str, revisions: Revisions, window: str,
+    promote: Callable[[], Any] | None = None, rollback: Callable[[], Any] | None = None,
+    probe: Callable[[], Any] | None = None, query: Query | None = None, reporter: Reporter = SILENT,
     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
 ) -> CanaryJudgement:
-    """Observe the canary for `window` ("10m"), then promote it (healthy) or roll it back (anything else).
+    """Observe the canary for `window` ("10m") and until its sample is big enough, then promote it (healthy)
+    or roll it back (anything else).
 
     `promote` / `rollback` are the target's own operations; without them the verdict is only reported.
+    `probe` sends one synthetic prediction (used at [canary].probe_rps while the canary's sample is short).
     A rolled-back canary is an MlopsError (exit 1) naming the reasons, raised after the rollback.
     """
     from ..adapters.prometheus_api import PrometheusApi
     from ..common.time_window import parse_duration
 
-    window_s = parse_duration(window, "--observe").total_seconds()
     c = config.canary
-    thresholds = CanaryThresholds(max_error_rate=c.max_error_rate, max_p99_s=c.max_p99_s, min_requests=c.min_requests)
+    window_s = parse_duration(window, "--observe").total_seconds()
+    plan = WatchPlan(window_s=window_s, max_window_s=max(window_s, c.max_window_s), interval_s=c.interval_s,
+                     probe_rps=c.probe_rps)
     query = query or PrometheusApi(prometheus_url(config)).query
     try:
-        verdict = observe_canary(query, canary_version=canary_version, window_s=window_s, interval_s=c.interval_s,
-                                 thresholds=thresholds, reporter=reporter, clock=clock, sleep=sleep)
+        if not (revisions.canary and revisions.baseline) or revisions.canary == revisions.baseline:
+            raise MlopsError(f"no canary split to judge: canary revision {revisions.canary or '?'}, "
+                             f"baseline revision {revisions.baseline or '?'}",
+                             hint="a canary needs a version already serving: deploy one first, then --canary N")
+        verdict = observe_canary(query, revisions, plan, thresholds_from(config), probe=probe, reporter=reporter,
+                                 clock=clock, sleep=sleep)
     except MlopsError as exc:
         if rollback is None:
             raise
@@ -108,4 +166,4 @@ def judge_canary(
                          hint="roll it back with: mlops deploy --rollback (or promote anyway with --promote)")
     rollback()
     raise MlopsError(f"canary of version {canary_version} rolled back: {why}",
-                     hint="see the gateway's metrics (charts/observability dashboards) for what went wrong")
+                     hint="see the predictor's metrics by revision (charts/observability dashboards) for what went wrong")

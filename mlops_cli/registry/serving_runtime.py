@@ -106,6 +106,8 @@ def predictor_args(config: Config, cpu: str | None = None) -> list[str]:
     args = ["--runtime", serving.runtime, "--batch-size", str(serving.batch_size),
             "--max-wait-ms", f"{serving.max_wait_ms:g}", "--max-queue", str(serving.max_queue),
             "--latency-budget-ms", f"{serving.latency_budget_ms:g}", "--http-nice", str(serving.http_nice)]
+    if serving.fault_error_share:
+        args += ["--fault-error-share", f"{serving.fault_error_share:g}"]
     threads = serving.threads or (_whole_cpus(cpu) if cpu else 0)
     return args + (["--threads", str(threads)] if threads else [])
 

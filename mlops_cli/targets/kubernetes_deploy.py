@@ -97,6 +97,9 @@ class KubernetesDeploy:
         if gateway_action:
             outcome.steps.append(StepResult("Deployment gateway", gateway_action, "predictor URL"))
         outcome.info.update({"model_version": version, "url": (live.get("status") or {}).get("url", ""), "traffic": split.summary()})
+        if canary is not None and split.rolled_out and split.rolled_out != split.latest_ready:
+            # what the canary gate judges: the new revision's own traffic against the one it split with
+            outcome.info.update({"canary_revision": split.latest_ready, "baseline_revision": split.rolled_out})
         return outcome
 
     def _rollback(self, live: dict[str, Any] | None, rollouts: Rollouts, reporter: Reporter) -> Outcome:
