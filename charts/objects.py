@@ -48,8 +48,25 @@ def metadata(name: str, component: str, namespace: str | None = None, **extra: A
     return meta
 
 
+# `[kubernetes].resource_profile = "e2e"`: a 4-vCPU kind node (GitHub's ubuntu-24.04 runner) also runs
+# Knative, KServe, cert-manager, Envoy Gateway and Kourier; ours ask for ~0.9 vCPU with a canary's two
+# predictor pods (limits stay 2x, so a request is a floor, not a cap).
+E2E_RESOURCES: dict[str, tuple[str, str]] = {
+    "gateway": ("100m", "256Mi"),
+    "predictor": ("250m", "1Gi"),
+    "drift": ("100m", "512Mi"),
+    "mlflow": ("100m", "512Mi"),
+    "prometheus": ("100m", "512Mi"),
+    "grafana": ("50m", "128Mi"),
+    "jaeger": ("50m", "256Mi"),
+    "loki": ("100m", "256Mi"),
+    "promtail": ("25m", "64Mi"),
+}
+
+
 def resources(config: Config, component: str) -> dict[str, dict[str, str]]:
-    cpu, memory = DEFAULT_RESOURCES[component]
+    table = E2E_RESOURCES if config.kubernetes.resource_profile == "e2e" else DEFAULT_RESOURCES
+    cpu, memory = table[component]
     override = config.kubernetes.resources.get(component, {})
     cpu, memory = override.get("cpu", cpu), override.get("memory", memory)
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": _double_cpu(cpu), "memory": memory}}

@@ -63,7 +63,7 @@ def test_dockerfiles_pass_hadolint():
 def test_hadolint_fails_a_broken_dockerfile(tmp_path):
     text = (REPO / "charts" / "images" / "gateway.Dockerfile").read_text()
     broken = tmp_path / "gateway.Dockerfile"
-    broken.write_text(text.replace("-r gateway.requirements.txt -c constraints.txt", "fastapi", 1)
+    broken.write_text(text.replace("--require-hashes --no-deps -r gateway.lock.txt", "fastapi", 1)
                           .replace("--no-cache-dir ", "", 1))
     result = run(tool("hadolint"), "--no-color", broken)
     assert result.returncode == 1
@@ -95,7 +95,7 @@ def test_permissions_are_least_privilege(path):
         assert perms is not None and perms != "write-all", f"{path.name}: job {name} has no explicit permissions"
         writes = {k for k, v in perms.items() if v == "write"}
         assert writes <= {"packages", "id-token"}, f"{path.name}: job {name} writes {writes}"
-        for step in job.get("steps", []):
+        for step in job.get("steps", []) if isinstance(job.get("steps"), list) else []:
             if str(step.get("uses", "")).startswith("actions/checkout@"):
                 assert step.get("with", {}).get("persist-credentials") is False, f"{path.name}: {name} keeps the token in .git"
 
@@ -109,7 +109,11 @@ def test_dockerfile_base_pinned_non_root_no_secrets(path):
     assert users and users[-1].split(":")[0] not in {"0", "root"}, users
     assert not re.search(r"^(ENV|ARG)\s+.*(PASSWORD|SECRET|TOKEN|AWS_ACCESS|API_KEY)", text, flags=re.M | re.I)
     requirements = path.with_name(path.name.replace(".Dockerfile", ".requirements.txt"))
-    assert requirements.is_file() and f"charts/images/{requirements.name}" in text
+    assert requirements.is_file()
+    # every image installs its hash-locked set, hashes required (a swapped file on the index fails the build)
+    lock = path.with_name(path.name.replace(".Dockerfile", ".lock.txt").replace("predictor-torch", "predictor"))
+    assert lock.is_file() and f"charts/images/{lock.name}" in text
+    assert re.search(rf"pip install .*--require-hashes --no-deps -r {re.escape(lock.name)}", text)
 
 
 def test_build_context_excludes_state_secrets_and_virtualenvs():
@@ -118,4 +122,4 @@ def test_build_context_excludes_state_secrets_and_virtualenvs():
     lines = [l.strip() for l in (REPO / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")]
     assert lines[0] == "**"
     allowed = {l[1:] for l in lines if l.startswith("!")}
-    assert allowed == {"constraints.txt", "charts/images/*.requirements.txt", "mlops_cli", "models"}
+    assert allowed == {"constraints.txt", "charts/images/*.requirements.txt", "charts/images/*.lock.txt", "mlops_cli", "models"}

@@ -1,5 +1,10 @@
 """scripts/e2e-kind.sh (`make e2e-kind`) with fake docker, kind, kubectl, curl and mlops on PATH.
 
+Proves the script pins the node image and the manifests (scripts/e2e-pins.env), runs on the `e2e`
+resource profile, port-forwards the Envoy proxy with [kubernetes].ingress_address set, and runs the
+canary gate twice: a good canary promoted by `--observe --promote-if-healthy`, a deliberately failing
+one ([serving].fault_error_share) that must be rolled back (the script fails if it is promoted).
+
 No Docker or kind here: the fakes record every call in one log so the test checks the script's order
 and its error handling. They refuse what the real tools refuse (kind cannot load an image docker never
 built; a failing mlops step fails the script). `mlops images build` is the real CLI, driving the fake
@@ -9,11 +14,11 @@ docker, so the images the script loads are the ones `mlops images build` tags.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -21,6 +26,8 @@ from .support import REPO
 
 SCRIPT = REPO / "scripts" / "e2e-kind.sh"
 COREUTILS = ("bash", "mktemp", "seq", "grep", "rm", "sleep", "cat", "dirname", "env", "mkdir", "printf")
+PINS = "".join(f"MLOPS_KUBERNETES__{k}_SHA256={'ab' * 32}\n" for k in
+               ("CERT_MANAGER", "KNATIVE_CRDS", "KNATIVE_CORE", "KOURIER", "KSERVE", "KSERVE_RUNTIMES", "ENVOY_GATEWAY"))
 
 # The fakes are shell scripts (a Python start per call would make this test slow); each logs its argv
 # as one tab-separated line.
@@ -28,6 +35,10 @@ FAKE = r'''#!{bash}
 name={name}
 log="$E2E_CALLS"
 (IFS=$'\t'; printf '%s\t%s\n' "$name" "$*") >> "$log"
+if [ "$name" = mlops ]; then
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$*" "${{MLOPS_SERVING__FAULT_ERROR_SHARE:-}}" "${{MLOPS_KUBERNETES__INGRESS_ADDRESS:-}}" \
+    "${{MLOPS_KUBERNETES__RESOURCE_PROFILE:-}}" "${{MLOPS_KUBERNETES__KSERVE_SHA256:-}}" "${{MLOPS_CANARY__PROMETHEUS_URL:-}}" >> "$log.env"
+fi
 fail() {{ echo "$1" >&2; exit "${{2:-1}}"; }}
 case "$name" in
   docker)
@@ -42,11 +53,17 @@ case "$name" in
       while [ $# -gt 0 ]; do [ "$1" = --kubeconfig ] && printf 'apiVersion: v1\nkind: Config\n' > "$2"; shift; done
     fi ;;
   kubectl)
-    case " $* " in *" port-forward "*) exec sleep 600 ;; esac
-    [ "$1" = get ] && printf '%b' "${{FAKE_KUBECTL_GET:-}}" ;;
+    case " $* " in
+      *" port-forward "*) exec sleep 600 ;;
+      *" get service -l gateway.envoyproxy.io/owning-gateway-namespace=mlops "*) printf 'envoy-mlops-edge-1a2b3c' ;;
+    esac
+    [ "$1" = get ] && [ "$2" = namespaces,pods,persistentvolumeclaims ] && printf '%b' "${{FAKE_KUBECTL_GET:-}}" ;;
   mlops)
     if [ -n "${{FAKE_MLOPS_FAIL:-}}" ]; then
       case " $* " in *" $FAKE_MLOPS_FAIL "*) fail "error: deploy failed: InferenceService sentiment not ready in 180 s" ;; esac
+    fi
+    if [ -n "${{MLOPS_SERVING__FAULT_ERROR_SHARE:-}}" ] && [ -z "${{FAKE_BAD_CANARY_PROMOTED:-}}" ]; then
+      case " $* " in *" --promote-if-healthy "*) fail "error: canary of version 2 rolled back: canary errors 31 of 104" ;; esac
     fi
     if [ "$1" = images ]; then exec {python} -m mlops_cli "$@"; fi ;;
 esac
@@ -70,10 +87,12 @@ def fakes(tmp_path):
     project.mkdir()
     (project / "mlops.toml").write_text('[project]\nname = "e2e"\n')
     calls = tmp_path / "calls.jsonl"
+    pins = tmp_path / "pins.env"
+    pins.write_text(PINS)
 
     def run(**env: str) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
         full = {"PATH": str(bin_dir), "HOME": str(tmp_path), "TMPDIR": str(tmp_path), "E2E_CALLS": str(calls),
-                "MLOPS": "mlops", "NO_COLOR": "1", **env}
+                "MLOPS": "mlops", "NO_COLOR": "1", "E2E_PINS": str(pins), "E2E_ARTIFACTS": str(tmp_path / "artifacts"), **env}
         result = subprocess.run(["bash", str(SCRIPT)], cwd=project, env=full, capture_output=True, text=True, timeout=120)
         recorded = [l.split("\t") for l in calls.read_text().splitlines()] if calls.exists() else []
         return result, recorded
@@ -90,12 +109,12 @@ def _summary(calls: list[list[str]]) -> list[str]:
             out.append(" ".join(c[:3] if c[1] != "load" else c[:4]))
         elif c[0] == "mlops":
             out.append(" ".join(c[:3 if c[1] in ("images", "data") else 2]) + (" @k8s" if "kubernetes" in c else ""))
-        elif c[0] == "kubectl":
-            out.append("kubectl " + ("port-forward" if "port-forward" in c else c[1]))
+        elif c[0] == "kubectl" and "port-forward" not in c:  # forwards run in the background: order not fixed
+            out.append("kubectl get " + c[c.index("get") + 1])
     return out
 
 
-def test_the_whole_sequence_in_order(fakes):
+def test_the_whole_sequence_in_order(fakes, tmp_path):
     _, run = fakes
     result, calls = run()
     assert result.returncode == 0, result.stderr
@@ -105,19 +124,63 @@ def test_the_whole_sequence_in_order(fakes):
         *(f"docker build {i}" for i in images),
         "kind create cluster",
         *(f"kind load docker-image {i}" for i in images),
-        "mlops up @k8s", "kubectl port-forward",
+        "mlops up @k8s",
+        "kubectl get service",
         "mlops data prepare", "mlops train", "mlops register",
         "mlops deploy @k8s", "mlops predict @k8s",
         "mlops train", "mlops register",
         "mlops deploy @k8s", "mlops predict @k8s",
-        "mlops deploy @k8s", "mlops deploy @k8s", "mlops predict @k8s",
+        "mlops deploy @k8s", "mlops predict @k8s",
         "mlops down @k8s",
-        "kubectl get", "kind delete cluster",
+        "kubectl get namespaces,pods,persistentvolumeclaims", "kind delete cluster",
     ]
     deploys = [c for c in calls if c[:2] == ["mlops", "deploy"]]
-    assert [d[4:] for d in deploys] == [["--alias", "champion"], ["--version", "2", "--canary", "20"], ["--promote"], ["--rollback"]]
+    gate = ["--observe", "1m", "--promote-if-healthy"]
+    assert [d[4:] for d in deploys] == [["--alias", "champion"], ["--version", "2", "--canary", "50", *gate],
+                                        ["--version", "2", "--canary", "50", *gate]]
     down = next(c for c in calls if c[:2] == ["mlops", "down"])
     assert "--purge" in down and "--yes" in down
+    create = next(c for c in calls if c[:3] == ["kind", "create", "cluster"])
+    image = create[create.index("--image") + 1]
+    assert re.fullmatch(r"kindest/node:v1\.3[45]\.\d+@sha256:[0-9a-f]{64}", image)  # a minor KServe v0.20 supports
+    envs = [(line.split("\t")[0], line.split("\t")[1:]) for line in (tmp_path / "calls.jsonl.env").read_text().splitlines()]
+    for args, (fault, address, profile, pin, prometheus) in envs:
+        assert (address, profile, pin, prometheus) == ("127.0.0.1:18443", "e2e", "ab" * 32, "http://127.0.0.1:19090"), args
+    canaries = [(args, env[0]) for args, env in envs if "--canary" in args]
+    assert [fault for _, fault in canaries] == ["", "0.3"]  # the good canary, then the deliberately failing one
+    forwards = {c[c.index("port-forward") + 1] for c in calls if "port-forward" in c}
+    assert forwards == {"svc/mlflow", "svc/prometheus", "service/envoy-mlops-edge-1a2b3c"}
+    forward = next(c for c in calls if "service/envoy-mlops-edge-1a2b3c" in c)
+    assert forward[1:4] == ["-n", "envoy-gateway-system", "port-forward"] and forward[-1] == "18443:443"
+
+
+def test_a_promoted_bad_canary_fails_the_run(fakes):
+    _, run = fakes
+    result, calls = run(FAKE_BAD_CANARY_PROMOTED="1")
+    assert result.returncode == 1
+    assert "a canary failing 30% of its requests was promoted" in result.stderr
+    assert "FAILED at step 'bad canary rolled back'" in result.stderr
+    assert calls[-1][:3] == ["kind", "delete", "cluster"]
+
+
+def test_missing_pins_stop_the_run_before_any_cluster(fakes, tmp_path):
+    _, run = fakes
+    shipped = REPO / "scripts" / "e2e-pins.env"
+    result, calls = run(E2E_PINS=str(shipped))
+    keys = [l.split("=")[0] for l in shipped.read_text().splitlines() if l and not l.startswith("#")]
+    if all(l.split("=", 1)[1] for l in shipped.read_text().splitlines() if l and not l.startswith("#")):
+        pytest.skip("the shipped pins are filled")
+    assert result.returncode == 2 and "no sha256 pin for" in result.stderr
+    assert not any(c[0] == "kind" for c in calls)
+    assert all(k.startswith("MLOPS_KUBERNETES__") and k.endswith("_SHA256") for k in keys) and len(keys) == 7
+
+
+def test_a_failed_run_dumps_every_pods_logs_and_the_events(fakes, tmp_path):
+    _, run = fakes
+    result, calls = run(FAKE_MLOPS_FAIL="--canary 50")
+    assert result.returncode == 1 and "pod logs and events in" in result.stderr
+    assert any(c[:3] == ["kubectl", "get", "events"] for c in calls)
+    assert (tmp_path / "artifacts" / "events.txt").exists()
 
 
 def test_missing_docker_exits_2_before_anything_runs(fakes):
@@ -137,9 +200,9 @@ def test_docker_daemon_down_exits_2(fakes):
 
 def test_a_failing_step_is_named_and_the_cluster_still_deleted(fakes):
     _, run = fakes
-    result, calls = run(FAKE_MLOPS_FAIL="--canary 20")
+    result, calls = run(FAKE_MLOPS_FAIL="--canary 50")
     assert result.returncode == 1
-    assert "FAILED at step 'canary v2'" in result.stderr
+    assert "FAILED at step 'canary v2 promoted'" in result.stderr
     assert calls[-1][:3] == ["kind", "delete", "cluster"]
     assert not any(c[:2] == ["mlops", "down"] or c[:2] == ["mlops", "predict"] and "awful side effects" in c for c in calls)
 

@@ -2,8 +2,9 @@
 # The drift service: reads the prediction log, compares it with the registry's reference (Evidently), serves /summary /report /metrics.
 # Built by `mlops images build` from the repository root (context "."), which passes VERSION and REVISION;
 # by hand: docker buildx build -f charts/images/drift.Dockerfile --build-arg VERSION=0.1.0 .
-# Only what this image runs goes in: the packages of charts/images/drift.requirements.txt, pinned by
-# constraints.txt (tests/test_image_envs.py installs the same set and imports the entrypoint).
+# Only what this image runs goes in: charts/images/drift.requirements.txt, installed from its hash-locked
+# resolution charts/images/drift.lock.txt (`--require-hashes`: a changed file on the index fails the build;
+# regenerate with scripts/lock-images.sh; tests/test_image_envs.py imports the entrypoint from the same set).
 # The cluster runs it as uid 10001 with a read-only root filesystem; only /tmp (an emptyDir) is writable,
 # so bytecode is compiled at build time and nothing is written next to the code at run time.
 # Base: python:3.11-slim (Debian trixie, Python 3.11.15), pinned to its multi-platform index digest as
@@ -11,11 +12,11 @@
 
 FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS build
 WORKDIR /build
-COPY constraints.txt charts/images/drift.requirements.txt ./
+COPY charts/images/drift.lock.txt ./
 # pip is the venv's (PATH), so hadolint checks this install line like any other.
 ENV PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv \
- && pip install --no-cache-dir --disable-pip-version-check -r drift.requirements.txt -c constraints.txt
+ && pip install --no-cache-dir --disable-pip-version-check --require-hashes --no-deps -r drift.lock.txt
 COPY models /app/models
 COPY mlops_cli /app/mlops_cli
 RUN python -m compileall -q /app

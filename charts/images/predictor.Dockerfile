@@ -2,23 +2,23 @@
 # The KServe predictor: serves a SentimentClassifier directory from /mnt/models (models/predictor.py).
 # Built by `mlops images build` from the repository root (context "."), which passes VERSION and REVISION;
 # by hand: docker buildx build -f charts/images/predictor.Dockerfile --build-arg VERSION=0.1.0 .
-# Only what this image runs goes in: the packages of charts/images/predictor.requirements.txt, pinned by
-# constraints.txt (tests/test_image_envs.py installs the same set and imports the entrypoint).
+# Only what this image runs goes in: charts/images/predictor.requirements.txt, installed from its hash-locked
+# resolution charts/images/predictor.lock.txt (`--require-hashes`: a changed file on the index fails the build;
+# regenerate with scripts/lock-images.sh; tests/test_image_envs.py imports the entrypoint from the same set).
 # The cluster runs it as uid 10001 with a read-only root filesystem; only /tmp (an emptyDir) is writable,
 # so bytecode is compiled at build time and nothing is written next to the code at run time.
 # Base: python:3.11-slim (Debian trixie, Python 3.11.15), pinned to its multi-platform index digest as
 # published in docker-library/repo-info, repos/python/remote/3.11-slim.md (build of 2026-08-05).
 
 FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS build
-# CPU-only torch wheels: the default (CUDA) ones add several GB to the image and to every cold start.
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# No torch: the default runtime (onnx-int8) runs on onnxruntime; predictor-torch.Dockerfile adds torch for
+# [serving].runtime = "torch".
 WORKDIR /build
-COPY constraints.txt charts/images/predictor.requirements.txt ./
+COPY charts/images/predictor.lock.txt ./
 # pip is the venv's (PATH), so hadolint checks this install line like any other.
 ENV PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv \
- && pip install --no-cache-dir --disable-pip-version-check --extra-index-url "${TORCH_INDEX_URL}" \
-        -r predictor.requirements.txt -c constraints.txt
+ && pip install --no-cache-dir --disable-pip-version-check --require-hashes --no-deps -r predictor.lock.txt
 COPY models /app/models
 COPY mlops_cli /app/mlops_cli
 RUN python -m compileall -q /app

@@ -38,10 +38,17 @@ class Engine:
         return self.name == "docker buildx"
 
     def build_command(self, *, dockerfile: Path, context: Path, tag: str, build_args: dict[str, str],
-                      push: bool, metadata_file: Path | None = None) -> list[str]:
+                      push: bool, metadata_file: Path | None = None, platforms: str = "",
+                      cache_dir: str = "") -> list[str]:
+        """`platforms` ("linux/amd64,linux/arm64"): one image index for all, buildx and push only (the local
+        image store holds one platform). `cache_dir`: buildx's local layer cache, read and written (CI keeps it)."""
         args = [f"--build-arg={k}={v}" for k, v in sorted(build_args.items())]
         if self.name == "docker buildx":
             cmd = [self.binary, "buildx", "build", "--file", str(dockerfile), "--tag", tag, *args]
+            if platforms and push:
+                cmd += ["--platform", platforms]
+            if cache_dir:
+                cmd += ["--cache-from", f"type=local,src={cache_dir}", "--cache-to", f"type=local,dest={cache_dir},mode=max"]
             if push:
                 cmd += ["--push", "--sbom=true", "--provenance=mode=max", "--metadata-file", str(metadata_file)]
             else:

@@ -80,6 +80,9 @@ class KubernetesConfig(Section):
     # Per-component resource overrides, e.g. {gateway = {cpu = "500m", memory = "512Mi"}}: requests;
     # limits are twice the CPU and the same memory.
     resources: dict[str, dict[str, str]] = {}
+    # Requests table: "default" (charts/objects.py DEFAULT_RESOURCES) or "e2e", a small one so the whole
+    # platform, a canary's second predictor pod included, fits a 4-vCPU kind node (scripts/e2e-kind.sh).
+    resource_profile: Literal["default", "e2e"] = "default"
 
     @field_validator("resources")
     @classmethod

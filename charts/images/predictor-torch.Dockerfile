@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# The KServe predictor with torch, for [serving].runtime = "torch" (`mlops images build` picks this file then).
+# The same hash-locked set as predictor.Dockerfile, plus torch (charts/images/predictor-torch.requirements.txt)
+# from PyTorch's CPU index at the version constraints.txt pins: that index is not on PyPI, so torch is
+# version-pinned here, not hash-locked.
+# Built by `mlops images build` from the repository root (context "."), which passes VERSION and REVISION;
+# by hand: docker buildx build -f charts/images/predictor.Dockerfile --build-arg VERSION=0.1.0 .
+# Only what this image runs goes in: charts/images/predictor.requirements.txt, installed from its hash-locked
+# resolution charts/images/predictor.lock.txt (`--require-hashes`: a changed file on the index fails the build;
+# regenerate with scripts/lock-images.sh; tests/test_image_envs.py imports the entrypoint from the same set).
+# The cluster runs it as uid 10001 with a read-only root filesystem; only /tmp (an emptyDir) is writable,
+# so bytecode is compiled at build time and nothing is written next to the code at run time.
+# Base: python:3.11-slim (Debian trixie, Python 3.11.15), pinned to its multi-platform index digest as
+# published in docker-library/repo-info, repos/python/remote/3.11-slim.md (build of 2026-08-05).
+
+FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS build
+# CPU-only torch wheels: the default (CUDA) ones add several GB to the image and to every cold start.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+WORKDIR /build
+COPY charts/images/predictor.lock.txt charts/images/predictor-torch.requirements.txt ./
+# pip is the venv's (PATH), so hadolint checks this install line like any other.
+ENV PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv \
+ && pip install --no-cache-dir --disable-pip-version-check --require-hashes --no-deps -r predictor.lock.txt \
+ && pip install --no-cache-dir --disable-pip-version-check --index-url "${TORCH_INDEX_URL}" torch==2.13.0
+COPY models /app/models
+COPY mlops_cli /app/mlops_cli
+RUN python -m compileall -q /app
+
+FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
+ARG VERSION=0.0.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="mlops-predictor-torch" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin app
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /app /app
+ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp \
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 8080
+# The InferenceService (charts/inference_service.py) passes the real command; this one documents the contract.
+CMD ["python", "-m", "models.predictor", "--model-dir", "/mnt/models", "--model-name", "sentiment", "--version", "0", "--http-port", "8080"]
