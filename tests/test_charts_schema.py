@@ -204,10 +204,18 @@ def test_prometheus_and_grafana_use_the_shipped_observability_files(config):
 
     objs = {o["metadata"]["name"]: o for o in prometheus.objects(config) + grafana.objects(config)}
     scrape = yaml.safe_load(objs["prometheus-config"]["data"]["prometheus.yml"])
-    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in scrape["scrape_configs"]}
     ns = config.kubernetes.namespace
-    assert targets["gateway"] == [f"gateway.{ns}.svc.cluster.local:80"]
-    assert targets["drift"] == [f"drift.{ns}.svc.cluster.local:8085"]
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    # Pod by pod, never through a Service: each scrape of a Service lands on a random pod and increase()
+    # reads every switch as a counter reset (Prometheus docs/querying/functions.md).
+    for name, port in (("gateway", 8080), ("drift", 8085), ("predictor", 8080)):
+        assert "static_configs" not in jobs[name]
+        assert jobs[name]["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": [ns]}}]
+        address = [r for r in jobs[name]["relabel_configs"] if r.get("target_label") == "__address__"]
+        assert address == [{"source_labels": ["__meta_kubernetes_pod_ip"], "regex": "(.+)",
+                            "replacement": f"$1:{port}", "target_label": "__address__"}], name
+    revision = [r for r in jobs["predictor"]["relabel_configs"] if r.get("target_label") == "revision"]
+    assert revision[0]["source_labels"] == ["__meta_kubernetes_pod_label_serving_knative_dev_revision"]
     shipped = observability_files.scrape_config()
     assert [j["job_name"] for j in scrape["scrape_configs"]] == [j["job_name"] for j in shipped["scrape_configs"]]
     assert objs["prometheus-rules"]["data"] == observability_files.alert_rules()
