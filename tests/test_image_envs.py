@@ -40,7 +40,10 @@ ENTRYPOINTS = {
 # from the entrypoint must import in the image's environment.
 NOT_ON_THE_IMAGE_PATH = {
     "gateway": {},  # its text cleaning is common/text_policy.py's, which reads no files
-    "predictor": {},
+    "predictor": {
+        "torch": "models/classifier.py serves [serving].runtime = \"torch\" only: predictor-torch.Dockerfile adds torch",
+        "safetensors.torch": "same: the torch runtime's weights",
+    },
     "drift": {
         "torch": "registry/drift_reference.py profiles a model's predictions when a version is registered; the service downloads that reference",
         "transformers": "same: reference building at registration time",
@@ -54,7 +57,7 @@ NOT_ON_THE_IMAGE_PATH = {
 }
 EXTRA_IMPORTS = {"mlflow": ["boto3", "psycopg"]}  # what the server needs for S3 artifacts and a PostgreSQL backend
 FORBIDDEN = {
-    "predictor": {"mlflow", "mlflow-skinny", "dvc", "evidently", "pulumi", "pulumi-aws", "pulumi-eks", "pulumi-kubernetes"},
+    "predictor": {"torch", "mlflow", "mlflow-skinny", "dvc", "evidently", "pulumi", "pulumi-aws", "pulumi-eks", "pulumi-kubernetes"},
     "gateway": {"torch", "mlflow", "mlflow-skinny", "dvc", "evidently", "pulumi", "kserve"},
     "drift": {"torch", "dvc", "pulumi", "kserve", "mlflow"},  # the MLflow client (mlflow-skinny), not the server
     "mlflow": {"torch", "dvc", "evidently", "pulumi", "kserve"},
