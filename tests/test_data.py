@@ -162,6 +162,18 @@ def test_import_user_csv(cli, project):
     assert (project / "data" / "reviews" / "test.csv").read_text() == first
 
 
+def test_import_records_the_split_it_made_from_flags(cli, project):
+    """Issue 26 D14: `--test-size 0.3 --seed 7` split the rows that way but sources.json said 0.2 and 42."""
+    rows = "text,label\n" + "".join(f"good thing {i},positive\nbad thing {i},negative\n" for i in range(20))
+    csv_file = _write(project / "mine.csv", rows)
+    assert cli("data", "import", str(csv_file), "--test-size", "0.3", "--seed", "7").exit_code == 0
+    manifest = json.loads((project / "data" / "reviews" / "sources.json").read_text())
+    assert (manifest["test_size"], manifest["seed"]) == (0.3, 7)
+    assert cli("data", "import", str(csv_file)).exit_code == 0  # no flags: the [data] settings
+    manifest = json.loads((project / "data" / "reviews" / "sources.json").read_text())
+    assert (manifest["test_size"], manifest["seed"]) == (0.2, 42)
+
+
 @pytest.mark.parametrize(
     "content, expected",
     [

@@ -25,25 +25,27 @@ def prepare(config: Config) -> dict[str, Any]:
     d = config.data
     dataset = data_sources.load_sources(list(d.sources), d.classes, d.test_size, d.seed, d.max_rows_per_source)
     check_split_sizes(dataset, d.classes, d.test_size, d.validation_size, where=f"[data].sources {', '.join(d.sources)}")
-    return _save(config, dataset, [data_sources.describe(name) for name in d.sources])
+    return _save(config, dataset, [data_sources.describe(name) for name in d.sources], d.test_size, d.seed)
 
 
 def import_file(config: Config, path: Path, text_col: str, label_col: str,
                 test_size: float | None = None, seed: int | None = None) -> dict[str, Any]:
     examples = read_user_file(path, text_col, label_col, config.data.classes)
     test_size = test_size if test_size is not None else config.data.test_size
-    dataset = split(examples, test_size, seed if seed is not None else config.data.seed)
+    seed = seed if seed is not None else config.data.seed
+    dataset = split(examples, test_size, seed)
     # Before anything is written: a file too small to train, validate and test on is refused here,
     # not by scikit-learn in the middle of `mlops train`.
     check_split_sizes(dataset, config.data.classes, test_size, config.data.validation_size, where=str(path))
     return _save(config, dataset, [{"name": f"import:{path.name}", "file": str(path.resolve()),
-                                    "description": "imported with `mlops data import`"}])
+                                    "description": "imported with `mlops data import`"}], test_size, seed)
 
 
-def _save(config: Config, dataset: Dataset, sources: list[dict[str, Any]]) -> dict[str, Any]:
+def _save(config: Config, dataset: Dataset, sources: list[dict[str, Any]], test_size: float, seed: int) -> dict[str, Any]:
+    """Write and track the dataset; sources.json records the split as it was made (flags included)."""
     target = dataset_dir(config)
     by_source = dataset.counts_by_source()
-    manifest = {"classes": config.data.classes, "test_size": config.data.test_size, "seed": config.data.seed,
+    manifest = {"classes": config.data.classes, "test_size": test_size, "seed": seed,
                 "max_rows_per_source": config.data.max_rows_per_source,
                 "sources": [{**s, "counts": by_source.get(s["name"], {})} for s in sources]}
     write_dataset(dataset, target, manifest)
