@@ -174,6 +174,33 @@ def test_import_records_the_split_it_made_from_flags(cli, project):
     assert (manifest["test_size"], manifest["seed"]) == (0.2, 42)
 
 
+@pytest.mark.parametrize("labels", [[1, 0], [1.0, 0.0]], ids=["int", "float"])
+def test_import_parquet_with_numeric_labels(cli, project, labels):
+    """Issue 26 D13: label 0 read as '' (0 is falsy) and 1.0 as '1.0': both refused as unknown labels."""
+    import pandas as pd
+
+    texts = [f"good thing {i}" for i in range(20)] + [f"bad thing {i}" for i in range(20)]
+    frame = pd.DataFrame({"text": texts, "label": [labels[0]] * 20 + [labels[1]] * 20})
+    frame.to_parquet(project / "mine.parquet")
+    result = cli("data", "import", str(project / "mine.parquet"), "--json")
+    assert result.exit_code == 0, result.stderr
+    counts = json.loads(result.stdout)["counts"]
+    assert counts["train"]["Negative"] + counts["test"]["Negative"] == 20
+    assert counts["train"]["Positive"] + counts["test"]["Positive"] == 20
+
+
+def test_import_parquet_names_a_missing_or_fractional_label(cli, project):
+    import pandas as pd
+
+    texts = [f"good thing {i}" for i in range(20)]
+    pd.DataFrame({"text": texts, "label": [1.0] * 18 + [0.5, None]}).to_parquet(project / "half.parquet")
+    result = cli("data", "import", str(project / "half.parquet"))
+    assert result.exit_code == 2 and "row 19 (line 20): unknown label '0.5'" in result.stderr, result.stderr
+    pd.DataFrame({"text": texts[:18] + [None, "x"], "label": [1] * 20}).to_parquet(project / "none.parquet")
+    result = cli("data", "import", str(project / "none.parquet"))
+    assert result.exit_code == 2 and "row 19 (line 20): empty text" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize(
     "content, expected",
     [

@@ -99,10 +99,10 @@ def read_user_file(path: Path, text_col: str, label_col: str, classes: str) -> l
     allowed = labels_for(classes)
     examples = []
     for number, row in enumerate(rows, start=1):
-        text = clean_text(str(row.get(text_col) or ""))
+        text = clean_text(_cell_text(row.get(text_col)))
         if not text:
             raise DataError(f"{path}: row {number} (line {number + 1}): empty text in column {text_col!r}")
-        raw_label = str(row.get(label_col) or "").strip()
+        raw_label = _cell_text(row.get(label_col)).strip()
         label = rating_label(raw_label)
         if label not in allowed:
             raise DataError(
@@ -111,6 +111,16 @@ def read_user_file(path: Path, text_col: str, label_col: str, classes: str) -> l
             )
         examples.append(Example(text, label, source))
     return examples
+
+
+def _cell_text(value: object) -> str:
+    """A cell as the text a user would read in it: parquet gives ints and floats (a label 0 is not empty,
+    and 1.0 is the label 1), CSV gives strings; a missing value is empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -134,7 +144,8 @@ def _read_parquet(path: Path) -> list[dict[str, object]]:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise DataError(f"{path}: not a readable parquet file: {exc}") from None
-    return frame.to_dict(orient="records")
+    # Missing cells (NaN, None, pd.NA) become None, so they read as empty rather than as "nan".
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 def split(examples: list[Example], test_size: float, seed: int) -> Dataset:
