@@ -265,3 +265,26 @@ def test_predict_file_keeps_its_connections_to_the_gateway(cli, project, admissi
     src = write_csv(project / "reviews.csv", ["text"], [[f"good {i}"] for i in range(10 * MAX_BATCH)])
     assert cli("predict", "--file", str(src)).exit_code == 0
     assert admission_gateway["seen"] == 10 and 1 <= len(admission_gateway["connections"]) <= IN_FLIGHT
+
+
+# -- issue 26: what a newcomer fed `predict --file` -------------------------------------------------
+
+@pytest.fixture
+def gateway(monkeypatch):
+    """The local target's predict() answered by FakeGateway: the CLI path without a platform."""
+    from mlops_cli.targets.local import LocalTarget
+
+    fake = FakeGateway()
+    monkeypatch.setattr(LocalTarget, "predict", lambda self, texts: fake(texts))
+    return fake
+
+
+def test_a_field_over_the_csv_limit_names_the_file_and_row(cli, project, gateway):
+    """D4: a field over 131,072 characters was a `_csv.Error` traceback."""
+    src = project / "huge.csv"
+    src.write_text("id,text\n1,good\n2,fine\n3,\"" + "x" * 131_073 + "\"\n4,bad\n")
+    result = cli("predict", "--file", str(src), "-o", str(project / "out.csv"))
+    assert result.exit_code == 2, result.stderr
+    assert f"{src}: row 3 (line 4) is not readable as CSV: a field longer than 131,072 characters" in result.stderr
+    assert "Traceback" not in result.stderr and "_csv.Error" not in result.stderr
+    assert gateway.batches == [] and not (project / "out.csv").exists()

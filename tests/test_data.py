@@ -195,10 +195,10 @@ def test_import_parquet_names_a_missing_or_fractional_label(cli, project):
     texts = [f"good thing {i}" for i in range(20)]
     pd.DataFrame({"text": texts, "label": [1.0] * 18 + [0.5, None]}).to_parquet(project / "half.parquet")
     result = cli("data", "import", str(project / "half.parquet"))
-    assert result.exit_code == 2 and "row 19 (line 20): unknown label '0.5'" in result.stderr, result.stderr
+    assert result.exit_code == 2 and "half.parquet: row 19: unknown label '0.5'" in result.stderr, result.stderr
     pd.DataFrame({"text": texts[:18] + [None, "x"], "label": [1] * 20}).to_parquet(project / "none.parquet")
     result = cli("data", "import", str(project / "none.parquet"))
-    assert result.exit_code == 2 and "row 19 (line 20): empty text" in result.stderr, result.stderr
+    assert result.exit_code == 2 and "none.parquet: row 19: empty text" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize(
@@ -208,6 +208,9 @@ def test_import_parquet_names_a_missing_or_fractional_label(cli, project):
         ("text,label\ngood,positive\nbad,meh\n", "row 2 (line 3): unknown label 'meh'"),
         ("body,label\ngood,positive\n", "missing column 'text'"),
         (b"text,label\ngood,positive\nbad \xff\xfe,negative\n", "line 3 is not valid UTF-8"),
+        # issue 26 D4: `not a readable CSV: field larger than field limit (131072)`, naming no row
+        ('text,label\ngood,positive\n"' + "x" * 131_073 + '",negative\nbad,negative\n',
+         "row 2 (line 3) is not readable as CSV: a field longer than 131,072 characters"),
     ],
 )
 def test_import_rejects_bad_rows_and_writes_nothing(cli, project, content, expected):

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, Literal
 from ..common.atomic_file import atomic_writer
 from ..common.errors import DataError, GatewayOverloaded, MlopsError
 from ..common.progress import SILENT, Reporter
+from .batch_csv import read_rows
 
 PREDICTION_COLUMNS = ("label", "confidence", "model_version")
 PREFIX = "predicted_"
@@ -64,51 +65,29 @@ def prediction_columns(input_columns: list[str]) -> dict[str, str]:
     return {c: f"{PREFIX}{c}{suffix}" for c in PREDICTION_COLUMNS}
 
 
-def _rows(file: Path) -> tuple[list[str], Iterator[dict[str, str]]]:
-    fh = file.open(newline="", encoding="utf-8-sig")
-    reader = csv.DictReader(fh)
-    try:
-        columns = list(reader.fieldnames or [])
-    except UnicodeDecodeError:
-        fh.close()
-        raise DataError(f"{file}: not valid UTF-8", hint="re-save the file as UTF-8") from None
-
-    def rows() -> Iterator[dict[str, str]]:
-        with fh:
-            try:
-                yield from reader
-            except UnicodeDecodeError:
-                raise DataError(f"{file}: not valid UTF-8 (near line {reader.line_num})",
-                                hint="re-save the file as UTF-8") from None
-
-    return columns, rows()
-
-
 def check_file(file: Path, text_col: str, max_chars: int, long_text: LongText) -> tuple[list[str], int, int, list[int]]:
     """First pass: columns, row count, the count of texts over `max_chars` and the first row numbers
     (1-based) of them: never a list that grows with the file."""
     if not file.is_file():
         raise DataError(f"{file}: no such file")
-    columns, rows = _rows(file)
-    if text_col not in columns:
-        rows.close()
-        raise DataError(f"{file}: missing column {text_col!r} (columns: {', '.join(columns)})",
-                        hint="name the text column with --text-col")
-    count, long_count, too_long = 0, 0, []
-    for count, row in enumerate(rows, start=1):
-        text = row.get(text_col) or ""
-        if not text.strip():
-            rows.close()
-            raise DataError(f"{file}: row {count} (line {count + 1}): empty text in column {text_col!r}")
-        if len(text) > max_chars:
-            if long_text == "fail":
-                rows.close()
-                raise DataError(f"{file}: row {count} (line {count + 1}) has {len(text)} characters; the gateway takes "
-                                f"at most {max_chars} ([gateway].max_chars)",
-                                hint='set [serving].long_text = "truncate" or "skip" to score the rest of the file')
-            long_count += 1
-            if len(too_long) < LONG_ROWS_NAMED:
-                too_long.append(count)
+    columns, rows = read_rows(file, str(file))
+    with closing(rows):
+        if text_col not in columns:
+            raise DataError(f"{file}: missing column {text_col!r} (columns: {', '.join(columns)})",
+                            hint="name the text column with --text-col")
+        count, long_count, too_long = 0, 0, []
+        for count, line, row in rows:
+            text = row.get(text_col) or ""
+            if not text.strip():
+                raise DataError(f"{file}: row {count} (line {line}): empty text in column {text_col!r}")
+            if len(text) > max_chars:
+                if long_text == "fail":
+                    raise DataError(f"{file}: row {count} (line {line}) has {len(text)} characters; the gateway "
+                                    f"takes at most {max_chars} ([gateway].max_chars)",
+                                    hint='set [serving].long_text = "truncate" or "skip" to score the rest of the file')
+                long_count += 1
+                if len(too_long) < LONG_ROWS_NAMED:
+                    too_long.append(count)
     return columns, count, long_count, too_long
 
 
@@ -148,9 +127,9 @@ def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Pat
                 writer.writerow(row)
             reporter.advance("predict", len(chunk))
 
-        _, rows = _rows(file)
+        _, rows = read_rows(file, str(file))
         with closing(rows):
-            for first, chunk in _batches(rows, batch_size):
+            for first, chunk in _batches((row for _, _, row in rows), batch_size):
                 scored_idx = [i for i, row in enumerate(chunk) if not (skip and len(row.get(text_col) or "") > max_chars)]
                 texts = [chunk[i][text_col][:max_chars] for i in scored_idx]
                 if texts:
