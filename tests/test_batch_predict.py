@@ -288,3 +288,15 @@ def test_a_field_over_the_csv_limit_names_the_file_and_row(cli, project, gateway
     assert f"{src}: row 3 (line 4) is not readable as CSV: a field longer than 131,072 characters" in result.stderr
     assert "Traceback" not in result.stderr and "_csv.Error" not in result.stderr
     assert gateway.batches == [] and not (project / "out.csv").exists()
+
+
+def test_a_row_with_more_fields_than_the_header_is_refused_with_its_row(cli, project, gateway):
+    """D2: `hello,1,EXTRA,MORE` under `text,id` was scored and EXTRA,MORE silently left out of the output."""
+    src = project / "ragged.csv"
+    src.write_text("text,id\ngood stuff,1\nhello,2,EXTRA,MORE\nbad,3\n")
+    result = cli("predict", "--file", str(src), "-o", str(project / "out.csv"))
+    assert result.exit_code == 2, result.stderr
+    assert (f"{src}: row 2 (line 3) has 4 fields, the header names 2 (text, id): "
+            "the extra field(s) 'EXTRA', 'MORE' would be lost") in result.stderr
+    assert "quote a field" in result.stderr
+    assert gateway.batches == [] and not (project / "out.csv").exists()

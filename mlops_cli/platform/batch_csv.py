@@ -1,5 +1,6 @@
 """The CSV side of `mlops predict --file`: reading the rows, each with its row number and the line it ends
-on, so every refusal names where the file went wrong.
+on, so every refusal names where the file went wrong. A row with more fields than the header is refused:
+the scored file keeps the input's columns, and fields without a column would silently drop out.
 
 Example::
 
@@ -40,6 +41,8 @@ def read_rows(file: Path, name: str) -> tuple[list[str], Iterator[Row]]:
             try:
                 for number, row in enumerate(reader, start=1):
                     last_line = reader.line_num
+                    if None in row:  # DictReader's restkey: fields past the header's columns
+                        raise _ragged(name, number, last_line, columns, row[None])  # type: ignore[index]
                     yield number, last_line, row
             except UnicodeDecodeError:
                 raise DataError(f"{name}: not valid UTF-8 (near line {reader.line_num})",
@@ -49,3 +52,11 @@ def read_rows(file: Path, name: str) -> tuple[list[str], Iterator[Row]]:
                 raise unreadable_row(name, number + 1, last_line + 1, exc) from None
 
     return columns, rows()
+
+
+def _ragged(name: str, number: int, line: int, columns: list[str], extra: list[str]) -> DataError:
+    """A row with more fields than the header names: scoring it would drop the extra fields from the output."""
+    shown = ", ".join(repr(v[:40]) for v in extra[:3]) + (", ..." if len(extra) > 3 else "")
+    return DataError(f"{name}: row {number} (line {line}) has {len(columns) + len(extra)} fields, the header names "
+                     f"{len(columns)} ({', '.join(columns)}): the extra field(s) {shown} would be lost",
+                     hint='quote a field that holds a comma ("great, really"), or name every column in the header')
