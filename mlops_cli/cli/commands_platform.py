@@ -223,9 +223,9 @@ def _judge_canary(ctx: typer.Context, tgt: Any, outcome: Any, observe: str, act:
 def predict(
     ctx: typer.Context,
     text: Optional[str] = typer.Argument(None, help="A review to classify; - reads it from stdin."),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="CSV of reviews to classify in batches."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="CSV of reviews to classify in batches; - reads it from stdin."),
     text_col: str = typer.Option("text", "--text-col", help="Column of --file holding the text."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the CSV with label and confidence columns."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the CSV with label and confidence columns (default FILE.scored.csv; - or a --file from stdin: stdout)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
 ) -> None:
     """Classify a review (or a CSV of reviews) through the deployed gateway.
@@ -239,6 +239,8 @@ def predict(
       mlops predict --file reviews.csv --text-col review -o scored.csv
 
       echo "works as described" | mlops predict -
+
+      cut -d, -f2- reviews.csv | mlops predict --file - > scored.csv
     """
     import sys
 
@@ -261,8 +263,11 @@ def predict(
             colour = {"Positive": "green", "Negative": "red"}.get(result["label"], "yellow")
             render.out.print(f"[bold {colour}]{result['label']}[/]  confidence {result['confidence']:.2f}  (model version {result.get('model_version', '?')})")
         return
-    from ..platform.batch_predict import predict_file
+    from ..platform.batch_predict import predict_file, writes_to_stdout
 
+    if st.json and writes_to_stdout(file, output):
+        raise UsageError("--json prints the summary on stdout, where the scored CSV would go",
+                         hint="write the CSV to a file: -o scored.csv")
     cfg = st.config()
     with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
         summary = predict_file(tgt.predict, file, text_col, output, cfg.gateway.max_batch, reporter,
