@@ -245,13 +245,17 @@ def predict(
     import sys
 
     from ..common.errors import UsageError
+    from ..common.text_policy import user_text
     from . import render
 
     st = state(ctx)
     if (text is None) == (file is None):
         raise UsageError("give either a TEXT argument or --file", hint='mlops predict "great product" or mlops predict --file reviews.csv')
-    if text == "-":
-        text = sys.stdin.read().strip()
+    if text == "-":  # bytes where stdin has them: its text layer may decode with surrogateescape (C locale)
+        stdin = getattr(sys.stdin, "buffer", sys.stdin)
+        text = user_text(stdin.read(), "the text on stdin").strip()
+    elif text is not None:
+        text = user_text(text, "the TEXT argument")
     if text is not None and not text.strip():
         raise UsageError("the text to classify is empty", hint='mlops predict "great product", or pipe it: echo "..." | mlops predict -')
     tgt = _target(ctx, target)
