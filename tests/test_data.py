@@ -174,6 +174,26 @@ def test_import_records_the_split_it_made_from_flags(cli, project):
     assert (manifest["test_size"], manifest["seed"]) == (0.2, 42)
 
 
+def test_import_keeps_each_review_once_and_says_how_many_were_dropped(cli, project):
+    """Issue 26 D12: identical reviews were kept, landing in train and test alike (inflated test metrics);
+    the packaged corpora are deduplicated (text, ignoring case), imports now are too."""
+    rows = "".join(f"good thing {i},positive\nbad thing {i},negative\n" for i in range(20))
+    dupes = "GOOD THING 3,positive\ngood thing 3,positive\nbad thing 5,negative\n"
+    csv_file = _write(project / "dupes.csv", "text,label\n" + rows + dupes)
+    result = cli("--json", "data", "import", str(csv_file))
+    assert result.exit_code == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["duplicates_dropped"] == 3 and info["sources"][0]["duplicates_dropped"] == 3
+    assert sum(n for split in info["counts"].values() for n in split.values()) == 40
+    with (project / "data" / "reviews" / "train.csv").open(newline="") as fh:
+        train = [r["text"].casefold() for r in csv.DictReader(fh)]
+    with (project / "data" / "reviews" / "test.csv").open(newline="") as fh:
+        test = [r["text"].casefold() for r in csv.DictReader(fh)]
+    assert len(set(train + test)) == len(train + test) == 40
+    shown = cli("data", "import", str(csv_file))
+    assert shown.exit_code == 0 and "dropped 3 duplicate review(s)" in shown.stderr, shown.stderr
+
+
 @pytest.mark.parametrize("labels", [[1, 0], [1.0, 0.0]], ids=["int", "float"])
 def test_import_parquet_with_numeric_labels(cli, project, labels):
     """Issue 26 D13: label 0 read as '' (0 is falsy) and 1.0 as '1.0': both refused as unknown labels."""

@@ -28,6 +28,9 @@ def _report(ctx: typer.Context, result: dict[str, Any]) -> None:
         render.print_json(result)
         return
     render.show(_counts_table(result))
+    if result.get("duplicates_dropped"):
+        render.note(f"dropped {result['duplicates_dropped']} duplicate review(s): the same text (ignoring case) "
+                    "is kept once, the first time it appears, so no review is in both train and test")
     render.success(f"tracked with DVC, md5 {result['md5']}")
 
 

@@ -161,6 +161,22 @@ def _read_parquet(path: Path) -> list[dict[str, object]]:
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
+def text_key(e: Example) -> str:
+    """What makes two reviews the same review: their cleaned text, ignoring case."""
+    return e.text.casefold()
+
+
+def unique(rows: list[Example]) -> list[Example]:
+    """Each text once (the first kept): a review in both train and test would inflate the test metrics."""
+    seen: set[str] = set()
+    out = []
+    for e in rows:
+        if text_key(e) not in seen:
+            seen.add(text_key(e))
+            out.append(e)
+    return out
+
+
 def split(examples: list[Example], test_size: float, seed: int) -> Dataset:
     """Stratified by source and label, deterministic: same rows + seed -> same split."""
     rng = random.Random(seed)

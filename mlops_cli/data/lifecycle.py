@@ -7,7 +7,7 @@ from typing import Any
 
 from ..adapters.dvc_store import DvcStore, RemoteSpec
 from ..config.settings import Config
-from .dataset import Dataset, check_split_sizes, dataset_dir, read_user_file, split, write_dataset
+from .dataset import Dataset, check_split_sizes, dataset_dir, read_user_file, split, unique, write_dataset
 
 
 def store(config: Config) -> DvcStore:
@@ -30,15 +30,20 @@ def prepare(config: Config) -> dict[str, Any]:
 
 def import_file(config: Config, path: Path, text_col: str, label_col: str,
                 test_size: float | None = None, seed: int | None = None) -> dict[str, Any]:
-    examples = read_user_file(path, text_col, label_col, config.data.classes)
+    rows = read_user_file(path, text_col, label_col, config.data.classes)
+    # As the packaged corpora are (data_sources.load_sources): each text once, so none is in train and test.
+    examples = unique(rows)
     test_size = test_size if test_size is not None else config.data.test_size
     seed = seed if seed is not None else config.data.seed
     dataset = split(examples, test_size, seed)
     # Before anything is written: a file too small to train, validate and test on is refused here,
     # not by scikit-learn in the middle of `mlops train`.
     check_split_sizes(dataset, config.data.classes, test_size, config.data.validation_size, where=str(path))
-    return _save(config, dataset, [{"name": f"import:{path.name}", "file": str(path.resolve()),
-                                    "description": "imported with `mlops data import`"}], test_size, seed)
+    dropped = len(rows) - len(examples)
+    result = _save(config, dataset, [{"name": f"import:{path.name}", "file": str(path.resolve()),
+                                      "description": "imported with `mlops data import`",
+                                      "duplicates_dropped": dropped}], test_size, seed)
+    return {**result, "duplicates_dropped": dropped}
 
 
 def _save(config: Config, dataset: Dataset, sources: list[dict[str, Any]], test_size: float, seed: int) -> dict[str, Any]:
