@@ -45,6 +45,22 @@ def test_prepare_tracks_and_is_deterministic(cli, project):
     assert status["remote"].startswith("not pushed")
 
 
+def test_dataset_directory_follows_the_umask(cli, project):
+    """Issue 26 D38: data/reviews/ was 0700 (tempfile.mkdtemp's mode, kept by the rename into place)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert cli("data", "prepare").exit_code == 0
+    finally:
+        os.umask(old)
+    reviews = project / "data" / "reviews"
+    assert stat.S_IMODE(reviews.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in reviews.iterdir()} == {0o644}
+    assert not any(p.name.startswith(".reviews") for p in (project / "data").iterdir())  # no staging left
+
+
 def test_three_class_mode_keeps_neutral(cli, project, monkeypatch):
     monkeypatch.setenv("MLOPS_DATA__CLASSES", "three")
     info = json.loads(cli("data", "prepare", "--json").stdout)

@@ -16,8 +16,8 @@ import csv
 import io
 import json
 import random
+import secrets
 import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,7 +261,10 @@ def rows_needed_per_class(test_size: float, validation_size: float) -> int:
 def write_dataset(dataset: Dataset, target: Path, manifest: dict | None = None) -> None:
     """Write both splits (and the provenance manifest) to a temp dir, then swap it in: never half-written."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".reviews-", dir=target.parent))
+    # mkdir, not tempfile.mkdtemp: mkdtemp makes 0700, and the dataset is a user's data directory that follows
+    # the umask like any other (0755 under 022), also once renamed into place.
+    staging = target.parent / f".{target.name}-{secrets.token_hex(6)}"
+    staging.mkdir()
     try:
         for name, rows in dataset.splits():
             with (staging / f"{name}.csv").open("w", newline="", encoding="utf-8") as fh:
