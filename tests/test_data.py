@@ -114,6 +114,42 @@ def test_push_delete_pull_restores_identical_files(cli, project):
     assert csv_digests(project / "data" / "reviews") == before
 
 
+def test_purge_keeps_the_default_remote_so_pull_brings_the_data_back(cli, project):
+    """Issue 26 D1: the default remote was .mlops/dvc-remote, inside the state dir that `down --purge`
+    deletes: push, purge, lose the workspace copy, and pull had nothing left to bring back."""
+    assert cli("data", "prepare").exit_code == 0
+    before = csv_digests(project / "data" / "reviews")
+    assert cli("data", "push").exit_code == 0
+    assert (project / ".dvc-remote").is_dir()  # beside mlops.toml, outside the state dir
+    purged = cli("down", "--purge", "--yes")
+    assert purged.exit_code == 0, purged.stderr
+    assert not (project / ".mlops").exists() and not (project / ".dvc" / "cache").exists()
+    shutil.rmtree(project / "data" / "reviews")
+    pulled = cli("data", "pull")
+    assert pulled.exit_code == 0, pulled.stderr
+    assert csv_digests(project / "data" / "reviews") == before
+
+
+def test_purge_names_what_it_deletes_and_keeps_a_remote_inside_the_state_dir(cli, project, monkeypatch):
+    from mlops_cli.cli import render
+
+    (project / "mlops.toml").write_text('[project]\nname = "test-project"\n[data]\nremote = ".mlops/dvc-remote"\n')
+    assert cli("data", "prepare").exit_code == 0 and cli("data", "push").exit_code == 0
+    (project / ".mlops" / "runs").mkdir()
+    asked = []
+    monkeypatch.setattr(render, "confirm", lambda question, **kw: asked.append(question) or True)
+    purged = cli("down", "--purge")
+    assert purged.exit_code == 0, purged.stderr
+    question = " ".join(asked[0].split())
+    assert f"deletes {project / '.mlops'} (dvc-remote, runs" in question, question
+    assert f"the DVC cache {project / '.dvc' / 'cache'}" in question
+    assert f"keeps the dataset {project / 'data' / 'reviews'} and the DVC remote {project / '.mlops' / 'dvc-remote'}" in question
+    assert sorted(p.name for p in (project / ".mlops").iterdir()) == ["dvc-remote"]
+    assert "kept (the DVC remote)" in purged.stdout
+    shutil.rmtree(project / "data" / "reviews")
+    assert cli("data", "pull").exit_code == 0 and (project / "data" / "reviews" / "train.csv").is_file()
+
+
 def test_push_before_prepare_says_what_to_do(cli, project):
     result = cli("data", "push")
     assert result.exit_code == 1

@@ -73,7 +73,7 @@ def up(
 def down(
     ctx: typer.Context,
     target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
-    purge: bool = typer.Option(False, "--purge", help="Also delete data (runs, registry, DVC cache; CRDs and volumes on a cluster)."),
+    purge: bool = typer.Option(False, "--purge", help="Also delete data: the state dir (runs, registry, models, logs) and the DVC cache, keeping the dataset and the DVC remote; CRDs and volumes on a cluster."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     delete_data: bool = typer.Option(False, "--delete-data", help="eks: delete the artifact bucket even if it holds data."),
 ) -> None:

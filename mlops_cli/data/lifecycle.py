@@ -10,11 +10,17 @@ from ..config.settings import Config
 from .dataset import Dataset, check_split_sizes, dataset_dir, read_user_file, split, unique, write_dataset
 
 
-def store(config: Config) -> DvcStore:
+def local_remote(config: Config) -> Path | None:
+    """The DVC remote's directory when [data].remote is one on this machine (None for s3://...)."""
     remote = config.data.remote
-    url = remote if "://" in remote else str(config.path(remote))
-    if "://" not in remote:
-        Path(url).mkdir(parents=True, exist_ok=True)
+    return None if "://" in remote else config.path(remote)
+
+
+def store(config: Config) -> DvcStore:
+    directory = local_remote(config)
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+    url = config.data.remote if directory is None else str(directory)
     return DvcStore(config.root, RemoteSpec(url=url, endpoint_url=config.data.s3_endpoint_url))
 
 
