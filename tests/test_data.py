@@ -150,6 +150,28 @@ def test_purge_names_what_it_deletes_and_keeps_a_remote_inside_the_state_dir(cli
     assert cli("data", "pull").exit_code == 0 and (project / "data" / "reviews" / "train.csv").is_file()
 
 
+def test_push_and_pull_count_the_datasets_files_and_dvc_draws_nothing(cli, project, monkeypatch):
+    """Issue 26 D31: pull said "pulled 1 file(s)" (the directory) when 3 files came back, push "4" (with the
+    directory's listing); DVC's progress bars and warnings reached the terminal. DVC_IGNORE_ISATTY makes
+    DVC draw its bars without a terminal (dvc/progress.py), as it does on one."""
+    monkeypatch.setenv("DVC_IGNORE_ISATTY", "true")
+    assert cli("data", "prepare").exit_code == 0
+    pushed = cli("data", "push")
+    assert pushed.exit_code == 0, pushed.stderr
+    reviews = project / "data" / "reviews"
+    assert " ".join(pushed.stderr.split()) == f"✓ pushed {reviews} (3 files) to {project / '.dvc-remote'}"
+    shutil.rmtree(project / ".dvc" / "cache")
+    shutil.rmtree(reviews)
+    pulled = cli("data", "pull")
+    assert pulled.exit_code == 0, pulled.stderr
+    assert " ".join(pulled.stderr.split()) == f"✓ pulled 3 of 3 file(s) into {reviews} from {project / '.dvc-remote'}"
+    again = cli("--json", "data", "pull")
+    assert json.loads(again.stdout) | {"warnings": []} == {
+        "pulled": 0, "fetched": 0, "path": str(reviews), "files": 3, "remote": str(project / ".dvc-remote"),
+        "warnings": []}
+    assert again.stderr == ""
+
+
 def test_push_before_prepare_says_what_to_do(cli, project):
     result = cli("data", "push")
     assert result.exit_code == 1

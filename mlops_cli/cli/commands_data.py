@@ -104,7 +104,13 @@ def push(ctx: typer.Context) -> None:
     from . import render
 
     result = data.push(state(ctx).config())
-    render.print_json(result) if state(ctx).json else render.success(f"pushed {result['pushed']} file(s) to {result['remote']}")
+    if state(ctx).json:
+        render.print_json(result)
+        return
+    _warnings(result)
+    dataset = f"{result['path']} ({result['files']} files)"
+    render.success(f"pushed {dataset} to {result['remote']}" if result["pushed"]
+                   else f"{dataset} was already on {result['remote']}")
 
 
 @app.command("pull")
@@ -119,7 +125,19 @@ def pull(ctx: typer.Context) -> None:
     from . import render
 
     result = data.pull(state(ctx).config())
-    render.print_json(result) if state(ctx).json else render.success(f"pulled {result['pulled']} file(s) from {result['remote']}")
+    if state(ctx).json:
+        render.print_json(result)
+        return
+    _warnings(result)
+    render.success(f"pulled {result['pulled']} of {result['files']} file(s) into {result['path']} from {result['remote']}"
+                   if result["pulled"] else f"{result['path']} is up to date ({result['files']} files)")
+
+
+def _warnings(result: dict[str, Any]) -> None:
+    from . import render
+
+    for line in result["warnings"]:
+        render.note(f"dvc: {line}")
 
 
 @app.command("status")

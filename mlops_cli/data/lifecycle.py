@@ -65,13 +65,19 @@ def _save(config: Config, dataset: Dataset, sources: list[dict[str, Any]], test_
 
 
 def push(config: Config) -> dict[str, Any]:
-    s = store(config)
-    return {"pushed": s.push(dataset_dir(config)), "remote": s.remote.url}
+    """`pushed`: objects uploaded (each new file and the directory's listing; 0: the remote had them all)."""
+    s, path = store(config), dataset_dir(config)
+    sent = s.push(path)
+    return {"pushed": sent.objects, "path": str(path), "files": s.tracked_files(path), "remote": s.remote.url,
+            "warnings": sent.warnings}
 
 
 def pull(config: Config) -> dict[str, Any]:
-    s = store(config)
-    return {"pulled": s.pull(dataset_dir(config)), "remote": s.remote.url}
+    """`pulled`: files written into the workspace; `fetched`: objects downloaded into the cache."""
+    s, path = store(config), dataset_dir(config)
+    got = s.pull(path)
+    return {"pulled": got.files, "fetched": got.objects, "path": str(path), "files": s.tracked_files(path),
+            "remote": s.remote.url, "warnings": got.warnings}
 
 
 def status(config: Config) -> dict[str, Any]:
