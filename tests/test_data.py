@@ -61,6 +61,17 @@ def test_dataset_directory_follows_the_umask(cli, project):
     assert not any(p.name.startswith(".reviews") for p in (project / "data").iterdir())  # no staging left
 
 
+def test_committed_reviews_dvc_is_what_prepare_builds_from_the_shipped_config(cli, project):
+    """Issue 26 D18: the committed data/reviews.dvc was the old drugsCom-only dataset, so the quickstart left
+    `git status` modified and a fresh clone's `data pull` asked for data [data].sources does not make. It
+    records what `mlops data prepare` builds from the shipped mlops.toml, byte for byte (prepare is
+    deterministic: pinned packages, seeded samples); a change to the sources or their handling fails here
+    until the file is regenerated (`mlops data prepare` in the repository, then commit data/reviews.dvc)."""
+    shutil.copy(REPO / "mlops.toml", project / "mlops.toml")
+    assert cli("data", "prepare").exit_code == 0
+    assert (project / "data" / "reviews.dvc").read_text() == (REPO / "data" / "reviews.dvc").read_text()
+
+
 def test_three_class_mode_keeps_neutral(cli, project, monkeypatch):
     monkeypatch.setenv("MLOPS_DATA__CLASSES", "three")
     info = json.loads(cli("data", "prepare", "--json").stdout)

@@ -247,8 +247,9 @@ def _remote_error(verb: str, remote: RemoteSpec, exc: Exception, said: list[str]
         detail += f"; DVC: {_short(Exception('; '.join(said)))}"
     if missing:
         # The remote answered but holds no copy (nothing was pushed there): no setting to fix.
-        hint = ("the data is neither on the remote nor in this machine's cache: run `mlops data push` where it "
-                "was prepared, or `mlops data prepare` to build it here")
+        hint = ("the data is neither on the remote nor in this machine's cache (a fresh clone with a local "
+                "remote has nothing to pull): run `mlops data prepare` to build it here (deterministic: the same "
+                "[data] settings give the same md5), or `mlops data push` where it was prepared")
     elif remote.is_s3:
         hint = "check [data].remote / [data].s3_endpoint_url and that AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set"
     else:
