@@ -243,3 +243,11 @@ def test_predict_text_that_is_not_utf8_is_one_clear_error(project, how):
     where = "the TEXT argument" if how == "argv" else "the text on stdin"
     assert f"{where} is not valid UTF-8: byte 0xff at position 6" in stderr, stderr
     assert "Traceback" not in stderr and "iconv" in stderr
+
+
+def test_readme_command_reference_shows_predict_from_stdin():
+    """Issue 26: `mlops predict -` (the text from stdin, in predict's --help examples) was missing from the
+    README's command reference; `--file -` is new with it."""
+    section = REPO.joinpath("README.md").read_text().split("## Command reference", 1)[1].split("\n## ", 1)[0]
+    row = next(line for line in section.splitlines() if line.startswith("| `mlops predict"))
+    assert "`mlops predict -`" in row and "`--file -`" in row

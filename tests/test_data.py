@@ -72,6 +72,17 @@ def test_committed_reviews_dvc_is_what_prepare_builds_from_the_shipped_config(cl
     assert (project / "data" / "reviews.dvc").read_text() == (REPO / "data" / "reviews.dvc").read_text()
 
 
+def test_prepare_help_names_the_configured_sources(cli):
+    """Issue 26: `data prepare --help` still said it builds from "the packaged drugsCom reviews"."""
+    from mlops_cli.data.data_sources import SOURCES
+
+    result = cli("data", "prepare", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "[data].sources" in text and "drugsCom reviews" not in text
+    assert all(name in text for name in SOURCES)
+
+
 def test_three_class_mode_keeps_neutral(cli, project, monkeypatch):
     monkeypatch.setenv("MLOPS_DATA__CLASSES", "three")
     info = json.loads(cli("data", "prepare", "--json").stdout)

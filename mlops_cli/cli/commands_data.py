@@ -51,13 +51,16 @@ def _project_config(ctx: typer.Context, command: str):
 
 @app.command("prepare")
 def prepare(ctx: typer.Context) -> None:
-    """Build the dataset from the packaged drugsCom reviews and track it with DVC.
+    """Build the dataset from the packaged review corpora in [data].sources and track it with DVC.
 
-    Deterministic: the same package and [data].classes always give byte-identical files.
+    Sources: drugscom, rotten_tomatoes, tweets, amazon_snippets (the shipped mlops.toml uses the first
+    three). Deterministic: the same packages and [data] settings always give byte-identical files.
 
     Examples:
 
       mlops data prepare
+
+      MLOPS_DATA__SOURCES='["drugscom"]' mlops data prepare
 
       MLOPS_DATA__CLASSES=three mlops data prepare
     """
