@@ -163,7 +163,7 @@ def test_purge_names_what_it_deletes_and_keeps_a_remote_inside_the_state_dir(cli
     purged = cli("down", "--purge")
     assert purged.exit_code == 0, purged.stderr
     question = " ".join(asked[0].split())
-    assert f"deletes {project / '.mlops'} (dvc-remote, runs" in question, question
+    assert f"deletes {project / '.mlops'} (runs) and" in question, question
     assert f"the DVC cache {project / '.dvc' / 'cache'}" in question
     assert f"keeps the dataset {project / 'data' / 'reviews'} and the DVC remote {project / '.mlops' / 'dvc-remote'}" in question
     assert sorted(p.name for p in (project / ".mlops").iterdir()) == ["dvc-remote"]

@@ -26,7 +26,7 @@ from ..data.lifecycle import local_remote
 @dataclass(frozen=True)
 class PurgePlan:
     state_dir: Path
-    entries: tuple[str, ...]  # what the state dir holds now
+    entries: tuple[str, ...]  # what the state dir holds now, but the remote
     cache: Path               # the DVC cache
     remote: Path | None       # the local DVC remote, kept
     dataset: Path
@@ -60,10 +60,11 @@ class PurgePlan:
 
 
 def purge_plan(config: Config) -> PurgePlan:
-    state = config.state_dir
-    entries = tuple(sorted(p.name for p in state.iterdir())) if state.is_dir() else ()
+    state, remote = config.state_dir, local_remote(config)
+    kept = remote.resolve() if remote is not None else None
+    entries = tuple(sorted(p.name for p in state.iterdir() if p.resolve() != kept)) if state.is_dir() else ()
     return PurgePlan(state_dir=state, entries=entries, cache=config.root / ".dvc" / "cache",
-                     remote=local_remote(config), dataset=dataset_dir(config))
+                     remote=remote, dataset=dataset_dir(config))
 
 
 def _within(path: Path, parent: Path) -> bool:
