@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import tracemalloc
 
 import pytest
@@ -265,3 +266,94 @@ def test_predict_file_keeps_its_connections_to_the_gateway(cli, project, admissi
     src = write_csv(project / "reviews.csv", ["text"], [[f"good {i}"] for i in range(10 * MAX_BATCH)])
     assert cli("predict", "--file", str(src)).exit_code == 0
     assert admission_gateway["seen"] == 10 and 1 <= len(admission_gateway["connections"]) <= IN_FLIGHT
+
+
+# -- issue 26: what a newcomer fed `predict --file` -------------------------------------------------
+
+@pytest.fixture
+def gateway(monkeypatch):
+    """The local target's predict() answered by FakeGateway: the CLI path without a platform."""
+    from mlops_cli.targets.local import LocalTarget
+
+    fake = FakeGateway()
+    monkeypatch.setattr(LocalTarget, "predict", lambda self, texts: fake(texts))
+    return fake
+
+
+def test_a_field_over_the_csv_limit_names_the_file_and_row(cli, project, gateway):
+    """D4: a field over 131,072 characters was a `_csv.Error` traceback."""
+    src = project / "huge.csv"
+    src.write_text("id,text\n1,good\n2,fine\n3,\"" + "x" * 131_073 + "\"\n4,bad\n")
+    result = cli("predict", "--file", str(src), "-o", str(project / "out.csv"))
+    assert result.exit_code == 2, result.stderr
+    assert f"{src}: row 3 (line 4) is not readable as CSV: a field longer than 131,072 characters" in result.stderr
+    assert "Traceback" not in result.stderr and "_csv.Error" not in result.stderr
+    assert gateway.batches == [] and not (project / "out.csv").exists()
+
+
+def test_a_row_with_more_fields_than_the_header_is_refused_with_its_row(cli, project, gateway):
+    """D2: `hello,1,EXTRA,MORE` under `text,id` was scored and EXTRA,MORE silently left out of the output."""
+    src = project / "ragged.csv"
+    src.write_text("text,id\ngood stuff,1\nhello,2,EXTRA,MORE\nbad,3\n")
+    result = cli("predict", "--file", str(src), "-o", str(project / "out.csv"))
+    assert result.exit_code == 2, result.stderr
+    assert (f"{src}: row 2 (line 3) has 4 fields, the header names 2 (text, id): "
+            "the extra field(s) 'EXTRA', 'MORE' would be lost") in result.stderr
+    assert "quote a field" in result.stderr
+    assert gateway.batches == [] and not (project / "out.csv").exists()
+
+
+def test_an_empty_file_or_a_directory_says_what_it_is(cli, project, gateway):
+    """D25: an empty file said `missing column 'text' (columns: )`, a directory `no such file`."""
+    (project / "empty.csv").write_text("")
+    result = cli("predict", "--file", str(project / "empty.csv"))
+    assert result.exit_code == 2 and "empty.csv: empty: no header line" in result.stderr, result.stderr
+    assert "missing column" not in result.stderr
+    (project / "somedir").mkdir()
+    result = cli("predict", "--file", str(project / "somedir"))
+    assert result.exit_code == 2 and "somedir: is a directory, not a CSV file" in result.stderr, result.stderr
+    assert gateway.batches == [] and sorted(p.name for p in project.iterdir()) == ["empty.csv", "mlops.toml", "somedir"]
+
+
+def _stdin(monkeypatch, data: bytes):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+
+
+def test_file_dash_reads_the_csv_from_stdin_and_writes_stdout(cli, project, gateway, monkeypatch):
+    """D25: `--file -` was `-: no such file`; the scored CSV goes to stdout (no file name to derive one from)."""
+    _stdin(monkeypatch, b"id,text\n1,good stuff\n2,bad stuff\n")
+    result = cli("predict", "--file", "-")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ["id,text,label,confidence,model_version", "1,good stuff,Positive,0.9,7",
+                                          "2,bad stuff,Negative,0.9,7"]
+    assert "wrote 2 predictions to stdout" in result.stderr
+    assert sorted(p.name for p in project.iterdir()) == ["mlops.toml"]
+
+    _stdin(monkeypatch, b"id,text\n1,good stuff\n")
+    result = cli("--json", "predict", "--file", "-", "-o", str(project / "out.csv"))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["output"] == str(project / "out.csv")
+    assert (project / "out.csv").read_text().splitlines()[1] == "1,good stuff,Positive,0.9,7"
+
+
+def test_file_dash_with_json_and_no_output_is_a_usage_error(cli, project, gateway, monkeypatch):
+    _stdin(monkeypatch, b"text\ngood\n")
+    result = cli("--json", "predict", "--file", "-")
+    assert result.exit_code == 2 and "-o scored.csv" in result.stderr, result.stderr
+    assert result.stdout == "" and gateway.batches == []
+
+
+def test_file_dev_stdin_on_a_pipe_is_read(project):
+    """D25: /dev/stdin on a pipe is not a regular file: it was `no such file`. A real process and pipe; the
+    ragged second row stops it before any gateway is needed, naming the row it read through the pipe."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "mlops_cli", "predict", "--file", "/dev/stdin", "-o", "out.csv"],
+                          input=b"text,id\ngood,1\nhello,2,EXTRA\n", cwd=project, capture_output=True, timeout=120)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2, stderr
+    assert "/dev/stdin: row 2 (line 3) has 3 fields" in stderr and "Traceback" not in stderr
+    assert not (project / "out.csv").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 
 import pytest
@@ -220,3 +221,33 @@ def test_data_status_does_not_call_data_in_no_place_in_sync(cli, project):
     shutil.rmtree(project / ".dvc" / "cache")  # a fresh clone: the .dvc file, no cache, nothing pushed
     status = json.loads(cli("--json", "data", "status").stdout)
     assert status["remote"].startswith("missing: neither the remote nor the local cache"), status
+
+
+# -- issue 26 D3: text that is not UTF-8 ----------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["argv", "stdin"])
+def test_predict_text_that_is_not_utf8_is_one_clear_error(project, how):
+    """A real process: Python hands undecodable argv bytes (and stdin's under a C.UTF-8 locale) on as lone
+    surrogates, which failed as a UnicodeEncodeError traceback when the request was encoded (before any
+    connection: the gateway's port here is closed, and the text is refused before it is tried)."""
+    import subprocess
+    import sys
+
+    bad = b"great \xff product"
+    args = [sys.executable, "-m", "mlops_cli", "predict", bad if how == "argv" else "-"]
+    proc = subprocess.run(args, input=bad if how == "stdin" else None, cwd=project, capture_output=True,
+                          timeout=120, env={**os.environ, "LC_ALL": "C.UTF-8", "MLOPS_GATEWAY_PASSWORD": "secret",
+                                            "MLOPS_LOCAL__GATEWAY_PORT": str(free_port())})
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2, stderr
+    where = "the TEXT argument" if how == "argv" else "the text on stdin"
+    assert f"{where} is not valid UTF-8: byte 0xff at position 6" in stderr, stderr
+    assert "Traceback" not in stderr and "iconv" in stderr
+
+
+def test_readme_command_reference_shows_predict_from_stdin():
+    """Issue 26: `mlops predict -` (the text from stdin, in predict's --help examples) was missing from the
+    README's command reference; `--file -` is new with it."""
+    section = REPO.joinpath("README.md").read_text().split("## Command reference", 1)[1].split("\n## ", 1)[0]
+    row = next(line for line in section.splitlines() if line.startswith("| `mlops predict"))
+    assert "`mlops predict -`" in row and "`--file -`" in row

@@ -305,6 +305,20 @@ def test_missing_dataset_is_one_clear_error(project, cli, tiny_base_model):
     assert "mlops data prepare" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("given, says", [("/nonexistent", "no such directory"), ("./nope", "no such directory"),
+                                         ("models/mini/v2", "no such directory"), ("mlops.toml", None)])
+def test_base_model_that_is_no_directory_says_so(project, cli, given, says):
+    """Issue 26 D24: `--base-model /nonexistent` answered transformers' "Repo id must use alphanumeric
+    chars..." (it took the path for a Hugging Face repo id)."""
+    assert cli("data", "prepare").exit_code == 0
+    if says is None:  # a file that exists: a path, but not a model directory
+        given, says = str(project / given), "is a file, not a model directory"
+    result = cli("train", "--no-log", "--base-model", given)
+    assert result.exit_code == 2, result.stderr
+    assert f"base model {given}: {says}" in result.stderr and "Repo id" not in result.stderr
+    assert not (project / ".mlops" / "runs").exists()
+
+
 def test_evaluation_numbers_on_a_known_example(tmp_path):
     from mlops_cli.training.evaluation import expected_calibration_error, plot_confusion, plot_reliability, score
 

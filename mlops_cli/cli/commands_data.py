@@ -28,6 +28,9 @@ def _report(ctx: typer.Context, result: dict[str, Any]) -> None:
         render.print_json(result)
         return
     render.show(_counts_table(result))
+    if result.get("duplicates_dropped"):
+        render.note(f"dropped {result['duplicates_dropped']} duplicate review(s): the same text (ignoring case) "
+                    "is kept once, the first time it appears, so no review is in both train and test")
     render.success(f"tracked with DVC, md5 {result['md5']}")
 
 
@@ -48,13 +51,16 @@ def _project_config(ctx: typer.Context, command: str):
 
 @app.command("prepare")
 def prepare(ctx: typer.Context) -> None:
-    """Build the dataset from the packaged drugsCom reviews and track it with DVC.
+    """Build the dataset from the packaged review corpora in [data].sources and track it with DVC.
 
-    Deterministic: the same package and [data].classes always give byte-identical files.
+    Sources: drugscom, rotten_tomatoes, tweets, amazon_snippets (the shipped mlops.toml uses the first
+    three). Deterministic: the same packages and [data] settings always give byte-identical files.
 
     Examples:
 
       mlops data prepare
+
+      MLOPS_DATA__SOURCES='["drugscom"]' mlops data prepare
 
       MLOPS_DATA__CLASSES=three mlops data prepare
     """
@@ -101,7 +107,13 @@ def push(ctx: typer.Context) -> None:
     from . import render
 
     result = data.push(state(ctx).config())
-    render.print_json(result) if state(ctx).json else render.success(f"pushed {result['pushed']} file(s) to {result['remote']}")
+    if state(ctx).json:
+        render.print_json(result)
+        return
+    _warnings(result)
+    dataset = f"{result['path']} ({result['files']} files)"
+    render.success(f"pushed {dataset} to {result['remote']}" if result["pushed"]
+                   else f"{dataset} was already on {result['remote']}")
 
 
 @app.command("pull")
@@ -116,7 +128,19 @@ def pull(ctx: typer.Context) -> None:
     from . import render
 
     result = data.pull(state(ctx).config())
-    render.print_json(result) if state(ctx).json else render.success(f"pulled {result['pulled']} file(s) from {result['remote']}")
+    if state(ctx).json:
+        render.print_json(result)
+        return
+    _warnings(result)
+    render.success(f"pulled {result['pulled']} of {result['files']} file(s) into {result['path']} from {result['remote']}"
+                   if result["pulled"] else f"{result['path']} is up to date ({result['files']} files)")
+
+
+def _warnings(result: dict[str, Any]) -> None:
+    from . import render
+
+    for line in result["warnings"]:
+        render.note(f"dvc: {line}")
 
 
 @app.command("status")

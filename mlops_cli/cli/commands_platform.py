@@ -73,7 +73,7 @@ def up(
 def down(
     ctx: typer.Context,
     target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
-    purge: bool = typer.Option(False, "--purge", help="Also delete data (runs, registry, DVC cache; CRDs and volumes on a cluster)."),
+    purge: bool = typer.Option(False, "--purge", help="Also delete data: the state dir (runs, registry, models, logs) and the DVC cache, keeping the dataset and the DVC remote; CRDs and volumes on a cluster."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     delete_data: bool = typer.Option(False, "--delete-data", help="eks: delete the artifact bucket even if it holds data."),
 ) -> None:
@@ -227,9 +227,9 @@ def _judge_canary(ctx: typer.Context, tgt: Any, outcome: Any, observe: str, act:
 def predict(
     ctx: typer.Context,
     text: Optional[str] = typer.Argument(None, help="A review to classify; - reads it from stdin."),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="CSV of reviews to classify in batches."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="CSV of reviews to classify in batches; - reads it from stdin."),
     text_col: str = typer.Option("text", "--text-col", help="Column of --file holding the text."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the CSV with label and confidence columns."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the CSV with label and confidence columns (default FILE.scored.csv; - or a --file from stdin: stdout)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
 ) -> None:
     """Classify a review (or a CSV of reviews) through the deployed gateway.
@@ -243,17 +243,23 @@ def predict(
       mlops predict --file reviews.csv --text-col review -o scored.csv
 
       echo "works as described" | mlops predict -
+
+      cut -d, -f2- reviews.csv | mlops predict --file - > scored.csv
     """
     import sys
 
     from ..common.errors import UsageError
+    from ..common.text_policy import user_text
     from . import render
 
     st = state(ctx)
     if (text is None) == (file is None):
         raise UsageError("give either a TEXT argument or --file", hint='mlops predict "great product" or mlops predict --file reviews.csv')
-    if text == "-":
-        text = sys.stdin.read().strip()
+    if text == "-":  # bytes where stdin has them: its text layer may decode with surrogateescape (C locale)
+        stdin = getattr(sys.stdin, "buffer", sys.stdin)
+        text = user_text(stdin.read(), "the text on stdin").strip()
+    elif text is not None:
+        text = user_text(text, "the TEXT argument")
     if text is not None and not text.strip():
         raise UsageError("the text to classify is empty", hint='mlops predict "great product", or pipe it: echo "..." | mlops predict -')
     tgt = _target(ctx, target)
@@ -265,8 +271,11 @@ def predict(
             colour = {"Positive": "green", "Negative": "red"}.get(result["label"], "yellow")
             render.out.print(f"[bold {colour}]{result['label']}[/]  confidence {result['confidence']:.2f}  (model version {result.get('model_version', '?')})")
         return
-    from ..platform.batch_predict import predict_file
+    from ..platform.batch_predict import predict_file, writes_to_stdout
 
+    if st.json and writes_to_stdout(file, output):
+        raise UsageError("--json prints the summary on stdout, where the scored CSV would go",
+                         hint="write the CSV to a file: -o scored.csv")
     cfg = st.config()
     with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
         summary = predict_file(tgt.predict, file, text_col, output, cfg.gateway.max_batch, reporter,

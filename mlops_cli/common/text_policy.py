@@ -13,6 +13,8 @@ import re
 import unicodedata
 from typing import Sequence
 
+from .errors import DataError
+
 
 def clean_text(text: str) -> str:
     """The normalisation every stage applies: unescape HTML, NFC, collapse whitespace, drop wrapping quotes."""
@@ -21,6 +23,21 @@ def clean_text(text: str) -> str:
     while len(text) >= 2 and text[0] == text[-1] == '"':
         text = text[1:-1].strip()
     return text
+
+
+def user_text(raw: str | bytes, where: str) -> str:
+    """Text a user handed the CLI (an argument, stdin) as Unicode, or a DataError naming the first bad byte.
+
+    Python decodes undecodable argv bytes (and stdin's, under the C/POSIX locale) to lone surrogates
+    ("surrogateescape", PEP 383) instead of failing; those only fail later, when the request body is
+    encoded as UTF-8. Stdin handed over as bytes is decoded here, strictly.
+    """
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where} is not valid UTF-8: byte 0x{data[exc.start]:02x} at position {exc.start}",
+                        hint="re-encode it as UTF-8, e.g. `iconv -f latin1 -t utf-8`") from None
 
 
 def prepare_text(text: str, policy: str, max_words: int) -> str:

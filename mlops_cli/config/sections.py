@@ -28,7 +28,9 @@ class DataConfig(Section):
     test_size: float = Field(0.2, gt=0, lt=1)
     validation_size: float = Field(0.15, gt=0, lt=1)
     seed: int = 42
-    remote: str = ".mlops/dvc-remote"
+    # Beside mlops.toml, not inside state_dir: `mlops down --purge` deletes the state dir, and a remote is
+    # where the data is kept safe from exactly that.
+    remote: str = ".dvc-remote"
     s3_endpoint_url: HttpUrl = ""
 
 

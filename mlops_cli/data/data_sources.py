@@ -35,7 +35,7 @@ from typing import Callable
 
 from ..common.errors import PreflightError
 from ..common.text_policy import clean_text
-from .dataset import Dataset, Example, labels_for, rating_label, split
+from .dataset import Dataset, Example, labels_for, rating_label, split, text_key, unique
 
 # Hutto's ratings are means of ~20 raters on -4..4; |mean| below this is "neither", Neutral in three-class mode.
 HUTTO_NEUTRAL_BAND = 0.5
@@ -167,9 +167,9 @@ def load_sources(names: list[str], classes: str, test_size: float, seed: int, ma
             rows = {"train": part.train, "test": part.test}
         train.extend(rows["train"])
         test.extend(rows["test"])
-    test = _unique(test)
-    in_test = {_key(e) for e in test}
-    train = [e for e in _unique(train) if _key(e) not in in_test]
+    test = unique(test)
+    in_test = {text_key(e) for e in test}
+    train = [e for e in unique(train) if text_key(e) not in in_test]
     return Dataset(train=train, test=test)
 
 
@@ -184,20 +184,6 @@ def _sample(rows: list[Example], n: int, seed: int) -> list[Example]:
         group = by_label[label]
         keep.extend(rng.sample(group, round(len(group) * n / len(rows))))
     return [rows[i] for i in sorted(keep)]
-
-
-def _key(e: Example) -> str:
-    return e.text.casefold()
-
-
-def _unique(rows: list[Example]) -> list[Example]:
-    seen: set[str] = set()
-    out = []
-    for e in rows:
-        if _key(e) not in seen:
-            seen.add(_key(e))
-            out.append(e)
-    return out
 
 
 def load_drugscom(classes: str) -> Dataset:

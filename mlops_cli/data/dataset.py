@@ -16,13 +16,14 @@ import csv
 import io
 import json
 import random
+import secrets
 import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from ..common.csv_input import unreadable_row
 from ..common.errors import DataError, PreflightError
 from ..common.text_policy import clean_text
 from ..config.settings import Config
@@ -87,33 +88,48 @@ def rating_label(raw: str) -> str | None:
 def read_user_file(path: Path, text_col: str, label_col: str, classes: str) -> list[Example]:
     source = f"import:{path.name}"
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    rows = _read_parquet(path) if path.suffix.lower() in {".parquet", ".pq"} else _read_csv(path)
+        raise DataError(f"{path}: {'is a directory, not a file' if path.is_dir() else 'no such file'}")
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        rows, lines = _read_parquet(path), None
+    else:
+        rows, lines = _read_csv(path)
     if not rows:
         raise DataError(f"{path}: no data rows")
     header = list(rows[0].keys())
     for col in (text_col, label_col):
         if col not in header:
-            raise DataError(f"{path}: missing column {col!r} (columns: {', '.join(header)})",
+            raise DataError(f"{path}: missing column {col!r} (columns: {', '.join(map(str, header))})",
                             hint="name the right ones with --text-col/--label-col")
     allowed = labels_for(classes)
     examples = []
     for number, row in enumerate(rows, start=1):
-        text = clean_text(str(row.get(text_col) or ""))
+        where = f"{path}: row {number}" + (f" (line {lines[number - 1]})" if lines else "")
+        text = clean_text(_cell_text(row.get(text_col)))
         if not text:
-            raise DataError(f"{path}: row {number} (line {number + 1}): empty text in column {text_col!r}")
-        raw_label = str(row.get(label_col) or "").strip()
+            raise DataError(f"{where}: empty text in column {text_col!r}")
+        raw_label = _cell_text(row.get(label_col)).strip()
         label = rating_label(raw_label)
         if label not in allowed:
             raise DataError(
-                f"{path}: row {number} (line {number + 1}): unknown label {raw_label!r} in column {label_col!r}",
+                f"{where}: unknown label {raw_label!r} in column {label_col!r}",
                 hint=f"labels must be one of {', '.join(allowed)} (case-insensitive; pos/neg/1/0 accepted)",
             )
         examples.append(Example(text, label, source))
     return examples
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def _cell_text(value: object) -> str:
+    """A cell as the text a user would read in it: parquet gives ints and floats (a label 0 is not empty,
+    and 1.0 is the label 1), CSV gives strings; a missing value is empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _read_csv(path: Path) -> tuple[list[dict[str, str]], list[int]]:
+    """The rows, and the line each one ends on (a quoted field may span lines)."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -121,10 +137,17 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(f"{path}: line {line} is not valid UTF-8 (byte {exc.start})",
                         hint="re-save the file as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[dict[str, str]] = []
+    lines: list[int] = []
     try:
-        return list(csv.DictReader(io.StringIO(text, newline="")))
+        for row in reader:
+            rows.append(row)
+            lines.append(reader.line_num)
     except csv.Error as exc:
-        raise DataError(f"{path}: not a readable CSV: {exc}") from None
+        # The row that failed starts on the line after the last good one: where its open quote is.
+        raise unreadable_row(str(path), len(rows) + 1, (lines[-1] if lines else 1) + 1, exc) from None
+    return rows, lines
 
 
 def _read_parquet(path: Path) -> list[dict[str, object]]:
@@ -134,7 +157,24 @@ def _read_parquet(path: Path) -> list[dict[str, object]]:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise DataError(f"{path}: not a readable parquet file: {exc}") from None
-    return frame.to_dict(orient="records")
+    # Missing cells (NaN, None, pd.NA) become None, so they read as empty rather than as "nan".
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+
+def text_key(e: Example) -> str:
+    """What makes two reviews the same review: their cleaned text, ignoring case."""
+    return e.text.casefold()
+
+
+def unique(rows: list[Example]) -> list[Example]:
+    """Each text once (the first kept): a review in both train and test would inflate the test metrics."""
+    seen: set[str] = set()
+    out = []
+    for e in rows:
+        if text_key(e) not in seen:
+            seen.add(text_key(e))
+            out.append(e)
+    return out
 
 
 def split(examples: list[Example], test_size: float, seed: int) -> Dataset:
@@ -221,7 +261,10 @@ def rows_needed_per_class(test_size: float, validation_size: float) -> int:
 def write_dataset(dataset: Dataset, target: Path, manifest: dict | None = None) -> None:
     """Write both splits (and the provenance manifest) to a temp dir, then swap it in: never half-written."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".reviews-", dir=target.parent))
+    # mkdir, not tempfile.mkdtemp: mkdtemp makes 0700, and the dataset is a user's data directory that follows
+    # the umask like any other (0755 under 022), also once renamed into place.
+    staging = target.parent / f".{target.name}-{secrets.token_hex(6)}"
+    staging.mkdir()
     try:
         for name, rows in dataset.splits():
             with (staging / f"{name}.csv").open("w", newline="", encoding="utf-8") as fh:

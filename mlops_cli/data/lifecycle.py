@@ -7,14 +7,20 @@ from typing import Any
 
 from ..adapters.dvc_store import DvcStore, RemoteSpec
 from ..config.settings import Config
-from .dataset import Dataset, check_split_sizes, dataset_dir, read_user_file, split, write_dataset
+from .dataset import Dataset, check_split_sizes, dataset_dir, read_user_file, split, unique, write_dataset
+
+
+def local_remote(config: Config) -> Path | None:
+    """The DVC remote's directory when [data].remote is one on this machine (None for s3://...)."""
+    remote = config.data.remote
+    return None if "://" in remote else config.path(remote)
 
 
 def store(config: Config) -> DvcStore:
-    remote = config.data.remote
-    url = remote if "://" in remote else str(config.path(remote))
-    if "://" not in remote:
-        Path(url).mkdir(parents=True, exist_ok=True)
+    directory = local_remote(config)
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+    url = config.data.remote if directory is None else str(directory)
     return DvcStore(config.root, RemoteSpec(url=url, endpoint_url=config.data.s3_endpoint_url))
 
 
@@ -25,25 +31,32 @@ def prepare(config: Config) -> dict[str, Any]:
     d = config.data
     dataset = data_sources.load_sources(list(d.sources), d.classes, d.test_size, d.seed, d.max_rows_per_source)
     check_split_sizes(dataset, d.classes, d.test_size, d.validation_size, where=f"[data].sources {', '.join(d.sources)}")
-    return _save(config, dataset, [data_sources.describe(name) for name in d.sources])
+    return _save(config, dataset, [data_sources.describe(name) for name in d.sources], d.test_size, d.seed)
 
 
 def import_file(config: Config, path: Path, text_col: str, label_col: str,
                 test_size: float | None = None, seed: int | None = None) -> dict[str, Any]:
-    examples = read_user_file(path, text_col, label_col, config.data.classes)
+    rows = read_user_file(path, text_col, label_col, config.data.classes)
+    # As the packaged corpora are (data_sources.load_sources): each text once, so none is in train and test.
+    examples = unique(rows)
     test_size = test_size if test_size is not None else config.data.test_size
-    dataset = split(examples, test_size, seed if seed is not None else config.data.seed)
+    seed = seed if seed is not None else config.data.seed
+    dataset = split(examples, test_size, seed)
     # Before anything is written: a file too small to train, validate and test on is refused here,
     # not by scikit-learn in the middle of `mlops train`.
     check_split_sizes(dataset, config.data.classes, test_size, config.data.validation_size, where=str(path))
-    return _save(config, dataset, [{"name": f"import:{path.name}", "file": str(path.resolve()),
-                                    "description": "imported with `mlops data import`"}])
+    dropped = len(rows) - len(examples)
+    result = _save(config, dataset, [{"name": f"import:{path.name}", "file": str(path.resolve()),
+                                      "description": "imported with `mlops data import`",
+                                      "duplicates_dropped": dropped}], test_size, seed)
+    return {**result, "duplicates_dropped": dropped}
 
 
-def _save(config: Config, dataset: Dataset, sources: list[dict[str, Any]]) -> dict[str, Any]:
+def _save(config: Config, dataset: Dataset, sources: list[dict[str, Any]], test_size: float, seed: int) -> dict[str, Any]:
+    """Write and track the dataset; sources.json records the split as it was made (flags included)."""
     target = dataset_dir(config)
     by_source = dataset.counts_by_source()
-    manifest = {"classes": config.data.classes, "test_size": config.data.test_size, "seed": config.data.seed,
+    manifest = {"classes": config.data.classes, "test_size": test_size, "seed": seed,
                 "max_rows_per_source": config.data.max_rows_per_source,
                 "sources": [{**s, "counts": by_source.get(s["name"], {})} for s in sources]}
     write_dataset(dataset, target, manifest)
@@ -52,13 +65,19 @@ def _save(config: Config, dataset: Dataset, sources: list[dict[str, Any]]) -> di
 
 
 def push(config: Config) -> dict[str, Any]:
-    s = store(config)
-    return {"pushed": s.push(dataset_dir(config)), "remote": s.remote.url}
+    """`pushed`: objects uploaded (each new file and the directory's listing; 0: the remote had them all)."""
+    s, path = store(config), dataset_dir(config)
+    sent = s.push(path)
+    return {"pushed": sent.objects, "path": str(path), "files": s.tracked_files(path), "remote": s.remote.url,
+            "warnings": sent.warnings}
 
 
 def pull(config: Config) -> dict[str, Any]:
-    s = store(config)
-    return {"pulled": s.pull(dataset_dir(config)), "remote": s.remote.url}
+    """`pulled`: files written into the workspace; `fetched`: objects downloaded into the cache."""
+    s, path = store(config), dataset_dir(config)
+    got = s.pull(path)
+    return {"pulled": got.files, "fetched": got.objects, "path": str(path), "files": s.tracked_files(path),
+            "remote": s.remote.url, "warnings": got.warnings}
 
 
 def status(config: Config) -> dict[str, Any]:

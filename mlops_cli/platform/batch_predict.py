@@ -5,6 +5,8 @@ stops the run before anything is sent, naming its row number) and counts them; t
 batches, keeps two batches in flight (the predictor batches them together while we parse and write)
 and writes each scored row at once to a temporary file that replaces the output only when all is done.
 
+The input may be stdin (`-`) or a pipe, the output stdout (`-`): batch_csv.py spools them.
+
 Example::
 
     summary = predict_file(target.predict, Path("reviews.csv"), "text", Path("scored.csv"),
@@ -20,11 +22,12 @@ from collections import deque
 from contextlib import closing
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, BinaryIO, Callable, Iterator, Literal
 
 from ..common.atomic_file import atomic_writer
 from ..common.errors import DataError, GatewayOverloaded, MlopsError
 from ..common.progress import SILENT, Reporter
+from .batch_csv import STDIO, CsvSource, csv_input, read_rows, scored_output, writes_to_stdout
 
 PREDICTION_COLUMNS = ("label", "confidence", "model_version")
 PREFIX = "predicted_"
@@ -35,7 +38,7 @@ RETRIES = 6    # a batch shed with 503 + Retry-After is sent again after the tim
 
 
 def default_output(file: Path) -> Path:
-    return file.with_name(file.stem + ".scored.csv")
+    return file.with_name(("stdin" if file == STDIO else file.stem) + ".scored.csv")
 
 
 def resolve_output(output: Path | None, file: Path) -> Path:
@@ -64,66 +67,55 @@ def prediction_columns(input_columns: list[str]) -> dict[str, str]:
     return {c: f"{PREFIX}{c}{suffix}" for c in PREDICTION_COLUMNS}
 
 
-def _rows(file: Path) -> tuple[list[str], Iterator[dict[str, str]]]:
-    fh = file.open(newline="", encoding="utf-8-sig")
-    reader = csv.DictReader(fh)
-    try:
-        columns = list(reader.fieldnames or [])
-    except UnicodeDecodeError:
-        fh.close()
-        raise DataError(f"{file}: not valid UTF-8", hint="re-save the file as UTF-8") from None
-
-    def rows() -> Iterator[dict[str, str]]:
-        with fh:
-            try:
-                yield from reader
-            except UnicodeDecodeError:
-                raise DataError(f"{file}: not valid UTF-8 (near line {reader.line_num})",
-                                hint="re-save the file as UTF-8") from None
-
-    return columns, rows()
-
-
-def check_file(file: Path, text_col: str, max_chars: int, long_text: LongText) -> tuple[list[str], int, int, list[int]]:
+def check_file(source: CsvSource, text_col: str, max_chars: int,
+               long_text: LongText) -> tuple[list[str], int, int, list[int]]:
     """First pass: columns, row count, the count of texts over `max_chars` and the first row numbers
     (1-based) of them: never a list that grows with the file."""
-    if not file.is_file():
-        raise DataError(f"{file}: no such file")
-    columns, rows = _rows(file)
-    if text_col not in columns:
-        rows.close()
-        raise DataError(f"{file}: missing column {text_col!r} (columns: {', '.join(columns)})",
-                        hint="name the text column with --text-col")
-    count, long_count, too_long = 0, 0, []
-    for count, row in enumerate(rows, start=1):
-        text = row.get(text_col) or ""
-        if not text.strip():
-            rows.close()
-            raise DataError(f"{file}: row {count} (line {count + 1}): empty text in column {text_col!r}")
-        if len(text) > max_chars:
-            if long_text == "fail":
-                rows.close()
-                raise DataError(f"{file}: row {count} (line {count + 1}) has {len(text)} characters; the gateway takes "
-                                f"at most {max_chars} ([gateway].max_chars)",
-                                hint='set [serving].long_text = "truncate" or "skip" to score the rest of the file')
-            long_count += 1
-            if len(too_long) < LONG_ROWS_NAMED:
-                too_long.append(count)
+    name = source.name
+    columns, rows = read_rows(source)
+    with closing(rows):
+        if text_col not in columns:
+            raise DataError(f"{name}: missing column {text_col!r} (columns: {', '.join(columns)})",
+                            hint="name the text column with --text-col")
+        count, long_count, too_long = 0, 0, []
+        for count, line, row in rows:
+            text = row.get(text_col) or ""
+            if not text.strip():
+                raise DataError(f"{name}: row {count} (line {line}): empty text in column {text_col!r}")
+            if len(text) > max_chars:
+                if long_text == "fail":
+                    raise DataError(f"{name}: row {count} (line {line}) has {len(text)} characters; the gateway "
+                                    f"takes at most {max_chars} ([gateway].max_chars)",
+                                    hint='set [serving].long_text = "truncate" or "skip" to score the rest of the file')
+                long_count += 1
+                if len(too_long) < LONG_ROWS_NAMED:
+                    too_long.append(count)
     return columns, count, long_count, too_long
 
 
 def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Path, text_col: str, output: Path | None,
                  batch_size: int, reporter: Reporter = SILENT, *, max_chars: int = 5000,
-                 long_text: LongText = "truncate") -> dict[str, Any]:
-    output = resolve_output(output, file)
-    columns, total, long_count, long_rows = check_file(file, text_col, max_chars, long_text)
+                 long_text: LongText = "truncate", stdin: BinaryIO | None = None,
+                 stdout: BinaryIO | None = None) -> dict[str, Any]:
+    """Score `file` (`-`: stdin) into `output` (`-`: stdout; default: FILE.scored.csv, or stdout for a stream)."""
+    target = None if writes_to_stdout(file, output) else resolve_output(output, file)
+    with csv_input(file, stdin) as source, scored_output(target, stdout) as written:
+        summary = _score(predict, source, text_col, written, batch_size, reporter, max_chars, long_text)
+    summary["output"] = "stdout" if target is None else str(target)
+    return summary
+
+
+def _score(predict: Callable[[list[str]], list[dict[str, Any]]], source: CsvSource, text_col: str, output: Path,
+           batch_size: int, reporter: Reporter, max_chars: int, long_text: LongText) -> dict[str, Any]:
+    file = source.name
+    columns, total, long_count, long_rows = check_file(source, text_col, max_chars, long_text)
     ours = prediction_columns(columns)
     if ours["label"] != "label":
-        reporter.warn(f"{file.name} already has a label/confidence/model_version column: predictions go to "
+        reporter.warn(f"{Path(file).name} already has a label/confidence/model_version column: predictions go to "
                       f"{', '.join(ours.values())}")
     skip = long_text == "skip"
 
-    reporter.start("predict", f"scoring {file.name}", total=total)
+    reporter.start("predict", f"scoring {Path(file).name}", total=total)
     started = time.perf_counter()
     with atomic_writer(output, newline="") as out, ThreadPoolExecutor(IN_FLIGHT) as pool:
         writer = csv.DictWriter(out, fieldnames=[*columns, *ours.values()], lineterminator="\n",
@@ -148,9 +140,9 @@ def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Pat
                 writer.writerow(row)
             reporter.advance("predict", len(chunk))
 
-        _, rows = _rows(file)
+        _, rows = read_rows(source)
         with closing(rows):
-            for first, chunk in _batches(rows, batch_size):
+            for first, chunk in _batches((row for _, _, row in rows), batch_size):
                 scored_idx = [i for i, row in enumerate(chunk) if not (skip and len(row.get(text_col) or "") > max_chars)]
                 texts = [chunk[i][text_col][:max_chars] for i in scored_idx]
                 if texts:
@@ -166,7 +158,7 @@ def predict_file(predict: Callable[[list[str]], list[dict[str, Any]]], file: Pat
     elapsed = time.perf_counter() - started
     reporter.finish("predict", f"{total} rows")
     summary: dict[str, Any] = {
-        "rows": total, "output": str(output), "columns": list(ours.values()),
+        "rows": total, "columns": list(ours.values()),
         "seconds": round(elapsed, 3), "rows_per_s": round(total / elapsed, 1) if elapsed > 0 else None,
         "long_text": long_text, "skipped": long_count if skip else 0, "truncated": 0 if skip else long_count,
         "long_rows": long_rows,

