@@ -1,5 +1,3 @@
-"""The local platform's processes: supervisord, the process table, the restart policy, Prometheus,
-`mlops doctor`'s checks, batch scoring (batch_predict.py, its CSV side batch_csv.py) and what
-`down --purge` deletes (purge.py).
-May import: data and what data may.
-"""
+"""The local platform's processes (supervisord, restart policy, Prometheus), `mlops doctor`, batch
+scoring and what `down --purge` deletes.
+May import: data and what data may."""
