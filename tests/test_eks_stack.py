@@ -71,9 +71,9 @@ def test_nat_single_or_one_per_zone():
 
 
 def test_cluster_version_and_endpoint_access_from_config():
-    d = declare(version="1.30", public_access_cidrs=["203.0.113.0/24"])
+    d = declare(version="1.34", public_access_cidrs=["203.0.113.0/24"])
     cluster = d.one("aws:eks/cluster:Cluster")
-    assert cluster.inputs["version"] == "1.30"
+    assert cluster.inputs["version"] == "1.34"
     assert cluster.inputs["name"] == "mlops"
     vpc = cluster.inputs["vpcConfig"]
     assert vpc["endpointPrivateAccess"] is True and vpc["endpointPublicAccess"] is True
