@@ -36,6 +36,20 @@ DEVICE_PLUGIN_CHART = ("https://nvidia.github.io/k8s-device-plugin", "nvidia-dev
 AUTOSCALER_REQUESTS = {"cpu": "100m", "memory": "300Mi"}
 
 
+def device_plugin_values() -> dict:
+    """The plugin on our GPU pool, on every Kubernetes version we accept. The chart's default affinity asks for
+    a node labelled by Node Feature Discovery (`feature.node.kubernetes.io/pci-10de.present`) or
+    `nvidia.com/gpu.present` (NVIDIA/k8s-device-plugin v0.17.0 deployments/helm/nvidia-device-plugin/values.yaml);
+    EKS runs no NFD and its NVIDIA AMI nodes carry the latter only from 1.35, so on 1.33/1.34 the DaemonSet
+    would schedule nowhere. Helm replaces a list in a values map: this affinity is the whole of it."""
+    return {
+        "nodeSelector": {POOL_LABEL: "gpu"},
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": POOL_LABEL, "operator": "In", "values": ["gpu"]}]}]}}},
+        "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}],
+    }
+
+
 def autoscaler_policy(cluster_name: str) -> str:
     """IAM permissions from cluster-autoscaler/cloudprovider/aws/README.md ("Full Cluster Autoscaler
     Features Policy"), the write actions limited to Auto Scaling groups tagged as this cluster's."""
@@ -147,10 +161,7 @@ class ClusterAddons(pulumi.ComponentResource):
                 chart=chart,
                 version=version,
                 repository_opts={"repo": repo},
-                values={
-                    "nodeSelector": {POOL_LABEL: "gpu"},
-                    "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}],
-                },
+                values=device_plugin_values(),
                 opts=in_cluster,
             )
 

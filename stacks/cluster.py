@@ -49,6 +49,7 @@ class NodeGroupSpec:
     max_size: int
     disk_size_gb: int
     gpu: bool = False
+    subnet_ids: pulumi.Input[list[str]] | None = None   # default: every private subnet
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ class Cluster(pulumi.ComponentResource):
                 cluster_name=self._cluster.name,
                 node_group_name_prefix=f"{args.cluster_name}-{spec.name}-",
                 node_role_arn=node_role.arn,
-                subnet_ids=args.private_subnet_ids,
+                subnet_ids=spec.subnet_ids if spec.subnet_ids is not None else args.private_subnet_ids,
                 instance_types=spec.instance_types,
                 ami_type=AMI_NVIDIA if spec.gpu else AMI_STANDARD,
                 capacity_type="ON_DEMAND",

@@ -178,7 +178,8 @@ def _ensure_event_loop() -> None:
         asyncio.set_event_loop(asyncio.new_event_loop())
 
 
-def declare_platform(adopt_bucket: str = "", **eks_fields: Any) -> Declared:
+def declare_platform(adopt_bucket: str = "", gpu: bool = False, **eks_fields: Any) -> Declared:
+    """`gpu`: something the platform renders requests nvidia.com/gpu (what [serving].device = "cuda" does)."""
     from stacks.program import Platform, build
 
     mocks = Mocks()
@@ -191,7 +192,8 @@ def declare_platform(adopt_bucket: str = "", **eks_fields: Any) -> Declared:
 
     @pulumi.runtime.test
     def run():
-        outputs = build(EksConfig(**eks_fields), Platform(project=PROJECT, namespace=NAMESPACE, adopt_bucket=adopt_bucket))
+        outputs = build(EksConfig(**eks_fields), Platform(project=PROJECT, namespace=NAMESPACE, adopt_bucket=adopt_bucket,
+                                                         gpu=gpu))
 
         async def secrets() -> None:
             for key, out in outputs.items():

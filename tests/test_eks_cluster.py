@@ -117,7 +117,7 @@ def test_nodes_run_al2023_and_gpu_nodes_the_nvidia_ami_with_the_device_plugin(de
     assert default.one("aws:eks/nodeGroup:NodeGroup", "general").inputs["amiType"] == "AL2023_x86_64_STANDARD"
     assert not default.of("kubernetes:helm.sh/v3:Release") or all(
         "nvidia" not in r.name for r in default.of("kubernetes:helm.sh/v3:Release"))
-    d = declare(gpu_enabled=True, gpu_instance_types=["g5.xlarge"])
+    d = declare(gpu=True, gpu_instance_types=["g5.xlarge"])
     gpu = d.one("aws:eks/nodeGroup:NodeGroup", "gpu").inputs
     assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
     plugin = d.one("kubernetes:helm.sh/v3:Release", "nvidia").inputs

@@ -17,7 +17,7 @@ from tests.pulumi_mocks import Mocks, declare  # noqa: E402
 
 def test_the_default_and_gpu_programs_pass_every_check():
     # Nothing refused: every aws:* type the program uses is known to aws_api (an unknown one is refused).
-    for fields in ({}, {"gpu_enabled": True}):
+    for fields in ({}, {"gpu": True}):
         d = declare(**fields)
         assert {r.typ for r in d.resources if r.typ.startswith("aws:")} and d.resources
 

@@ -114,7 +114,7 @@ class EksConfig(Section):
     desired_size: int = Field(2, ge=0)
     max_size: int = Field(4, ge=1)
     disk_size_gb: int = Field(50, ge=20)
-    gpu_enabled: bool = False
+    gpu_enabled: bool = False  # no effect alone: the GPU pool exists when [serving].device = "cuda" asks for a GPU
     gpu_instance_types: list[str] = ["g5.xlarge"]
     gpu_min_size: int = Field(0, ge=0)
     gpu_desired_size: int = Field(1, ge=0)

@@ -114,6 +114,7 @@ class EksTarget(EksPreflight, EksTeardown):
             raise MlopsError("--dry-run is for the kubernetes target", hint="use `mlops up --target eks --preview`")
         self._require_supported_version(reporter)
         identity = self._preflight(reporter)
+        self._require_gpu_quota(reporter, strict=not options.preview)
         self._resolve_endpoint_access(reporter)
         self._size_node_group(reporter, strict=not options.preview)
         workspace = self._open_stack(create=True)

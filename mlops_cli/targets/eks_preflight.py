@@ -16,6 +16,8 @@ from ..common.progress import Reporter
 
 SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_kubernetes")
 GPU_QUOTA_CODE = "L-DB2E81BA"  # EC2 "Running On-Demand G and VT instances" (vCPUs)
+GPU_UNUSED = ("eks.gpu_enabled is set but nothing requests nvidia.com/gpu ([serving] device is \"cpu\"): "
+              "no GPU node group is created")
 
 
 class EksPreflight:
@@ -71,9 +73,31 @@ class EksPreflight:
             checks.append(Check("AWS credentials", True, f"account {who.account} ({who.arn}), region {who.region}"))
         except PreflightError as exc:
             checks.append(Check("AWS credentials", False, exc.message, exc.hint or ""))
-        if self.eks.gpu_enabled:
+        if self._gpu_requested():
             checks.append(self._gpu_quota_check())
+        elif self.eks.gpu_enabled:
+            checks.append(Check("GPU node group", False, GPU_UNUSED, 'set [serving] device = "cuda"', required=False))
         return checks
+
+    def _gpu_requested(self) -> bool:
+        from charts.objects import requests_gpu
+
+        return requests_gpu(self.config)
+
+    def _require_gpu_quota(self, reporter: Reporter, *, strict: bool) -> None:
+        """`up` with a GPU pool: a quota below what the pool needs would leave it without nodes (the node group
+        waits, then fails); refused before anything is created. An unreadable quota is only a warning."""
+        if not self._gpu_requested():
+            if self.eks.gpu_enabled:
+                reporter.warn(GPU_UNUSED)
+            return
+        check = self._gpu_quota_check()
+        if check.ok:
+            reporter.info(f"GPU quota: {check.detail}")
+        elif strict and check.detail.split(" ")[0].replace(".", "", 1).isdigit():
+            raise PreflightError(f"GPU node group: {check.detail}", hint=check.fix)
+        else:
+            reporter.warn(f"GPU node group: {check.detail}; {check.fix}")
 
     def _gpu_quota_check(self):
         """New accounts may run 0 vCPUs of G and VT instances on demand (Service Quotas L-DB2E81BA); the GPU
