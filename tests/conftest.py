@@ -150,8 +150,11 @@ def workspace(monkeypatch, aws):
 
     from .eks_support import FakeWorkspace
 
+    from mlops_cli.adapters import eks_endpoint
+
     monkeypatch.setattr(aws_sweep, "Aws", lambda region, endpoint_url=None: None)
-    monkeypatch.setattr(aws_sweep, "leftovers", lambda client, cluster: [])
+    monkeypatch.setattr(aws_sweep, "sweep", lambda client, scope, **_: aws_sweep.SweepReport())
+    monkeypatch.setattr(eks_endpoint, "allow_address", lambda eks, cluster, address, **_: eks_endpoint.EndpointAccess(()))
     ws = FakeWorkspace()
 
     def open_stack(config, program, *, create):
