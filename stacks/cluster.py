@@ -18,6 +18,8 @@ import pulumi_aws as aws
 
 from mlops_cli.adapters.eks_token import with_token_command
 
+from .ecr import adopted
+
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
 # EKS managed node group AMI types (CreateNodegroup amiType; EKS user guide "Amazon EKS optimized AMIs").
 AMI_STANDARD = "AL2023_x86_64_STANDARD"
@@ -27,6 +29,7 @@ ROOT_VOLUME_TYPE = "gp3"
 POOL_LABEL = "mlops/pool"
 CLUSTER_POLICY = "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"
 LOG_TYPES = ("api", "audit", "authenticator")
+CNI_CONFIGURATION = json.dumps({"enableNetworkPolicy": "true"})
 
 
 def log_group_name(cluster_name: str) -> str:
@@ -64,6 +67,7 @@ class ClusterArgs:
     region: str = "us-east-1"
     log_retention_days: int = 30
     tags: dict[str, str] = field(default_factory=dict)
+    adopt_log_group: bool = False   # /aws/eks/<name>/cluster exists (a returning user's): imported, not created
 
 
 class Cluster(pulumi.ComponentResource):
@@ -95,8 +99,12 @@ class Cluster(pulumi.ComponentResource):
         # EKS writes control-plane logs to this fixed name and creates the group itself, never expiring and
         # outliving the cluster, unless it exists already (EKS user guide, "Send control plane logs to
         # CloudWatch Logs"). Declared first, it has a retention and goes away with the stack.
-        log_group = aws.cloudwatch.LogGroup(f"{name}-logs", name=log_group_name(args.cluster_name),
-                                            retention_in_days=args.log_retention_days, tags=args.tags, opts=child)
+        # A returning user's account still has it (EKS made it for the earlier cluster): creating it again fails
+        # with ResourceAlreadyExistsException, so it is imported; its retention becomes ours on the next `up`.
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs", name=log_group_name(args.cluster_name), retention_in_days=args.log_retention_days,
+            tags=args.tags, opts=adopted(self, log_group_name(args.cluster_name) if args.adopt_log_group else None,
+                                         ["retentionInDays", "tags", "kmsKeyId", "logGroupClass", "skipDestroy"]))
         if not args.public_access_cidrs:
             raise ValueError("public_access_cidrs is empty: `mlops up` resolves it to your egress address "
                              "before running the program; pass CIDRs explicitly when building it yourself")
@@ -137,11 +145,14 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, cluster_policy]),
         )
         after_cluster = pulumi.ResourceOptions(parent=self, depends_on=[self._cluster])
-        # The networking add-ons as EKS-managed add-ons (patched by EKS, versions shown in the console).
-        for addon in ("vpc-cni", "kube-proxy"):
+        # The networking add-ons as EKS-managed add-ons (patched by EKS, versions shown in the console). The VPC
+        # CNI enforces NetworkPolicies only when asked (EKS user guide, "Restrict Pod network traffic with Kubernetes
+        # network policies": configuration value enableNetworkPolicy "true"); the platform's default-deny policies
+        # are otherwise decoration.
+        for addon, values in (("vpc-cni", CNI_CONFIGURATION), ("kube-proxy", None)):
             aws.eks.Addon(f"{name}-{addon}", cluster_name=self._cluster.name, addon_name=addon,
                           resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
-                          tags=args.tags, opts=after_cluster)
+                          configuration_values=values, tags=args.tags, opts=after_cluster)
 
         self.node_groups = []
         for spec in args.node_groups:

@@ -18,6 +18,7 @@ from typing import Callable
 
 import pulumi
 
+from mlops_cli.adapters.aws_existing import Existing
 from mlops_cli.cloud.eks_records import kept_bucket
 from mlops_cli.cloud.eks_versions import upgrade_policy
 from mlops_cli.config.cluster_sections import EksConfig
@@ -47,6 +48,8 @@ class Platform:
     namespace: str
     adopt_bucket: str = ""   # the bucket a previous `down` kept (cloud/eks_records.py kept_bucket)
     gpu: bool = False        # something the platform renders requests nvidia.com/gpu ([serving].device = "cuda")
+    adopt_repositories: tuple[str, ...] = ()   # ECR repositories that exist outside the stack (pushed to first)
+    adopt_log_group: bool = False              # the control-plane log group exists outside the stack
 
 
 def node_groups(eks: EksConfig, gpu_subnet_ids: pulumi.Input[list[str]] | None = None) -> list[NodeGroupSpec]:
@@ -74,7 +77,7 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
         public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids,
         public_access_cidrs=eks.public_access_cidrs, node_groups=node_groups(eks, network.gpu_subnet_ids),
         region=eks.region,
-        log_retention_days=eks.log_retention_days, tags=tags))
+        log_retention_days=eks.log_retention_days, tags=tags, adopt_log_group=platform.adopt_log_group))
     bucket = ArtifactBucket("artifacts", BucketArgs(
         bucket_name=eks.bucket_name, name_prefix=bucket_prefix(platform.project, stack),
         noncurrent_days=eks.noncurrent_version_days, tags=tags, adopt=platform.adopt_bucket))
@@ -89,7 +92,8 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
     ecr_urls: dict[str, pulumi.Output[str]] = {}
     registry: pulumi.Output[str] = pulumi.Output.from_input("")
     if eks.ecr_enabled:
-        repos = ImageRepositories("images", RepositoriesArgs(project=platform.project, tags=tags))
+        repos = ImageRepositories("images", RepositoriesArgs(project=platform.project, tags=tags,
+                                                             adopt=platform.adopt_repositories))
         ecr_urls = repos.urls
         # <account>.dkr.ecr.<region>.amazonaws.com/<namespace>: the `[images] registry` of the install.
         registry = next(iter(ecr_urls.values())).apply(
@@ -115,11 +119,14 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
     return outputs
 
 
-def inline(config: Config) -> Callable[[], None]:
-    """The program as the Automation API wants it: a no-argument function."""
+def inline(config: Config, existing: Existing | None = None) -> Callable[[], None]:
+    """The program as the Automation API wants it: a no-argument function. `existing`: what the account holds
+    already outside the stack (adapters/aws_existing.py), adopted instead of created."""
     eks = config.eks
+    existing = existing or Existing()
     platform = Platform(project=config.project.name, namespace=config.kubernetes.namespace,
-                        adopt_bucket=kept_bucket(config), gpu=requests_gpu(config))
+                        adopt_bucket=kept_bucket(config), gpu=requests_gpu(config),
+                        adopt_repositories=existing.repositories, adopt_log_group=bool(existing.log_group))
 
     def program() -> None:
         build(eks, platform)

@@ -348,16 +348,25 @@ def _compiled(pattern: str):
 # ------------------------------------------------------------------------- what the services check too
 
 
+# What the create of a name that exists answers (ECR CreateRepository, CloudWatch Logs CreateLogGroup API references).
+ALREADY_EXISTS = {"CreateRepository": "RepositoryAlreadyExistsException",
+                  "CreateLogGroup": "ResourceAlreadyExistsException"}
+
+
 @dataclass
 class Account:
     """One AWS account as the mocks see it: the launch templates it holds, and the day it is."""
 
     today: date
     templates: dict[str, int] = field(default_factory=dict)   # launch template id -> latest version
+    existing: dict[str, set[str]] = field(default_factory=dict)   # resource type -> names made outside the stack
 
-    def refusals(self, call: Call) -> list[str]:
+    def refusals(self, call: Call, typ: str = "") -> list[str]:
         out = problems(call)
         p = call.params
+        name = p.get("repositoryName") or p.get("logGroupName") if call.operation in ALREADY_EXISTS else None
+        if name and name in self.existing.get(typ, set()):
+            out.append(f"{call.service} {call.operation}: {ALREADY_EXISTS[call.operation]}: {name} exists already")
         if call.operation == "CreateCluster":
             out += self._version(p.get("version"))
         if call.operation == "CreateNodegroup" and p.get("launchTemplate"):

@@ -65,13 +65,13 @@ class Mocks(pulumi.runtime.Mocks):
     """Records every resource; refuses, as AWS would, any aws:* resource whose API call the pinned botocore
     models reject (tests/aws_api.py); answers with the ids, names, ARNs and versions a real provider computes."""
 
-    def __init__(self, today=None) -> None:
+    def __init__(self, today=None, existing: dict[str, set[str]] | None = None) -> None:
         from tests.aws_api import REFERENCE_DATE, Account
 
         self.resources: list[Any] = []
         self.calls: list[Any] = []
         self.refused: list[str] = []
-        self.account = Account(today or REFERENCE_DATE)
+        self.account = Account(today or REFERENCE_DATE, existing=existing or {})
 
     def new_resource(self, args):
         self.resources.append(args)
@@ -82,7 +82,9 @@ class Mocks(pulumi.runtime.Mocks):
             state["nodeGroupName"] = state.get("nodeGroupNamePrefix", "") + _suffix(args.name, 26)
         if args.typ == "aws:s3/bucket:Bucket" and "bucket" not in state:
             state["bucket"] = args.inputs["bucketPrefix"] + "a1b2c3"
-        if args.typ.startswith("aws:"):
+        if args.typ.startswith("aws:") and args.resource_id:
+            self._import(args.typ, args.name, args.resource_id)   # the provider reads it; nothing is created
+        elif args.typ.startswith("aws:"):
             self._as_aws_would(args.typ, args.name, state)
         state.setdefault("arn", f"arn:aws:mock:::{args.name}")
         if args.typ == "aws:eks/cluster:Cluster":
@@ -102,11 +104,18 @@ class Mocks(pulumi.runtime.Mocks):
             self.account.templates[args.resource_id or f"{args.name}-id"] = 1
         return [args.resource_id or f"{args.name}-id", state]
 
+    def _import(self, typ: str, name: str, import_id: str) -> None:
+        from tests.aws_api import Refused
+
+        if import_id not in self.account.existing.get(typ, set()) and typ != "aws:s3/bucket:Bucket":
+            self.refused.append(f"{typ} {name}: cannot import {import_id!r}: it does not exist")
+            raise Refused(self.refused[-1])
+
     def _as_aws_would(self, typ: str, name: str, state: dict) -> None:
         from tests.aws_api import Refused, calls
 
         try:
-            found = [p for call in calls(typ, state) for p in self.account.refusals(call)]
+            found = [p for call in calls(typ, state) for p in self.account.refusals(call, typ)]
         except Refused as exc:
             found = [str(exc)]
         if found:
@@ -178,11 +187,14 @@ def _ensure_event_loop() -> None:
         asyncio.set_event_loop(asyncio.new_event_loop())
 
 
-def declare_platform(adopt_bucket: str = "", gpu: bool = False, **eks_fields: Any) -> Declared:
-    """`gpu`: something the platform renders requests nvidia.com/gpu (what [serving].device = "cuda" does)."""
+def declare_platform(adopt_bucket: str = "", gpu: bool = False, existing: dict[str, set[str]] | None = None,
+                     adopt: Any = None, **eks_fields: Any) -> Declared:
+    """`gpu`: something the platform renders requests nvidia.com/gpu (what [serving].device = "cuda" does).
+    `existing`: what the account holds outside the stack, by type ({"aws:ecr/repository:Repository": {name}}):
+    creating it again is refused. `adopt`: what the target found of it (adapters/aws_existing.Existing)."""
     from stacks.program import Platform, build
 
-    mocks = Mocks()
+    mocks = Mocks(existing=existing)
     _ensure_event_loop()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False, monitor=FlatMonitor(mocks))
     resolved: dict[str, Any] = {}
@@ -192,8 +204,9 @@ def declare_platform(adopt_bucket: str = "", gpu: bool = False, **eks_fields: An
 
     @pulumi.runtime.test
     def run():
-        outputs = build(EksConfig(**eks_fields), Platform(project=PROJECT, namespace=NAMESPACE, adopt_bucket=adopt_bucket,
-                                                         gpu=gpu))
+        outputs = build(EksConfig(**eks_fields), Platform(
+            project=PROJECT, namespace=NAMESPACE, adopt_bucket=adopt_bucket, gpu=gpu,
+            adopt_repositories=adopt.repositories if adopt else (), adopt_log_group=bool(adopt and adopt.log_group)))
 
         async def secrets() -> None:
             for key, out in outputs.items():
