@@ -169,3 +169,34 @@ def test_log_retention_must_be_a_value_cloudwatch_accepts():
 
     with pytest.raises(ValidationError, match="CloudWatch Logs accepts only"):
         EksConfig(log_retention_days=10)
+
+
+# ------------------------------------------------------------------------- issue 23 point 2: what runs
+
+
+def test_the_autoscaler_chart_matches_each_accepted_kubernetes_minor():
+    # Chart 9.38.0 (appVersion 1.31) on 1.35 lacked the resource.k8s.io RBAC the 1.35 image needs: it never ran.
+    from mlops_cli.cloud.eks_versions import AUTOSCALER_CHARTS, VERSIONS, Support, status
+    from tests.aws_api import REFERENCE_DATE
+
+    accepted = [v.version for v in VERSIONS
+                if status(v.version, REFERENCE_DATE).support in (Support.STANDARD, Support.EXTENDED)]
+    for version in accepted:
+        chart, app = AUTOSCALER_CHARTS[version]
+        assert app.split(".")[:2] == version.split("."), (version, chart, app)   # the chart's appVersion minor
+        release = declare(version=version).one("kubernetes:helm.sh/v3:Release", "autoscaler").inputs
+        assert release["version"] == chart and release["values"]["image"]["tag"] == f"v{app}", version
+    assert tuple(map(int, AUTOSCALER_CHARTS["1.35"][0].split("."))) >= (9, 54, 0)   # first chart with that RBAC
+
+
+def test_metrics_server_add_on_is_installed_and_counted(default):
+    from mlops_cli.cloud.capacity import SYSTEM_PER_CLUSTER
+
+    addons = {r.inputs["addonName"]: r.inputs for r in default.of("aws:eks/addon:Addon")}
+    assert "metrics-server" in addons   # EKS installs none; without it the gateway's HPA never scales
+    assert SYSTEM_PER_CLUSTER["metrics-server"] == (1, 100, 200)
+
+
+def test_the_vpc_cni_enforces_network_policies(default):
+    cni = next(r.inputs for r in default.of("aws:eks/addon:Addon") if r.inputs["addonName"] == "vpc-cni")
+    assert json.loads(cni["configurationValues"]) == {"enableNetworkPolicy": "true"}

@@ -39,10 +39,13 @@ INSTANCES: dict[str, tuple[int, int, int, int]] = {
 
 # Pods EKS and our stack add to every cluster, with their requests (millicores, MiB). Per node: the VPC CNI
 # (aws-node: 25m), kube-proxy (100m) and the EBS CSI node plugin (3 containers x 10m/40Mi) DaemonSets.
-# Per cluster: CoreDNS (2 x 100m/70Mi), the EBS CSI controller (2 x 6 containers x 10m/40Mi) and our
-# cluster autoscaler (stacks/addons.py AUTOSCALER_REQUESTS).
+# Per cluster: CoreDNS (2 x 100m/70Mi), the EBS CSI controller (2 x 6 containers x 10m/40Mi), our
+# cluster autoscaler (stacks/addons.py AUTOSCALER_REQUESTS) and the metrics-server add-on.
 SYSTEM_PER_NODE = {"aws-node": (25, 0), "kube-proxy": (100, 0), "ebs-csi-node": (30, 120)}
-SYSTEM_PER_CLUSTER = {"coredns": (2, 100, 70), "ebs-csi-controller": (2, 60, 240), "cluster-autoscaler": (1, 100, 300)}
+SYSTEM_PER_CLUSTER = {"coredns": (2, 100, 70), "ebs-csi-controller": (2, 60, 240), "cluster-autoscaler": (1, 100, 300),
+                      # the metrics-server add-on: the upstream chart's requests (kubernetes-sigs/metrics-server
+                      # charts/metrics-server/values.yaml: 100m CPU, 200Mi, one replica)
+                      "metrics-server": (1, 100, 200)}
 KNATIVE_QUEUE_PROXY = (25, 0)    # Knative's queue-proxy sidecar request (config-deployment queue-sidecar-cpu-request)
 
 
