@@ -17,7 +17,7 @@ from datetime import date
 from enum import Enum
 
 SOURCE = "https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html#kubernetes-release-calendar"
-CHECKED = date(2026, 11, 27)
+CHECKED = date(2026, 12, 6)
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,12 @@ class EksVersion:
 
 # Newest first.
 VERSIONS: tuple[EksVersion, ...] = (
+    # 1.36: on EKS since 2026-06-02, standard support until 2027-08-02 (devopsdreams.blogspot.com,
+    # "Kubernetes 1.36 on Amazon EKS", 2026-08-16; the AWS user guide's translated pages name 1.36 as the
+    # current version); the extended date follows the 14 + 12 month rule. 1.37 (upstream GA planned late
+    # August 2026) had no EKS release date in any source checked on 2026-12-06: not in the table, so
+    # `up` warns on it rather than refusing.
+    EksVersion("1.36", date(2026, 6, 2), date(2027, 8, 2), date(2028, 8, 2)),
     EksVersion("1.35", date(2026, 1, 27), date(2027, 3, 27), date(2028, 3, 27)),
     EksVersion("1.34", date(2025, 10, 2), date(2026, 12, 2), date(2027, 12, 2)),
     EksVersion("1.33", date(2025, 5, 29), date(2026, 7, 29), date(2027, 7, 29)),
