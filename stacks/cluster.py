@@ -30,6 +30,7 @@ POOL_LABEL = "mlops/pool"
 CLUSTER_POLICY = "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"
 LOG_TYPES = ("api", "audit", "authenticator")
 CNI_CONFIGURATION = json.dumps({"enableNetworkPolicy": "true"})
+ADMIN_ACCESS_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
 def log_group_name(cluster_name: str) -> str:
@@ -39,7 +40,9 @@ def log_group_name(cluster_name: str) -> str:
 _NODE_POLICIES = {
     "worker": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
     "cni": "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
-    "ecr": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+    # Pull only: what the kubelet needs (EKS user guide, "Amazon EKS node IAM role", names
+    # AmazonEC2ContainerRegistryPullOnly; ReadOnly also lists and describes every repository).
+    "ecr": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
 }
 
 
@@ -68,6 +71,7 @@ class ClusterArgs:
     log_retention_days: int = 30
     tags: dict[str, str] = field(default_factory=dict)
     adopt_log_group: bool = False   # /aws/eks/<name>/cluster exists (a returning user's): imported, not created
+    admin_principals: list[str] = field(default_factory=list)   # IAM role/user ARNs made cluster admins
 
 
 class Cluster(pulumi.ComponentResource):
@@ -145,6 +149,15 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, cluster_policy]),
         )
         after_cluster = pulumi.ResourceOptions(parent=self, depends_on=[self._cluster])
+        # Besides the creator: each [eks].admin_principals as an access entry with the cluster-admin access policy
+        # (EKS user guide, "Grant IAM users access to Kubernetes with EKS access entries").
+        for n, principal in enumerate(args.admin_principals):
+            entry = aws.eks.AccessEntry(f"{name}-admin-{n}", cluster_name=self._cluster.name, principal_arn=principal,
+                                        type="STANDARD", tags=args.tags, opts=after_cluster)
+            aws.eks.AccessPolicyAssociation(f"{name}-admin-{n}", cluster_name=self._cluster.name,
+                                            principal_arn=principal, policy_arn=ADMIN_ACCESS_POLICY,
+                                            access_scope={"type": "cluster"},
+                                            opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]))
         # The networking add-ons as EKS-managed add-ons (patched by EKS, versions shown in the console). The VPC
         # CNI enforces NetworkPolicies only when asked (EKS user guide, "Restrict Pod network traffic with Kubernetes
         # network policies": configuration value enableNetworkPolicy "true"); the platform's default-deny policies
@@ -215,4 +228,6 @@ def kubeconfig(cluster_name: str, region: str, endpoint: str, ca_data: str) -> d
         "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
         "users": [{"name": cluster_name, "user": {}}],
     }
-    return with_token_command(base, cluster_name, region)
+    # `mlops` from PATH, not this machine's absolute venv path: the kubeconfig lives in the stack's state and
+    # is written out on other machines too (targets/eks.py points the local copy at the local `mlops`).
+    return with_token_command(base, cluster_name, region, command="mlops")

@@ -67,7 +67,7 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
     stack = pulumi.get_stack()
     tags = stack_tags(platform.project, stack)
 
-    network = Network("network", NetworkArgs(cidr=eks.vpc_cidr, az_count=eks.availability_zones,
+    network = Network("network", NetworkArgs(cidr=eks.vpc_cidr, region=eks.region, az_count=eks.availability_zones,
                                              single_nat=eks.single_nat_gateway, cluster_name=eks.cluster_name,
                                              tags=tags, instance_types=eks.instance_types,
                                              gpu_instance_types=eks.gpu_instance_types if platform.gpu else []))
@@ -77,7 +77,8 @@ def build(eks: EksConfig, platform: Platform) -> dict[str, pulumi.Output]:
         public_subnet_ids=network.public_subnet_ids, private_subnet_ids=network.private_subnet_ids,
         public_access_cidrs=eks.public_access_cidrs, node_groups=node_groups(eks, network.gpu_subnet_ids),
         region=eks.region,
-        log_retention_days=eks.log_retention_days, tags=tags, adopt_log_group=platform.adopt_log_group))
+        log_retention_days=eks.log_retention_days, tags=tags, adopt_log_group=platform.adopt_log_group,
+        admin_principals=list(eks.admin_principals)))
     bucket = ArtifactBucket("artifacts", BucketArgs(
         bucket_name=eks.bucket_name, name_prefix=bucket_prefix(platform.project, stack),
         noncurrent_days=eks.noncurrent_version_days, tags=tags, adopt=platform.adopt_bucket))

@@ -200,3 +200,42 @@ def test_metrics_server_add_on_is_installed_and_counted(default):
 def test_the_vpc_cni_enforces_network_policies(default):
     cni = next(r.inputs for r in default.of("aws:eks/addon:Addon") if r.inputs["addonName"] == "vpc-cni")
     assert json.loads(cni["configurationValues"]) == {"enableNetworkPolicy": "true"}
+
+
+
+# ------------------------------------------------------------------------------- issue 23 point 6 and 9
+
+
+def test_the_kubeconfig_in_the_state_runs_mlops_from_path(default):
+    # An absolute path to one machine's venv would be stored in the Pulumi state and break everywhere else.
+    [user] = json.loads(default.outputs["kubeconfig"])["users"]
+    assert user["user"]["exec"]["command"] == "mlops"
+
+
+def test_admin_principals_become_access_entries_with_the_admin_policy():
+    arn = "arn:aws:iam::123456789012:role/platform-team"
+    d = declare(admin_principals=[arn])
+    entry = d.one("aws:eks/accessEntry:AccessEntry").inputs
+    assert entry["principalArn"] == arn and entry["type"] == "STANDARD"
+    policy = d.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation").inputs
+    assert policy["policyArn"].endswith("/AmazonEKSClusterAdminPolicy") and policy["accessScope"] == {"type": "cluster"}
+    from pydantic import ValidationError
+
+    from mlops_cli.config.cluster_sections import EksConfig
+
+    with pytest.raises(ValidationError, match="not an IAM role or user ARN"):
+        EksConfig(admin_principals=["platform-team"])
+
+
+def test_nodes_pull_images_with_the_pull_only_policy(default):
+    arns = {r.inputs["policyArn"] for r in default.of("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+            if "cluster-node" in r.name}
+    assert "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly" in arns
+    assert not any(a.endswith("ReadOnly") for a in arns)
+
+
+def test_s3_goes_through_a_gateway_endpoint_on_the_private_route_tables(default):
+    endpoint = default.one("aws:ec2/vpcEndpoint:VpcEndpoint").inputs
+    assert endpoint["serviceName"] == "com.amazonaws.us-east-1.s3" and endpoint["vpcEndpointType"] == "Gateway"
+    private = {f"{r.name}-id" for r in default.of("aws:ec2/routeTable:RouteTable") if "private" in r.name}
+    assert set(endpoint["routeTableIds"]) == private
