@@ -82,6 +82,8 @@ def test_preview_prints_one_plan_with_the_push_the_autoscaler_chart_and_metrics_
     assert f"built with docker buildx and pushed to {REGISTRY}" in out
     assert "chart cluster-autoscaler 9.59.1 (app 1.35.0) for Kubernetes 1.35" in out and "metrics-server" in out
     assert out.index("Plan:") < out.index("Pulumi preview") < out.index("Cost ESTIMATE")
+    for line in ("PVC volumes (gp3)", "CloudWatch Logs storage", "CloudWatch Logs ingestion", "cross-AZ data transfer"):
+        assert line in out, line
     data = json.loads(cli("--json", "up", "--target", "eks", "--preview").stdout)
     assert [row["step"] for row in data["plan"]][:1] == ["1. AWS stack"] and "pushed to" in data["images"]
 

@@ -101,9 +101,24 @@ def classic_elbs(aws: Aws, vpc_id: str | None = None) -> dict[str, dict[str, str
              for lb in page["LoadBalancerDescriptions"] if vpc_id is None or lb.get("VPCId") == vpc_id]
     out: dict[str, dict[str, str]] = {}
     for i in range(0, len(names), 20):  # DescribeTags takes at most 20 names
-        for desc in aws.elb.describe_tags(LoadBalancerNames=names[i:i + 20])["TagDescriptions"]:
+        for desc in _tag_batches(lambda batch: aws.elb.describe_tags(LoadBalancerNames=batch), names[i:i + 20]):
             out[desc["LoadBalancerName"]] = _tags(desc.get("Tags"))
     return out
+
+
+def _tag_batches(describe: Callable[[list[str]], dict], batch: list[str]) -> list[dict]:
+    """DescribeTags of a batch; a load balancer deleted since the listing fails the whole batch
+    (LoadBalancerNotFound), so the rest are asked one by one and the gone one is skipped."""
+    import botocore.exceptions
+
+    try:
+        return describe(batch)["TagDescriptions"]
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "LoadBalancerNotFound":
+            raise
+    if len(batch) == 1:
+        return []
+    return [d for one in batch for d in _tag_batches(describe, [one])]
 
 
 def v2_elbs(aws: Aws, vpc_id: str | None = None) -> dict[str, dict[str, str]]:
@@ -111,7 +126,7 @@ def v2_elbs(aws: Aws, vpc_id: str | None = None) -> dict[str, dict[str, str]]:
             for lb in page["LoadBalancers"] if vpc_id is None or lb.get("VpcId") == vpc_id]
     out: dict[str, dict[str, str]] = {}
     for i in range(0, len(arns), 20):
-        for desc in aws.elbv2.describe_tags(ResourceArns=arns[i:i + 20])["TagDescriptions"]:
+        for desc in _tag_batches(lambda batch: aws.elbv2.describe_tags(ResourceArns=batch), arns[i:i + 20]):
             out[desc["ResourceArn"]] = _tags(desc.get("Tags"))
     return out
 
