@@ -63,13 +63,26 @@ E2E_RESOURCES: dict[str, tuple[str, str]] = {
     "promtail": ("25m", "64Mi"),
 }
 
+GPU_RESOURCE = "nvidia.com/gpu"   # what the NVIDIA device plugin advertises
+
+
+def requests_gpu(config: Config) -> bool:
+    """Does anything the platform renders ask for a GPU? Only the predictor can ([serving].device)."""
+    return GPU_RESOURCE in resources(config, "predictor")["limits"]
+
 
 def resources(config: Config, component: str) -> dict[str, dict[str, str]]:
     table = E2E_RESOURCES if config.kubernetes.resource_profile == "e2e" else DEFAULT_RESOURCES
     cpu, memory = table[component]
     override = config.kubernetes.resources.get(component, {})
     cpu, memory = override.get("cpu", cpu), override.get("memory", memory)
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": _double_cpu(cpu), "memory": memory}}
+    out = {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": _double_cpu(cpu), "memory": memory}}
+    if component == "predictor" and config.serving.device == "cuda":
+        # An extended resource is requested by its limit (requests default to it). EKS runs the
+        # ExtendedResourceToleration admission plugin (EKS user guide, "platform versions": enabled admission
+        # controllers), so this pod also tolerates the GPU pool's `nvidia.com/gpu` taint.
+        out["limits"][GPU_RESOURCE] = "1"
+    return out
 
 
 def _double_cpu(cpu: str) -> str:

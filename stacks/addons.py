@@ -23,6 +23,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from mlops_cli.cloud.eks_versions import autoscaler_chart
+
 from .cluster import GPU_TAINT, POOL_LABEL
 from .identity import irsa_role
 
@@ -30,10 +32,24 @@ STORAGE_CLASS = "gp3"
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
 EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
 AUTOSCALER_SERVICE_ACCOUNT = ("kube-system", "cluster-autoscaler")
-AUTOSCALER_CHART = ("https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.38.0")
+AUTOSCALER_REPO = ("https://kubernetes.github.io/autoscaler", "cluster-autoscaler")   # chart per version: eks_versions
 DEVICE_PLUGIN_CHART = ("https://nvidia.github.io/k8s-device-plugin", "nvidia-device-plugin", "0.17.0")
 # Requests of the add-on pods we install ourselves (the capacity check counts them; cloud/capacity.py).
 AUTOSCALER_REQUESTS = {"cpu": "100m", "memory": "300Mi"}
+
+
+def device_plugin_values() -> dict:
+    """The plugin on our GPU pool, on every Kubernetes version we accept. The chart's default affinity asks for
+    a node labelled by Node Feature Discovery (`feature.node.kubernetes.io/pci-10de.present`) or
+    `nvidia.com/gpu.present` (NVIDIA/k8s-device-plugin v0.17.0 deployments/helm/nvidia-device-plugin/values.yaml);
+    EKS runs no NFD and its NVIDIA AMI nodes carry the latter only from 1.35, so on 1.33/1.34 the DaemonSet
+    would schedule nowhere. Helm replaces a list in a values map: this affinity is the whole of it."""
+    return {
+        "nodeSelector": {POOL_LABEL: "gpu"},
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": POOL_LABEL, "operator": "In", "values": ["gpu"]}]}]}}},
+        "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}],
+    }
 
 
 def autoscaler_policy(cluster_name: str) -> str:
@@ -115,7 +131,8 @@ class ClusterAddons(pulumi.ComponentResource):
         scaler_role = irsa("autoscaler", AUTOSCALER_SERVICE_ACCOUNT)
         aws.iam.RolePolicy(f"{name}-autoscaler", role=scaler_role.id, policy=autoscaler_policy(args.cluster_name),
                            opts=child)
-        repo, chart, version = AUTOSCALER_CHART
+        repo, chart = AUTOSCALER_REPO
+        version, app_version = autoscaler_chart(args.kubernetes_version)
         ns, sa = AUTOSCALER_SERVICE_ACCOUNT
         k8s.helm.v3.Release(
             f"{name}-autoscaler",
@@ -129,7 +146,7 @@ class ClusterAddons(pulumi.ComponentResource):
                 "awsRegion": args.region,
                 "autoDiscovery": {"clusterName": args.cluster_name},
                 # The autoscaler's minor version should match the cluster's (its README, "Releases").
-                "image": {"tag": f"v{args.kubernetes_version}.0"},
+                "image": {"tag": f"v{app_version}"},
                 "rbac": {"serviceAccount": {"name": sa, "annotations": {"eks.amazonaws.com/role-arn": scaler_role.arn}}},
                 "resources": {"requests": AUTOSCALER_REQUESTS, "limits": {"memory": AUTOSCALER_REQUESTS["memory"]}},
                 "extraArgs": {"balance-similar-node-groups": True, "skip-nodes-with-system-pods": False,
@@ -147,12 +164,16 @@ class ClusterAddons(pulumi.ComponentResource):
                 chart=chart,
                 version=version,
                 repository_opts={"repo": repo},
-                values={
-                    "nodeSelector": {POOL_LABEL: "gpu"},
-                    "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}],
-                },
+                values=device_plugin_values(),
                 opts=in_cluster,
             )
+
+        # EKS installs no metrics server, and without one the gateway's HorizontalPodAutoscaler never gets CPU
+        # figures and never scales (EKS user guide, "View resource usage with the Kubernetes Metrics Server");
+        # the community add-on `metrics-server` (EKS user guide, "Community add-ons") is managed like the others.
+        aws.eks.Addon(f"{name}-metrics-server", cluster_name=args.cluster_name, addon_name="metrics-server",
+                      resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
+                      tags=args.tags, opts=after_nodes)
 
         self.storage_class = pulumi.Output.from_input(STORAGE_CLASS)
         self.ebs_csi_role_arn = ebs_role.arn

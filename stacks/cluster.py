@@ -18,6 +18,8 @@ import pulumi_aws as aws
 
 from mlops_cli.adapters.eks_token import with_token_command
 
+from .ecr import adopted
+
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
 # EKS managed node group AMI types (CreateNodegroup amiType; EKS user guide "Amazon EKS optimized AMIs").
 AMI_STANDARD = "AL2023_x86_64_STANDARD"
@@ -27,6 +29,8 @@ ROOT_VOLUME_TYPE = "gp3"
 POOL_LABEL = "mlops/pool"
 CLUSTER_POLICY = "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"
 LOG_TYPES = ("api", "audit", "authenticator")
+CNI_CONFIGURATION = json.dumps({"enableNetworkPolicy": "true"})
+ADMIN_ACCESS_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
 def log_group_name(cluster_name: str) -> str:
@@ -36,7 +40,9 @@ def log_group_name(cluster_name: str) -> str:
 _NODE_POLICIES = {
     "worker": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
     "cni": "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
-    "ecr": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+    # Pull only: what the kubelet needs (EKS user guide, "Amazon EKS node IAM role", names
+    # AmazonEC2ContainerRegistryPullOnly; ReadOnly also lists and describes every repository).
+    "ecr": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
 }
 
 
@@ -49,6 +55,7 @@ class NodeGroupSpec:
     max_size: int
     disk_size_gb: int
     gpu: bool = False
+    subnet_ids: pulumi.Input[list[str]] | None = None   # default: every private subnet
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class ClusterArgs:
     region: str = "us-east-1"
     log_retention_days: int = 30
     tags: dict[str, str] = field(default_factory=dict)
+    adopt_log_group: bool = False   # /aws/eks/<name>/cluster exists (a returning user's): imported, not created
+    admin_principals: list[str] = field(default_factory=list)   # IAM role/user ARNs made cluster admins
 
 
 class Cluster(pulumi.ComponentResource):
@@ -94,8 +103,12 @@ class Cluster(pulumi.ComponentResource):
         # EKS writes control-plane logs to this fixed name and creates the group itself, never expiring and
         # outliving the cluster, unless it exists already (EKS user guide, "Send control plane logs to
         # CloudWatch Logs"). Declared first, it has a retention and goes away with the stack.
-        log_group = aws.cloudwatch.LogGroup(f"{name}-logs", name=log_group_name(args.cluster_name),
-                                            retention_in_days=args.log_retention_days, tags=args.tags, opts=child)
+        # A returning user's account still has it (EKS made it for the earlier cluster): creating it again fails
+        # with ResourceAlreadyExistsException, so it is imported; its retention becomes ours on the next `up`.
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs", name=log_group_name(args.cluster_name), retention_in_days=args.log_retention_days,
+            tags=args.tags, opts=adopted(self, log_group_name(args.cluster_name) if args.adopt_log_group else None,
+                                         ["retentionInDays", "tags", "kmsKeyId", "logGroupClass", "skipDestroy"]))
         if not args.public_access_cidrs:
             raise ValueError("public_access_cidrs is empty: `mlops up` resolves it to your egress address "
                              "before running the program; pass CIDRs explicitly when building it yourself")
@@ -136,11 +149,23 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, cluster_policy]),
         )
         after_cluster = pulumi.ResourceOptions(parent=self, depends_on=[self._cluster])
-        # The networking add-ons as EKS-managed add-ons (patched by EKS, versions shown in the console).
-        for addon in ("vpc-cni", "kube-proxy"):
+        # Besides the creator: each [eks].admin_principals as an access entry with the cluster-admin access policy
+        # (EKS user guide, "Grant IAM users access to Kubernetes with EKS access entries").
+        for n, principal in enumerate(args.admin_principals):
+            entry = aws.eks.AccessEntry(f"{name}-admin-{n}", cluster_name=self._cluster.name, principal_arn=principal,
+                                        type="STANDARD", tags=args.tags, opts=after_cluster)
+            aws.eks.AccessPolicyAssociation(f"{name}-admin-{n}", cluster_name=self._cluster.name,
+                                            principal_arn=principal, policy_arn=ADMIN_ACCESS_POLICY,
+                                            access_scope={"type": "cluster"},
+                                            opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]))
+        # The networking add-ons as EKS-managed add-ons (patched by EKS, versions shown in the console). The VPC
+        # CNI enforces NetworkPolicies only when asked (EKS user guide, "Restrict Pod network traffic with Kubernetes
+        # network policies": configuration value enableNetworkPolicy "true"); the platform's default-deny policies
+        # are otherwise decoration.
+        for addon, values in (("vpc-cni", CNI_CONFIGURATION), ("kube-proxy", None)):
             aws.eks.Addon(f"{name}-{addon}", cluster_name=self._cluster.name, addon_name=addon,
                           resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
-                          tags=args.tags, opts=after_cluster)
+                          configuration_values=values, tags=args.tags, opts=after_cluster)
 
         self.node_groups = []
         for spec in args.node_groups:
@@ -163,7 +188,7 @@ class Cluster(pulumi.ComponentResource):
                 cluster_name=self._cluster.name,
                 node_group_name_prefix=f"{args.cluster_name}-{spec.name}-",
                 node_role_arn=node_role.arn,
-                subnet_ids=args.private_subnet_ids,
+                subnet_ids=spec.subnet_ids if spec.subnet_ids is not None else args.private_subnet_ids,
                 instance_types=spec.instance_types,
                 ami_type=AMI_NVIDIA if spec.gpu else AMI_STANDARD,
                 capacity_type="ON_DEMAND",
@@ -203,4 +228,6 @@ def kubeconfig(cluster_name: str, region: str, endpoint: str, ca_data: str) -> d
         "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
         "users": [{"name": cluster_name, "user": {}}],
     }
-    return with_token_command(base, cluster_name, region)
+    # `mlops` from PATH, not this machine's absolute venv path: the kubeconfig lives in the stack's state and
+    # is written out on other machines too (targets/eks.py points the local copy at the local `mlops`).
+    return with_token_command(base, cluster_name, region, command="mlops")

@@ -33,11 +33,27 @@ def repository_name(project: str, component: str) -> str:
     return f"{namespace(project)}/mlops-{component}"
 
 
+# What a repository someone made by hand may have set otherwise: kept as found in the run that imports it
+# (the engine copies ignored inputs from the read state; pulumi/pulumi developer-docs/architecture/import.md),
+# set to ours by the next `up`, which no longer adopts it.
+_REPOSITORY_SETTINGS = ["imageTagMutability", "imageScanningConfiguration", "tags", "forceDelete",
+                        "encryptionConfigurations"]
+
+
+def adopted(parent: pulumi.Resource, import_id: str | None, settings: list[str]) -> pulumi.ResourceOptions:
+    """Options of a resource that may exist already: imported by id (instead of a create that fails with
+    *AlreadyExists), its settings taken as they are for that one run."""
+    if import_id is None:
+        return pulumi.ResourceOptions(parent=parent)
+    return pulumi.ResourceOptions(parent=parent, import_=import_id, ignore_changes=settings)
+
+
 @dataclass(frozen=True)
 class RepositoriesArgs:
     project: str               # repository names are repository_name(project, component)
     tags: dict[str, str] = field(default_factory=dict)
     components: tuple[str, ...] = COMPONENTS
+    adopt: tuple[str, ...] = ()   # names of repositories that exist already (pushed to before `up`): imported
 
 
 class ImageRepositories(pulumi.ComponentResource):
@@ -47,14 +63,15 @@ class ImageRepositories(pulumi.ComponentResource):
         super().__init__("mlops:ecr:ImageRepositories", name, None, opts)
         self.urls = {}
         for component in args.components:
+            name_ = repository_name(args.project, component)
             repo = aws.ecr.Repository(
                 f"{name}-{component}",
-                name=repository_name(args.project, component),
+                name=name_,
                 image_tag_mutability="IMMUTABLE",
                 image_scanning_configuration={"scan_on_push": True},
                 force_delete=True,
                 tags=args.tags,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=adopted(self, name_ if name_ in args.adopt else None, _REPOSITORY_SETTINGS),
             )
             self.urls[component] = repo.repository_url
         self.register_outputs({"urls": self.urls})

@@ -7,7 +7,7 @@ balancers. `single_nat` trades AZ-failure tolerance for one NAT gateway's cost i
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -44,11 +44,26 @@ def usable_zones(zone_names: list[str], zone_ids: list[str], offered: dict[str, 
 @dataclass(frozen=True)
 class NetworkArgs:
     cidr: str
+    region: str
     az_count: int
     single_nat: bool
     cluster_name: str
     tags: dict[str, str]
     instance_types: list[str]   # the general node group's: every chosen zone must offer one of them
+    gpu_instance_types: list[str] = field(default_factory=list)   # the GPU group's: its subnets are the zones offering one
+
+
+def gpu_subnets(zone_ids: list[str], offered: dict[str, set[str]], instance_types: list[str],
+                subnet_ids: list[str]) -> list[str]:
+    """The private subnets (one per chosen zone, in zone order) whose zone offers one of the GPU types: g5 is
+    not offered in every zone that has m6i (DescribeInstanceTypeOfferings), and a node group with a subnet
+    in such a zone fails its launches there."""
+    usable = [sid for zid, sid in zip(zone_ids, subnet_ids) if any(zid in offered.get(t, set()) for t in instance_types)]
+    if not usable:
+        raise ZoneShortage(f"none of the chosen zones ({', '.join(zone_ids)}) offers {', '.join(instance_types)}: "
+                           "pick another eks.gpu_instance_types, or eks.availability_zones / instance_types that "
+                           "lead to zones offering it")
+    return usable
 
 
 def subnet_cidrs(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
@@ -81,7 +96,7 @@ class Network(pulumi.ComponentResource):
             filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}], opts=invoke)
         offerings = aws.ec2.get_instance_type_offerings_output(
             location_type="availability-zone-id",
-            filters=[{"name": "instance-type", "values": list(args.instance_types)}], opts=invoke)
+            filters=[{"name": "instance-type", "values": [*args.instance_types, *args.gpu_instance_types]}], opts=invoke)
 
         def offered_by_type(result) -> dict[str, set[str]]:
             out: dict[str, set[str]] = {}
@@ -101,7 +116,7 @@ class Network(pulumi.ComponentResource):
                                        routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
                                        tags=tagged("public"), opts=child)
 
-        public, private, nats = [], [], []
+        public, private, nats, private_tables = [], [], [], []
         for i in range(args.az_count):
             az = chosen.apply(lambda zs, i=i: zs[i][0])
             pub = aws.ec2.Subnet(f"{name}-public-{i}", vpc_id=vpc.id, cidr_block=public_cidrs[i], availability_zone=az,
@@ -122,10 +137,21 @@ class Network(pulumi.ComponentResource):
                                     routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}],
                                     tags=tagged(f"private-{i}"), opts=child)
             aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=priv.id, route_table_id=rt.id, opts=child)
+            private_tables.append(rt)
             private.append(priv)
 
+        # S3 through a gateway endpoint on the private route tables: image layers (ECR keeps them in S3) and
+        # MLflow's artifacts stop passing the NAT gateway, which bills $0.045 per GB (VPC user guide,
+        # "Gateway endpoints for Amazon S3"; gateway endpoints have no charge).
+        aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
+                            vpc_endpoint_type="Gateway", route_table_ids=[rt.id for rt in private_tables],
+                            tags=tagged("s3"), opts=child)
         self.vpc_id = vpc.id
         self.public_subnet_ids = [s.id for s in public]
         self.private_subnet_ids = [s.id for s in private]
+        self.gpu_subnet_ids: pulumi.Output[list[str]] | None = None
+        if args.gpu_instance_types:
+            self.gpu_subnet_ids = pulumi.Output.all(self.zone_ids, offerings, *self.private_subnet_ids).apply(
+                lambda v: gpu_subnets(v[0], offered_by_type(v[1]), list(args.gpu_instance_types), list(v[2:])))
         self.register_outputs({"vpc_id": self.vpc_id, "public_subnet_ids": self.public_subnet_ids,
                                "private_subnet_ids": self.private_subnet_ids})

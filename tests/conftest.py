@@ -135,7 +135,24 @@ def aws(tmp_path, monkeypatch, project):
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test-passphrase")
     monkeypatch.setattr(pulumi_aws_account, "caller_identity", lambda region: pulumi_aws_account.AwsIdentity(
         AWS_ACCOUNT, f"arn:aws:iam::{AWS_ACCOUNT}:user/dev", region, "env"))
-    state = {"has_data": False, "emptied": []}
+    state = {"has_data": False, "emptied": [], "built": []}
+    # The images: none in ECR yet, a container engine that answers, a build that "pushes" (records digests).
+    from mlops_cli.adapters import aws_existing, container_engine, ecr_images
+    from mlops_cli.cloud import images
+
+    monkeypatch.setattr(ecr_images, "pushed_digests", lambda registry, components, tag: {})
+    monkeypatch.setattr(aws_existing, "find", lambda region, repositories, log_group: aws_existing.Existing())
+    monkeypatch.setattr(container_engine, "detect", lambda preferred=None: container_engine.Engine(
+        "docker buildx", "/usr/bin/docker"))
+
+    def build_images(config, *, tag=None, push=False, engine=None, reporter=None, components=None):
+        from charts.image_refs import COMPONENTS
+
+        state["built"].append((config.images.registry, tag, push))
+        images.write_record(config, {c: f"{config.images.registry}/mlops-{c}@sha256:{'ab' * 32}" for c in COMPONENTS})
+        return []
+
+    monkeypatch.setattr(images, "build_images", build_images)
     monkeypatch.setattr(pulumi_aws_account, "bucket_has_data", lambda bucket, region: state["has_data"])
     monkeypatch.setattr(pulumi_aws_account, "empty_bucket", lambda bucket, region: state["emptied"].append(bucket) or 7)
     return state
@@ -150,8 +167,11 @@ def workspace(monkeypatch, aws):
 
     from .eks_support import FakeWorkspace
 
+    from mlops_cli.adapters import eks_endpoint
+
     monkeypatch.setattr(aws_sweep, "Aws", lambda region, endpoint_url=None: None)
-    monkeypatch.setattr(aws_sweep, "leftovers", lambda client, cluster: [])
+    monkeypatch.setattr(aws_sweep, "sweep", lambda client, scope, **_: aws_sweep.SweepReport())
+    monkeypatch.setattr(eks_endpoint, "allow_address", lambda eks, cluster, address, **_: eks_endpoint.EndpointAccess(()))
     ws = FakeWorkspace()
 
     def open_stack(config, program, *, create):

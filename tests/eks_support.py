@@ -40,6 +40,7 @@ def preview_steps() -> list[ResourceStep]:
         _step("create", "aws:eks/nodeGroup:NodeGroup", "cluster-general", **general),
         _step("create", "aws:s3/bucket:Bucket", "artifacts"),
         _step("create", "aws:iam/role:Role", "platform-irsa"),
+        _step("create", "aws:cloudwatch/logGroup:LogGroup", "cluster-logs", retentionInDays=30),
     ]
 
 

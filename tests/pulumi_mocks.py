@@ -1,6 +1,8 @@
 """The Pulumi program in stacks/ run under pulumi's mocks: `declare(**eks_fields)` builds it once and returns
 every resource it declared (type, name, inputs) and what it exported. The mocks answer with the ids,
-ARNs and attributes a real provider computes, so the program's wiring between resources can be read."""
+names, ARNs and versions a real provider computes, so the program's wiring between resources can be read,
+and they refuse, as AWS would, an aws:* resource whose API call the pinned botocore models reject or that
+names a Kubernetes version EKS no longer offers (tests/aws_api.py); `declare` raises aws_api.Refused then."""
 
 from __future__ import annotations
 
@@ -45,16 +47,45 @@ def irsa_trust(namespace: str, service_account: str) -> dict[str, Any]:
     }]}
 
 
-class Mocks(pulumi.runtime.Mocks):
-    """Records every resource; answers with its inputs plus the ids/ARNs a real provider would compute."""
+# Names the provider makes up when the program gives none (Pulumi auto-naming: the logical name and a
+# random suffix; terraform's name_prefix: the prefix and a unique id): property -> how it is made.
+AUTO_NAMES = {
+    "aws:iam/role:Role": "name", "aws:iam/rolePolicy:RolePolicy": "name",
+    "aws:ec2/launchTemplate:LaunchTemplate": "name",
+}
 
-    def __init__(self) -> None:
+
+def _suffix(name: str, length: int = 7) -> str:
+    import hashlib
+
+    return hashlib.sha256(name.encode()).hexdigest()[:length]
+
+
+class Mocks(pulumi.runtime.Mocks):
+    """Records every resource; refuses, as AWS would, any aws:* resource whose API call the pinned botocore
+    models reject (tests/aws_api.py); answers with the ids, names, ARNs and versions a real provider computes."""
+
+    def __init__(self, today=None, existing: dict[str, set[str]] | None = None) -> None:
+        from tests.aws_api import REFERENCE_DATE, Account
+
         self.resources: list[Any] = []
         self.calls: list[Any] = []
+        self.refused: list[str] = []
+        self.account = Account(today or REFERENCE_DATE, existing=existing or {})
 
     def new_resource(self, args):
         self.resources.append(args)
         state = dict(args.inputs)
+        if args.typ in AUTO_NAMES:
+            state.setdefault(AUTO_NAMES[args.typ], f"{args.name}-{_suffix(args.name)}")
+        if args.typ == "aws:eks/nodeGroup:NodeGroup" and "nodeGroupName" not in state:
+            state["nodeGroupName"] = state.get("nodeGroupNamePrefix", "") + _suffix(args.name, 26)
+        if args.typ == "aws:s3/bucket:Bucket" and "bucket" not in state:
+            state["bucket"] = args.inputs["bucketPrefix"] + "a1b2c3"
+        if args.typ.startswith("aws:") and args.resource_id:
+            self._import(args.typ, args.name, args.resource_id)   # the provider reads it; nothing is created
+        elif args.typ.startswith("aws:"):
+            self._as_aws_would(args.typ, args.name, state)
         state.setdefault("arn", f"arn:aws:mock:::{args.name}")
         if args.typ == "aws:eks/cluster:Cluster":
             # What CreateCluster/DescribeCluster answer: endpoint, CA, the OIDC issuer (EKS API reference).
@@ -62,13 +93,34 @@ class Mocks(pulumi.runtime.Mocks):
                          certificateAuthority={"data": "LS0tLS1CRUdJTi=="},
                          identities=[{"oidcs": [{"issuer": f"https://{ISSUER}"}]}])
         elif args.typ == "aws:s3/bucket:Bucket":
-            name = args.inputs.get("bucket") or args.inputs["bucketPrefix"] + "a1b2c3"
-            state.update(bucket=name, arn=f"arn:aws:s3:::{name}")
+            state["arn"] = f"arn:aws:s3:::{state['bucket']}"
         elif args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
             state["arn"] = f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}"
         elif args.typ == "aws:ecr/repository:Repository":
             state["repositoryUrl"] = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{args.inputs['name']}"
-        return [f"{args.name}-id", state]
+        elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            # A new launch template is version 1 (terraform-provider-aws ec2 launch_template: latest_version).
+            state.update(latestVersion=1, defaultVersion=1)
+            self.account.templates[args.resource_id or f"{args.name}-id"] = 1
+        return [args.resource_id or f"{args.name}-id", state]
+
+    def _import(self, typ: str, name: str, import_id: str) -> None:
+        from tests.aws_api import Refused
+
+        if import_id not in self.account.existing.get(typ, set()) and typ != "aws:s3/bucket:Bucket":
+            self.refused.append(f"{typ} {name}: cannot import {import_id!r}: it does not exist")
+            raise Refused(self.refused[-1])
+
+    def _as_aws_would(self, typ: str, name: str, state: dict) -> None:
+        from tests.aws_api import Refused, calls
+
+        try:
+            found = [p for call in calls(typ, state) for p in self.account.refusals(call, typ)]
+        except Refused as exc:
+            found = [str(exc)]
+        if found:
+            self.refused += [f"{typ} {name}: {p}" for p in found]
+            raise Refused(f"AWS refuses {typ} {name}: " + "; ".join(found))
 
     def call(self, args):
         self.calls.append(args)
@@ -135,10 +187,14 @@ def _ensure_event_loop() -> None:
         asyncio.set_event_loop(asyncio.new_event_loop())
 
 
-def declare_platform(adopt_bucket: str = "", **eks_fields: Any) -> Declared:
+def declare_platform(adopt_bucket: str = "", gpu: bool = False, existing: dict[str, set[str]] | None = None,
+                     adopt: Any = None, **eks_fields: Any) -> Declared:
+    """`gpu`: something the platform renders requests nvidia.com/gpu (what [serving].device = "cuda" does).
+    `existing`: what the account holds outside the stack, by type ({"aws:ecr/repository:Repository": {name}}):
+    creating it again is refused. `adopt`: what the target found of it (adapters/aws_existing.Existing)."""
     from stacks.program import Platform, build
 
-    mocks = Mocks()
+    mocks = Mocks(existing=existing)
     _ensure_event_loop()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False, monitor=FlatMonitor(mocks))
     resolved: dict[str, Any] = {}
@@ -148,7 +204,9 @@ def declare_platform(adopt_bucket: str = "", **eks_fields: Any) -> Declared:
 
     @pulumi.runtime.test
     def run():
-        outputs = build(EksConfig(**eks_fields), Platform(project=PROJECT, namespace=NAMESPACE, adopt_bucket=adopt_bucket))
+        outputs = build(EksConfig(**eks_fields), Platform(
+            project=PROJECT, namespace=NAMESPACE, adopt_bucket=adopt_bucket, gpu=gpu,
+            adopt_repositories=adopt.repositories if adopt else (), adopt_log_group=bool(adopt and adopt.log_group)))
 
         async def secrets() -> None:
             for key, out in outputs.items():
@@ -159,4 +217,9 @@ def declare_platform(adopt_bucket: str = "", **eks_fields: Any) -> Declared:
             lambda both: resolved.update(both[1]))
 
     run()
+    if mocks.refused:
+        # A refused registration does not always fail the mocked run (its outputs just never resolve): raise here.
+        from tests.aws_api import Refused
+
+        raise Refused("AWS refuses: " + " | ".join(mocks.refused))
     return Declared(mocks.resources, resolved, secret, mocks.calls)

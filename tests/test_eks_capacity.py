@@ -145,3 +145,19 @@ def test_egress_address_is_read_from_checkip(monkeypatch):
     monkeypatch.setattr(httpx, "get", lambda url, **kw: httpx.Client(transport=answer("<html>")).get(url))
     with pytest.raises(PreflightError, match="public_access_cidrs"):
         pulumi_aws_account.egress_address()
+
+
+# ------------------------------------------------------------------------ issue 23 point 9: VPC addresses
+
+
+def test_a_vpc_too_small_for_the_cnis_addresses_is_refused_before_anything(cli, project, workspace):
+    from mlops_cli.cloud.capacity import vpc_address_shortfall
+
+    assert vpc_address_shortfall("10.0.0.0/16", 2, "m6i.xlarge", 4) == ""
+    short = vpc_address_shortfall("10.0.0.0/22", 2, "m6i.xlarge", 4)
+    assert "/26 private subnets of 59 usable addresses" in short and "180 VPC CNI addresses" in short
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write('[eks]\nvpc_cidr = "10.0.0.0/22"\n')
+    result = cli("up", "--target", "eks", "--preview")
+    assert result.exit_code == 2 and "the VPC is too small for its pods" in " ".join(result.stderr.split())
+    assert "preview" not in workspace.calls

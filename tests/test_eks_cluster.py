@@ -117,7 +117,7 @@ def test_nodes_run_al2023_and_gpu_nodes_the_nvidia_ami_with_the_device_plugin(de
     assert default.one("aws:eks/nodeGroup:NodeGroup", "general").inputs["amiType"] == "AL2023_x86_64_STANDARD"
     assert not default.of("kubernetes:helm.sh/v3:Release") or all(
         "nvidia" not in r.name for r in default.of("kubernetes:helm.sh/v3:Release"))
-    d = declare(gpu_enabled=True, gpu_instance_types=["g5.xlarge"])
+    d = declare(gpu=True, gpu_instance_types=["g5.xlarge"])
     gpu = d.one("aws:eks/nodeGroup:NodeGroup", "gpu").inputs
     assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
     plugin = d.one("kubernetes:helm.sh/v3:Release", "nvidia").inputs
@@ -169,3 +169,73 @@ def test_log_retention_must_be_a_value_cloudwatch_accepts():
 
     with pytest.raises(ValidationError, match="CloudWatch Logs accepts only"):
         EksConfig(log_retention_days=10)
+
+
+# ------------------------------------------------------------------------- issue 23 point 2: what runs
+
+
+def test_the_autoscaler_chart_matches_each_accepted_kubernetes_minor():
+    # Chart 9.38.0 (appVersion 1.31) on 1.35 lacked the resource.k8s.io RBAC the 1.35 image needs: it never ran.
+    from mlops_cli.cloud.eks_versions import AUTOSCALER_CHARTS, VERSIONS, Support, status
+    from tests.aws_api import REFERENCE_DATE
+
+    accepted = [v.version for v in VERSIONS
+                if status(v.version, REFERENCE_DATE).support in (Support.STANDARD, Support.EXTENDED)]
+    for version in accepted:
+        chart, app = AUTOSCALER_CHARTS[version]
+        assert app.split(".")[:2] == version.split("."), (version, chart, app)   # the chart's appVersion minor
+        release = declare(version=version).one("kubernetes:helm.sh/v3:Release", "autoscaler").inputs
+        assert release["version"] == chart and release["values"]["image"]["tag"] == f"v{app}", version
+    assert tuple(map(int, AUTOSCALER_CHARTS["1.35"][0].split("."))) >= (9, 54, 0)   # first chart with that RBAC
+
+
+def test_metrics_server_add_on_is_installed_and_counted(default):
+    from mlops_cli.cloud.capacity import SYSTEM_PER_CLUSTER
+
+    addons = {r.inputs["addonName"]: r.inputs for r in default.of("aws:eks/addon:Addon")}
+    assert "metrics-server" in addons   # EKS installs none; without it the gateway's HPA never scales
+    assert SYSTEM_PER_CLUSTER["metrics-server"] == (1, 100, 200)
+
+
+def test_the_vpc_cni_enforces_network_policies(default):
+    cni = next(r.inputs for r in default.of("aws:eks/addon:Addon") if r.inputs["addonName"] == "vpc-cni")
+    assert json.loads(cni["configurationValues"]) == {"enableNetworkPolicy": "true"}
+
+
+
+# ------------------------------------------------------------------------------- issue 23 point 6 and 9
+
+
+def test_the_kubeconfig_in_the_state_runs_mlops_from_path(default):
+    # An absolute path to one machine's venv would be stored in the Pulumi state and break everywhere else.
+    [user] = json.loads(default.outputs["kubeconfig"])["users"]
+    assert user["user"]["exec"]["command"] == "mlops"
+
+
+def test_admin_principals_become_access_entries_with_the_admin_policy():
+    arn = "arn:aws:iam::123456789012:role/platform-team"
+    d = declare(admin_principals=[arn])
+    entry = d.one("aws:eks/accessEntry:AccessEntry").inputs
+    assert entry["principalArn"] == arn and entry["type"] == "STANDARD"
+    policy = d.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation").inputs
+    assert policy["policyArn"].endswith("/AmazonEKSClusterAdminPolicy") and policy["accessScope"] == {"type": "cluster"}
+    from pydantic import ValidationError
+
+    from mlops_cli.config.cluster_sections import EksConfig
+
+    with pytest.raises(ValidationError, match="not an IAM role or user ARN"):
+        EksConfig(admin_principals=["platform-team"])
+
+
+def test_nodes_pull_images_with_the_pull_only_policy(default):
+    arns = {r.inputs["policyArn"] for r in default.of("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+            if "cluster-node" in r.name}
+    assert "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly" in arns
+    assert not any(a.endswith("ReadOnly") for a in arns)
+
+
+def test_s3_goes_through_a_gateway_endpoint_on_the_private_route_tables(default):
+    endpoint = default.one("aws:ec2/vpcEndpoint:VpcEndpoint").inputs
+    assert endpoint["serviceName"] == "com.amazonaws.us-east-1.s3" and endpoint["vpcEndpointType"] == "Gateway"
+    private = {f"{r.name}-id" for r in default.of("aws:ec2/routeTable:RouteTable") if "private" in r.name}
+    assert set(endpoint["routeTableIds"]) == private

@@ -36,7 +36,8 @@ def test_nodes_nat_and_cluster_priced_per_hour_and_month():
     # No launch template in these steps: EKS's own default root volume type, at the group's disk size.
     assert lines["node root volumes (gp2)"].quantity == 150
     expected = prices.hourly["eks_cluster"] + 3 * prices.instances["m6i.large"] + 2 * prices.hourly["nat_gateway"] \
-        + 150 * prices.monthly["ebs_gp2_gb"] / 730 + lines["NAT data processing"].hourly
+        + 150 * prices.monthly["ebs_gp2_gb"] / 730 + lines["NAT data processing"].hourly \
+        + lines["cross-AZ data transfer"].hourly
     assert est.hourly == pytest.approx(expected)
     assert est.monthly == pytest.approx(expected * 730)
     assert "ESTIMATE" in est.title and est.rows()[-1][0] == "total (estimate)"
@@ -87,3 +88,28 @@ def test_an_old_price_table_is_flagged():
     est = estimate(_default_preview(), load_prices(), region="us-east-1", today=date(2027, 7, 1))
     assert est.notes[0].startswith("WARNING: the price table is") and "more than six months" in est.notes[0]
     assert est.as_dict()["prices_age_days"] > 183
+
+
+# ------------------------------------------------------------- issue 23 point 9: what the estimate still missed
+
+
+def test_estimate_prices_pvcs_log_storage_and_cross_zone_traffic():
+    from mlops_cli.cloud.cost_estimate import UsageAssumptions
+
+    prices = load_prices()
+    usage = UsageAssumptions(pvc_gb=40, log_gb_month=5, log_retention_days=30, cross_az_gb_month=20)
+    lines = {ln.item: ln for ln in estimate(_default_preview(), prices, region="us-east-1", usage=usage).lines}
+    assert lines["PVC volumes (gp3)"].monthly == pytest.approx(40 * prices.monthly["ebs_gp3_gb"])
+    assert lines["CloudWatch Logs storage"].monthly == pytest.approx(5 * 30 / (730 / 24) * 0.03)
+    assert lines["cross-AZ data transfer"].monthly == pytest.approx(20 * 2 * 0.01)
+
+
+def test_the_platform_requests_the_pvc_gigabytes_the_estimate_prices(project, aws):
+    from charts.platform import all_objects
+    from mlops_cli.cloud.capacity import pvc_gib
+    from mlops_cli.config.loading import load_config
+
+    objects = list(all_objects(load_config(), None))
+    claims = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    assert claims and pvc_gib(objects) == pytest.approx(sum(
+        float(c["spec"]["resources"]["requests"]["storage"].removesuffix("Gi")) for c in claims))

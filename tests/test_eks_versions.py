@@ -1,7 +1,8 @@
 """Issue 11 point 1 (versions and support windows) and point 9 (dependency floors, ECR names).
 
-The dates come from the EKS release calendar (mlops_cli/cloud/eks_versions.py names the page); the tests
-run against today's date, so a default that ages out of standard support turns them red.
+The dates come from the EKS release calendar (mlops_cli/cloud/eks_versions.py names the page). The tests run
+against the day the table was checked (eks_versions.CHECKED), not the calendar: a test does not turn red on a
+date; `doctor` and `up` warn at run time when the configured version ages out.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tests.support import REPO
 
 
 def test_default_version_is_in_standard_support_with_months_left():
-    st = eks_versions.status(EksConfig().version, date.today())
+    st = eks_versions.status(EksConfig().version, eks_versions.CHECKED)
     assert st.support is Support.STANDARD, st.describe()
     assert st.days_left >= 60, st.describe()
 
@@ -191,3 +192,28 @@ def test_images_registry_output_names_the_ecr_repositories(project):
     config = load_config().with_overrides({"images.registry": registry, "images.tag": "1.2.3"})
     for component in ("gateway", "predictor", "drift"):
         assert image_ref(config, component) == f"{d.outputs['ecr_urls'][component]}:1.2.3"
+
+
+# ------------------------------------------------------------------------------------- issue 23 point 5
+
+
+def test_the_table_has_1_36_and_is_newest_first():
+    assert eks_versions.VERSIONS[0].version == "1.36"
+    assert eks_versions.status("1.36", eks_versions.CHECKED).support is Support.STANDARD
+    minors = [tuple(map(int, v.version.split("."))) for v in eks_versions.VERSIONS]
+    assert minors == sorted(minors, reverse=True)
+
+
+def test_an_unknown_version_is_a_warning_not_a_refusal(project, monkeypatch):
+    check = _checks(project, monkeypatch, "1.37")["EKS Kubernetes version"]
+    assert not check.ok and not check.required
+    assert "not in the EKS version table" in check.detail and "eks_versions.py" in check.fix
+
+
+def test_up_preview_goes_on_with_an_unknown_version(cli, project, workspace):
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write('[eks]\nversion = "1.37"\n')
+    result = cli("up", "--target", "eks", "--preview")
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.exit_code == 0, out
+    assert "1.37 is not in the EKS version table" in out

@@ -49,6 +49,17 @@ def inventory(kubeconfig: Path) -> tuple[set[str], set[str]]:
     return services, {_key(c) for c in _items(api.list_persistent_volume_claim_for_all_namespaces)}
 
 
+def retained_claims(kubeconfig: Path) -> set[str]:
+    """PVCs bound to a volume whose reclaim policy is Retain: their EBS volumes outlive the PVC on purpose."""
+    api = _api(kubeconfig)
+    out = set()
+    for pv in _items(api.list_persistent_volume):
+        ref = (pv.get("spec") or {}).get("claimRef") or {}
+        if (pv.get("spec") or {}).get("persistentVolumeReclaimPolicy") == "Retain" and ref.get("name"):
+            out.add(f"{ref.get('namespace', '')}/{ref['name']}")
+    return out
+
+
 def delete_and_wait(kubeconfig: Path, services: set[str], claims: set[str], *, timeout_s: float, interval_s: float,
                     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
     """Delete those Services and PVCs (already gone is fine) and wait until the API server no longer has them."""

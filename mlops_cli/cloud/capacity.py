@@ -39,10 +39,13 @@ INSTANCES: dict[str, tuple[int, int, int, int]] = {
 
 # Pods EKS and our stack add to every cluster, with their requests (millicores, MiB). Per node: the VPC CNI
 # (aws-node: 25m), kube-proxy (100m) and the EBS CSI node plugin (3 containers x 10m/40Mi) DaemonSets.
-# Per cluster: CoreDNS (2 x 100m/70Mi), the EBS CSI controller (2 x 6 containers x 10m/40Mi) and our
-# cluster autoscaler (stacks/addons.py AUTOSCALER_REQUESTS).
+# Per cluster: CoreDNS (2 x 100m/70Mi), the EBS CSI controller (2 x 6 containers x 10m/40Mi), our
+# cluster autoscaler (stacks/addons.py AUTOSCALER_REQUESTS) and the metrics-server add-on.
 SYSTEM_PER_NODE = {"aws-node": (25, 0), "kube-proxy": (100, 0), "ebs-csi-node": (30, 120)}
-SYSTEM_PER_CLUSTER = {"coredns": (2, 100, 70), "ebs-csi-controller": (2, 60, 240), "cluster-autoscaler": (1, 100, 300)}
+SYSTEM_PER_CLUSTER = {"coredns": (2, 100, 70), "ebs-csi-controller": (2, 60, 240), "cluster-autoscaler": (1, 100, 300),
+                      # the metrics-server add-on: the upstream chart's requests (kubernetes-sigs/metrics-server
+                      # charts/metrics-server/values.yaml: 100m CPU, 200Mi, one replica)
+                      "metrics-server": (1, 100, 200)}
 KNATIVE_QUEUE_PROXY = (25, 0)    # Knative's queue-proxy sidecar request (config-deployment queue-sidecar-cpu-request)
 
 
@@ -136,6 +139,42 @@ def platform_requests(objects: Iterable[dict[str, Any]], predictor: dict[str, An
         out.cluster += Requests(cpu, mem, 1).times(n)
         out.items.append((f"kube-system {name} x{n}", Requests(cpu, mem, 1).times(n)))
     return out
+
+
+SUBNET_SPLIT_BITS = 4        # stacks/network.py cuts the VPC in 16: each private subnet is VPC prefix + 4
+AWS_RESERVED_PER_SUBNET = 5  # the first four and the last address of every subnet (VPC user guide, "Subnet CIDR blocks")
+
+
+def vpc_address_shortfall(vpc_cidr: str, zones: int, instance_type: str, max_nodes: int) -> str:
+    """"" when the private subnets hold what the VPC CNI takes at max_size, else why not. The CNI gives every pod
+    a VPC address from its node's ENIs and keeps a whole spare ENI warm (WARM_ENI_TARGET=1, amazon-vpc-cni-k8s
+    docs/eni-and-ip-target.md), so a busy node holds ENIs x addresses per ENI; a rolling update adds one node
+    per zone at a time."""
+    import ipaddress
+
+    if instance_type not in INSTANCES:
+        return ""
+    _, _, enis, ips = INSTANCES[instance_type]
+    prefix = ipaddress.ip_network(vpc_cidr).prefixlen + SUBNET_SPLIT_BITS
+    usable = 2 ** (32 - prefix) - AWS_RESERVED_PER_SUBNET
+    per_zone = math.ceil(max_nodes / zones) + 1
+    need = per_zone * enis * ips
+    if need <= usable:
+        return ""
+    return (f"eks.vpc_cidr = {vpc_cidr} makes /{prefix} private subnets of {usable} usable addresses; {per_zone} "
+            f"{instance_type} nodes per zone (max_size {max_nodes} over {zones} zones, plus one during updates) can hold "
+            f"{need} VPC CNI addresses ({enis} ENIs x {ips})")
+
+
+def pvc_gib(objects: Iterable[dict[str, Any]]) -> float:
+    """GiB the rendered PersistentVolumeClaims (and StatefulSet claim templates) request."""
+    claims = []
+    for obj in objects:
+        if obj.get("kind") == "PersistentVolumeClaim":
+            claims.append(obj)
+        elif obj.get("kind") == "StatefulSet":
+            claims += [{**t, "replicas": obj["spec"].get("replicas", 1)} for t in obj["spec"].get("volumeClaimTemplates") or []]
+    return sum(memory_mib(c["spec"]["resources"]["requests"]["storage"]) / 1024 * c.get("replicas", 1) for c in claims)
 
 
 @dataclass(frozen=True)

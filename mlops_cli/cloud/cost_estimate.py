@@ -33,6 +33,9 @@ class UsageAssumptions:
     nat_gb_month: float = 50.0
     log_gb_month: float = 5.0
     zones: int = 2            # an internet-facing classic ELB has a public IPv4 address in each zone
+    pvc_gb: float = 0.0       # the platform's PersistentVolumeClaims (gp3 volumes the EBS CSI driver makes)
+    log_retention_days: int = 30    # how long the control-plane logs are kept: stored GB at steady state
+    cross_az_gb_month: float = 20.0  # traffic between zones (pods of one service calling another's)
 
 
 class Step(Protocol):
@@ -250,6 +253,18 @@ def estimate(steps: Iterable[Step], prices: PriceTable, *, region: str,
         lines.append(CostLine("CloudWatch Logs ingestion", f"control-plane logs, {usage.log_gb_month:g} GB/month assumed "
                               "(eks.estimate_log_gb_month)", usage.log_gb_month,
                               usage.log_gb_month * per_gb["cloudwatch_logs_ingest"] / hours))
+        # Kept for the group's retention: at steady state that many days of ingestion are stored.
+        stored = usage.log_gb_month * usage.log_retention_days / (hours / 24)
+        lines.append(CostLine("CloudWatch Logs storage", f"{usage.log_retention_days} days kept (eks.log_retention_days)",
+                              round(stored, 2), stored * monthly["cloudwatch_logs_storage_gb"] / hours))
+    if clusters and usage.pvc_gb:
+        lines.append(CostLine("PVC volumes (gp3)", "GB the platform's PersistentVolumeClaims request", usage.pvc_gb,
+                              usage.pvc_gb * monthly["ebs_gp3_gb"] / hours))
+    if clusters and usage.cross_az_gb_month:
+        # Billed in each direction: out of one zone and into the other.
+        lines.append(CostLine("cross-AZ data transfer", f"{usage.cross_az_gb_month:g} GB/month between zones assumed "
+                              "(eks.estimate_cross_az_gb_month)", usage.cross_az_gb_month,
+                              usage.cross_az_gb_month * 2 * per_gb["inter_az_each_way"] / hours))
     for ln in lines:
         ln.monthly = None if ln.hourly is None else ln.hourly * hours
     return CostEstimate(lines=lines, prices=prices, region=region, unpriced=sorted(set(unpriced)), today=today)

@@ -17,7 +17,7 @@ from datetime import date
 from enum import Enum
 
 SOURCE = "https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html#kubernetes-release-calendar"
-CHECKED = date(2026, 11, 27)
+CHECKED = date(2026, 12, 6)
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,12 @@ class EksVersion:
 
 # Newest first.
 VERSIONS: tuple[EksVersion, ...] = (
+    # 1.36: on EKS since 2026-06-02, standard support until 2027-08-02 (devopsdreams.blogspot.com,
+    # "Kubernetes 1.36 on Amazon EKS", 2026-08-16; the AWS user guide's translated pages name 1.36 as the
+    # current version); the extended date follows the 14 + 12 month rule. 1.37 (upstream GA planned late
+    # August 2026) had no EKS release date in any source checked on 2026-12-06: not in the table, so
+    # `up` warns on it rather than refusing.
+    EksVersion("1.36", date(2026, 6, 2), date(2027, 8, 2), date(2028, 8, 2)),
     EksVersion("1.35", date(2026, 1, 27), date(2027, 3, 27), date(2028, 3, 27)),
     EksVersion("1.34", date(2025, 10, 2), date(2026, 12, 2), date(2027, 12, 2)),
     EksVersion("1.33", date(2025, 5, 29), date(2026, 7, 29), date(2027, 7, 29)),
@@ -40,6 +46,32 @@ VERSIONS: tuple[EksVersion, ...] = (
 )
 
 DEFAULT_VERSION = "1.35"
+
+# The Cluster Autoscaler chart for each Kubernetes minor: the autoscaler's minor must match the cluster's (its
+# README, "Releases"), and a chart carries the RBAC its appVersion needs (1.35's image reads resource.k8s.io
+# ResourceSlices and DeviceClasses; the first chart granting them is 9.54.0, appVersion 1.35.0). Each row is
+# (chart version, its appVersion), read from kubernetes/autoscaler cluster-autoscaler/charts/cluster-autoscaler/
+# Chart.yaml (charts/cluster-autoscaler/Chart.yaml before 2025-10) at the commit that released it: the newest
+# chart of each appVersion minor, as of the repository's state on 2026-08-22.
+AUTOSCALER_CHARTS: dict[str, tuple[str, str]] = {
+    "1.32": ("9.46.7", "1.32.1"),   # e5ca0f5468
+    "1.33": ("9.50.1", "1.33.0"),   # 6a0afea5f3
+    "1.34": ("9.53.0", "1.34.2"),   # 0aebca554d
+    "1.35": ("9.59.1", "1.35.0"),   # 1a0e772d47
+    "1.36": ("9.60.0", "1.36.1"),   # e096dfa2b4
+}
+
+
+def _minor(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+
+
+def autoscaler_chart(version: str) -> tuple[str, str]:
+    """(chart version, appVersion) for a Kubernetes minor; for one newer than the table, its newest chart."""
+    if version in AUTOSCALER_CHARTS:
+        return AUTOSCALER_CHARTS[version]
+    older = [v for v in AUTOSCALER_CHARTS if _minor(v) <= _minor(version)] or list(AUTOSCALER_CHARTS)
+    return AUTOSCALER_CHARTS[max(older, key=_minor)]
 
 
 class Support(str, Enum):

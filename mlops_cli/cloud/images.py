@@ -153,6 +153,10 @@ def _login(engine: Any, registry: str, log: Path) -> None:
 
     if ecr_region(registry) is None:
         return  # GHCR and others: the engine's own credential store (`docker login`, CI's login step)
+    from ..adapters.ecr_images import ensure_repositories
+
+    # Before `up --target eks` made them (an engine elsewhere pushes first): the stack adopts them later.
+    ensure_repositories(registry, COMPONENTS, {"managed-by": "mlops"})
     login = ecr_login(registry)
     container_engine.run(engine.login_command(login.host, login.username), log=log,
                          what=f"logging in to {login.host}", stdin=login.password)

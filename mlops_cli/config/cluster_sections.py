@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -117,7 +118,7 @@ class EksConfig(Section):
     desired_size: int = Field(2, ge=0)
     max_size: int = Field(4, ge=1)
     disk_size_gb: int = Field(50, ge=20)
-    gpu_enabled: bool = False
+    gpu_enabled: bool = False  # no effect alone: the GPU pool exists when [serving].device = "cuda" asks for a GPU
     gpu_instance_types: list[str] = ["g5.xlarge"]
     gpu_min_size: int = Field(0, ge=0)
     gpu_desired_size: int = Field(1, ge=0)
@@ -129,6 +130,16 @@ class EksConfig(Section):
     backend_url: str = ""
     kms_key: str = ""
     kubeconfig_path: str = ".mlops/eks-kubeconfig"
+    admin_principals: list[str] = []   # IAM role/user ARNs given cluster admin besides the identity that runs `up`
+    estimate_cross_az_gb_month: float = Field(20.0, ge=0)   # cost estimate: GB/month between zones (pod to pod)
+
+    @field_validator("admin_principals")
+    @classmethod
+    def _principals(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+", arn):
+                raise ValueError(f"{arn!r} is not an IAM role or user ARN (arn:aws:iam::<account>:role/<name>)")
+        return value
 
     @field_validator("vpc_cidr")
     @classmethod

@@ -79,6 +79,9 @@ class ServingConfig(Section):
     # What our predictor runs: the int8 ONNX export on onnxruntime (smaller, faster, no torch) or the fp32
     # torch weights. `predictor_server` picks the server in a cluster: ours, or KServe's huggingface runtime.
     runtime: Literal["onnx-int8", "torch"] = "onnx-int8"
+    # "cuda": the predictor asks Kubernetes for one GPU (`nvidia.com/gpu: 1`); on EKS that, and only that,
+    # makes `up` create the GPU node group ([eks].gpu_*).
+    device: Literal["cpu", "cuda"] = "cpu"
     predictor_server: Literal["mlops", "huggingface"] = "mlops"
     ready_timeout_s: float = Field(180.0, gt=0)
     # `predict --file`: a text over [gateway].max_chars is truncated, skipped (counted, its cells left

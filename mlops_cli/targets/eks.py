@@ -27,6 +27,7 @@ from ..common.errors import MlopsError, NotFoundError
 from ..common.progress import Reporter
 from ..config.settings import Config
 from .base import ComponentStatus, Confirm, DeployOptions, Outcome, StepResult, UpOptions
+from .eks_images import MISSING, EksImages, ImagePlan
 from .eks_preflight import EksPreflight
 from .eks_teardown import EksTeardown
 CHANGE_COLUMNS = ("resource type", "create", "update", "replace", "delete", "unchanged")
@@ -94,18 +95,19 @@ def write_kubeconfig(path: Path, kubeconfig: Any) -> Path:
     return path
 
 
-class EksTarget(EksPreflight, EksTeardown):
+class EksTarget(EksPreflight, EksImages, EksTeardown):
     name = "eks"
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.eks = config.eks
+        self._existing = None   # what `up` found outside the stack to adopt (adapters/aws_existing.py)
 
     def _open_stack(self, *, create: bool) -> pulumi_workspace.StackWorkspace:
         """The stack, with the Pulumi program (stacks/program.py) that `up` runs on it."""
         from stacks.program import inline
 
-        return pulumi_workspace.open_stack(self.config, inline(self.config), create=create)
+        return pulumi_workspace.open_stack(self.config, inline(self.config, self._existing), create=create)
 
     # ----------------------------------------------------------------------- up
 
@@ -114,8 +116,13 @@ class EksTarget(EksPreflight, EksTeardown):
             raise MlopsError("--dry-run is for the kubernetes target", hint="use `mlops up --target eks --preview`")
         self._require_supported_version(reporter)
         identity = self._preflight(reporter)
+        self._require_gpu_quota(reporter, strict=not options.preview)
         self._resolve_endpoint_access(reporter)
         self._size_node_group(reporter, strict=not options.preview)
+        images = self._image_plan(identity.account if identity else "")
+        if images.action == MISSING and not options.preview:
+            raise images.refusal()
+        self._existing = self._find_existing()
         workspace = self._open_stack(create=True)
 
         reporter.start("preview", f"pulumi preview (stack {workspace.name})")
@@ -123,10 +130,14 @@ class EksTarget(EksPreflight, EksTeardown):
         to_change = [s for s in steps if s.changes]
         reporter.finish("preview", f"{len(to_change)} to change, {len(steps) - len(to_change)} unchanged")
         estimate = self._estimate(steps)
+        plan_rows = self._plan_rows(images, len(to_change))
+        reporter.table(f"Plan: mlops up --target eks ({self.eks.region}), in this order", ("step", "what"), plan_rows)
         reporter.table(f"Pulumi preview: stack {workspace.name} ({self.eks.region})", CHANGE_COLUMNS, change_rows(steps))
         reporter.table(estimate.title, estimate.columns, estimate.rows())
         for note in estimate.notes:
             reporter.info(note)
+        if images.action == MISSING:
+            reporter.warn(f"`up` would stop here: {images.refusal().message}")
 
         info: dict[str, Any] = {
             "stack": workspace.name, "account": identity.account if identity else "", "region": self.eks.region,
@@ -134,6 +145,7 @@ class EksTarget(EksPreflight, EksTeardown):
             "estimated_monthly_usd": round(estimate.monthly, 2),
             "preview": [dict(zip(CHANGE_COLUMNS, row)) for row in change_rows(steps)],
             "cost_estimate": estimate.as_dict(),
+            "plan": [dict(zip(("step", "what"), row)) for row in plan_rows], "images": images.describe(),
         }
         if options.preview:
             info["result"] = "preview only: nothing was created or changed"
@@ -150,12 +162,30 @@ class EksTarget(EksPreflight, EksTeardown):
         result_steps = [StepResult(row[0], "changed", " ".join(f"{c}={v}" for c, v in zip(CHANGE_COLUMNS[1:], row[1:]) if v))
                         for row in change_rows(steps) if any(row[1:5])]
         result_steps.append(StepResult("kubeconfig", "written", f"{kubeconfig} (0600)"))
+        registry = self._provide_images(images, outputs, reporter)
+        result_steps.append(StepResult("images", "pushed" if images.action != "in ECR" else "in ECR",
+                                       f"{registry}, by digest"))
         platform_steps, platform_info = self._install_platform(kubeconfig, recorded, reporter, confirm)
         # The platform's own facts (ingress, and a generated gateway password: shown once, then only in the
         # cluster's Secret) would otherwise be lost behind the stack's outputs.
         return Outcome(steps=result_steps + platform_steps,
                        info={**_flat(recorded), **platform_info, "stack": workspace.name,
                              "estimated_monthly_usd": info["estimated_monthly_usd"]})
+
+    def _plan_rows(self, images: ImagePlan, to_change: int) -> list[tuple[str, str]]:
+        """What `up` does, in order: the stack, what the cluster gets, the images, the install."""
+        from ..cloud.eks_versions import autoscaler_chart
+
+        chart, app = autoscaler_chart(self.eks.version)
+        rows = [("1. AWS stack", f"{to_change} resources to create or change (Pulumi preview below)"),
+                ("2. cluster add-ons", "vpc-cni (NetworkPolicy enforced), kube-proxy, coredns, aws-ebs-csi-driver "
+                                       "+ gp3 StorageClass, metrics-server (for the gateway's HPA)"),
+                ("3. Cluster Autoscaler", f"chart cluster-autoscaler {chart} (app {app}) for Kubernetes {self.eks.version}")]
+        if self._gpu_requested():
+            rows.append(("3. GPU node group", f"{self.eks.gpu_instance_types[0]} and the NVIDIA device plugin"))
+        rows += [("4. images", images.describe()),
+                 ("5. platform install", "the kubernetes target on the new cluster (its own steps, each waited on)")]
+        return rows
 
     def _override(self, **values: Any) -> None:
         self.config = self.config.with_overrides({f"eks.{k}": v for k, v in values.items()})

@@ -16,6 +16,8 @@ from ..common.progress import Reporter
 
 SDK_MODULES = ("pulumi", "pulumi_aws", "pulumi_kubernetes")
 GPU_QUOTA_CODE = "L-DB2E81BA"  # EC2 "Running On-Demand G and VT instances" (vCPUs)
+GPU_UNUSED = ("eks.gpu_enabled is set but nothing requests nvidia.com/gpu ([serving] device is \"cpu\"): "
+              "no GPU node group is created")
 
 
 class EksPreflight:
@@ -27,6 +29,10 @@ class EksPreflight:
         fix = f'set eks.version = "{newest_in_standard()}" in mlops.toml (in standard support; see {SOURCE})'
         if st.support is Support.STANDARD:
             return Check("EKS Kubernetes version", True, st.describe())
+        if st.support is Support.UNKNOWN:
+            # Newer than the table (EKS releases a minor every four months): EKS itself decides; say what we lack.
+            return Check("EKS Kubernetes version", False, f"{st.describe()}: its support dates and autoscaler chart "
+                         "are not checked", "add it to mlops_cli/cloud/eks_versions.py", required=False)
         if st.support is Support.EXTENDED:
             from ..cloud.cost_estimate import load_prices
 
@@ -71,9 +77,31 @@ class EksPreflight:
             checks.append(Check("AWS credentials", True, f"account {who.account} ({who.arn}), region {who.region}"))
         except PreflightError as exc:
             checks.append(Check("AWS credentials", False, exc.message, exc.hint or ""))
-        if self.eks.gpu_enabled:
+        if self._gpu_requested():
             checks.append(self._gpu_quota_check())
+        elif self.eks.gpu_enabled:
+            checks.append(Check("GPU node group", False, GPU_UNUSED, 'set [serving] device = "cuda"', required=False))
         return checks
+
+    def _gpu_requested(self) -> bool:
+        from charts.objects import requests_gpu
+
+        return requests_gpu(self.config)
+
+    def _require_gpu_quota(self, reporter: Reporter, *, strict: bool) -> None:
+        """`up` with a GPU pool: a quota below what the pool needs would leave it without nodes (the node group
+        waits, then fails); refused before anything is created. An unreadable quota is only a warning."""
+        if not self._gpu_requested():
+            if self.eks.gpu_enabled:
+                reporter.warn(GPU_UNUSED)
+            return
+        check = self._gpu_quota_check()
+        if check.ok:
+            reporter.info(f"GPU quota: {check.detail}")
+        elif strict and check.detail.split(" ")[0].replace(".", "", 1).isdigit():
+            raise PreflightError(f"GPU node group: {check.detail}", hint=check.fix)
+        else:
+            reporter.warn(f"GPU node group: {check.detail}; {check.fix}")
 
     def _gpu_quota_check(self):
         """New accounts may run 0 vCPUs of G and VT instances on demand (Service Quotas L-DB2E81BA); the GPU
@@ -108,9 +136,14 @@ class EksPreflight:
 
     def _size_node_group(self, reporter: Reporter, *, strict: bool) -> None:
         """Compare the platform's requests with the general node group; size it up, or refuse, before creating it."""
-        from ..cloud.capacity import DoesNotFit, plan_nodes
+        from ..cloud.capacity import DoesNotFit, plan_nodes, vpc_address_shortfall
 
         kind = self.eks.instance_types[0]
+        short = vpc_address_shortfall(self.eks.vpc_cidr, self.eks.availability_zones, kind, self.eks.max_size)
+        if short:
+            raise PreflightError(f"the VPC is too small for its pods: {short}",
+                                 hint="set eks.vpc_cidr to a larger block (10.0.0.0/16 gives /20 subnets), or lower "
+                                      "eks.max_size")
         try:
             requests = self._platform_requests()
         except MlopsError as exc:
@@ -150,6 +183,16 @@ class EksPreflight:
     def _estimate(self, steps: list[ResourceStep]):
         from ..cloud.cost_estimate import UsageAssumptions, estimate, load_prices
 
+        from charts.platform import all_objects
+
+        from ..cloud.capacity import pvc_gib
+
+        try:
+            pvc = pvc_gib(all_objects(self.config, None))
+        except MlopsError:
+            pvc = 0.0   # rendering failed: the capacity step said so already
         usage = UsageAssumptions(nat_gb_month=self.eks.estimate_nat_gb_month, log_gb_month=self.eks.estimate_log_gb_month,
-                                 zones=self.eks.availability_zones)
+                                 zones=self.eks.availability_zones, pvc_gb=round(pvc, 1),
+                                 log_retention_days=self.eks.log_retention_days,
+                                 cross_az_gb_month=self.eks.estimate_cross_az_gb_month)
         return estimate(steps, load_prices(), region=self.eks.region, usage=usage)

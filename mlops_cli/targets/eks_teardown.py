@@ -33,20 +33,25 @@ class EksTeardown:
                 raise MlopsError("not confirmed: nothing was removed or destroyed",
                                  hint=f"type the stack name ({workspace.name}) at the prompt, or pass --yes")
 
+        steps = self._open_endpoint(outputs, reporter)
         held = self._cloud_backed_objects(outputs, reporter)
-        steps = self._remove_platform(workspace, outputs, reporter, confirm)
-        steps += self._release_cloud_resources(outputs, cluster, held, reporter)
+        retained = self._retained_claims(outputs, reporter)
+        # Volumes of claims whose PV says Retain stay; unknown (the PV list failed): no volume is swept.
+        claims = held[1] - retained if retained is not None else set()
+        steps += self._remove_platform(workspace, outputs, reporter, confirm)
+        steps += self._release_cloud_resources(outputs, cluster, held, claims, reporter)
         steps += self._settle_bucket(workspace, outputs.get("bucket_name", ""), options, reporter)
         aws = aws_sweep.Aws(self.eks.region)
+        scope = aws_sweep.Scope(cluster, outputs.get("vpc_id", ""), frozenset(claims))
         try:
             self._destroy(workspace, reporter)
         except MlopsError as first:
             # A leftover the wait did not see (a load balancer of a Service deleted earlier, say) blocks the VPC:
-            # remove what is tagged as the cluster's, then try once more.
+            # remove what the cluster left in its VPC (never its security groups while it exists), then retry.
             reporter.warn(f"destroy failed ({first.message}); removing what Kubernetes left in AWS and retrying")
-            steps += self._sweep(aws, cluster, reporter)
+            steps += self._sweep(aws, scope, reporter)
             self._destroy(workspace, reporter)
-        steps += self._sweep(aws, cluster, reporter)
+        steps += self._sweep(aws, scope, reporter)
         for stale in (recorded_outputs_path(self.config), self.config.path(self.eks.kubeconfig_path)):
             stale.unlink(missing_ok=True)
         steps.append(StepResult(f"stack {workspace.name}", "destroyed", self.eks.region))
@@ -69,16 +74,53 @@ class EksTeardown:
                              "created from inside the cluster may still hold it: delete it, then re-run") from None
         reporter.finish("destroy", "done")
 
-    def _sweep(self, aws, cluster: str, reporter: Reporter) -> list[StepResult]:
-        report = aws_sweep.sweep(aws, cluster)
-        steps = [StepResult(f"{item.kind} {item.id}", "removed",
-                            f"tagged {aws_sweep.cluster_tag(cluster)}" + (f" ({item.detail})" if item.detail else ""))
+    def _sweep(self, aws, scope: aws_sweep.Scope, reporter: Reporter) -> list[StepResult]:
+        if not scope.vpc_id:
+            reporter.warn("the stack recorded no VPC: nothing is swept (look for resources tagged "
+                          f"{aws_sweep.cluster_tag(scope.cluster)} = owned in the EC2 console)")
+            return []
+        report = aws_sweep.sweep(aws, scope, timeout_s=self.eks.release_timeout_s, interval_s=self.eks.release_poll_s)
+        tag = f"{aws_sweep.cluster_tag(scope.cluster)} = owned, in {scope.vpc_id}"
+        steps = [StepResult(f"{item.kind} {item.id}", "removed", tag + (f" ({item.detail})" if item.detail else ""))
                  for item in report.removed]
+        steps += [StepResult(f"{item.kind} {item.id}", "kept", why) for item, why in report.kept]
         for step in steps:
-            reporter.info(f"  removed  {step.name}: {step.detail}")
+            reporter.info(f"  {step.action:<8} {step.name}: {step.detail}")
         if report.failed:
             raise aws_sweep.describe_failure(report)
         return steps
+
+    def _open_endpoint(self, outputs: dict[str, Any], reporter: Reporter) -> list[StepResult]:
+        """The API endpoint opened to this machine's address before any cluster call: `up` may have run from
+        another network, and every call would time out (adapters/eks_endpoint.py)."""
+        from ..adapters import eks_endpoint
+
+        cluster = outputs.get("cluster_name")
+        if not cluster:
+            return []
+        try:
+            address = pulumi_aws_account.egress_address()
+            access = eks_endpoint.allow_address(eks_endpoint.eks_client(self.eks.region), cluster, address,
+                                                timeout_s=self.eks.release_timeout_s, interval_s=self.eks.release_poll_s)
+        except MlopsError as exc:
+            reporter.warn(f"could not open the API endpoint to this machine ({exc.message}); the cluster may be "
+                          "unreachable, and what it holds in AWS is swept after destroy")
+            return [StepResult("API endpoint", "failed", exc.message)]
+        if not access.opened:
+            return []
+        reporter.info(f"API endpoint of {cluster}: opened to your address {access.opened} (it allowed "
+                      f"{', '.join(c for c in access.cidrs if c != access.opened) or 'nothing public'}), so that "
+                      "`down` can empty the cluster")
+        return [StepResult("API endpoint", "opened", f"to {access.opened}")]
+
+    def _retained_claims(self, outputs: dict[str, Any], reporter: Reporter) -> set[str] | None:
+        if not outputs.get("cluster_name"):
+            return set()
+        try:
+            return cluster_resources.retained_claims(self._kubeconfig_for(outputs))
+        except MlopsError as exc:
+            reporter.warn(f"could not list the cluster's volumes ({exc.message}); no volume is swept")
+            return None
 
     def _cloud_backed_objects(self, outputs: dict[str, Any], reporter: Reporter) -> tuple[set[str], set[str]]:
         """LoadBalancer Services and PVCs, listed before the platform goes (its removal deletes some of them)."""
@@ -92,7 +134,7 @@ class EksTeardown:
             return set(), set()
 
     def _release_cloud_resources(self, outputs: dict[str, Any], cluster: str, held: tuple[set[str], set[str]],
-                                 reporter: Reporter) -> list[StepResult]:
+                                 released_claims: set[str], reporter: Reporter) -> list[StepResult]:
         """Delete every LoadBalancer Service and PVC (after the platform's pods are gone: a PVC in use stays),
         then wait until AWS has released the load balancers and volumes they held: otherwise they outlive the
         cluster and block the VPC's deletion."""
@@ -109,8 +151,8 @@ class EksTeardown:
         steps += [StepResult(f"PersistentVolumeClaim {c}", "deleted") for c in sorted(claims)]
         reporter.start("release", "waiting for AWS to release the load balancers and volumes")
         still = aws_sweep.wait_released(
-            aws_sweep.Aws(self.eks.region), cluster, services, claims, timeout_s=self.eks.release_timeout_s,
-            interval_s=self.eks.release_poll_s,
+            aws_sweep.Aws(self.eks.region), cluster, services, claims & released_claims,
+            timeout_s=self.eks.release_timeout_s, interval_s=self.eks.release_poll_s,
             on_wait=lambda h: reporter.update("release", resource=f"{len(h)} still held"))
         reporter.finish("release", "released" if not still else f"{len(still)} still held")
         if still:
