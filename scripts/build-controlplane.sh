@@ -39,7 +39,7 @@ if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1)" != "$need" ]; th
   exit 1
 fi
 
-key=$( { go version; printf '%s\n' "${FLAGS[@]}" "${PROGRAMS[@]}"
+key=$( { go version; printf '%s\n' "${FLAGS[@]}"
          for f in controlplane/*/go.mod controlplane/*/go.sum; do echo "== $f"; cat "$f"; done; } | sha256sum | cut -c1-16)
 bin="${MLOPS_CONTROLPLANE_CACHE:-$HOME/.cache/mlops/controlplane}/$key/bin"
 if [ "${1:-}" = "--bin-dir" ]; then
