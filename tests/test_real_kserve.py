@@ -88,8 +88,8 @@ def test_our_inference_service_is_stored_as_we_applied_it(control_plane, kserve,
     from types import SimpleNamespace
 
     from mlops_cli.adapters import mlflow_tracking
-    from mlops_cli.adapters.kube_apply import _covers
-    from mlops_cli.core import registry
+    from mlops_cli.adapters.kube_objects import covers
+    from mlops_cli.registry import versions as registry
 
     # a registered version as tests/test_render.py fakes it (the registry is not what is tested here)
     monkeypatch.setattr(registry, "resolve_version", lambda config, version=None, alias=None: registry.ModelRef(
@@ -110,4 +110,13 @@ def test_our_inference_service_is_stored_as_we_applied_it(control_plane, kserve,
     ours = isvc["metadata"]["annotations"]
     theirs = {k: live["metadata"].get("annotations", {}).get(k) for k in ours}
     assert theirs == ours, f"KServe's admission changed our annotations: {ours} -> {theirs}"
-    assert _covers(live["spec"], isvc["spec"]), yaml.safe_dump(live["spec"])
+    assert covers(live["spec"], isvc["spec"]), _differences(live["spec"], isvc["spec"], "spec")
+
+
+def _differences(live, want, path):
+    """Where the live object lacks or changed a value we set: 'path: ours -> theirs' lines."""
+    if isinstance(want, dict) and isinstance(live, dict):
+        return [d for k, v in want.items() for d in _differences(live.get(k), v, f"{path}.{k}")]
+    if isinstance(want, list) and isinstance(live, list) and len(want) == len(live):
+        return [d for i, (lv, wv) in enumerate(zip(live, want)) for d in _differences(lv, wv, f"{path}[{i}]")]
+    return [] if live == want else [f"{path}: {want!r} -> {live!r}"]
