@@ -124,3 +124,21 @@ def _pod_failures(cluster, namespace, deployments):
         else:
             assert len(pods) == want, dumps(live)
     return failures
+
+
+def test_without_go_the_build_says_what_to_install(tmp_path):
+    """A machine without Go fails `make controlplane` (and so `make test`) with one line, not a skip."""
+    import shutil
+    import subprocess
+
+    from tests.controlplane import BUILD_SCRIPT
+
+    tools = tmp_path / "bin"  # a PATH with what the script uses before it looks for Go, and no go
+    tools.mkdir()
+    for tool in ("bash", "dirname", "sed", "sort", "tail", "head", "printf"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    done = subprocess.run([str(tools / "bash"), str(BUILD_SCRIPT)], capture_output=True, text=True,
+                          env={"PATH": str(tools), "HOME": str(tmp_path)})
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: the test control plane is built with Go >= 1.2") and "install Go" in line, line
