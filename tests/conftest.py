@@ -242,3 +242,16 @@ def s3_endpoint():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory):
+    """A real etcd + kube-apiserver + kube-controller-manager + kube-scheduler on loopback (tests/controlplane.py);
+    not built (`make controlplane`) or no Go is a failure that says what to run, not a skip."""
+    from .controlplane import ControlPlane, ControlPlaneMissing
+
+    try:
+        with ControlPlane.running(tmp_path_factory.mktemp("controlplane")) as plane:
+            yield plane
+    except ControlPlaneMissing as exc:
+        pytest.fail(str(exc), pytrace=False)

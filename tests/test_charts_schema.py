@@ -349,7 +349,7 @@ def test_resource_overrides_name_known_components(project):
     every = ", ".join(f'{name} = {{cpu = "1500m", memory = "3Gi"}}' for name in DEFAULT_RESOURCES)
     (project / "mlops.toml").write_text(f"[kubernetes]\nresources = {{{every}}}\n")
     config = load_config()
-    assert resources(config, "loki") == {"requests": {"cpu": "1500m", "memory": "3Gi"}, "limits": {"cpu": "3000m", "memory": "3Gi"}}
+    assert resources(config, "loki") == {"requests": {"cpu": "1500m", "memory": "3Gi"}, "limits": {"cpu": "3", "memory": "3Gi"}}  # canonical, as the API server stores it
 
 
 def test_the_validators_refuse_what_the_api_server_refuses(config):

@@ -178,10 +178,10 @@ def _record(isvc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _isvc_from_record(identity: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    from charts.inference_service import VERSION_ANNOTATION, isvc_labels
+    from charts.inference_service import DEPLOYMENT_MODE, VERSION_ANNOTATION, isvc_labels
 
     return {**identity,
             "metadata": {**identity["metadata"], "labels": isvc_labels(),
-                         "annotations": {"serving.kserve.io/deploymentMode": "Serverless",
+                         "annotations": {DEPLOYMENT_MODE: "Knative",  # as charts/inference_service.py renders it
                                          VERSION_ANNOTATION: record["version"]}},
             "spec": copy.deepcopy(record["spec"])}

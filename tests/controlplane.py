@@ -1,0 +1,279 @@
+"""A real Kubernetes control plane on loopback for the cluster tests, in the manner of controller-runtime's
+envtest: etcd, kube-apiserver, kube-controller-manager (and kube-scheduler) as local processes, built from
+the Go module proxy at the versions pinned in controlplane/*/go.mod (`make controlplane`).
+
+What decides admission, defaulting, validation, finalizers and ownership is the real program: the API
+server's own admission chain (PodSecurity, ServiceAccount, NamespaceLifecycle, the webhook plugins, ...)
+with RBAC authorization, and the real controllers (deployment, replicaset, namespace, garbage collector,
+serviceaccount-token, endpointslice, ...).
+
+One deliberate change, the one envtest makes too: kube-apiserver calls a webhook Service by its DNS name
+`<svc>.<ns>.svc` through the cluster network, which a set of loopback processes does not have. So each
+upstream webhook configuration is applied with `clientConfig.service` replaced by
+`url: https://127.0.0.1:<port><path>` (rules, selectors, failure policy untouched; see `local_webhooks`),
+and the webhook program runs here with a serving cert from our CA in a temp dir.
+
+Pods do not run (no container runtime); a pod is created (or refused) by the API server all the same.
+
+Example::
+
+    with ControlPlane.running(tmp_dir) as cp:
+        cluster = KubeCluster.connect(str(cp.kubeconfig), "", "default")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import ctypes
+import json
+import os
+import signal
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .controlplane_certs import Authority, CertPair, service_account_keys, write_kubeconfig
+from .support import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = ROOT / "scripts" / "build-controlplane.sh"
+CORE_PROGRAMS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+SERVICE_CIDR = "10.0.0.0/24"
+START_TIMEOUT_S = 120.0
+
+
+class ControlPlaneMissing(RuntimeError):
+    """The programs are not built (or cannot be: no Go); the message says what to run or install."""
+
+
+def bin_dir(programs: tuple[str, ...] = CORE_PROGRAMS) -> Path:
+    """Where `make controlplane` put the programs; refuses (one line) when Go or a program is missing."""
+    done = subprocess.run(["bash", str(BUILD_SCRIPT), "--bin-dir"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ControlPlaneMissing(done.stderr.strip() or f"{BUILD_SCRIPT} --bin-dir failed")
+    where = Path(done.stdout.strip())
+    missing = [p for p in programs if not (where / p).is_file()]
+    if missing:
+        raise ControlPlaneMissing(f"control plane programs not built ({', '.join(missing)} missing in {where}): "
+                                  "run `make controlplane` (cold: tens of minutes, then cached)")
+    return where
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the test process dies, even by SIGKILL (no orphans)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+    started: float
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def rss_mib(self) -> float:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=10)
+
+
+@dataclass
+class ControlPlane:
+    workdir: Path
+    bin: Path
+    processes: list[Process] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, workdir: Path, *, scheduler: bool = True) -> Iterator["ControlPlane"]:
+        """Start etcd, kube-apiserver, kube-controller-manager (and kube-scheduler); stop them all on exit."""
+        plane = cls(workdir=workdir, bin=bin_dir())
+        try:
+            plane._start(scheduler)
+            yield plane
+        finally:
+            plane.stop()
+
+    # --- programs --------------------------------------------------------------------------------
+
+    def start(self, name: str, args: list[str], *, env: dict[str, str] | None = None, program: str = "") -> Process:
+        """Run a program from the bin dir in its own process group, output to workdir/<name>.log."""
+        log = self.workdir / f"{name}.log"
+        base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.workdir),
+                "TMPDIR": str(self.workdir / "tmp")}
+        (self.workdir / "tmp").mkdir(exist_ok=True)
+        with log.open("wb") as out:
+            popen = subprocess.Popen([str(self.bin / (program or name)), *args], stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env={**base, **(env or {})}, cwd=self.workdir,
+                                     start_new_session=True, preexec_fn=_die_with_parent)
+        proc = Process(name, popen, log, time.monotonic())
+        self.processes.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):  # dependants first, etcd last
+            proc.stop()
+
+    def wait_healthy(self, proc: Process, url: str, *, client: CertPair | None = None,
+                     timeout_s: float = START_TIMEOUT_S) -> float:
+        """Poll an HTTPS health endpoint until 200; seconds from the process start. Raises with the log tail."""
+        ctx = ssl.create_default_context(cafile=str(self.ca.cert))
+        if client is None:  # a component's self-signed serving cert: only liveness is asked of it
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        else:
+            ctx.load_cert_chain(str(client.cert), str(client.key))
+        deadline = proc.started + timeout_s
+        last = ""
+        while time.monotonic() < deadline:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
+            try:
+                with urllib.request.urlopen(url, context=ctx, timeout=5) as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - proc.started
+            except (urllib.error.URLError, OSError) as exc:
+                last = str(getattr(exc, "read", lambda: b"")() or exc)[-400:]
+            time.sleep(0.2)
+        raise RuntimeError(f"{proc.name} not healthy at {url} after {timeout_s:.0f}s ({last}):\n{proc.tail()}")
+
+    # --- the control plane -----------------------------------------------------------------------
+
+    def _start(self, scheduler: bool) -> None:
+        pki = self.workdir / "pki"
+        pki.mkdir(parents=True)
+        self.ca = Authority(pki)
+        sa_key, sa_pub = service_account_keys(pki)
+        self.port = free_port()
+        self.server = f"https://127.0.0.1:{self.port}"
+        serving = self.ca.issue("apiserver", common_name="kube-apiserver",
+                                hosts=("127.0.0.1", "localhost", "kubernetes", "kubernetes.default",
+                                       "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "10.0.0.1"))
+        self.admin = self.ca.issue("admin", common_name="mlops-test-admin", groups=("system:masters",))
+        self.kubeconfig = write_kubeconfig(self.workdir / "admin.kubeconfig", self.server, self.ca, self.admin, "admin")
+
+        etcd_port, peer_port = free_port(), free_port()
+        self.start("etcd", [
+            f"--data-dir={self.workdir / 'etcd'}", "--name=default", "--unsafe-no-fsync",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_port}", f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer_port}", f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-cluster=default=http://127.0.0.1:{peer_port}", "--listen-metrics-urls=", "--log-level=warn"])
+        apiserver = self.start("kube-apiserver", [
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
+            f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
+            f"--client-ca-file={self.ca.cert}", f"--cert-dir={pki}",
+            "--authorization-mode=Node,RBAC",
+            # kubeadm's list on top of the defaults (which already hold PodSecurity and both webhook plugins);
+            # named here so that a test reading this knows what runs
+            "--enable-admission-plugins=NodeRestriction,NamespaceLifecycle,LimitRanger,ServiceAccount,"
+            "DefaultStorageClass,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,"
+            "ValidatingAdmissionPolicy,ResourceQuota",
+            "--allow-privileged=true",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false", "-v=1"])
+        self.timings["kube-apiserver ready (s)"] = self.wait_healthy(
+            apiserver, f"{self.server}/readyz", client=self.admin)
+
+        kcm_user = self.ca.issue("kcm", common_name="system:kube-controller-manager")
+        kcm_config = write_kubeconfig(self.workdir / "kcm.kubeconfig", self.server, self.ca, kcm_user,
+                                      "system:kube-controller-manager")
+        kcm_port = free_port()
+        kcm = self.start("kube-controller-manager", [
+            f"--kubeconfig={kcm_config}", f"--authentication-kubeconfig={kcm_config}",
+            f"--authorization-kubeconfig={kcm_config}", "--leader-elect=false",
+            "--bind-address=127.0.0.1", f"--secure-port={kcm_port}", f"--cert-dir={self.workdir / 'kcm-certs'}",
+            # each controller acts as its own service account, with its bootstrap RBAC role (as kubeadm runs it)
+            "--use-service-account-credentials=true", f"--service-account-private-key-file={sa_key}",
+            f"--root-ca-file={self.ca.cert}", f"--cluster-signing-cert-file={self.ca.cert}",
+            f"--cluster-signing-key-file={self.ca.key}", f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--controllers=*", "-v=1"])
+        self.timings["kube-controller-manager healthy (s)"] = self.wait_healthy(kcm, f"https://127.0.0.1:{kcm_port}/healthz")
+        if scheduler:
+            sched_user = self.ca.issue("scheduler", common_name="system:kube-scheduler")
+            sched_config = write_kubeconfig(self.workdir / "scheduler.kubeconfig", self.server, self.ca, sched_user,
+                                            "system:kube-scheduler")
+            sched_port = free_port()
+            sched = self.start("kube-scheduler", [
+                f"--kubeconfig={sched_config}", f"--authentication-kubeconfig={sched_config}",
+                f"--authorization-kubeconfig={sched_config}", "--leader-elect=false",
+                "--bind-address=127.0.0.1", f"--secure-port={sched_port}", "-v=1"])
+            self.timings["kube-scheduler healthy (s)"] = self.wait_healthy(sched, f"https://127.0.0.1:{sched_port}/healthz")
+
+    def rss_mib(self) -> dict[str, float]:
+        return {p.name: round(p.rss_mib(), 1) for p in self.processes}
+
+
+def local_webhooks(objects: list[dict[str, Any]], service: str, port: int, ca_pem: bytes) -> list[dict[str, Any]]:
+    """The webhook configurations among `objects` whose webhooks call Service `service`, each call aimed at
+    https://127.0.0.1:<port><path> instead (the one deliberate change; module docstring) with our CA."""
+    import base64
+
+    out = []
+    for obj in objects:
+        if obj.get("kind") not in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            continue
+        obj = copy.deepcopy(obj)
+        hooks = [h for h in obj.get("webhooks") or [] if (h["clientConfig"].get("service") or {}).get("name") == service]
+        if not hooks:
+            continue
+        for hook in hooks:
+            path = hook["clientConfig"]["service"].get("path", "")
+            hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": base64.b64encode(ca_pem).decode()}
+        obj["metadata"].pop("annotations", None)  # cert-manager's inject-ca-from: no cainjector here
+        out.append(obj)
+    return out
+
+
+def events_of(cluster: Any, namespace: str, kind: str, name: str) -> list[str]:
+    """The Events the real controllers recorded about one object (reason: message)."""
+    body = cluster.request("GET", f"/api/v1/namespaces/{namespace}/events",
+                           query=[("fieldSelector", f"involvedObject.kind={kind},involvedObject.name={name}")])
+    return [f"{e.get('reason')}: {e.get('message')}" for e in (body or {}).get("items", [])]
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=1, sort_keys=True)[:4000]
+
+
+def module_dir(group: str, module: str) -> Path:
+    """The source of `module` at the version controlplane/<group>/go.mod pins, from the Go module cache
+    (downloaded and checked against go.sum by `go mod download`): where upstream's own YAML files are read."""
+    done = subprocess.run(["go", "mod", "download", "-json", module], cwd=ROOT / "controlplane" / group,
+                          capture_output=True, text=True)
+    info = json.loads(done.stdout or "{}")
+    if done.returncode != 0 or not info.get("Dir"):
+        raise ControlPlaneMissing(f"go mod download {module} (controlplane/{group}) failed: "
+                                  f"{info.get('Error') or done.stderr.strip()}")
+    return Path(info["Dir"])
+
+
+def service_account_kubeconfig(plane: ControlPlane, cluster: Any, namespace: str, name: str) -> Path:
+    """A kubeconfig holding a fresh token of ServiceAccount namespace/name (TokenRequest API), so that
+    an upstream controller runs here with exactly the RBAC its release manifest grants it."""
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 7200}}
+    token = cluster.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", body=body)
+    return write_kubeconfig(plane.workdir / f"{name}.kubeconfig", plane.server, plane.ca, token["status"]["token"], name)

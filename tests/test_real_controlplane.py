@@ -1,0 +1,144 @@
+"""Our rendered objects against the REAL Kubernetes 1.35 control plane (tests/controlplane.py): what the
+API server admits, defaults and refuses is decided by kube-apiserver itself, and what follows from a
+Deployment (ReplicaSet, pods admitted or refused by Pod Security) by kube-controller-manager.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from tests.controlplane import dumps, events_of
+from tests.controlplane_certs import write_kubeconfig
+
+# Kinds of ours whose CRDs come with cert-manager / Gateway API / Envoy Gateway, not installed here yet
+NOT_SERVED_HERE = {"Issuer", "Certificate", "GatewayClass", "Gateway", "HTTPRoute", "SecurityPolicy"}
+
+
+def _rendered(project, cli, *args):
+    result = cli("render", "--target", "kubernetes", *args, "-o", "out")
+    assert result.exit_code == 0, result.stderr
+    index = yaml.safe_load((project / "out" / "index.yaml").read_text())
+    return [o for name in index["files"] for o in yaml.safe_load_all((project / "out" / name).read_text()) if o]
+
+
+def _cluster(plane, namespace="default"):
+    from mlops_cli.adapters.kube_apply import KubeCluster
+
+    return KubeCluster.connect(str(plane.kubeconfig), "", namespace)
+
+
+def _condition(obj, kind):
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == kind), None)
+
+
+def _wait(what, fetch, timeout_s=60.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = fetch()
+        if found:
+            return found
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_control_plane_is_real(control_plane):
+    """Health and version come from the running kube-apiserver, and RBAC refuses a user with no binding."""
+    from mlops_cli.adapters.kube_apply import KubeApiError, KubeCluster
+
+    cluster = _cluster(control_plane)
+    version = cluster.request("GET", "/version")
+    assert (version["major"], version["minor"]) == ("1", "35"), version
+    # the ServiceAccount controller (kube-controller-manager) makes `default` in a new namespace
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rbac-check"}})
+    _wait("default ServiceAccount", lambda: cluster.get(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "rbac-check"}}))
+    nobody = control_plane.ca.issue("nobody", common_name="nobody")
+    config = write_kubeconfig(control_plane.workdir / "nobody.kubeconfig", control_plane.server, control_plane.ca, nobody, "nobody")
+    with pytest.raises(KubeApiError) as refused:
+        KubeCluster.connect(str(config), "", "default").request("GET", "/api/v1/namespaces/rbac-check/secrets")
+    assert refused.value.status == 403 and 'User "nobody" cannot list resource "secrets"' in str(refused.value)
+
+
+def test_pod_security_restricted_refuses_a_bare_pod_and_admits_our_deployments(control_plane, project, cli):
+    """Every object `mlops render --target kubernetes` writes is server-side applied as `mlops up` applies it;
+    the namespace is Pod Security `restricted`, so the real PodSecurity admission judges each pod that the
+    real ReplicaSet controller creates for our Deployments (a refusal shows as the ReplicaSet's
+    ReplicaFailure condition / FailedCreate event)."""
+    from mlops_cli.adapters.kube_apply import KubeApiError
+
+    objects = _rendered(project, cli)
+    namespace = next(o for o in objects if o["kind"] == "Namespace")["metadata"]["name"]
+    cluster = _cluster(control_plane, namespace)
+    refused = []
+    for obj in objects:
+        if obj["kind"] in NOT_SERVED_HERE:
+            continue
+        try:
+            cluster.apply(obj)
+        except KubeApiError as exc:
+            refused.append(str(exc))
+    assert refused == [], "\n".join(refused)
+
+    bare = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bare", "namespace": namespace},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    with pytest.raises(KubeApiError) as no:
+        cluster.apply(bare)
+    assert no.value.status == 403 and 'violates PodSecurity "restricted:latest"' in str(no.value), str(no.value)
+
+    deployments = [o for o in objects if o["kind"] == "Deployment" and o["metadata"].get("namespace") == namespace]
+    assert deployments
+    # the control: a Deployment with the bare pod's template is refused, and that is seen where we look
+    control = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bare", "namespace": namespace},
+               "spec": {"selector": {"matchLabels": {"app": "bare"}},
+                        "template": {"metadata": {"labels": {"app": "bare"}}, "spec": bare["spec"]}}}
+    cluster.apply(control)  # PodSecurity only warns on workload objects; it refuses their pods
+    failures = _pod_failures(cluster, namespace, [control])
+    assert list(failures) == ["bare"] and 'violates PodSecurity "restricted:latest"' in failures["bare"][0], failures
+    assert _pod_failures(cluster, namespace, deployments) == {}
+
+
+def _pod_failures(cluster, namespace, deployments):
+    """Deployment name -> why its ReplicaSet could not create pods (condition message, then events)."""
+    failures = {}
+    for dep in deployments:
+        name = dep["metadata"]["name"]
+        sets = _wait(f"ReplicaSet of {name}", lambda: [
+            rs for rs in cluster.list_objects("apps/v1", "ReplicaSet", namespace)
+            if any(ref["name"] == name for ref in rs["metadata"].get("ownerReferences", []))])
+        rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", **sets[0]}
+        want = dep["spec"].get("replicas", 1)
+
+        def settled():
+            live = cluster.get(rs)
+            pods = [p for p in cluster.list_objects("v1", "Pod", namespace)
+                    if any(r["uid"] == live["metadata"]["uid"] for r in p["metadata"].get("ownerReferences", []))]
+            return (live, pods) if _condition(live, "ReplicaFailure") or len(pods) >= want else None
+
+        live, pods = _wait(f"pods of {name}", settled)
+        failure = _condition(live, "ReplicaFailure")
+        if failure:
+            failures[name] = [failure["message"], *events_of(cluster, namespace, "ReplicaSet", rs["metadata"]["name"])]
+        else:
+            assert len(pods) == want, dumps(live)
+    return failures
+
+
+def test_without_go_the_build_says_what_to_install(tmp_path):
+    """A machine without Go fails `make controlplane` (and so `make test`) with one line, not a skip."""
+    import shutil
+    import subprocess
+
+    from tests.controlplane import BUILD_SCRIPT
+
+    tools = tmp_path / "bin"  # a PATH with what the script uses before it looks for Go, and no go
+    tools.mkdir()
+    for tool in ("bash", "dirname", "sed", "sort", "tail", "head", "printf"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    done = subprocess.run([str(tools / "bash"), str(BUILD_SCRIPT)], capture_output=True, text=True,
+                          env={"PATH": str(tools), "HOME": str(tmp_path)})
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: the test control plane is built with Go >= 1.2") and "install Go" in line, line
