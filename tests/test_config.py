@@ -146,6 +146,18 @@ def test_a_bad_duration_from_the_environment_names_the_variable(cli, project, mo
     assert "e.g. 30m, 24h or 7d" in result.stderr
 
 
+@pytest.mark.parametrize("key", ["window", "interval"])
+def test_a_duration_past_a_century_is_refused_at_load(cli, project, key):
+    # issue 26 D6: accepted at load, then OverflowError where it was used (datetime / timedelta / a wait)
+    (project / "mlops.toml").write_text(f'[drift]\n{key} = "9999999999d"\n')
+    result = cli("config", "validate")
+    assert result.exit_code == 2
+    assert f"`drift.{key}` = '9999999999d'" in result.stderr
+    assert "invalid duration '9999999999d': at most 36500d (100 years)" in result.stderr
+    (project / "mlops.toml").write_text(f'[drift]\n{key} = "36500d"\n')
+    assert getattr(load_config().drift, key) == "36500d"
+
+
 def test_good_durations_are_kept_as_written():
     cfg = load_config(env={"MLOPS_DRIFT__WINDOW": "1.5h", "MLOPS_DRIFT__INTERVAL": "90s"})
     assert (cfg.drift.window, cfg.drift.interval) == ("1.5h", "90s")

@@ -43,6 +43,15 @@ def test_bad_window_and_since_are_one_line_errors(cli, project):
     assert both.exit_code == 2 and "--window and --since" in both.stderr
 
 
+@pytest.mark.parametrize("window", ["5000000d", "9999999999d", "36501d"])
+def test_a_window_longer_than_a_century_is_refused_with_the_bound(cli, project, window):
+    # issue 26 D6: these raised OverflowError (datetime minus timedelta past year 1, timedelta itself)
+    result = cli("drift", "--window", window)
+    assert result.exit_code == 2, result.stderr
+    assert f"invalid window {window!r}: at most 36500d (100 years)" in result.stderr
+    assert "Traceback" not in result.stderr and "Overflow" not in result.stderr
+
+
 def test_since_without_offset_is_utc():
     from mlops_cli.common.time_window import parse_since
 
