@@ -42,8 +42,11 @@ def _global(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail (repeat for more)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and results."),
 ) -> None:
+    from . import render
+
     st = state(ctx)
     st.config_path, st.json, st.verbose, st.quiet = config, json_out, verbose, quiet
+    render.quiet = quiet  # per invocation: tests run many in one process
 
 
 @app.command("version")

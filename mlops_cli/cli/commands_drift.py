@@ -65,7 +65,7 @@ def _show(result: Any) -> None:
     from . import render
 
     if not result.has_verdict:
-        render.note(f"[yellow]no verdict:[/] {result.message}")
+        render.note(result.message, lead="no verdict:", style="yellow", result=True)
         return
     render.show(render.table(
         f"drift of model version {result.model_version}: {result.samples} prediction(s)"
@@ -82,6 +82,6 @@ def _show(result: Any) -> None:
         render.note(f"{result.other_version_samples} prediction(s) of other versions in the window were not compared")
     render.note(f"report: {result.report_path}")
     if result.dataset_drift:
-        render.note(f"[bold red]{result.message}[/]")
+        render.note(result.message, style="bold red", result=True)
     else:
-        render.success(result.message)
+        render.success(result.message, result=True)

@@ -119,7 +119,7 @@ def status(
         render.print_json({"target": tgt.name, "healthy": healthy, "components": [c.as_dict() for c in components]})
         raise typer.Exit(0 if healthy else 1)
     rows = [
-        (c.component, c.url, c.pid or "", "[green]yes[/]" if c.healthy else "[red]no[/]", c.version,
+        (c.component, c.url, c.pid or "", render.styled("yes", "green") if c.healthy else render.styled("no", "red"), c.version,
          _uptime(c.uptime_s), _restarts(c), c.detail)
         for c in components
     ]
@@ -259,7 +259,9 @@ def predict(
             render.print_json(result)
         else:
             colour = {"Positive": "green", "Negative": "red"}.get(result["label"], "yellow")
-            render.out.print(f"[bold {colour}]{result['label']}[/]  confidence {result['confidence']:.2f}  (model version {result.get('model_version', '?')})")
+            render.out.print(render.Text.assemble(
+                (str(result["label"]), f"bold {colour}"),
+                f"  confidence {result['confidence']:.2f}  (model version {result.get('model_version', '?')})"), highlight=False)
         return
     from ..platform.batch_predict import predict_file
 
