@@ -220,3 +220,68 @@ def test_data_status_does_not_call_data_in_no_place_in_sync(cli, project):
     shutil.rmtree(project / ".dvc" / "cache")  # a fresh clone: the .dvc file, no cache, nothing pushed
     status = json.loads(cli("--json", "data", "status").stdout)
     assert status["remote"].startswith("missing: neither the remote nor the local cache"), status
+
+
+# -- issue 26 D21: the caller's mistakes exit 2; --json fails with a JSON document --------------------
+
+@pytest.fixture
+def lone_gateway(project, tmp_path, monkeypatch):
+    """Our real gateway process on loopback with the password 'right' and no predictor: what it refuses
+    (401, 413) it refuses before calling one (services/gateway.py)."""
+    import os
+    import subprocess
+    import sys
+
+    from .support import wait_http
+
+    port = free_port()
+    monkeypatch.setenv("MLOPS_LOCAL__GATEWAY_PORT", str(port))
+    log = (tmp_path / "gateway.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlops_cli.services.gateway", "--host", "127.0.0.1", "--port", str(port),
+                             "--predictor-url", f"http://127.0.0.1:{free_port()}"], cwd=project,
+                            env={**os.environ, "MLOPS_GATEWAY_PASSWORD": "right"}, stdout=log, stderr=log)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def test_wrong_password_and_too_long_text_exit_2(cli, lone_gateway, monkeypatch):
+    monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "wrong")
+    result = cli("predict", "great product")
+    assert result.exit_code == 2 and "HTTP 401" in result.stderr, result.stderr
+    monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "right")
+    result = cli("predict", "x" * 6000)  # [gateway].max_chars 5000
+    assert result.exit_code == 2 and "HTTP 413" in result.stderr, result.stderr
+
+
+def test_purge_with_no_terminal_asks_for_yes_and_exits_2(cli, project, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a TTY: nothing can be asked
+    result = cli("down", "--purge")
+    assert result.exit_code == 2, result.stderr
+    assert "no terminal to ask on" in result.stderr and "--yes" in result.stderr
+    assert "cancelled" not in result.stderr
+
+
+@pytest.mark.parametrize("args, code", [(["drift", "--window", "3x"], 2), (["version", "--nope"], 2),
+                                        (["predict", "hi"], 1)])
+def test_json_failure_is_a_json_document_on_stdout(cli, project, monkeypatch, args, code):
+    monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "secret")
+    monkeypatch.setenv("MLOPS_LOCAL__GATEWAY_PORT", str(free_port()))  # nothing listens: exit 1
+    result = cli("--json", *args)
+    assert result.exit_code == code, result.stderr
+    body = json.loads(result.stdout)
+    assert body["ok"] is False and body["error"]["exit_code"] == code and body["error"]["message"]
+    assert body["error"]["message"].split("\n")[0] in result.stderr  # and still said to a human
+
+
+def test_config_validate_json_on_a_bad_file(cli, project):
+    (project / "mlops.toml").write_text('[train]\nepochs = "three"\n')
+    result = cli("config", "validate", "--json")
+    assert result.exit_code == 2
+    body = json.loads(result.stdout)
+    assert body["valid"] is False and body["file"] == str(project / "mlops.toml")
+    assert "`train.epochs` = 'three'" in body["error"]["message"]

@@ -122,6 +122,16 @@ def _quiet_mlflow(verbose: bool) -> Iterator[None]:
         os.environ.pop("MLFLOW_LOGGING_LEVEL", None)
 
 
+def _json_error(args: list[str], exc: BaseException, exit_code: int) -> None:
+    """--json promises stdout a JSON document: on failure it is the error (scripts need not parse stderr)."""
+    if "--json" in args:
+        from .render import error_object, print_json
+
+        if isinstance(exc, typer.TyperException) and not isinstance(exc, MlopsError):
+            exc.message = exc.format_message()  # click's own text ("No such option: --x")
+        print_json(error_object(exc, exit_code))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -131,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         from .render import error
 
         error(str(exc))
+        _json_error(args, exc, exc.exit_code)
         cause = exc.__cause__ or exc.__context__
         if cause is not None and not _VERBOSE.isdisjoint(args):
             import traceback
@@ -149,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         if show is None:
             raise
         show()
+        _json_error(args, exc, getattr(exc, "exit_code", 2))
         sys.exit(getattr(exc, "exit_code", 2))
     if rv == 130:  # typer turns Ctrl-C into Exit(130) without a word (typer/core.py: `except KeyboardInterrupt`)
         from .render import error

@@ -66,6 +66,12 @@ def error(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def error_object(exc: BaseException, exit_code: int) -> dict[str, Any]:
+    """What --json prints on stdout when a command fails (the message goes to stderr as well)."""
+    return {"ok": False, "error": {"type": type(exc).__name__, "message": getattr(exc, "message", None) or str(exc),
+                                   "hint": getattr(exc, "hint", None), "exit_code": exit_code}}
+
+
 def _check_mark() -> str:
     """✓ where the console can show it; an ASCII stream (LANG=C, PYTHONIOENCODING=ascii) would print
     its escape, `\\u2713`."""
@@ -275,9 +281,13 @@ def _fields(fields: dict[str, Any]) -> str:
 
 
 def confirm(question: str, *, expect: str | None = None) -> bool:
-    """Ask on the terminal; with no terminal, the answer is no (use --yes in scripts)."""
+    """Ask on the terminal. With no terminal nothing can be asked: a usage error (exit 2) that says to
+    pass --yes, rather than a "cancelled" nobody chose."""
     if not sys.stdin or not sys.stdin.isatty():
-        return False
+        from ..common.errors import UsageError
+
+        raise UsageError(f"this needs a confirmation and there is no terminal to ask on (stdin is not a TTY); nothing "
+                         f"was changed. The question: {question}", hint="pass --yes to confirm in a script")
     if expect is not None:
         answer = err.input(f"{escape(question)} Type [bold]{escape(expect)}[/] to confirm: ")
         return answer.strip() == expect
