@@ -285,3 +285,23 @@ def test_config_validate_json_on_a_bad_file(cli, project):
     body = json.loads(result.stdout)
     assert body["valid"] is False and body["file"] == str(project / "mlops.toml")
     assert "`train.epochs` = 'three'" in body["error"]["message"]
+
+
+# -- issue 26 D22, D26: outside a project; -c without a path ---------------------------------------------
+
+@pytest.mark.parametrize("args", [["predict", "hi"], ["status"], ["logs", "gateway"], ["deploy"], ["up"], ["drift"]])
+def test_platform_commands_outside_a_project_say_so(cli, tmp_path, monkeypatch, args):
+    # predict aimed at the default port 8080 (maybe someone else's service) and said "no gateway credentials"
+    monkeypatch.chdir(tmp_path)
+    result = cli(*args)
+    assert result.exit_code == 2, result.stderr
+    assert f"no mlops.toml in {tmp_path} or any parent directory: `mlops {args[0]}`" in result.stderr
+    assert "no gateway credentials" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["version", "-c"], ["-c"], ["--config"], ["-c", "--json", "status"]])
+def test_config_flag_without_a_path_is_one_message(cli, args):
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert f"{args[args.index('-c') if '-c' in args else 0]} needs the path of a config file" in result.stderr

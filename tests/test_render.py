@@ -98,3 +98,13 @@ def test_render_refuses_what_it_cannot_do(project, cli, args, message):
     result = cli("render", *args)
     assert result.exit_code == 2 and message in result.stderr
     assert not (project / "out").exists()
+
+
+def test_a_local_target_from_the_config_is_named_as_such(project, cli):
+    # issue 26 D23: "got --target local" when no flag was given
+    (project / "mlops.toml").write_text('[project]\nname = "t"\ntarget = "local"\n')
+    result = cli("render")
+    assert result.exit_code == 2
+    assert f"got [project].target = 'local' (file:{project / 'mlops.toml'})" in result.stderr
+    assert "--target local" not in result.stderr
+    assert "got --target local" in cli("render", "--target", "local").stderr

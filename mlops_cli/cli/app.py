@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 import typer
 
 from .. import __version__
-from ..common.errors import MlopsError
+from ..common.errors import MlopsError, UsageError
 from . import (commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_images,
                commands_platform, commands_render, commands_train)
 from .state import state
@@ -98,7 +98,12 @@ def _hoist_global_flags(argv: list[str]) -> list[str]:
         arg = head[i]
         if arg in _HOISTED or arg.startswith("--config="):
             flags.append(arg)
-        elif arg in _WITH_VALUE and i + 1 < len(head):
+        elif arg in _WITH_VALUE:
+            # `mlops -c` and `mlops version -c` said two different things ("requires an argument", "No such
+            # option"); a following option is no path either (`mlops -c --json status`).
+            if i + 1 >= len(head) or head[i + 1].startswith("-"):
+                raise UsageError(f"{arg} needs the path of a config file",
+                                 hint="e.g. mlops --config staging.toml status (or set MLOPS_CONFIG)")
             flags += [arg, head[i + 1]]
             i += 1
         else:
@@ -133,7 +138,15 @@ def _json_error(args: list[str], exc: BaseException, exit_code: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _hoist_global_flags(raw)
+    except UsageError as exc:
+        from .render import error
+
+        error(str(exc))
+        _json_error(raw, exc, exc.exit_code)
+        sys.exit(exc.exit_code)
     try:
         with _quiet_mlflow(not _VERBOSE.isdisjoint(args)):
             rv = app(args=args, prog_name="mlops", standalone_mode=False)

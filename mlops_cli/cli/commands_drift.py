@@ -51,7 +51,8 @@ def drift(
     if window is not None and since is not None:
         raise ConfigError("--window and --since both given", hint="pass one: --window 24h or --since 2026-11-26T08:00")
     with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
-        result = run_drift(st.config(), window=window, since=since, version=version, output=output, reporter=reporter)
+        config = st.project_config("drift", "reads the project's prediction log and model registry")
+        result = run_drift(config, window=window, since=since, version=version, output=output, reporter=reporter)
 
     if st.json:
         render.print_json(result.as_dict())

@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
 def _target(ctx: typer.Context, name: Optional[str]):
     from ..targets import get_target
 
-    return get_target(state(ctx).config(), name)
+    command = ctx.info_name or "this command"
+    config = state(ctx).project_config(command, "takes the platform's address, ports, credentials and state from it")
+    return get_target(config, name)
 
 
 def _render_outcome(ctx: typer.Context, outcome: Any, title: str) -> None:

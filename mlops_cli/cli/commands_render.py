@@ -42,7 +42,9 @@ def render_(
     config = st.config()
     name = target or config.project.target
     if name not in ("kubernetes", "eks"):
-        raise ConfigError(f"render needs a cluster target, got --target {name}", hint="use --target kubernetes (or eks)")
+        # Name what actually chose the target: the flag, or [project].target and where that came from.
+        given = f"--target {name}" if target else f"[project].target = {name!r} ({config.source('project.target')})"
+        raise ConfigError(f"render needs a cluster target, got {given}", hint="pass --target kubernetes (or eks)")
     if not deploy and (version or alias or canary):
         raise ConfigError("--version, --alias and --canary need --deploy", hint="mlops render --deploy --version N")
     from charts import manifests
