@@ -47,6 +47,10 @@ def render_(
         raise ConfigError(f"render needs a cluster target, got {given}", hint="pass --target kubernetes (or eks)")
     if not deploy and (version or alias or canary):
         raise ConfigError("--version, --alias and --canary need --deploy", hint="mlops render --deploy --version N")
+    if output is not None:  # before the work: --deploy may first export a version to ONNX (~40 s)
+        from ..common.output_path import writable_dir
+
+        writable_dir(output)
     from charts import manifests
 
     if deploy:
