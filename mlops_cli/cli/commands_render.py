@@ -25,7 +25,8 @@ def render_(
 ) -> None:
     """Write every object `mlops up` would apply (or, with --deploy, the InferenceService `mlops deploy`
     would apply) as plain YAML, one file per install step, for GitOps and review. No cluster needed;
-    upstream manifests not bundled or cached are listed in index.yaml, not downloaded.
+    upstream manifests not bundled or cached are listed in index.txt (YAML, named so that
+    `kubectl apply -f DIR/` does not read it as a manifest), not downloaded.
 
     Examples:
 
