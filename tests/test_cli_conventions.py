@@ -305,3 +305,24 @@ def test_config_flag_without_a_path_is_one_message(cli, args):
     result = cli(*args)
     assert result.exit_code == 2
     assert f"{args[args.index('-c') if '-c' in args else 0]} needs the path of a config file" in result.stderr
+
+
+# -- issue 26 D28: --json where it was ignored ------------------------------------------------------------
+
+def test_logs_json_is_one_object_per_line(cli, project):
+    from mlops_cli.config.loading import load_config
+
+    log_dir = load_config().path(load_config().local.log_dir)
+    log_dir.mkdir(parents=True)
+    (log_dir / "gateway.log").write_text('old 1\n{"msg": "old 2"}\n')
+    result = cli("logs", "gateway", "-n", "2", "--json")
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"component": "gateway", "line": "old 1"}, {"component": "gateway", "line": '{"msg": "old 2"}'}]
+
+
+def test_render_json_without_o_prints_the_objects_as_json(cli, project):
+    result = cli("--json", "render", "--target", "kubernetes")
+    assert result.exit_code == 0, result.stderr
+    body = json.loads(result.stdout)
+    kinds = {o["kind"] for objects in body["objects"].values() for o in objects}
+    assert {"Deployment", "Service"} <= kinds and body["files"] == list(body["objects"])

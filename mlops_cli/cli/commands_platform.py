@@ -298,10 +298,15 @@ def logs(
       mlops logs gateway
 
       mlops logs mlflow -f
+
+      mlops logs gateway -n 200 --json   # one JSON object per line
     """
+    import json
     import sys
 
     tgt = _target(ctx, target)
+    as_json = state(ctx).json
     for line in tgt.logs(component, follow=follow, lines=lines):
-        sys.stdout.write(line)
+        # --json: one JSON object per line (JSON Lines), so `-f` streams too
+        sys.stdout.write(json.dumps({"component": component, "line": line.rstrip("\n")}) + "\n" if as_json else line)
         sys.stdout.flush()

@@ -66,7 +66,9 @@ def render_(
                                         served_uri=served)
     else:
         rendered = manifests.platform(config)
-    if output is None:
+    if output is None and st.json:  # the objects themselves, by file, with the index
+        render.print_json({"objects": rendered.files, **rendered.index()})
+    elif output is None:
         import sys
 
         sys.stdout.write("".join(manifests.as_yaml(objs) for objs in rendered.files.values()))
