@@ -306,7 +306,8 @@ def logs(
 
     tgt = _target(ctx, target)
     as_json = state(ctx).json
-    for line in tgt.logs(component, follow=follow, lines=lines):
-        # --json: one JSON object per line (JSON Lines), so `-f` streams too
-        sys.stdout.write(json.dumps({"component": component, "line": line.rstrip("\n")}) + "\n" if as_json else line)
+    for chunk in tgt.logs(component, follow=follow, lines=lines):
+        # --json: one JSON object per line (JSON Lines), so `-f` streams too; a target may yield several lines at once
+        sys.stdout.write("".join(json.dumps({"component": component, "line": line}) + "\n"
+                                 for line in chunk.splitlines()) if as_json else chunk)
         sys.stdout.flush()
