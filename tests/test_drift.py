@@ -257,6 +257,16 @@ def test_report_into_a_directory(cli, registered, reference, log_path, tmp_path)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["report_path"] == str(out_dir / "report.html")
     assert [p.name for p in out_dir.iterdir()] == ["report.html"]
+    # issue 26 D35: the page said nothing of what it compared
+    page = (out_dir / "report.html").read_text()
+    from mlops_cli.config.loading import load_config
+
+    name = load_config(registered.config_file, env={}).project.name
+    title = f"Drift report: {name}, model version {registered.version}"
+    assert f"<title>{title}</title>" in page and f"<h1>{title}</h1>" in page
+    body = json.loads(result.stdout)
+    for shown in (body["window_start"], body["window_end"], "40 compared of 40 in the window", "no dataset drift"):
+        assert shown in page
 
 
 # -- bounded memory ----------------------------------------------------------------------------------
