@@ -114,3 +114,35 @@ def test_quiet_outcome_prints_no_info_lines(capsys):
     finally:
         render.quiet = False
     assert "model_version" not in capsys.readouterr().err
+
+
+# -- D39: plurals; one elapsed time ------------------------------------------------------------------------
+
+def test_one_file_and_one_prediction_are_singular(cli, project, monkeypatch):
+    from mlops_cli.cli import render
+
+    assert (render.count(1, "prediction"), render.count(2, "prediction"), render.count(0, "file")) == (
+        "1 prediction", "2 predictions", "0 files")
+    import mlops_cli.platform.batch_predict as batch_predict
+
+    (project / "r.csv").write_text("text\ngreat\n")
+    monkeypatch.setattr(batch_predict, "predict_file", lambda *a, **k: {
+        "rows": 1, "output": "r.scored.csv", "rows_per_s": 5.0, "skipped": 0, "truncated": 0, "long_rows": []})
+    monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "x")
+    result = cli("predict", "--file", "r.csv")
+    assert result.exit_code == 0, result.stderr
+    assert "wrote 1 prediction to r.scored.csv" in result.stderr
+
+
+def test_waiting_for_a_component_shows_the_elapsed_time_once():
+    # "starting gateway: working waited=8s, 8.0s elapsed": the wait reported its own clock beside the reporter's
+    import inspect
+
+    from mlops_cli.cli import render
+    from mlops_cli.platform import processes
+
+    assert "on_tick" not in inspect.signature(processes.wait_until).parameters
+    reporter = render.PlainReporter()
+    reporter.start("gateway", "starting gateway")
+    line = reporter._line(reporter._tasks["gateway"])
+    assert line.startswith("starting gateway: working, ") and line.endswith("s elapsed") and "=" not in line

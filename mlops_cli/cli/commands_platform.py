@@ -281,7 +281,8 @@ def predict(
     elif summary["truncated"]:
         render.note(f"truncated {summary['truncated']} row(s) to {cfg.gateway.max_chars} characters (rows {long_rows}"
                     f"{', ...' if summary['truncated'] > len(summary['long_rows']) else ''})")
-    render.success(f"wrote {summary['rows']} predictions to {summary['output']} ({summary['rows_per_s']} rows/s)")
+    render.success(f"wrote {render.count(summary['rows'], 'prediction')} to {summary['output']} "
+                   f"({summary['rows_per_s']} rows/s)")
 
 
 def logs(

@@ -77,7 +77,7 @@ def render_(
         if st.json:
             render.print_json({"files": [str(p) for p in written], **rendered.index()})
         else:
-            render.success(f"wrote {len(written)} files to {output}")
+            render.success(f"wrote {render.count(len(written), 'file')} to {output}")
     for item in rendered.upstream:
         render.note(f"not included (apply it yourself): {item['manifest']} {item['version']} from {item['url']}")
     for secret in rendered.secrets:

@@ -32,6 +32,11 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def count(n: int, noun: str) -> str:
+    """'1 prediction', '2 predictions' (regular plurals only)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def styled(text: Any, style: str) -> Text:
     """A cell or message part in a style; its text is shown as is, never read as markup."""
     return Text(str(text), style=style)

@@ -73,7 +73,7 @@ class LocalServing:
             processes.wait_until(
                 self._record(component), lambda: self._predictor_ready(url),
                 lambda: sup.info().get(name, {}).get("statename") in ("EXITED", "FATAL", "BACKOFF"),
-                component.start_timeout_s, on_tick=lambda s: reporter.update(name, waited=f"{s:.0f}s"))
+                component.start_timeout_s)
         except BaseException as exc:
             sup.remove_program(name)
             if isinstance(exc, MlopsError) and previous:
