@@ -326,3 +326,30 @@ def test_render_json_without_o_prints_the_objects_as_json(cli, project):
     body = json.loads(result.stdout)
     kinds = {o["kind"] for objects in body["objects"].values() for o in objects}
     assert {"Deployment", "Service"} <= kinds and body["files"] == list(body["objects"])
+
+
+# -- issue 26: the README's command reference names every option that --help shows ----------------------
+
+def test_command_reference_documents_every_option():
+    import typer.main
+
+    from mlops_cli.cli.app import app
+
+    section = REPO.joinpath("README.md").read_text().split("## Command reference", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `mlops ")]
+
+    def commands(group, prefix):
+        for name, sub in getattr(group, "commands", {}).items():
+            full = f"{prefix} {name}".strip()
+            yield from commands(sub, full) if hasattr(sub, "commands") else [(full, sub)]
+
+    missing = {}
+    for full, command in commands(typer.main.get_command(app), ""):
+        mine = [r for r in rows if re.search(rf"`mlops {re.escape(full.split()[0])}\b", r)]
+        for param in command.params:
+            opts = [o for o in param.opts if o.startswith("-")]
+            if not opts or opts == ["--help"] or (opts[0] == "--target" and "`--target T`" in section):
+                continue
+            if not any(re.search(rf"{re.escape(o)}\b", r) for o in opts for r in mine):
+                missing.setdefault(full, []).append(opts[0])
+    assert missing == {}
