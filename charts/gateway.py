@@ -1,4 +1,4 @@
-"""Step 8: the gateway: Deployment, Service, HPA (CPU and request rate); its public route is charts/edge.py.
+"""Step 8: the gateway: Deployment, Service, HPA (CPU; request rate with an adapter); its public route is charts/edge.py.
 
 The gateway talks to the InferenceService's cluster address (`inference_service.predictor_url`), which
 is stable across model versions and canaries (KServe splits the traffic behind it), so deploying a
@@ -54,7 +54,11 @@ def objects(config: Config) -> list[dict[str, Any]]:
                      volumes=[{"name": "predictions", "persistentVolumeClaim": {"claimName": PREDICTIONS_PVC}}])
     pod = dep["spec"]["template"]["spec"]
     if k.predictions_access_mode == "ReadWriteOnce":
-        # A ReadWriteOnce volume is usable by every pod on one node: keep the gateways next to the drift pod.
+        # What ties the gateways to one node is the prediction-log PVC they all write (the drift pod reads it):
+        # a ReadWriteOnce volume attaches to one node, and a pod elsewhere hangs in ContainerCreating
+        # (Multi-Attach error) instead of serving. So the affinity stays *required*: a preferred one would
+        # place pods the scheduler cannot see are doomed. Replicas spread over nodes only with
+        # predictions_access_mode = "ReadWriteMany" (EFS/NFS), below.
         pod["affinity"] = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
             {"labelSelector": {"matchLabels": selector("drift")}, "topologyKey": "kubernetes.io/hostname"}]}}
     else:
@@ -64,7 +68,16 @@ def objects(config: Config) -> list[dict[str, Any]]:
 
 
 def hpa(config: Config) -> dict[str, Any]:
+    """CPU always (metrics-server's resource metrics); the request rate only when [kubernetes].gateway_target_rps
+    says an adapter serves it. The HPA never scales down while any of its metrics cannot be read, though it
+    scales up on the others (kubernetes/kubernetes#99514, "hpa: Don't scale down if at least one metric was
+    invalid"): a Pods metric nobody serves pinned the gateway at its peak."""
     k = config.kubernetes
+    metrics: list[dict[str, Any]] = [
+        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": k.gateway_target_cpu}}}]
+    if k.gateway_target_rps:
+        metrics.append({"type": "Pods", "pods": {"metric": {"name": RPS_METRIC},
+                                                 "target": {"type": "AverageValue", "averageValue": str(k.gateway_target_rps)}}})
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -73,9 +86,6 @@ def hpa(config: Config) -> dict[str, Any]:
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gateway"},
             "minReplicas": k.gateway_min_replicas,
             "maxReplicas": max(k.gateway_max_replicas, k.gateway_min_replicas),
-            "metrics": [
-                {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": k.gateway_target_cpu}}},
-                {"type": "Pods", "pods": {"metric": {"name": RPS_METRIC}, "target": {"type": "AverageValue", "averageValue": str(k.gateway_target_rps)}}},
-            ],
+            "metrics": metrics,
         },
     }

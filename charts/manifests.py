@@ -6,14 +6,14 @@ One file per install step, numbered in install order, each ordered as it is appl
 then CRDs, then the rest). Two things are deliberately not written as objects:
 
 - Secrets: a rendered Secret would carry a value (or, applied by a GitOps tool, wipe the real one).
-  `index.yaml` lists each Secret to create (name, namespace, keys); no value is rendered anywhere.
+  `index.txt` lists each Secret to create (name, namespace, keys); no value is rendered anywhere.
 - Upstream release manifests neither bundled ([kubernetes].offline_bundle) nor cached: nothing is
-  downloaded; `index.yaml` lists each (URL, version, sha256 pin, the ConfigMap settings we change).
+  downloaded; `index.txt` lists each (URL, version, sha256 pin, the ConfigMap settings we change).
 
 Example::
 
     rendered = platform(cfg)
-    write(rendered, Path("out"))      # out/00-namespace.yaml ... out/index.yaml
+    write(rendered, Path("out"))      # out/00-namespace.yaml ... out/index.txt
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ from typing import Any
 from mlops_cli.config.settings import Config
 
 FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
-INDEX = "index.yaml"
+# The index is YAML but not named .yaml: `kubectl apply -f DIR/` reads every .json, .yaml and .yml file in
+# DIR as manifests (k8s.io/cli-runtime pkg/resource/visitor.go, ignoreFile; builder.go FileExtensions), and
+# Argo CD's directory sources the same, so an index.yaml failed the whole apply with "Kind is missing".
+INDEX = "index.txt"
 
 
 @dataclass

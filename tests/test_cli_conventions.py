@@ -251,3 +251,136 @@ def test_readme_command_reference_shows_predict_from_stdin():
     section = REPO.joinpath("README.md").read_text().split("## Command reference", 1)[1].split("\n## ", 1)[0]
     row = next(line for line in section.splitlines() if line.startswith("| `mlops predict"))
     assert "`mlops predict -`" in row and "`--file -`" in row
+
+
+# -- issue 26 D21: the caller's mistakes exit 2; --json fails with a JSON document --------------------
+
+@pytest.fixture
+def lone_gateway(project, tmp_path, monkeypatch):
+    """Our real gateway process on loopback with the password 'right' and no predictor: what it refuses
+    (401, 413) it refuses before calling one (services/gateway.py)."""
+    import os
+    import subprocess
+    import sys
+
+    from .support import wait_http
+
+    port = free_port()
+    monkeypatch.setenv("MLOPS_LOCAL__GATEWAY_PORT", str(port))
+    log = (tmp_path / "gateway.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlops_cli.services.gateway", "--host", "127.0.0.1", "--port", str(port),
+                             "--predictor-url", f"http://127.0.0.1:{free_port()}"], cwd=project,
+                            env={**os.environ, "MLOPS_GATEWAY_PASSWORD": "right"}, stdout=log, stderr=log)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def test_wrong_password_and_too_long_text_exit_2(cli, lone_gateway, monkeypatch):
+    monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "wrong")
+    result = cli("predict", "great product")
+    assert result.exit_code == 2 and "HTTP 401" in result.stderr, result.stderr
+    monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "right")
+    result = cli("predict", "x" * 6000)  # [gateway].max_chars 5000
+    assert result.exit_code == 2 and "HTTP 413" in result.stderr, result.stderr
+
+
+def test_purge_with_no_terminal_asks_for_yes_and_exits_2(cli, project, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a TTY: nothing can be asked
+    result = cli("down", "--purge")
+    assert result.exit_code == 2, result.stderr
+    assert "no terminal to ask on" in result.stderr and "--yes" in result.stderr
+    assert "cancelled" not in result.stderr
+
+
+@pytest.mark.parametrize("args, code", [(["drift", "--window", "3x"], 2), (["version", "--nope"], 2),
+                                        (["predict", "hi"], 1)])
+def test_json_failure_is_a_json_document_on_stdout(cli, project, monkeypatch, args, code):
+    monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "secret")
+    monkeypatch.setenv("MLOPS_LOCAL__GATEWAY_PORT", str(free_port()))  # nothing listens: exit 1
+    result = cli("--json", *args)
+    assert result.exit_code == code, result.stderr
+    body = json.loads(result.stdout)
+    assert body["ok"] is False and body["error"]["exit_code"] == code and body["error"]["message"]
+    assert body["error"]["message"].split("\n")[0] in result.stderr  # and still said to a human
+
+
+def test_config_validate_json_on_a_bad_file(cli, project):
+    (project / "mlops.toml").write_text('[train]\nepochs = "three"\n')
+    result = cli("config", "validate", "--json")
+    assert result.exit_code == 2
+    body = json.loads(result.stdout)
+    assert body["valid"] is False and body["file"] == str(project / "mlops.toml")
+    assert "`train.epochs` = 'three'" in body["error"]["message"]
+
+
+# -- issue 26 D22, D26: outside a project; -c without a path ---------------------------------------------
+
+@pytest.mark.parametrize("args", [["predict", "hi"], ["status"], ["logs", "gateway"], ["deploy"], ["up"], ["drift"]])
+def test_platform_commands_outside_a_project_say_so(cli, tmp_path, monkeypatch, args):
+    # predict aimed at the default port 8080 (maybe someone else's service) and said "no gateway credentials"
+    monkeypatch.chdir(tmp_path)
+    result = cli(*args)
+    assert result.exit_code == 2, result.stderr
+    assert f"no mlops.toml in {tmp_path} or any parent directory: `mlops {args[0]}`" in result.stderr
+    assert "no gateway credentials" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["version", "-c"], ["-c"], ["--config"], ["-c", "--json", "status"]])
+def test_config_flag_without_a_path_is_one_message(cli, args):
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert f"{args[args.index('-c') if '-c' in args else 0]} needs the path of a config file" in result.stderr
+
+
+# -- issue 26 D28: --json where it was ignored ------------------------------------------------------------
+
+def test_logs_json_is_one_object_per_line(cli, project):
+    from mlops_cli.config.loading import load_config
+
+    log_dir = load_config().path(load_config().local.log_dir)
+    log_dir.mkdir(parents=True)
+    (log_dir / "gateway.log").write_text('old 1\n{"msg": "old 2"}\n')
+    result = cli("logs", "gateway", "-n", "2", "--json")
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"component": "gateway", "line": "old 1"}, {"component": "gateway", "line": '{"msg": "old 2"}'}]
+
+
+def test_render_json_without_o_prints_the_objects_as_json(cli, project):
+    result = cli("--json", "render", "--target", "kubernetes")
+    assert result.exit_code == 0, result.stderr
+    body = json.loads(result.stdout)
+    kinds = {o["kind"] for objects in body["objects"].values() for o in objects}
+    assert {"Deployment", "Service"} <= kinds and body["files"] == list(body["objects"])
+
+
+# -- issue 26: the README's command reference names every option that --help shows ----------------------
+
+def test_command_reference_documents_every_option():
+    import typer.main
+
+    from mlops_cli.cli.app import app
+
+    section = REPO.joinpath("README.md").read_text().split("## Command reference", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `mlops ")]
+
+    def commands(group, prefix):
+        for name, sub in getattr(group, "commands", {}).items():
+            full = f"{prefix} {name}".strip()
+            yield from commands(sub, full) if hasattr(sub, "commands") else [(full, sub)]
+
+    missing = {}
+    for full, command in commands(typer.main.get_command(app), ""):
+        mine = [r for r in rows if re.search(rf"`mlops {re.escape(full.split()[0])}\b", r)]
+        for param in command.params:
+            opts = [o for o in param.opts if o.startswith("-")]
+            if not opts or opts == ["--help"] or (opts[0] == "--target" and "`--target T`" in section):
+                continue
+            if not any(re.search(rf"{re.escape(o)}\b", r) for o in opts for r in mine):
+                missing.setdefault(full, []).append(opts[0])
+    assert missing == {}

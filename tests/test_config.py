@@ -77,6 +77,26 @@ def test_bad_env_value_names_the_variable(cli, project, monkeypatch):
     assert "MLOPS_TRAIN__EPOCHS" in result.stderr
 
 
+def test_an_unknown_section_from_the_environment_names_the_variable(cli, project, monkeypatch):
+    # issue 26 D20: it was blamed on mlops.toml, which has no [trian]
+    monkeypatch.setenv("MLOPS_TRIAN__EPOCHS", "3")
+    result = cli("config", "validate")
+    assert result.exit_code == 2
+    assert "env MLOPS_TRIAN__EPOCHS: unknown section `trian`" in result.stderr
+    assert "mlops.toml" not in result.stderr
+
+
+def test_validation_messages_keep_their_case(cli, project, monkeypatch):
+    # issue 26 D39: every message was lower-cased ("expected an mlflow tracking uri")
+    monkeypatch.setenv("MLOPS_REGISTRY__TRACKING_URI", "localhost:5000")
+    result = cli("config", "validate")
+    assert "= 'localhost:5000': expected an MLflow tracking URI: http(s)://host[:port]" in result.stderr
+    assert "value error" not in result.stderr.lower()
+    monkeypatch.delenv("MLOPS_REGISTRY__TRACKING_URI")
+    monkeypatch.setenv("MLOPS_TRAIN__EPOCHS", "many")  # pydantic's own message reads on after the colon
+    assert "`train.epochs` = 'many': input should be a valid integer" in cli("config", "validate").stderr
+
+
 def test_precedence_default_file_env_flag(project):
     (project / "mlops.toml").write_text("[train]\nepochs = 2\nbatch_size = 4\n[eks]\ninstance_types = ['t3.large']\n")
     cfg = load_config(env={"MLOPS_TRAIN__BATCH_SIZE": "8", "MLOPS_EKS__INSTANCE_TYPES": '["c6i.xlarge"]'},
@@ -144,6 +164,18 @@ def test_a_bad_duration_from_the_environment_names_the_variable(cli, project, mo
     assert result.exit_code == 2
     assert "env MLOPS_DRIFT__WINDOW: `drift.window` = 'forever'" in result.stderr
     assert "e.g. 30m, 24h or 7d" in result.stderr
+
+
+@pytest.mark.parametrize("key", ["window", "interval"])
+def test_a_duration_past_a_century_is_refused_at_load(cli, project, key):
+    # issue 26 D6: accepted at load, then OverflowError where it was used (datetime / timedelta / a wait)
+    (project / "mlops.toml").write_text(f'[drift]\n{key} = "9999999999d"\n')
+    result = cli("config", "validate")
+    assert result.exit_code == 2
+    assert f"`drift.{key}` = '9999999999d'" in result.stderr
+    assert "invalid duration '9999999999d': at most 36500d (100 years)" in result.stderr
+    (project / "mlops.toml").write_text(f'[drift]\n{key} = "36500d"\n')
+    assert getattr(load_config().drift, key) == "36500d"
 
 
 def test_good_durations_are_kept_as_written():

@@ -43,6 +43,15 @@ def test_bad_window_and_since_are_one_line_errors(cli, project):
     assert both.exit_code == 2 and "--window and --since" in both.stderr
 
 
+@pytest.mark.parametrize("window", ["5000000d", "9999999999d", "36501d"])
+def test_a_window_longer_than_a_century_is_refused_with_the_bound(cli, project, window):
+    # issue 26 D6: these raised OverflowError (datetime minus timedelta past year 1, timedelta itself)
+    result = cli("drift", "--window", window)
+    assert result.exit_code == 2, result.stderr
+    assert f"invalid window {window!r}: at most 36500d (100 years)" in result.stderr
+    assert "Traceback" not in result.stderr and "Overflow" not in result.stderr
+
+
 def test_since_without_offset_is_utc():
     from mlops_cli.common.time_window import parse_since
 
@@ -248,6 +257,16 @@ def test_report_into_a_directory(cli, registered, reference, log_path, tmp_path)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["report_path"] == str(out_dir / "report.html")
     assert [p.name for p in out_dir.iterdir()] == ["report.html"]
+    # issue 26 D35: the page said nothing of what it compared
+    page = (out_dir / "report.html").read_text()
+    from mlops_cli.config.loading import load_config
+
+    name = load_config(registered.config_file, env={}).project.name
+    title = f"Drift report: {name}, model version {registered.version}"
+    assert f"<title>{title}</title>" in page and f"<h1>{title}</h1>" in page
+    body = json.loads(result.stdout)
+    for shown in (body["window_start"], body["window_end"], "40 compared of 40 in the window", "no dataset drift"):
+        assert shown in page
 
 
 # -- bounded memory ----------------------------------------------------------------------------------

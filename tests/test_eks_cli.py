@@ -106,9 +106,9 @@ def test_preview_json_carries_the_tables_as_data(cli, project, workspace):
 
 
 def test_up_not_confirmed_changes_nothing(cli, project, workspace):
-    result = cli("up", "--target", "eks")  # no terminal: the answer is no
-    assert result.exit_code == 1
-    assert "not confirmed" in result.stderr
+    result = cli("up", "--target", "eks")  # no terminal: nothing can be asked (issue 26 D21: exit 2, --yes)
+    assert result.exit_code == 2
+    assert "no terminal to ask on" in result.stderr and "--yes" in result.stderr
     assert "up" not in workspace.calls
     assert not (project / ".mlops" / "eks-kubeconfig").exists()
 
@@ -163,8 +163,8 @@ def test_rerun_preview_counts_unchanged_resources(cli, project, workspace):
 
 def test_down_without_typed_confirmation_destroys_nothing(cli, project, workspace, kubernetes_target):
     result = cli("down", "--target", "eks")
-    assert result.exit_code == 1
-    assert "not confirmed" in result.stderr and "dev" in result.stderr
+    assert result.exit_code == 2  # no terminal to ask on (issue 26 D21)
+    assert "no terminal to ask on" in result.stderr and "dev" in result.stderr
     assert "destroy" not in workspace.calls and "platform down" not in workspace.calls
 
 

@@ -144,3 +144,23 @@ def test_text_policy_normalises_and_truncates():
     assert prepare_text(words, "head_tail", 4) == "w0 w1 w18 w19"
     label, confidence = decide([0.0, 2.0], ["negative", "positive"])
     assert label == "Positive" and confidence == pytest.approx(0.8807970779778823)
+
+
+def test_docs_load_swagger_ui_from_the_gateway_itself(client):
+    # issue 26 D34: /docs pointed at a CDN (FastAPI's get_swagger_ui_html defaults) and was blank offline
+    import re
+
+    assert client.get("/docs").status_code == 401
+    page = client.get("/docs", auth=AUTH)
+    assert page.status_code == 200
+    urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", page.text)
+    assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+    assert "http://" not in page.text and "https://" not in page.text
+    for url in urls:
+        if url == "/openapi.json":
+            continue
+        asset = client.get(url, auth=AUTH)
+        assert asset.status_code == 200 and len(asset.content) > 500, url
+        assert client.get(url).status_code == 401  # behind the same basic auth as /docs
+    assert b"SwaggerUIBundle" in client.get("/docs/assets/swagger-ui-bundle.js", auth=AUTH).content
+    assert client.get("/docs/assets/index.html", auth=AUTH).status_code == 404  # only what the page needs

@@ -560,7 +560,8 @@ def test_predict_goes_over_https_trusting_the_self_signed_certificate_from_its_s
 
     fake_edge["expected"] = "admin:rotated"
     denied = cli("predict", "a wonderful film", "--target", "kubernetes")
-    assert denied.exit_code == 1 and "answered 401" in denied.stderr and password not in denied.stderr
+    # wrong credentials are the caller's to fix: exit 2 (issue 26 D21)
+    assert denied.exit_code == 2 and "answered 401" in denied.stderr and password not in denied.stderr
 
 
 def test_predict_file_sends_a_batch_the_edge_shed_again_after_retry_after(cli, installed, project, fake_edge,

@@ -215,7 +215,7 @@ def test_down_leaves_no_process_behind(platform):
     assert platform.status() == {}
 
     refused = platform.mlops("down", "--purge")  # no terminal to ask on: refuse rather than delete
-    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert refused.returncode == 2 and "--yes" in refused.stderr
     assert (platform.root / ".mlops" / "mlflow").exists()
     platform.ok("down", "--purge", "--yes")
     assert not (platform.root / ".mlops").exists()

@@ -112,6 +112,28 @@ def test_export_is_logged_with_its_evaluation_and_reused(registered, runtime_dir
     assert again == runtime_dir and (again / "model.onnx").read_bytes() == exported
 
 
+def test_a_version_of_the_same_run_reuses_its_export(registered, runtime_dir, decisive_classifier, monkeypatch):
+    # issue 26 D39: `register --force` makes a new version of the same run; deploying it exported again (~37 s)
+    from mlops_cli.adapters import mlflow_tracking
+    from mlops_cli.registry import versions as registry
+    from mlops_cli.registry.serving_runtime import RUNTIME_TAG, served_artifact_uri, served_model_dir
+
+    import models.onnx_export
+
+    cfg, ref = registered
+    client = mlflow_tracking.client(cfg)
+    first = client.get_model_version(MODEL_NAME, ref.version)
+    second = client.create_model_version(MODEL_NAME, source=first.source, run_id=first.run_id)
+    sibling = registry.resolve_version(cfg, version=str(second.version))
+    assert RUNTIME_TAG not in sibling.tags
+    monkeypatch.setattr(models.onnx_export, "export_int8", lambda *a: pytest.fail("exported again"))
+    served = served_model_dir(cfg, sibling, decisive_classifier)
+    assert (served / "model.onnx").read_bytes() == (runtime_dir / "model.onnx").read_bytes()
+    tagged = registry.resolve_version(cfg, version=str(second.version)).tags
+    assert tagged[RUNTIME_TAG] == first.tags[RUNTIME_TAG] and f"{RUNTIME_TAG}_accuracy" in tagged
+    assert served_artifact_uri(cfg, registry.resolve_version(cfg, version=str(second.version))).endswith("/onnx-int8")
+
+
 def test_torch_runtime_serves_the_fp32_directory(registered, decisive_classifier, monkeypatch):
     from mlops_cli.registry.serving_runtime import predictor_args, served_model_dir
 

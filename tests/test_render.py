@@ -14,7 +14,7 @@ SENTINEL = "render-Secret-Sentinel-31337"
 
 
 def _objects(directory):
-    index = yaml.safe_load((directory / "index.yaml").read_text())
+    index = yaml.safe_load((directory / "index.txt").read_text())
     files = index["files"]
     assert files == sorted(files)  # numbered in install order
     return index, [o for name in files for o in yaml.safe_load_all((directory / name).read_text()) if o]
@@ -98,3 +98,26 @@ def test_render_refuses_what_it_cannot_do(project, cli, args, message):
     result = cli("render", *args)
     assert result.exit_code == 2 and message in result.stderr
     assert not (project / "out").exists()
+
+
+def test_a_local_target_from_the_config_is_named_as_such(project, cli):
+    # issue 26 D23: "got --target local" when no flag was given
+    (project / "mlops.toml").write_text('[project]\nname = "t"\ntarget = "local"\n')
+    result = cli("render")
+    assert result.exit_code == 2
+    assert f"got [project].target = 'local' (file:{project / 'mlops.toml'})" in result.stderr
+    assert "--target local" not in result.stderr
+    assert "got --target local" in cli("render", "--target", "local").stderr
+
+
+def test_every_manifest_file_kubectl_reads_in_the_directory_is_an_object(project, cli):
+    # issue 26 D33: `kubectl apply -f DIR/` reads every .json/.yaml/.yml file in DIR (k8s.io/cli-runtime
+    # pkg/resource/visitor.go, ignoreFile); index.yaml among them failed the apply with "Kind is missing"
+    result = cli("render", "--target", "kubernetes", "-o", "out")
+    assert result.exit_code == 0, result.stderr
+    read_by_kubectl = [p for p in (project / "out").iterdir() if p.suffix in (".json", ".yaml", ".yml")]
+    assert read_by_kubectl
+    for path in read_by_kubectl:
+        for obj in yaml.safe_load_all(path.read_text()):
+            assert obj is None or (obj.get("apiVersion") and obj.get("kind")), path.name
+    assert "upstream_not_included" in yaml.safe_load((project / "out" / "index.txt").read_text())

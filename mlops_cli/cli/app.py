@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 import typer
 
 from .. import __version__
-from ..common.errors import MlopsError
+from ..common.errors import MlopsError, UsageError
 from . import (commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_images,
                commands_platform, commands_render, commands_train)
 from .state import state
@@ -42,8 +42,11 @@ def _global(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail (repeat for more)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and results."),
 ) -> None:
+    from . import render
+
     st = state(ctx)
     st.config_path, st.json, st.verbose, st.quiet = config, json_out, verbose, quiet
+    render.quiet = quiet  # per invocation: tests run many in one process
 
 
 @app.command("version")
@@ -95,7 +98,12 @@ def _hoist_global_flags(argv: list[str]) -> list[str]:
         arg = head[i]
         if arg in _HOISTED or arg.startswith("--config="):
             flags.append(arg)
-        elif arg in _WITH_VALUE and i + 1 < len(head):
+        elif arg in _WITH_VALUE:
+            # `mlops -c` and `mlops version -c` said two different things ("requires an argument", "No such
+            # option"); a following option is no path either (`mlops -c --json status`).
+            if i + 1 >= len(head) or head[i + 1].startswith("-"):
+                raise UsageError(f"{arg} needs the path of a config file",
+                                 hint="e.g. mlops --config staging.toml status (or set MLOPS_CONFIG)")
             flags += [arg, head[i + 1]]
             i += 1
         else:
@@ -119,8 +127,26 @@ def _quiet_mlflow(verbose: bool) -> Iterator[None]:
         os.environ.pop("MLFLOW_LOGGING_LEVEL", None)
 
 
+def _json_error(args: list[str], exc: BaseException, exit_code: int) -> None:
+    """--json promises stdout a JSON document: on failure it is the error (scripts need not parse stderr)."""
+    if "--json" in args:
+        from .render import error_object, print_json
+
+        if isinstance(exc, typer.TyperException) and not isinstance(exc, MlopsError):
+            exc.message = exc.format_message()  # click's own text ("No such option: --x")
+        print_json(error_object(exc, exit_code))
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = _hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _hoist_global_flags(raw)
+    except UsageError as exc:
+        from .render import error
+
+        error(str(exc))
+        _json_error(raw, exc, exc.exit_code)
+        sys.exit(exc.exit_code)
     try:
         with _quiet_mlflow(not _VERBOSE.isdisjoint(args)):
             rv = app(args=args, prog_name="mlops", standalone_mode=False)
@@ -128,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         from .render import error
 
         error(str(exc))
+        _json_error(args, exc, exc.exit_code)
         cause = exc.__cause__ or exc.__context__
         if cause is not None and not _VERBOSE.isdisjoint(args):
             import traceback
@@ -146,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         if show is None:
             raise
         show()
+        _json_error(args, exc, getattr(exc, "exit_code", 2))
         sys.exit(getattr(exc, "exit_code", 2))
     if rv == 130:  # typer turns Ctrl-C into Exit(130) without a word (typer/core.py: `except KeyboardInterrupt`)
         from .render import error

@@ -54,10 +54,23 @@ def validate(ctx: typer.Context) -> None:
 
       mlops --config staging.toml config validate
     """
+    from ..common.errors import ConfigError
     from . import render
 
     st = state(ctx)
-    cfg = st.config()
+    try:
+        cfg = st.config()
+    except ConfigError as exc:
+        if not st.json:
+            raise
+        import os
+
+        from ..config.loading import find_config_file
+
+        file = st.config_path or os.environ.get("MLOPS_CONFIG") or find_config_file()
+        render.error(str(exc))
+        render.print_json({"valid": False, "file": str(file) if file else None, **render.error_object(exc, exc.exit_code)})
+        raise typer.Exit(exc.exit_code) from None
     if st.json:
         render.print_json({"valid": True, "file": str(cfg.file) if cfg.file else None})
     else:

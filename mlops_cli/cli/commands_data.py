@@ -35,18 +35,8 @@ def _report(ctx: typer.Context, result: dict[str, Any]) -> None:
 
 
 def _project_config(ctx: typer.Context, command: str):
-    """The config of a project: commands that create data/, .dvc/ and .mlops/ refuse to do it in
-    whatever directory they happen to run in."""
-    from ..common.errors import ConfigError
-    from ..config.loading import CONFIG_FILENAME
-
-    config = state(ctx).config()
-    if config.file is None:
-        raise ConfigError(f"no {CONFIG_FILENAME} in {config.root} or any parent directory: `mlops {command}` would "
-                          f"create data/, .dvc/ and .mlops/ here",
-                          hint=f"run it in your project directory, pass --config PATH, or create {CONFIG_FILENAME} "
-                               "here (`[project]` and a `name` are enough)")
-    return config
+    """Commands that create data/, .dvc/ and .mlops/ refuse to do it in whatever directory they run in."""
+    return state(ctx).project_config(command, "would create data/, .dvc/ and .mlops/ here")
 
 
 @app.command("prepare")

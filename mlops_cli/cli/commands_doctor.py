@@ -33,7 +33,7 @@ def doctor(ctx: typer.Context) -> None:
         render.print_json({"ok": code == 0, "checks": [c.as_dict() for c in checks]})
     else:
         rows = [
-            (c.name, render.ok_mark(c.ok) if c.required or c.ok else "[yellow]missing[/]", c.detail, c.fix)
+            (c.name, render.ok_mark(c.ok) if c.required or c.ok else render.styled("missing", "yellow"), c.detail, c.fix)
             for c in checks
         ]
         render.show(render.table("mlops doctor", ["check", "status", "detail", "fix"], rows))

@@ -51,7 +51,8 @@ def drift(
     if window is not None and since is not None:
         raise ConfigError("--window and --since both given", hint="pass one: --window 24h or --since 2026-11-26T08:00")
     with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
-        result = run_drift(st.config(), window=window, since=since, version=version, output=output, reporter=reporter)
+        config = st.project_config("drift", "reads the project's prediction log and model registry")
+        result = run_drift(config, window=window, since=since, version=version, output=output, reporter=reporter)
 
     if st.json:
         render.print_json(result.as_dict())
@@ -65,7 +66,7 @@ def _show(result: Any) -> None:
     from . import render
 
     if not result.has_verdict:
-        render.note(f"[yellow]no verdict:[/] {result.message}")
+        render.note(result.message, lead="no verdict:", style="yellow", result=True)
         return
     render.show(render.table(
         f"drift of model version {result.model_version}: {result.samples} prediction(s)"
@@ -82,6 +83,6 @@ def _show(result: Any) -> None:
         render.note(f"{result.other_version_samples} prediction(s) of other versions in the window were not compared")
     render.note(f"report: {result.report_path}")
     if result.dataset_drift:
-        render.note(f"[bold red]{result.message}[/]")
+        render.note(result.message, style="bold red", result=True)
     else:
-        render.success(result.message)
+        render.success(result.message, result=True)

@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
 def _target(ctx: typer.Context, name: Optional[str]):
     from ..targets import get_target
 
-    return get_target(state(ctx).config(), name)
+    command = ctx.info_name or "this command"
+    config = state(ctx).project_config(command, "takes the platform's address, ports, credentials and state from it")
+    return get_target(config, name)
 
 
 def _render_outcome(ctx: typer.Context, outcome: Any, title: str) -> None:
@@ -119,7 +121,7 @@ def status(
         render.print_json({"target": tgt.name, "healthy": healthy, "components": [c.as_dict() for c in components]})
         raise typer.Exit(0 if healthy else 1)
     rows = [
-        (c.component, c.url, c.pid or "", "[green]yes[/]" if c.healthy else "[red]no[/]", c.version,
+        (c.component, c.url, c.pid or "", render.styled("yes", "green") if c.healthy else render.styled("no", "red"), c.version,
          _uptime(c.uptime_s), _restarts(c), c.detail)
         for c in components
     ]
@@ -269,7 +271,9 @@ def predict(
             render.print_json(result)
         else:
             colour = {"Positive": "green", "Negative": "red"}.get(result["label"], "yellow")
-            render.out.print(f"[bold {colour}]{result['label']}[/]  confidence {result['confidence']:.2f}  (model version {result.get('model_version', '?')})")
+            render.out.print(render.Text.assemble(
+                (str(result["label"]), f"bold {colour}"),
+                f"  confidence {result['confidence']:.2f}  (model version {result.get('model_version', '?')})"), highlight=False)
         return
     from ..platform.batch_predict import predict_file, writes_to_stdout
 
@@ -290,7 +294,8 @@ def predict(
     elif summary["truncated"]:
         render.note(f"truncated {summary['truncated']} row(s) to {cfg.gateway.max_chars} characters (rows {long_rows}"
                     f"{', ...' if summary['truncated'] > len(summary['long_rows']) else ''})")
-    render.success(f"wrote {summary['rows']} predictions to {summary['output']} ({summary['rows_per_s']} rows/s)")
+    render.success(f"wrote {render.count(summary['rows'], 'prediction')} to {summary['output']} "
+                   f"({summary['rows_per_s']} rows/s)")
 
 
 def logs(
@@ -307,10 +312,16 @@ def logs(
       mlops logs gateway
 
       mlops logs mlflow -f
+
+      mlops logs gateway -n 200 --json   # one JSON object per line
     """
+    import json
     import sys
 
     tgt = _target(ctx, target)
-    for line in tgt.logs(component, follow=follow, lines=lines):
-        sys.stdout.write(line)
+    as_json = state(ctx).json
+    for chunk in tgt.logs(component, follow=follow, lines=lines):
+        # --json: one JSON object per line (JSON Lines), so `-f` streams too; a target may yield several lines at once
+        sys.stdout.write("".join(json.dumps({"component": component, "line": line}) + "\n"
+                                 for line in chunk.splitlines()) if as_json else chunk)
         sys.stdout.flush()

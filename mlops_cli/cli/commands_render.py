@@ -25,7 +25,8 @@ def render_(
 ) -> None:
     """Write every object `mlops up` would apply (or, with --deploy, the InferenceService `mlops deploy`
     would apply) as plain YAML, one file per install step, for GitOps and review. No cluster needed;
-    upstream manifests not bundled or cached are listed in index.yaml, not downloaded.
+    upstream manifests not bundled or cached are listed in index.txt (YAML, named so that
+    `kubectl apply -f DIR/` does not read it as a manifest), not downloaded.
 
     Examples:
 
@@ -42,9 +43,15 @@ def render_(
     config = st.config()
     name = target or config.project.target
     if name not in ("kubernetes", "eks"):
-        raise ConfigError(f"render needs a cluster target, got --target {name}", hint="use --target kubernetes (or eks)")
+        # Name what actually chose the target: the flag, or [project].target and where that came from.
+        given = f"--target {name}" if target else f"[project].target = {name!r} ({config.source('project.target')})"
+        raise ConfigError(f"render needs a cluster target, got {given}", hint="pass --target kubernetes (or eks)")
     if not deploy and (version or alias or canary):
         raise ConfigError("--version, --alias and --canary need --deploy", hint="mlops render --deploy --version N")
+    if output is not None:  # before the work: --deploy may first export a version to ONNX (~40 s)
+        from ..common.output_path import writable_dir
+
+        writable_dir(output)
     from charts import manifests
 
     if deploy:
@@ -59,7 +66,9 @@ def render_(
                                         served_uri=served)
     else:
         rendered = manifests.platform(config)
-    if output is None:
+    if output is None and st.json:  # the objects themselves, by file, with the index
+        render.print_json({"objects": rendered.files, **rendered.index()})
+    elif output is None:
         import sys
 
         sys.stdout.write("".join(manifests.as_yaml(objs) for objs in rendered.files.values()))
@@ -68,7 +77,7 @@ def render_(
         if st.json:
             render.print_json({"files": [str(p) for p in written], **rendered.index()})
         else:
-            render.success(f"wrote {len(written)} files to {output}")
+            render.success(f"wrote {render.count(len(written), 'file')} to {output}")
     for item in rendered.upstream:
         render.note(f"not included (apply it yourself): {item['manifest']} {item['version']} from {item['url']}")
     for secret in rendered.secrets:

@@ -12,13 +12,19 @@ from typing import Any, Iterable, Sequence
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..common.progress import Reporter
 
 _no_color = bool(os.environ.get("NO_COLOR"))
-# Piped output (scripts, CI logs) gets wide tables instead of rich's 80-column default.
+# Piped output (scripts, CI logs) gets wide tables instead of rich's 80-column default; messages are
+# never hard-wrapped (soft_wrap), so a URL or a path stays whole on one line in a log.
 out = Console(no_color=_no_color, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, no_color=_no_color)
+err = Console(stderr=True, no_color=_no_color, width=None if sys.stderr.isatty() else 160)
+
+# -q/--quiet: only errors, warnings and results; the notes and check marks around them are left out.
+# Set by the app's callback for every invocation.
+quiet = False
 
 
 def print_json(data: Any) -> None:
@@ -26,12 +32,28 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def count(n: int, noun: str) -> str:
+    """'1 prediction', '2 predictions' (regular plurals only)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def styled(text: Any, style: str) -> Text:
+    """A cell or message part in a style; its text is shown as is, never read as markup."""
+    return Text(str(text), style=style)
+
+
+def _plain(value: Any) -> Text:
+    # Values are data (config keys like `[kubeconfig]`, file names, log text): never rich markup.
+    return value if isinstance(value, Text) else Text("" if value is None else str(value))
+
+
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    t = Table(title=title, title_justify="left", header_style="bold")
+    t = Table(title=None if title is None else Text(title), title_justify="left", header_style="bold")
     for col in columns:
-        t.add_column(col)
+        # A header is never cut to "compo…" on a narrow terminal: cells wrap instead.
+        t.add_column(col, min_width=len(col))
     for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+        t.add_row(*(_plain(v) for v in row))
     return t
 
 
@@ -49,16 +71,38 @@ def error(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def success(message: str) -> None:
-    err.print(f"[green]✓[/] {message}", highlight=False)
+def error_object(exc: BaseException, exit_code: int) -> dict[str, Any]:
+    """What --json prints on stdout when a command fails (the message goes to stderr as well)."""
+    return {"ok": False, "error": {"type": type(exc).__name__, "message": getattr(exc, "message", None) or str(exc),
+                                   "hint": getattr(exc, "hint", None), "exit_code": exit_code}}
 
 
-def note(message: str) -> None:
-    err.print(message, highlight=False)
+def _check_mark() -> str:
+    """✓ where the console can show it; an ASCII stream (LANG=C, PYTHONIOENCODING=ascii) would print
+    its escape, `\\u2713`."""
+    try:
+        "✓".encode(getattr(err.file, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return "OK"
+    return "✓"
 
 
-def ok_mark(flag: bool) -> str:
-    return "[green]OK[/]" if flag else "[red]FAIL[/]"
+def success(message: str, *, result: bool = False) -> None:
+    if result or not quiet:
+        err.print(Text.assemble((_check_mark(), "green"), " ", message), highlight=False, soft_wrap=True)
+
+
+def note(message: str, *, lead: str | None = None, style: str | None = None, result: bool = False) -> None:
+    """A message on stderr, shown as written; `lead` is a styled first word ("no verdict:"). Left out
+    under --quiet unless it is the command's `result` (drift's verdict)."""
+    if quiet and not result:
+        return
+    text = Text.assemble((lead, style or ""), " ", message) if lead else Text(message, style=style or "")
+    err.print(text, highlight=False, soft_wrap=True)
+
+
+def ok_mark(flag: bool) -> Text:
+    return styled("OK", "green") if flag else styled("FAIL", "red")
 
 
 # How often a plain progress line is written when stderr is not a terminal (CI logs, `2> file`).
@@ -104,20 +148,22 @@ class RichReporter(Reporter):
         self._progress.stop()
 
     def start(self, key: str, description: str, total: float | None = None) -> None:
-        self._tasks[key] = self._progress.add_task(description, total=total, info="")
+        self._tasks[key] = self._progress.add_task(escape(description), total=total, info="")
 
     def advance(self, key: str, amount: float = 1, **fields: Any) -> None:
         if key in self._tasks:
-            self._progress.update(self._tasks[key], advance=amount, info=_fields(fields))
+            self._progress.update(self._tasks[key], advance=amount, info=escape(_fields(fields)))
 
     def update(self, key: str, **fields: Any) -> None:
         if key in self._tasks:
             extra = {k: fields.pop(k) for k in ("total", "completed", "description") if k in fields}
-            self._progress.update(self._tasks[key], info=_fields(fields), **extra)
+            if "description" in extra:
+                extra["description"] = escape(extra["description"])
+            self._progress.update(self._tasks[key], info=escape(_fields(fields)), **extra)
 
     def finish(self, key: str, message: str = "") -> None:
         if key in self._tasks:
-            self._progress.update(self._tasks[key], info=message, completed=self._total(key))
+            self._progress.update(self._tasks[key], info=escape(message), completed=self._total(key))
             self._progress.stop_task(self._tasks[key])
 
     def _total(self, key: str) -> float:
@@ -128,10 +174,11 @@ class RichReporter(Reporter):
 
     def info(self, message: str) -> None:
         if self.enabled:
-            self._progress.console.print(message, highlight=False)
+            self._progress.console.print(Text(message), highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
-        self._progress.console.print(f"[yellow]warning:[/] {message}", highlight=False)
+        self._progress.console.print(Text.assemble(("warning:", "yellow"), " ", message), highlight=False,
+                                     soft_wrap=True)
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if self.enabled:
@@ -239,11 +286,15 @@ def _fields(fields: dict[str, Any]) -> str:
 
 
 def confirm(question: str, *, expect: str | None = None) -> bool:
-    """Ask on the terminal; with no terminal, the answer is no (use --yes in scripts)."""
+    """Ask on the terminal. With no terminal nothing can be asked: a usage error (exit 2) that says to
+    pass --yes, rather than a "cancelled" nobody chose."""
     if not sys.stdin or not sys.stdin.isatty():
-        return False
+        from ..common.errors import UsageError
+
+        raise UsageError(f"this needs a confirmation and there is no terminal to ask on (stdin is not a TTY); nothing "
+                         f"was changed. The question: {question}", hint="pass --yes to confirm in a script")
     if expect is not None:
-        answer = err.input(f"{question} Type [bold]{expect}[/] to confirm: ")
+        answer = err.input(f"{escape(question)} Type [bold]{escape(expect)}[/] to confirm: ")
         return answer.strip() == expect
-    answer = err.input(f"{question} [y/N] ")
+    answer = err.input(f"{escape(question)} \\[y/N] ")
     return answer.strip().lower() in {"y", "yes"}

@@ -110,3 +110,15 @@ def _retry_after_seconds(value: str) -> float:
     if when.tzinfo is None:
         return 1.0
     return max(1.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def gateway_refusal(status: int, message: str, hint: str | None = None) -> MlopsError:
+    """The error for a gateway answer that is neither 200 nor shed load. The caller's own mistake cannot
+    succeed on a retry, so it exits 2 like every usage error: wrong credentials (401) are a credential
+    problem (PreflightError), a refused input (400, 413 text or batch too long, 422) a DataError.
+    Anything else (a 5xx, a predictor not ready) is a runtime failure: 1."""
+    if status == 401:
+        return PreflightError(message, hint=hint or "check MLOPS_GATEWAY_USER / MLOPS_GATEWAY_PASSWORD")
+    if status in (400, 413, 422):
+        return DataError(message, hint=hint)
+    return MlopsError(message, hint=hint)

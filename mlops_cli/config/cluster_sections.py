@@ -73,11 +73,13 @@ class KubernetesConfig(Section):
     # cluster by keeping the gateway pods on the drift pod's node; ReadWriteMany needs e.g. EFS or NFS.
     predictions_volume_size: Quantity = "5Gi"
     predictions_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
-    # Gateway autoscaling: CPU utilisation and per-pod request rate (the latter needs a metrics adapter).
+    # Gateway autoscaling on CPU utilisation; per-pod request rate too only when gateway_target_rps > 0, which
+    # needs a custom-metrics adapter (e.g. prometheus-adapter) serving mlops_gateway_requests_per_second: `up`
+    # installs none, and an HPA with a metric it cannot read scales up on the others but never down.
     gateway_min_replicas: int = Field(2, ge=1)
     gateway_max_replicas: int = Field(6, ge=1)
     gateway_target_cpu: int = Field(70, ge=1, le=100)
-    gateway_target_rps: int = Field(50, ge=1)
+    gateway_target_rps: int = Field(0, ge=0)
     # Per-component resource overrides, e.g. {gateway = {cpu = "500m", memory = "512Mi"}}: requests;
     # limits are twice the CPU and the same memory.
     resources: dict[str, dict[str, str]] = {}

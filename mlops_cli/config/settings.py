@@ -127,11 +127,26 @@ def _describe(exc: ValidationError, origin: str, env_keys: set[str]) -> str:
     lines = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"])
-        where = f"env {ENV_PREFIX}{field.replace('.', '__').upper()}" if field in env_keys else origin
+        # An unknown section from the environment (MLOPS_TRIAN__EPOCHS) fails at `trian`, not at the key.
+        from_env = sorted(k for k in env_keys if k == field or k.startswith(f"{field}."))
+        where = ", ".join(f"env {_env_name(k)}" for k in from_env) if from_env else origin
         if err["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key `{field}` (check the spelling; `mlops config show` lists every key)")
+            what = "key" if "." in field else "section"
+            lines.append(f"{where}: unknown {what} `{field}` (check the spelling; `mlops config show` lists every key)")
         elif not field:  # a rule across sections: its message names the keys
-            lines.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+            lines.append(f"{where}: {_message(err)}")
         else:
-            lines.append(f"{where}: `{field}` = {err.get('input')!r}: {err['msg'].lower()}")
+            lines.append(f"{where}: `{field}` = {err.get('input')!r}: {_message(err)}")
     return "invalid configuration\n  " + "\n  ".join(lines)
+
+
+def _env_name(dotted: str) -> str:
+    return f"{ENV_PREFIX}{dotted.replace('.', '__').upper()}"
+
+
+def _message(err: Any) -> str:
+    """Our validators' messages as written ("expected an MLflow tracking URI"); pydantic's own start
+    lower-case to read on after the colon ("input should be a valid integer")."""
+    if err["type"] == "value_error":
+        return err["msg"].removeprefix("Value error, ")
+    return err["msg"][:1].lower() + err["msg"][1:]

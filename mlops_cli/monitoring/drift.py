@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..common.atomic_file import write_atomically
 from ..common.errors import ConfigError, MlopsError
+from ..common.output_path import writable_file
 from ..common.progress import SILENT, Reporter
 from ..common.time_window import parse_duration, parse_since
 from ..config.settings import Config
@@ -35,10 +36,11 @@ def default_report_path(config: Config) -> Path:
 
 
 def report_path(config: Config, output: Path | None) -> Path:
-    """`-o DIR` (an existing directory) means report.html inside it, as `cp f DIR` does."""
+    """`-o DIR` (an existing directory) means report.html inside it, as `cp f DIR` does; checked before any
+    work (common/output_path.py: missing folders are created)."""
     if output is None:
-        return default_report_path(config)
-    return output / default_report_path(config).name if output.is_dir() else output
+        return writable_file(default_report_path(config), "report")
+    return writable_file(output / default_report_path(config).name if output.is_dir() else output)
 
 
 def registry_reference(config: Config, version: str) -> "pd.DataFrame":
@@ -65,6 +67,7 @@ def run_drift(
     """Compare the window of the prediction log with the reference of `version` (default: the version
     that served the latest prediction in the window) and write the Evidently HTML report."""
     now = now or datetime.now(timezone.utc)
+    target = report_path(config, output)  # an unusable -o fails now, not after the comparison
     if since is not None:
         start = since if isinstance(since, datetime) else parse_since(since)
     else:
@@ -108,9 +111,6 @@ def run_drift(
                          hint="re-register the version to recompute it")
     current_frame = frame_from_records(current)
     features, share, dataset_drift, snapshot = compare(reference, current_frame, config.drift.drift_share)
-    target = report_path(config, output)
-    # Readers (a browser, the drift service's /report) never see a half-written report.
-    write_atomically(target, snapshot.get_html_str(as_iframe=False))
 
     result.status = STATUS_OK
     result.reference_samples = len(reference)
@@ -124,4 +124,24 @@ def run_drift(
     result.message = (f"{verdict}: {result.drifted_features} of {len(features)} column(s) drifted "
                       f"(share {result.share_drifted:.2f}, threshold {config.drift.drift_share:.2f}; "
                       f"{sampled or 'all '}{in_window} prediction(s) compared, [drift].sample_size {config.drift.sample_size})")
+    # Readers (a browser, the drift service's /report) never see a half-written report.
+    write_atomically(target, with_heading(snapshot.get_html_str(as_iframe=False), config, result))
     return result
+
+
+def with_heading(html: str, config: Config, result: DriftResult) -> str:
+    """Evidently's page says nothing of what it compares (no <title>, no heading): a saved report must
+    say which project, model version and window it is about, and its verdict."""
+    from html import escape
+
+    title = f"Drift report: {config.project.name}, model version {result.model_version}"
+    rows = [("project", config.project.name), ("model version", result.model_version),
+            ("window", f"{result.window_start} to {result.window_end}"),
+            ("predictions", f"{result.compared} compared of {result.samples} in the window; "
+                            f"{result.reference_samples} reference rows"),
+            ("verdict", result.message), ("computed at", result.computed_at)]
+    header = (f'<header style="font-family: sans-serif; padding: 1em 2em"><h1>{escape(title)}</h1><table>'
+              + "".join(f"<tr><th style=\"text-align: left; padding-right: 1em\">{escape(k)}</th>"
+                        f"<td>{escape(str(v))}</td></tr>" for k, v in rows) + "</table></header>")
+    html = html.replace("</head>", f"<title>{escape(title)}</title></head>", 1)
+    return html.replace("<body>", f"<body>{header}", 1)

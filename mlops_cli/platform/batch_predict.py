@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Literal
 
 from ..common.atomic_file import atomic_writer
 from ..common.errors import DataError, GatewayOverloaded, MlopsError
+from ..common.output_path import writable_file
 from ..common.progress import SILENT, Reporter
 from .batch_csv import STDIO, CsvSource, csv_input, read_rows, scored_output, writes_to_stdout
 
@@ -42,15 +43,13 @@ def default_output(file: Path) -> Path:
 
 
 def resolve_output(output: Path | None, file: Path) -> Path:
-    """`-o DIR` (an existing directory) means the default file name inside it, as `cp f DIR` does."""
+    """`-o DIR` (an existing directory) means the default file name inside it, as `cp f DIR` does; the
+    result is checked before any row is read (common/output_path.py: missing folders are created)."""
     if output is None:
-        return default_output(file)
+        return writable_file(default_output(file), "output")
     if output.is_dir():
-        return output / default_output(file).name
-    if not output.parent.is_dir():
-        raise DataError(f"{output}: directory {output.parent} does not exist",
-                        hint="create it first or pass -o with an existing directory")
-    return output
+        return writable_file(output / default_output(file).name)
+    return writable_file(output)
 
 
 def prediction_columns(input_columns: list[str]) -> dict[str, str]:

@@ -100,9 +100,10 @@ def free_port_from(start: int, host: str, taken: set[int]) -> int:
     raise PreflightError(f"no free port in {start}-{start + 199} on {host}", hint="change [local].predictor_port")
 
 
-def wait_until(record: ProcessRecord, healthy: Callable[[], bool], exited: Callable[[], bool], timeout_s: float,
-               on_tick: Callable[[float], None] | None = None) -> None:
-    """Block until healthy() is true; fail early, with the log's tail, if the process dies."""
+def wait_until(record: ProcessRecord, healthy: Callable[[], bool], exited: Callable[[], bool], timeout_s: float) -> None:
+    """Block until healthy() is true; fail early, with the log's tail, if the process dies. The time waited
+    is the reporter's to show (both reporters show the elapsed time): a per-tick `waited=8s` beside it read
+    "working waited=8s, 8.0s elapsed"."""
     start = time.monotonic()
     while True:
         if healthy():
@@ -114,8 +115,6 @@ def wait_until(record: ProcessRecord, healthy: Callable[[], bool], exited: Calla
         if elapsed > timeout_s:
             raise MlopsError(f"{record.name} did not become healthy within {timeout_s:.0f} s at {record.url}",
                              hint=f"see its log: mlops logs {record.name}")
-        if on_tick:
-            on_tick(elapsed)
         time.sleep(0.25)
 
 

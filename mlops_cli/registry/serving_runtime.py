@@ -44,7 +44,7 @@ def served_model_dir(config: Config, ref: Any, classifier_dir: Path, reporter: R
     # Built beside the target, then renamed: a predictor never loads a half-written export.
     staging = Path(tempfile.mkdtemp(prefix=f".{RUNTIME_DIR}-", dir=target.parent))
     try:
-        uri = (ref.tags or {}).get(RUNTIME_TAG)
+        uri = _known_export(config, ref)
         if uri:
             reporter.start("runtime", f"downloading the {RUNTIME_DIR} export of version {ref.version}")
             _download(config, uri, staging)
@@ -78,7 +78,7 @@ def served_artifact_uri(config: Config, ref: Any, reporter: Reporter = SILENT) -
 
     if config.serving.runtime == "torch":
         return f"{ref.location.rstrip('/')}/artifacts/{mlflow_tracking.CLASSIFIER_ARTIFACT}"
-    uri = (ref.tags or {}).get(RUNTIME_TAG)
+    uri = _known_export(config, ref)
     if not uri:
         from . import versions as registry
 
@@ -93,6 +93,27 @@ def served_artifact_uri(config: Config, ref: Any, reporter: Reporter = SILENT) -
         raise MlopsError(f"version {ref.version}'s {RUNTIME_TAG} tag {uri!r} is not a runs:/<run_id>/<path> URI",
                          hint='delete the tag to export again, or set [serving].runtime = "torch"')
     return f"{mlflow_tracking.get_run(config, run_id).info.artifact_uri.rstrip('/')}/{path}"
+
+
+def _known_export(config: Config, ref: Any) -> str | None:
+    """The version's export, or that of another version of the same logged model (`register --force`
+    registers a run again): the export lives in the run's artifacts (`runs:/<run_id>/onnx-int8`), so a
+    sibling's is this version's too, and exporting it again cost ~40 s for the same file. The sibling's
+    tags are copied onto this version, so the next deploy finds them on the version itself."""
+    uri = (ref.tags or {}).get(RUNTIME_TAG)
+    if uri or not ref.run_id:
+        return uri
+    from ..adapters import mlflow_tracking
+
+    client = mlflow_tracking.client(config)
+    for sibling in client.search_model_versions(f"name = '{ref.name}' and run_id = '{ref.run_id}'"):
+        tags = dict(sibling.tags or {})
+        if str(sibling.version) != str(ref.version) and sibling.source == ref.source and tags.get(RUNTIME_TAG):
+            for key, value in tags.items():
+                if key.startswith(RUNTIME_TAG):
+                    client.set_model_version_tag(ref.name, str(ref.version), key, value)
+            return tags[RUNTIME_TAG]
+    return None
 
 
 def predictor_args(config: Config, cpu: str | None = None) -> list[str]:

@@ -21,7 +21,6 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,6 +32,7 @@ from ..config.loading import load_config
 from ..config.settings import Config
 from .admission import Admission
 from .gateway_auth import BasicAuth
+from .gateway_docs import ASSETS_PATH, add_docs
 from .gateway_metrics import GatewayMetrics
 from .gateway_schema import (BASIC_AUTH, INFERENCE_ERRORS, PredictBatchRequest, Prediction, PredictionBatch,
                              PredictRequest, request_body, upstream_body, with_security)
@@ -115,9 +115,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     app.openapi = openapi
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs():
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="mlops gateway")
+    add_docs(app, openapi_url="/openapi.json", title="mlops gateway")
 
     async def classify(texts: list[str]) -> list[dict[str, Any]]:
         rid = request_id_var.get()
@@ -244,7 +242,7 @@ class _Edge:
             await send(message)
 
         try:
-            if (path in _AUTHENTICATED or path.startswith("/admin/")) and self.auth is not None \
+            if (path in _AUTHENTICATED or path.startswith(("/admin/", ASSETS_PATH))) and self.auth is not None \
                     and self.auth.check(headers.get(b"authorization", b"").decode("latin-1") or None) is None:
                 await _error(ApiError(401, "unauthorized", "missing or wrong credentials (HTTP basic auth)"))(
                     scope, receive, send_with_id)

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from ..adapters.kube_apply import KubeCluster
 from ..adapters.kube_objects import condition, secret_values
-from ..common.errors import GatewayOverloaded, MlopsError, NotFoundError, PreflightError, UnreachableError
+from ..common.errors import GatewayOverloaded, MlopsError, NotFoundError, PreflightError, UnreachableError, gateway_refusal
 from ..config.settings import Config
 from .base import ComponentStatus
 from .kubernetes_deploy import KubernetesDeploy
@@ -150,8 +150,8 @@ class KubernetesTarget(KubernetesInstall, KubernetesDeploy):
         if shed is not None:
             raise shed  # predict --file waits as asked and sends the batch again
         if response.status_code != 200:
-            raise MlopsError(f"gateway at {url} answered {response.status_code}: {response.text[:200]}",
-                             hint="401: wrong credentials; 503: no model ready (mlops deploy --target kubernetes)")
+            raise gateway_refusal(response.status_code, f"gateway at {url} answered {response.status_code}: {response.text[:200]}",
+                                  hint="401: wrong credentials; 503: no model ready (mlops deploy --target kubernetes)")
         return response.json()["predictions"]
 
     def logs(self, component: str, *, follow: bool = False, lines: int = 50) -> Iterator[str]:

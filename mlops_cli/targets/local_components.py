@@ -181,5 +181,5 @@ class LocalComponents:
         processes.wait_until(
             record, lambda: self._healthy(url, component.health_path),
             lambda: sup.info().get(component.name, {}).get("statename") in ("EXITED", "FATAL", "BACKOFF"),
-            component.start_timeout_s, on_tick=lambda s: reporter.update(component.name, waited=f"{s:.0f}s"))
+            component.start_timeout_s)
         reporter.finish(component.name, f"listening on {url}")

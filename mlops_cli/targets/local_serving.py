@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 
 from ..common.atomic_file import write_atomically
-from ..common.errors import GatewayOverloaded, MlopsError, NotFoundError, PreflightError, UnreachableError, UsageError
+from ..common.errors import (GatewayOverloaded, MlopsError, NotFoundError, PreflightError, UnreachableError, UsageError,
+                             gateway_refusal)
 from ..common.progress import Reporter
 from ..platform import processes
 from .base import DeployOptions, Outcome, StepResult
@@ -72,7 +73,7 @@ class LocalServing:
             processes.wait_until(
                 self._record(component), lambda: self._predictor_ready(url),
                 lambda: sup.info().get(name, {}).get("statename") in ("EXITED", "FATAL", "BACKOFF"),
-                component.start_timeout_s, on_tick=lambda s: reporter.update(name, waited=f"{s:.0f}s"))
+                component.start_timeout_s)
         except BaseException as exc:
             sup.remove_program(name)
             if isinstance(exc, MlopsError) and previous:
@@ -151,5 +152,5 @@ def _json_or_error(response: httpx.Response) -> Any:
         shed = GatewayOverloaded.from_reply(response.status_code, response.headers, message)
         if shed is not None:
             raise shed
-        raise MlopsError(f"gateway answered HTTP {response.status_code}: {message}", hint=hint)
+        raise gateway_refusal(response.status_code, f"gateway answered HTTP {response.status_code}: {message}", hint)
     return body
