@@ -26,7 +26,8 @@ class KubernetesConfig(Section):
     offline_bundle: str = ""
     step_timeout_s: float = Field(300.0, gt=0)
     # Upstream release manifests: each pinned by version and the sha256 of the file at its URL.
-    # URLs may hold {version}; the downloaded file is refused when its sha256 differs from the pin.
+    # URLs may hold {version}. The sha256 come from mlops.lock (charts/manifest_lock.py) unless set here;
+    # a file whose sha256 differs is refused.
     # Versions: the set KServe v0.20.0 installs and tests together (its
     # install/v0.20.0/kserve-knative-mode-dependency-install.sh: cert-manager v1.17.0, Knative Serving
     # 1.21.1, Envoy Gateway v1.8.1 with Gateway API v1.5.1); Kourier from the same Knative minor.
