@@ -18,6 +18,7 @@ import pytest
 
 from charts import upstream
 from charts.upstream import MANIFESTS
+from mlops_cli.config.cluster_sections import KubernetesConfig
 from tests.k8s_support import EmulatorThread, build_bundle, kubernetes_toml, write_kubeconfig
 from tests.support import REPO, free_port, http_server
 
@@ -124,7 +125,8 @@ def test_every_missing_or_changed_pin_is_listed_in_one_error(project, monkeypatc
     for key in ("cert-manager", "kourier"):
         assert f"sha256 of {project / 'bundle' / key}.yaml is {_sha(project / 'bundle' / f'{key}.yaml')}" in message
     assert "offline bundle has no kserve-runtimes.yaml" in message
-    assert "mlops.toml asks for envoy-gateway v1.8.9" in message and "records v1.8.1" in message
+    shipped = KubernetesConfig().envoy_gateway_version
+    assert "mlops.toml asks for envoy-gateway v1.8.9" in message and f"records {shipped}" in message
     assert (project / "mlops.lock").read_text() == recorded
 
 

@@ -28,13 +28,15 @@ class KubernetesConfig(Section):
     # Upstream release manifests: each pinned by version and the sha256 of the file at its URL.
     # URLs may hold {version}. The sha256 come from mlops.lock (charts/manifest_lock.py) unless set here;
     # a file whose sha256 differs is refused.
-    # Versions: the set KServe v0.20.0 installs and tests together (its
-    # install/v0.20.0/kserve-knative-mode-dependency-install.sh: cert-manager v1.17.0, Knative Serving
-    # 1.21.1, Envoy Gateway v1.8.1 with Gateway API v1.5.1); Kourier from the same Knative minor.
-    cert_manager_version: str = "v1.17.0"
+    # Versions: the lines KServe v0.20.0 installs and tests together (its
+    # install/v0.20.0/kserve-knative-mode-dependency-install.sh: Knative Serving 1.21, Envoy Gateway 1.8 with
+    # Gateway API v1.5.1) at their latest patch releases, Kourier from the same Knative minor, and
+    # cert-manager 1.21 (supported on Kubernetes 1.33 -> 1.36; KServe's v1.17.0 stopped at 1.33). Dates,
+    # support windows and sources: charts/upstream_versions.py. This is the one place the versions live.
+    cert_manager_version: str = "v1.21.2"
     cert_manager_url: str = "https://github.com/cert-manager/cert-manager/releases/download/{version}/cert-manager.yaml"
     cert_manager_sha256: str = ""
-    knative_version: str = "knative-v1.21.1"
+    knative_version: str = "knative-v1.21.2"
     knative_crds_url: str = "https://github.com/knative/serving/releases/download/{version}/serving-crds.yaml"
     knative_crds_sha256: str = ""
     knative_core_url: str = "https://github.com/knative/serving/releases/download/{version}/serving-core.yaml"
@@ -48,7 +50,7 @@ class KubernetesConfig(Section):
     kserve_runtimes_url: str = "https://github.com/kserve/kserve/releases/download/{version}/kserve-cluster-resources.yaml"
     kserve_runtimes_sha256: str = ""
     # The public edge: Envoy Gateway (its install.yaml carries the Gateway API v1.5.1 CRDs it was built with).
-    envoy_gateway_version: str = "v1.8.1"
+    envoy_gateway_version: str = "v1.8.4"
     envoy_gateway_url: str = "https://github.com/envoyproxy/gateway/releases/download/{version}/install.yaml"
     envoy_gateway_sha256: str = ""
     # Images of the third-party services we render ourselves (ours, MLflow included, come from [images]).
