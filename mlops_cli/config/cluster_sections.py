@@ -86,6 +86,21 @@ class KubernetesConfig(Section):
     # Requests table: "default" (charts/objects.py DEFAULT_RESOURCES) or "e2e", a small one so the whole
     # platform, a canary's second predictor pod included, fits a 4-vCPU kind node (scripts/e2e-kind.sh).
     resource_profile: Literal["default", "e2e"] = "default"
+    # Scale to zero: a request that finds no predictor pod waits in Knative's activator while a pod starts.
+    # predictor_cold_start_s is the declared bound of that start (pod scheduled with its image on the node,
+    # the model fetched by KServe's storage initializer, loaded, and seen ready by queue-proxy's probe); the
+    # gateway's predictor timeout in the cluster must exceed it (else the first request after idling is a
+    # 504), and the public route's timeout (charts/edge.py) exceeds the gateway's.
+    predictor_cold_start_s: float = Field(60.0, gt=0)
+    gateway_predictor_timeout_s: float = Field(90.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _timeout_survives_a_cold_start(self) -> "KubernetesConfig":
+        if self.gateway_predictor_timeout_s <= self.predictor_cold_start_s:
+            raise ValueError(f"gateway_predictor_timeout_s ({self.gateway_predictor_timeout_s:g}) must exceed "
+                             f"predictor_cold_start_s ({self.predictor_cold_start_s:g}): the first request after the "
+                             "predictor scaled to zero waits for a cold start; raise the timeout")
+        return self
 
     @field_validator("resources")
     @classmethod
