@@ -13,6 +13,8 @@ basic-auth; SecurityPolicy CRD of v1.8.1), so the gateway app checks the same cr
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from mlops_cli.config.settings import Config
@@ -79,7 +81,8 @@ def routes(config: Config) -> list[dict[str, Any]]:
         "apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": metadata("gateway", "gateway", k.namespace),
         "spec": {"parentRefs": [{"name": GATEWAY, "sectionName": "https"}], "hostnames": [k.ingress_host],
                  "rules": [{"matches": [{"path": {"type": "Exact", "value": path}} for path in PUBLIC_PATHS],
-                            "backendRefs": [{"name": "gateway", "port": SERVICE_PORT}]}]},
+                            "backendRefs": [{"name": "gateway", "port": SERVICE_PORT}],
+                            "timeouts": {"request": request_timeout(config)}}]},
     }
     redirect = {
         "apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": metadata("gateway-https-redirect", "edge", k.namespace),
@@ -87,6 +90,14 @@ def routes(config: Config) -> list[dict[str, Any]]:
                  "rules": [{"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]}]},
     }
     return [public, redirect]
+
+
+def request_timeout(config: Config) -> str:
+    """The public route's timeout, longer than the gateway's predictor timeout (which outlasts a predictor
+    cold start). Without one Envoy answers 504 after its route default of 15 s (Envoy Gateway sets a route
+    timeout only from the HTTPRoute: internal/xds/translator/route.go getEffectiveRequestTimeout, v1.8.3;
+    Envoy's RouteAction.timeout defaults to 15 s), before a predictor started from zero can answer."""
+    return f"{math.ceil(config.kubernetes.gateway_predictor_timeout_s) + 10}s"
 
 
 def basic_auth(config: Config) -> dict[str, Any]:

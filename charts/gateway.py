@@ -37,7 +37,8 @@ LIVENESS_PATH = "/healthz"
 def objects(config: Config) -> list[dict[str, Any]]:
     k = config.kubernetes
     env = [
-        *config_env(config, service_overrides(config)),
+        # In the cluster the predictor may be scaled to zero: the first call waits for a cold start.
+        *config_env(config, {**service_overrides(config), "gateway.timeout_s": k.gateway_predictor_timeout_s}),
         {"name": "HOME", "value": "/tmp"},
         {"name": "OTEL_SERVICE_NAME", "value": "gateway"},
         secret_env("MLOPS_GATEWAY_USER", secrets.GATEWAY_AUTH, "user"),

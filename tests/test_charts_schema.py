@@ -306,19 +306,6 @@ def test_models_on_mlflows_read_write_once_volume_follow_mlflow_to_its_node(proj
     assert "affinity" not in inference_service.render(s3, version="1", source_uri="s3://b/m/1/models/m-1/artifacts")["spec"]["predictor"]
 
 
-def test_unpinned_manifests_are_all_listed_at_once(project):
-    from charts import upstream
-    from mlops_cli.common.errors import ConfigError
-
-    config = _config(project, {}).with_overrides({"kubernetes.cert_manager_sha256": "", "kubernetes.kourier_sha256": ""})
-    with pytest.raises(ConfigError) as caught:
-        upstream.verify_all(config)
-    pins = upstream.bundle_pins(project / "bundle")
-    assert f'cert_manager_sha256 = "{pins["cert_manager_sha256"]}"' in caught.value.message
-    assert f'kourier_sha256 = "{pins["kourier_sha256"]}"' in caught.value.message
-    assert "kserve_sha256" not in caught.value.message
-
-
 def test_manifests_are_downloaded_once_into_the_cache(project):
     from functools import partial
     from http.server import SimpleHTTPRequestHandler

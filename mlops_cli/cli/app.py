@@ -12,7 +12,7 @@ import typer
 from .. import __version__
 from ..common.errors import MlopsError, UsageError
 from . import (commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_images,
-               commands_platform, commands_render, commands_train)
+               commands_lock, commands_platform, commands_render, commands_train)
 from .state import state
 
 app = typer.Typer(
@@ -76,6 +76,7 @@ commands_train.register(app)
 commands_drift.register(app)
 commands_eks.register(app)
 commands_render.register(app)
+commands_lock.register(app)
 
 
 # Global flags people type after the subcommand too (`mlops data status --json`, `mlops config validate

@@ -27,14 +27,17 @@ class KubernetesConfig(Section):
     offline_bundle: str = ""
     step_timeout_s: float = Field(300.0, gt=0)
     # Upstream release manifests: each pinned by version and the sha256 of the file at its URL.
-    # URLs may hold {version}; the downloaded file is refused when its sha256 differs from the pin.
-    # Versions: the set KServe v0.20.0 installs and tests together (its
-    # install/v0.20.0/kserve-knative-mode-dependency-install.sh: cert-manager v1.17.0, Knative Serving
-    # 1.21.1, Envoy Gateway v1.8.1 with Gateway API v1.5.1); Kourier from the same Knative minor.
-    cert_manager_version: str = "v1.17.0"
+    # URLs may hold {version}. The sha256 come from mlops.lock (charts/manifest_lock.py) unless set here;
+    # a file whose sha256 differs is refused.
+    # Versions: the lines KServe v0.20.0 installs and tests together (its
+    # install/v0.20.0/kserve-knative-mode-dependency-install.sh: Knative Serving 1.21, Envoy Gateway 1.8 with
+    # Gateway API v1.5.1) at their latest patch releases, Kourier from the same Knative minor, and
+    # cert-manager 1.21 (supported on Kubernetes 1.33 -> 1.36; KServe's v1.17.0 stopped at 1.33). Dates,
+    # support windows and sources: charts/upstream_versions.py. This is the one place the versions live.
+    cert_manager_version: str = "v1.21.2"
     cert_manager_url: str = "https://github.com/cert-manager/cert-manager/releases/download/{version}/cert-manager.yaml"
     cert_manager_sha256: str = ""
-    knative_version: str = "knative-v1.21.1"
+    knative_version: str = "knative-v1.21.2"
     knative_crds_url: str = "https://github.com/knative/serving/releases/download/{version}/serving-crds.yaml"
     knative_crds_sha256: str = ""
     knative_core_url: str = "https://github.com/knative/serving/releases/download/{version}/serving-core.yaml"
@@ -48,7 +51,7 @@ class KubernetesConfig(Section):
     kserve_runtimes_url: str = "https://github.com/kserve/kserve/releases/download/{version}/kserve-cluster-resources.yaml"
     kserve_runtimes_sha256: str = ""
     # The public edge: Envoy Gateway (its install.yaml carries the Gateway API v1.5.1 CRDs it was built with).
-    envoy_gateway_version: str = "v1.8.1"
+    envoy_gateway_version: str = "v1.8.4"
     envoy_gateway_url: str = "https://github.com/envoyproxy/gateway/releases/download/{version}/install.yaml"
     envoy_gateway_sha256: str = ""
     # Images of the third-party services we render ourselves (ours, MLflow included, come from [images]).
@@ -86,6 +89,21 @@ class KubernetesConfig(Section):
     # Requests table: "default" (charts/objects.py DEFAULT_RESOURCES) or "e2e", a small one so the whole
     # platform, a canary's second predictor pod included, fits a 4-vCPU kind node (scripts/e2e-kind.sh).
     resource_profile: Literal["default", "e2e"] = "default"
+    # Scale to zero: a request that finds no predictor pod waits in Knative's activator while a pod starts.
+    # predictor_cold_start_s is the declared bound of that start (pod scheduled with its image on the node,
+    # the model fetched by KServe's storage initializer, loaded, and seen ready by queue-proxy's probe); the
+    # gateway's predictor timeout in the cluster must exceed it (else the first request after idling is a
+    # 504), and the public route's timeout (charts/edge.py) exceeds the gateway's.
+    predictor_cold_start_s: float = Field(60.0, gt=0)
+    gateway_predictor_timeout_s: float = Field(90.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _timeout_survives_a_cold_start(self) -> "KubernetesConfig":
+        if self.gateway_predictor_timeout_s <= self.predictor_cold_start_s:
+            raise ValueError(f"gateway_predictor_timeout_s ({self.gateway_predictor_timeout_s:g}) must exceed "
+                             f"predictor_cold_start_s ({self.predictor_cold_start_s:g}): the first request after the "
+                             "predictor scaled to zero waits for a cold start; raise the timeout")
+        return self
 
     @field_validator("resources")
     @classmethod

@@ -63,7 +63,8 @@ class KubernetesTarget(KubernetesInstall, KubernetesDeploy):
             env = os.environ.get("KUBECONFIG", "")
             path = self.config.path(env.split(os.pathsep)[0]) if env else self.config.path("~/.kube/config")
         present = path.is_file()
-        checks = [Check("kubeconfig present", present, str(path),
+        checks = [_upstream_support_check(self.config),
+                  Check("kubeconfig present", present, str(path),
                         "" if present else "set [kubernetes].kubeconfig or KUBECONFIG to your cluster's kubeconfig")]
         if present:
             try:
@@ -170,3 +171,20 @@ class KubernetesTarget(KubernetesInstall, KubernetesDeploy):
                 labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
                 selector = ",".join(f"{k}={v}" for k, v in labels.items())
         return self.cluster.pod_logs(ns, selector, lines=lines, follow=follow)
+
+
+def _upstream_support_check(config: Config) -> Any:
+    """A warning, never a failure: an upstream release past its support still installs and runs."""
+    from datetime import date
+
+    from charts.upstream_versions import AS_OF, warnings
+
+    from ..common.check import Check
+
+    found = warnings(config, date.today())
+    if not found:
+        return Check("upstream versions supported", True, f"every [kubernetes] version in support (table as of {AS_OF})",
+                     required=False)
+    return Check("upstream versions supported", False, "; ".join(found),
+                 "take a supported release: set its [kubernetes].*_version, then run `mlops lock --upgrade`",
+                 required=False)

@@ -72,12 +72,14 @@ class KubernetesInstall:
         from charts.upstream import verify_all
 
         cluster = self.cluster  # an unusable kubeconfig fails here, before any manifest is downloaded
-        verify_all(self.config)
+        recorded = [r.key for r in verify_all(self.config) if r.action == "recorded"]
         platform_secrets, generated = self._platform_secrets()
         steps = platform_steps(self.config, platform_secrets)  # everything renders before anything is written
         for obj in (o for step in steps for o in step.objects):
             cluster.learn(obj)
         outcome = Outcome(info={"context": cluster.context, "server": cluster.server, "namespace": self.config.kubernetes.namespace})
+        if recorded:
+            outcome.info["mlops.lock"] = f"recorded the sha256 of {', '.join(recorded)}: commit mlops.lock"
         if options.dry_run:
             for step in steps:
                 if names := foreign(cluster, step.objects):
