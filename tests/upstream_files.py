@@ -50,6 +50,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.support import REPO
@@ -85,8 +86,12 @@ SOURCES: dict[str, str] = {
 }
 
 
-class UpstreamUnavailable(RuntimeError):
-    """An upstream module cannot be had (no `go`, no network and no cache, a changed module): one line."""
+class UpstreamUnavailable(pytest.fail.Exception):
+    """An upstream module cannot be had (no `go`, no network and no cache, a changed module): the test fails
+    (never skips) with this one line and no traceback."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, pytrace=False)
 
 
 @dataclasses.dataclass(frozen=True)
