@@ -289,3 +289,27 @@ def test_predictor_pinned_to_mlflows_node_is_accepted_with_the_flag_set_in_the_s
     (patched,) = apply_patches([features], [p for p in knative.patches(config) if p.name == "config-features"], "knative")
     flags = {**shipped, **{k: v for k, v in patched["data"].items() if k != "_example"}}
     assert refused_by_knative(isvc["spec"]["predictor"], flags) == []
+
+
+def test_kserve_step_creates_the_namespace_the_release_leaves_out(config):
+    """KServe's kserve.yaml has every Namespace filtered out (hack/release/generate-install.sh line 118), yet
+    its objects live in `kserve`: applied alone, the API server refuses them (namespaces "kserve" not found)."""
+    from charts.platform import platform_steps
+
+    released = documents(release_manifest("kserve"))
+    assert not [o for o in released if o["kind"] == "Namespace"]
+    assert {o["metadata"].get("namespace") for o in released} - {None} == {"kserve"}
+    (step,) = [s for s in platform_steps(config, None) if s.key == "kserve"]
+    assert [o["metadata"]["name"] for o in step.objects if o["kind"] == "Namespace"] == ["kserve"]
+
+
+def test_only_the_cluster_serving_runtime_we_use_is_applied(config):
+    """kserve-cluster-resources.yaml also holds LLMInferenceServiceConfigs, which KServe's llmisvc webhook
+    refuses to delete (PREVENT_WELL_KNOWN_CONFIG_DELETION, true by default: cmd/llmisvc/main.go), so `down`
+    could never remove them: of that file only the huggingface runtime is applied, exactly as released."""
+    from charts.platform import platform_steps
+
+    released = documents(release_manifest("kserve-runtimes"))
+    assert {o["kind"] for o in released} == {"ClusterServingRuntime", "LLMInferenceServiceConfig"}
+    (step,) = [s for s in platform_steps(config, None) if s.key == "kserve-runtimes"]
+    assert step.objects == [o for o in released if o["metadata"]["name"] == "kserve-huggingfaceserver"]
