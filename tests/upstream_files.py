@@ -55,6 +55,7 @@ import yaml
 
 from tests.support import REPO
 
+HELM = ("helm.sh/helm/v3", "v3.21.4")
 # module@version -> the `h1:` hash of its zip (as in a go.sum). A version bump in mlops.toml needs its line here:
 # `go mod download -json <module>@<version>` prints it as "Sum" (checked against sum.golang.org).
 MODULES: dict[tuple[str, str], str] = {
@@ -63,6 +64,7 @@ MODULES: dict[tuple[str, str], str] = {
     ("knative.dev/net-kourier", "v0.48.0"): "h1:elioeQg/w1I2NrlUuyEuLrmRbHc4LpJUwykETSrDmvs=",
     ("github.com/cert-manager/cert-manager", "v1.17.0"): "h1:ba7K/WLzcTCFzB+5fQiwD4LAqaRc0c+KwKCD9KqHPSg=",
     ("github.com/envoyproxy/gateway", "v1.8.1"): "h1:i8POtrPtel3n0iGP55MNy6U1rTW4msyhkEWjXAF09ts=",
+    HELM: "h1:T/GcIEXU/gNjJnkITlIZ3e9xqkZjhFTmISuStTZ6+Qg=",  # renders cert-manager's chart as its Makefile does
 }
 
 # config/core paths that are symlinks into vendor/ in knative/serving's git tree -> (vendored module, its path).
@@ -83,6 +85,7 @@ SOURCES: dict[str, str] = {
     "knative-core": "knative.dev/serving@{knative_module} config/core/ (generated as ko resolve -R does; images ko.local/...)",
     "knative-crds": "knative.dev/serving@{knative_module} config/core/300-resources/ + 300-imagecache.yaml (generated)",
     "kourier": "knative.dev/net-kourier@{kourier_module} config/ (generated as ko resolve does; images ko.local/...)",
+    "cert-manager": "github.com/cert-manager/cert-manager@{cert_manager} deploy/ (generated as make/manifests.mk does, with helm)",
 }
 
 
@@ -213,6 +216,8 @@ def release_manifest(key: str, versions: Versions | None = None) -> bytes:
         return _ko_resolve("knative-serving", ["config/core/300-resources", "config/core/300-imagecache.yaml"], v.knative, v)
     if key == "kourier":
         return _ko_resolve("net-kourier", ["config"], v.kourier, v)
+    if key == "cert-manager":
+        return _cert_manager(v)
     raise UpstreamUnavailable(f"no upstream source for {key!r} in tests/upstream_files.py (known: {', '.join(SOURCES)})")
 
 
@@ -241,6 +246,64 @@ def _ko_resolve(name: str, paths: list[str], tag: str, v: Versions, *, recursive
         text = re.sub(r"ko://([\w./-]+)", rf"ko.local/\1:{tag}", text)
         texts.append(text.replace("app.kubernetes.io/version: devel", f'app.kubernetes.io/version: "{release}"'))
     return "".join(f"---\n{t}" if t.endswith("\n") else f"---\n{t}\n" for t in texts).encode()
+
+
+def _cert_manager(v: Versions) -> bytes:
+    """cert-manager.yaml as make/manifests.mk builds it: the chart deploy/charts/cert-manager with Chart.yaml
+    versioned and the CRDs concatenated into templates/crds.yaml (hack/concat-yaml.sh), rendered by
+    `helm template --api-versions="" --namespace=cert-manager --set creator=static
+    --set startupapicheck.enabled=false` with and without crds.enabled; the release is the license header,
+    then deploy/manifests/namespace.yaml, the CRDs (hack/extractcrd) and the rest, `---` between them."""
+    root = module_dir("cert-manager", v)
+    source = root / "deploy" / "charts" / "cert-manager"
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = Path(tmp) / "cert-manager"
+        shutil.copytree(source / "templates", chart / "templates")
+        for name in ("values.yaml", "values.schema.json"):
+            shutil.copyfile(source / name, chart / name)
+        meta = yaml.safe_load((source / "Chart.template.yaml").read_text())
+        meta["annotations"].update({"artifacthub.io/signKey": (source / "signkey_annotation.txt").read_text(),
+                                    "artifacthub.io/prerelease": "false"})
+        meta["version"] = meta["appVersion"] = v.cert_manager
+        (chart / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+        crd_files = sorted((root / "deploy" / "crds").glob("*.yaml"))
+        (chart / "templates" / "crds.yaml").write_text("\n---\n".join(p.read_text() for p in crd_files))
+        os.chmod(chart, 0o755)
+        # --kube-version: what helm's Makefile bakes into a release binary (its client-go v0.36 -> 1.36); `go install`
+        # leaves helm's default of 1.20, below the chart's kubeVersion. No cert-manager template reads it.
+        flags = ["--api-versions=", "--namespace=cert-manager", "--set=creator=static", "--set=startupapicheck.enabled=false",
+                 "--kube-version=1.36.0"]
+        everything = _helm("template", *flags, "--set=crds.enabled=true", "cert-manager", str(chart))
+        rest = _helm("template", *flags, "cert-manager", str(chart))
+    strip = lambda text: re.sub(r"\A---\n", "", text)  # noqa: E731 (the Makefile's sed "1{/^---$/d;}")
+    crds = [d.removeprefix("---").strip() for d in re.split(r"\n---", strip(everything))
+            if re.search(r"^kind: CustomResourceDefinition$", d, re.M)]
+    license_header = (root / "hack" / "boilerplate-yaml.txt").read_text().replace("YEAR", "2022")
+    parts = [(root / "deploy" / "manifests" / "namespace.yaml").read_text(), "\n---\n".join(crds) + "\n", strip(rest)]
+    return (license_header + "\n---\n".join(parts)).encode()
+
+
+@functools.lru_cache(maxsize=1)
+def _helm_binary() -> Path:
+    """helm, built once from its pinned Go module into the Go build cache's neighbourhood."""
+    module, version = HELM
+    download(module, version)
+    gobin = Path(subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True).stdout.strip()).parent / "bin" / f"mlops-tests-helm-{version}"
+    binary = gobin / "helm"
+    if not binary.is_file():
+        proc = subprocess.run(["go", "install", f"{module}/cmd/helm@{version}"], env={**os.environ, "GOBIN": str(gobin), "GOWORK": "off"},
+                              cwd=tempfile.gettempdir(), capture_output=True, text=True, timeout=1800)
+        if proc.returncode:
+            raise UpstreamUnavailable(f"cannot build helm {version} from {module}: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return binary
+
+
+def _helm(*args: str) -> str:
+    proc = subprocess.run([str(_helm_binary()), *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HELM_CACHE_HOME": tempfile.gettempdir() + "/mlops-tests-helm-cache"})
+    if proc.returncode:
+        raise UpstreamUnavailable(f"helm {args[0]} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return proc.stdout
 
 
 def documents(data: bytes) -> list[dict[str, Any]]:
