@@ -423,12 +423,12 @@ def test_up_refuses_a_foreign_cert_manager_unless_told_and_down_leaves_it(cli, k
 
     from tests.k8s_support import bundle_documents
 
-    plurals = {"Namespace": "namespaces", "CustomResourceDefinition": "customresourcedefinitions",
-               "ServiceAccount": "serviceaccounts", "Deployment": "deployments"}
-    for obj in bundle_documents()["cert-manager"]:  # someone else's cert-manager, installed with kubectl
+    for obj in bundle_documents()["cert-manager"]:  # someone else's (newer) cert-manager, installed with kubectl
         if obj["kind"] == "Deployment":
-            obj["spec"]["template"]["spec"]["containers"][0]["image"] = "quay.io/jetstack/cert-manager-webhook:v1.19.1"
-        k8s.put((obj["apiVersion"], plurals[obj["kind"]], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]), obj)
+            container = obj["spec"]["template"]["spec"]["containers"][0]
+            container["image"] = container["image"].rpartition(":")[0] + ":v1.19.1"
+        plural = obj["kind"].lower() + "s"  # right for every kind in cert-manager.yaml
+        k8s.put((obj["apiVersion"], plural, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]), obj)
     time.sleep(0.1)
     writes = len(k8s.writes)
     plan = {s["name"]: s for s in _up(cli, "--dry-run")["steps"]}
