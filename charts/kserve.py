@@ -11,6 +11,15 @@ kourier_networking); KServe then reports the predictor's own Knative address as 
 InferenceService's address (`inference_service.predictor_url`). The local gateway Service key is pointed at
 Kourier's internal gateway Service so nothing in the config names a Service that does not exist.
 Keys checked against the real v0.20.0 ConfigMap (config/configmap/inferenceservice.yaml) by the tests.
+
+The release asset kserve.yaml has no Namespace (hack/release/generate-install.sh filters every Namespace
+out: `kustomize build config/overlays/all | yq 'select(.kind != "Namespace")'`), yet its objects live in
+`kserve`: KServe's own installer creates that namespace first (install/v0.20.0/
+kserve-knative-mode-full-install-with-manifests.sh, its KSERVE_CORE_MANIFEST starts with Namespace
+kserve), and so do we. Of kserve-cluster-resources.yaml we apply only the ClusterServingRuntime we
+serve with: its LLMInferenceServiceConfigs need KServe's llmisvc webhook to be created, and that webhook
+refuses to delete them (PREVENT_WELL_KNOWN_CONFIG_DELETION defaults to true, cmd/llmisvc/main.go), so
+`down` could never remove them.
 """
 
 from __future__ import annotations
@@ -23,8 +32,10 @@ from . import upstream
 from .configmap_patch import ConfigMapPatch, apply_patches
 from .knative import KOURIER_INTERNAL
 
-CONFIG_NAMESPACE = "kserve"
+CONFIG_NAMESPACE = "kserve"   # where kserve.yaml puts everything namespaced
 CONFIG_NAME = "inferenceservice-config"
+# The ClusterServingRuntime `[serving].predictor_server = "huggingface"` selects (modelFormat huggingface).
+RUNTIMES_USED = ("kserve-huggingfaceserver",)
 
 
 def patches(config: Config) -> list[ConfigMapPatch]:
@@ -33,12 +44,18 @@ def patches(config: Config) -> list[ConfigMapPatch]:
                            manifest="kserve")]
 
 
+def namespace() -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONFIG_NAMESPACE}}
+
+
 def objects(config: Config, *, missing_ok: bool = False) -> list[dict[str, Any]]:
     objs = upstream.load(config, "kserve", missing_ok=missing_ok)
     if not objs and missing_ok:
-        return []  # `mlops render` lists the manifest and these patches instead
-    return apply_patches(objs, patches(config), "kserve")
+        return [namespace()]  # `mlops render` lists the manifest and these patches instead
+    has_namespace = any(o["kind"] == "Namespace" and o["metadata"]["name"] == CONFIG_NAMESPACE for o in objs)
+    return ([] if has_namespace else [namespace()]) + apply_patches(objs, patches(config), "kserve")
 
 
 def runtimes(config: Config, *, missing_ok: bool = False) -> list[dict[str, Any]]:
-    return upstream.load(config, "kserve-runtimes", missing_ok=missing_ok)
+    return [o for o in upstream.load(config, "kserve-runtimes", missing_ok=missing_ok)
+            if o["kind"] == "ClusterServingRuntime" and o["metadata"]["name"] in RUNTIMES_USED]

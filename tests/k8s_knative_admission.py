@@ -7,8 +7,8 @@ a field the mask drops is refused with "must not set the field(s): <path>".
 
 The flags are read from the ConfigMap as applied to the cluster (`knative-serving/config-features`),
 falling back to the defaults documented in the real release file
-../shared/upstream/knative-serving-v1.21.1/features.yaml (its `_example` block, which Knative checks
-against the code defaults with `knative.dev/example-checksum`).
+knative.dev/serving config/core/configmaps/features.yaml at the pinned version (tests/upstream_files.py; its
+`_example` block, which Knative checks against the code defaults with `knative.dev/example-checksum`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from tests.support import UPSTREAM
+from tests.upstream_files import module_file
 
-FEATURES_FILE = UPSTREAM / "knative-serving-v1.21.1" / "features.yaml"
+FEATURES_FILE = "config/core/configmaps/features.yaml"  # in knative.dev/serving
 WEBHOOK = 'admission webhook "validation.webhook.serving.knative.dev" denied the request: validation failed'
 
 # PodSpecMask: always allowed, then gated by a flag.
@@ -60,7 +60,7 @@ VOLUME_GATED = {
 
 @lru_cache(maxsize=1)
 def default_features() -> dict[str, str]:
-    doc = yaml.safe_load(FEATURES_FILE.read_text())
+    doc = yaml.safe_load(module_file("knative-serving", FEATURES_FILE))
     example = yaml.safe_load(doc["data"]["_example"]) or {}
     return {str(k): str(v) for k, v in example.items()}
 

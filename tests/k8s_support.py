@@ -29,7 +29,7 @@ import kmock
 import yaml
 
 from tests.k8s_controllers import CRD_FINALIZER, DEFAULT_CLASS_ANNOTATION, ISVC, KSERVE_CONTROLLER, Controllers, Timing
-from tests.support import UPSTREAM
+from tests.upstream_files import documents, release_manifest
 
 # API groups the API server serves itself; any other group needs an Established CRD.
 BUILTIN_GROUPS = {"", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "autoscaling", "policy",
@@ -379,7 +379,11 @@ def write_kubeconfig(path: Path, server: str, context: str = "emulator") -> Path
     return path
 
 
-# --- offline bundle: small, valid stand-ins for the upstream release manifests -----------------------
+# --- offline bundle: the real upstream release files (tests/upstream_files.py) -------------------------
+
+# Bundle keys (charts.upstream.MANIFESTS) whose real file tests/upstream_files.py provides.
+REAL = ("cert-manager", "knative-crds", "knative-core", "kourier", "kserve", "kserve-runtimes")
+
 
 def _deployment(name: str, namespace: str, image: str) -> dict[str, Any]:
     labels = {"app": name}
@@ -402,40 +406,9 @@ def _ns(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
-def _upstream(relative: str) -> list[dict[str, Any]]:
-    """Real upstream release files (../shared/upstream, see its README) where the bundle needs them."""
-    return [d for d in yaml.safe_load_all((UPSTREAM / relative).read_text()) if d]
-
-
-def bundle_documents() -> dict[str, list[dict[str, Any]]]:
-    # A small stand-in CRD keeps the bundle fast; tests/test_charts_schema.py validates what we render
-    # against the real v0.20.0 CRD (../shared/upstream/kserve-v0.20.0/kserve-crds.yaml).
-    isvc_crd = _crd("serving.kserve.io", "InferenceService", "inferenceservices", "v1beta1")
+def _stand_ins() -> dict[str, list[dict[str, Any]]]:
+    """Envoy Gateway's install.yaml is not generated here yet (its chart needs the release's values and CRDs)."""
     return {
-        "cert-manager": [_ns("cert-manager"), _crd("cert-manager.io", "Issuer", "issuers", "v1"),
-                         _crd("cert-manager.io", "Certificate", "certificates", "v1"),
-                         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "cert-manager", "namespace": "cert-manager"}},
-                         _deployment("cert-manager-webhook", "cert-manager", "quay.io/jetstack/cert-manager-webhook:v1.16.2")],
-        "knative-crds": [_crd("serving.knative.dev", "Service", "services", "v1"),
-                         _crd("serving.knative.dev", "Route", "routes", "v1"),
-                         _crd("serving.knative.dev", "Revision", "revisions", "v1"),
-                         _crd("serving.knative.dev", "Configuration", "configurations", "v1")],
-        "knative-core": [_ns("knative-serving"),
-                         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config-network", "namespace": "knative-serving"},
-                          "data": {"_example": '# stand-in for knative/networking config-network.yaml\n'
-                                                'ingress-class: "istio.ingress.networking.knative.dev"\n'}},
-                         *_upstream("knative-serving-v1.21.1/features.yaml"),
-                         _deployment("controller", "knative-serving", "gcr.io/knative-releases/controller:v1.16.0")],
-        "kourier": [_ns("kourier-system"), _deployment("3scale-kourier-gateway", "kourier-system", "docker.io/envoyproxy/envoy:v1.31")],
-        "kserve": [_ns("kserve"), isvc_crd, *_upstream("kserve-v0.20.0/inferenceservice-config.yaml"),
-                   _crd("serving.kserve.io", "ClusterServingRuntime", "clusterservingruntimes", "v1alpha1", scope="Cluster"),
-                   {"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "selfsigned-issuer", "namespace": "kserve"},
-                    "spec": {"selfSigned": {}}},
-                   _deployment("kserve-controller-manager", "kserve", "kserve/kserve-controller:v0.15.2")],
-        "kserve-runtimes": [{"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterServingRuntime",
-                             "metadata": {"name": "kserve-huggingfaceserver"},
-                             "spec": {"supportedModelFormats": [{"name": "huggingface", "version": "1"}],
-                                      "containers": [{"name": "kserve-container", "image": "kserve/huggingfaceserver:v0.15.2"}]}}],
         "envoy-gateway": [_ns("envoy-gateway-system"),
                           _crd("gateway.networking.k8s.io", "GatewayClass", "gatewayclasses", "v1", scope="Cluster"),
                           _crd("gateway.networking.k8s.io", "Gateway", "gateways", "v1"),
@@ -445,11 +418,16 @@ def bundle_documents() -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def bundle_documents() -> dict[str, list[dict[str, Any]]]:
+    return {key: documents(text.encode()) for key, text in _bundle_texts()}
+
+
 @functools.lru_cache(maxsize=1)
 def _bundle_texts() -> tuple[tuple[str, str], ...]:
-    """Rendered once per session: the bundle is the same for every test (YAML work is most of its cost)."""
+    """Read once per session: the bundle is the same for every test."""
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return tuple((key, yaml.dump_all(docs, Dumper=dumper, sort_keys=False)) for key, docs in bundle_documents().items())
+    real = {key: release_manifest(key).decode() for key in REAL}
+    return (*real.items(), *((key, yaml.dump_all(docs, Dumper=dumper, sort_keys=False)) for key, docs in _stand_ins().items()))
 
 
 def build_bundle(directory: Path) -> dict[str, str]:

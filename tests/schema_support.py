@@ -1,7 +1,7 @@
 """Validation of rendered objects against the real schemas: Kubernetes core kinds against the OpenAPI
-schemas kubernetes-validate ships (1.34, 1.35, ...), KServe and Knative kinds against their real CRDs in
-../shared/upstream (KServe v0.20.0, Knative Serving 1.21.1), made strict the way the API server's
-fieldValidation=Strict is."""
+schemas kubernetes-validate ships (1.34, 1.35, ...), KServe and Knative kinds against their real CRDs at
+the pinned versions (tests/upstream_files.py: KServe's kserve-crds.yaml release asset, Knative Serving's
+config/core/300-resources), made strict the way the API server's fieldValidation=Strict is."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import functools
 
 import jsonschema
 import kubernetes_validate
-import yaml
 
-from tests.support import UPSTREAM
+from tests.upstream_files import documents, module_file, release_manifest
 
 
 def _crd_schemas(objects: list[dict]) -> dict[tuple[str, str], dict]:
@@ -49,10 +48,10 @@ def strict(schema: dict) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def real_crd_schemas() -> dict[tuple[str, str], dict]:
-    """KServe v0.20.0's and Knative Serving 1.21.1's real CRDs (../shared/upstream), strict."""
-    docs = []
-    for relative in ("kserve-v0.20.0/kserve-crds.yaml", *(f"knative-serving-v1.21.1/{n}.yaml" for n in ("service", "configuration", "revision", "route"))):
-        docs += [d for d in yaml.load_all((UPSTREAM / relative).read_text(), Loader=yaml.CSafeLoader) if d]
+    """KServe's and Knative Serving's real CRDs at the pinned versions, strict."""
+    docs = documents(release_manifest("kserve-crds"))
+    for name in ("service", "configuration", "revision", "route"):
+        docs += documents(module_file("knative-serving", f"config/core/300-resources/{name}.yaml"))
     return {key: strict(schema) for key, schema in _crd_schemas(docs).items()}
 
 
@@ -66,7 +65,7 @@ def validate(obj: dict, version: str, crds: dict) -> None:
         core_validator(version, obj["apiVersion"], obj["kind"]).validate(obj)
 
 
-# API groups whose real CRDs are not in ../shared/upstream: cert-manager, Gateway API, Envoy Gateway.
+# API groups whose real CRDs are not read here: cert-manager, Gateway API, Envoy Gateway.
 # Their objects are validated here only against the bundle's stand-in CRDs (when bundled); our Gateway
 # API and SecurityPolicy objects were checked once against the real v1.8.1 CRDs (Envoy Gateway
 # charts/gateway-helm/charts/crds, Gateway API v1.5.1) when written; `make e2e-kind` applies them for real.

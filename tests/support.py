@@ -22,8 +22,6 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-# Real upstream release files (KServe, Knative): see its README.
-UPSTREAM = REPO.parent / "shared" / "upstream"
 AWS_ACCOUNT = "123456789012"  # the account the faked AWS identity reports
 
 

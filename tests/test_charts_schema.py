@@ -244,19 +244,16 @@ def test_upstream_manifests_must_match_their_pins(project):
 
 
 def test_pin_check_on_real_release_files(project):
-    """The real KServe v0.20.0 runtimes file as the bundle's kserve-runtimes: its pin is what
-    `sha256sum` says, the refusal of an unpinned file names the command that computes it, one changed
-    byte is refused, and the verified file yields the real ClusterServingRuntimes."""
-    import shutil
+    """The bundle's kserve-runtimes is KServe's real kserve-cluster-resources.yaml (tests/upstream_files.py):
+    its pin is what `sha256sum` says, the refusal of an unpinned file names the command that computes it,
+    a wrong pin and one changed byte are refused, and the verified file yields the real ClusterServingRuntimes."""
     import subprocess
 
     from charts import upstream
     from mlops_cli.common.errors import ConfigError, PreflightError
-    from tests.support import UPSTREAM
 
-    real = UPSTREAM / "kserve-v0.20.0" / "kserve-cluster-resources.yaml"
     config = _config(project, {})
-    shutil.copyfile(real, project / "bundle" / "kserve-runtimes.yaml")
+    real = project / "bundle" / "kserve-runtimes.yaml"
     actual = subprocess.run(["sha256sum", str(real)], capture_output=True, text=True, check=True).stdout.split()[0]
     unpinned = config.with_overrides({"kubernetes.kserve_runtimes_sha256": ""})
     with pytest.raises(ConfigError) as refused:
@@ -264,8 +261,9 @@ def test_pin_check_on_real_release_files(project):
     assert actual in refused.value.message
     p = upstream.pin(config, "kserve-runtimes")
     assert f"curl -fsSL {p.url} | sha256sum" in refused.value.hint and "v0.20.0" in p.url
+    config = config.with_overrides({"kubernetes.kserve_runtimes_sha256": "0" * 64})
     with pytest.raises(PreflightError, match="kserve_runtimes_sha256 pins"):
-        upstream.load(config, "kserve-runtimes")  # the bundle's stand-in pin no longer matches
+        upstream.load(config, "kserve-runtimes")
     pinned = config.with_overrides({"kubernetes.kserve_runtimes_sha256": actual})
     runtimes = upstream.load(pinned, "kserve-runtimes")
     assert {o["kind"] for o in runtimes} >= {"ClusterServingRuntime"}

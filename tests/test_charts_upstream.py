@@ -1,5 +1,5 @@
-"""What we render, checked against the real upstream releases (../shared/upstream, see its README):
-KServe v0.20.0's inferenceservice-config, Knative Serving 1.21.1's config-features; and the
+"""What we render, checked against the real upstream releases at the pinned versions (tests/upstream_files.py):
+KServe's inferenceservice-config, Knative Serving's config-features; and the
 gateway's probes against the real gateway app."""
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ import pytest
 import yaml
 
 from tests.k8s_support import build_bundle, kubernetes_toml
-from tests.support import UPSTREAM
+from tests.upstream_files import documents, module_file, release_manifest
 
 
 
 @functools.lru_cache(maxsize=None)
-def upstream_docs(relative: str) -> tuple[dict, ...]:
-    return tuple(d for d in yaml.load_all((UPSTREAM / relative).read_text(), Loader=yaml.CSafeLoader) if d)
+def upstream_docs(key: str) -> tuple[dict, ...]:
+    """key: a release manifest of tests/upstream_files.py, or "knative-features" (config-features)."""
+    if key == "knative-features":
+        return tuple(documents(module_file("knative-serving", "config/core/configmaps/features.yaml")))
+    return tuple(documents(release_manifest(key)))
 
 
 @pytest.fixture
@@ -66,7 +69,7 @@ def test_gateway_is_ready_before_any_predictor_exists(config):
 # --- point 2: KServe configured for Kourier; one predictor address --------------------------------
 
 def _real_kserve_config() -> dict:
-    (cm,) = [d for d in upstream_docs("kserve-v0.20.0/inferenceservice-config.yaml") if d["kind"] == "ConfigMap"]
+    (cm,) = [d for d in upstream_docs("inferenceservice-config") if d["kind"] == "ConfigMap"]
     return cm
 
 
@@ -105,7 +108,7 @@ def test_patch_to_a_key_the_release_does_not_have_fails():
     with pytest.raises(PreflightError, match="has no key disableIstioVirtualhost"):
         apply_patches([real], [ConfigMapPatch("kserve", "inferenceservice-config", {"disableIstioVirtualhost": True},
                                               json_key="ingress")], "kserve")
-    (features,) = upstream_docs("knative-serving-v1.21.1/features.yaml")
+    (features,) = upstream_docs("knative-features")
     # Knative documents its settings in _example: a documented key is accepted, a misspelt one refused
     apply_patches([features], [ConfigMapPatch("knative-serving", "config-features", {"kubernetes.podspec-affinity": "enabled"})], "knative")
     with pytest.raises(PreflightError, match="has no setting kubernetes.podspec-afinity"):
@@ -147,7 +150,7 @@ CONTAINER_SECURITY = {"capabilities", "readOnlyRootFilesystem", "runAsUser", "ru
 
 
 def _feature_defaults() -> dict[str, str]:
-    (features,) = upstream_docs("knative-serving-v1.21.1/features.yaml")
+    (features,) = upstream_docs("knative-features")
     found = re.findall(r'^\s*([a-z0-9.-]+):\s*"([a-z-]+)"', features["data"]["_example"], flags=re.MULTILINE)
     return {**dict(found), **{k: v for k, v in features["data"].items() if k != "_example"}}
 
@@ -222,12 +225,15 @@ def test_admin_routes_are_not_on_the_public_entry_point(config):
 
 
 def test_pod_security_restricted_is_enforced_on_our_namespace(config):
+    from charts.objects import PART_OF
     from charts.platform import all_objects
 
     namespaces = {o["metadata"]["name"]: o["metadata"].get("labels", {}) for o in all_objects(config, None) if o["kind"] == "Namespace"}
     assert namespaces["ml-prod"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    # the one hostPath user (promtail reads node logs) lives alone in its own namespace
+    # our one hostPath user (promtail reads node logs) lives alone in its own namespace; upstream's own
+    # (KServe's kserve-localmodelnode-agent DaemonSet in kserve.yaml) stays in the upstream namespace
     hostpath = {o["metadata"]["namespace"] for o in all_objects(config, None) if o["kind"] in ("Deployment", "DaemonSet")
+                and (o["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") == PART_OF
                 and any("hostPath" in v for v in o["spec"]["template"]["spec"].get("volumes", []))}
     assert hostpath == {"ml-prod-logs"}
 
@@ -279,7 +285,31 @@ def test_predictor_pinned_to_mlflows_node_is_accepted_with_the_flag_set_in_the_s
     isvc = inference_service.render(config, version="1", source_uri="mlflow-artifacts:/1/models/m-1/artifacts")
     shipped = _feature_defaults()
     assert any("affinity" in r for r in refused_by_knative(isvc["spec"]["predictor"], shipped))
-    (features,) = upstream_docs("knative-serving-v1.21.1/features.yaml")
+    (features,) = upstream_docs("knative-features")
     (patched,) = apply_patches([features], [p for p in knative.patches(config) if p.name == "config-features"], "knative")
     flags = {**shipped, **{k: v for k, v in patched["data"].items() if k != "_example"}}
     assert refused_by_knative(isvc["spec"]["predictor"], flags) == []
+
+
+def test_kserve_step_creates_the_namespace_the_release_leaves_out(config):
+    """KServe's kserve.yaml has every Namespace filtered out (hack/release/generate-install.sh line 118), yet
+    its objects live in `kserve`: applied alone, the API server refuses them (namespaces "kserve" not found)."""
+    from charts.platform import platform_steps
+
+    released = documents(release_manifest("kserve"))
+    assert not [o for o in released if o["kind"] == "Namespace"]
+    assert {o["metadata"].get("namespace") for o in released} - {None} == {"kserve"}
+    (step,) = [s for s in platform_steps(config, None) if s.key == "kserve"]
+    assert [o["metadata"]["name"] for o in step.objects if o["kind"] == "Namespace"] == ["kserve"]
+
+
+def test_only_the_cluster_serving_runtime_we_use_is_applied(config):
+    """kserve-cluster-resources.yaml also holds LLMInferenceServiceConfigs, which KServe's llmisvc webhook
+    refuses to delete (PREVENT_WELL_KNOWN_CONFIG_DELETION, true by default: cmd/llmisvc/main.go), so `down`
+    could never remove them: of that file only the huggingface runtime is applied, exactly as released."""
+    from charts.platform import platform_steps
+
+    released = documents(release_manifest("kserve-runtimes"))
+    assert {o["kind"] for o in released} == {"ClusterServingRuntime", "LLMInferenceServiceConfig"}
+    (step,) = [s for s in platform_steps(config, None) if s.key == "kserve-runtimes"]
+    assert step.objects == [o for o in released if o["metadata"]["name"] == "kserve-huggingfaceserver"]

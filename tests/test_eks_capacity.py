@@ -1,7 +1,7 @@
 """Issue 11 point 4 and acceptance 2: the node group holds what the install renders, or `up` says so.
 
 Requests come from the objects the install applies (charts.platform.all_objects, with the offline bundle of
-tests/k8s_support.py standing in for the upstream manifests), allocatable capacity from the EKS AL2023
+tests/k8s_support.py: the real upstream release files, tests/upstream_files.py), allocatable capacity from the EKS AL2023
 AMI's reservation formula (mlops_cli/cloud/capacity.py names the source lines).
 """
 
@@ -55,7 +55,7 @@ def test_pod_requests_count_init_containers_and_replicas():
 
 
 def test_the_old_default_of_two_m6i_large_does_not_hold_the_platform(rendered):
-    assert rendered.cluster.cpu_m > 3000  # our charts + the stand-in upstream + one predictor + kube-system
+    assert rendered.cluster.cpu_m > 3000  # our charts + the upstream releases + one predictor + kube-system
     assert not covers(rendered, "m6i.large", 2)
 
 
@@ -101,8 +101,10 @@ def test_up_sizes_the_node_group_up_and_says_so(cli, project, aws, opened):
         fh.write('[eks]\ninstance_types = ["m6i.large"]\ndesired_size = 2\nmax_size = 6\n')
     result = cli("--json", "up", "--target", "eks", "--preview")
     assert result.exit_code == 0, result.stderr
-    assert opened["eks"].desired_size == 3 and opened["eks"].instance_types == ["m6i.large"]
-    assert "starting with 3 nodes instead of eks.desired_size = 2" in " ".join(result.stderr.split())
+    # 4 m6i.large: the real release manifests request more than the old stand-ins did (KServe's
+    # controller + kube-rbac-proxy, Knative's activator/autoscaler/controller/webhook, Kourier's gateway)
+    assert opened["eks"].desired_size == 4 and opened["eks"].instance_types == ["m6i.large"]
+    assert "starting with 4 nodes instead of eks.desired_size = 2" in " ".join(result.stderr.split())
 
 
 def test_up_refuses_when_max_size_cannot_hold_the_platform(cli, project, aws, opened):
@@ -111,7 +113,7 @@ def test_up_refuses_when_max_size_cannot_hold_the_platform(cli, project, aws, op
     result = cli("up", "--target", "eks", "--preview")
     assert result.exit_code == 2
     err = " ".join(result.stderr.split())
-    assert "eks.max_size = 2" in err and "at least 3" in err
+    assert "eks.max_size = 2" in err and "at least 4" in err
     assert "eks" not in opened  # refused before the stack was opened
 
 

@@ -59,7 +59,7 @@ def test_render_is_what_up_applies(project, cli):
     # stdout without -o: the same objects as one YAML stream
     streamed = cli("render", "--target", "kubernetes")
     assert streamed.exit_code == 0
-    assert [key(o) for o in yaml.safe_load_all(streamed.stdout) if o] == [key(o) for o in objects]
+    assert [key(o) for o in yaml.load_all(streamed.stdout, Loader=yaml.CSafeLoader) if o] == [key(o) for o in objects]
 
 
 def test_render_deploy_writes_the_cluster_local_inference_service(project, cli, monkeypatch):
