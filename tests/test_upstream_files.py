@@ -44,11 +44,13 @@ def test_offline_without_cache_the_failure_says_to_go_online(monkeypatch, tmp_pa
 
 
 def test_knative_core_is_config_core_in_ko_order_with_unresolved_images_marked():
+    tag = upstream_files.pinned_versions().knative                  # e.g. knative-v1.21.2, from mlops.toml
     core = release_manifest("knative-core").decode()
     kinds = [d["kind"] for d in documents(core.encode())]
     assert kinds[0] == "Namespace" and "ko://" not in core
-    assert "image: ko.local/knative.dev/serving/cmd/controller:knative-v1.21.1" in core
-    assert 'app.kubernetes.io/version: "1.21.1"' in core and "app.kubernetes.io/version: devel" not in core
+    assert f"image: ko.local/knative.dev/serving/cmd/controller:{tag}" in core
+    assert f'app.kubernetes.io/version: "{tag.removeprefix("knative-v")}"' in core
+    assert "app.kubernetes.io/version: devel" not in core
     # the files that are symlinks into vendor/ in knative/serving's tree are there (from knative.dev/networking)
     assert "config-network" in {d["metadata"]["name"] for d in documents(core.encode()) if d["kind"] == "ConfigMap"}
     crds = {d["metadata"]["name"] for d in documents(release_manifest("knative-crds"))}

@@ -61,8 +61,10 @@ HELM = ("helm.sh/helm/v3", "v3.21.4")
 MODULES: dict[tuple[str, str], str] = {
     ("github.com/kserve/kserve", "v0.20.0"): "h1:Bs7HxmGV4KFqqptDcWseKv+mwD4YOYHJWcuVgPG2Gug=",
     ("knative.dev/serving", "v0.48.1"): "h1:Tm8s/KbtnGp/8srGa+r4ETyO+2+8FhG6qX/NPeRyTJo=",
+    ("knative.dev/serving", "v0.48.2"): "h1:CdPvTytMt1wGoKI9hsM5QU1bolUIwkhBGbGojx2l4f4=",
     ("knative.dev/net-kourier", "v0.48.0"): "h1:elioeQg/w1I2NrlUuyEuLrmRbHc4LpJUwykETSrDmvs=",
     ("github.com/cert-manager/cert-manager", "v1.17.0"): "h1:ba7K/WLzcTCFzB+5fQiwD4LAqaRc0c+KwKCD9KqHPSg=",
+    ("github.com/cert-manager/cert-manager", "v1.21.2"): "h1:UWgoYM+KLNtRlqmoWOKjKBOBUPVHeepQ6/ac3ERJW68=",
     ("github.com/envoyproxy/gateway", "v1.8.1"): "h1:i8POtrPtel3n0iGP55MNy6U1rTW4msyhkEWjXAF09ts=",
     HELM: "h1:T/GcIEXU/gNjJnkITlIZ3e9xqkZjhFTmISuStTZ6+Qg=",  # renders cert-manager's chart as its Makefile does
 }
@@ -261,13 +263,17 @@ def _cert_manager(v: Versions) -> bytes:
         shutil.copytree(source / "templates", chart / "templates")
         for name in ("values.yaml", "values.schema.json"):
             shutil.copyfile(source / name, chart / name)
-        meta = yaml.safe_load((source / "Chart.template.yaml").read_text())
+        # 1.17 keeps Chart.template.yaml; from 1.18 on it is Chart.yaml with version v0.0.0 (make/manifests.mk
+        # sets version and appVersion in both)
+        template = source / "Chart.template.yaml"
+        meta = yaml.safe_load((template if template.is_file() else source / "Chart.yaml").read_text())
         meta["annotations"].update({"artifacthub.io/signKey": (source / "signkey_annotation.txt").read_text(),
                                     "artifacthub.io/prerelease": "false"})
         meta["version"] = meta["appVersion"] = v.cert_manager
         (chart / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
-        crd_files = sorted((root / "deploy" / "crds").glob("*.yaml"))
-        (chart / "templates" / "crds.yaml").write_text("\n---\n".join(p.read_text() for p in crd_files))
+        if not list((chart / "templates").glob("crd-*.yaml")):  # 1.17: hack/concat-yaml.sh adds them; later charts carry them
+            crd_files = sorted((root / "deploy" / "crds").glob("*.yaml"))
+            (chart / "templates" / "crds.yaml").write_text("\n---\n".join(p.read_text() for p in crd_files))
         os.chmod(chart, 0o755)
         # --kube-version: what helm's Makefile bakes into a release binary (its client-go v0.36 -> 1.36); `go install`
         # leaves helm's default of 1.20, below the chart's kubeVersion. No cert-manager template reads it.
