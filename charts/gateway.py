@@ -43,6 +43,7 @@ def objects(config: Config) -> list[dict[str, Any]]:
         {"name": "OTEL_SERVICE_NAME", "value": "gateway"},
         secret_env("MLOPS_GATEWAY_USER", secrets.GATEWAY_AUTH, "user"),
         secret_env("MLOPS_GATEWAY_PASSWORD", secrets.GATEWAY_AUTH, "password"),
+        secret_env("MLOPS_GATEWAY_ADMIN_PASSWORD", secrets.ADMIN_AUTH, "password"),  # /admin: not /predict's
     ]
     c = container(
         config, "gateway", "gateway", image_ref(config, "gateway"),

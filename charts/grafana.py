@@ -1,6 +1,7 @@
 """Step 5b: Grafana with Prometheus, Loki and Jaeger datasources and our dashboard provisioned.
 
-Its admin login is the gateway's credentials, read from their Secret (never written here).
+Its admin login is the platform's admin credential (Secret `mlops-admin-auth`, never /predict's password),
+read from that Secret (never written here).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from mlops_cli.config.settings import Config
 from . import observability_files
 from .jaeger import UI_PORT as JAEGER_UI_PORT
 from .objects import config_map, container, deployment, secret_env, service
-from .secrets import GATEWAY_AUTH as AUTH_SECRET
+from .secrets import ADMIN_AUTH as AUTH_SECRET
 
 PORT = 3000
 UID = 472  # the grafana user of the upstream image

@@ -13,7 +13,7 @@ from typing import Any
 
 from mlops_cli.config.settings import Config
 
-from .secrets import PlatformSecrets
+from .secrets import PlatformSecrets, admin_auth
 
 
 @dataclass
@@ -54,7 +54,8 @@ def platform_steps(config: Config, secrets: PlatformSecrets | None, *, missing_o
         Step("kserve-runtimes", "3. KServe serving runtimes", kserve.runtimes(config, missing_ok=m), ("kserve-runtimes",)),
         Step("edge", "4. Envoy Gateway: HTTPS + basic auth", edge.objects(config, secrets, missing_ok=m), ("envoy-gateway",)),
         Step("observability", "5. Prometheus, Grafana, Jaeger, Loki",
-             prometheus.objects(config) + grafana.objects(config) + jaeger.objects(config) + loki.objects(config)),
+             [admin_auth(config, secrets.admin if secrets is not None else None)]
+             + prometheus.objects(config) + grafana.objects(config) + jaeger.objects(config) + loki.objects(config)),
         Step("mlflow", "6. MLflow", mlflow.objects(config, secrets)),
         Step("drift", "7. drift service", drift.objects(config)),
         Step("gateway", "8. gateway", gateway.objects(config) + [inference_service.predictor_service_account(config)]

@@ -14,9 +14,12 @@ from mlops_cli.config.settings import Config
 from .objects import metadata
 
 GATEWAY_AUTH = "mlops-gateway-auth"   # keys: .htpasswd ({SHA} line, read by Envoy Gateway), user, password
+# The platform's admin login: Grafana's admin and the gateway's /admin routes. Never /predict's password: a
+# client that may classify reviews must not be able to repoint the gateway or administer dashboards.
+ADMIN_AUTH = "mlops-admin-auth"       # keys: user, password
 MLFLOW_S3 = "mlflow-s3"               # keys: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (S3 without IRSA)
 MLFLOW_BACKEND = "mlflow-backend"     # key: uri (an external DB URL may carry a password)
-SECRET_KEYS = {GATEWAY_AUTH: (".htpasswd", "user", "password"), MLFLOW_S3: ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+SECRET_KEYS = {GATEWAY_AUTH: (".htpasswd", "user", "password"), ADMIN_AUTH: ("user", "password"), MLFLOW_S3: ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
                MLFLOW_BACKEND: ("uri",)}
 
 
@@ -33,6 +36,7 @@ class GatewayCredentials:
 class PlatformSecrets:
     gateway: GatewayCredentials | None = None
     s3: tuple[str, str] | None = None          # (access key id, secret access key)
+    admin: GatewayCredentials | None = None    # Grafana's admin and the gateway's /admin (ADMIN_AUTH)
 
     def __repr__(self) -> str:
         return "PlatformSecrets(<masked>)"
@@ -53,6 +57,11 @@ def gateway_auth(config: Config, credentials: GatewayCredentials | None) -> dict
         ".htpasswd": sha_htpasswd(credentials.user, credentials.password), "user": credentials.user,
         "password": credentials.password}
     return secret(config, GATEWAY_AUTH, "gateway", values)
+
+
+def admin_auth(config: Config, credentials: GatewayCredentials | None) -> dict[str, Any]:
+    values = None if credentials is None else {"user": credentials.user, "password": credentials.password}
+    return secret(config, ADMIN_AUTH, "grafana", values)
 
 
 def sha_htpasswd(user: str, password: str) -> str:

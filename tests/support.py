@@ -121,6 +121,11 @@ class LocalPlatform:
         return "admin", self.password
 
     @property
+    def admin_auth(self) -> tuple[str, str]:
+        """The gateway's /admin credential, apart from /predict's (issue 26, D16)."""
+        return "admin", (self.root / ".mlops" / "secrets" / "gateway-admin-password").read_text().strip()
+
+    @property
     def gateway(self) -> str:
         return f"http://127.0.0.1:{self.ports['gateway']}"
 

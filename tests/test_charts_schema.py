@@ -17,6 +17,7 @@ from tests.support import http_server
 SENTINEL_PASSWORD = "gw-Secret-Sentinel-4711"
 SENTINEL_S3 = "s3-Secret-Sentinel-0815"
 SENTINEL_DB = "db-Secret-Sentinel-2342"
+SENTINEL_ADMIN = "admin-Secret-Sentinel-1234"
 
 NON_DEFAULT = {
     "namespace": "ml-prod",
@@ -51,7 +52,7 @@ def _secrets():
     from charts.secrets import GatewayCredentials, PlatformSecrets
 
     return PlatformSecrets(gateway=GatewayCredentials("admin", SENTINEL_PASSWORD),
-                           s3=("AKIAEXAMPLE", SENTINEL_S3))
+                           s3=("AKIAEXAMPLE", SENTINEL_S3), admin=GatewayCredentials("admin", SENTINEL_ADMIN))
 
 
 def _rendered(config) -> list[dict]:
@@ -141,12 +142,31 @@ def test_no_secret_value_outside_secrets(config):
     objects = _rendered(config)
     secrets = [o for o in objects if o["kind"] == "Secret"]
     others = json.dumps([o for o in objects if o["kind"] != "Secret"])
-    for value in (SENTINEL_PASSWORD, SENTINEL_S3, SENTINEL_DB, "$2b$10$abcdefghijklmnopqrstuv"):
+    for value in (SENTINEL_PASSWORD, SENTINEL_S3, SENTINEL_DB, SENTINEL_ADMIN, "$2b$10$abcdefghijklmnopqrstuv"):
         assert value not in others
     in_secrets = json.dumps(secrets)
-    assert SENTINEL_PASSWORD in in_secrets
+    assert SENTINEL_PASSWORD in in_secrets and SENTINEL_ADMIN in in_secrets
     if config.kubernetes.mlflow_backend_uri:
         assert SENTINEL_DB in in_secrets and SENTINEL_S3 in in_secrets
+
+
+def test_grafana_and_the_gateway_admin_use_the_admin_secret_not_the_predict_one(config):
+    """D16: Grafana's admin password was the gateway's /predict password (one Secret for both)."""
+    from charts import secrets
+
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in _rendered(config)}
+    assert objects[("Secret", secrets.ADMIN_AUTH)]["stringData"] == {"user": "admin", "password": SENTINEL_ADMIN}
+
+    def env_refs(deployment: str) -> dict[str, str]:
+        container = objects[("Deployment", deployment)]["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e
+                and "secretKeyRef" in e["valueFrom"]}
+
+    grafana = env_refs("grafana")
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == grafana["GF_SECURITY_ADMIN_USER"] == secrets.ADMIN_AUTH
+    gateway = env_refs("gateway")
+    assert gateway["MLOPS_GATEWAY_ADMIN_PASSWORD"] == secrets.ADMIN_AUTH
+    assert gateway["MLOPS_GATEWAY_PASSWORD"] == secrets.GATEWAY_AUTH
 
 
 def test_gateway_autoscales_on_cpu_and_on_request_rate_only_with_an_adapter(config):

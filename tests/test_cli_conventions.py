@@ -384,3 +384,68 @@ def test_command_reference_documents_every_option():
             if not any(re.search(rf"{re.escape(o)}\b", r) for o in opts for r in mine):
                 missing.setdefault(full, []).append(opts[0])
     assert missing == {}
+
+
+# -- issue 26: aliases MLflow refuses, and options that exclude each other --------------------------
+
+@pytest.mark.parametrize("alias", ["bad alias", "bad alias!", "latest", "LATEST", "v2", ""])
+def test_an_alias_mlflow_refuses_is_refused_where_the_config_loads(cli, project, monkeypatch, alias):
+    """D5: MLflow 3.17.2 checks an alias only when it is set (mlflow/utils/validation.py,
+    _validate_model_alias_name and _validate_model_alias_name_reserved), as a traceback."""
+    monkeypatch.setenv("MLOPS_REGISTRY__CHAMPION_ALIAS", alias)
+    result = cli("config", "validate")
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert "`registry.champion_alias`" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("alias", ["champion", "staging-2", "blue_green", "v2a", "Ünïcode"])
+def test_an_alias_mlflow_accepts_passes_validation(cli, project, monkeypatch, alias):
+    monkeypatch.setenv("MLOPS_REGISTRY__CHAMPION_ALIAS", alias)
+    result = cli("config", "validate")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_our_alias_rule_is_mlflows(project):
+    """The same verdict as MLflow's own validators for every sample (the rule in config/values.py copies them)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved
+
+    from mlops_cli.config.values import alias_problem
+
+    for alias in ["champion", "a b", "x!", "latest", "Latest", "v1", "V22", "v1x", "-", "_", "é", "a" * 255,
+                  "a" * 256, "", "tab\t", "dot.ted", "slash/ed"]:
+        try:
+            _validate_model_alias_name(alias)
+            _validate_model_alias_name_reserved(alias)
+            mlflow_ok = True
+        except MlflowException:
+            mlflow_ok = False
+        assert (alias_problem(alias) is None) == mlflow_ok, alias
+
+
+@pytest.mark.parametrize("args", [
+    ["models", "promote", "2", "--alias", "bad alias!"],
+    ["register", "--alias", "bad alias!"],
+    ["models", "rollback", "--alias", "latest"],
+    ["deploy", "--alias", "no spaces please"],
+    ["eval", "--alias", "v3"],
+])
+def test_a_bad_alias_option_is_one_message_before_anything_runs(cli, project, args):
+    result = cli(*args)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert "--alias:" in result.stderr and "alias" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, named", [
+    (["deploy", "--rollback", "--version", "1"], "--version and --rollback"),
+    (["deploy", "--version", "1", "--alias", "staging"], "--version and --alias"),
+    (["deploy", "--alias", "staging", "--rollback"], "--alias and --rollback"),
+    (["deploy", "--promote", "--rollback"], "--rollback and --promote"),
+    (["eval", "--version", "1", "--alias", "champion"], "--version and --alias"),
+])
+def test_options_that_exclude_each_other_exit_2_naming_both(cli, project, args, named):
+    """D9: `deploy --rollback --version 1` deployed the rollback and ignored --version; --version with
+    --alias silently picked one. Now one message, exit 2, as `eval` did."""
+    result = cli(*args)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert f"{named} exclude each other" in " ".join(result.stderr.split())

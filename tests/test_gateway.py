@@ -17,14 +17,18 @@ from mlops_cli.services.gateway_auth import BasicAuth
 from .support import free_port
 
 AUTH = ("admin", "s3cret-pass")
+ADMIN = ("admin", "adm1n-only-pass")  # /admin/*: its own password (issue 26, D16)
+PREDICTOR_PORT = 18090
 
 
 @pytest.fixture
 def client(project):
-    (project / "mlops.toml").write_text("[gateway]\nmax_chars = 50\nmax_batch = 3\ntimeout_s = 1.0\n")
+    (project / "mlops.toml").write_text("[gateway]\nmax_chars = 50\nmax_batch = 3\ntimeout_s = 1.0\n"
+                                        f"[local]\npredictor_port = {PREDICTOR_PORT}\n")
     cfg = load_config()
     # A predictor URL where nothing listens: inference reaches the "unavailable" path.
-    settings = GatewaySettings(cfg, f"http://127.0.0.1:{free_port()}", "1", BasicAuth({AUTH[0]: AUTH[1]}))
+    settings = GatewaySettings(cfg, f"http://127.0.0.1:{free_port()}", "1", BasicAuth({AUTH[0]: AUTH[1]}),
+                               BasicAuth({ADMIN[0]: ADMIN[1]}))
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -106,11 +110,74 @@ def test_requests_are_counted_by_route_and_status(client):
 
 def test_admin_switch_needs_auth_and_valid_body(client):
     assert client.put("/admin/upstream", json={"url": "http://x", "model_version": "2"}).status_code == 401
-    assert client.put("/admin/upstream", json={"url": "ftp://x"}, auth=AUTH).status_code == 422
-    ok = client.put("/admin/upstream", json={"url": "http://127.0.0.1:1", "model_version": "2"}, auth=AUTH)
+    assert client.put("/admin/upstream", json={"url": "ftp://x"}, auth=ADMIN).status_code == 422
+    ok = client.put("/admin/upstream", json={"url": f"http://127.0.0.1:{PREDICTOR_PORT + 1}", "model_version": "2"},
+                    auth=ADMIN)
     assert ok.status_code == 200
-    assert client.get("/admin/upstream", auth=AUTH).json()["model_version"] == "2"
+    assert client.get("/admin/upstream", auth=ADMIN).json()["model_version"] == "2"
     assert 'mlops_model_info{model_name="sentiment",model_version="2"} 1.0' in client.get("/metrics").text
+
+
+def test_the_predict_password_cannot_switch_the_upstream(client):
+    """D16: whoever may call /predict could repoint the gateway (and every review after) anywhere."""
+    body = {"url": f"http://127.0.0.1:{PREDICTOR_PORT}", "model_version": "2"}
+    assert client.put("/admin/upstream", json=body, auth=AUTH).status_code == 401
+    assert client.get("/admin/upstream", auth=AUTH).status_code == 401
+    assert client.post("/predict", json={"text": "fine"}, auth=ADMIN).status_code == 401  # and not the other way
+    assert client.put("/admin/upstream", json=body, auth=ADMIN).status_code == 200
+
+
+@pytest.mark.parametrize("url", [
+    "http://example.com:80", "http://10.0.0.7:18090", "http://127.0.0.1:5000", "http://127.0.0.1:18290",
+    "https://127.0.0.1:18090", "http://sentiment-predictor.other.svc.cluster.local",
+    "http://sentiment-predictor.mlops.svc.cluster.local:8080", "http://user@example.com:18090",
+])
+def test_upstreams_are_the_platforms_own_predictors_only(client, url):
+    refused = client.put("/admin/upstream", json={"url": url, "model_version": "9"}, auth=ADMIN)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "upstream_not_allowed"
+    assert client.get("/admin/upstream", auth=ADMIN).json()["model_version"] == "1"  # still the one it had
+
+
+@pytest.mark.parametrize("url", [
+    f"http://127.0.0.1:{PREDICTOR_PORT}", f"http://localhost:{PREDICTOR_PORT + 199}", f"http://[::1]:{PREDICTOR_PORT + 3}",
+    "http://sentiment-predictor.mlops.svc.cluster.local", "http://sentiment-predictor.mlops",
+])
+def test_local_predictor_ports_and_the_cluster_predictor_are_allowed(client, url):
+    assert client.put("/admin/upstream", json={"url": url, "model_version": "4"}, auth=ADMIN).status_code == 200
+
+
+def test_the_allowed_cluster_predictor_is_the_one_the_chart_renders(project):
+    from charts.inference_service import predictor_host
+    from mlops_cli.services.upstream_policy import cluster_predictor_host
+
+    (project / "mlops.toml").write_text('[serving]\nmodel_name = "reviews"\n[kubernetes]\nnamespace = "ml-prod"\n')
+    cfg = load_config()
+    assert cluster_predictor_host(cfg) == predictor_host(cfg) == "reviews-predictor.ml-prod.svc.cluster.local"
+
+
+def test_admin_routes_are_closed_without_an_admin_credential(project):
+    cfg = load_config()
+    settings = GatewaySettings(cfg, None, "", BasicAuth({AUTH[0]: AUTH[1]}))
+    with TestClient(create_app(settings)) as c:
+        body = {"url": f"http://127.0.0.1:{cfg.local.predictor_port}", "model_version": "2"}
+        assert c.put("/admin/upstream", json=body, auth=AUTH).status_code == 401
+
+
+def test_health_probes_are_logged_at_debug_only(client, caplog):
+    """D37: `mlops logs gateway` was mostly the healer's /healthz probe, one line every 2 s."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="mlops.gateway")
+    for path in ("/healthz", "/readyz", "/healthz"):
+        client.get(path)
+    client.post("/predict", json={"text": ""}, auth=AUTH)
+    routes = [getattr(r, "route", None) for r in caplog.records if r.getMessage() == "request"]
+    assert routes == ["/predict"]
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="mlops.gateway")
+    client.get("/healthz")
+    assert [r.levelno for r in caplog.records if getattr(r, "route", None) == "/healthz"] == [logging.DEBUG]
 
 
 def test_htpasswd_bcrypt_users(tmp_path):

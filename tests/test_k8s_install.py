@@ -114,12 +114,18 @@ def test_full_install_then_second_install_changes_nothing(cli, k8s):
 
     assert base64.b64decode(secret["data"]["password"]).decode() == password
     assert base64.b64decode(secret["data"][".htpasswd"]).decode().startswith("admin:{SHA}")  # Envoy Gateway basic auth
+    # Issue 26 D16: Grafana's admin and the gateway's /admin have their own generated password, never printed
+    # (`up` says how to read it from the Secret), and the second `up` keeps it.
+    admin = base64.b64decode(k8s.find("Secret", "mlops-admin-auth")["data"]["password"]).decode()
+    assert len(admin) >= 20 and admin != password and admin not in json.dumps(first)
+    assert "get secret mlops-admin-auth" in first["admin_password"]
 
     writes = len(k8s.writes)
     second = _up(cli)
     assert {s["action"] for s in second["steps"]} == {"unchanged"}
     assert len(second["steps"]) == len(first["steps"])
     assert "gateway_password" not in second
+    assert base64.b64decode(k8s.find("Secret", "mlops-admin-auth")["data"]["password"]).decode() == admin
     assert len(k8s.writes) == writes  # nothing was written
 
     text = cli("up", "--target", "kubernetes", "--dry-run")

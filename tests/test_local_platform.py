@@ -1,6 +1,7 @@
 """The local platform end to end, as real processes on loopback with a tiny model:
 up → train → register → deploy → predict (CLI, curl-style, V1, V2) → status → failover → hot switch
-and rollback under load (4 clients, no request dropped) → down, leaving no process behind.
+and rollback under load (4 clients, no request dropped) → config changes picked up by `up` → a killed
+supervisord → down then up serving the same version → down, leaving no process behind.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def test_up_starts_every_component(platform):
     assert "gateway-password" in result.stderr + result.stdout
     secret = platform.root / ".mlops" / "secrets" / "gateway-password"
     assert secret.stat().st_mode & 0o777 == 0o600
+    admin = platform.root / ".mlops" / "secrets" / "gateway-admin-password"  # D16: /admin's own credential
+    assert admin.stat().st_mode & 0o777 == 0o600 and platform.admin_auth[1] != platform.password
+    assert platform.admin_auth[1] not in result.stdout + result.stderr
     assert platform.password not in (platform.root / "mlops.toml").read_text()
     status = platform.status()
     for component in ("mlflow", "drift", "gateway"):
@@ -72,6 +76,13 @@ def test_deploy_and_predict(platform):
                        json={"texts": ["great", "terrible side effects"]})
     assert [p["model_version"] for p in batch.json()["predictions"]] == ["1", "1"]
     assert httpx.post(f"{platform.gateway}/predict", json={"text": "x"}).status_code == 401
+
+    # D16: /predict's password no longer switches the upstream; the admin one does, to our predictors only.
+    served = httpx.get(f"{platform.gateway}/admin/upstream", auth=platform.admin_auth).json()
+    assert served["model_version"] == "1"
+    for auth, url, code in ((platform.auth, served["url"], 401), (platform.admin_auth, "http://example.com:80", 422)):
+        response = httpx.put(f"{platform.gateway}/admin/upstream", auth=auth, json={**served, "url": url})
+        assert response.status_code == code, response.text
 
 
 def test_predictor_speaks_v1_and_v2(platform):
@@ -130,6 +141,12 @@ def test_predictor_kill_9_is_503_then_heals_itself(platform):
     assert "1 (last: terminated by SIGKILL" in platform.ok("status").stdout
 
 
+def _predictor_scrape_targets(platform) -> list[str]:
+    """What the local Prometheus scrapes for the predictor job (file_sd: `deploy` rewrites the file)."""
+    groups = json.loads((platform.root / ".mlops" / "local" / "predictor-targets.json").read_text())
+    return [t for g in groups for t in g["targets"]]
+
+
 def _deploy_under_load(platform, *args: str):
     """`mlops deploy *args` while 4 clients call /predict (20 answers before it, 20 after); returns the load
     and when deploy started and returned."""
@@ -157,6 +174,20 @@ def test_switching_versions_under_load_drops_no_request(platform):
     assert _no_flip_back(load, "2")
     status = platform.status()
     assert "predictor-v1" not in status and status["predictor-v2"]["healthy"]
+    # D11: the serving predictor moved to the next free port; Prometheus' target moved with it.
+    assert _predictor_scrape_targets(platform) == [status["predictor-v2"]["url"].removeprefix("http://")]
+
+
+def test_deploying_the_serving_version_again_is_a_no_op(platform):
+    """D27: it started `predictor-v2-<port>` and stopped `predictor-v2`; and D8: the deployment history
+    became 1, 2, 2, so the rollback test below went "back" to 2."""
+    before = platform.status()
+    result = json.loads(platform.ok("deploy", "--version", "2", "--json").stdout)
+    assert [(s["name"], s["action"]) for s in result["steps"]] == [("predictor-v2", "unchanged")]
+    assert "already deployed" in result["message"]
+    after = platform.status()
+    assert [n for n in after if n.startswith("predictor")] == ["predictor-v2"]
+    assert after["predictor-v2"]["pid"] == before["predictor-v2"]["pid"]
 
 
 def test_metrics_and_prediction_log(platform):
@@ -179,6 +210,8 @@ def test_logs_are_json_lines_with_request_ids(platform):
     lines = platform.ok("logs", "gateway", "-n", "200").stdout.splitlines()
     entries = [json.loads(line) for line in lines if line.startswith("{")]
     assert any(e.get("request_id") == "trace-me-123" and e.get("service") for e in entries)
+    # D37: the healer's /healthz probe every 2 s made up most of the log; probes are debug lines now.
+    assert not [e for e in entries if e.get("route") in ("/healthz", "/readyz")]
     missing = platform.mlops("logs", "nonexistent")
     assert missing.returncode == 2 and "gateway" in missing.stderr
 
@@ -190,6 +223,56 @@ def test_rollback_under_load_returns_to_version_1(platform):
     assert {s.version for s in load.samples if s.start > done_at} == {"1"} and _no_flip_back(load, "1")
     result = json.loads(platform.ok("predict", "fine", "--json").stdout)
     assert result["model_version"] == "1"
+
+
+def test_up_applies_a_changed_port_or_password_and_says_so(platform):
+    """D10: `up` said "already running" while supervisord restarted the gateway with the new setting; the
+    record kept the old URL, so `status` called it unhealthy and the README's curl got 401."""
+    new_port = free_port()
+    toml = platform.root / "mlops.toml"
+    toml.write_text(toml.read_text().replace(f"gateway_port = {platform.ports['gateway']}", f"gateway_port = {new_port}"))
+    platform.ports["gateway"] = new_port
+    steps = {s["name"]: s for s in json.loads(platform.ok("up", "--json").stdout)["steps"]}
+    assert steps["gateway"]["action"] == "restarted (port changed)" and steps["gateway"]["detail"].endswith(f":{new_port}")
+    assert steps["mlflow"]["action"] == "already running"
+    status = platform.status()
+    assert status["gateway"]["url"].endswith(f":{new_port}") and status["gateway"]["healthy"], status["gateway"]
+    assert platform.predict().json()["model_version"] == "1"
+
+    steps = {s["name"]: s["action"] for s in json.loads(platform.mlops(
+        "up", "--json", env={"MLOPS_GATEWAY_PASSWORD": "chosen-by-env-7"}).stdout)["steps"]}
+    assert steps["gateway"] == "restarted (password changed)"
+    assert httpx.post(f"{platform.gateway}/predict", auth=("admin", "chosen-by-env-7"), json={"text": "ok"}).status_code == 200
+    steps = {s["name"]: s["action"] for s in json.loads(platform.ok("up", "--json").stdout)["steps"]}
+    assert steps["gateway"] == "restarted (password changed)"
+    assert platform.predict().status_code == 200  # the README's curl: the generated password again
+    assert platform.status()["gateway"]["restarts"] == 0  # the healer did not restart it on its own
+
+
+def test_status_after_supervisord_is_killed_tells_the_truth(platform):
+    """D29: with supervisord killed, `status` said every component was down while they still served."""
+    supervisord = int((platform.root / ".mlops" / "local" / "supervisor" / "supervisord.pid").read_text())
+    os.kill(supervisord, signal.SIGKILL)
+    psutil.wait_procs([psutil.Process(supervisord)], timeout=10) if psutil.pid_exists(supervisord) else None
+    result = platform.mlops("status", "--json")
+    assert result.returncode == 1  # nothing heals them now: not a healthy platform
+    status = {c["component"]: c for c in json.loads(result.stdout)["components"]}
+    assert status["supervisor"]["healthy"] is False and "mlops up" in status["supervisor"]["detail"]
+    for name in ("mlflow", "drift", "gateway", "predictor-v1"):
+        assert status[name]["healthy"] and status[name]["pid"], status[name]
+        assert "unsupervised" in status[name]["detail"] and "supervisord is gone" in status[name]["detail"]
+    assert platform.predict().status_code == 200
+
+
+def test_down_then_up_serves_the_last_deployed_version(platform):
+    """D30: after `down` then `up` the gateway answered 503 "no model is deployed yet", with no hint."""
+    platform.ok("down")
+    result = platform.ok("up", "--json")
+    steps = {s["name"]: s["action"] for s in json.loads(result.stdout)["steps"]}
+    assert steps.get("predictor-v1") == "started" and steps.get("gateway") in ("started", "switched"), steps
+    assert platform.predict().json()["model_version"] == "1"
+    status = platform.status()
+    assert "supervisor" not in status and all(c["healthy"] for c in status.values()), status
 
 
 def test_predict_file_writes_scored_csv(platform):
@@ -213,6 +296,9 @@ def test_down_leaves_no_process_behind(platform):
             s.bind(("127.0.0.1", platform.ports[name]))  # free again
     assert (platform.root / ".mlops" / "mlflow").exists()  # data kept without --purge
     assert platform.status() == {}
+    # D36: the healer ticked into supervisord's shutdown and logged SHUTDOWN_STATE tracebacks.
+    healer_log = (platform.root / ".mlops" / "logs" / "healer.log").read_text()
+    assert "Traceback" not in healer_log and "healer tick failed" not in healer_log
 
     refused = platform.mlops("down", "--purge")  # no terminal to ask on: refuse rather than delete
     assert refused.returncode == 2 and "--yes" in refused.stderr
@@ -257,3 +343,69 @@ def test_taken_ports_are_all_reported_before_anything_starts(tmp_path):
     assert taken["ok"] is False and taken["required"] is True and "taken by" in taken["detail"], taken
     assert checks[f"port {mlflow} (mlflow)"]["ok"] is True
     assert doctor.returncode != 0
+
+
+def test_rollback_goes_to_the_last_different_version(project, cli):
+    """D8: `deploy --version 1; deploy --version 2; deploy --version 2; deploy --rollback` "rolled back" to
+    2 (history 1, 2, 2: the entry before the last). Such a history is what an older mlops recorded, and what
+    redeploying the serving version with other [serving] settings records now. No registry here: the
+    version that --rollback resolves is named in the error."""
+    table = project / ".mlops" / "local" / "processes.json"
+    table.parent.mkdir(parents=True)
+    table.write_text(json.dumps({"processes": {}, "deployments": [
+        {"version": v, "component": f"predictor-v{v}", "at": 0.0} for v in ("1", "2", "2")]}))
+    result = cli("deploy", "--rollback")
+    assert result.exit_code == 2 and "has no version 1" in result.stderr, result.stderr
+    table.write_text(json.dumps({"processes": {}, "deployments": [
+        {"version": "2", "component": "predictor-v2", "at": 0.0}] * 2}))
+    only = cli("deploy", "--rollback")
+    assert only.exit_code == 2 and "only version 2 was ever deployed" in only.stderr, only.stderr
+
+
+def test_status_probes_components_that_outlive_a_killed_supervisord(project, cli):
+    """D29 in seconds: a real supervisord running one real HTTP server as a recorded component; after
+    `kill -9` of supervisord the server still answers, and `status` says so instead of "not running"."""
+    import sys
+
+    from mlops_cli.platform.processes import ProcessRecord, ProcessTable
+    from mlops_cli.platform.supervisor import Program, Supervisor
+
+    state, port = project / ".mlops", free_port()
+    sup = Supervisor(state, state / "logs")
+    # Quiet per request, like our services' probes: once supervisord is gone, its end of the output pipe
+    # is closed and a write there fails (http.server's own access line would break every answer).
+    server = project / "quiet_server.py"
+    server.write_text("import http.server as h, sys\nh.SimpleHTTPRequestHandler.log_message = lambda *a: None\n"
+                      "h.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), h.SimpleHTTPRequestHandler).serve_forever()\n")
+    cmd = [sys.executable, str(server), str(port)]
+    sup.write_program(Program("web", cmd, state / "logs" / "web.log", project))
+    ProcessTable(state).put(ProcessRecord("web", port, f"http://127.0.0.1:{port}", cmd, str(state / "logs" / "web.log"),
+                                          time.time(), {"health": "/"}))
+    sup.start({})
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(f"http://127.0.0.1:{port}/") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        supervised = json.loads(cli("status", "--json").stdout)["components"]
+        assert [(c["component"], c["healthy"]) for c in supervised] == [("web", True)]
+        supervisord = int(sup.pidfile.read_text())
+        os.kill(supervisord, signal.SIGKILL)
+        psutil.wait_procs([psutil.Process(supervisord)], timeout=10)
+        result = cli("status", "--json")
+        assert result.exit_code == 1, result.stderr
+        status = {c["component"]: c for c in json.loads(result.stdout)["components"]}
+        assert status["supervisor"]["healthy"] is False and "mlops up" in status["supervisor"]["detail"]
+        web = status["web"]
+        assert web["healthy"] and web["pid"] and web["uptime_s"] is not None, web
+        assert "supervisord is gone" in web["detail"] and "unsupervised" in web["detail"]
+        table = cli("status").stdout
+        assert "supervisord is not running" in " ".join(table.split())
+    finally:
+        sup.shutdown(10)  # kills the orphaned server too
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

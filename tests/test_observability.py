@@ -137,8 +137,9 @@ def test_dashboard_and_alerts_query_only_exported_metrics(registered, tmp_path):
     try:
         predict_batches(gateway_url, [e.text for e in load_drugscom("binary").test[:40]])
         # A rejected request too, so status-labelled series exist beyond 200.
-        assert httpx.post(gateway_url + "/predict", json={}, timeout=10).status_code == 401
-        httpx.get(gateway_url + "/readyz", headers={"X-Request-ID": "obs-ready-1"}, timeout=10)
+        assert httpx.post(gateway_url + "/predict", json={}, headers={"X-Request-ID": "obs-denied-1"},
+                          timeout=10).status_code == 401
+        httpx.get(gateway_url + "/readyz", timeout=10)
         drift, drift_url = start_drift_service(project, tmp_path, env)
         deadline = time.monotonic() + 180  # the first Evidently run is slow on a loaded 2-core machine under coverage
         while time.monotonic() < deadline:
@@ -162,16 +163,16 @@ def test_dashboard_and_alerts_query_only_exported_metrics(registered, tmp_path):
         missing = metric_names(rule["expr"]) - exported
         assert not missing, f"alert {rule['alert']} reads {missing}, which no service exports"
 
-    # The gateway's request lines are JSON with the request id we sent.
+    # The gateway's request lines are JSON with the request id we sent (probes are debug lines: issue 26, D37).
     entries = [json.loads(line) for line in gateway.stderr_lines() if line.startswith("{")]
-    assert any(e.get("request_id") == "obs-ready-1" for e in entries)
+    assert any(e.get("request_id") == "obs-denied-1" for e in entries)
 
 
 # -- local Prometheus ------------------------------------------------------------------------------------
 
 def test_prometheus_command_renders_local_targets(project, tmp_path):
     from mlops_cli.config.loading import load_config
-    from mlops_cli.platform.prometheus_local import prometheus_command
+    from mlops_cli.platform.prometheus_local import predictor_targets_path, prometheus_command
 
     if shutil.which("prometheus") is None:
         pytest.skip("prometheus not installed (apt-get install prometheus)")
@@ -181,9 +182,11 @@ def test_prometheus_command_renders_local_targets(project, tmp_path):
     assert Path(argv[0]).name == "prometheus"
     assert f"--config.file={path}" in argv and "--web.listen-address=127.0.0.1:19090" in argv
     rendered = yaml.safe_load(path.read_text())
-    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in rendered["scrape_configs"]}
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in rendered["scrape_configs"]
+               if "static_configs" in job}
     assert targets["gateway"] == ["127.0.0.1:18080"] and targets["drift"] == ["127.0.0.1:18085"]
-    assert targets["predictor"] == ["127.0.0.1:18090", "127.0.0.1:18091"]
+    predictor_file = json.loads(predictor_targets_path(cfg).read_text())
+    assert predictor_file[0]["targets"] == ["127.0.0.1:18090", "127.0.0.1:18091"]
     assert (path.parent / "alert-rules.yml").read_text() == RULES.read_text()
     check = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -192,27 +195,63 @@ def test_prometheus_command_renders_local_targets(project, tmp_path):
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (apt-get install prometheus)")
 def test_local_prometheus_starts_with_our_rules_and_targets(project):
     from mlops_cli.config.loading import load_config
-    from mlops_cli.platform.prometheus_local import prometheus_command
+    from mlops_cli.platform.prometheus_local import prometheus_command, write_predictor_targets
 
     cfg = load_config(overrides={"local.prometheus_port": free_port()})
-    argv = prometheus_command(cfg, cfg.state_dir / "local" / "prometheus.yml")
+    first, moved = cfg.local.predictor_port + 1, cfg.local.predictor_port + 2  # where deploys put predictors
+    argv = prometheus_command(cfg, cfg.state_dir / "local" / "prometheus.yml", predictor_ports=[first])
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def predictor_instances(targets: list[dict]) -> set[str]:
+        return {t["labels"]["instance"] for t in targets if t["labels"]["job"] == "predictor"}
+
+    def active_targets(until, seconds: float = 30.0) -> list[dict]:
+        deadline = time.monotonic() + seconds  # service discovery hands targets to the scraper after a few seconds
+        while time.monotonic() < deadline:
+            targets = httpx.get(url + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            if until(targets):
+                break
+            time.sleep(0.5)
+        return targets
+
     try:
         url = f"http://127.0.0.1:{cfg.local.prometheus_port}"
         wait_http(url + "/-/ready", proc, timeout=30)
         rules = httpx.get(url + "/api/v1/rules", timeout=5).json()["data"]["groups"]
         assert REQUIRED_ALERTS <= {r["name"] for g in rules for r in g["rules"]}
-        deadline = time.monotonic() + 20  # service discovery hands targets to the scraper after a few seconds
-        while time.monotonic() < deadline:
-            targets = httpx.get(url + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
-            if targets:
-                break
-            time.sleep(0.5)
+        targets = active_targets(lambda t: predictor_instances(t))
         assert {"gateway", "predictor", "drift"} <= {t["labels"]["job"] for t in targets}
         assert f"127.0.0.1:{cfg.local.gateway_port}" in {t["labels"]["instance"] for t in targets}
+        assert predictor_instances(targets) == {f"127.0.0.1:{first}"}
+        # D11: `deploy` moved the predictor; the running Prometheus follows, with no reload or restart.
+        write_predictor_targets(cfg, [moved])
+        targets = active_targets(lambda t: predictor_instances(t) == {f"127.0.0.1:{moved}"})
+        assert predictor_instances(targets) == {f"127.0.0.1:{moved}"}
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_local_prometheus_scrapes_the_predictor_that_serves(project):
+    """D11: the scrape config named [local].predictor_port, but every other deploy starts the predictor on
+    the next free port: its target was down and the alert fired while serving was fine. The predictor job
+    now reads its targets from a file that `deploy` rewrites (file_sd_configs: Prometheus applies a change
+    to that file without a reload, prometheus.io/docs/prometheus/latest/configuration/configuration/#file_sd_config)."""
+    from mlops_cli.config.loading import load_config
+    from mlops_cli.platform.prometheus_local import render_scrape_config, write_predictor_targets
+
+    cfg = load_config()
+    jobs = {job["job_name"]: job for job in render_scrape_config(cfg)["scrape_configs"]}
+    predictor = jobs["predictor"]
+    assert "static_configs" not in predictor
+    [sd] = predictor["file_sd_configs"]
+    path = write_predictor_targets(cfg, [cfg.local.predictor_port + 1])
+    assert sd["files"] == [str(path)] and Path(sd["files"][0]).is_absolute()
+    assert json.loads(path.read_text()) == [{"targets": [f"127.0.0.1:{cfg.local.predictor_port + 1}"],
+                                             "labels": {"component": "predictor"}}]
+    assert json.loads(write_predictor_targets(cfg, []).read_text()) == []  # nothing deployed: no target
+    for name in ("gateway", "drift", "prometheus"):
+        assert jobs[name]["static_configs"][0]["targets"], name
 
 
 def test_prometheus_missing_says_how_to_install(project, monkeypatch, tmp_path):

@@ -196,3 +196,35 @@ def test_mlflow_calls_after_the_preflight_take_their_timeout_and_retries_from_co
     mlflow_tracking.preflight(load_config())
     assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 7
     assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 1
+
+
+def test_interrupted_register_is_completed_by_the_next_register(trained_project, cli, monkeypatch):
+    """D15: Ctrl-C between creating the version and attaching its drift reference left a version without
+    one, and `register` then only said "already registered". Its re-run now attaches the reference."""
+    from mlops_cli.registry import versions as registry
+
+    _train(cli, "--max-steps", "2")
+    attach = registry._attach_drift_reference
+
+    def interrupted(config, ref):
+        raise KeyboardInterrupt  # what Ctrl-C raises in the middle of computing the reference
+
+    monkeypatch.setattr(registry, "_attach_drift_reference", interrupted)
+    assert cli("register").exit_code == 130
+    assert "drift_reference" not in _versions(cli)["1"]["tags"]
+
+    monkeypatch.setattr(registry, "_attach_drift_reference", attach)
+    again = cli("register")
+    assert again.exit_code == 0, again.stderr
+    assert "completed version 1's missing drift reference" in " ".join(again.stderr.split())
+    versions = _versions(cli)
+    assert list(versions) == ["1"] and "drift_reference" in versions["1"]["tags"]
+    third = cli("register")
+    assert third.exit_code == 0 and "completed" not in third.stderr  # once only
+
+    # D5 against a real registry: MLflow raised (a traceback) when asked to set an alias it refuses.
+    for args in (["models", "promote", "1", "--alias", "bad alias!"], ["register", "--alias", "bad alias!"],
+                 ["models", "promote", "1", "--alias", "v1"]):
+        refused = cli(*args)
+        assert refused.exit_code == 2 and "--alias:" in refused.stderr, refused.stderr
+    assert _versions(cli)["1"]["aliases"] == []

@@ -181,6 +181,11 @@ def deploy(
     from ..targets import DeployOptions
     from . import render
 
+    from .options import checked_alias, exclusive
+
+    exclusive({"--version": version, "--alias": alias, "--rollback": rollback, "--promote": promote},
+              hint="mlops deploy --version 3, mlops deploy --alias staging, or mlops deploy --rollback")
+    checked_alias(alias)
     st = state(ctx)
     if (observe or promote_if_healthy) and canary is None:
         from ..common.errors import ConfigError

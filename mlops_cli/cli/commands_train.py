@@ -129,12 +129,12 @@ def eval_(
 
       mlops eval --alias champion --json
     """
-    from ..common.errors import ConfigError
     from ..registry import version_evaluation
     from . import render
+    from .options import checked_alias, exclusive
 
-    if version and alias:
-        raise ConfigError("give --version or --alias, not both")
+    exclusive({"--version": version, "--alias": alias})
+    checked_alias(alias)
     st = state(ctx)
     ref, result, comparison = version_evaluation.evaluate_registered(st.config(), version=version, alias=alias)
     if st.json:
@@ -167,6 +167,9 @@ def register_(
     from ..registry import versions as registry
     from . import render
 
+    from .options import checked_alias
+
+    checked_alias(alias)
     st = state(ctx)
     ref = registry.register(st.config(), run_id=run_id, alias=alias, force=force)
     if st.json:
@@ -176,6 +179,8 @@ def register_(
     if ref.already_registered:
         render.note(f"run {ref.run_id} is already registered as {ref.name} version {ref.version}{aliases}; "
                     "nothing new was created (--force registers it again)")
+        if ref.repaired:
+            render.success(f"completed version {ref.version}'s missing {ref.repaired} (an earlier register was interrupted)")
         return
     versus = ref.versus_baseline()
     render.success(f"registered {ref.name} version {ref.version}{aliases} from run {ref.run_id}, "
@@ -233,6 +238,9 @@ def promote(
     from ..registry import versions as registry
     from . import render
 
+    from .options import checked_alias
+
+    checked_alias(alias)
     st = state(ctx)
     ref = registry.promote(st.config(), version, alias=alias, force=force)
     if st.json:
@@ -257,6 +265,9 @@ def rollback(
     from ..registry import versions as registry
     from . import render
 
+    from .options import checked_alias
+
+    checked_alias(alias)
     st = state(ctx)
     config = st.config()
     alias = alias or config.registry.champion_alias

@@ -9,6 +9,7 @@ from typing import Mapping
 # Environment variables whose values are secret. `mlops config show` masks them.
 SECRET_ENV_VARS = (
     "MLOPS_GATEWAY_PASSWORD",
+    "MLOPS_GATEWAY_ADMIN_PASSWORD",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "PULUMI_CONFIG_PASSPHRASE",
@@ -22,6 +23,8 @@ class Secrets:
     gateway_user: str | None
     gateway_password: str | None
     pulumi_passphrase: str | None
+    # The gateway's /admin routes (switching the predictor); never the same secret as /predict's.
+    gateway_admin_password: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Secrets":
@@ -30,6 +33,7 @@ class Secrets:
             gateway_user=env.get("MLOPS_GATEWAY_USER") or None,
             gateway_password=env.get("MLOPS_GATEWAY_PASSWORD") or None,
             pulumi_passphrase=env.get("PULUMI_CONFIG_PASSPHRASE"),
+            gateway_admin_password=env.get("MLOPS_GATEWAY_ADMIN_PASSWORD") or None,
         )
 
     def __repr__(self) -> str:  # never leak values into logs or tracebacks

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .values import DataSourceName, Duration, HttpUrl, Section, TargetName, TrackingUri
+from .values import AliasName, DataSourceName, Duration, HttpUrl, Section, TargetName, TrackingUri
 
 
 class ProjectConfig(Section):
@@ -60,7 +60,7 @@ class RegistryConfig(Section):
     tracking_uri: TrackingUri = ""
     experiment: str = "review-sentiment"
     model_name: str = "review-sentiment"
-    champion_alias: str = "champion"
+    champion_alias: AliasName = "champion"
     min_f1: float = Field(0.5, ge=0, le=1)
     beat_baseline: Literal["off", "estimate", "interval"] = "off"
     connect_timeout_s: float = Field(5.0, gt=0)

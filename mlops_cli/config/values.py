@@ -5,6 +5,7 @@ every section (unknown keys refused).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -58,6 +59,38 @@ def _tracking_uri(value: str) -> str:
                          "(empty: the embedded store in the state dir)")
     return value
 
+
+# MLflow 3.17.2's rule for an alias that can be set (mlflow/utils/validation.py: _validate_model_alias_name
+# with _REGISTERED_MODEL_ALIAS_REGEX `^[\w\-]*$`, non-empty, MAX_REGISTERED_MODEL_ALIAS_LENGTH 255; and
+# _validate_model_alias_name_reserved: not "latest" in any case, not `^[vV]\d+$`). The registry checks it
+# only when the alias is used, as a traceback; we check it where an alias enters: the config and --alias.
+_ALIAS = re.compile(r"^[\w\-]*$")
+_VERSION_ALIAS = re.compile(r"^[vV]\d+$")
+ALIAS_RULE = "letters, digits, underscores (_) and dashes (-), at most 255, not 'latest' nor v<number>"
+
+
+def alias_problem(alias: str) -> str | None:
+    """Why MLflow would refuse `alias` as a registered model alias, or None when it is fine."""
+    if not alias:
+        return "an alias cannot be empty"
+    if not _ALIAS.match(alias):
+        return f"alias {alias!r} has characters MLflow refuses: use {ALIAS_RULE}"
+    if len(alias) > 255:
+        return f"alias is {len(alias)} characters long; MLflow allows at most 255"
+    if alias.lower() == "latest" or _VERSION_ALIAS.match(alias):
+        return f"alias {alias!r} is reserved by MLflow ('latest' and v<number> name versions)"
+    return None
+
+
+def _alias(value: str) -> str:
+    problem = alias_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+# A registered model alias MLflow accepts, e.g. "champion" or "staging".
+AliasName = Annotated[str, AfterValidator(_alias)]
 
 # URLs checked when the config loads and kept as written (no normalising, no added slash).
 HttpUrl = Annotated[str, AfterValidator(_http_url)]

@@ -3,6 +3,12 @@
 The scrape config in charts/observability/ is rendered with the loopback ports of [local], written
 next to a copy of the alert rules, and Prometheus keeps its data under ``<state_dir>/prometheus``.
 
+The predictor moves: every `deploy` starts the new version on the next free port. So its job reads its
+target from a file (`file_sd_configs`) that `up` and `deploy` rewrite with the serving predictor's port;
+Prometheus notices the change itself ("Changes to all defined files are detected via disk watches and
+applied immediately": prometheus.io/docs/prometheus/latest/configuration/configuration/#file_sd_config),
+with no reload and no restart.
+
 Example::
 
     argv = prometheus_command(cfg, cfg.state_dir / "local" / "prometheus.yml")   # then start it
@@ -19,6 +25,7 @@ from ..config.settings import Config
 
 OBSERVABILITY_DIR = Path(__file__).resolve().parents[2] / "charts" / "observability"
 SCRAPE_FILE = "prometheus.yml"
+PREDICTOR_TARGETS_FILE = "predictor-targets.json"  # in <state_dir>/local/
 RULES_FILE = "alert-rules.yml"
 INSTALL_HINT = ("install Debian's package: `sudo apt-get install -y prometheus` (then `sudo systemctl disable --now "
                 "prometheus` so the system service does not hold port 9090), or run without --with-prometheus")
@@ -50,8 +57,29 @@ def render_scrape_config(config: Config, predictor_ports: Iterable[int] | None =
         if job.get("job_name") in targets:
             for static in job.get("static_configs", []):
                 static["targets"] = targets[job["job_name"]]
+        if job.get("job_name") == "predictor":
+            job["file_sd_configs"] = [{"files": [str(predictor_targets_path(config))]}]
+            del job["static_configs"]
     scrape["rule_files"] = [RULES_FILE]
     return scrape
+
+
+def predictor_targets_path(config: Config) -> Path:
+    return config.state_dir / "local" / PREDICTOR_TARGETS_FILE
+
+
+def write_predictor_targets(config: Config, ports: Iterable[int]) -> Path:
+    """The predictor job's targets (file_sd format: a list of static configs), atomically: the ports
+    that serve now."""
+    import json
+
+    from ..common.atomic_file import write_atomically
+
+    path = predictor_targets_path(config)
+    targets = [f"{config.local.host}:{port}" for port in ports]
+    groups = [{"targets": targets, "labels": {"component": "predictor"}}] if targets else []
+    write_atomically(path, json.dumps(groups, indent=1))
+    return path
 
 
 def prometheus_command(config: Config, config_path: Path, predictor_ports: Iterable[int] | None = None) -> list[str]:
@@ -69,6 +97,7 @@ def prometheus_command(config: Config, config_path: Path, predictor_ports: Itera
                             hint="they ship with mlops in charts/observability/; restore them from git")
     shutil.copyfile(rules, config_path.parent / RULES_FILE)
     rendered = yaml.safe_dump(render_scrape_config(config, predictor_ports), sort_keys=False)
+    write_predictor_targets(config, predictor_ports or [])  # the serving predictor's: `deploy` rewrites it
     config_path.write_text("# Rendered by `mlops up --with-prometheus` from charts/observability/prometheus.yml.\n"
                            + rendered)
     data_dir = config.state_dir / "prometheus"

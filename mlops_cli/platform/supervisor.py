@@ -101,6 +101,11 @@ class Supervisor:
         _write_private(path, text)
         return True
 
+    def recorded_section(self, name: str) -> str | None:
+        """The program's recorded `[program:x]` section, None when it is not recorded."""
+        path = self.programs_dir / f"{name}.conf"
+        return path.read_text() if path.is_file() else None
+
     def forget_program(self, name: str) -> None:
         (self.programs_dir / f"{name}.conf").unlink(missing_ok=True)
 

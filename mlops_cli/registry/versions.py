@@ -56,6 +56,7 @@ class ModelRef:
     # Where the files are: MLflow 3's `source` is `models:/m-<id>`, a registry name, not a location.
     artifact_uri: str = ""
     already_registered: bool = False  # register found a version from this run and created none
+    repaired: str = ""  # what register completed on that existing version (an interrupted register left it out)
 
     @property
     def location(self) -> str:
@@ -75,7 +76,7 @@ class ModelRef:
                 "metrics": {k: _float(self.tags.get(k)) for k in METRIC_TAGS},
                 "versus_baseline": self.versus_baseline(),
                 "data_fingerprint": self.tags.get("data_fingerprint"), "git_commit": self.tags.get("git_commit"),
-                "tags": self.tags, "already_registered": self.already_registered}
+                "tags": self.tags, "already_registered": self.already_registered, "repaired": self.repaired}
 
 
 def versus_baseline(metrics: dict[str, float | None]) -> str | None:
@@ -178,7 +179,8 @@ def register(config: Config, run_id: str | None = None, alias: str | None = None
     """New version from the given (or newest) run; the gate is checked before anything is created.
 
     Idempotent per run: a run already registered gives back its existing version (`already_registered`),
-    with `alias` set on it as asked; `force` registers another version anyway."""
+    with `alias` set on it as asked, and its drift reference attached if a register interrupted (Ctrl-C)
+    between creating the version and attaching it left it without one; `force` registers another version."""
     import mlflow
 
     from ..adapters import mlflow_tracking
@@ -186,12 +188,19 @@ def register(config: Config, run_id: str | None = None, alias: str | None = None
     run_id = run_id or mlflow_tracking.latest_model_run(config)
     existing = None if force else _version_of_run(config, run_id)
     if existing is not None:
+        from .drift_reference import REFERENCE_TAG
+
+        if REFERENCE_TAG not in existing.tags:
+            _attach_drift_reference(config, existing)
+            existing = resolve_version(config, version=existing.version)
+            existing.repaired = "drift reference"
         if alias:
             _check_gate(config, alias, existing.macro_f1, f"version {existing.version}", force)
             _check_baseline_gate(config, alias, {k: _float(v) for k, v in existing.tags.items()},
                                  f"version {existing.version}", force)
             _set_alias(config, existing.version, alias)
-            existing = resolve_version(config, version=existing.version)
+            repaired, existing = existing.repaired, resolve_version(config, version=existing.version)
+            existing.repaired = repaired
         existing.already_registered = True
         return existing
     run = mlflow_tracking.get_run(config, run_id)

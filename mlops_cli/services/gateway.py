@@ -4,7 +4,8 @@
 
 Routes: POST /predict, POST /predict/batch (basic auth; beyond what can be answered within
 [serving].latency_budget_ms, or past [gateway].max_in_flight, a fast 503 with Retry-After), GET /openapi.json, /docs (basic auth), /healthz, /readyz, /metrics,
-PUT /admin/upstream (basic auth; used by `mlops deploy` to switch versions without dropping requests).
+GET|PUT /admin/upstream (its own admin credential, never /predict's; used by `mlops deploy` to switch versions
+without dropping requests, and only to the platform's own predictors: services/upstream_policy.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .gateway_schema import (BASIC_AUTH, INFERENCE_ERRORS, PredictBatchRequest, 
                              PredictRequest, request_body, upstream_body, with_security)
 from ..common.logging_setup import configure_json_logging, request_id_var, setup_tracing
 from .prediction_log import PredictionLog
+from .upstream_policy import allowed_upstream
 from .predictor_client import (PredictorClient, PredictorOverloaded, PredictorRejected, PredictorTimeout,
                                PredictorUnavailable)
 
@@ -64,6 +66,8 @@ class GatewaySettings:
     predictor_url: str | None
     model_version: str
     auth: BasicAuth | None
+    # /admin/*: its own credential. None: closed (401) whenever `auth` is set; open only without any auth.
+    admin_auth: BasicAuth | None = None
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -93,7 +97,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     admission = Admission(cfg.gateway.max_in_flight, cfg.serving.latency_budget_ms / 1000.0)
     app.state.admission = admission
-    app.add_middleware(_Edge, auth=settings.auth, admission=admission, metrics=metrics)
+    app.add_middleware(_Edge, auth=settings.auth, admin_auth=settings.admin_auth, admission=admission, metrics=metrics)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError):
@@ -202,6 +206,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version = body.get("model_version") if isinstance(body, dict) else None
         if not isinstance(url, str) or not _http_url(url) or not isinstance(version, str) or not version.strip():
             raise ApiError(422, "invalid_input", 'expected {"url": "http://host:port", "model_version": "3"}')
+        refused = allowed_upstream(cfg, url)
+        if refused:
+            raise ApiError(422, "upstream_not_allowed", refused)
         old = await client.switch(url, version, drain_timeout_s=cfg.gateway.timeout_s + 1)
         metrics.serving(version)
         log.info("switched predictor", extra={"to": url, "model_version": version,
@@ -219,8 +226,20 @@ class _Edge:
     strangers learn nothing about load, and before the body is read, so a refusal costs next to nothing.
     """
 
-    def __init__(self, app, *, auth: BasicAuth | None, admission: Admission, metrics: GatewayMetrics) -> None:
-        self.app, self.auth, self.admission, self.metrics = app, auth, admission, metrics
+    def __init__(self, app, *, auth: BasicAuth | None, admin_auth: BasicAuth | None, admission: Admission,
+                 metrics: GatewayMetrics) -> None:
+        self.app, self.auth, self.admin_auth, self.admission, self.metrics = app, auth, admin_auth, admission, metrics
+
+    def _refused(self, path: str, header: bytes) -> bool:
+        """True when the request lacks the credential its route needs."""
+        value = header.decode("latin-1") or None
+        if path.startswith("/admin/"):
+            if self.admin_auth is not None:
+                return self.admin_auth.check(value) is None
+            return self.auth is not None  # no admin credential configured: closed unless auth is off entirely
+        # the docs' local Swagger UI assets sit behind the same credential as the docs themselves
+        guarded = path in _AUTHENTICATED or path.startswith(ASSETS_PATH)
+        return guarded and self.auth is not None and self.auth.check(value) is None
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -242,8 +261,7 @@ class _Edge:
             await send(message)
 
         try:
-            if (path in _AUTHENTICATED or path.startswith(("/admin/", ASSETS_PATH))) and self.auth is not None \
-                    and self.auth.check(headers.get(b"authorization", b"").decode("latin-1") or None) is None:
+            if self._refused(path, headers.get(b"authorization", b"")):
                 await _error(ApiError(401, "unauthorized", "missing or wrong credentials (HTTP basic auth)"))(
                     scope, receive, send_with_id)
             elif path in INFERENCE_ROUTES and scope["method"] == "POST":
@@ -265,15 +283,18 @@ class _Edge:
             elapsed = time.perf_counter() - start
             self.metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
             self.metrics.latency.labels(route=route).observe(elapsed)
-            if log.isEnabledFor(logging.INFO):
-                log.info("request", extra={"request_id": rid, "route": route, "status": status,
-                                           "duration_ms": round(elapsed * 1000, 2)})
+            # Probes (the healer's every [local].health_interval_s, a kubelet's) would bury the requests.
+            level = logging.DEBUG if path in _PROBES else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(level, "request", extra={"request_id": rid, "route": route, "status": status,
+                                                 "duration_ms": round(elapsed * 1000, 2)})
 
 
 _ERROR_422 = {"model": INFERENCE_ERRORS[422]["model"], "description": "Not a {url, model_version} object."}
 _KNOWN_ROUTES = {"/predict", "/predict/batch", "/healthz", "/readyz", "/metrics", "/admin/upstream", "/openapi.json",
                  "/docs"}
 _AUTHENTICATED = INFERENCE_ROUTES | {"/openapi.json", "/docs"}
+_PROBES = {"/healthz", "/readyz"}
 
 
 def _http_url(url: str) -> bool:
@@ -358,7 +379,10 @@ def main(argv: list[str] | None = None) -> None:
     if config.gateway.auth:
         auth = BasicAuth.from_settings(config.path(config.gateway.htpasswd_file) if config.gateway.htpasswd_file else None,
                                        secrets.gateway_user or config.gateway.user, secrets.gateway_password)
-    app = create_app(GatewaySettings(config, args.predictor_url, args.model_version, auth))
+    admin_auth = None
+    if secrets.gateway_admin_password:
+        admin_auth = BasicAuth({secrets.gateway_user or config.gateway.user: secrets.gateway_admin_password})
+    app = create_app(GatewaySettings(config, args.predictor_url, args.model_version, auth, admin_auth))
 
     import uvicorn
 

@@ -17,8 +17,10 @@ import signal as signals
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from xmlrpc.client import Fault
 
 import httpx
+from supervisor.xmlrpc import Faults  # supervisor/xmlrpc.py: SHUTDOWN_STATE = 6, raised by rpcinterface._update
 
 from ..common.atomic_file import write_atomically
 from ..common.logging_setup import configure_json_logging
@@ -150,6 +152,14 @@ def main() -> None:
     while True:
         try:
             healer.tick()
+        except Fault as exc:
+            if exc.faultCode == Faults.SHUTDOWN_STATE:
+                # `mlops down`: supervisord refuses every call while it stops the components, and stops
+                # this program last of all or not at all; there is nothing left to heal.
+                log.info("supervisord is shutting down; the healer stops")
+                return
+            log.exception("healer tick failed")
+            time.sleep(1.0)
         except (OSError, ConnectionError) as exc:  # supervisord restarting or shutting down
             log.info("supervisord not reachable", extra={"error": str(exc)})
             time.sleep(1.0)

@@ -53,11 +53,25 @@ class KubernetesInstall:
             password, generated = pysecrets.token_urlsafe(18), True
         return GatewayCredentials(user, password), generated
 
+    def _admin_credentials(self, existing: dict[str, Any] | None, user: str) -> "GatewayCredentials":
+        """Grafana's admin and the gateway's /admin: MLOPS_GATEWAY_ADMIN_PASSWORD, else the cluster's Secret,
+        else a new random password; never printed (`up` says how to read it from the Secret)."""
+        import secrets as pysecrets
+
+        from charts.secrets import GatewayCredentials
+
+        from ..common.secrets import Secrets
+
+        live = secret_values(existing) if existing else {}
+        password = Secrets.from_env().gateway_admin_password or live.get("password") or pysecrets.token_urlsafe(18)
+        return GatewayCredentials(user, password)
+
     def _platform_secrets(self) -> tuple["PlatformSecrets", bool]:
         from charts import secrets as chart_secrets
 
         existing = self.cluster.get(chart_secrets.gateway_auth(self.config, None))
         gateway, generated = self._gateway_credentials(existing)
+        admin = self._admin_credentials(self.cluster.get(chart_secrets.admin_auth(self.config, None)), gateway.user)
         s3 = None
         if chart_secrets.uses_s3_keys(self.config):
             key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
@@ -65,7 +79,7 @@ class KubernetesInstall:
                 raise PreflightError("MLflow artifacts are in S3 without an IRSA role, but AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are not set",
                                      hint="export both (they are stored only in the mlflow-s3 Secret), or set [kubernetes].mlflow_role_arn")
             s3 = (key, secret)
-        return chart_secrets.PlatformSecrets(gateway=gateway, s3=s3), generated
+        return chart_secrets.PlatformSecrets(gateway=gateway, s3=s3, admin=admin), generated
 
     def up(self, options: UpOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
         from charts.platform import platform_steps
@@ -101,6 +115,11 @@ class KubernetesInstall:
                 continue
             outcome.steps += self._apply_step(step, reporter)
         outcome.info["ingress"] = f"https://{self.config.kubernetes.ingress_host}"
+        from charts.secrets import ADMIN_AUTH
+
+        # Never the value: how to read it (Grafana's admin login, and the gateway's /admin routes).
+        outcome.info["admin_password"] = (f"kubectl -n {self.config.kubernetes.namespace} get secret {ADMIN_AUTH} "
+                                          "-o jsonpath='{.data.password}' | base64 -d")
         if generated:
             # Printed once: from now on it lives only in the Secret (`mlops predict` reads it there).
             outcome.info["gateway_user"] = platform_secrets.gateway.user

@@ -23,7 +23,7 @@ from ..config.settings import Config
 from ..platform import processes
 from ..platform.purge import purge_plan
 from ..platform.supervisor import HEALER
-from .base import ComponentStatus, Confirm, DownOptions, Outcome, StepResult, UpOptions
+from .base import ComponentStatus, Confirm, DeployOptions, DownOptions, Outcome, StepResult, UpOptions
 from .local_components import LocalComponents
 from .local_serving import LocalServing
 
@@ -43,22 +43,25 @@ class LocalTarget(LocalComponents, LocalServing):
     def password_file(self) -> Path:
         return self.config.state_dir / "secrets" / "gateway-password"
 
+    @property
+    def admin_password_file(self) -> Path:
+        """The gateway's admin password (`/admin/*`: switching the predictor), apart from `/predict`'s."""
+        return self.config.state_dir / "secrets" / "gateway-admin-password"
+
     def credentials(self, create: bool = False) -> tuple[str, str] | None:
-        """(user, password): from the environment, else the generated file (made on `up`)."""
+        """(user, password) for /predict: from the environment, else the generated file (made on `up`)."""
         env = Secrets.from_env()
         user = env.gateway_user or self.config.gateway.user
-        if env.gateway_password:
-            return user, env.gateway_password
-        if self.password_file.is_file():
-            return user, self.password_file.read_text().strip()
-        if not create:
-            return None
-        self.password_file.parent.mkdir(parents=True, exist_ok=True)
-        password = pysecrets.token_urlsafe(18)
-        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(password + "\n")
-        return user, password
+        password = env.gateway_password or _generated_secret(self.password_file, create)
+        return (user, password) if password else None
+
+    def admin_credentials(self, create: bool = False) -> tuple[str, str] | None:
+        """(user, password) for the gateway's /admin routes: MLOPS_GATEWAY_ADMIN_PASSWORD, else the generated
+        file (made on `up`, mode 0600, never printed: only `mlops deploy` uses it)."""
+        env = Secrets.from_env()
+        user = env.gateway_user or self.config.gateway.user
+        password = env.gateway_admin_password or _generated_secret(self.admin_password_file, create)
+        return (user, password) if password else None
 
     def _url(self, port: int) -> str:
         return f"http://{self.local.host}:{port}"
@@ -72,6 +75,7 @@ class LocalTarget(LocalComponents, LocalServing):
         outcome = Outcome()
         components = self._platform_components(options.with_prometheus) + self._recorded_predictors()
         outcome.steps = self._converge(components, reporter)
+        outcome.steps += self._restore_deployment(reporter)
         if all(s.action == "already running" for s in outcome.steps):
             outcome.info["message"] = "everything is already up"
         outcome.info["mlflow_ui"] = self._url(self.local.mlflow_port)
@@ -79,6 +83,22 @@ class LocalTarget(LocalComponents, LocalServing):
         if self.config.gateway.auth and not Secrets.from_env().gateway_password:
             outcome.info["gateway_password"] = f"cat {self.password_file}"
         return outcome
+
+    def _restore_deployment(self, reporter: Reporter) -> list[StepResult]:
+        """After `down` (which stops the predictors but keeps the deployment history), serve the version
+        deployed last again, so `down` then `up` gives back the platform as it was."""
+        data = self.table.load()
+        last = self._current_deployment(data)
+        if last is None or any(name.startswith("predictor") for name in data["processes"]):
+            return []
+        version = last["version"]
+        try:
+            return self.deploy(DeployOptions(version=version), reporter).steps
+        except MlopsError as exc:
+            first_line = exc.message.splitlines()[0]
+            reporter.warn(f"version {version}, deployed before `mlops down`, could not be served again: {first_line}")
+            return [StepResult(f"predictor-v{version}", "not restored",
+                               f"{first_line}; run `mlops deploy --version N` (see `mlops models list`)")]
 
     def down(self, options: DownOptions, reporter: Reporter, confirm: Confirm) -> Outcome:
         plan = purge_plan(self.config) if options.purge else None
@@ -117,9 +137,14 @@ class LocalTarget(LocalComponents, LocalServing):
         info = sup.info()
         supervised = bool(info)
         health = read_health(self.config.state_dir)
+        # A killed supervisord leaves its components serving, unsupervised: probe them, do not guess.
+        orphans = {} if supervised or not data["processes"] else _listeners(sup.orphans())
         out = []
         for name, record in data["processes"].items():
             proc = info.get(name, {})
+            if not supervised and record.port in orphans:
+                pid, started = orphans[record.port]
+                proc = {"statename": "RUNNING", "pid": pid, "start": started}
             alive = proc.get("statename") == "RUNNING"
             healthy = alive and self._healthy(record.url, record.meta.get("health", "/healthz"))
             version = record.meta.get("version", "")
@@ -129,7 +154,10 @@ class LocalTarget(LocalComponents, LocalServing):
                 ready = alive and self._healthy(record.url, "/readyz")
                 detail = "predictor ready" if ready else "no ready predictor behind it"
                 version = current["version"] if current else ""
-            if not supervised:
+            if not supervised and alive:
+                detail = (f"{'serving' if healthy else 'running, not healthy'}, unsupervised: supervisord is gone, "
+                          "so nothing restarts it (`mlops up` brings it back under supervision)")
+            elif not supervised:
                 detail = "not running: the supervisor is not running (run `mlops up`)"
             elif h is not None and h.state == "failed":
                 detail, log_tail = f"failed: {h.failed_reason}", h.log_tail
@@ -146,6 +174,11 @@ class LocalTarget(LocalComponents, LocalServing):
                 last_restart_at=h.last_restart_at if h else None,
                 log_tail=log_tail,
             ))
+        if out and not supervised:
+            out.insert(0, ComponentStatus(
+                component="supervisor", healthy=False, state="stopped",
+                detail="supervisord is not running (killed, or the machine restarted): no component is restarted "
+                       "if it fails; `mlops up` starts it again and brings every component back under it"))
         return out
 
     def logs(self, component: str, *, follow: bool = False, lines: int = 50) -> Iterator[str]:
@@ -168,3 +201,35 @@ class LocalTarget(LocalComponents, LocalServing):
             out.append(Check(f"port {port} ({name})", owner is None, detail,
                              "" if owner is None else f"stop {owner} or change [local].{name}_port", True))
         return out
+
+
+def _generated_secret(path: Path, create: bool) -> str | None:
+    """The password in `path`; with `create`, a new random one written there first (mode 0600, never
+    replacing a file another process made meanwhile)."""
+    if path.is_file():
+        return path.read_text().strip()
+    if not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = pysecrets.token_urlsafe(18)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    return password
+
+
+def _listeners(procs: list) -> dict[int, tuple[int, float]]:
+    """{port: (pid, start time)} of the TCP ports these processes listen on."""
+    import psutil
+
+    out = {}
+    for proc in sorted(procs, key=lambda p: p.pid):
+        try:
+            # psutil 6 renamed Process.connections to net_connections; the pinned 5.9 has only the old name.
+            connections = getattr(proc, "net_connections", None) or proc.connections
+            for conn in connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr:
+                    out.setdefault(conn.laddr.port, (proc.pid, proc.create_time()))  # a server before its workers
+        except psutil.Error:
+            continue
+    return out

@@ -34,6 +34,10 @@ class Component:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def _lines_without_env(section: str) -> list[str]:
+    return [line for line in section.splitlines() if not line.startswith("environment=")]
+
+
 def _port_key(component: str) -> str:
     return "predictor_port" if component.startswith("predictor") else f"{component}_port"
 
@@ -70,9 +74,11 @@ class LocalComponents:
             from ..platform.prometheus_local import prometheus_command
 
             config_path = self.config.state_dir / "local" / "prometheus.yml"
+            serving = self._current_deployment()
+            record = self.table.records().get(serving["component"]) if serving else None
             components.append(Component("prometheus", self.local.prometheus_port,
-                                         prometheus_command(self.config, config_path), "/-/ready",
-                                         start_timeout_s=self.local.start_timeout_s))
+                                         prometheus_command(self.config, config_path, [record.port] if record else []),
+                                         "/-/ready", start_timeout_s=self.local.start_timeout_s))
         return components
 
     def _gateway_component(self) -> Component:
@@ -84,6 +90,8 @@ class LocalComponents:
         creds = self.credentials(create=self.config.gateway.auth)
         if creds:
             env = {"MLOPS_GATEWAY_USER": creds[0], "MLOPS_GATEWAY_PASSWORD": creds[1]}
+        admin = self.admin_credentials(create=True)  # /admin is never open, even with [gateway].auth off
+        env["MLOPS_GATEWAY_ADMIN_PASSWORD"] = admin[1]
         return Component("gateway", self.local.gateway_port, cmd, "/healthz", env=env,
                          start_timeout_s=self.local.start_timeout_s)
 
@@ -134,8 +142,14 @@ class LocalComponents:
             sup.kill_orphans()  # a killed supervisord leaves its children holding the ports
         info = sup.info()
         live = {n for n, i in info.items() if i["statename"] in ("RUNNING", "STARTING")}
-        needed = [c for c in components if c.name not in live]
-        taken = [(c, owner) for c in needed if (owner := processes.port_owner(c.port, self.local.host)) is not None]
+        records = self.table.records()
+        # A running component whose port or credentials changed in the config: supervisord restarts it
+        # when it rereads the program (sync below), so it is restarted, recorded and waited on here too.
+        changed = {c.name: why for c in components if c.name in live and (why := self._change(sup, records.get(c.name), c))}
+        needed = [c for c in components if c.name not in live or c.name in changed]
+        same_port = {c.name for c in needed if c.name in live and records[c.name].port == c.port}
+        taken = [(c, owner) for c in needed
+                 if c.name not in same_port and (owner := processes.port_owner(c.port, self.local.host)) is not None]
         if taken:
             raise PreflightError(
                 "; ".join(f"port {c.port} for {c.name} is taken by {owner}" for c, owner in taken),
@@ -148,7 +162,7 @@ class LocalComponents:
                 if component.name not in self.table.records() or component in needed:
                     self.table.put(self._record(component, self._meta_of(component.name)))
                 sup.write_program(self._program(component))
-                if component in needed:
+                if component in needed and component.name not in changed:
                     started_here.append(component.name)
             sup.write_program(self._healer_program())
             if not sup.start(self._child_env()):
@@ -167,8 +181,21 @@ class LocalComponents:
                 sup.shutdown(self.local.stop_timeout_s)
                 sup.forget_program(HEALER)
             raise
-        return [StepResult(c.name, "started" if c in needed else "already running", self._url(c.port))
+        return [StepResult(c.name, f"restarted ({changed[c.name]})" if c.name in changed
+                           else "started" if c in needed else "already running", self._url(c.port))
                 for c in components]
+
+    def _change(self, sup: Supervisor, record: processes.ProcessRecord | None, component: Component) -> str | None:
+        """Why the running component's recorded program differs from what the config asks now, if it does."""
+        if record is not None and record.port != component.port:
+            return "port changed"
+        before = sup.recorded_section(component.name)
+        after = self._program(component).section()
+        if before is None or before == after:
+            return None
+        if _lines_without_env(before) == _lines_without_env(after):
+            return "password changed"  # the environment holds the credentials (and nothing else that varies)
+        return "settings changed"
 
     def _meta_of(self, name: str) -> dict[str, str]:
         record = self.table.records().get(name)

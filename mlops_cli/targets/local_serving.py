@@ -18,6 +18,7 @@ from ..common.errors import (GatewayOverloaded, MlopsError, NotFoundError, Prefl
                              gateway_refusal)
 from ..common.progress import Reporter
 from ..platform import processes
+from ..platform.prometheus_local import write_predictor_targets
 from .base import DeployOptions, Outcome, StepResult
 from .local_components import PYTHON, Component
 
@@ -35,13 +36,7 @@ class LocalServing:
         from ..registry.serving_runtime import predictor_args, served_model_dir
 
         data = self.table.load()
-        if options.rollback:
-            history = data["deployments"]
-            if len(history) < 2:
-                raise NotFoundError("there is no previous deployment to roll back to")
-            version = history[-2]["version"]
-        else:
-            version = options.version
+        version = _rollback_version(data["deployments"]) if options.rollback else options.version
         reporter.start("resolve", "resolving model version")
         ref = registry.resolve_version(self.config, version=version,
                                        alias=None if version else (options.alias or self.config.registry.champion_alias))
@@ -56,12 +51,24 @@ class LocalServing:
         name = f"predictor-v{ref.version}"
         previous = self._current_deployment(data)
         old_record = data["processes"].get(previous["component"]) if previous else None
-        if old_record is not None and old_record.name == name:
-            name = f"{name}-{port}"  # redeploying the serving version: a fresh process beside it
         url = self._url(port)
-        cmd = [PYTHON, "-m", "models.predictor", "--model-dir", str(model_dir), "--model-name",
-               self.config.serving.model_name, "--version", ref.version, "--http-port", str(port),
-               "--host", self.local.host, *predictor_args(self.config)]
+
+        def command(at_port: int) -> list[str]:
+            return [PYTHON, "-m", "models.predictor", "--model-dir", str(model_dir), "--model-name",
+                    self.config.serving.model_name, "--version", ref.version, "--http-port", str(at_port),
+                    "--host", self.local.host, *predictor_args(self.config)]
+
+        cmd = command(port)
+        if old_record is not None and old_record.meta.get("version") == ref.version:
+            if old_record.cmd == command(old_record.port) and self._predictor_ready(old_record.url):
+                outcome.steps.append(StepResult(old_record.name, "unchanged",
+                                                f"version {ref.version} already serves at {old_record.url}"))
+                outcome.info["model_version"] = ref.version
+                outcome.info["message"] = f"version {ref.version} is already deployed; nothing to do"
+                outcome.info["gateway"] = self._url(self.local.gateway_port)
+                return outcome
+            if old_record.name == name:
+                name = f"{name}-{port}"  # the serving version with other [serving] settings: a fresh process beside it
         component = Component(name, port, cmd, f"/v1/models/{self.config.serving.model_name}",
                               start_timeout_s=self.config.serving.ready_timeout_s)
         sup = self._supervisor()
@@ -85,6 +92,7 @@ class LocalServing:
 
         self._switch_gateway(url, ref.version)
         write_atomically(self.upstream_file, json.dumps({"url": url, "model_version": ref.version}))
+        write_predictor_targets(self.config, [port])
         outcome.steps.append(StepResult("gateway", "switched", f"to version {ref.version}"))
         data = self.table.load()
         data["deployments"].append({"version": ref.version, "component": name, "at": time.time()})
@@ -114,11 +122,17 @@ class LocalServing:
                 self._http = httpx.Client()
             return self._http
 
-    def _gateway_request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        creds = self.credentials() if self.config.gateway.auth else None
-        if self.config.gateway.auth and creds is None:
-            raise PreflightError("no gateway credentials found",
-                                 hint="run `mlops up` (generates them) or set MLOPS_GATEWAY_PASSWORD")
+    def _gateway_request(self, method: str, path: str, *, admin: bool = False, **kwargs: Any) -> httpx.Response:
+        if admin:
+            creds = self.admin_credentials()
+            if creds is None:
+                raise PreflightError("no gateway admin credentials found",
+                                     hint="run `mlops up` (generates them) or set MLOPS_GATEWAY_ADMIN_PASSWORD")
+        else:
+            creds = self.credentials() if self.config.gateway.auth else None
+            if self.config.gateway.auth and creds is None:
+                raise PreflightError("no gateway credentials found",
+                                     hint="run `mlops up` (generates them) or set MLOPS_GATEWAY_PASSWORD")
         url = self._url(self.local.gateway_port) + path
         try:
             return self._gateway_client().request(method, url, auth=creds, timeout=self.local.client_timeout_s, **kwargs)
@@ -127,7 +141,8 @@ class LocalServing:
                                  hint="start the platform with `mlops up` and deploy a model with `mlops deploy`") from None
 
     def _switch_gateway(self, url: str, version: str) -> None:
-        response = self._gateway_request("PUT", "/admin/upstream", json={"url": url, "model_version": version})
+        response = self._gateway_request("PUT", "/admin/upstream", admin=True,
+                                         json={"url": url, "model_version": version})
         if response.status_code != 200:
             raise MlopsError(f"the gateway refused the switch: HTTP {response.status_code} {response.text[:200]}")
 
@@ -138,6 +153,20 @@ class LocalServing:
             return [body]
         response = self._gateway_request("POST", "/predict/batch", json={"texts": texts})
         return _json_or_error(response)["predictions"]
+
+
+def _rollback_version(history: list[dict]) -> str:
+    """The last deployed version other than the serving one: deploying the serving version again (a
+    no-op now, an extra history entry before) must not make `--rollback` go back to it."""
+    if history:
+        serving = history[-1]["version"]
+        for entry in reversed(history):
+            if entry["version"] != serving:
+                return entry["version"]
+        raise NotFoundError(f"there is no earlier version to roll back to: only version {serving} was ever deployed",
+                            hint="deploy another version with `mlops deploy --version N`")
+    raise NotFoundError("there is no previous deployment to roll back to",
+                        hint="deploy a version first: `mlops deploy --version N`")
 
 
 def _json_or_error(response: httpx.Response) -> Any:

@@ -256,8 +256,11 @@ def test_registry_down_during_deploy_and_register_is_clear_and_serving_goes_on(p
 
 
 def test_model_that_fails_to_load_keeps_the_previous_version_serving(platform):
+    # The serving version with other [serving] settings: a fresh predictor beside it (the same version with
+    # the same settings is a no-op since issue 26, D27).
+    other = {"MLOPS_SERVING__HTTP_NICE": "5"}
     with _corrupted(_served_weights(platform)) as weights, platform.load(clients=2, max_seconds=120) as load:
-        result = platform.mlops("deploy", "--version", "1", timeout=200)
+        result = platform.mlops("deploy", "--version", "1", timeout=200, env=other)
     assert result.returncode == 1 and "Traceback (most recent call last)" not in result.stderr.split("\n")[0]
     assert "exited during start-up" in result.stderr and "version 1 keeps serving" in result.stderr
     assert weights.name in result.stderr or weights.suffix[1:] in result.stderr.lower(), result.stderr  # the cause
@@ -290,7 +293,7 @@ def test_fuzz_every_operation_against_the_openapi_schema(platform):
     """schemathesis: valid and invalid requests to every documented operation, with auth.
 
     No answer >= 500, and every 4xx has our JSON error body. A PUT /admin/upstream that succeeds is
-    undone at once, so no request ever goes to a generated (possibly off-loopback) upstream.
+    undone at once (the gateway accepts only the platform's own predictors anyway: issue 26, D16).
     """
     import schemathesis
     from hypothesis import HealthCheck, given, settings
@@ -303,7 +306,7 @@ def test_fuzz_every_operation_against_the_openapi_schema(platform):
     schema = schemathesis.openapi.from_url(f"{platform.gateway}/openapi.json", auth=platform.auth)
     operations = {f"{op.method.upper()} {op.path}": op for op in (r.ok() for r in schema.get_all_operations())}
     assert {"POST /predict", "POST /predict/batch", "GET /healthz", "PUT /admin/upstream"} <= set(operations)
-    served = httpx.get(f"{platform.gateway}/admin/upstream", auth=platform.auth).json()
+    served = httpx.get(f"{platform.gateway}/admin/upstream", auth=platform.admin_auth).json()
     strategies = []
     for op in operations.values():
         strategies.append(op.as_strategy(generation_mode=GenerationMode.NEGATIVE))
@@ -315,10 +318,12 @@ def test_fuzz_every_operation_against_the_openapi_schema(platform):
               suppress_health_check=list(HealthCheck))
     @given(case=st.one_of(strategies))
     def fuzz(case):
-        response = case.call(base_url=platform.gateway, auth=platform.auth, timeout=GATEWAY_TIMEOUT_S + 5)
+        admin = case.operation.path.startswith("/admin/")
+        response = case.call(base_url=platform.gateway, auth=platform.admin_auth if admin else platform.auth,
+                             timeout=GATEWAY_TIMEOUT_S + 5)
         label = f"{case.operation.method.upper()} {case.operation.path}"
         if label == "PUT /admin/upstream" and response.status_code == 200:
-            restored = httpx.put(f"{platform.gateway}/admin/upstream", auth=platform.auth, json=served, timeout=10)
+            restored = httpx.put(f"{platform.gateway}/admin/upstream", auth=platform.admin_auth, json=served, timeout=10)
             assert restored.status_code == 200
         seen.setdefault(label, set()).add(response.status_code)
         if response.status_code >= 500:
@@ -333,7 +338,7 @@ def test_fuzz_every_operation_against_the_openapi_schema(platform):
     try:
         fuzz()
     finally:
-        httpx.put(f"{platform.gateway}/admin/upstream", auth=platform.auth, json=served, timeout=10)
+        httpx.put(f"{platform.gateway}/admin/upstream", auth=platform.admin_auth, json=served, timeout=10)
     print(f"\nschemathesis: {sum(len(v) for v in seen.values())} (operation, status) pairs: {seen}")
     assert problems == []
     assert set(seen) == set(operations), f"operations never exercised: {set(operations) - set(seen)}"

@@ -78,3 +78,36 @@ def test_up_starting_a_failed_component_again_gives_it_a_fresh_budget():
     assert health.state == "starting" and not health.seen_healthy and health.failed_reason == ""
     POLICY.on_exit(health, now + 10, "terminated by SIGKILL", -9, "")
     assert health.state == "backoff" and health.restarts == POLICY.max_restarts  # the total stays counted
+
+
+def test_the_healer_stops_quietly_when_supervisord_shuts_down(project):
+    """D36: every `mlops down` left "healer tick failed ... SHUTDOWN_STATE" tracebacks in healer.log:
+    supervisord refuses every XML-RPC call while it stops its programs (supervisor/rpcinterface.py,
+    `_update` raises Faults.SHUTDOWN_STATE), and it stops the healer after the components it sorts later.
+
+    A real supervisord with the real healer beside a component that takes 3 s to stop (it ignores
+    SIGTERM until supervisord's stopwaitsecs sends SIGKILL): the healer ticks through that shutdown."""
+    import sys
+    import time
+
+    from mlops_cli.platform.supervisor import HEALER, Program, Supervisor
+
+    state, logs = project / ".mlops", project / ".mlops" / "logs"
+    sup = Supervisor(state, logs)
+    healer_log = logs / "healer.log"
+    sup.write_program(Program(HEALER, [sys.executable, "-m", "mlops_cli.services.healer"], healer_log, project,
+                              stop_timeout_s=5.0, autorestart=True))
+    slow = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    sup.write_program(Program("slow", [sys.executable, "-c", slow], logs / "slow.log", project, stop_timeout_s=3.0))
+    sup.start({"MLOPS_CONFIG": str(project / "mlops.toml")})
+    try:
+        deadline = time.monotonic() + 60
+        while "healer started" not in (healer_log.read_text() if healer_log.exists() else ""):
+            assert time.monotonic() < deadline, healer_log.read_text() if healer_log.exists() else "no healer log"
+            time.sleep(0.2)
+        time.sleep(1.0)  # a few ticks while supervisord runs
+    finally:
+        assert sup.shutdown(30)
+    text = healer_log.read_text()
+    assert "Traceback" not in text and "healer tick failed" not in text, text
+    assert "supervisord is shutting down" in text
