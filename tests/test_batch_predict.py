@@ -342,7 +342,8 @@ def test_file_dash_with_json_and_no_output_is_a_usage_error(cli, project, gatewa
     _stdin(monkeypatch, b"text\ngood\n")
     result = cli("--json", "predict", "--file", "-")
     assert result.exit_code == 2 and "-o scored.csv" in result.stderr, result.stderr
-    assert result.stdout == "" and gateway.batches == []
+    # with --json a failure is one JSON document on stdout (issue 26 D21), never a CSV
+    assert json.loads(result.stdout)["error"]["type"] == "UsageError" and gateway.batches == []
 
 
 def test_file_dev_stdin_on_a_pipe_is_read(project):
