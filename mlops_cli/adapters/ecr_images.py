@@ -9,7 +9,7 @@ with the stack's own settings (immutable tags, scan on push), and the stack adop
 
 from __future__ import annotations
 
-from ..common.errors import MlopsError
+from ..common.errors import MlopsError, PreflightError
 from .ecr_login import ecr_region
 from .pulumi_aws_account import CREDENTIALS_HINT, _client
 
@@ -40,6 +40,9 @@ def pushed_digests(registry: str, components: tuple[str, ...], tag: str) -> dict
                     continue
                 raise
             found[component] = f"{registry}/mlops-{component}@{detail['imageDigest']}"
+    except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
+        raise PreflightError(f"no AWS credentials found to look for the platform's images in {registry}",
+                             hint=CREDENTIALS_HINT) from None
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise MlopsError(f"could not look for the platform's images in {registry}: {exc}", hint=CREDENTIALS_HINT) from None
     return found
@@ -65,6 +68,10 @@ def ensure_repositories(registry: str, components: tuple[str, ...], tags: dict[s
             except botocore.exceptions.ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "RepositoryAlreadyExistsException":
                     raise
+    except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
+        # the caller's setup, not a failure of AWS: exit 2 like every other missing credential
+        raise PreflightError(f"no AWS credentials found to create the ECR repositories in {registry}",
+                             hint=CREDENTIALS_HINT) from None
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise MlopsError(f"could not create the ECR repositories in {registry}: {exc}", hint=CREDENTIALS_HINT) from None
     return created
