@@ -63,22 +63,23 @@ class KubernetesTarget(KubernetesInstall, KubernetesDeploy):
             env = os.environ.get("KUBECONFIG", "")
             path = self.config.path(env.split(os.pathsep)[0]) if env else self.config.path("~/.kube/config")
         present = path.is_file()
-        checks = [_upstream_support_check(self.config),
-                  Check("kubeconfig present", present, str(path),
+        checks = [Check("kubeconfig present", present, str(path),
                         "" if present else "set [kubernetes].kubeconfig or KUBECONFIG to your cluster's kubeconfig")]
+        # the cluster's own checks first (each needs the one before); the support warning never blocks, so last
+        support = _upstream_support_check(self.config)
         if present:
             try:
                 cluster = self.cluster
                 checks.append(Check("kubeconfig context", True, f"{cluster.context or '(current)'} -> {cluster.server}"))
             except MlopsError as exc:
                 checks.append(Check("kubeconfig context", False, exc.message, exc.hint or ""))
-                return checks
+                return [*checks, support]
             try:
                 version = cluster.request("GET", "/version", what="the API server version")
                 checks.append(Check("Kubernetes API server", True, f"{cluster.server}: {version.get('gitVersion', '?')}"))
             except MlopsError as exc:
                 checks.append(Check("Kubernetes API server", False, exc.message, exc.hint or ""))
-        return checks
+        return [*checks, support]
 
     # --- status ----------------------------------------------------------------------------------
 
