@@ -20,7 +20,7 @@ NOT_SERVED_HERE = {"Issuer", "Certificate", "GatewayClass", "Gateway", "HTTPRout
 def _rendered(project, cli, *args):
     result = cli("render", "--target", "kubernetes", *args, "-o", "out")
     assert result.exit_code == 0, result.stderr
-    index = yaml.safe_load((project / "out" / "index.yaml").read_text())
+    index = yaml.safe_load((project / "out" / "index.txt").read_text())
     return [o for name in index["files"] for o in yaml.safe_load_all((project / "out" / name).read_text()) if o]
 
 

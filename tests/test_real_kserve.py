@@ -100,7 +100,7 @@ def test_our_inference_service_is_stored_as_we_applied_it(control_plane, kserve,
     (project / "mlops.toml").write_text('[project]\nname = "t"\n[kubernetes]\nmlflow_artifacts = "s3://bucket/mlflow"\n')
     result = cli("render", "--target", "kubernetes", "--deploy", "--version", "3", "-o", "out")
     assert result.exit_code == 0, result.stderr
-    index = yaml.safe_load((project / "out" / "index.yaml").read_text())
+    index = yaml.safe_load((project / "out" / "index.txt").read_text())
     objects = [o for name in index["files"] for o in yaml.safe_load_all((project / "out" / name).read_text()) if o]
     isvc = next(o for o in objects if o["kind"] == "InferenceService")
     cluster = _cluster(control_plane, isvc["metadata"]["namespace"])
