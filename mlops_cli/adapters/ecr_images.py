@@ -9,6 +9,9 @@ with the stack's own settings (immutable tags, scan on push), and the stack adop
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from ..common.errors import MlopsError, PreflightError
 from .ecr_login import ecr_region
 from .pulumi_aws_account import CREDENTIALS_HINT, _client
@@ -21,6 +24,20 @@ def _repository(registry: str, component: str) -> str:
     return f"{namespace}/mlops-{component}" if namespace else f"mlops-{component}"
 
 
+@contextlib.contextmanager
+def _aws_errors(what: str) -> Iterator[None]:
+    """botocore's failures as ours: missing credentials are the caller's setup (PreflightError, exit 2, as
+    ecr_login and eks_token say it); anything else AWS answered is a failure of the step."""
+    import botocore.exceptions
+
+    try:
+        yield
+    except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
+        raise PreflightError(f"no AWS credentials found to {what}", hint=CREDENTIALS_HINT) from None
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise MlopsError(f"could not {what}: {exc}", hint=CREDENTIALS_HINT) from None
+
+
 def pushed_digests(registry: str, components: tuple[str, ...], tag: str) -> dict[str, str]:
     """{component: "<registry>/mlops-<component>@sha256:..."} for each image ECR holds under `tag`."""
     import botocore.exceptions
@@ -29,7 +46,7 @@ def pushed_digests(registry: str, components: tuple[str, ...], tag: str) -> dict
     if region is None:
         return {}
     found: dict[str, str] = {}
-    try:
+    with _aws_errors(f"look for the platform's images in {registry}"):
         _, ecr = _client("ecr", region)
         for component in components:
             try:
@@ -40,11 +57,6 @@ def pushed_digests(registry: str, components: tuple[str, ...], tag: str) -> dict
                     continue
                 raise
             found[component] = f"{registry}/mlops-{component}@{detail['imageDigest']}"
-    except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
-        raise PreflightError(f"no AWS credentials found to look for the platform's images in {registry}",
-                             hint=CREDENTIALS_HINT) from None
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise MlopsError(f"could not look for the platform's images in {registry}: {exc}", hint=CREDENTIALS_HINT) from None
     return found
 
 
@@ -56,7 +68,7 @@ def ensure_repositories(registry: str, components: tuple[str, ...], tags: dict[s
     if region is None:
         return []
     created = []
-    try:
+    with _aws_errors(f"create the ECR repositories in {registry}"):
         _, ecr = _client("ecr", region)
         for component in components:
             name = _repository(registry, component)
@@ -68,10 +80,4 @@ def ensure_repositories(registry: str, components: tuple[str, ...], tags: dict[s
             except botocore.exceptions.ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "RepositoryAlreadyExistsException":
                     raise
-    except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
-        # the caller's setup, not a failure of AWS: exit 2 like every other missing credential
-        raise PreflightError(f"no AWS credentials found to create the ECR repositories in {registry}",
-                             hint=CREDENTIALS_HINT) from None
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise MlopsError(f"could not create the ECR repositories in {registry}: {exc}", hint=CREDENTIALS_HINT) from None
     return created
