@@ -14,6 +14,8 @@ import os
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +50,16 @@ def test_the_process_gets_exactly_what_the_program_names(tmp_path, value):
     assert started.returncode == 0, started.stderr
     argv, cwd, seen = json.loads(started.stdout)
     assert argv == [value, str(where)] and cwd == str(where) and seen == env
+
+
+def test_a_changed_environment_is_told_from_any_other_change():
+    from mlops_cli.platform.supervisor import without_environment
+
+    base = Program("gateway", ["/usr/bin/python3", "-m", "gw", "--port", "8000"], Path("/l/gw.log"), Path("/p"),
+                   env={"MLOPS_GATEWAY_PASSWORD": "a b=c", "MLOPS_CONFIG": "/p/mlops.toml"})
+    new_password = replace(base, env={**base.env, "MLOPS_GATEWAY_PASSWORD": "other"})
+    new_port = replace(base, cmd=[*base.cmd[:-1], "8001"])
+    assert base.section() != new_password.section()
+    assert without_environment(base.section()) == without_environment(new_password.section())
+    assert without_environment(base.section()) != without_environment(new_port.section())
+    assert without_environment(base.section()) == without_environment(replace(base, env={}).section())

@@ -78,6 +78,25 @@ class Program:
         return ["/usr/bin/env", "--", *(f"{k}={v}" for k, v in sorted(self.env.items())), *self.cmd]
 
 
+def without_environment(section: str) -> list[str]:
+    """A program section's lines with its environment left out (the env(1) assignments in front of the
+    command, taken as env(1) takes them; an `environment=` line of older records): what tells a changed
+    environment, which holds the credentials, from any other change."""
+    lines = []
+    for line in section.splitlines():
+        if line.startswith("environment="):
+            continue
+        if line.startswith("command="):
+            argv = shlex.split(line.removeprefix("command="))
+            if argv[:2] == ["/usr/bin/env", "--"]:
+                argv = argv[2:]
+                while argv and "=" in argv[0]:
+                    argv = argv[1:]
+                line = "command=" + shlex.join(argv)
+        lines.append(line)
+    return lines
+
+
 def _escape(value: str) -> str:
     # supervisord expands %(name)s in every value: a literal % is doubled. Nothing else is special in
     # command= (shlex.split), directory= or stdout_logfile= (taken as they are).
