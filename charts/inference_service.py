@@ -15,7 +15,8 @@ is enabled by default).
 Pod Security `restricted` (enforced on our namespace): our container satisfies it; Knative's
 queue-proxy sidecar does too (knative/serving v1.21.1 pkg/reconciler/revision/resources/queue.go,
 queueSecurityContext); a `pvc://` model is mounted without an init container, while `s3://` adds
-KServe's storage-initializer, whose securityContext is proved only on a real cluster.
+KServe's storage-initializer, made `restricted` by our ClusterStorageContainer (charts/kserve.py), which
+`storageContainerName` names.
 
 KServe reads S3 credentials from the Secrets of the pod's service account (pkg/webhook/admission/pod/
 storage_initializer_injector.go, CreateSecretVolumeAndEnv with PodSpec.ServiceAccountName): that is
@@ -34,6 +35,7 @@ from mlops_cli.config.settings import Config
 
 from .drift import service_overrides
 from .image_refs import image_ref
+from .kserve import STORAGE_CONTAINER, STORAGE_URI_PREFIXES
 from .objects import container, container_security, labels, resources, selector
 from .service_env import config_env
 
@@ -183,6 +185,8 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
         c["readinessProbe"] = readiness_probe()
         predictor["containers"] = [c]
     predictor["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    if uri.startswith(STORAGE_URI_PREFIXES):  # KServe's init container, made restricted: charts/kserve.py
+        predictor["storageContainerName"] = STORAGE_CONTAINER
     annotations = {
         # KServe v0.20.0 calls the Knative mode "Knative"; its defaulting webhook rewrites the old name
         # "Serverless" (pkg/apis/serving/v1beta1/inference_service_defaults.go), so that name never comes back

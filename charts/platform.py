@@ -51,7 +51,8 @@ def platform_steps(config: Config, secrets: PlatformSecrets | None, *, missing_o
         Step("knative", "2. Knative Serving + Kourier", knative.objects(config, missing_ok=m), knative.UPSTREAM_KEYS,
              knative.patches(config)),
         Step("kserve", "3. KServe", kserve.objects(config, missing_ok=m), ("kserve",), kserve.patches(config)),
-        Step("kserve-runtimes", "3. KServe serving runtimes", kserve.runtimes(config, missing_ok=m), ("kserve-runtimes",)),
+        Step("kserve-runtimes", "3. KServe serving runtimes",
+             kserve.runtimes(config, missing_ok=m) + [kserve.storage_container(config)], ("kserve-runtimes",)),
         Step("edge", "4. Envoy Gateway: HTTPS + basic auth", edge.objects(config, secrets, missing_ok=m), ("envoy-gateway",)),
         Step("observability", "5. Prometheus, Grafana, Jaeger, Loki",
              [admin_auth(config, secrets.admin if secrets is not None else None)]
