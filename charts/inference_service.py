@@ -35,7 +35,6 @@ from mlops_cli.config.settings import Config
 
 from .drift import service_overrides
 from .image_refs import image_ref
-from .kserve import STORAGE_CONTAINER, STORAGE_URI_PREFIXES
 from .objects import container, container_security, labels, resources, selector
 from .service_env import config_env
 
@@ -48,6 +47,8 @@ UID = 10001
 VERSION_ANNOTATION = "mlops.dev/model-version"
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 VISIBILITY_LABEL = "networking.knative.dev/visibility"
+STORAGE_CONTAINER = "mlops-storage-initializer"   # our ClusterStorageContainer (charts/kserve.py)
+STORAGE_URI_PREFIXES = ("s3://",)   # what it serves (pvc:// needs no init container)
 
 
 def predictor_url(config: Config) -> str:

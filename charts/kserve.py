@@ -40,14 +40,13 @@ from mlops_cli.config.settings import Config
 
 from . import upstream
 from .configmap_patch import ConfigMapPatch, apply_patches
+from .inference_service import STORAGE_CONTAINER, STORAGE_URI_PREFIXES
 from .knative import KOURIER_INTERNAL
 
 CONFIG_NAMESPACE = "kserve"   # where kserve.yaml puts everything namespaced
 CONFIG_NAME = "inferenceservice-config"
 # The ClusterServingRuntime `[serving].predictor_server = "huggingface"` selects (modelFormat huggingface).
 RUNTIMES_USED = ("kserve-huggingfaceserver",)
-STORAGE_CONTAINER = "mlops-storage-initializer"
-STORAGE_URI_PREFIXES = ("s3://",)   # what our ClusterStorageContainer serves (pvc:// needs no init container)
 # kserve/storage-initializer's Dockerfile (python/storage-initializer.Dockerfile, v0.20.0): `USER 1000`
 STORAGE_INITIALIZER_UID = 1000
 
