@@ -29,9 +29,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import pytest
 import yaml
 
-from .controlplane import ControlPlane, Process, _die_with_parent, service_account_kubeconfig
+from .controlplane import ControlPlane, ControlPlaneMissing, Process, _die_with_parent, bin_dir, service_account_kubeconfig
 
 NAMESPACE = "envoy-gateway-system"
 NOT_APPLIED = {"Job"}
@@ -95,12 +96,10 @@ def _wait_http(proc: Process, url: str, timeout_s: float = 120.0) -> float:
 def envoy_gateway_running(plane: ControlPlane, cluster: Any, objects: list[dict[str, Any]]) -> Iterator[Process]:
     """install.yaml's `objects` applied as the release applies them (CRDs first), then certgen, then the
     controller; stopped on exit."""
-    program = plane.bin / "envoy-gateway"
-    if not program.is_file():
-        from .controlplane import ControlPlaneMissing
-
-        raise ControlPlaneMissing(f"envoy-gateway is not built in {plane.bin}: run "
-                                  "`scripts/build-controlplane.sh envoy-gateway` (cold: 10+ minutes)")
+    try:
+        program = bin_dir(("envoy-gateway",)) / "envoy-gateway"
+    except ControlPlaneMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
     crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
     for crd in crds:
         cluster.learn(crd)
