@@ -82,7 +82,6 @@ def test_reuse_existing_still_applies_our_objects_and_settings(cli, reuse_projec
     from mlops_cli.targets.kubernetes_ownership import is_ours
 
     from charts import edge, knative
-    from charts.platform import platform_steps
 
     cluster = reuse_project
     refused = cli("up", "--target", "kubernetes")
@@ -94,11 +93,10 @@ def test_reuse_existing_still_applies_our_objects_and_settings(cli, reuse_projec
     for title in ("1. cert-manager", "2. Knative Serving + Kourier", "3. KServe", "4. Envoy Gateway: HTTPS + basic auth"):
         assert steps[title]["action"] == "reused", steps[title]
 
-    config = load_config()
-    (edge_step,) = [s for s in platform_steps(config, None) if s.key == "edge"]
-    kinds = {o["kind"] for o in edge_step.own}
+    ours = edge.own_objects(load_config(), None)  # the edge step's Step.own
+    kinds = {o["kind"] for o in ours}
     assert {"Secret", "Issuer", "Certificate", "GatewayClass", "Gateway", "HTTPRoute", "SecurityPolicy"} <= kinds, kinds
-    for obj in edge_step.own:  # ours, applied onto the foreign Envoy Gateway (before the fix: none of them)
+    for obj in ours:  # ours, applied onto the foreign Envoy Gateway (before the fix: none of them)
         live = cluster.get(obj)
         assert live is not None and is_ours(live), f"{obj['kind']} {obj['metadata']['name']} missing or not ours"
 
@@ -122,6 +120,6 @@ def test_reuse_existing_still_applies_our_objects_and_settings(cli, reuse_projec
 
     down = cli("down", "--target", "kubernetes", "--yes")
     assert down.exit_code == 0, down.stderr
-    assert all(cluster.get(o) is None for o in edge_step.own if o["kind"] != "Namespace")
+    assert all(cluster.get(o) is None for o in ours)
     assert _config_map(cluster, "knative-serving", "config-network") is not None  # theirs: left
     assert cluster.get(controller) is not None
