@@ -115,7 +115,7 @@ class KubernetesInstall:
         reused = self._foreign_components(steps, options.reuse_existing)
         for step in steps:
             if step.key in reused:
-                outcome.steps.append(StepResult(step.title, "reused", f"installed by someone else, left as it is: {reused[step.key]}"))
+                outcome.steps.append(StepResult(step.title, "reused", f"installed by someone else, kept but for our settings: {reused[step.key]}"))
                 reporter.warn(f"{step.title}: reusing what is installed ({reused[step.key]}); mlops deletes none of it and "
                               "changes only its own settings in it")
                 outcome.steps += self._apply_on_reused(step, reporter)
