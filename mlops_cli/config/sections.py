@@ -150,6 +150,10 @@ class GatewayConfig(Section):
     prediction_log_max_bytes: int = Field(50_000_000, ge=1024)  # rotate the prediction log past this size
     prediction_log_backups: int = Field(5, ge=0)                # rotated files kept (oldest deleted first)
     prediction_log_max_age_s: float = Field(7 * 86400.0, gt=0)  # rotated files older than this are deleted
+    # POST /feedback: labels for logged predictions, fsynced before the answer, rotated like the prediction log.
+    feedback_log: str = ".mlops/feedback.jsonl"
+    # Predictions /feedback can name: the newest this many request ids (older ones answer 404).
+    feedback_index_size: int = Field(200_000, ge=1)
 
 
 class DriftConfig(Section):
@@ -161,6 +165,15 @@ class DriftConfig(Section):
     # At most this many predictions of the window are compared (a uniform random sample; the report
     # says how many): memory stays bounded however many the window holds.
     sample_size: int = Field(5000, ge=30)
+
+
+class FeedbackConfig(Section):
+    """Labelled feedback: `mlops feedback import` and the live quality `mlops monitor` reports."""
+
+    import_max_bytes: int = Field(20_000_000, ge=1)    # a larger file is refused before it is read
+    window: Duration = "24h"                           # live quality over this much recent feedback
+    min_labels: int = Field(30, ge=1)                  # fewer labels for a version: no live numbers
+    accuracy_floor: float = Field(0.7, ge=0, le=1)     # live accuracy below this fires the alert and the loop
 
 
 class ObservabilityConfig(Section):

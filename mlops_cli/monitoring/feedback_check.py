@@ -1,0 +1,188 @@
+"""Checking labels before anything is stored: against the prediction log, the model's classes and what is
+already labelled. One bad item refuses the whole batch, and every bad item is named.
+
+A prediction is named by the request id the gateway answered with (`X-Request-ID`) and, for
+`/predict/batch`, its position in the request (`index`, from 0). The `PredictionIndex` holds the newest
+`size` request ids: filled from the prediction log's files at start, then by the gateway as it answers (the
+log itself is written a moment later by its writer thread).
+
+Example::
+
+    index = PredictionIndex.from_log(files, size=200_000)
+    records = check_items([{"request_id": rid, "label": "Positive"}], index, labelled, ("Negative", "Positive"))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import orjson
+
+from ..data.dataset import rating_label
+
+MAX_ID_CHARS = 200
+NAMED = 20  # an error names this many bad items, and counts them all
+
+
+@dataclass(frozen=True)
+class Served:
+    """One logged prediction."""
+
+    model_version: str
+    predicted: str
+    labels: tuple[str, ...] = ()   # the model's classes when the gateway saw them; () when read from the log
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    item: int          # position in the batch or 1-based row of a file
+    status: int        # the HTTP status this problem alone would get
+    code: str
+    message: str
+
+
+class FeedbackRejected(Exception):
+    """The batch is refused, nothing stored. `status` is the most telling of the problems' statuses."""
+
+    def __init__(self, problems: list[Problem], what: str = "item") -> None:
+        self.problems = problems
+        self.status = min(problems, key=lambda p: _PRIORITY[p.status]).status
+        self.code = next(p.code for p in problems if p.status == self.status)
+        shown = "; ".join(f"{what} {p.item}: {p.message}" for p in problems[:NAMED])
+        more = f"; and {len(problems) - NAMED} more" if len(problems) > NAMED else ""
+        noun = f"{what}s" if len(problems) > 1 else what
+        super().__init__(f"{len(problems)} bad {noun}, nothing stored: {shown}{more}")
+        self.message = str(self)
+
+
+_PRIORITY = {400: 0, 413: 1, 422: 2, 404: 3, 409: 4}
+
+
+class PredictionIndex:
+    """request id -> its predictions, newest `size` request ids (thread-safe)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._by_id: dict[str, list[Served]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_log(cls, files: Iterable[Path], size: int) -> "PredictionIndex":
+        index = cls(size)
+        for path in files:
+            with path.open("rb") as fh:
+                for line in fh:
+                    if not line.endswith(b"\n"):
+                        break
+                    try:
+                        row = orjson.loads(line)
+                        rid, version, label = row["request_id"], row["model_version"], row["label"]
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        continue
+                    if isinstance(rid, str) and isinstance(label, str):
+                        text = row.get("text")
+                        index.add(rid, Served(str(version), label, (), text if isinstance(text, str) else None))
+        return index
+
+    def add(self, request_id: str, served: Served) -> None:
+        """One more prediction of `request_id` (a batch adds one per text, in order)."""
+        with self._lock:
+            known = self._by_id.get(request_id)
+            if known is None:
+                self._by_id[request_id] = [served]
+                while len(self._by_id) > self.size:
+                    del self._by_id[next(iter(self._by_id))]
+            else:
+                known.append(served)
+
+    def find(self, request_id: str) -> list[Served]:
+        with self._lock:
+            return list(self._by_id.get(request_id, ()))
+
+
+def prediction_key(request_id: str, index: int) -> str:
+    return f"r:{request_id}#{index}"
+
+
+def text_key(text: str) -> str:
+    return "t:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def canonical_label(raw: Any, allowed: tuple[str, ...]) -> str | None:
+    """The class a label names (case-insensitive, the dataset's aliases such as pos/neg), or None."""
+    if not isinstance(raw, str):
+        return None
+    label = next((a for a in allowed if a.lower() == raw.strip().lower()), None) or rating_label(raw)
+    return label if label in allowed else None
+
+
+def check_items(items: list[Any], index: PredictionIndex, labelled: dict[str, str], allowed: tuple[str, ...],
+                source: str, *, first: int = 0) -> list[dict[str, Any]]:
+    """The records to store for `items` ({request_id, label[, index]}), or FeedbackRejected naming each bad
+    one. `allowed`: the classes when the gateway has not seen the model's own. Items are numbered from `first`."""
+    problems: list[Problem] = []
+    records: list[dict[str, Any]] = []
+    batch_keys: set[str] = set()
+    now = datetime.now(timezone.utc).isoformat()
+    for n, item in enumerate(items, start=first):
+        record = _check_one(item, index, allowed)
+        if isinstance(record, Problem):
+            problems.append(Problem(n, record.status, record.code, record.message))
+            continue
+        key = record["key"]
+        if key in labelled or key in batch_keys:
+            where = "already labelled" + (f" ({labelled[key]})" if key in labelled else " earlier in this batch")
+            problems.append(Problem(n, 409, "duplicate", f"prediction {_name(record)} is {where}"))
+            continue
+        batch_keys.add(key)
+        records.append({"ts": now, **record, "source": source})
+    if problems:
+        raise FeedbackRejected(problems)
+    return records
+
+
+def _check_one(item: Any, index: PredictionIndex, allowed: tuple[str, ...]) -> dict[str, Any] | Problem:
+    if not isinstance(item, dict):
+        return Problem(0, 422, "invalid_input", 'expected {"request_id": "...", "label": "..."}')
+    rid, position = item.get("request_id"), item.get("index")
+    if not isinstance(rid, str) or not rid.strip() or len(rid) > MAX_ID_CHARS:
+        return Problem(0, 422, "invalid_input", f"request_id must be a non-empty string of at most {MAX_ID_CHARS} "
+                                                "characters (the X-Request-ID of the prediction)")
+    if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 0):
+        return Problem(0, 422, "invalid_input", "index must be a whole number >= 0 (the text's position in a batch)")
+    served = index.find(rid)
+    if not served:
+        return Problem(0, 404, "unknown_request_id",
+                       f"no logged prediction has request id {rid!r} (or it is older than the newest "
+                       f"{index.size} requests)")
+    if position is None and len(served) > 1:
+        return Problem(0, 422, "index_required", f"request {rid!r} classified {len(served)} texts: "
+                                                 "say which with \"index\" (from 0)")
+    position = position or 0
+    if position >= len(served):
+        return Problem(0, 422, "invalid_input", f"request {rid!r} classified {len(served)} text(s); "
+                                                f"index {position} is past them")
+    prediction = served[position]
+    classes = prediction.labels or allowed
+    label = canonical_label(item.get("label"), classes)
+    if label is None:
+        return Problem(0, 422, "unknown_label", f"label {item.get('label')!r} is not one of the model's classes "
+                                                f"({', '.join(classes)})")
+    record: dict[str, Any] = {"key": prediction_key(rid, position), "request_id": rid, "index": position,
+                              "label": label, "model_version": prediction.model_version,
+                              "predicted": prediction.predicted}
+    if prediction.text is not None:
+        record["text"] = prediction.text
+    return record
+
+
+def _name(record: dict[str, Any]) -> str:
+    if "request_id" in record:
+        return repr(record["request_id"]) + (f" #{record['index']}" if record.get("index") else "")
+    return "for this text"
