@@ -235,3 +235,64 @@ def stored_tolerant(project: Path) -> list[dict]:
     from mlops_cli.monitoring.feedback_log import FeedbackLog
 
     return FeedbackLog(project / ".mlops" / "feedback.jsonl").records()
+
+
+# -- mlops feedback import ----------------------------------------------------------------------------
+
+@pytest.fixture
+def logged(project):
+    (project / "mlops.toml").write_text('[project]\nname = "fb"\n[feedback]\nimport_max_bytes = 2000\n')
+    write_predictions(project, [prediction_line(f"q{n}", label="Positive", text=f"review {n}") for n in range(5)])
+    return project
+
+
+def test_import_stores_request_id_and_text_rows(logged, cli):
+    (logged / "labels.csv").write_text('request_id,index,label\nq0,,Negative\nq1,0,pos\n')
+    result = cli("feedback", "import", "labels.csv", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["stored"] == 2
+    (logged / "texts.csv").write_text('text,label\n"a fine, quiet film",Positive\nawful  side effects ,negative\n')
+    assert cli("feedback", "import", "texts.csv").exit_code == 0
+    records = stored(logged)
+    assert [(r["request_id"], r["label"], r.get("text"), r["source"]) for r in records] == [
+        ("q0", "Negative", "review 0", "import:labels.csv"), ("q1", "Positive", "review 1", "import:labels.csv"),
+        (None, "Positive", "a fine, quiet film", "import:texts.csv"),
+        (None, "Negative", "awful side effects", "import:texts.csv")]
+
+
+def test_import_names_every_bad_row_and_stores_nothing(logged, cli):
+    (logged / "labels.csv").write_text('request_id,text,label\nq0,,Negative\nghost,,Positive\nq1,,Meh\n'
+                                       'q0,,Positive\n,,Positive\n,"fine",Positive\n,"fine",Negative\n')
+    result = cli("feedback", "import", "labels.csv")
+    assert result.exit_code == 2
+    message = result.stderr
+    for expected in ("row 2 (line 3): no logged prediction has request id 'ghost'", "row 3 (line 4): label 'Meh'",
+                     "row 4 (line 5): prediction 'q0' is already labelled earlier in this file",
+                     "row 5 (line 6): neither a request_id nor a text", "row 7 (line 8): this text is already"):
+        assert expected in " ".join(message.split()), message
+    assert "Traceback" not in message
+    assert stored(logged) == []
+
+
+def test_import_refuses_labels_already_stored(logged, cli):
+    (logged / "a.csv").write_text("request_id,label\nq2,Negative\n")
+    assert cli("feedback", "import", "a.csv").exit_code == 0
+    (logged / "b.csv").write_text("request_id,label\nq3,Negative\nq2,Negative\n")
+    result = cli("feedback", "import", "b.csv")
+    assert result.exit_code == 2 and "already labelled (Negative)" in result.stderr
+    assert [r["request_id"] for r in stored(logged)] == ["q2"]
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"request_id,label\nq0,Neg\xe9\n", "line 2 is not valid UTF-8"),
+    (b"request_id,label\n" + b"q0,Negative\n" * 200, "more than [feedback].import_max_bytes (2000)"),
+    (b"id,sentiment\nq0,Negative\n", "expected a label column and a request_id or text column"),
+    (b"request_id,label\n", "no data rows"),
+    (b'request_id,label\nq0,Negative,extra\n', "row 1 (line 2) has more cells than the header"),
+])
+def test_import_refuses_unreadable_files(logged, cli, content, expected):
+    (logged / "bad.csv").write_bytes(content)
+    result = cli("feedback", "import", "bad.csv")
+    assert result.exit_code == 2 and expected in " ".join(result.stderr.split()), result.stderr
+    assert stored(logged) == []
+    assert cli("feedback", "import", "missing.csv").exit_code == 2

@@ -11,8 +11,8 @@ import typer
 
 from .. import __version__
 from ..common.errors import MlopsError, UsageError
-from . import (commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_images,
-               commands_lock, commands_platform, commands_render, commands_train)
+from . import (commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_feedback,
+               commands_images, commands_lock, commands_platform, commands_render, commands_train)
 from .state import state
 
 app = typer.Typer(
@@ -69,6 +69,7 @@ def version(ctx: typer.Context) -> None:
 
 app.add_typer(commands_config.app, name="config")
 app.add_typer(commands_data.app, name="data")
+app.add_typer(commands_feedback.app, name="feedback")
 app.add_typer(commands_images.app, name="images")
 commands_doctor.register(app)
 commands_platform.register(app)

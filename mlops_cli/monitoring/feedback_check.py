@@ -23,6 +23,7 @@ from typing import Any, Iterable
 
 import orjson
 
+from ..common.text_policy import clean_text
 from ..data.dataset import rating_label
 
 MAX_ID_CHARS = 200
@@ -123,28 +124,44 @@ def canonical_label(raw: Any, allowed: tuple[str, ...]) -> str | None:
 
 
 def check_items(items: list[Any], index: PredictionIndex, labelled: dict[str, str], allowed: tuple[str, ...],
-                source: str, *, first: int = 0) -> list[dict[str, Any]]:
-    """The records to store for `items` ({request_id, label[, index]}), or FeedbackRejected naming each bad
-    one. `allowed`: the classes when the gateway has not seen the model's own. Items are numbered from `first`."""
+                source: str, *, numbers: list[int] | None = None, what: str = "item",
+                texts: bool = False) -> list[dict[str, Any]]:
+    """The records to store for `items` ({request_id, label[, index]}; with `texts`, also {text, label}: a label
+    for a text no prediction named), or FeedbackRejected naming each bad one by its number (`numbers`, else
+    its position). `allowed`: the classes when the gateway has not seen the model's own."""
     problems: list[Problem] = []
     records: list[dict[str, Any]] = []
     batch_keys: set[str] = set()
     now = datetime.now(timezone.utc).isoformat()
-    for n, item in enumerate(items, start=first):
-        record = _check_one(item, index, allowed)
+    for n, item in zip(numbers or range(len(items)), items):
+        if texts and isinstance(item, dict) and not item.get("request_id"):
+            record = _check_text(item, allowed)
+        else:
+            record = _check_one(item, index, allowed)
         if isinstance(record, Problem):
             problems.append(Problem(n, record.status, record.code, record.message))
             continue
         key = record["key"]
         if key in labelled or key in batch_keys:
-            where = "already labelled" + (f" ({labelled[key]})" if key in labelled else " earlier in this batch")
-            problems.append(Problem(n, 409, "duplicate", f"prediction {_name(record)} is {where}"))
+            where = "already labelled" + (f" ({labelled[key]})" if key in labelled else f" earlier in this {'file' if what == 'row' else 'batch'}")
+            problems.append(Problem(n, 409, "duplicate", f"{_name(record)} is {where}"))
             continue
         batch_keys.add(key)
         records.append({"ts": now, **record, "source": source})
     if problems:
-        raise FeedbackRejected(problems)
+        raise FeedbackRejected(problems, what)
     return records
+
+
+def _check_text(item: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any] | Problem:
+    text = clean_text(item["text"]) if isinstance(item.get("text"), str) else ""
+    if not text:
+        return Problem(0, 422, "empty_text", "neither a request_id nor a text")
+    label = canonical_label(item.get("label"), allowed)
+    if label is None:
+        return Problem(0, 422, "unknown_label", f"label {item.get('label')!r} is not one of {', '.join(allowed)}")
+    return {"key": text_key(text), "request_id": None, "index": None, "label": label, "model_version": None,
+            "predicted": None, "text": text}
 
 
 def _check_one(item: Any, index: PredictionIndex, allowed: tuple[str, ...]) -> dict[str, Any] | Problem:
@@ -183,6 +200,6 @@ def _check_one(item: Any, index: PredictionIndex, allowed: tuple[str, ...]) -> d
 
 
 def _name(record: dict[str, Any]) -> str:
-    if "request_id" in record:
-        return repr(record["request_id"]) + (f" #{record['index']}" if record.get("index") else "")
-    return "for this text"
+    if record.get("request_id"):
+        return f"prediction {record['request_id']!r}" + (f" #{record['index']}" if record.get("index") else "")
+    return "this text"
