@@ -12,7 +12,8 @@ import typer
 from .. import __version__
 from ..common.errors import MlopsError, UsageError
 from . import (commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_feedback,
-               commands_images, commands_lock, commands_platform, commands_render, commands_train)
+               commands_images, commands_lock, commands_loop, commands_monitor, commands_platform, commands_render,
+               commands_train)
 from .state import state
 
 app = typer.Typer(
@@ -75,6 +76,8 @@ commands_doctor.register(app)
 commands_platform.register(app)
 commands_train.register(app)
 commands_drift.register(app)
+commands_monitor.register(app)
+commands_loop.register(app)
 commands_eks.register(app)
 commands_render.register(app)
 commands_lock.register(app)

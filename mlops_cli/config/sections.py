@@ -176,6 +176,21 @@ class FeedbackConfig(Section):
     accuracy_floor: float = Field(0.7, ge=0, le=1)     # live accuracy below this fires the alert and the loop
 
 
+class LoopConfig(Section):
+    """`mlops retrain` and `mlops loop`: drift or live accuracy -> retrain -> gate -> canary -> promote."""
+
+    min_labels: int = Field(200, ge=10)           # labelled feedback texts needed before a retrain
+    fresh_share: float = Field(0.3, gt=0, lt=1)   # share of them held out as the fresh test slice
+    gate_metric: Literal["accuracy", "macro_f1"] = "macro_f1"
+    max_test_drop: float = Field(0.02, ge=0, le=1)  # the challenger may lose at most this on the original test split
+    on_drift: bool = True                         # dataset drift triggers a retrain
+    on_accuracy_floor: bool = True                # live accuracy under [feedback].accuracy_floor triggers one
+    challenger_alias: AliasName = "challenger"
+    canary_percent: int = Field(10, ge=1, le=99)
+    observe: Duration = "10m"                     # the canary watch, as `deploy --observe`
+    schedule: Duration | Literal[""] = ""         # `mlops loop` (without --once) runs this often; "" = off
+
+
 class ObservabilityConfig(Section):
     otlp_endpoint: HttpUrl = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
