@@ -186,3 +186,45 @@ def test_a_real_pass_on_the_local_target_retrains_gates_registers_and_never_move
     assert json.loads(logged.read_text())["outcome"] == record["outcome"]
     again = json.loads(cli("loop", "--once", "--json").stdout)   # no new labels: no second retrain of the same data
     assert "no new labels since the last retrain (200)" in again["outcome"]
+
+
+# -- the scheduled loop: a supervised service ------------------------------------------------------------
+
+def test_the_scheduled_loop_is_a_service_that_passes_every_schedule(project):
+    import httpx
+
+    from .support import free_port, wait_http
+
+    (project / "mlops.toml").write_text('[project]\nname = "sched"\n[loop]\nschedule = "1s"\n')
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlops_cli.loop.service", "--port", str(port)], cwd=project,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        deadline = time.monotonic() + 60
+        summary: dict = {}
+        while time.monotonic() < deadline:
+            summary = httpx.get(f"http://127.0.0.1:{port}/summary").json()
+            if summary["passes"].get("unchanged", 0) >= 2:
+                break
+            time.sleep(0.2)
+        assert summary["passes"].get("unchanged", 0) >= 2, summary
+        assert summary["last"]["outcome"].startswith("nothing to do")
+        assert "mlops_loop_last_pass_timestamp_seconds" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    (project / "mlops.toml").write_text('[project]\nname = "sched"\n')
+    refused = subprocess.run([sys.executable, "-m", "mlops_cli.loop.service", "--port", str(free_port())],
+                             cwd=project, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "[loop].schedule is not set" in refused.stderr
+
+
+def test_up_supervises_the_loop_only_when_it_is_scheduled(project):
+    from mlops_cli.targets.local import LocalTarget
+
+    names = [c.name for c in LocalTarget(load_config())._platform_components(False)]
+    assert "loop" not in names
+    (project / "mlops.toml").write_text('[loop]\nschedule = "1h"\n[local]\nloop_port = 18086\n')
+    loop = next(c for c in LocalTarget(load_config())._platform_components(False) if c.name == "loop")
+    assert (loop.port, loop.health_path, loop.cmd[1:3]) == (18086, "/healthz", ["-m", "mlops_cli.loop.service"])

@@ -203,6 +203,7 @@ class LocalConfig(Section):
     gateway_port: int = Field(8080, ge=1, le=65535)
     predictor_port: int = Field(8090, ge=1, le=65535)
     drift_port: int = Field(8085, ge=1, le=65535)
+    loop_port: int = Field(8086, ge=1, le=65535)      # the scheduled loop's /healthz (only with [loop].schedule)
     prometheus_port: int = Field(9090, ge=1, le=65535)
     log_dir: str = ".mlops/logs"
     stop_timeout_s: float = Field(10.0, gt=0)
