@@ -296,3 +296,30 @@ def test_import_refuses_unreadable_files(logged, cli, content, expected):
     assert result.exit_code == 2 and expected in " ".join(result.stderr.split()), result.stderr
     assert stored(logged) == []
     assert cli("feedback", "import", "missing.csv").exit_code == 2
+
+
+def test_predictions_another_gateway_replica_logged_after_start_can_be_labelled(gateway, project):
+    """Replicas share one prediction log (one PVC in a cluster): a request id this gateway has not seen is
+    looked up in what was appended since; its own predictions are not indexed twice from their log lines."""
+    log = project / ".mlops" / "predictions.jsonl"
+    with log.open("a") as fh:
+        fh.write(prediction_line("other-replica", version="3", label="Negative"))
+        fh.write(prediction_line("torn", version="3")[:30])          # still being written: not yet a line
+    response = gateway.post("/feedback", json={"request_id": "other-replica", "label": "Negative"}, auth=AUTH)
+    assert response.status_code == 200, response.text
+    assert stored(project)[-1]["model_version"] == "3"
+    assert gateway.post("/feedback", json={"request_id": "torn", "label": "Negative"}, auth=AUTH).status_code == 404
+    log.rename(log.with_name("predictions.jsonl.1"))                  # rotated meanwhile
+    log.write_text(prediction_line("after-rotation"))
+    assert gateway.post("/feedback", json={"request_id": "after-rotation", "label": "Positive"},
+                        auth=AUTH).status_code == 200
+
+
+def test_an_own_prediction_is_not_indexed_twice_from_its_log_line(project):
+    from mlops_cli.monitoring.feedback_check import PredictionIndex, Served
+
+    log = write_predictions(project, [])
+    index = PredictionIndex.from_log(lambda: [log], 10)
+    index.add("mine", Served("1", "Positive"), own=True)
+    log.write_text(prediction_line("mine") + prediction_line("theirs"))
+    assert len(index.find("theirs")) == 1 and len(index.find("mine")) == 1

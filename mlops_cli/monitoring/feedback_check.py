@@ -8,18 +8,19 @@ log itself is written a moment later by its writer thread).
 
 Example::
 
-    index = PredictionIndex.from_log(files, size=200_000)
+    index = PredictionIndex.from_log(lambda: log_files(path, 5), size=200_000)
     records = check_items([{"request_id": rid, "label": "Positive"}], index, labelled, ("Negative", "Positive"))
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable
 
 import orjson
 
@@ -66,43 +67,81 @@ _PRIORITY = {400: 0, 413: 1, 422: 2, 404: 3, 409: 4}
 
 
 class PredictionIndex:
-    """request id -> its predictions, newest `size` request ids (thread-safe)."""
+    """request id -> its predictions, newest `size` request ids (thread-safe).
 
-    def __init__(self, size: int) -> None:
+    With `files` (the prediction log's files, oldest first) a request id it does not hold sends it to read
+    what was appended since it last looked: several gateway replicas write one log, and each must accept
+    labels for the others' predictions. Lines of predictions this process added itself are skipped there.
+    """
+
+    def __init__(self, size: int, files: Callable[[], list[Path]] | None = None) -> None:
         self.size = size
+        self._files = files
         self._by_id: dict[str, list[Served]] = {}
+        self._own: set[str] = set()
+        self._offsets: dict[int, int] = {}   # inode -> bytes read (a rotated file keeps its inode)
         self._lock = threading.Lock()
+        self._reading = threading.Lock()
 
     @classmethod
-    def from_log(cls, files: Iterable[Path], size: int) -> "PredictionIndex":
-        index = cls(size)
-        for path in files:
-            with path.open("rb") as fh:
-                for line in fh:
-                    if not line.endswith(b"\n"):
-                        break
-                    try:
-                        row = orjson.loads(line)
-                        rid, version, label = row["request_id"], row["model_version"], row["label"]
-                    except (orjson.JSONDecodeError, KeyError, TypeError):
-                        continue
-                    if isinstance(rid, str) and isinstance(label, str):
-                        text = row.get("text")
-                        index.add(rid, Served(str(version), label, (), text if isinstance(text, str) else None))
+    def from_log(cls, files: Callable[[], list[Path]], size: int) -> "PredictionIndex":
+        index = cls(size, files)
+        index.catch_up()
         return index
 
-    def add(self, request_id: str, served: Served) -> None:
-        """One more prediction of `request_id` (a batch adds one per text, in order)."""
+    def catch_up(self) -> None:
+        """Index the lines appended to the log files since the last call."""
+        if self._files is None:
+            return
+        with self._reading:
+            seen = set()
+            for path in self._files():
+                try:
+                    with path.open("rb") as fh:
+                        inode = os.fstat(fh.fileno()).st_ino
+                        seen.add(inode)
+                        fh.seek(self._offsets.get(inode, 0))
+                        data = fh.read()
+                except OSError:
+                    continue
+                whole = data[:data.rfind(b"\n") + 1]  # a last line still being written is read next time
+                self._offsets[inode] = self._offsets.get(inode, 0) + len(whole)
+                for line in whole.splitlines():
+                    self._add_line(line)
+            self._offsets = {inode: n for inode, n in self._offsets.items() if inode in seen}
+
+    def _add_line(self, line: bytes) -> None:
+        try:
+            row = orjson.loads(line)
+            rid, version, label = row["request_id"], row["model_version"], row["label"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return
+        if isinstance(rid, str) and isinstance(label, str) and rid not in self._own:
+            text = row.get("text")
+            self.add(rid, Served(str(version), label, (), text if isinstance(text, str) else None))
+
+    def add(self, request_id: str, served: Served, *, own: bool = False) -> None:
+        """One more prediction of `request_id` (a batch adds one per text, in order). `own`: this process made
+        it, so its prediction-log line is not indexed again."""
         with self._lock:
+            if own:
+                self._own.add(request_id)
             known = self._by_id.get(request_id)
             if known is None:
                 self._by_id[request_id] = [served]
                 while len(self._by_id) > self.size:
-                    del self._by_id[next(iter(self._by_id))]
+                    oldest = next(iter(self._by_id))
+                    del self._by_id[oldest]
+                    self._own.discard(oldest)
             else:
                 known.append(served)
 
     def find(self, request_id: str) -> list[Served]:
+        with self._lock:
+            found = list(self._by_id.get(request_id, ()))
+        if found or self._files is None:
+            return found
+        self.catch_up()
         with self._lock:
             return list(self._by_id.get(request_id, ()))
 

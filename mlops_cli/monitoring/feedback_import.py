@@ -30,8 +30,8 @@ def import_feedback(config: Config, path: Path) -> dict[str, Any]:
     items = [_item(row) for row in rows]
     numbers = list(range(1, len(rows) + 1))
     gw = config.gateway
-    index = PredictionIndex.from_log(log_files(config.path(gw.prediction_log), gw.prediction_log_backups),
-                                     gw.feedback_index_size)
+    log_path = config.path(gw.prediction_log)
+    index = PredictionIndex.from_log(lambda: log_files(log_path, gw.prediction_log_backups), gw.feedback_index_size)
     log = feedback_log(config)
     with log.locked() as labelled:
         try:

@@ -28,7 +28,8 @@ class FeedbackIntake:
     def __init__(self, config: Config) -> None:
         gw = config.gateway
         self.keep_text = gw.log_text
-        self.index = PredictionIndex.from_log(log_files(config.path(gw.prediction_log), gw.prediction_log_backups),
+        log_path = config.path(gw.prediction_log)
+        self.index = PredictionIndex.from_log(lambda: log_files(log_path, gw.prediction_log_backups),
                                               gw.feedback_index_size)
         self.log = feedback_log(config)
         self.classes = labels_for(config.data.classes)
@@ -40,7 +41,8 @@ class FeedbackIntake:
     def served(self, request_id: str, model_version: str, predicted: str, labels: Any, text: str) -> None:
         """A prediction just answered (before its log line is written): it may be labelled from now on."""
         classes = tuple(str(label) for label in labels) if isinstance(labels, (list, tuple)) else ()
-        self.index.add(request_id, Served(model_version, predicted, classes, text if self.keep_text else None))
+        self.index.add(request_id, Served(model_version, predicted, classes, text if self.keep_text else None),
+                       own=True)
 
     def items(self, body: Any) -> list[Any]:
         if isinstance(body, dict) and "feedback" in body:
