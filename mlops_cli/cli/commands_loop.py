@@ -85,9 +85,9 @@ def loop(
 
     st = state(ctx)
     config = st.project_config("loop", "reads the project's feedback, dataset and registry")
-    from .commands_platform import _target
+    from ..targets import get_target
 
-    tgt = None if dry_run else _target(ctx, target)
+    tgt = None if dry_run else get_target(config, target)
     with render.RichReporter(enabled=not (st.quiet or st.json)) as reporter:
         records = run_loop(config, tgt, once=once, dry_run=dry_run, reporter=reporter)
     last = records[-1]

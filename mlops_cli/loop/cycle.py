@@ -164,16 +164,16 @@ def _canary(config: Config, target: Any, version: str, record: _Record, reporter
 
 
 def _save(config: Config, record: _Record, steps: Steps) -> None:
+    if record.challenger_run_id:
+        try:
+            steps.log_record(config, record.challenger_run_id, record.as_dict())
+        except Exception as exc:  # the local record stands; the run only mirrors it
+            record.add("record", f"not logged to the challenger's MLflow run: {exc}")
     data = json.dumps(record.as_dict(), indent=2, default=str) + "\n"
     stamp = record.started_at.replace(":", "").replace("+0000", "Z")
     directory = loop_dir(config)
     write_atomically(directory / f"{stamp}.json", data)
     write_atomically(directory / "latest.json", data)
-    if record.challenger_run_id:
-        try:
-            steps.log_record(config, record.challenger_run_id, record.as_dict())
-        except Exception as exc:  # the local record stands; the run only mirrors it
-            record.add("record", f"not logged to MLflow: {exc}")
 
 
 def run_loop(config: Config, target: Any, *, once: bool, dry_run: bool = False, reporter: Reporter = SILENT,
