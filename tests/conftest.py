@@ -255,3 +255,12 @@ def control_plane(tmp_path_factory):
             yield plane
     except ControlPlaneMissing as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kserve(control_plane):
+    """KServe v0.20.0's real manager and webhooks on the session's control plane (tests/controlplane_kserve.py)."""
+    from .controlplane_kserve import kserve_running
+
+    with kserve_running(control_plane) as manager:
+        yield manager

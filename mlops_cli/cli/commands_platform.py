@@ -213,6 +213,9 @@ def _judge_canary(ctx: typer.Context, tgt: Any, outcome: Any, observe: str, act:
     st = state(ctx)
     if not st.json:
         _render_outcome(ctx, outcome, f"mlops deploy ({tgt.name})")
+    if outcome.info.get("canary_skipped"):  # nothing new serves: no gate to pass or fail
+        outcome.info["canary"] = {"decision": "skipped", "reason": outcome.info["canary_skipped"]}
+        return outcome
     judged, final = judge_deployed(st.config(), tgt, outcome, observe, act, reporter)
     if not st.json:
         v = judged.verdict

@@ -79,6 +79,8 @@ def canary(config: Config, target: Any, version: str, reporter: Reporter) -> dic
     from ..targets.canary_judge import judge_deployed
 
     outcome = target.deploy(DeployOptions(version=version, canary=config.loop.canary_percent), reporter)
+    if outcome.info.get("canary_skipped"):  # the challenger's predictor is what already serves: nothing to judge
+        return {"action": "skipped", "reason": outcome.info["canary_skipped"]}
     judged, _ = judge_deployed(config, target, outcome, config.loop.observe, True, reporter)
     return judged.as_dict()
 
