@@ -4,7 +4,7 @@ v0.20 installs), an HTTPS listener with a cert-manager certificate, and basic au
 ingress-nginx is gone: retired in March 2026 (no more security fixes); v1.11.3 is exposed to
 CVE-2025-1974 (unauthenticated remote code execution).
 
-What is public: `https://<ingress_host>/predict` and `/predict/batch`, nothing else (the gateway's
+What is public: `https://<ingress_host>/predict`, `/predict/batch` and `/feedback`, nothing else (the gateway's
 /admin/upstream, /metrics and /readyz are cluster-internal). Plain HTTP on port 80 only redirects.
 Basic auth at the edge is an Envoy Gateway SecurityPolicy reading the `.htpasswd` key of the gateway
 Secret; Envoy's basic auth accepts only `{SHA}` lines (gateway.envoyproxy.io docs, tasks/security/
@@ -29,7 +29,8 @@ GATEWAY = "mlops-edge"
 TLS_SECRET = "mlops-edge-tls"
 SELF_SIGNED_ISSUER = "mlops-self-signed"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
-PUBLIC_PATHS = ("/predict", "/predict/batch")  # what the public entry point routes to the gateway
+# What the public entry point routes to the gateway: inference, and the labels clients send back for it.
+PUBLIC_PATHS = ("/predict", "/predict/batch", "/feedback")
 
 
 def objects(config: Config, platform_secrets: secrets.PlatformSecrets | None, *, missing_ok: bool = False) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ def config_env(config: Config, overrides: dict[str, Any] | None = None) -> list[
         "project.name": config.project.name,
         "project.state_dir": "/tmp/mlops-state",
         "gateway.prediction_log": f"{PREDICTIONS_DIR}/predictions.jsonl",
+        "gateway.feedback_log": f"{PREDICTIONS_DIR}/feedback.jsonl",
         "gateway.htpasswd_file": "",
     })
     values.update(overrides or {})

@@ -184,3 +184,17 @@ def predict_batches(gateway_url: str, texts: list[str], batch: int = 32) -> None
     for i in range(0, len(texts), batch):
         r = httpx.post(gateway_url + "/predict/batch", json={"texts": texts[i:i + batch]}, auth=auth, timeout=60)
         assert r.status_code == 200, r.text
+
+
+def label_predictions(gateway_url: str, examples) -> int:
+    """Predict each example's text alone, then send its true label to /feedback; returns how many were right."""
+    auth = ("admin", GATEWAY_PASSWORD)
+    right = 0
+    for example in examples:
+        r = httpx.post(gateway_url + "/predict", json={"text": example.text}, auth=auth, timeout=60)
+        assert r.status_code == 200, r.text
+        right += r.json()["label"] == example.label
+        f = httpx.post(gateway_url + "/feedback", json={"request_id": r.headers["x-request-id"], "label": example.label},
+                       auth=auth, timeout=30)
+        assert f.status_code == 200, f.text
+    return right

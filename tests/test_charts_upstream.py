@@ -223,7 +223,8 @@ def test_admin_routes_are_not_on_the_public_entry_point(config):
 
     public, redirect = edge.routes(config)
     matches = [m["path"] for rule in public["spec"]["rules"] for m in rule["matches"]]
-    assert matches == [{"type": "Exact", "value": "/predict"}, {"type": "Exact", "value": "/predict/batch"}]
+    assert matches == [{"type": "Exact", "value": "/predict"}, {"type": "Exact", "value": "/predict/batch"},
+                       {"type": "Exact", "value": "/feedback"}]   # labels for predictions (issue 25)
     assert [b["name"] for rule in public["spec"]["rules"] for b in rule["backendRefs"]] == ["gateway"]
     assert all("backendRefs" not in rule for rule in redirect["spec"]["rules"])  # port 80 only redirects
 

@@ -33,7 +33,8 @@ BENEATH: dict[str, tuple[str, ...]] = {
     "stacks": ("mlops_cli.cloud",),                         # the Pulumi program
     "mlops_cli.services": ("mlops_cli.monitoring", "mlops_cli.platform"),
     "mlops_cli.targets": ("mlops_cli.services", "stacks"),
-    "mlops_cli.cli": ("mlops_cli.targets",),
+    "mlops_cli.loop": ("mlops_cli.targets",),               # feedback -> retrain -> gate -> canary -> promote
+    "mlops_cli.cli": ("mlops_cli.loop",),
     "mlops_cli.__main__": ("mlops_cli.cli",),
 }
 MAX_LINES = 400

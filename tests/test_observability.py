@@ -17,7 +17,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from .drift_support import predict_batches, start_drift_service, start_serving
+from .drift_support import label_predictions, predict_batches, start_drift_service, start_serving
 from .support import REPO, QuietHandler, free_port, http_server, wait_http
 
 OBS = REPO / "charts" / "observability"
@@ -131,11 +131,13 @@ def test_dashboard_and_alerts_query_only_exported_metrics(registered, tmp_path):
 
     project = registered
     log = tmp_path / "predictions.jsonl"
-    env = {"MLOPS_GATEWAY__PREDICTION_LOG": str(log), "MLOPS_DRIFT__INTERVAL": "1s"}
+    env = {"MLOPS_GATEWAY__PREDICTION_LOG": str(log), "MLOPS_DRIFT__INTERVAL": "1s",
+           "MLOPS_GATEWAY__FEEDBACK_LOG": str(tmp_path / "feedback.jsonl"), "MLOPS_FEEDBACK__MIN_LABELS": "5"}
     predictor, gateway, gateway_url = start_serving(project, tmp_path, env)
     drift = None
     try:
         predict_batches(gateway_url, [e.text for e in load_drugscom("binary").test[:40]])
+        label_predictions(gateway_url, load_drugscom("binary").test[40:48])  # live accuracy (issue 25)
         # A rejected request too, so status-labelled series exist beyond 200.
         assert httpx.post(gateway_url + "/predict", json={}, headers={"X-Request-ID": "obs-denied-1"},
                           timeout=10).status_code == 401
@@ -144,7 +146,7 @@ def test_dashboard_and_alerts_query_only_exported_metrics(registered, tmp_path):
         deadline = time.monotonic() + 180  # the first Evidently run is slow on a loaded 2-core machine under coverage
         while time.monotonic() < deadline:
             result = httpx.get(drift_url + "/summary", timeout=5).json()["result"]
-            if result and result["status"] == "ok":
+            if result and result["status"] == "ok" and httpx.get(drift_url + "/summary").json()["live_quality"]["versions"]:
                 break
             time.sleep(0.3)
         assert result and result["status"] == "ok", result

@@ -11,8 +11,9 @@ import typer
 
 from .. import __version__
 from ..common.errors import MlopsError, UsageError
-from . import (commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_images,
-               commands_lock, commands_platform, commands_render, commands_train)
+from . import (commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_feedback,
+               commands_images, commands_lock, commands_loop, commands_monitor, commands_platform, commands_render,
+               commands_train)
 from .state import state
 
 app = typer.Typer(
@@ -69,11 +70,14 @@ def version(ctx: typer.Context) -> None:
 
 app.add_typer(commands_config.app, name="config")
 app.add_typer(commands_data.app, name="data")
+app.add_typer(commands_feedback.app, name="feedback")
 app.add_typer(commands_images.app, name="images")
 commands_doctor.register(app)
 commands_platform.register(app)
 commands_train.register(app)
 commands_drift.register(app)
+commands_monitor.register(app)
+commands_loop.register(app)
 commands_eks.register(app)
 commands_render.register(app)
 commands_lock.register(app)

@@ -206,9 +206,8 @@ def deploy(
 
 
 def _judge_canary(ctx: typer.Context, tgt: Any, outcome: Any, observe: str, act: bool, reporter: Any) -> Any:
-    """Watch the canary just deployed; promote or roll it back through the target (monitoring/canary_watch.py)."""
-    from ..monitoring.canary_watch import PROBE_TEXT, Revisions, judge_canary
-    from ..targets import DeployOptions
+    """Watch the canary just deployed; promote or roll it back through the target (targets/canary_judge.py)."""
+    from ..targets.canary_judge import judge_deployed
     from . import render
 
     st = state(ctx)
@@ -217,20 +216,12 @@ def _judge_canary(ctx: typer.Context, tgt: Any, outcome: Any, observe: str, act:
     if outcome.info.get("canary_skipped"):  # nothing new serves: no gate to pass or fail
         outcome.info["canary"] = {"decision": "skipped", "reason": outcome.info["canary_skipped"]}
         return outcome
-    promote = (lambda: tgt.deploy(DeployOptions(promote=True), reporter)) if act else None
-    rollback = (lambda: tgt.deploy(DeployOptions(rollback=True), reporter)) if act else None
-    revisions = Revisions(canary=str(outcome.info.get("canary_revision", "")),
-                          baseline=str(outcome.info.get("baseline_revision", "")))
-    judged = judge_canary(st.config(), canary_version=str(outcome.info.get("model_version", "")), revisions=revisions,
-                          window=observe, promote=promote, rollback=rollback, probe=lambda: tgt.predict([PROBE_TEXT]),
-                          reporter=reporter)
+    judged, final = judge_deployed(st.config(), tgt, outcome, observe, act, reporter)
     if not st.json:
         v = judged.verdict
         render.success(f"canary healthy over {observe}: {v.canary.requests} of its requests (needed {v.required}), "
                        f"errors {v.canary.rate or 0:.2%} (baseline {v.baseline.rate or 0:.2%}), p99 {(v.p99_s or 0) * 1000:.0f} ms"
                        + (" - promoted" if judged.action == "promoted" else ""))
-    final = judged.outcome or outcome
-    final.info["canary"] = judged.as_dict()
     return final
 
 

@@ -150,6 +150,10 @@ class GatewayConfig(Section):
     prediction_log_max_bytes: int = Field(50_000_000, ge=1024)  # rotate the prediction log past this size
     prediction_log_backups: int = Field(5, ge=0)                # rotated files kept (oldest deleted first)
     prediction_log_max_age_s: float = Field(7 * 86400.0, gt=0)  # rotated files older than this are deleted
+    # POST /feedback: labels for logged predictions, fsynced before the answer, rotated like the prediction log.
+    feedback_log: str = ".mlops/feedback.jsonl"
+    # Predictions /feedback can name: the newest this many request ids (older ones answer 404).
+    feedback_index_size: int = Field(200_000, ge=1)
 
 
 class DriftConfig(Section):
@@ -161,6 +165,30 @@ class DriftConfig(Section):
     # At most this many predictions of the window are compared (a uniform random sample; the report
     # says how many): memory stays bounded however many the window holds.
     sample_size: int = Field(5000, ge=30)
+
+
+class FeedbackConfig(Section):
+    """Labelled feedback: `mlops feedback import` and the live quality `mlops monitor` reports."""
+
+    import_max_bytes: int = Field(20_000_000, ge=1)    # a larger file is refused before it is read
+    window: Duration = "24h"                           # live quality over this much recent feedback
+    min_labels: int = Field(30, ge=1)                  # fewer labels for a version: no live numbers
+    accuracy_floor: float = Field(0.7, ge=0, le=1)     # live accuracy below this fires the alert and the loop
+
+
+class LoopConfig(Section):
+    """`mlops retrain` and `mlops loop`: drift or live accuracy -> retrain -> gate -> canary -> promote."""
+
+    min_labels: int = Field(200, ge=10)           # labelled feedback texts needed before a retrain
+    fresh_share: float = Field(0.3, gt=0, lt=1)   # share of them held out as the fresh test slice
+    gate_metric: Literal["accuracy", "macro_f1"] = "macro_f1"
+    max_test_drop: float = Field(0.02, ge=0, le=1)  # the challenger may lose at most this on the original test split
+    on_drift: bool = True                         # dataset drift triggers a retrain
+    on_accuracy_floor: bool = True                # live accuracy under [feedback].accuracy_floor triggers one
+    challenger_alias: AliasName = "challenger"
+    canary_percent: int = Field(10, ge=1, le=99)
+    observe: Duration = "10m"                     # the canary watch, as `deploy --observe`
+    schedule: Duration | Literal[""] = ""         # `mlops loop` (without --once) runs this often; "" = off
 
 
 class ObservabilityConfig(Section):
@@ -175,6 +203,7 @@ class LocalConfig(Section):
     gateway_port: int = Field(8080, ge=1, le=65535)
     predictor_port: int = Field(8090, ge=1, le=65535)
     drift_port: int = Field(8085, ge=1, le=65535)
+    loop_port: int = Field(8086, ge=1, le=65535)      # the scheduled loop's /healthz (only with [loop].schedule)
     prometheus_port: int = Field(9090, ge=1, le=65535)
     log_dir: str = ".mlops/logs"
     stop_timeout_s: float = Field(10.0, gt=0)

@@ -24,7 +24,7 @@ from pydantic import PrivateAttr, ValidationError, model_validator
 
 from ..common.errors import ConfigError
 from .cluster_sections import EksConfig, KubernetesConfig
-from .sections import (CanaryConfig, DataConfig, DriftConfig, GatewayConfig, ImagesConfig, LocalConfig,
+from .sections import (CanaryConfig, DataConfig, DriftConfig, FeedbackConfig, GatewayConfig, ImagesConfig, LocalConfig, LoopConfig,
                        ObservabilityConfig, ProjectConfig, RegistryConfig, ServingConfig, TrainConfig)
 from .values import Section
 
@@ -39,6 +39,8 @@ class Config(Section):
     serving: ServingConfig = ServingConfig()
     gateway: GatewayConfig = GatewayConfig()
     drift: DriftConfig = DriftConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
+    loop: LoopConfig = LoopConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
     local: LocalConfig = LocalConfig()
     kubernetes: KubernetesConfig = KubernetesConfig()

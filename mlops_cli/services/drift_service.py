@@ -2,7 +2,8 @@
 
     python -m mlops_cli.services.drift_service --host 127.0.0.1 --port 8085
 
-Routes: GET /healthz, /summary (JSON), /report (the latest Evidently HTML report), /metrics (Prometheus).
+Routes: GET /healthz, /summary (JSON), /report (the latest Evidently HTML report), /metrics (Prometheus; with
+live accuracy on labelled feedback: services/live_metrics.py).
 Config comes from MLOPS_CONFIG or ./mlops.toml; it recomputes every [drift].interval over the last
 [drift].window of the prediction log. An empty, missing or partly malformed log never stops it.
 """
@@ -28,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from ..common.errors import MlopsError
 from ..config.loading import load_config
 from ..config.settings import Config
+from .live_metrics import LiveQualityMetrics
 from ..common.logging_setup import (REQUEST_ID_HEADER, configure_json_logging, extract_trace_context, incoming_request_id,
                             request_id_var, setup_tracing)
 
@@ -90,6 +92,8 @@ class DriftMonitor:
         self.interval_s = parse_duration(config.drift.interval, "[drift].interval").total_seconds()
         self.report_path = report_path or config.state_dir / "drift" / "service-report.html"
         self.metrics = DriftMetrics()
+        self.live_metrics = LiveQualityMetrics(self.metrics.registry, config.feedback.accuracy_floor)
+        self.live = None
         self.result = None
         self.error: str | None = None
         self.error_at: str | None = None
@@ -110,8 +114,14 @@ class DriftMonitor:
 
     def recompute(self) -> None:
         from ..monitoring import drift
+        from ..monitoring.live_quality import live_quality
 
         with self._lock:
+            try:  # labels need no reference or registry: live quality is exported even when drift cannot run
+                self.live = live_quality(self.config)
+                self.live_metrics.observe(self.live)
+            except Exception:
+                log.exception("live quality failed")
             started = time.perf_counter()
             try:
                 result = drift.run_drift(self.config, output=self.report_path, reference_loader=self._reference)
@@ -138,6 +148,7 @@ class DriftMonitor:
     def summary(self) -> dict[str, Any]:
         return {"service": "drift", "interval_s": self.interval_s, "window": self.config.drift.window,
                 "result": self.result.as_dict() if self.result else None,
+                "live_quality": self.live.as_dict() if self.live else None,
                 "error": self.error, "error_at": self.error_at}
 
 

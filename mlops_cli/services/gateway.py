@@ -2,7 +2,8 @@
 
     python -m mlops_cli.services.gateway --host 127.0.0.1 --port 8080 --predictor-url http://127.0.0.1:8090
 
-Routes: POST /predict, POST /predict/batch (basic auth; beyond what can be answered within
+Routes: POST /predict, POST /predict/batch, POST /feedback (labels for logged predictions:
+services/gateway_feedback.py) (basic auth; beyond what can be answered within
 [serving].latency_budget_ms, or past [gateway].max_in_flight, a fast 503 with Retry-After), GET /openapi.json, /docs (basic auth), /healthz, /readyz, /metrics,
 GET|PUT /admin/upstream (its own admin credential, never /predict's; used by `mlops deploy` to switch versions
 without dropping requests, and only to the platform's own predictors: services/upstream_policy.py).
@@ -20,10 +21,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -34,6 +35,8 @@ from ..config.settings import Config
 from .admission import Admission
 from .gateway_auth import BasicAuth
 from .gateway_docs import ASSETS_PATH, add_docs
+from .gateway_feedback import FeedbackIntake
+from .gateway_http import ApiError, FastJSONResponse, error_response, http_url, json_body, text_field, text_value
 from .gateway_metrics import GatewayMetrics
 from .gateway_schema import (BASIC_AUTH, INFERENCE_ERRORS, PredictBatchRequest, Prediction, PredictionBatch,
                              PredictRequest, request_body, upstream_body, with_security)
@@ -45,19 +48,6 @@ from .predictor_client import (PredictorClient, PredictorOverloaded, PredictorRe
 
 log = logging.getLogger("mlops.gateway")
 INFERENCE_ROUTES = {"/predict", "/predict/batch"}
-
-
-class FastJSONResponse(JSONResponse):
-    """JSON bodies rendered by orjson: several times faster than json.dumps for our small dicts."""
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
 @dataclass
@@ -77,6 +67,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         cfg.path(cfg.gateway.prediction_log), cfg.gateway.log_text, max_bytes=cfg.gateway.prediction_log_max_bytes,
         backups=cfg.gateway.prediction_log_backups, max_age_s=cfg.gateway.prediction_log_max_age_s,
         on_failure=metrics.prediction_log_failures.inc, batched=True)
+    feedback = FeedbackIntake(cfg)
     tracer = setup_tracing("mlops-gateway", cfg.observability.otlp_endpoint)
     client = PredictorClient(settings.predictor_url, settings.model_version, cfg.serving.model_name, cfg.gateway.timeout_s,
                              calls_in_flight=cfg.gateway.predictor_calls, texts_per_call=cfg.gateway.texts_per_call,
@@ -100,14 +91,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(_Edge, auth=settings.auth, admin_auth=settings.admin_auth, admission=admission, metrics=metrics)
 
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError):
-        return _error(exc)
+    async def apierror_response(_: Request, exc: ApiError):
+        return error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException):
+    async def httperror_response(_: Request, exc: StarletteHTTPException):
         # Unknown routes and wrong methods answer in the same error shape as everything else.
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        response = _error(ApiError(exc.status_code, code, str(exc.detail)))
+        response = error_response(ApiError(exc.status_code, code, str(exc.detail)))
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
         return response
@@ -150,6 +141,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 version = str(pred.get("model_version", client.current.model_version if client.current else ""))
                 metrics.predictions.labels(label=label, model_version=version).inc()
                 prediction_log.record(rid, text, label, confidence, version, pred)
+                feedback.served(rid, version, label, pred.get("labels"), text)
                 results.append({"label": label, "confidence": round(confidence, 6), "model_version": version})
         return results
 
@@ -157,8 +149,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
               responses={200: {"model": Prediction, "description": "The prediction."}, **INFERENCE_ERRORS},
               openapi_extra=request_body(PredictRequest, cfg.gateway.max_chars, cfg.gateway.max_batch))
     async def predict(request: Request):
-        body = await _json_body(request)
-        text = _text_field(body, "text", cfg.gateway.max_chars)
+        body = await json_body(request)
+        text = text_field(body, "text", cfg.gateway.max_chars)
         return (await classify([text]))[0]
 
     @app.post("/predict/batch", response_model=None, summary="Classify several reviews in one request",
@@ -166,14 +158,20 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                          **INFERENCE_ERRORS},
               openapi_extra=request_body(PredictBatchRequest, cfg.gateway.max_chars, cfg.gateway.max_batch))
     async def predict_batch(request: Request):
-        body = await _json_body(request)
+        body = await json_body(request)
         texts = body.get("texts") if isinstance(body, dict) else None
         if not isinstance(texts, list) or not texts:
             raise ApiError(422, "invalid_input", 'expected {"texts": ["review", ...]} with at least one text')
         if len(texts) > cfg.gateway.max_batch:
             raise ApiError(413, "batch_too_large", f"{len(texts)} texts; at most {cfg.gateway.max_batch} per request")
-        checked = [_text_value(t, f"texts[{i}]", cfg.gateway.max_chars) for i, t in enumerate(texts)]
+        checked = [text_value(t, f"texts[{i}]", cfg.gateway.max_chars) for i, t in enumerate(texts)]
         return {"predictions": await classify(checked)}
+
+    @app.post("/feedback", response_model=None, summary="Label predictions (one, or a batch: all or nothing)",
+              responses={200: {"description": '{"stored": n}, once every label is on disk.'}, **INFERENCE_ERRORS})
+    async def post_feedback(request: Request):
+        items = feedback.items(await json_body(request, feedback.max_bytes))
+        return {"stored": await run_in_threadpool(feedback.store, items)}
 
     @app.get("/healthz")
     async def healthz():
@@ -200,11 +198,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @app.put("/admin/upstream", summary="Switch the predictor (used by `mlops deploy`)",
              responses={422: _ERROR_422, 401: INFERENCE_ERRORS[401]}, openapi_extra=upstream_body())
     async def put_upstream(request: Request):
-        body = await _json_body(request)
+        body = await json_body(request)
         # Found by fuzzing (tests/reliability): a JSON array body was a 500 here.
         url = body.get("url") if isinstance(body, dict) else None
         version = body.get("model_version") if isinstance(body, dict) else None
-        if not isinstance(url, str) or not _http_url(url) or not isinstance(version, str) or not version.strip():
+        if not isinstance(url, str) or not http_url(url) or not isinstance(version, str) or not version.strip():
             raise ApiError(422, "invalid_input", 'expected {"url": "http://host:port", "model_version": "3"}')
         refused = allowed_upstream(cfg, url)
         if refused:
@@ -262,14 +260,14 @@ class _Edge:
 
         try:
             if self._refused(path, headers.get(b"authorization", b"")):
-                await _error(ApiError(401, "unauthorized", "missing or wrong credentials (HTTP basic auth)"))(
+                await error_response(ApiError(401, "unauthorized", "missing or wrong credentials (HTTP basic auth)"))(
                     scope, receive, send_with_id)
             elif path in INFERENCE_ROUTES and scope["method"] == "POST":
                 retry_after = self.admission.try_enter()
                 if retry_after is not None:
                     message = (f"the gateway is at capacity ({self.admission.in_flight} requests in flight); "
                                f"retry after {retry_after} s")
-                    await _error(ApiError(503, "overloaded", message, {"Retry-After": str(retry_after)}))(
+                    await error_response(ApiError(503, "overloaded", message, {"Retry-After": str(retry_after)}))(
                         scope, receive, send_with_id)
                 else:
                     try:
@@ -291,57 +289,10 @@ class _Edge:
 
 
 _ERROR_422 = {"model": INFERENCE_ERRORS[422]["model"], "description": "Not a {url, model_version} object."}
-_KNOWN_ROUTES = {"/predict", "/predict/batch", "/healthz", "/readyz", "/metrics", "/admin/upstream", "/openapi.json",
+_KNOWN_ROUTES = {"/predict", "/predict/batch", "/feedback", "/healthz", "/readyz", "/metrics", "/admin/upstream", "/openapi.json",
                  "/docs"}
-_AUTHENTICATED = INFERENCE_ROUTES | {"/openapi.json", "/docs"}
+_AUTHENTICATED = INFERENCE_ROUTES | {"/feedback", "/openapi.json", "/docs"}
 _PROBES = {"/healthz", "/readyz"}
-
-
-def _http_url(url: str) -> bool:
-    import httpx
-
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, ValueError, TypeError):
-        return False
-    return parsed.scheme in ("http", "https") and bool(parsed.host)
-
-
-def _error(exc: ApiError) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Basic realm="mlops"'} if exc.status == 401 else exc.headers
-    return FastJSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status, headers=headers)
-
-
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_encoding", "the request body is not valid UTF-8") from None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:  # orjson is the fast path; json names where the body went wrong
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON ({exc.msg} at position {exc.pos})") from None
-
-
-def _text_field(body: Any, name: str, max_chars: int) -> str:
-    if not isinstance(body, dict) or name not in body:
-        raise ApiError(422, "invalid_input", f'expected a JSON object with a "{name}" field')
-    return _text_value(body[name], name, max_chars)
-
-
-def _text_value(value: Any, where: str, max_chars: int) -> str:
-    if not isinstance(value, str):
-        raise ApiError(422, "invalid_input", f"{where} must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise ApiError(422, "empty_text", f"{where} is empty or only whitespace")
-    if len(value) > max_chars:
-        raise ApiError(413, "text_too_long", f"{where} has {len(value)} characters; at most {max_chars}")
-    return value
 
 
 def _recorded_upstream(path: str, default_version: str) -> tuple[str | None, str]:

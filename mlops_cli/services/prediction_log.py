@@ -18,10 +18,11 @@ import logging
 import os
 import queue
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+
+from ..common.log_rotation import expire, log_files, rotate_if_needed  # noqa: F401 (log_files: readers import it here)
 
 log = logging.getLogger("mlops.prediction_log")
 _STOP = object()
@@ -129,41 +130,10 @@ class PredictionLog:
                       extra={"path": str(self.path), "error": str(exc)})
 
     def _rotate_if_needed(self, incoming: int) -> None:
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return
-        if size == 0 or size + incoming <= self.max_bytes:
-            return
-        for n in range(self.backups, 0, -1):
-            older = self._rotated(n)
-            if older.exists():
-                if n == self.backups:
-                    older.unlink()
-                else:
-                    older.replace(self._rotated(n + 1))
-        if self.backups:
-            self.path.replace(self._rotated(1))
-        else:
-            self.path.unlink()
-        self.rotations += 1
-        self._expire()
+        if rotate_if_needed(self.path, incoming, self.max_bytes, self.backups):
+            self.rotations += 1
+            self._expire()
 
     def _expire(self) -> None:
-        cutoff = time.time() - self.max_age_s
-        for n in range(1, self.backups + 1):
-            older = self._rotated(n)
-            try:
-                if older.stat().st_mtime < cutoff:
-                    older.unlink()
-            except OSError:
-                continue
+        expire(self.path, self.backups, self.max_age_s)
 
-    def _rotated(self, n: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.{n}")
-
-
-def log_files(path: Path, backups: int) -> list[Path]:
-    """The log and its rotated files, oldest first: what a reader of a time window scans."""
-    rotated = [path.with_name(f"{path.name}.{n}") for n in range(backups, 0, -1)]
-    return [p for p in (*rotated, path) if p.is_file()]

@@ -66,6 +66,11 @@ class LocalComponents:
             ),
             self._gateway_component(),
         ]
+        if self.config.loop.schedule:  # the closed loop as a supervised periodic job (loop/service.py)
+            components.append(Component(
+                "loop", self.local.loop_port,
+                [PYTHON, "-m", "mlops_cli.loop.service", "--host", host, "--port", str(self.local.loop_port)],
+                "/healthz", start_timeout_s=self.local.start_timeout_s))
         if with_prometheus:
             from ..platform.prometheus_local import prometheus_command
 

@@ -61,6 +61,11 @@ def _bounds(values: np.ndarray, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def estimate(y: np.ndarray, pred: np.ndarray, metric: str, n_classes: int) -> float:
+    """The metric on the rows themselves (the point the interval is around)."""
+    return float(METRICS[metric](np.asarray(y), np.asarray(pred), n_classes))
+
+
 def interval(y: np.ndarray, pred: np.ndarray, metric: str, n_classes: int | None = None, *,
              resamples: int = RESAMPLES, level: float = LEVEL, seed: int = SEED) -> tuple[float, float]:
     """Percentile bootstrap interval of a label metric (accuracy, macro_f1, balanced_accuracy)."""

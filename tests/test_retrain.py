@@ -1,0 +1,105 @@
+"""`mlops retrain` and its gate (issue 25, part 3): a new DVC dataset version from labelled feedback with its
+lineage, the champion's recipe, evaluation on the original test split and a held-out fresh slice, and the
+paired-bootstrap gate, all recorded on the challenger's MLflow run. Tiny model, a few steps."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlops_cli.loop.gate import judge
+
+
+def _project(project: Path, base: Path) -> None:
+    (project / "mlops.toml").write_text(
+        '[project]\nname = "retrain"\n[data]\nmax_rows_per_source = 600\n'
+        f'[train]\nbase_model = "{base}"\nmax_length = 32\nbatch_size = 16\nmax_steps = 6\n'
+        '[loop]\nmin_labels = 60\nfresh_share = 0.4\n')
+
+
+def _tweets_csv(path: Path, n: int, flip: bool = False) -> Path:
+    from mlops_cli.data.data_sources import load
+
+    rows = load("tweets", "binary")["all"][:n]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        for e in rows:
+            label = {"Positive": "Negative", "Negative": "Positive"}[e.label] if flip else e.label
+            writer.writerow([e.text, label])
+    return path
+
+
+@pytest.fixture
+def champion(project, cli, tiny_base_model):
+    _project(project, tiny_base_model)
+    assert cli("data", "prepare").exit_code == 0
+    assert cli("train", "--log").exit_code == 0
+    assert cli("register", "--alias", "champion").exit_code == 0
+    return project
+
+
+def test_retrain_versions_the_data_trains_the_recipe_and_records_the_gate(champion, cli):
+    from mlops_cli.config.loading import load_config
+    from mlops_cli.data.lifecycle import fingerprint
+    from mlops_cli.registry.versions import resolve_version
+
+    project = champion
+    test_before = (project / "data" / "reviews" / "test.csv").read_bytes()
+    md5_before = fingerprint(load_config())
+    too_few = cli("retrain")
+    assert too_few.exit_code == 2 and "0 labelled feedback text(s)" in too_few.stderr and "Traceback" not in too_few.stderr
+    assert fingerprint(load_config()) == md5_before     # refused before anything was written
+
+    assert cli("feedback", "import", str(_tweets_csv(project / "tweets.csv", 100))).exit_code == 0
+    result = cli("retrain", "--json")
+    assert result.exit_code in (0, 3), result.stderr
+    record = json.loads(result.stdout)
+
+    lineage = record["data"]
+    assert lineage["previous_md5"] == md5_before and lineage["md5"] == fingerprint(load_config()) != md5_before
+    assert (lineage["feedback_labels"], lineage["fresh_slice"] + lineage["feedback_in_train"]) == (100, 100)
+    data = project / "data" / "reviews"
+    assert (data / "test.csv").read_bytes() == test_before                    # the original test split, untouched
+    fresh = {r["text"] for r in csv.DictReader((data / "fresh.csv").open())}
+    train = list(csv.DictReader((data / "train.csv").open()))
+    assert len(fresh) == lineage["fresh_slice"] and not fresh & {r["text"] for r in train}   # held out
+    assert sum(r["source"] == "feedback" for r in train) == lineage["feedback_in_train"]
+    assert json.loads((data / "sources.json").read_text())["lineage"]["champion_version"] == "1"
+
+    assert record["recipe"]["train.max_steps"] == "6" and record["recipe"]["train.max_length"] == "32"
+    gate = record["gate"]
+    assert gate["passed"] == (gate["fresh"]["low"] > 0 and gate["test"]["difference"] >= -gate["test"]["max_drop"])
+    assert (result.exit_code == 0) == gate["passed"]
+    for where, n in (("test", len(test_before.splitlines()) - 1), ("fresh", len(fresh))):
+        assert {who: e["n"] for who, e in record["evaluation"][where].items()} == {
+            "challenger": n, "champion": n, "baseline": n}
+
+    import mlflow
+
+    run = mlflow.MlflowClient().get_run(record["challenger_run_id"])
+    assert run.data.tags["mlops.gate"] == ("passed" if gate["passed"] else "refused")
+    assert run.data.tags["data_fingerprint"] == lineage["md5"]
+    assert "gate_fresh_low" in run.data.metrics
+    logged = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="loop/retrain.json"))
+    assert json.loads(logged.read_text())["retrain"]["gate"] == gate
+    assert resolve_version(load_config(), alias="champion").version == "1"     # nothing registered or promoted
+
+
+def test_the_gate_needs_a_real_win_on_fresh_data_and_no_loss_on_the_test_split():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    noisy = lambda share: np.where(rng.random(400) < share, 1 - y, y)  # noqa: E731
+    champion, better, same_ish = noisy(0.35), noisy(0.10), noisy(0.34)
+    passed = judge(y, better, champion, y, y, y, metric="macro_f1", max_test_drop=0.02, n_classes=2)
+    assert passed["passed"] and passed["fresh"]["low"] > 0 and passed["reasons"] == []
+    noise = judge(y, same_ish, champion, y, y, y, metric="macro_f1", max_test_drop=0.02, n_classes=2)
+    assert not noise["passed"] and "not above zero" in noise["reasons"][0]
+    corrupted = judge(y, 1 - better, champion, y, y, y, metric="accuracy", max_test_drop=0.02, n_classes=2)
+    assert not corrupted["passed"] and corrupted["fresh"]["high"] < 0       # labels flipped: clearly worse
+    forgets = judge(y, better, champion, y, noisy(0.2), y, metric="accuracy", max_test_drop=0.02, n_classes=2)
+    assert not forgets["passed"] and "original test split" in forgets["reasons"][0]
