@@ -24,9 +24,10 @@ PROGRAMS=(
   "kubernetes k8s.io/kubernetes/cmd/kube-scheduler kube-scheduler tests"
   "kserve github.com/kserve/kserve/cmd/manager kserve-manager tests"
   "kserve github.com/kserve/kserve/cmd/llmisvc kserve-llmisvc extra"
-  "knative knative.dev/serving/cmd/controller knative-controller extra"
-  "knative knative.dev/serving/cmd/webhook knative-webhook extra"
-  "kwok sigs.k8s.io/kwok/cmd/kwok kwok extra"
+  "knative knative.dev/serving/cmd/controller knative-controller tests"
+  "knative knative.dev/serving/cmd/webhook knative-webhook tests"
+  "knative knative.dev/serving/cmd/autoscaler knative-autoscaler tests"
+  "kwok sigs.k8s.io/kwok/cmd/kwok kwok tests"
   "envoy-gateway github.com/envoyproxy/gateway/cmd/envoy-gateway envoy-gateway extra"
 )
 FLAGS=(-trimpath "-ldflags=-s -w")

@@ -43,7 +43,7 @@ from .support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "scripts" / "build-controlplane.sh"
-CORE_PROGRAMS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+CORE_PROGRAMS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 SERVICE_CIDR = "10.0.0.0/24"
 START_TIMEOUT_S = 120.0
 
@@ -104,13 +104,15 @@ class ControlPlane:
     workdir: Path
     bin: Path
     processes: list[Process] = field(default_factory=list)
+    never_ready: tuple[str, str] | None = None  # pods with this label key=value never get Ready (controlplane_kwok)
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, workdir: Path, *, scheduler: bool = True) -> Iterator["ControlPlane"]:
-        """Start etcd, kube-apiserver, kube-controller-manager (and kube-scheduler); stop them all on exit."""
-        plane = cls(workdir=workdir, bin=bin_dir())
+    def running(cls, workdir: Path, *, scheduler: bool = True,
+                never_ready: tuple[str, str] | None = None) -> Iterator["ControlPlane"]:
+        """Start etcd, kube-apiserver, kube-controller-manager (and kube-scheduler with kwok's node); stop them all on exit."""
+        plane = cls(workdir=workdir, bin=bin_dir(), never_ready=never_ready)
         try:
             plane._start(scheduler)
             yield plane
@@ -194,7 +196,10 @@ class ControlPlane:
             "--allow-privileged=true",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false", "-v=1"])
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false", "-v=1",
+            # a webhook Service is called at its Ready endpoint (the pod's IP, kwok's: this host), not at
+            # its ClusterIP, which nothing here routes (cmd/kube-apiserver/app/server.go buildServiceResolver)
+            "--enable-aggregator-routing=true"])
         self.timings["kube-apiserver ready (s)"] = self.wait_healthy(
             apiserver, f"{self.server}/readyz", client=self.admin)
 
@@ -222,6 +227,27 @@ class ControlPlane:
                 f"--authorization-kubeconfig={sched_config}", "--leader-elect=false",
                 "--bind-address=127.0.0.1", f"--secure-port={sched_port}", "-v=1"])
             self.timings["kube-scheduler healthy (s)"] = self.wait_healthy(sched, f"https://127.0.0.1:{sched_port}/healthz")
+            self._start_kwok()
+
+    def _start_kwok(self) -> None:
+        """kwok as the node and its kubelet (tests/controlplane_kwok.py): pods bound by the scheduler run."""
+        from mlops_cli.adapters.kube_apply import KubeCluster
+
+        from . import controlplane_kwok as kwok
+
+        self.host_ip = kwok.host_ip()
+        config = self.workdir / "kwok.yaml"
+        config.write_text(kwok.config(module_dir("kwok", "sigs.k8s.io/kwok"), self.host_ip, self.never_ready))
+        self.start("kwok", [f"--kubeconfig={self.kubeconfig}", f"--config={config}", "--server-address="])
+        cluster = KubeCluster.connect(str(self.kubeconfig), "", "default")
+        cluster.request("POST", "/api/v1/nodes", body=kwok.node(self.host_ip))
+        started = time.monotonic()
+        while not any(c["type"] == "Ready" and c["status"] == "True" for c in
+                      (cluster.request("GET", f"/api/v1/nodes/{kwok.NODE}").get("status") or {}).get("conditions") or []):
+            if time.monotonic() - started > 60:
+                raise RuntimeError(f"kwok did not make node {kwok.NODE} Ready in 60 s:\n{self.processes[-1].tail()}")
+            time.sleep(0.2)
+        self.timings["kwok node Ready (s)"] = time.monotonic() - started
 
     def rss_mib(self) -> dict[str, float]:
         return {p.name: round(p.rss_mib(), 1) for p in self.processes}
