@@ -31,6 +31,15 @@ PROGRAMS=(
   "envoy-gateway github.com/envoyproxy/gateway/cmd/envoy-gateway envoy-gateway extra"
 )
 FLAGS=(-trimpath "-ldflags=-s -w")
+# Kubernetes' release builds stamp the version into the binaries (hack/lib/version.sh kube::version::ldflags);
+# without it kube-apiserver reports gitVersion "v0.0.0-master+$Format:%H$" at /version, which is no
+# version at all to its clients (Knative's controllers refuse to start: knative.dev/pkg version.CheckMinimumVersion).
+kube_version=$(sed -n 's/^\tk8s.io\/kubernetes \(v[0-9.]*\).*/\1/p' controlplane/kubernetes/go.mod)
+kube_minor=$(echo "$kube_version" | cut -d. -f2)
+KUBE_LDFLAGS="-s -w"
+for key_val in "gitVersion=$kube_version" gitMajor=1 "gitMinor=$kube_minor" gitTreeState=clean; do
+  KUBE_LDFLAGS+=" -X k8s.io/client-go/pkg/version.$key_val -X k8s.io/component-base/version.$key_val"
+done
 
 # The newest `go` line of our modules is the oldest Go that builds them all.
 need=$(sed -n 's/^go \([0-9.]*\)$/\1/p' controlplane/*/go.mod | sort -V | tail -1)
@@ -44,7 +53,7 @@ if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1)" != "$need" ]; th
   exit 1
 fi
 
-key=$( { go version; printf '%s\n' "${FLAGS[@]}"
+key=$( { go version; printf '%s\n' "${FLAGS[@]}" "$KUBE_LDFLAGS"
          for f in controlplane/*/go.mod controlplane/*/go.sum; do echo "== $f"; cat "$f"; done; } | sha256sum | cut -c1-16)
 bin="${MLOPS_CONTROLPLANE_CACHE:-$HOME/.cache/mlops/controlplane}/$key/bin"
 if [ "${1:-}" = "--bin-dir" ]; then
@@ -68,7 +77,9 @@ for entry in "${PROGRAMS[@]}"; do
   fi
   start=$(date +%s)
   # -mod=readonly: go.sum must already pin every module (a missing line fails instead of being added)
-  (cd "controlplane/$dir" && go build -mod=readonly "${FLAGS[@]}" -o "$bin/.$name.tmp" "$pkg")
+  flags=("${FLAGS[@]}")
+  [ "$dir" = kubernetes ] && flags=(-trimpath "-ldflags=$KUBE_LDFLAGS")
+  (cd "controlplane/$dir" && go build -mod=readonly "${flags[@]}" -o "$bin/.$name.tmp" "$pkg")
   mv "$bin/.$name.tmp" "$bin/$name"  # a build killed half-way leaves no program that looks finished
   echo "$name: built in $(( $(date +%s) - start ))s ($(du -m "$bin/$name" | cut -f1) MiB)"
 done

@@ -13,8 +13,8 @@ API server reaches a webhook Service at <this host>:<targetPort> through the pod
 (kube-apiserver --enable-aggregator-routing). Loopback cannot be used: EndpointSlice validation refuses
 127.0.0.0/8 (k8s.io/kubernetes pkg/apis/core/validation ValidateEndpointIP).
 
-`never_ready`: a test names pods (a label key=value) that kwok leaves Pending/unready, as a crashing
-container would be: the data plane's verdict on a bad model version.
+`never_ready` (a jq query over the pod, a value): pods it matches kwok leaves Pending and unready, as a
+crashing container's would be: the data plane's verdict on a bad model version (controlplane.BAD_VERSION).
 """
 
 from __future__ import annotations
@@ -46,27 +46,34 @@ def host_ip() -> str:
     return ip
 
 
-def stages(kwok_dir: Path, never_ready: tuple[str, str] | None = None) -> list[dict[str, Any]]:
-    """Upstream's fast node and pod Stages (pod IP = node IP, above); pods labelled `never_ready` stay unready."""
+def stages(kwok_dir: Path, run_here: tuple[tuple[str, str, str], ...] = (),
+           never_ready: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """Upstream's fast node and pod Stages (pod IP = node IP, above). kwok leaves alone the pods whose
+    program runs here, `run_here` (namespace, label key, value): tests/controlplane_programs.py's Kubelet
+    marks them Ready once the program answers. Pods `never_ready` matches stay unready."""
     root = kwok_dir / "kustomize" / "stage"
     node = yaml.safe_load((root / "node" / "fast" / "node-initialize.yaml").read_text())
     ready_text = (root / "pod" / "fast" / "pod-ready.yaml").read_text()
     assert POD_IP_UPSTREAM in ready_text, "kwok's pod-ready Stage changed: revisit the pod IP change"
     ready = yaml.safe_load(ready_text.replace(POD_IP_UPSTREAM, POD_IP_OURS))
-    if never_ready:
-        key, value = never_ready
+    for namespace, label, value in run_here:
         ready["spec"]["selector"]["matchExpressions"].append(
-            {"key": f'.metadata.labels["{key}"]', "operator": "NotIn", "values": [value]})
+            {"key": f'.metadata.namespace + "/" + (.metadata.labels["{label}"] // "")', "operator": "NotIn",
+             "values": [f"{namespace}/{value}"]})
+    if never_ready:
+        query, value = never_ready
+        ready["spec"]["selector"]["matchExpressions"].append({"key": query, "operator": "NotIn", "values": [value]})
     pods = [yaml.safe_load((root / "pod" / "fast" / f"{name}.yaml").read_text()) for name in ("pod-complete", "pod-delete")]
     return [node, ready, *pods]
 
 
-def config(kwok_dir: Path, ip: str, never_ready: tuple[str, str] | None = None) -> str:
+def config(kwok_dir: Path, ip: str, run_here: tuple[tuple[str, str, str], ...] = (),
+           never_ready: tuple[str, str] | None = None) -> str:
     options = {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokConfiguration",
                "options": {"nodeIP": ip, "nodeLeaseDurationSeconds": 40, "nodeLeaseParallelism": 4,
                            "podPlayStageParallelism": 4, "nodePlayStageParallelism": 4, "podsOnNodeSyncParallelism": 1,
                            "manageNodesWithAnnotationSelector": f"{NODE_ANNOTATION}=fake"}}
-    return yaml.safe_dump_all([options, *stages(kwok_dir, never_ready)], sort_keys=False)
+    return yaml.safe_dump_all([options, *stages(kwok_dir, run_here, never_ready)], sort_keys=False)
 
 
 def node(ip: str) -> dict[str, Any]:

@@ -394,8 +394,11 @@ def _deployment(name: str, namespace: str, image: str) -> dict[str, Any]:
 
 
 def _crd(group: str, kind: str, plural: str, version: str, scope: str = "Namespaced") -> dict[str, Any]:
+    # the real API server refuses a CRD in a *.k8s.io group without this (KEP-1111); Gateway API's carry it
+    approved = {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/3328"} \
+        if group.endswith(".k8s.io") else {}
     return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.{group}"},
+            "metadata": {"name": f"{plural}.{group}", **({"annotations": approved} if approved else {})},
             "spec": {"group": group, "scope": scope,
                      "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
                      "versions": [{"name": version, "served": True, "storage": True, "schema": {"openAPIV3Schema": {
