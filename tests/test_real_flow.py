@@ -19,6 +19,7 @@ The narrowest seams, each where a program cannot run here (tests/controlplane_pl
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -93,9 +94,19 @@ def test_up_twice_deploy_canary_promote_bad_canary_rollback_down_purge(control_p
     first = json.loads(run("up", "--target", "kubernetes", "--reuse-existing").stdout)
     steps = {s["name"]: s for s in first["steps"]}
     assert steps["1. cert-manager"]["action"] == "reused"  # someone else's (tests/controlplane_platform.py)
+    # The generated password is shown once and lives only in the Secret (Envoy Gateway's basic auth reads
+    # .htpasswd); Grafana's admin and the gateway's /admin have their own, never printed.
+    secret = lambda name: {k: base64.b64decode(v).decode() for k, v in cluster.get(  # noqa: E731
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}})["data"].items()}
+    assert secret("mlops-gateway-auth")["password"] == first["gateway_password"]
+    assert secret("mlops-gateway-auth")[".htpasswd"].startswith("admin:{SHA}")
+    admin = secret("mlops-admin-auth")["password"]
+    assert len(admin) >= 20 and admin != first["gateway_password"] and admin not in json.dumps(first)
     second = json.loads(run("up", "--target", "kubernetes", "--reuse-existing").stdout)
     assert {s["action"] for s in second["steps"]} <= {"unchanged", "reused"}, \
         [s for s in second["steps"] if s["action"] not in {"unchanged", "reused"}]
+    assert len(second["steps"]) == len(first["steps"]) and "gateway_password" not in second
+    assert secret("mlops-admin-auth")["password"] == admin
 
     route = RouteTraffic(control_plane, "sentiment-predictor")
     route.start()
@@ -113,6 +124,7 @@ def test_up_twice_deploy_canary_promote_bad_canary_rollback_down_purge(control_p
     monkeypatch.setenv("MLOPS_SERVING__READY_TIMEOUT_S", "20")
     bad = run("deploy", "--target", "kubernetes", "--version", BAD_VERSION, "--canary", "20", ok=False)
     assert bad.exit_code == 1 and "InferenceService mlops/sentiment" in bad.stderr, bad.stderr
+    assert "[serving].ready_timeout_s" in bad.stderr and "Traceback" not in bad.stderr
     monkeypatch.delenv("MLOPS_SERVING__READY_TIMEOUT_S")
     rolled = json.loads(run("deploy", "--target", "kubernetes", "--rollback").stdout)
     assert rolled["traffic"] == "v2 100%" and rolled["model_version"] == "2", rolled
