@@ -35,7 +35,7 @@ FLAGS=(-trimpath "-ldflags=-s -w")
 # without it kube-apiserver reports gitVersion "v0.0.0-master+$Format:%H$" at /version, which is no
 # version at all to its clients (Knative's controllers refuse to start: knative.dev/pkg version.CheckMinimumVersion).
 kube_version=$(sed -n 's/^\tk8s.io\/kubernetes \(v[0-9.]*\).*/\1/p' controlplane/kubernetes/go.mod)
-kube_minor=$(echo "$kube_version" | cut -d. -f2)
+kube_minor=${kube_version#v*.}; kube_minor=${kube_minor%%.*}
 KUBE_LDFLAGS="-s -w"
 for key_val in "gitVersion=$kube_version" gitMajor=1 "gitMinor=$kube_minor" gitTreeState=clean; do
   KUBE_LDFLAGS+=" -X k8s.io/client-go/pkg/version.$key_val -X k8s.io/component-base/version.$key_val"
