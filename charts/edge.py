@@ -33,9 +33,16 @@ PUBLIC_PATHS = ("/predict", "/predict/batch")  # what the public entry point rou
 
 
 def objects(config: Config, platform_secrets: secrets.PlatformSecrets | None, *, missing_ok: bool = False) -> list[dict[str, Any]]:
+    return [*upstream.load(config, "envoy-gateway", missing_ok=missing_ok), *own_objects(config, platform_secrets)]
+
+
+def own_objects(config: Config, platform_secrets: secrets.PlatformSecrets | None) -> list[dict[str, Any]]:
+    """Ours, on top of Envoy Gateway's install: applied even onto an Envoy Gateway someone else runs
+    (`up --reuse-existing`), and deleted first by `down`, while its controller still runs to remove its
+    finalizer from the GatewayClass."""
     creds = platform_secrets.gateway if platform_secrets is not None else None
-    return [*upstream.load(config, "envoy-gateway", missing_ok=missing_ok), secrets.gateway_auth(config, creds),
-            *certificate(config), gateway_class(), gateway(config), *routes(config), basic_auth(config)]
+    return [secrets.gateway_auth(config, creds), *certificate(config), gateway_class(), gateway(config), *routes(config),
+            basic_auth(config)]
 
 
 def gateway_class() -> dict[str, Any]:

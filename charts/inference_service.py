@@ -15,7 +15,8 @@ is enabled by default).
 Pod Security `restricted` (enforced on our namespace): our container satisfies it; Knative's
 queue-proxy sidecar does too (knative/serving v1.21.1 pkg/reconciler/revision/resources/queue.go,
 queueSecurityContext); a `pvc://` model is mounted without an init container, while `s3://` adds
-KServe's storage-initializer, whose securityContext is proved only on a real cluster.
+KServe's storage-initializer, made `restricted` by our ClusterStorageContainer (charts/kserve.py), which
+`storageContainerName` names.
 
 KServe reads S3 credentials from the Secrets of the pod's service account (pkg/webhook/admission/pod/
 storage_initializer_injector.go, CreateSecretVolumeAndEnv with PodSpec.ServiceAccountName): that is
@@ -46,6 +47,8 @@ UID = 10001
 VERSION_ANNOTATION = "mlops.dev/model-version"
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 VISIBILITY_LABEL = "networking.knative.dev/visibility"
+STORAGE_CONTAINER = "mlops-storage-initializer"   # our ClusterStorageContainer (charts/kserve.py)
+STORAGE_URI_PREFIXES = ("s3://",)   # what it serves (pvc:// needs no init container)
 
 
 def predictor_url(config: Config) -> str:
@@ -183,6 +186,8 @@ def render(config: Config, *, version: str, source_uri: str, canary: int | None 
         c["readinessProbe"] = readiness_probe()
         predictor["containers"] = [c]
     predictor["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    if uri.startswith(STORAGE_URI_PREFIXES):  # KServe's init container, made restricted: charts/kserve.py
+        predictor["storageContainerName"] = STORAGE_CONTAINER
     annotations = {
         # KServe v0.20.0 calls the Knative mode "Knative"; its defaulting webhook rewrites the old name
         # "Serverless" (pkg/apis/serving/v1beta1/inference_service_defaults.go), so that name never comes back

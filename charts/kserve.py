@@ -20,6 +20,16 @@ kserve), and so do we. Of kserve-cluster-resources.yaml we apply only the Cluste
 serve with: its LLMInferenceServiceConfigs need KServe's llmisvc webhook to be created, and that webhook
 refuses to delete them (PREVENT_WELL_KNOWN_CONFIG_DELETION defaults to true, cmd/llmisvc/main.go), so
 `down` could never remove them.
+
+KServe injects its storage-initializer init container (for an `s3://` model) with no securityContext
+(pkg/utils/storage.go CreateInitContainerWithConfig, v0.20.0), so Pod Security `restricted` on our
+namespace refuses every such predictor pod. KServe merges the container of the ClusterStorageContainer
+that serves the URI over it (pkg/webhook/admission/pod/storage_initializer_injector.go,
+CommonStorageInitialization: utils.MergeContainerWithPatch), and an InferenceService names the one it
+wants in `spec.predictor.storageContainerName` (pkg/apis/serving/v1beta1/predictor.go; the controller
+passes it to the pod as `internal.serving.kserve.io/storage-container-name`, components/predictor.go).
+So we add our own ClusterStorageContainer, the release's `default` plus a restricted securityContext,
+and name it: the release's objects stay as released, and a reused KServe gets it too.
 """
 
 from __future__ import annotations
@@ -30,12 +40,15 @@ from mlops_cli.config.settings import Config
 
 from . import upstream
 from .configmap_patch import ConfigMapPatch, apply_patches
+from .inference_service import STORAGE_CONTAINER, STORAGE_URI_PREFIXES
 from .knative import KOURIER_INTERNAL
 
 CONFIG_NAMESPACE = "kserve"   # where kserve.yaml puts everything namespaced
 CONFIG_NAME = "inferenceservice-config"
 # The ClusterServingRuntime `[serving].predictor_server = "huggingface"` selects (modelFormat huggingface).
 RUNTIMES_USED = ("kserve-huggingfaceserver",)
+# kserve/storage-initializer's Dockerfile (python/storage-initializer.Dockerfile, v0.20.0): `USER 1000`
+STORAGE_INITIALIZER_UID = 1000
 
 
 def patches(config: Config) -> list[ConfigMapPatch]:
@@ -59,3 +72,20 @@ def objects(config: Config, *, missing_ok: bool = False) -> list[dict[str, Any]]
 def runtimes(config: Config, *, missing_ok: bool = False) -> list[dict[str, Any]]:
     return [o for o in upstream.load(config, "kserve-runtimes", missing_ok=missing_ok)
             if o["kind"] == "ClusterServingRuntime" and o["metadata"]["name"] in RUNTIMES_USED]
+
+
+def storage_container(config: Config) -> dict[str, Any]:
+    """Our ClusterStorageContainer: KServe's storage-initializer (the image of the release's `default`)
+    with what Pod Security `restricted` asks of every container."""
+    from .objects import metadata
+
+    security = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+                "runAsUser": STORAGE_INITIALIZER_UID, "runAsGroup": STORAGE_INITIALIZER_UID,
+                "seccompProfile": {"type": "RuntimeDefault"}}
+    return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterStorageContainer",
+            "metadata": metadata(STORAGE_CONTAINER, "predictor"),
+            "spec": {"container": {"name": "storage-initializer",
+                                   "image": f"kserve/storage-initializer:{config.kubernetes.kserve_version}",
+                                   "securityContext": security},
+                     "supportedUriFormats": [{"prefix": p} for p in STORAGE_URI_PREFIXES],
+                     "workloadType": "initContainer"}}

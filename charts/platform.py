@@ -23,6 +23,9 @@ class Step:
     objects: list[dict[str, Any]] = field(default_factory=list)
     upstream: tuple[str, ...] = ()   # charts.upstream manifest keys this step applies
     patches: list[Any] = field(default_factory=list)   # ConfigMapPatch made to those manifests
+    # Of `objects`, ours on top of the upstream install: applied (with `patches`) even when someone else's
+    # install of the upstream part is reused, and deleted by `down` before the upstream part.
+    own: list[dict[str, Any]] = field(default_factory=list)
 
 
 def namespace(config: Config) -> dict[str, Any]:
@@ -42,17 +45,21 @@ def platform_steps(config: Config, secrets: PlatformSecrets | None, *, missing_o
     """secrets=None renders Secrets without values: enough to plan deletions, never to apply.
     missing_ok (`mlops render`): upstream manifests neither bundled nor cached are left out, not downloaded."""
     from . import cert_manager, drift, edge, gateway, grafana, inference_service, jaeger, knative, kserve, loki, mlflow, \
-        network_policies, prometheus
+        network_policies, prometheus, upstream
 
     m = missing_ok
+    edge_own = edge.own_objects(config, secrets)
     return [
         Step("namespace", "0. namespace", [namespace(config)]),
         Step("cert-manager", "1. cert-manager", cert_manager.objects(config, missing_ok=m), ("cert-manager",)),
         Step("knative", "2. Knative Serving + Kourier", knative.objects(config, missing_ok=m), knative.UPSTREAM_KEYS,
              knative.patches(config)),
         Step("kserve", "3. KServe", kserve.objects(config, missing_ok=m), ("kserve",), kserve.patches(config)),
-        Step("kserve-runtimes", "3. KServe serving runtimes", kserve.runtimes(config, missing_ok=m), ("kserve-runtimes",)),
-        Step("edge", "4. Envoy Gateway: HTTPS + basic auth", edge.objects(config, secrets, missing_ok=m), ("envoy-gateway",)),
+        Step("kserve-runtimes", "3. KServe serving runtimes",
+             kserve.runtimes(config, missing_ok=m) + [kserve.storage_container(config)], ("kserve-runtimes",),
+             own=[kserve.storage_container(config)]),
+        Step("edge", "4. Envoy Gateway: HTTPS + basic auth",
+             upstream.load(config, "envoy-gateway", missing_ok=m) + edge_own, ("envoy-gateway",), own=edge_own),
         Step("observability", "5. Prometheus, Grafana, Jaeger, Loki",
              [admin_auth(config, secrets.admin if secrets is not None else None)]
              + prometheus.objects(config) + grafana.objects(config) + jaeger.objects(config) + loki.objects(config)),

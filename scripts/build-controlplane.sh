@@ -8,14 +8,17 @@
 #   scripts/build-controlplane.sh NAME...      just these programs
 #   scripts/build-controlplane.sh --bin-dir    print the directory the programs are (or will be) in
 #
-# Programs land in ${MLOPS_CONTROLPLANE_CACHE:-~/.cache/mlops/controlplane}/<key>/bin, where <key> is
-# the sha256 of the Go version, the build flags and every go.mod/go.sum: a change of any of them is a
-# new directory (a rebuild), nothing else is (a warm run takes seconds).
+# Each program is built into ${MLOPS_CONTROLPLANE_CACHE:-~/.cache/mlops/controlplane}/programs/<dir>-<key>/,
+# <key> being the sha256 of the Go version, the build flags and that module dir's go.mod/go.sum: a change
+# there rebuilds the programs of that dir only (Envoy Gateway's bump does not rebuild kube-apiserver).
+# The tests read <cache>/<all>/bin (<all>: the sha256 of every program's key), links to those programs;
+# a warm run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # module dir (under controlplane/) | package | program name | tests: run by the tests (built by default)
-# or extra: built on request until a test runs it (cold, on 2 busy cores: kwok 13 min, envoy-gateway 10+).
+# or extra: built on request until a test runs it (cold, on 2 busy cores: kwok 13 min; envoy-gateway, run by
+# tests/test_real_edge_down.py, took 35 min at load 13-17).
 # Built in this order, one at a time (2 cores).
 PROGRAMS=(
   "etcd go.etcd.io/etcd/server/v3 etcd tests"
@@ -28,7 +31,7 @@ PROGRAMS=(
   "knative knative.dev/serving/cmd/webhook knative-webhook tests"
   "knative knative.dev/serving/cmd/autoscaler knative-autoscaler tests"
   "kwok sigs.k8s.io/kwok/cmd/kwok kwok tests"
-  "envoy-gateway github.com/envoyproxy/gateway/cmd/envoy-gateway envoy-gateway extra"
+  "envoy-gateway github.com/envoyproxy/gateway/cmd/envoy-gateway envoy-gateway tests"
 )
 FLAGS=(-trimpath "-ldflags=-s -w")
 # Kubernetes' release builds stamp the version into the binaries (hack/lib/version.sh kube::version::ldflags);
@@ -53,9 +56,19 @@ if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1)" != "$need" ]; th
   exit 1
 fi
 
-key=$( { go version; printf '%s\n' "${FLAGS[@]}" "$KUBE_LDFLAGS"
-         for f in controlplane/*/go.mod controlplane/*/go.sum; do echo "== $f"; cat "$f"; done; } | sha256sum | cut -c1-16)
-bin="${MLOPS_CONTROLPLANE_CACHE:-$HOME/.cache/mlops/controlplane}/$key/bin"
+cache="${MLOPS_CONTROLPLANE_CACHE:-$HOME/.cache/mlops/controlplane}"
+gover=$(go version)
+module_key() {  # the key of one module dir under controlplane/
+  { echo "$gover"; printf '%s\n' "${FLAGS[@]}"; [ "$1" != kubernetes ] || echo "$KUBE_LDFLAGS"
+    cat "controlplane/$1/go.mod" "controlplane/$1/go.sum"; } | sha256sum | cut -c1-16
+}
+declare -A KEYS
+for entry in "${PROGRAMS[@]}"; do
+  read -r dir _ <<<"$entry"
+  [ -n "${KEYS[$dir]:-}" ] || KEYS[$dir]=$(module_key "$dir")
+done
+key=$(for dir in $(printf '%s\n' "${!KEYS[@]}" | sort); do echo "$dir ${KEYS[$dir]}"; done | sha256sum | cut -c1-16)
+bin="$cache/$key/bin"
 if [ "${1:-}" = "--bin-dir" ]; then
   echo "$bin"
   exit 0
@@ -71,16 +84,19 @@ for entry in "${PROGRAMS[@]}"; do
     *" $name "*) ;;
     *) continue ;;
   esac
-  if [ -x "$bin/$name" ]; then
+  built="$cache/programs/$dir-${KEYS[$dir]}"
+  if [ -x "$built/$name" ]; then
     echo "$name: built already"
-    continue
+  else
+    mkdir -p "$built"
+    start=$(date +%s)
+    # -mod=readonly: go.sum must already pin every module (a missing line fails instead of being added)
+    flags=("${FLAGS[@]}")
+    [ "$dir" != kubernetes ] || flags=(-trimpath "-ldflags=$KUBE_LDFLAGS")
+    (cd "controlplane/$dir" && go build -mod=readonly "${flags[@]}" -o "$built/.$name.tmp" "$pkg")
+    mv "$built/.$name.tmp" "$built/$name"  # a build killed half-way leaves no program that looks finished
+    echo "$name: built in $(( $(date +%s) - start ))s ($(du -m "$built/$name" | cut -f1) MiB)"
   fi
-  start=$(date +%s)
-  # -mod=readonly: go.sum must already pin every module (a missing line fails instead of being added)
-  flags=("${FLAGS[@]}")
-  [ "$dir" = kubernetes ] && flags=(-trimpath "-ldflags=$KUBE_LDFLAGS")
-  (cd "controlplane/$dir" && go build -mod=readonly "${flags[@]}" -o "$bin/.$name.tmp" "$pkg")
-  mv "$bin/.$name.tmp" "$bin/$name"  # a build killed half-way leaves no program that looks finished
-  echo "$name: built in $(( $(date +%s) - start ))s ($(du -m "$bin/$name" | cut -f1) MiB)"
+  ln -sfn "../../programs/$dir-${KEYS[$dir]}/$name" "$bin/$name"
 done
 echo "control plane programs in $bin ($(( $(date +%s) - total_start ))s)"

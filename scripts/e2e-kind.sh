@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End to end on a throwaway kind cluster (any machine with Docker and kind; ci.yml's e2e-kind job):
 # build our images as kind.local/..., create the cluster on a pinned node image, load the images,
-# `mlops up` with the manifests' sha256 pins (scripts/e2e-pins.env) and the small `e2e` resource profile,
+# `mlops up` with the upstream manifests checked against mlops.lock and the small `e2e` resource profile,
 # reach the public edge through a port-forward to the Envoy proxy ([kubernetes].ingress_address), train
 # and register two tiny versions, deploy, predict, then the canary gate twice: version 2 observed and
 # promoted (`--observe --promote-if-healthy`, with probe traffic), then a deliberately failing canary
@@ -9,7 +9,8 @@
 # back (exit 1); `mlops down --purge`, and nothing left Terminating. On failure every pod's logs and the
 # events go to $E2E_ARTIFACTS. The cluster is deleted on exit, failed or not (E2E_KEEP=1 keeps it).
 #
-# Exit codes: 0 passed, 1 a step failed (named on stderr), 2 a tool or a pin is missing, or Docker does not answer.
+# Exit codes: 0 passed, 1 a step failed (named on stderr; a changed upstream manifest fails the lock step),
+# 2 a tool is missing or Docker does not answer.
 set -euo pipefail
 
 CLUSTER="${E2E_CLUSTER:-mlops-e2e}"
@@ -23,7 +24,6 @@ export MLOPS_PROJECT__STATE_DIR="$WORK/state"
 # Kubernetes 1.35 (KServe v0.20 supports 1.32-1.35; our objects are validated for 1.34 and 1.35): the node
 # image kind v0.32.0-alpha ships, by digest (kubernetes-sigs/kind pkg/apis/config/defaults/image.go).
 NODE_IMAGE="${E2E_NODE_IMAGE:-kindest/node:v1.35.0@sha256:452d707d4862f52530247495d180205e029056831160e22870e37e3f6c1ac31f}"
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ARTIFACTS="${E2E_ARTIFACTS:-$WORK/artifacts}"
 # Fits a 4-vCPU runner (charts/objects.py E2E_RESOURCES); the edge is reached through a port-forward.
 export MLOPS_KUBERNETES__RESOURCE_PROFILE=e2e MLOPS_KUBERNETES__INGRESS_ADDRESS=127.0.0.1:18443
@@ -39,15 +39,6 @@ need kind "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#install
 need kubectl "install kubectl (https://kubernetes.io/docs/tasks/tools/)"
 [ -x "$MLOPS" ] || command -v "$MLOPS" >/dev/null 2>&1 || fail "$MLOPS not found: run make setup first" 2
 docker info >/dev/null 2>&1 || fail "the Docker daemon does not answer (docker info failed): start it" 2
-
-# The manifests' pins: every one set, or nothing starts (an empty pin would make `up` refuse anyway).
-missing=()
-while IFS='=' read -r key value; do
-  case "$key" in ''|'#'*) continue ;; esac
-  [ -n "$value" ] || missing+=("$key")
-  export "$key=$value"
-done < "${E2E_PINS:-$HERE/e2e-pins.env}"
-[ "${#missing[@]}" -eq 0 ] || fail "no sha256 pin for: ${missing[*]} (fill scripts/e2e-pins.env: see its header)" 2
 
 dump() {
   # Every pod's logs (previous containers too) and every event, for the CI artifact.
@@ -76,6 +67,7 @@ cleanup() {
   elif [ "$CREATED" = 1 ]; then
     kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || echo "e2e-kind: could not delete cluster $CLUSTER" >&2
   fi
+  if [ -f mlops.lock ]; then { mkdir -p "$ARTIFACTS" && cp mlops.lock "$ARTIFACTS/mlops.lock"; } || echo "e2e-kind: could not keep mlops.lock" >&2; fi
   rm -rf "$WORK"
   exit "$rc"
 }
@@ -84,6 +76,11 @@ trap cleanup EXIT
 
 step() { STEP="$1"; shift; echo "==> $STEP" >&2; "$@"; }
 
+# The upstream manifests, before anything is built or created: each checked against the committed mlops.lock,
+# and where the lock has no entry yet, recorded on this run (trust on first use, as `terraform init` does;
+# charts/manifest_lock.py). A changed upstream file stops the run here. The lock goes to the artifacts:
+# review it and commit it, and later runs verify against it.
+step "lock upstream manifests" "$MLOPS" lock
 step "build images" "$MLOPS" images build --tag "$TAG"
 step "create cluster" kind create cluster --name "$CLUSTER" --image "$NODE_IMAGE" --kubeconfig "$KUBECONFIG" --wait 180s
 CREATED=1

@@ -291,3 +291,10 @@ def platform(control_plane, platform_project, cli):
         result = cli("--config", str(config), "up", "--target", "kubernetes", "--reuse-existing")
         assert result.exit_code == 0, result.stderr + "\n" + "\n".join(control_plane.kubelet.errors[-5:])
     return config
+
+
+@pytest.fixture
+def kserve(control_plane, platform):
+    """KServe v0.20.0's real manager, run by the platform `mlops up` installed as its release pod
+    (tests/controlplane_programs.py), its webhooks called through their Service."""
+    return control_plane.kubelet.process("kserve-manager")

@@ -388,44 +388,9 @@ def write_kubeconfig(path: Path, server: str, context: str = "emulator") -> Path
 
 # --- offline bundle: the real upstream release files (tests/upstream_files.py) -------------------------
 
-# Bundle keys (charts.upstream.MANIFESTS) whose real file tests/upstream_files.py provides.
-REAL = ("cert-manager", "knative-crds", "knative-core", "kourier", "kserve", "kserve-runtimes")
-
-
-def _deployment(name: str, namespace: str, image: str) -> dict[str, Any]:
-    labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {
-                "containers": [{"name": name, "image": image,
-                                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}}]}}}}
-
-
-def _crd(group: str, kind: str, plural: str, version: str, scope: str = "Namespaced") -> dict[str, Any]:
-    # the real API server refuses a CRD in a *.k8s.io group without this (KEP-1111); Gateway API's carry it
-    approved = {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/3328"} \
-        if group.endswith(".k8s.io") else {}
-    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.{group}", **({"annotations": approved} if approved else {})},
-            "spec": {"group": group, "scope": scope,
-                     "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-                     "versions": [{"name": version, "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                         "type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
-
-
-def _ns(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-
-
-def _stand_ins() -> dict[str, list[dict[str, Any]]]:
-    """Envoy Gateway's install.yaml is not generated here yet (its chart needs the release's values and CRDs)."""
-    return {
-        "envoy-gateway": [_ns("envoy-gateway-system"),
-                          _crd("gateway.networking.k8s.io", "GatewayClass", "gatewayclasses", "v1", scope="Cluster"),
-                          _crd("gateway.networking.k8s.io", "Gateway", "gateways", "v1"),
-                          _crd("gateway.networking.k8s.io", "HTTPRoute", "httproutes", "v1"),
-                          _crd("gateway.envoyproxy.io", "SecurityPolicy", "securitypolicies", "v1alpha1"),
-                          _deployment("envoy-gateway", "envoy-gateway-system", "docker.io/envoyproxy/gateway:v1.8.1")],
-    }
+# Every bundle key (charts.upstream.MANIFESTS): the real file tests/upstream_files.py provides (its SOURCES
+# say where each comes from), never a hand-written stand-in.
+REAL = ("cert-manager", "knative-crds", "knative-core", "kourier", "kserve", "kserve-runtimes", "envoy-gateway")
 
 
 def bundle_documents() -> dict[str, list[dict[str, Any]]]:
@@ -435,9 +400,7 @@ def bundle_documents() -> dict[str, list[dict[str, Any]]]:
 @functools.lru_cache(maxsize=1)
 def _bundle_texts() -> tuple[tuple[str, str], ...]:
     """Read once per session: the bundle is the same for every test."""
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    real = {key: release_manifest(key).decode() for key in REAL}
-    return (*real.items(), *((key, yaml.dump_all(docs, Dumper=dumper, sort_keys=False)) for key, docs in _stand_ins().items()))
+    return tuple((key, release_manifest(key).decode()) for key in REAL)
 
 
 def build_bundle(directory: Path) -> dict[str, str]:

@@ -59,16 +59,15 @@ def validate(obj: dict, version: str, crds: dict) -> None:
     key = (obj["apiVersion"], obj["kind"])
     if key in real_crd_schemas():
         jsonschema.Draft7Validator(real_crd_schemas()[key]).validate(obj)
-    elif key in crds:  # the test bundle's stand-in CRDs (cert-manager, Gateway API, ...)
+    elif key in crds:  # the CRDs among the objects: the bundle's real release files (cert-manager, Gateway API, ...)
         jsonschema.Draft7Validator(crds[key]).validate(obj)
     else:
         core_validator(version, obj["apiVersion"], obj["kind"]).validate(obj)
 
 
 # API groups whose real CRDs are not read here: cert-manager, Gateway API, Envoy Gateway.
-# Their objects are validated here only against the bundle's stand-in CRDs (when bundled); our Gateway
-# API and SecurityPolicy objects were checked once against the real v1.8.1 CRDs (Envoy Gateway
-# charts/gateway-helm/charts/crds, Gateway API v1.5.1) when written; `make e2e-kind` applies them for real.
+# Their objects are validated here only against the CRDs among the objects (the bundle's real cert-manager and
+# Envoy Gateway release files, when bundled); tests/test_real_reuse_existing.py applies ours to the real CRDs.
 NO_SCHEMA_HERE = ("cert-manager.io/", "gateway.networking.k8s.io/", "gateway.envoyproxy.io/")
 
 

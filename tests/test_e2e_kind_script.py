@@ -1,6 +1,7 @@
 """scripts/e2e-kind.sh (`make e2e-kind`) with fake docker, kind, kubectl, curl and mlops on PATH.
 
-Proves the script pins the node image and the manifests (scripts/e2e-pins.env), runs on the `e2e`
+Proves the script pins the node image, checks the upstream manifests against mlops.lock (`mlops lock`,
+before anything is built or created; the lock is kept as an artifact), runs on the `e2e`
 resource profile, port-forwards the Envoy proxy with [kubernetes].ingress_address set, and runs the
 canary gate twice: a good canary promoted by `--observe --promote-if-healthy`, a deliberately failing
 one ([serving].fault_error_share) that must be rolled back (the script fails if it is promoted).
@@ -25,9 +26,7 @@ import pytest
 from .support import REPO
 
 SCRIPT = REPO / "scripts" / "e2e-kind.sh"
-COREUTILS = ("bash", "mktemp", "seq", "grep", "rm", "sleep", "cat", "dirname", "env", "mkdir", "printf")
-PINS = "".join(f"MLOPS_KUBERNETES__{k}_SHA256={'ab' * 32}\n" for k in
-               ("CERT_MANAGER", "KNATIVE_CRDS", "KNATIVE_CORE", "KOURIER", "KSERVE", "KSERVE_RUNTIMES", "ENVOY_GATEWAY"))
+COREUTILS = ("bash", "mktemp", "seq", "grep", "rm", "sleep", "cat", "dirname", "env", "mkdir", "printf", "cp")
 
 # The fakes are shell scripts (a Python start per call would make this test slow); each logs its argv
 # as one tab-separated line.
@@ -36,8 +35,8 @@ name={name}
 log="$E2E_CALLS"
 (IFS=$'\t'; printf '%s\t%s\n' "$name" "$*") >> "$log"
 if [ "$name" = mlops ]; then
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$*" "${{MLOPS_SERVING__FAULT_ERROR_SHARE:-}}" "${{MLOPS_KUBERNETES__INGRESS_ADDRESS:-}}" \
-    "${{MLOPS_KUBERNETES__RESOURCE_PROFILE:-}}" "${{MLOPS_KUBERNETES__KSERVE_SHA256:-}}" "${{MLOPS_CANARY__PROMETHEUS_URL:-}}" >> "$log.env"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$*" "${{MLOPS_SERVING__FAULT_ERROR_SHARE:-}}" "${{MLOPS_KUBERNETES__INGRESS_ADDRESS:-}}" \
+    "${{MLOPS_KUBERNETES__RESOURCE_PROFILE:-}}" "${{MLOPS_CANARY__PROMETHEUS_URL:-}}" >> "$log.env"
 fi
 fail() {{ echo "$1" >&2; exit "${{2:-1}}"; }}
 case "$name" in
@@ -65,6 +64,10 @@ case "$name" in
     if [ -n "${{MLOPS_SERVING__FAULT_ERROR_SHARE:-}}" ] && [ -z "${{FAKE_BAD_CANARY_PROMOTED:-}}" ]; then
       case " $* " in *" --promote-if-healthy "*) fail "error: canary of version 2 rolled back: canary errors 31 of 104" ;; esac
     fi
+    if [ "$1" = lock ]; then
+      [ -z "${{FAKE_LOCK_CHANGED:-}}" ] || fail "error: kserve v0.20.0 changed: its file has sha256 0f0f..., mlops.lock records abab..."
+      printf '[manifests.kserve]\nversion = "v0.20.0"\n' > mlops.lock
+    fi
     if [ "$1" = images ]; then exec {python} -m mlops_cli "$@"; fi ;;
 esac
 exit 0
@@ -87,12 +90,10 @@ def fakes(tmp_path):
     project.mkdir()
     (project / "mlops.toml").write_text('[project]\nname = "e2e"\n')
     calls = tmp_path / "calls.jsonl"
-    pins = tmp_path / "pins.env"
-    pins.write_text(PINS)
 
     def run(**env: str) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
         full = {"PATH": str(bin_dir), "HOME": str(tmp_path), "TMPDIR": str(tmp_path), "E2E_CALLS": str(calls),
-                "MLOPS": "mlops", "NO_COLOR": "1", "E2E_PINS": str(pins), "E2E_ARTIFACTS": str(tmp_path / "artifacts"), **env}
+                "MLOPS": "mlops", "NO_COLOR": "1", "E2E_ARTIFACTS": str(tmp_path / "artifacts"), **env}
         result = subprocess.run(["bash", str(SCRIPT)], cwd=project, env=full, capture_output=True, text=True, timeout=120)
         recorded = [l.split("\t") for l in calls.read_text().splitlines()] if calls.exists() else []
         return result, recorded
@@ -120,6 +121,7 @@ def test_the_whole_sequence_in_order(fakes, tmp_path):
     assert result.returncode == 0, result.stderr
     images = [f"kind.local/mlops-{c}:e2e" for c in ("gateway", "drift", "predictor", "mlflow")]
     assert _summary(calls) == [
+        "mlops lock",
         "mlops images build",
         *(f"docker build {i}" for i in images),
         "kind create cluster",
@@ -144,8 +146,8 @@ def test_the_whole_sequence_in_order(fakes, tmp_path):
     image = create[create.index("--image") + 1]
     assert re.fullmatch(r"kindest/node:v1\.3[45]\.\d+@sha256:[0-9a-f]{64}", image)  # a minor KServe v0.20 supports
     envs = [(line.split("\t")[0], line.split("\t")[1:]) for line in (tmp_path / "calls.jsonl.env").read_text().splitlines()]
-    for args, (fault, address, profile, pin, prometheus) in envs:
-        assert (address, profile, pin, prometheus) == ("127.0.0.1:18443", "e2e", "ab" * 32, "http://127.0.0.1:19090"), args
+    for args, (fault, address, profile, prometheus) in envs:
+        assert (address, profile, prometheus) == ("127.0.0.1:18443", "e2e", "http://127.0.0.1:19090"), args
     canaries = [(args, env[0]) for args, env in envs if "--canary" in args]
     assert [fault for _, fault in canaries] == ["", "0.3"]  # the good canary, then the deliberately failing one
     forwards = {c[c.index("port-forward") + 1] for c in calls if "port-forward" in c}
@@ -163,16 +165,20 @@ def test_a_promoted_bad_canary_fails_the_run(fakes):
     assert calls[-1][:3] == ["kind", "delete", "cluster"]
 
 
-def test_missing_pins_stop_the_run_before_any_cluster(fakes, tmp_path):
+def test_a_changed_upstream_manifest_stops_the_run_before_any_cluster(fakes, tmp_path):
     _, run = fakes
-    shipped = REPO / "scripts" / "e2e-pins.env"
-    result, calls = run(E2E_PINS=str(shipped))
-    keys = [l.split("=")[0] for l in shipped.read_text().splitlines() if l and not l.startswith("#")]
-    if all(l.split("=", 1)[1] for l in shipped.read_text().splitlines() if l and not l.startswith("#")):
-        pytest.skip("the shipped pins are filled")
-    assert result.returncode == 2 and "no sha256 pin for" in result.stderr
-    assert not any(c[0] == "kind" for c in calls)
-    assert all(k.startswith("MLOPS_KUBERNETES__") and k.endswith("_SHA256") for k in keys) and len(keys) == 7
+    result, calls = run(FAKE_LOCK_CHANGED="1")
+    assert result.returncode == 1 and "FAILED at step 'lock upstream manifests'" in result.stderr
+    assert "kserve v0.20.0 changed" in result.stderr
+    assert [c[:2] for c in calls] == [["docker", "info"], ["mlops", "lock"]]  # nothing built, no cluster
+
+
+def test_the_lock_is_kept_with_the_artifacts_to_review_and_commit(fakes, tmp_path):
+    _, run = fakes
+    result, _ = run()
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "artifacts" / "mlops.lock").read_text().startswith("[manifests.kserve]")
+    assert not (REPO / "scripts" / "e2e-pins.env").exists()  # one source of pins: mlops.lock
 
 
 def test_a_failed_run_dumps_every_pods_logs_and_the_events(fakes, tmp_path):

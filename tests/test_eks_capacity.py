@@ -54,6 +54,20 @@ def test_pod_requests_count_init_containers_and_replicas():
     assert ours.cpu_m == 3000 and ours.pods == 3
 
 
+def test_a_daemonset_for_labelled_nodes_only_is_not_counted_on_every_node(rendered):
+    """KServe's kserve-localmodelnode-agent selects nodes labelled kserve/localmodel=worker (kserve.yaml,
+    config/localmodelnodes/manager.yaml at v0.20.0): our node groups carry no such label, so it runs nowhere.
+    A DaemonSet that selects only the labels every Linux node has (kubernetes.io/os) runs on each."""
+    names = [name for name, _ in rendered.items]
+    assert not any("kserve-localmodelnode-agent" in n for n in names), names
+    pod = {"containers": [{"resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}
+    every = {"kind": "DaemonSet", "metadata": {"name": "every"}, "spec": {"template": {"spec": {**pod, "nodeSelector": {"kubernetes.io/os": "linux"}}}}}
+    some = {"kind": "DaemonSet", "metadata": {"name": "some"}, "spec": {"template": {"spec": {**pod, "nodeSelector": {"disk": "ssd"}}}}}
+    reqs = platform_requests([every, some])
+    assert "DaemonSet every (per node)" in dict(reqs.items) and "DaemonSet some (per node)" not in dict(reqs.items)
+    assert platform_requests([some], node_labels={"disk": "ssd"}).items[0][0] == "DaemonSet some (per node)"
+
+
 def test_the_old_default_of_two_m6i_large_does_not_hold_the_platform(rendered):
     assert rendered.cluster.cpu_m > 3000  # our charts + the upstream releases + one predictor + kube-system
     assert not covers(rendered, "m6i.large", 2)

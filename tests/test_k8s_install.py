@@ -8,6 +8,7 @@ without a default StorageClass) or checks our output and plans."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -244,6 +245,24 @@ def test_first_deploy_with_canary_gets_all_traffic_and_nothing_to_roll_back(cli,
     nothing = cli("deploy", "--rollback", "--target", "kubernetes")
     assert nothing.exit_code == 2 and "nothing to roll back to" in nothing.stderr
     assert cli("deploy", "--promote", "--target", "kubernetes").exit_code == 0
+
+
+def test_a_canary_of_what_already_serves_is_skipped_not_judged(cli, installed, registry):
+    """A release whose predictor did not change (same version, same spec) makes no new revision, so there is
+    no canary to split or judge (issue 24): `deploy --canary` says so and changes nothing, and
+    `--observe --promote-if-healthy` skips the gate instead of failing the release."""
+    assert _deploy(cli, "--version", "1")["traffic"] == "v1 100%"
+    before = copy.deepcopy(_isvc(installed))
+    again = _deploy(cli, "--version", "1", "--canary", "20")
+    assert again["canary_skipped"].startswith("version 1 already serves 100%") and again["traffic"] == "v1 100%"
+    assert [s["action"] for s in again["steps"]] == ["unchanged"]
+    assert _isvc(installed) == before  # no canaryTrafficPercent written: nothing to pin or clean up later
+    judged = cli("--json", "deploy", "--target", "kubernetes", "--version", "1", "--canary", "20",
+                 "--observe", "1s", "--promote-if-healthy")
+    assert judged.exit_code == 0, judged.stderr
+    assert json.loads(judged.stdout)["canary"]["decision"] == "skipped"
+    # a changed version is a canary as before
+    assert _deploy(cli, "--version", "2", "--canary", "20")["traffic"] == "v1 80%, v2 20% (canary)"
 
 
 def test_deploy_before_up_is_a_clear_error(cli, k8s, registry):

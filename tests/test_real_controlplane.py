@@ -67,8 +67,9 @@ def test_the_control_plane_is_real(control_plane):
     assert refused.value.status == 403 and 'User "nobody" cannot list resource "secrets"' in str(refused.value)
 
 
-def test_pod_security_restricted_refuses_a_bare_pod_and_admits_our_deployments(control_plane, project, cli):
-    """Every object `mlops render --target kubernetes` writes is server-side applied as `mlops up` applies it;
+def test_pod_security_restricted_refuses_a_bare_pod_and_admits_our_deployments(control_plane, kserve, project, cli):
+    """Every object `mlops render --target kubernetes` writes is server-side applied as `mlops up` applies it
+    (our ClusterStorageContainer against KServe's real CRD: the session's `kserve` fixture);
     the namespace is Pod Security `restricted`, so the real PodSecurity admission judges each pod that the
     real ReplicaSet controller creates for our Deployments (a refusal shows as the ReplicaSet's
     ReplicaFailure condition / FailedCreate event)."""

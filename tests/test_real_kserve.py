@@ -1,6 +1,6 @@
 """Our InferenceService against KServe v0.20.0's REAL controller-manager and its admission webhooks, on the
-real control plane (tests/controlplane.py), installed from KServe's own release file
-(tests/controlplane_kserve.py; the `kserve` fixture).
+real control plane: the session's `kserve` fixture (tests/conftest.py, tests/controlplane_kserve.py) installs
+KServe from its own release file in the pinned Go module.
 """
 
 from __future__ import annotations
@@ -9,11 +9,7 @@ import copy
 
 import yaml
 
-
-def _cluster(plane, namespace="default"):
-    from mlops_cli.adapters.kube_apply import KubeCluster
-
-    return KubeCluster.connect(str(plane.kubeconfig), "", namespace)
+from tests.controlplane_kserve import cluster_of as _cluster
 
 
 def _isvc(namespace, mode):
@@ -23,17 +19,17 @@ def _isvc(namespace, mode):
             "spec": {"predictor": {"sklearn": {"storageUri": "s3://bucket/model"}}}}
 
 
-def test_kserve_defaulter_rewrites_the_legacy_serverless_mode(control_plane, platform):
+def test_kserve_defaulter_rewrites_the_legacy_serverless_mode(control_plane, kserve):
     """KServe v0.20.0 renamed deploymentMode Serverless to Knative: its defaulting webhook rewrites the annotation
     (pkg/apis/serving/v1beta1/inference_service_defaults.go: LegacyServerless -> Knative)."""
     cluster = _cluster(control_plane)
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "isvc-check"}})
     cluster.apply(_isvc("isvc-check", "Serverless"))
     live = cluster.get(_isvc("isvc-check", "Serverless"))
-    assert live["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative", control_plane.kubelet.process("kserve-manager").tail()
+    assert live["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative", kserve.tail()
 
 
-def test_our_inference_service_is_stored_as_we_applied_it(control_plane, platform, project, cli, monkeypatch):
+def test_our_inference_service_is_stored_as_we_applied_it(control_plane, kserve, project, cli, monkeypatch):
     """What `mlops deploy` applies must come back unchanged from KServe's admission, else every deploy sees
     a change (the InferenceService is compared field by field: kube_apply.UNANNOTATED_KINDS)."""
     from types import SimpleNamespace

@@ -23,6 +23,16 @@ Where each file comes from (`SOURCES` says the same per key, for messages and do
   re-serialisation (same objects, other whitespace) is not done.
 - kourier: knative.dev/net-kourier, `ko resolve -f config/` (its hack/release.sh), the same way.
 - Knative Serving's single files (features, CRDs): knative.dev/serving `config/core/...`.
+- envoy-gateway: generated from github.com/envoyproxy/gateway the way its release is (`make
+  generate-manifests`, tools/make/kube.mk, with IMAGE=envoyproxy/gateway TAG=<version>
+  IMAGE_PULL_POLICY=IfNotPresent as .github/workflows/release.yaml runs it): charts/gateway-helm/values.yaml
+  is values.tmpl.yaml with the image filled in (helm.mk helm-generate, envsubst), then `helm template eg-crds
+  charts/gateway-crds-helm --set crds.gatewayAPI.enabled=true --set crds.envoyGateway.enabled=true` followed
+  by `helm template --set createNamespace=true --set crds.gatewayAPI.safeUpgradePolicy.enabled=false eg
+  charts/gateway-helm --namespace envoy-gateway-system`. tools/ (its own Go module) is not in the module zip:
+  the recipe is read from the tag's git tree. Their helm is v3.20.2 (tools/go.mod); ours is `HELM`.
+  mlops.toml names v1.8.4, which the Go module proxy refuses (403 "This module version is not available",
+  checked 2026-12-06): the newest 1.8.x it serves, v1.8.3, stands in (`PROXY_REFUSED`).
 
 Knative tags each release twice on one commit: `knative-v1.M.P` (what mlops.toml names) and the Go
 module version `v0.(M+27).P` (knative-v1.21.1 = knative.dev/serving v0.48.1). Files that are symlinks
@@ -66,7 +76,13 @@ MODULES: dict[tuple[str, str], str] = {
     ("github.com/cert-manager/cert-manager", "v1.17.0"): "h1:ba7K/WLzcTCFzB+5fQiwD4LAqaRc0c+KwKCD9KqHPSg=",
     ("github.com/cert-manager/cert-manager", "v1.21.2"): "h1:UWgoYM+KLNtRlqmoWOKjKBOBUPVHeepQ6/ac3ERJW68=",
     ("github.com/envoyproxy/gateway", "v1.8.1"): "h1:i8POtrPtel3n0iGP55MNy6U1rTW4msyhkEWjXAF09ts=",
+    ("github.com/envoyproxy/gateway", "v1.8.3"): "h1:RY8DKli7Z1w3WuMwbA8J5j2sriIxXTWjVv1Bk77nbHo=",
     HELM: "h1:T/GcIEXU/gNjJnkITlIZ3e9xqkZjhFTmISuStTZ6+Qg=",  # renders cert-manager's chart as its Makefile does
+}
+
+# module@version the Go module proxy refuses -> the version read instead (same minor, newest it serves).
+PROXY_REFUSED: dict[tuple[str, str], str] = {
+    ("github.com/envoyproxy/gateway", "v1.8.4"): "v1.8.3",  # 403 "This module version is not available", 2026-12-06
 }
 
 # config/core paths that are symlinks into vendor/ in knative/serving's git tree -> (vendored module, its path).
@@ -88,6 +104,8 @@ SOURCES: dict[str, str] = {
     "knative-crds": "knative.dev/serving@{knative_module} config/core/300-resources/ + 300-imagecache.yaml (generated)",
     "kourier": "knative.dev/net-kourier@{kourier_module} config/ (generated as ko resolve does; images ko.local/...)",
     "cert-manager": "github.com/cert-manager/cert-manager@{cert_manager} deploy/ (generated as make/manifests.mk does, with helm)",
+    "envoy-gateway": "github.com/envoyproxy/gateway@{envoy_gateway_module} charts/ (generated as tools/make/kube.mk "
+                     "generate-manifests does, with helm)",
 }
 
 
@@ -117,6 +135,10 @@ class Versions:
     def kourier_module(self) -> str:
         return knative_module_version(self.kourier)
 
+    @property
+    def envoy_gateway_module(self) -> str:
+        return PROXY_REFUSED.get(("github.com/envoyproxy/gateway", self.envoy_gateway), self.envoy_gateway)
+
 
 @functools.lru_cache(maxsize=1)
 def pinned_versions() -> Versions:
@@ -138,7 +160,7 @@ def _modules(v: Versions) -> dict[str, tuple[str, str]]:
             "knative-serving": ("knative.dev/serving", v.knative_module),
             "net-kourier": ("knative.dev/net-kourier", v.kourier_module),
             "cert-manager": ("github.com/cert-manager/cert-manager", v.cert_manager),
-            "envoy-gateway": ("github.com/envoyproxy/gateway", v.envoy_gateway)}
+            "envoy-gateway": ("github.com/envoyproxy/gateway", v.envoy_gateway_module)}
 
 
 # --- Go modules -------------------------------------------------------------------------------------
@@ -220,12 +242,15 @@ def release_manifest(key: str, versions: Versions | None = None) -> bytes:
         return _ko_resolve("net-kourier", ["config"], v.kourier, v)
     if key == "cert-manager":
         return _cert_manager(v)
+    if key == "envoy-gateway":
+        return _envoy_gateway(v)
     raise UpstreamUnavailable(f"no upstream source for {key!r} in tests/upstream_files.py (known: {', '.join(SOURCES)})")
 
 
 def source(key: str, versions: Versions | None = None) -> str:
     v = versions or pinned_versions()
-    return SOURCES[key].format(**dataclasses.asdict(v), knative_module=v.knative_module, kourier_module=v.kourier_module)
+    return SOURCES[key].format(**dataclasses.asdict(v), knative_module=v.knative_module, kourier_module=v.kourier_module,
+                               envoy_gateway_module=v.envoy_gateway_module)
 
 
 def _ko_resolve(name: str, paths: list[str], tag: str, v: Versions, *, recursive: bool = False) -> bytes:
@@ -287,6 +312,26 @@ def _cert_manager(v: Versions) -> bytes:
     license_header = (root / "hack" / "boilerplate-yaml.txt").read_text().replace("YEAR", "2022")
     parts = [(root / "deploy" / "manifests" / "namespace.yaml").read_text(), "\n---\n".join(crds) + "\n", strip(rest)]
     return (license_header + "\n---\n".join(parts)).encode()
+
+
+def _envoy_gateway(v: Versions) -> bytes:
+    """install.yaml as Envoy Gateway's release makes it (module docstring): the CRDs chart, then the chart."""
+    charts = module_dir("envoy-gateway", v) / "charts"
+    tag = v.envoy_gateway_module
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("gateway-helm", "gateway-crds-helm"):
+            copy = shutil.copytree(charts / name, Path(tmp) / name, copy_function=shutil.copyfile)
+            for d in (copy, *(p for p in copy.rglob("*") if p.is_dir())):
+                d.chmod(0o755)  # the module cache is read-only; the copy must be writable (and removable)
+        chart = Path(tmp) / "gateway-helm"
+        values = (chart / "values.tmpl.yaml").read_text()  # envsubst of the two variables helm.mk sets
+        values = values.replace("${GatewayImage}", f"envoyproxy/gateway:{tag}").replace("${GatewayImagePullPolicy}", "IfNotPresent")
+        (chart / "values.yaml").write_text(values)
+        crds = _helm("template", "eg-crds", str(Path(tmp) / "gateway-crds-helm"),
+                     "--set", "crds.gatewayAPI.enabled=true", "--set", "crds.envoyGateway.enabled=true")
+        rest = _helm("template", "--set", "createNamespace=true", "--set", "crds.gatewayAPI.safeUpgradePolicy.enabled=false",
+                     "eg", str(chart), "--namespace", "envoy-gateway-system")
+    return (crds + rest).encode()
 
 
 @functools.lru_cache(maxsize=1)

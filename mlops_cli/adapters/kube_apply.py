@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from ..common.errors import MlopsError, PreflightError, UnreachableError
-from .kube_objects import (BUILTIN_KINDS, FIELD_MANAGER, HASH_ANNOTATION, READY_CONDITION, UNANNOTATED_KINDS,
-                           applied_hash, condition, covers, describe, rollout_pending, secret_values)
+from .kube_objects import (BUILTIN_KINDS, FIELD_MANAGER, HASH_ANNOTATION, READY_CONDITION, SETTINGS_MANAGER,
+                           UNANNOTATED_KINDS, applied_hash, condition, covers, describe, rollout_pending, secret_values)
 
 FIRST_POLL_S = 0.02  # then doubling up to poll_s: quick objects are seen quickly, slow ones cost few requests
 
@@ -240,6 +240,16 @@ class KubeCluster:
                 if not transient or deadline is None or time.monotonic() >= deadline:
                     raise
                 time.sleep(self.poll_s)
+
+    def apply_settings(self, obj: dict[str, Any]) -> str:
+        """Server-side apply of just the fields in `obj` to an object someone else installed, as
+        SETTINGS_MANAGER with no annotation of ours: it stays theirs. "update" | "unchanged"."""
+        obj = self.normalise(obj)
+        if covers(self.get(obj), obj):
+            return "unchanged"
+        self.request("PATCH", self.path(obj), query=[("fieldManager", SETTINGS_MANAGER), ("force", "true")], body=obj,
+                     content_type="application/apply-patch+yaml", what=describe(obj))
+        return "update"
 
     def delete(self, obj: dict[str, Any]) -> bool:
         """True when something was deleted, False when it was already gone."""

@@ -13,6 +13,9 @@ from typing import Any
 
 FIELD_MANAGER = "mlops"
 HASH_ANNOTATION = "mlops.dev/applied-hash"
+# The field manager of the settings we make in someone else's object (a reused install's ConfigMaps): not
+# FIELD_MANAGER, so the object never counts as ours and `down` leaves it (targets/kubernetes_ownership.py).
+SETTINGS_MANAGER = "mlops-settings"
 
 # apiVersion/kind -> (plural, namespaced) for the kinds we and the upstream manifests use.
 BUILTIN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
@@ -41,6 +44,9 @@ BUILTIN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
     ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): ("validatingwebhookconfigurations", False),
     ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"): ("mutatingwebhookconfigurations", False),
+    # Envoy Gateway's install.yaml (Gateway API's safe-upgrades policy), GA since Kubernetes 1.30
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"): ("validatingadmissionpolicies", False),
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding"): ("validatingadmissionpolicybindings", False),
     ("apiregistration.k8s.io/v1", "APIService"): ("apiservices", False),
     ("scheduling.k8s.io/v1", "PriorityClass"): ("priorityclasses", False),
     ("storage.k8s.io/v1", "StorageClass"): ("storageclasses", False),

@@ -214,6 +214,9 @@ def _judge_canary(ctx: typer.Context, tgt: Any, outcome: Any, observe: str, act:
     st = state(ctx)
     if not st.json:
         _render_outcome(ctx, outcome, f"mlops deploy ({tgt.name})")
+    if outcome.info.get("canary_skipped"):  # nothing new serves: no gate to pass or fail
+        outcome.info["canary"] = {"decision": "skipped", "reason": outcome.info["canary_skipped"]}
+        return outcome
     promote = (lambda: tgt.deploy(DeployOptions(promote=True), reporter)) if act else None
     rollback = (lambda: tgt.deploy(DeployOptions(rollback=True), reporter)) if act else None
     revisions = Revisions(canary=str(outcome.info.get("canary_revision", "")),

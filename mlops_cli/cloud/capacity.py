@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 HEADROOM = 0.20                  # keep a fifth of the node group free: rollouts surge, bin-packing is imperfect
 VM_MEMORY_OVERHEAD = 0.075
@@ -103,8 +103,26 @@ class PlatformRequests:
     items: list[tuple[str, Requests]] = field(default_factory=list)
 
 
-def platform_requests(objects: Iterable[dict[str, Any]], predictor: dict[str, Any] | None = None) -> PlatformRequests:
-    """Sum the rendered objects' requests; `predictor` is the predictor container's resources."""
+# Labels the kubelet puts on every node (kubernetes.io/docs/reference/labels-annotations-taints): a
+# DaemonSet selecting only these runs everywhere. `None`: any value.
+EVERY_NODE_LABELS: dict[str, str | None] = {"kubernetes.io/os": "linux", "kubernetes.io/arch": None}
+
+
+def _runs_on_our_nodes(pod_spec: dict[str, Any], node_labels: Mapping[str, str]) -> bool:
+    """Whether a DaemonSet's nodeSelector matches our nodes (e.g. KServe's localmodelnode agent wants
+    kserve/localmodel=worker, which no node group of ours carries, so it runs nowhere)."""
+    for key, value in (pod_spec.get("nodeSelector") or {}).items():
+        if key in EVERY_NODE_LABELS and EVERY_NODE_LABELS[key] in (None, value):
+            continue
+        if node_labels.get(key) != value:
+            return False
+    return True
+
+
+def platform_requests(objects: Iterable[dict[str, Any]], predictor: dict[str, Any] | None = None,
+                      node_labels: Mapping[str, str] | None = None) -> PlatformRequests:
+    """Sum the rendered objects' requests; `predictor` is the predictor container's resources,
+    `node_labels` the labels our node groups give their nodes (DaemonSets that select others run nowhere)."""
     objects = list(objects)
     hpa_min = {(o["metadata"].get("namespace"), o["spec"]["scaleTargetRef"]["name"]): o["spec"].get("minReplicas", 1)
                for o in objects if o.get("kind") == "HorizontalPodAutoscaler"}
@@ -114,6 +132,8 @@ def platform_requests(objects: Iterable[dict[str, Any]], predictor: dict[str, An
         if kind not in ("Deployment", "StatefulSet", "DaemonSet"):
             continue
         meta = obj["metadata"]
+        if kind == "DaemonSet" and not _runs_on_our_nodes(obj["spec"]["template"]["spec"], node_labels or {}):
+            continue
         pod = pod_requests(obj["spec"]["template"]["spec"])
         out.largest_pod = _larger(out.largest_pod, pod)
         if kind == "DaemonSet":

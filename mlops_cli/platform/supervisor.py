@@ -47,10 +47,9 @@ class Program:
     autorestart: bool = False  # only the healer itself is restarted by supervisord
 
     def section(self) -> str:
-        env = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(self.env.items()))
         lines = [
             f"[program:{self.name}]",
-            f"command={_escape(shlex.join(self.cmd))}",
+            f"command={_escape(shlex.join(self._argv()))}",
             f"directory={_escape(str(self.cwd))}",
             "autostart=true",
             f"autorestart={'true' if self.autorestart else 'false'}",
@@ -61,18 +60,47 @@ class Program:
             "stopasgroup=true",
             "killasgroup=true",
             "redirect_stderr=true",
-            f"stdout_logfile={_escape(str(self.log))}",
+            # expanded twice: by the parser's get and again as a logfile name (supervisor/options.py)
+            f"stdout_logfile={_escape(_escape(str(self.log)))}",
             "stdout_logfile_maxbytes=10MB",
             "stdout_logfile_backups=3",
         ]
-        if env:
-            lines.append(f"environment={env}")
         return "\n".join(lines) + "\n"
+
+    def _argv(self) -> list[str]:
+        """The command, its environment set by env(1) in front of it. supervisord's own `environment=` is
+        split by a non-POSIX shlex that strips quote characters from each value (supervisor/datatypes.py
+        dict_of_key_value_pairs), so a path or setting holding a quote could not pass; `command=` is
+        split by shlex.split, which takes back exactly what shlex.join wrote. env(1) execs the command:
+        the same process, pid and process group."""
+        if not self.env:
+            return list(self.cmd)
+        return ["/usr/bin/env", "--", *(f"{k}={v}" for k, v in sorted(self.env.items())), *self.cmd]
+
+
+def without_environment(section: str) -> list[str]:
+    """A program section's lines with its environment left out (the env(1) assignments in front of the
+    command, taken as env(1) takes them; an `environment=` line of older records): what tells a changed
+    environment, which holds the credentials, from any other change."""
+    lines = []
+    for line in section.splitlines():
+        if line.startswith("environment="):
+            continue
+        if line.startswith("command="):
+            argv = shlex.split(line.removeprefix("command="))
+            if argv[:2] == ["/usr/bin/env", "--"]:
+                argv = argv[2:]
+                while argv and "=" in argv[0]:
+                    argv = argv[1:]
+                line = "command=" + shlex.join(argv)
+        lines.append(line)
+    return lines
 
 
 def _escape(value: str) -> str:
-    # supervisord expands %(name)s in values; a literal % must be doubled. Quotes end an env value.
-    return value.replace("%", "%%").replace('"', '\\"')
+    # supervisord expands %(name)s in every value: a literal % is doubled. Nothing else is special in
+    # command= (shlex.split), directory= or stdout_logfile= (taken as they are).
+    return value.replace("%", "%%")
 
 
 class Supervisor:

@@ -85,6 +85,8 @@ class KubernetesDeploy:
             if options.canary is not None and live is None:
                 reporter.warn(f"no model is serving yet: version {ref.version} gets all traffic despite --canary {options.canary}")
             version, canary = str(ref.version), options.canary
+            if canary is not None and self._serves_already(live, rollouts, isvc, version):
+                return self._nothing_to_canary(live, rollouts, version, reporter)
             self._remember(_record(isvc))
         reporter.start("deploy", f"InferenceService {isvc['metadata']['name']}", total=1)
         action = self.cluster.apply(isvc)
@@ -100,6 +102,27 @@ class KubernetesDeploy:
         if canary is not None and split.rolled_out and split.rolled_out != split.latest_ready:
             # what the canary gate judges: the new revision's own traffic against the one it split with
             outcome.info.update({"canary_revision": split.latest_ready, "baseline_revision": split.rolled_out})
+        return outcome
+
+    def _serves_already(self, live: dict[str, Any] | None, rollouts: Rollouts, isvc: dict[str, Any], version: str) -> bool:
+        """True when `isvc` is what already serves 100%: the same version with the spec we last applied for it.
+        Knative makes a revision only for a changed template (a release whose predictor did not change), so
+        a canary of it would split traffic between one revision and itself and leave nothing to judge."""
+        split = rollouts.split(live)
+        if live is None or split is None or not split.ready or _record(live)["version"] != version:
+            return False
+        if split.latest_created != split.latest_ready or split.percent(split.latest_ready) != 100:
+            return False  # a canary or a rollout is in progress: this deploy changes it
+        applied = self._history().get(version)
+        return applied is not None and _without_canary(applied["spec"]) == _without_canary(isvc["spec"])
+
+    def _nothing_to_canary(self, live: dict[str, Any] | None, rollouts: Rollouts, version: str, reporter: Reporter) -> Outcome:
+        split = rollouts.split(live)
+        why = f"version {version} already serves 100% with this spec: no new revision, so nothing to canary"
+        reporter.warn(why)
+        outcome = Outcome(steps=[StepResult(describe(self._isvc_identity()), "unchanged", f"version {version}")])
+        outcome.info.update({"model_version": version, "url": ((live or {}).get("status") or {}).get("url", ""),
+                             "traffic": split.summary() if split else "", "canary_skipped": why})
         return outcome
 
     def _rollback(self, live: dict[str, Any] | None, rollouts: Rollouts, reporter: Reporter) -> Outcome:
@@ -185,3 +208,9 @@ def _isvc_from_record(identity: dict[str, Any], record: dict[str, Any]) -> dict[
                          "annotations": {DEPLOYMENT_MODE: "Knative",  # as charts/inference_service.py renders it
                                          VERSION_ANNOTATION: record["version"]}},
             "spec": copy.deepcopy(record["spec"])}
+
+
+def _without_canary(spec: dict[str, Any]) -> dict[str, Any]:
+    spec = copy.deepcopy(spec)
+    spec.get("predictor", {}).pop("canaryTrafficPercent", None)
+    return spec

@@ -3,7 +3,10 @@
 `up` applies the steps of `charts.platform.platform_steps` in order (server-side apply, CRDs waited until
 Established, Deployments until rolled out, one deadline per step), after refusing what would never
 converge (a Terminating namespace, no usable StorageClass) or would take over someone else's install
-(kubernetes_ownership.py). `down` deletes in dependency order and waits for each stage to be gone.
+(kubernetes_ownership.py). A reused install (`--reuse-existing`) is left as it is except for what the step
+needs of it: our own objects on top (`Step.own`: the edge's Secret, Gateway, routes) and our settings in
+its ConfigMaps (`Step.patches`), set as a separate field manager so the ConfigMap stays theirs.
+`down` deletes in dependency order and waits for each stage to be gone.
 
 `KubernetesInstall` is a part of `KubernetesTarget` (targets/kubernetes.py), which gives it `config`,
 `cluster`, and (from KubernetesDeploy) `_isvc_identity` and `_history_identity`.
@@ -100,6 +103,8 @@ class KubernetesInstall:
                     what = "reused" if options.reuse_existing else "refused"
                     outcome.steps.append(StepResult(step.title, what, f"installed by someone else: {', '.join(names)}"
                                                     + ("" if options.reuse_existing else "; up refuses unless --reuse-existing")))
+                    if options.reuse_existing:
+                        outcome.steps += [StepResult(describe(o), cluster.plan(o), step.title) for o in _ordered(step.own)]
                     continue
                 for obj in _ordered(step.objects):
                     outcome.steps.append(StepResult(describe(obj), cluster.plan(obj), step.title))
@@ -110,8 +115,10 @@ class KubernetesInstall:
         reused = self._foreign_components(steps, options.reuse_existing)
         for step in steps:
             if step.key in reused:
-                outcome.steps.append(StepResult(step.title, "reused", f"installed by someone else, left as it is: {reused[step.key]}"))
-                reporter.warn(f"{step.title}: reusing what is installed ({reused[step.key]}); mlops neither changes nor deletes it")
+                outcome.steps.append(StepResult(step.title, "reused", f"installed by someone else, kept but for our settings: {reused[step.key]}"))
+                reporter.warn(f"{step.title}: reusing what is installed ({reused[step.key]}); mlops deletes none of it and "
+                              "changes only its own settings in it")
+                outcome.steps += self._apply_on_reused(step, reporter)
                 continue
             outcome.steps += self._apply_step(step, reporter)
         outcome.info["ingress"] = f"https://{self.config.kubernetes.ingress_host}"
@@ -169,6 +176,26 @@ class KubernetesInstall:
                      "or remove them first; use another cluster or context for a clean install")
         return found
 
+    def _apply_on_reused(self, step: Any, reporter: Reporter) -> list[StepResult]:
+        """What a reused step still needs: our settings in its ConfigMaps, then our own objects."""
+        from dataclasses import replace
+
+        results = []
+        for patch in step.patches:
+            cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": patch.name, "namespace": patch.namespace}}
+            live = self.cluster.get(cm)
+            if live is None:
+                raise PreflightError(f"{step.title}: the install being reused has no ConfigMap {patch.namespace}/{patch.name}, "
+                                     f"where mlops must set {', '.join(patch.values)} ({patch.why})",
+                                     hint="install the component from its release manifest, or let mlops install it")
+            changed = patch.apply(live, f"{step.title} (reused)")["data"]
+            keys = [patch.json_key] if patch.json_key else list(patch.values)
+            action = self.cluster.apply_settings({**cm, "data": {k: changed[k] for k in keys}})
+            results.append(StepResult(describe(cm), action, f"{step.title}: {patch.why}"))
+        if step.own:
+            results += self._apply_step(replace(step, objects=step.own), reporter)
+        return results
+
     def _apply_step(self, step: Any, reporter: Reporter) -> list[StepResult]:
         cluster = self.cluster
         deadline = time.monotonic() + self.config.kubernetes.step_timeout_s
@@ -196,7 +223,11 @@ class KubernetesInstall:
         """Delete in dependency order, one stage at a time, each waited on until gone.
 
         The deployed model goes first, while KServe and Knative still run to remove their finalizers
-        (`inferenceservice.finalizers`, Knative's route finalizer); then the steps of `up` in reverse.
+        (`inferenceservice.finalizers`, Knative's route finalizer); then the steps of `up` in reverse, each
+        in two stages: our own objects on top of the upstream install (`Step.own`), waited until gone, then
+        the upstream install. Envoy Gateway's controller removes its `gateway-exists-finalizer` from our
+        GatewayClass once no Gateway uses it, and only while it runs (envoyproxy/gateway v1.8.3
+        internal/provider/kubernetes/controller.go, removeFinalizer), so its Deployment must outlive them.
         Only objects we applied are deleted (kubernetes_ownership): a reused component stays."""
         from charts.platform import platform_steps
 
@@ -214,7 +245,11 @@ class KubernetesInstall:
         children = [{"apiVersion": "serving.knative.dev/v1", "kind": kind, "metadata": {"name": f"{model}-predictor", "namespace": ours}}
                     for kind in ("Service", "Route")]
         plan = [("deployed model", [self._isvc_identity(), self._history_identity()], children)]
-        plan += [(s.title, list(reversed(_ordered(s.objects))), []) for s in reversed(steps)]
+        for s in reversed(steps):
+            own = {describe(o) for o in s.own}
+            if own:
+                plan.append((f"{s.title} (ours)", list(reversed(_ordered(s.own))), []))
+            plan.append((s.title, list(reversed(_ordered([o for o in s.objects if describe(o) not in own]))), []))
         reporter.start("down", "deleting", total=sum(len(objs) for _, objs, _ in plan))
         for title, objects, also_wait in plan:
             deleted = []

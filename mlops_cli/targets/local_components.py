@@ -18,7 +18,7 @@ import httpx
 from ..common.errors import PreflightError
 from ..common.progress import Reporter
 from ..platform import processes
-from ..platform.supervisor import HEALER, Program, Supervisor
+from ..platform.supervisor import HEALER, Program, Supervisor, without_environment
 from .base import StepResult
 
 PYTHON = sys.executable
@@ -32,10 +32,6 @@ class Component:
     health_path: str
     start_timeout_s: float = 120.0
     env: dict[str, str] = field(default_factory=dict)
-
-
-def _lines_without_env(section: str) -> list[str]:
-    return [line for line in section.splitlines() if not line.startswith("environment=")]
 
 
 def _port_key(component: str) -> str:
@@ -193,7 +189,7 @@ class LocalComponents:
         after = self._program(component).section()
         if before is None or before == after:
             return None
-        if _lines_without_env(before) == _lines_without_env(after):
+        if without_environment(before) == without_environment(after):
             return "password changed"  # the environment holds the credentials (and nothing else that varies)
         return "settings changed"
 
