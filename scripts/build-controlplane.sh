@@ -27,12 +27,22 @@ PROGRAMS=(
   "kubernetes k8s.io/kubernetes/cmd/kube-scheduler kube-scheduler tests"
   "kserve github.com/kserve/kserve/cmd/manager kserve-manager tests"
   "kserve github.com/kserve/kserve/cmd/llmisvc kserve-llmisvc extra"
-  "knative knative.dev/serving/cmd/controller knative-controller extra"
-  "knative knative.dev/serving/cmd/webhook knative-webhook extra"
-  "kwok sigs.k8s.io/kwok/cmd/kwok kwok extra"
+  "knative knative.dev/serving/cmd/controller knative-controller tests"
+  "knative knative.dev/serving/cmd/webhook knative-webhook tests"
+  "knative knative.dev/serving/cmd/autoscaler knative-autoscaler tests"
+  "kwok sigs.k8s.io/kwok/cmd/kwok kwok tests"
   "envoy-gateway github.com/envoyproxy/gateway/cmd/envoy-gateway envoy-gateway tests"
 )
 FLAGS=(-trimpath "-ldflags=-s -w")
+# Kubernetes' release builds stamp the version into the binaries (hack/lib/version.sh kube::version::ldflags);
+# without it kube-apiserver reports gitVersion "v0.0.0-master+$Format:%H$" at /version, which is no
+# version at all to its clients (Knative's controllers refuse to start: knative.dev/pkg version.CheckMinimumVersion).
+kube_version=$(sed -n 's/^\tk8s.io\/kubernetes \(v[0-9.]*\).*/\1/p' controlplane/kubernetes/go.mod)
+kube_minor=${kube_version#v*.}; kube_minor=${kube_minor%%.*}
+KUBE_LDFLAGS="-s -w"
+for key_val in "gitVersion=$kube_version" gitMajor=1 "gitMinor=$kube_minor" gitTreeState=clean; do
+  KUBE_LDFLAGS+=" -X k8s.io/client-go/pkg/version.$key_val -X k8s.io/component-base/version.$key_val"
+done
 
 # The newest `go` line of our modules is the oldest Go that builds them all.
 need=$(sed -n 's/^go \([0-9.]*\)$/\1/p' controlplane/*/go.mod | sort -V | tail -1)
@@ -49,7 +59,8 @@ fi
 cache="${MLOPS_CONTROLPLANE_CACHE:-$HOME/.cache/mlops/controlplane}"
 gover=$(go version)
 module_key() {  # the key of one module dir under controlplane/
-  { echo "$gover"; printf '%s\n' "${FLAGS[@]}"; cat "controlplane/$1/go.mod" "controlplane/$1/go.sum"; } | sha256sum | cut -c1-16
+  { echo "$gover"; printf '%s\n' "${FLAGS[@]}"; [ "$1" != kubernetes ] || echo "$KUBE_LDFLAGS"
+    cat "controlplane/$1/go.mod" "controlplane/$1/go.sum"; } | sha256sum | cut -c1-16
 }
 declare -A KEYS
 for entry in "${PROGRAMS[@]}"; do
@@ -80,7 +91,9 @@ for entry in "${PROGRAMS[@]}"; do
     mkdir -p "$built"
     start=$(date +%s)
     # -mod=readonly: go.sum must already pin every module (a missing line fails instead of being added)
-    (cd "controlplane/$dir" && go build -mod=readonly "${FLAGS[@]}" -o "$built/.$name.tmp" "$pkg")
+    flags=("${FLAGS[@]}")
+    [ "$dir" != kubernetes ] || flags=(-trimpath "-ldflags=$KUBE_LDFLAGS")
+    (cd "controlplane/$dir" && go build -mod=readonly "${flags[@]}" -o "$built/.$name.tmp" "$pkg")
     mv "$built/.$name.tmp" "$built/$name"  # a build killed half-way leaves no program that looks finished
     echo "$name: built in $(( $(date +%s) - start ))s ($(du -m "$built/$name" | cut -f1) MiB)"
   fi

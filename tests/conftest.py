@@ -257,10 +257,44 @@ def control_plane(tmp_path_factory):
         pytest.fail(str(exc), pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def kserve(control_plane):
-    """KServe v0.20.0's real manager and webhooks on the session's control plane (tests/controlplane_kserve.py)."""
-    from .controlplane_kserve import kserve_running
 
-    with kserve_running(control_plane) as manager:
-        yield manager
+@pytest.fixture(scope="session")
+def platform_project(control_plane, tmp_path_factory):
+    """The project `mlops up` installs the platform from, on the session's real control plane, with the
+    cluster prepared as tests/controlplane_platform.py says."""
+    from mlops_cli.adapters.kube_apply import KubeCluster
+
+    from . import controlplane_platform
+    from .controlplane import ControlPlaneMissing
+
+    root = tmp_path_factory.mktemp("platform") / "proj"
+    root.mkdir()
+    try:
+        controlplane_platform.prepare(control_plane, root, KubeCluster.connect(str(control_plane.kubeconfig), "", "default"))
+    except ControlPlaneMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return root
+
+
+@pytest.fixture
+def platform(control_plane, platform_project, cli):
+    """The platform project's mlops.toml, with the platform installed (`mlops up --reuse-existing`, again
+    if a test took it down); run the CLI on it with `cli("--config", str(platform), ...)`."""
+    from mlops_cli.adapters.kube_apply import KubeCluster
+
+    from . import controlplane_platform
+
+    config = platform_project / "mlops.toml"
+    cluster = KubeCluster.connect(str(control_plane.kubeconfig), "", "default")
+    if not controlplane_platform.installed(cluster):
+        controlplane_platform.storage(cluster)
+        result = cli("--config", str(config), "up", "--target", "kubernetes", "--reuse-existing")
+        assert result.exit_code == 0, result.stderr + "\n" + "\n".join(control_plane.kubelet.errors[-5:])
+    return config
+
+
+@pytest.fixture
+def kserve(control_plane, platform):
+    """KServe v0.20.0's real manager, run by the platform `mlops up` installed as its release pod
+    (tests/controlplane_programs.py), its webhooks called through their Service."""
+    return control_plane.kubelet.process("kserve-manager")

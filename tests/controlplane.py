@@ -7,13 +7,11 @@ server's own admission chain (PodSecurity, ServiceAccount, NamespaceLifecycle, t
 with RBAC authorization, and the real controllers (deployment, replicaset, namespace, garbage collector,
 serviceaccount-token, endpointslice, ...).
 
-One deliberate change, the one envtest makes too: kube-apiserver calls a webhook Service by its DNS name
-`<svc>.<ns>.svc` through the cluster network, which a set of loopback processes does not have. So each
-upstream webhook configuration is applied with `clientConfig.service` replaced by
-`url: https://127.0.0.1:<port><path>` (rules, selectors, failure policy untouched; see `local_webhooks`),
-and the webhook program runs here with a serving cert from our CA in a temp dir.
-
-Pods do not run (no container runtime); a pod is created (or refused) by the API server all the same.
+No change to any upstream object. kwok is the node (tests/controlplane_kwok.py): it marks the pods the
+scheduler binds Running, with this host's IP; the pods of the controllers and webhooks built here run
+their program as a process (tests/controlplane_programs.py, `Kubelet`). kube-apiserver runs with
+--enable-aggregator-routing, so it calls a webhook Service at its Ready endpoint, that pod, as it calls
+any Service it cannot route to by ClusterIP (there is no cluster network here).
 
 Example::
 
@@ -24,7 +22,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import copy
 import ctypes
 import json
 import os
@@ -43,9 +40,13 @@ from .support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "scripts" / "build-controlplane.sh"
-CORE_PROGRAMS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+CORE_PROGRAMS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 SERVICE_CIDR = "10.0.0.0/24"
 START_TIMEOUT_S = 120.0
+# The data plane's verdict on a bad model: pods whose revision serves model version 13 never get Ready, as a
+# crashing container's would not (a kwok Stage selector: jq over the pod, value; controlplane_kwok).
+BAD_VERSION = "13"
+NEVER_READY = ('.metadata.annotations["mlops.dev/model-version"]', BAD_VERSION)
 
 
 class ControlPlaneMissing(RuntimeError):
@@ -104,13 +105,15 @@ class ControlPlane:
     workdir: Path
     bin: Path
     processes: list[Process] = field(default_factory=list)
+    never_ready: tuple[str, str] | None = NEVER_READY
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, workdir: Path, *, scheduler: bool = True) -> Iterator["ControlPlane"]:
-        """Start etcd, kube-apiserver, kube-controller-manager (and kube-scheduler); stop them all on exit."""
-        plane = cls(workdir=workdir, bin=bin_dir())
+    def running(cls, workdir: Path, *, scheduler: bool = True,
+                never_ready: tuple[str, str] | None = NEVER_READY) -> Iterator["ControlPlane"]:
+        """Start etcd, kube-apiserver, kube-controller-manager (and kube-scheduler with kwok's node); stop them all on exit."""
+        plane = cls(workdir=workdir, bin=bin_dir(), never_ready=never_ready)
         try:
             plane._start(scheduler)
             yield plane
@@ -119,14 +122,16 @@ class ControlPlane:
 
     # --- programs --------------------------------------------------------------------------------
 
-    def start(self, name: str, args: list[str], *, env: dict[str, str] | None = None, program: str = "") -> Process:
-        """Run a program from the bin dir in its own process group, output to workdir/<name>.log."""
+    def start(self, name: str, args: list[str], *, env: dict[str, str] | None = None, program: str = "",
+              wrap: tuple[str, ...] = ()) -> Process:
+        """Run a program from the bin dir (behind `wrap`, a command that runs it) in its own process group,
+        output to workdir/<name>.log."""
         log = self.workdir / f"{name}.log"
         base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.workdir),
                 "TMPDIR": str(self.workdir / "tmp")}
         (self.workdir / "tmp").mkdir(exist_ok=True)
         with log.open("wb") as out:
-            popen = subprocess.Popen([str(self.bin / (program or name)), *args], stdout=out, stderr=subprocess.STDOUT,
+            popen = subprocess.Popen([*wrap, str(self.bin / (program or name)), *args], stdout=out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env={**base, **(env or {})}, cwd=self.workdir,
                                      start_new_session=True, preexec_fn=_die_with_parent)
         proc = Process(name, popen, log, time.monotonic())
@@ -134,6 +139,8 @@ class ControlPlane:
         return proc
 
     def stop(self) -> None:
+        if getattr(self, "kubelet", None) is not None:
+            self.kubelet.stop()
         for proc in reversed(self.processes):  # dependants first, etcd last
             proc.stop()
 
@@ -194,7 +201,10 @@ class ControlPlane:
             "--allow-privileged=true",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false", "-v=1"])
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false", "-v=1",
+            # a webhook Service is called at its Ready endpoint (the pod's IP, kwok's: this host), not at
+            # its ClusterIP, which nothing here routes (cmd/kube-apiserver/app/server.go buildServiceResolver)
+            "--enable-aggregator-routing=true"])
         self.timings["kube-apiserver ready (s)"] = self.wait_healthy(
             apiserver, f"{self.server}/readyz", client=self.admin)
 
@@ -222,30 +232,38 @@ class ControlPlane:
                 f"--authorization-kubeconfig={sched_config}", "--leader-elect=false",
                 "--bind-address=127.0.0.1", f"--secure-port={sched_port}", "-v=1"])
             self.timings["kube-scheduler healthy (s)"] = self.wait_healthy(sched, f"https://127.0.0.1:{sched_port}/healthz")
+            self._start_kwok()
+
+    def _start_kwok(self) -> None:
+        """kwok as the node and its kubelet (tests/controlplane_kwok.py): pods bound by the scheduler run."""
+        from mlops_cli.adapters.kube_apply import KubeCluster
+
+        from . import controlplane_kwok as kwok
+
+        self.host_ip = kwok.host_ip()
+        config = self.workdir / "kwok.yaml"
+        from .controlplane_programs import PROGRAMS, Kubelet
+
+        run_here = tuple((p.namespace, *p.selector.split("=", 1)) for p in PROGRAMS)
+        config.write_text(kwok.config(module_dir("kwok", "sigs.k8s.io/kwok"), self.host_ip, run_here, self.never_ready))
+        self.start("kwok", [f"--kubeconfig={self.kubeconfig}", f"--config={config}", "--server-address="])
+        cluster = KubeCluster.connect(str(self.kubeconfig), "", "default")
+        cluster.request("POST", "/api/v1/nodes", body=kwok.node(self.host_ip))
+        started = time.monotonic()
+        while not any(c["type"] == "Ready" and c["status"] == "True" for c in
+                      (cluster.request("GET", f"/api/v1/nodes/{kwok.NODE}").get("status") or {}).get("conditions") or []):
+            if time.monotonic() - started > 60:
+                raise RuntimeError(f"kwok did not make node {kwok.NODE} Ready in 60 s:\n{self.processes[-1].tail()}")
+            time.sleep(0.2)
+        self.timings["kwok node Ready (s)"] = time.monotonic() - started
+        from .controlplane_certmanager import CertIssuer
+        from .controlplane_kourier import kourier_status
+
+        self.kubelet = Kubelet(self, also=(CertIssuer(self).sync, kourier_status))
+        self.kubelet.start()
 
     def rss_mib(self) -> dict[str, float]:
         return {p.name: round(p.rss_mib(), 1) for p in self.processes}
-
-
-def local_webhooks(objects: list[dict[str, Any]], service: str, port: int, ca_pem: bytes) -> list[dict[str, Any]]:
-    """The webhook configurations among `objects` whose webhooks call Service `service`, each call aimed at
-    https://127.0.0.1:<port><path> instead (the one deliberate change; module docstring) with our CA."""
-    import base64
-
-    out = []
-    for obj in objects:
-        if obj.get("kind") not in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
-            continue
-        obj = copy.deepcopy(obj)
-        hooks = [h for h in obj.get("webhooks") or [] if (h["clientConfig"].get("service") or {}).get("name") == service]
-        if not hooks:
-            continue
-        for hook in hooks:
-            path = hook["clientConfig"]["service"].get("path", "")
-            hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": base64.b64encode(ca_pem).decode()}
-        obj["metadata"].pop("annotations", None)  # cert-manager's inject-ca-from: no cainjector here
-        out.append(obj)
-    return out
 
 
 def events_of(cluster: Any, namespace: str, kind: str, name: str) -> list[str]:

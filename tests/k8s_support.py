@@ -8,6 +8,13 @@ tests/k8s_controllers.py (CRDs, namespaces, garbage collection, volumes, Deploym
 readiness probes, KServe, Knative), which run on their own tick after a request, never inside it.
 Faults (a status for the n-th matching request), stuck Deployments, failing revisions and a cluster
 without a default StorageClass are chosen per test.
+
+Why it stays: the real control plane (tests/controlplane.py, tests/test_real_flow.py) runs the real
+admission, controllers, Knative and KServe, but answers no fault on request, keeps no Deployment stuck for
+a test, and runs no data plane: the tests of those cases (tests/test_k8s_install.py), of what our code does
+with pods' logs, probes and the edge's HTTPS (k8s_probes.py), and of the EKS capacity check keep this
+emulator. Its Knative admission (k8s_knative_admission.py) is checked against Knative's real webhook in
+tests/test_real_knative.py.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from tests.controlplane import dumps, events_of
+from tests.controlplane import BUILD_SCRIPT, dumps, events_of
 from tests.controlplane_certs import write_kubeconfig
 
 # Kinds of ours whose CRDs come with cert-manager / Gateway API / Envoy Gateway, not installed here yet
@@ -51,6 +51,11 @@ def test_the_control_plane_is_real(control_plane):
     cluster = _cluster(control_plane)
     version = cluster.request("GET", "/version")
     assert (version["major"], version["minor"]) == ("1", "35"), version
+    # stamped as Kubernetes' release build does (scripts/build-controlplane.sh KUBE_LDFLAGS): clients such as
+    # Knative's controllers parse it and refuse to start on the unstamped "v0.0.0-master+$Format:%H$"
+    pinned = next(line.split()[1] for line in (BUILD_SCRIPT.parent.parent / "controlplane/kubernetes/go.mod")
+                  .read_text().splitlines() if line.strip().startswith("k8s.io/kubernetes v"))
+    assert version["gitVersion"] == pinned, version
     # the ServiceAccount controller (kube-controller-manager) makes `default` in a new namespace
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rbac-check"}})
     _wait("default ServiceAccount", lambda: cluster.get(
@@ -131,8 +136,6 @@ def test_without_go_the_build_says_what_to_install(tmp_path):
     """A machine without Go fails `make controlplane` (and so `make test`) with one line, not a skip."""
     import shutil
     import subprocess
-
-    from tests.controlplane import BUILD_SCRIPT
 
     tools = tmp_path / "bin"  # a PATH with what the script uses before it looks for Go, and no go
     tools.mkdir()

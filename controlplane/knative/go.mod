@@ -1,11 +1,12 @@
-// Knative Serving of Knative v1.21.1 (mlops.toml [kubernetes].knative_version = "knative-v1.21.1"):
-// knative.dev/serving tags release knative-v1.21.1 as Go module version v0.48.1 (KServe v0.20.0's
-// go.mod requires the same knative.dev/serving v0.48.1). Programs: the controller and the webhook.
+// Knative Serving of Knative v1.21.2 (mlops.toml [kubernetes].knative_version = "knative-v1.21.2"):
+// knative.dev/serving tags release knative-v1.21.2 as Go module version v0.48.2 (KServe v0.20.0's
+// go.mod requires knative.dev/serving v0.48.1, the previous patch). Programs: the controller, the webhook and the autoscaler.
 module mlops.local/controlplane/knative
 
 go 1.24.0
 
 tool (
+	knative.dev/serving/cmd/autoscaler
 	knative.dev/serving/cmd/controller
 	knative.dev/serving/cmd/webhook
 )
@@ -140,8 +141,8 @@ require (
 	k8s.io/utils v0.0.0-20250604170112-4c0f3b243397 // indirect
 	knative.dev/caching v0.0.0-20260120130310-f1fc03b7f5ee // indirect
 	knative.dev/networking v0.0.0-20260120131110-a7cdca238a0d // indirect
-	knative.dev/pkg v0.0.0-20260120122510-4a022ed9999a // indirect
-	knative.dev/serving v0.48.1 // indirect
+	knative.dev/pkg v0.0.0-20260319144603-18c5d580ae64 // indirect
+	knative.dev/serving v0.48.2 // indirect
 	sigs.k8s.io/gateway-api v1.1.0 // indirect
 	sigs.k8s.io/json v0.0.0-20241014173422-cfa47c3a1cc8 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect

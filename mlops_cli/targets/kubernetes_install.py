@@ -39,6 +39,30 @@ def _ordered(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(objects, key=lambda o: rank.get(o["kind"], 2))
 
 
+HELM_HOOK = "helm.sh/hook"
+
+
+def _install_hooks(cluster: Any, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Helm install/upgrade hooks of a step to leave out because nothing else in it changes.
+
+    A release file rendered from a chart keeps the chart's hooks as plain objects: Envoy Gateway's
+    install.yaml has its certgen Job (`helm.sh/hook: pre-install, pre-upgrade`, ttlSecondsAfterFinished 30,
+    so the TTL controller deletes it once done). Helm runs such a hook only on an install or upgrade;
+    applied on every `up`, the Job was created again each time, so a second `up` was never unchanged."""
+    hooks = [o for o in objects if {"pre-install", "pre-upgrade"} & {
+        h.strip() for h in ((o["metadata"].get("annotations") or {}).get(HELM_HOOK) or "").split(",")}]
+    if not hooks:
+        return []
+    from ..adapters.kube_apply import KubeApiError
+
+    try:
+        if any(cluster.plan(o) != "unchanged" for o in objects if not any(o is h for h in hooks)):
+            return []
+    except KubeApiError:  # a kind not served yet: an install
+        return []
+    return hooks
+
+
 class KubernetesInstall:
     def _gateway_credentials(self, existing: dict[str, Any] | None) -> tuple["GatewayCredentials", bool]:
         """(credentials, generated): env first, then the cluster's Secret, else a new random password."""
@@ -202,7 +226,13 @@ class KubernetesInstall:
         objects = _ordered(step.objects)
         reporter.start(step.key, step.title, total=len(objects))
         results, counts = [], {"create": 0, "update": 0, "unchanged": 0}
+        hooks = _install_hooks(cluster, objects)
         for i, obj in enumerate(objects):
+            if any(obj is h for h in hooks):  # nothing else of the step changes: Helm would not run it either
+                counts["unchanged"] += 1
+                results.append(StepResult(describe(obj), "unchanged", step.title))
+                reporter.advance(step.key, object=describe(obj), action="unchanged")
+                continue
             if i and obj["kind"] not in FIRST_KINDS and objects[i - 1]["kind"] in FIRST_KINDS:
                 # CRDs Established before any object of their kinds is applied
                 for crd in (o for o in objects if o["kind"] == "CustomResourceDefinition"):
