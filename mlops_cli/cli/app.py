@@ -12,7 +12,7 @@ import typer
 from .. import __version__
 from ..common.errors import MlopsError, UsageError
 from . import (commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_images,
-               commands_lock, commands_platform, commands_render, commands_train)
+               commands_lock, commands_plan, commands_platform, commands_render, commands_train)
 from .state import state
 
 app = typer.Typer(
@@ -77,6 +77,7 @@ commands_drift.register(app)
 commands_eks.register(app)
 commands_render.register(app)
 commands_lock.register(app)
+commands_plan.register(app)
 
 
 # Global flags people type after the subcommand too (`mlops data status --json`, `mlops config validate
