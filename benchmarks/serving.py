@@ -300,6 +300,8 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,8,32,256")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--only-quality", action="store_true", help="ceilings and accuracy only, no servers")
+    parser.add_argument("--exported", type=Path, default=None,
+                        help="reuse exports of --model: DIR/<variant> as benchmarks/onnx_variants.py wrote them")
     parser.add_argument("--profile-out", type=Path, default=None,
                         help="write the served runtime's measured profile here (what `mlops plan --profile` reads)")
     args = parser.parse_args()
@@ -320,11 +322,14 @@ def main() -> int:
         model_dir = work / "classifier"
         SentimentClassifier.from_base(minilm_dir(), ["Negative", "Positive"], max_length=args.max_length).save(model_dir)
     started = time.perf_counter()
-    onnx_dir = export_int8(model_dir, work / "onnx-int8")
-    export_s = time.perf_counter() - started
-    # The other graph variant, for its ceiling and accuracy beside the served one's (models/onnx_export.py).
     other = next(v for v in VARIANTS if v != DEFAULT_VARIANT)
-    other_dir = export_int8(model_dir, work / f"onnx-int8-{other}", other)
+    if args.exported:
+        onnx_dir, other_dir = args.exported / DEFAULT_VARIANT, args.exported / other
+    else:
+        onnx_dir = export_int8(model_dir, work / "onnx-int8")
+        # The other graph variant, for its ceiling and accuracy beside the served one's (models/onnx_export.py).
+        other_dir = export_int8(model_dir, work / f"onnx-int8-{other}", other)
+    export_s = time.perf_counter() - started
     examples = test_split(args.project)
     texts = [examples[i % len(examples)].text for i in range(args.requests)]
     max_length = SentimentClassifier.load(model_dir).max_length
