@@ -9,6 +9,19 @@ drugsCom test reviews, 2026-11-27): labels agreeing with fp32 98.4% (per-tensor 
 onnxruntime default: 96.4%), accuracy -0.18 and macro F1 -0.15 points (default: -0.96 / -0.90), at
 the same speed. The embedding table stays fp32 (a lookup, no arithmetic to save): 59 MB instead of 23.
 
+Variants (VARIANTS; `benchmarks/onnx_variants.py`), trained MiniLM, 1,142 test reviews, 2026-12-06 18:28 UTC,
+AMD EPYC, 2 CPUs, no VNNI (AVX2 only), load average 7-15 from other work on the machine:
+
+| variant | accuracy | macro F1 | vs fp32 (points) | labels = fp32 | texts/s, median / best of 5 |
+|---|---|---|---|---|---|
+| fp32 (torch) | 0.8564 | 0.8443 | - | - | - |
+| plain (default) | 0.8608 | 0.8493 | +0.44 / +0.50 | 98.3% | 10.9 / 14.4 |
+| fused | 0.8625 | 0.8510 | +0.61 / +0.67 | 98.3% | 9.8 / 24.5 |
+
+The fused graph is not the default: under that load its speed was not shown to be better (rounds 24.5 /
+8.0 / 9.8 / 8.9 / 10.2 against 10.9 / 14.4 / 10.1 / 10.4 / 12.3 texts/s, alternating), and it moves
+accuracy by more than 0.5 points from fp32 (upwards). Measure it again on a quiet machine before choosing it.
+
 Example::
 
     export_int8("models/1/artifacts/classifier", "models/1/onnx-int8")   # -> the runtime directory
