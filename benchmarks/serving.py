@@ -40,6 +40,9 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import describe  # noqa: E402
 
 PASSWORD = "bench"
 
@@ -96,6 +99,7 @@ class Cell:
     timeouts: int = 0
     rss_growth_mb: float | None = None
     wall: float = 0.0
+    gateway_cpu_ms: float | None = None  # the gateway process's CPU per answered request, in this cell
 
     @property
     def ok(self) -> int:
@@ -153,6 +157,13 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] * 1000
+
+
+def cpu_s(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def rss_mb(pid: int) -> float:
@@ -230,9 +241,10 @@ def run_ours(runtime: str, model_dir: Path, work: Path, env: dict, texts: list[s
             for _ in range(rounds):
                 if rounds > 1:
                     result.ceilings.append(ceiling_probe())
-                before = rss_mb(predictor.pid)
+                before, cpu_before = rss_mb(predictor.pid), cpu_s(gateway.pid)
                 cell = asyncio.run(load(url, texts, c, auth))
                 cell.rss_growth_mb = rss_mb(predictor.pid) - before
+                cell.gateway_cpu_ms = (cpu_s(gateway.pid) - cpu_before) * 1000 / max(1, sum(cell.statuses.values()))
                 result.rounds.setdefault(c, []).append(cell)
             print(f"  {result.name:<18} c={c:<4} {cell.rps:7.1f} req/s  p50 {cell.pct(.5):7.1f}  p99 {cell.pct(.99):7.1f} ms  "
                   f"{cell.statuses}", flush=True)
@@ -288,6 +300,10 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,8,32,256")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--only-quality", action="store_true", help="ceilings and accuracy only, no servers")
+    parser.add_argument("--exported", type=Path, default=None,
+                        help="reuse exports of --model: DIR/<variant> as benchmarks/onnx_variants.py wrote them")
+    parser.add_argument("--profile-out", type=Path, default=None,
+                        help="write the served runtime's measured profile here (what `mlops plan --profile` reads)")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
 
@@ -296,7 +312,7 @@ def main() -> int:
     from mlops_cli.training.evaluation import evaluate
     from models.classifier import SentimentClassifier
     from models.onnx_classifier import OnnxClassifier
-    from models.onnx_export import export_int8
+    from models.onnx_export import DEFAULT_VARIANT, VARIANTS, export_int8
 
     torch.set_num_threads(os.cpu_count() or 1)
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
@@ -306,26 +322,40 @@ def main() -> int:
         model_dir = work / "classifier"
         SentimentClassifier.from_base(minilm_dir(), ["Negative", "Positive"], max_length=args.max_length).save(model_dir)
     started = time.perf_counter()
-    onnx_dir = export_int8(model_dir, work / "onnx-int8")
+    other = next(v for v in VARIANTS if v != DEFAULT_VARIANT)
+    if args.exported:
+        onnx_dir, other_dir = args.exported / DEFAULT_VARIANT, args.exported / other
+    else:
+        onnx_dir = export_int8(model_dir, work / "onnx-int8")
+        # The other graph variant, for its ceiling and accuracy beside the served one's (models/onnx_export.py).
+        other_dir = export_int8(model_dir, work / f"onnx-int8-{other}", other)
     export_s = time.perf_counter() - started
     examples = test_split(args.project)
     texts = [examples[i % len(examples)].text for i in range(args.requests)]
     max_length = SentimentClassifier.load(model_dir).max_length
 
-    print(f"serving benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.requests} test-split "
+    started_at, machine_line = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), describe()
+    print(f"serving benchmark {started_at}: {args.requests} test-split "
           f"reviews per cell, max_length {max_length}, {os.cpu_count()} CPUs, load average "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; ONNX export + int8 quantisation {export_s:.1f} s", flush=True)
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; ONNX export + int8 quantisation {export_s:.1f} s; "
+          f"served graph: {DEFAULT_VARIANT}", flush=True)
+    print(f"  machine: {describe()}", flush=True)
 
-    fp32, int8 = SentimentClassifier.load(model_dir), OnnxClassifier.load(onnx_dir)
-    ceilings = {"torch": ceiling(fp32, texts, 32), "onnx-int8": ceiling(int8, texts, 32)}
-    sorted_ceilings = {"torch": ceiling(fp32, texts), "onnx-int8": ceiling(int8, texts)}
-    quality = {name: evaluate(clf, examples).metrics for name, clf in (("torch", fp32), ("onnx-int8", int8))}
+    fp32, int8, alt = SentimentClassifier.load(model_dir), OnnxClassifier.load(onnx_dir), OnnxClassifier.load(other_dir)
+    alt_key = f"onnx-int8 {other} (not served)"
+    ceilings = {"torch": ceiling(fp32, texts, 32)}
+    for _ in range(3):   # the two int8 graphs alternate, so the VM's drift hits both alike; the best of each
+        ceilings["onnx-int8"] = max(ceilings.get("onnx-int8", 0.0), ceiling(int8, texts, 32, tries=1))
+        ceilings[alt_key] = max(ceilings.get(alt_key, 0.0), ceiling(alt, texts, 32, tries=1))
+    sorted_ceilings = {"torch": ceiling(fp32, texts), "onnx-int8": ceiling(int8, texts), alt_key: ceiling(alt, texts)}
+    quality = {name: evaluate(clf, examples).metrics for name, clf in (("torch", fp32), ("onnx-int8", int8), (alt_key, alt))}
+    del alt
     del fp32
     print(f"  model-only ceiling, texts in groups of 32: torch {ceilings['torch']:.1f} texts/s, onnx-int8 "
           f"{ceilings['onnx-int8']:.1f} texts/s (all {len(texts)} at once: {sorted_ceilings['torch']:.1f} / "
-          f"{sorted_ceilings['onnx-int8']:.1f})", flush=True)
+          f"{sorted_ceilings['onnx-int8']:.1f}); {alt_key}: {ceilings[alt_key]:.1f} ({sorted_ceilings[alt_key]:.1f})", flush=True)
     if args.only_quality:
-        for key in ("torch", "onnx-int8"):
+        for key in quality:
             print(f"  {key}: accuracy {quality[key]['accuracy']:.4f}, macro F1 {quality[key]['macro_f1']:.4f} "
                   f"on {len(examples)} test reviews")
         dacc = (quality["onnx-int8"]["accuracy"] - quality["torch"]["accuracy"]) * 100
@@ -344,7 +374,30 @@ def main() -> int:
         "naive": run_naive(model_dir, work, env, texts, levels, max_length),
     }
     report(paths, ceilings, sorted_ceilings, quality, levels, args.requests)
+    print(f"\n  finished {time.strftime('%H:%M UTC', time.gmtime())}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    if args.profile_out:
+        write_profile(args.profile_out, paths["onnx-int8"], onnx_dir, started_at, machine_line)
+        print(f"  profile written to {args.profile_out}")
     return 0
+
+
+def write_profile(path: Path, served: Path_, onnx_dir: Path, started_at: str, machine: str) -> None:
+    """What `mlops plan` reads (mlops_cli/cloud/serving_profile.py): each level's best round through the gateway."""
+    import json
+
+    from mlops_cli.cloud.serving_profile import Cell as ProfileCell
+    from mlops_cli.cloud.serving_profile import ServingProfile
+
+    cells = tuple(ProfileCell(c, round(cell.rps, 1), round(cell.pct(.5), 1), round(cell.pct(.99), 1))
+                  for c, cell in sorted(served.cells.items()) if cell.ok and not cell.statuses.get(503))
+    gateway_ms = [cell.gateway_cpu_ms for cells in served.rounds.values() for cell in cells if cell.gateway_cpu_ms]
+    profile = ServingProfile(
+        measured_at=started_at, machine=machine, runtime="onnx-int8", predictor_cpus=os.cpu_count() or 1, cells=cells,
+        gateway_cpu_ms=round(statistics.median(gateway_ms), 2),
+        model_mb=round(sum(f.stat().st_size for f in onnx_dir.iterdir()) / 2**20, 1),
+        cold_start_s=round(served.cold_start_s or 0.0, 2),
+        source="benchmarks/serving.py " + " ".join(sys.argv[1:]))
+    path.write_text(json.dumps(profile.to_dict(), indent=2) + "\n")
 
 
 def report(paths: dict[str, Path_], ceilings: dict[str, float], sorted_ceilings: dict[str, float],
@@ -364,10 +417,10 @@ def report(paths: dict[str, Path_], ceilings: dict[str, float], sorted_ceilings:
     print()
     print(f"| runtime | ceiling texts/s, groups of 32 | ceiling, all {n} at once | accuracy | macro F1 | predictor cold start s |")
     print("|---|---|---|---|---|---|")
-    for key in ("onnx-int8", "torch"):
+    for key in [k for k in ceilings if k != "torch"] + ["torch"]:
         q = quality[key]
-        print(f"| {key} | {ceilings[key]:.1f} | {sorted_ceilings[key]:.1f} | {q['accuracy']:.4f} | {q['macro_f1']:.4f} | "
-              f"{paths[key].cold_start_s:.1f} |")
+        cold = f"{paths[key].cold_start_s:.1f}" if key in paths else "-"
+        print(f"| {key} | {ceilings[key]:.1f} | {sorted_ceilings[key]:.1f} | {q['accuracy']:.4f} | {q['macro_f1']:.4f} | {cold} |")
     print(f"| naive | - | - | - | - | {naive.cold_start_s:.1f} |")
 
     served = paths["onnx-int8"]
@@ -378,10 +431,10 @@ def report(paths: dict[str, Path_], ceilings: dict[str, float], sorted_ceilings:
         def rounds_of(path: Path_) -> str:
             return " / ".join(f"{cell.rps:.1f}" for cell in path.rounds.get(32, []))
 
-        goals.append(("1. c=32 throughput >= 2x naive, p99 <= naive p99 (best round of each)",
+        goals.append(("1. c=32 throughput >= 3x naive, p99 <= naive p99 (best round of each)",
                       f"{c32.rps / n32.rps:.2f}x, p99 {c32.pct(.99):.0f} vs {n32.pct(.99):.0f} ms (rounds: ours "
                       f"{rounds_of(served)}, naive {rounds_of(naive)} req/s)",
-                      c32.rps >= 2 * n32.rps and c32.pct(.99) <= n32.pct(.99)))
+                      c32.rps >= 3 * n32.rps and c32.pct(.99) <= n32.pct(.99)))
         # Each round against the ceiling measured just before it; the median of those ratios. Without
         # rounds (--concurrency without 32's probe), the best cell against the ceiling from the start.
         rounds = served.rounds.get(32, [])

@@ -13,132 +13,64 @@ Softmax and the label decision are the gateway's job, so the predictor stays a p
 never imports torch; `--runtime torch` the fp32 classifier; `auto` (the default) whichever the directory
 holds. Under more load than it can serve within `--latency-budget-ms` the predictor answers 503 with
 `Retry-After` at once instead of queueing without bound.
+
+A cold start overlaps its two halves: the onnx-int8 model loads (and runs one warm-up pass) in a thread
+while this thread imports KServe (models/predictor_server.py), which needs no model; on 2 cores the
+halves take one core each. The server says ready only once both are done.
 """
+
 
 from __future__ import annotations
 
 import argparse
 import os
-import uuid
+import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from kserve import InferOutput, InferRequest, InferResponse, Model
-from kserve.errors import InvalidInput
+from mlops_cli.common.logging_setup import configure_json_logging
 
-from mlops_cli.common.logging_setup import configure_json_logging, request_id_var
+from .onnx_classifier import is_runtime_dir
+from .served_classifier import RUNTIMES, load_classifier, warm_up
 
-from .batcher import MicroBatcher, Overloaded
-from .onnx_classifier import OnnxClassifier, is_runtime_dir
-from .text_features import load_vocab, text_features
-
-RUNTIMES = ("auto", "onnx-int8", "torch")
+__all__ = ["RUNTIMES", "load_classifier", "main"]
 
 
-def load_classifier(model_dir: Path, runtime: str = "auto", threads: int = 0):
-    """The classifier a predictor serves; torch is imported only for the torch runtime."""
-    if runtime == "onnx-int8" or (runtime == "auto" and is_runtime_dir(model_dir)):
-        return OnnxClassifier.load(model_dir, threads)
-    if threads:
-        import torch
+class Preload:
+    """The onnx-int8 model loading in a thread from now on; `result()` waits for it. The torch runtime
+    loads in `result()` itself: torch's import is Python, which a second thread would only slow down."""
 
-        torch.set_num_threads(threads)
-    from .classifier import SentimentClassifier
+    def __init__(self, model_dir: Path, runtime: str, threads: int) -> None:
+        self.model_dir, self.runtime, self.threads = model_dir, runtime, threads
+        self._classifier: Any = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if runtime == "onnx-int8" or (runtime == "auto" and is_runtime_dir(model_dir)):
+            self._thread = threading.Thread(target=self._load, name="model-preload", daemon=True)
+            self._thread.start()
 
-    return SentimentClassifier.load(model_dir)
+    def _load(self) -> None:
+        try:
+            self._classifier = warm_up(load_classifier(self.model_dir, self.runtime, self.threads))
+        except BaseException as exc:   # re-raised in the main thread by result()
+            self._error = exc
 
-
-class SentimentPredictor(Model):
-    def __init__(self, name: str, model_dir: Path, version: str, batch_size: int = 32, *, runtime: str = "auto",
-                 threads: int = 0, max_wait_ms: float = 5.0, max_queue: int = 1024, latency_budget_ms: float = 0.0) -> None:
-        super().__init__(name)
-        self.model_dir = Path(model_dir)
-        self.version = version
-        self.batch_size = batch_size
-        self.runtime = runtime
-        self.threads = threads
-        self.classifier: Any = None
-        self.vocab: frozenset[str] = frozenset()
-        self.batcher = MicroBatcher(self.infer, max_batch=batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
-                                    latency_budget_s=latency_budget_ms / 1000.0)
-
-    def load(self) -> bool:
-        self.classifier = load_classifier(self.model_dir, self.runtime, self.threads)
-        self.vocab = load_vocab(self.model_dir)
-        self.ready = True
-        return self.ready
-
-    def infer(self, texts: list[str]) -> tuple[np.ndarray, list[dict[str, float]]]:
-        assert self.classifier is not None, "load() first"
-        probs = self.classifier.predict_proba(texts, batch_size=self.batch_size)
-        # log-probabilities are logits up to a per-row constant: softmax(log p) == p exactly.
-        logits = np.log(np.clip(probs, 1e-12, 1.0))
-        return logits, [text_features(t, self.vocab) for t in texts]
-
-    async def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers=None):
-        # The gateway forwards its request id, so predictor log lines join the gateway's and the trace.
-        request_id_var.set((headers or {}).get("x-request-id", ""))
-        if isinstance(payload, InferRequest):
-            return await self._predict_v2(payload)
-        texts = _texts_from_v1(payload)
-        logits, features = await self.batcher.submit(texts)
-        labels = list(self.classifier.labels)
-        return {
-            "predictions": [
-                {"logits": np.asarray(row).tolist(), "labels": labels, "model_version": self.version, **feat}
-                for row, feat in zip(logits, features)
-            ]
-        }
-
-    async def _predict_v2(self, request: InferRequest) -> InferResponse:
-        tensor = request.get_input_by_name("text") or (request.inputs[0] if request.inputs else None)
-        if tensor is None:
-            raise InvalidInput("V2 request needs a BYTES input named 'text'")
-        texts = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in tensor.as_numpy().ravel().tolist()]
-        _check_texts(texts)
-        rows, features = await self.batcher.submit(texts)
-        logits = np.asarray(rows, dtype=np.float32)
-        labels = list(self.classifier.labels)
-        outputs = [
-            InferOutput("logits", list(logits.shape), "FP32", logits.tolist()),
-            InferOutput("labels", [len(labels)], "BYTES", labels),
-            InferOutput("oov_share", [len(texts)], "FP32", [f["oov_share"] for f in features]),
-        ]
-        return InferResponse(
-            response_id=request.id or str(uuid.uuid4()),
-            model_name=self.name,
-            model_version=self.version,
-            infer_outputs=outputs,
-        )
+    def result(self) -> Any:
+        if self._thread is None:
+            return warm_up(load_classifier(self.model_dir, self.runtime, self.threads))
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._classifier
 
 
-def _texts_from_v1(payload: Any) -> list[str]:
-    instances = payload.get("instances") if isinstance(payload, dict) else None
-    if not isinstance(instances, list):
-        raise InvalidInput('V1 request needs {"instances": ["text", ...]}')
-    texts = [i.get("text") if isinstance(i, dict) else i for i in instances]
-    _check_texts(texts)
-    return texts
+def __getattr__(name: str) -> Any:
+    # The KServe side lives in predictor_server (imported late, see the module doc); old imports still work.
+    if name in ("SentimentPredictor", "yield_to_model"):
+        from . import predictor_server
 
-
-def _check_texts(texts: list[Any]) -> None:
-    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-        raise InvalidInput("every instance must be a non-empty string")
-
-
-def _bind_loopback(host: str) -> None:
-    # KServe's REST server hardcodes 0.0.0.0, right for a pod; on a workstation we listen on loopback only.
-    import uvicorn
-
-    original = uvicorn.Config
-
-    class _Config(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["host"] = host
-            super().__init__(*args, **kwargs)
-
-    uvicorn.Config = _Config  # type: ignore[misc]
+        return getattr(predictor_server, name)
+    raise AttributeError(name)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,14 +92,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-error-share", type=float, default=0.0,
                         help="answer this share of predict calls 500 on purpose (testing the canary gate only)")
     args, _ = parser.parse_known_args(argv)
+    preloading = Preload(Path(args.model_dir), args.runtime, args.threads)
+
+    from kserve import ModelServer, model_server
+
+    from .predictor_server import SentimentPredictor, _bind_loopback, _overloaded, yield_to_model
 
     if args.host:
         _bind_loopback(args.host)
 
-    from kserve import ModelServer, model_server
-
     configure_json_logging("predictor", args.log_level)
     model_server.args.configure_logging = False  # KServe would replace our JSON lines with its own format
+    from .batcher import Overloaded
+
     model_server.app.add_exception_handler(Overloaded, _overloaded)
     from .predictor_metrics import PredictMetricsMiddleware, PredictorMetrics
 
@@ -177,34 +114,12 @@ def main(argv: list[str] | None = None) -> None:
     model = SentimentPredictor(args.model_name, Path(args.model_dir), args.version, args.batch_size,
                                runtime=args.runtime, threads=args.threads, max_wait_ms=args.max_wait_ms,
                                max_queue=args.max_queue, latency_budget_ms=args.latency_budget_ms)
-    model.load()
+    model.load(preloading.result())
     if args.http_nice:
         yield_to_model(model, args.http_nice)
     # One worker process, and KServe's per-request latency logging off: the model keeps the cores.
     ModelServer(http_port=args.http_port, enable_grpc=False, workers=1, enable_latency_logging=False).start([model])
 
-
-def yield_to_model(model: SentimentPredictor, nice: int) -> None:
-    """Run the HTTP server (this thread) at a lower CPU priority than the model's threads.
-
-    On a machine whose cores the model fills, every millisecond the server's thread takes pre-empts one
-    of the model's intra-op threads, and the pass waits for it at the next barrier. At a lower priority
-    the server runs in the gaps the model leaves instead (measured on 2 cores, 2026-11-27, 16 alternating
-    rounds: c=32 throughput 90% -> 98% of the model-only ceiling, with the gateway niced too). Linux
-    applies nice per thread: the model thread and onnxruntime's pool (created by `load()`) keep the
-    process's priority; elsewhere the whole process is lowered, which changes nothing relative.
-    """
-    model.batcher.start_thread()
-    try:
-        os.nice(nice)
-    except OSError:  # never fatal: a priority is an optimisation
-        pass
-
-
-async def _overloaded(_request: Any, exc: Overloaded):
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after_s)})
 
 
 if __name__ == "__main__":

@@ -152,6 +152,49 @@ def test_predictor_serves_the_export_without_importing_torch(runtime_dir):
     assert out.stdout.split() == ["OnnxClassifier", "True", "False"]
 
 
+def test_predictor_preloads_the_export_in_a_thread_while_kserve_imports(runtime_dir, tmp_path):
+    # issue 27: the cold start overlaps the model's load (one core) with KServe's import (the other)
+    code = ("import sys; from pathlib import Path; from models.predictor import Preload; "
+            f"p = Preload(Path({str(runtime_dir)!r}), 'auto', 1); started = p._thread is not None; import kserve; "
+            "clf = p.result(); print(started, type(clf).__name__, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "OnnxClassifier", "False"]
+
+    from models.predictor import Preload
+
+    with pytest.raises(FileNotFoundError, match="not an exported runtime"):   # raised where result() is asked
+        Preload(tmp_path, "onnx-int8", 1).result()
+
+
+@pytest.mark.parametrize("variant", ["plain", "fused"])
+def test_every_export_variant_gives_fp32_labels(decisive_classifier, tmp_path, variant):
+    # issue 27: "fused" runs onnxruntime's BERT optimizer (onnxruntime/python/tools/transformers/optimizer.py)
+    # before int8; its int8 must hold the same tolerance on an AVX2-only CPU as the plain graph.
+    import onnx
+
+    from models.classifier import SentimentClassifier
+    from models.onnx_classifier import OnnxClassifier
+    from models.onnx_export import export_int8
+
+    out = export_int8(decisive_classifier, tmp_path / variant, variant)
+    ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
+    fused = {"QAttention", "EmbedLayerNormalization", "SkipLayerNormalization", "BiasGelu"}
+    assert (fused <= ops) if variant == "fused" else not (fused & ops), sorted(ops)
+    assert json.loads((out / "mlops_classifier.json").read_text())["graph"] == variant
+    fp32 = SentimentClassifier.load(decisive_classifier).predict_proba(TEXTS)
+    int8 = OnnxClassifier.load(out, threads=1).predict_proba(TEXTS)
+    assert np.abs(fp32 - int8).max() <= PROBA_TOLERANCE, np.abs(fp32 - int8).max()
+    assert fp32.argmax(1).tolist() == int8.argmax(1).tolist()
+
+
+def test_an_unknown_export_variant_is_refused(decisive_classifier, tmp_path):
+    from models.onnx_export import export_int8
+
+    with pytest.raises(ValueError, match="plain, fused"):
+        export_int8(decisive_classifier, tmp_path / "x", "fastest")
+
+
 @pytest.mark.parametrize("serving, expect", [
     ('runtime = "huggingface"', {"runtime": "torch", "predictor_server": "huggingface"}),   # the old meaning
     ('runtime = "mlops"', {"runtime": "onnx-int8", "predictor_server": "mlops"}),

@@ -12,8 +12,8 @@ import typer
 from .. import __version__
 from ..common.errors import MlopsError, UsageError
 from . import (commands_config, commands_data, commands_doctor, commands_drift, commands_eks, commands_feedback,
-               commands_images, commands_lock, commands_loop, commands_monitor, commands_platform, commands_render,
-               commands_train)
+               commands_images, commands_lock, commands_loop, commands_monitor, commands_plan, commands_platform,
+               commands_render, commands_train)
 from .state import state
 
 app = typer.Typer(
@@ -81,6 +81,7 @@ commands_loop.register(app)
 commands_eks.register(app)
 commands_render.register(app)
 commands_lock.register(app)
+commands_plan.register(app)
 
 
 # Global flags people type after the subcommand too (`mlops data status --json`, `mlops config validate
