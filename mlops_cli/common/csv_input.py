@@ -9,8 +9,19 @@ is never closed, which runs one field on through the rest of the file.
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 from .errors import DataError
+
+
+def utf8_text(path: Path, data: bytes) -> str:
+    """A user's file as text: UTF-8 (a byte-order mark dropped), or one message naming the first bad line."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line} is not valid UTF-8 (byte {exc.start})",
+                        hint="re-save the file as UTF-8") from None
 
 
 def unreadable_row(where: str, row: int, line: int, exc: csv.Error) -> DataError:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..common.csv_input import unreadable_row
+from ..common.csv_input import unreadable_row, utf8_text
 from ..common.errors import DataError, PreflightError
 from ..common.text_policy import clean_text
 from ..config.settings import Config
@@ -130,13 +130,7 @@ def _cell_text(value: object) -> str:
 
 def _read_csv(path: Path) -> tuple[list[dict[str, str]], list[int]]:
     """The rows, and the line each one ends on (a quoted field may span lines)."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line} is not valid UTF-8 (byte {exc.start})",
-                        hint="re-save the file as UTF-8") from None
+    text = utf8_text(path, path.read_bytes())
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows: list[dict[str, str]] = []
     lines: list[int] = []

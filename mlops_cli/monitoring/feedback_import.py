@@ -17,6 +17,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from ..common.csv_input import utf8_text
 from ..common.errors import DataError, MlopsError
 from ..common.log_rotation import log_files
 from ..config.settings import Config
@@ -56,13 +57,7 @@ def _read(path: Path, max_bytes: int) -> tuple[list[dict[str, str]], list[int]]:
     if size > max_bytes:
         raise DataError(f"{path}: {size} bytes, more than [feedback].import_max_bytes ({max_bytes})",
                         hint="split the file, or raise [feedback].import_max_bytes")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line} is not valid UTF-8 (byte {exc.start})",
-                        hint="re-save the file as UTF-8") from None
+    text = utf8_text(path, path.read_bytes())
     reader = csv.DictReader(io.StringIO(text, newline=""))
     columns = reader.fieldnames or []
     if "label" not in columns or not ({"request_id", "text"} & set(columns)):
