@@ -27,21 +27,15 @@ from ..common.csv_input import unreadable_row, utf8_text
 from ..common.errors import DataError, PreflightError
 from ..common.text_policy import clean_text
 from ..config.settings import Config
+from .labels import BINARY_LABELS, THREE_LABELS, labels_for, rating_label  # noqa: F401  (re-exported: callers import them from here)
 
 DATASET_NAME = "reviews"
 SPLITS = ("train", "test")
 MANIFEST = "sources.json"
-BINARY_LABELS = ("Negative", "Positive")
-THREE_LABELS = ("Negative", "Neutral", "Positive")
 # Every class needs this many rows in each of fit / validation / test: a threshold, a temperature or a
 # bootstrap on fewer is noise, and scikit-learn refuses a class with none.
 MIN_ROWS_PER_CLASS = 2
 
-_LABEL_ALIASES = {
-    "positive": "Positive", "pos": "Positive", "1": "Positive", "good": "Positive",
-    "negative": "Negative", "neg": "Negative", "0": "Negative", "bad": "Negative",
-    "neutral": "Neutral", "neu": "Neutral",
-}
 
 
 @dataclass(frozen=True)
@@ -73,14 +67,6 @@ class Dataset:
 
 def dataset_dir(config: Config) -> Path:
     return config.path(config.data.dir) / DATASET_NAME
-
-
-def labels_for(classes: str) -> tuple[str, ...]:
-    return BINARY_LABELS if classes == "binary" else THREE_LABELS
-
-
-def rating_label(raw: str) -> str | None:
-    return _LABEL_ALIASES.get(raw.strip().lower())
 
 
 # -- a user's own file ---------------------------------------------------------------------------

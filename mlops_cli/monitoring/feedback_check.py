@@ -25,7 +25,7 @@ from typing import Any, Callable
 import orjson
 
 from ..common.text_policy import clean_text
-from ..data.dataset import rating_label
+from ..data.labels import rating_label
 
 MAX_ID_CHARS = 200
 NAMED = 20  # an error names this many bad items, and counts them all

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..common.log_rotation import log_files
 from ..config.settings import Config
-from ..data.dataset import labels_for
+from ..data.labels import labels_for
 from ..monitoring.feedback_check import MAX_ID_CHARS, FeedbackRejected, PredictionIndex, Served, check_items
 from ..monitoring.feedback_log import feedback_log
 from .gateway_http import ApiError
