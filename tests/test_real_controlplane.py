@@ -111,9 +111,18 @@ def _pod_failures(cluster, namespace, deployments):
     failures = {}
     for dep in deployments:
         name = dep["metadata"]["name"]
-        sets = _wait(f"ReplicaSet of {name}", lambda: [
-            rs for rs in cluster.list_objects("apps/v1", "ReplicaSet", namespace)
-            if any(ref["name"] == name for ref in rs["metadata"].get("ownerReferences", []))])
+        revision = "deployment.kubernetes.io/revision"
+
+        def current():  # the ReplicaSet of the Deployment's current template (an earlier apply may have made another)
+            live = cluster.get({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace}})
+            if not live or (live.get("status") or {}).get("observedGeneration") != live["metadata"]["generation"]:
+                return []
+            want_rev = (live["metadata"].get("annotations") or {}).get(revision)
+            return [rs for rs in cluster.list_objects("apps/v1", "ReplicaSet", namespace)
+                    if any(ref["name"] == name for ref in rs["metadata"].get("ownerReferences", []))
+                    and (rs["metadata"].get("annotations") or {}).get(revision) == want_rev]
+
+        sets = _wait(f"ReplicaSet of {name}", current)
         rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", **sets[0]}
         want = dep["spec"].get("replicas", 1)
 
@@ -123,7 +132,11 @@ def _pod_failures(cluster, namespace, deployments):
                     if any(r["uid"] == live["metadata"]["uid"] for r in p["metadata"].get("ownerReferences", []))]
             return (live, pods) if _condition(live, "ReplicaFailure") or len(pods) >= want else None
 
-        live, pods = _wait(f"pods of {name}", settled)
+        try:
+            live, pods = _wait(f"pods of {name}", settled)
+        except AssertionError as exc:  # say why: the ReplicaSet's events and its status
+            raise AssertionError(f"{exc}: {events_of(cluster, namespace, 'ReplicaSet', rs['metadata']['name'])} "
+                                 f"{dumps(cluster.get(rs).get('status'))}") from None
         failure = _condition(live, "ReplicaFailure")
         if failure:
             failures[name] = [failure["message"], *events_of(cluster, namespace, "ReplicaSet", rs["metadata"]["name"])]
