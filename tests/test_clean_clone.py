@@ -1,7 +1,7 @@
 """CI's `test` job from a clean clone, offline, against warm caches (issue 24's first acceptance point).
 
 The repository alone is copied into an empty folder: its tracked and not-ignored files, nothing beside it
-(no ../shared, which exists on no contributor's clone or runner), no .venv, no build output. Then the
+(no sibling folder of ours, which exists on no contributor's clone or runner), no .venv, no build output. Then the
 job's steps run with the network cut off (a new network namespace holding only loopback: `unshare -rn`)
 against the caches a runner restores (ci.yml: the pip cache, ~/go/pkg/mod keyed by every go.sum, and the
 control-plane programs): `make controlplane` must find its programs without the module proxy, the whole
