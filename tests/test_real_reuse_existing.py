@@ -69,6 +69,19 @@ def reuse_project(project, foreign_cluster, monkeypatch):
     return cluster_of(foreign_cluster, NS)
 
 
+SETTINGS = (("knative-serving", "config-network"), ("knative-serving", "config-features"), ("kserve", "inferenceservice-config"))
+
+
+def _parsed(data):
+    """ConfigMap data with KServe's JSON documents parsed (we write them back re-indented)."""
+    def value(text):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return {k: value(v) for k, v in data.items()}
+
+
 def _managers(live):
     return {m["manager"] for m in live["metadata"].get("managedFields") or []}
 
@@ -84,6 +97,7 @@ def test_reuse_existing_still_applies_our_objects_and_settings(cli, reuse_projec
     from charts import edge, knative
 
     cluster = reuse_project
+    theirs = {name: _config_map(cluster, ns, name)["data"] for ns, name in SETTINGS}
     refused = cli("up", "--target", "kubernetes")
     assert refused.exit_code == 2 and "--reuse-existing" in refused.stderr, refused.stderr
 
@@ -123,3 +137,21 @@ def test_reuse_existing_still_applies_our_objects_and_settings(cli, reuse_projec
     assert all(cluster.get(o) is None for o in ours)
     assert _config_map(cluster, "knative-serving", "config-network") is not None  # theirs: left
     assert cluster.get(controller) is not None
+    # ... as it was before `up`: their values back, our field manager gone (before: ours stayed in all three)
+    for ns, name in SETTINGS:
+        live = _config_map(cluster, ns, name)
+        assert _parsed(live["data"]) == _parsed(theirs[name]), name
+        assert "mlops-settings" not in _managers(live) and THEIRS in _managers(live), (name, _managers(live))
+    assert _config_map(cluster, NS, "mlops-reused-settings") is None
+
+
+def test_down_leaves_a_value_they_changed_after_up(cli, reuse_project):
+    """Their own change to a key we set, made after `up`, is theirs: `down` does not put the old value over it."""
+    cluster = reuse_project
+    assert cli("up", "--target", "kubernetes", "--reuse-existing").exit_code == 0
+    _apply_as(cluster, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config-network", "namespace": "knative-serving"},
+                        "data": {"ingress-class": "their.ingress.networking.knative.dev"}}, "their-admin")
+    assert cli("down", "--target", "kubernetes", "--yes").exit_code == 0
+    network = _config_map(cluster, "knative-serving", "config-network")
+    assert network["data"]["ingress-class"] == "their.ingress.networking.knative.dev"
+    assert "mlops-settings" not in _managers(network), _managers(network)

@@ -23,6 +23,7 @@ from ..common.errors import MlopsError, PreflightError
 from ..common.progress import Reporter
 from .base import Confirm, DownOptions, Outcome, StepResult, UpOptions
 from .kubernetes_ownership import foreign, is_ours
+from .kubernetes_reused import remember, restore
 
 if TYPE_CHECKING:
     from charts.secrets import GatewayCredentials, PlatformSecrets
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 # Applied before the rest of a step (CRDs then waited Established): the objects live in them or are of their kinds.
 FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
 KEPT_WITHOUT_PURGE = {"CustomResourceDefinition", "PersistentVolumeClaim"}
+MODEL_STAGE = "deployed model"
 
 
 def _ordered(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -212,6 +214,7 @@ class KubernetesInstall:
                 raise PreflightError(f"{step.title}: the install being reused has no ConfigMap {patch.namespace}/{patch.name}, "
                                      f"where mlops must set {', '.join(patch.values)} ({patch.why})",
                                      hint="install the component from its release manifest, or let mlops install it")
+            remember(self.cluster, self.config.kubernetes.namespace, patch, live)  # theirs, for `down` to put back
             changed = patch.apply(live, f"{step.title} (reused)")["data"]
             keys = [patch.json_key] if patch.json_key else list(patch.values)
             action = self.cluster.apply_settings({**cm, "data": {k: changed[k] for k in keys}})
@@ -258,7 +261,8 @@ class KubernetesInstall:
         the upstream install. Envoy Gateway's controller removes its `gateway-exists-finalizer` from our
         GatewayClass once no Gateway uses it, and only while it runs (envoyproxy/gateway v1.8.3
         internal/provider/kubernetes/controller.go, removeFinalizer), so its Deployment must outlive them.
-        Only objects we applied are deleted (kubernetes_ownership): a reused component stays."""
+        Only objects we applied are deleted (kubernetes_ownership): a reused component stays, with the values
+        our settings replaced in its ConfigMaps put back (kubernetes_reused)."""
         from charts.platform import platform_steps
 
         cluster = self.cluster
@@ -274,7 +278,7 @@ class KubernetesInstall:
         # What KServe and Knative create for the model: gone before their controllers are deleted.
         children = [{"apiVersion": "serving.knative.dev/v1", "kind": kind, "metadata": {"name": f"{model}-predictor", "namespace": ours}}
                     for kind in ("Service", "Route")]
-        plan = [("deployed model", [self._isvc_identity(), self._history_identity()], children)]
+        plan = [(MODEL_STAGE, [self._isvc_identity(), self._history_identity()], children)]
         for s in reversed(steps):
             own = {describe(o) for o in s.own}
             if own:
@@ -301,5 +305,7 @@ class KubernetesInstall:
                 reporter.update("down", info=f"{title}: waiting until deleted")
                 cluster.wait_gone(deleted + also_wait, time.monotonic() + self.config.kubernetes.step_timeout_s,
                                   on_poll=lambda last, t=title: reporter.update("down", info=f"{t}: {last}"))
+            if title == MODEL_STAGE:  # no model left to route: reused installs get their settings back
+                outcome.steps += restore(cluster, ours)
         reporter.finish("down", "done")
         return outcome
