@@ -10,7 +10,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from tests.k8s_support import build_bundle, kubernetes_toml
+from tests.upstream_bundle import build_bundle, kubernetes_toml
 from tests.schema_support import _crd_schemas, real_crd_schemas, validate as _validate
 from tests.support import http_server
 

@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from tests.k8s_support import build_bundle, kubernetes_toml
+from tests.upstream_bundle import build_bundle, kubernetes_toml
 
 # queue-proxy's own ports (knative/serving pkg/networking/constants.go): BackendHTTPPort 8012 (it proxies
 # requests to the user container there, counting them), BackendHTTP2Port 8013, QueueAdminPort 8022,
