@@ -20,9 +20,10 @@ Egress is denied by default too (`default-deny-egress`, here and in the logs nam
                   forwards to Knative's activator (knative-serving, while scaled to zero or bursting) or
                   to the pod's queue-proxy: those hops are Kourier's and the activator's egress, and the
                   predictor's ingress policy above. So the gateway needs kourier-system:8081 only.
-  prometheus   -> gateway 8080, drift 8085, mlflow 5000, each predictor pod on 8080 (scraped one by one, not
-                  through Kourier: charts/prometheus.py), and the Kubernetes API (443/6443, any address:
-                  its kubernetes_sd_configs list the namespace's pods)
+  prometheus   -> gateway 8080, drift 8085, mlflow 5000, each predictor pod on 8080 and its queue-proxy's
+                  request metrics on 9091 (scraped one by one, not through Kourier: charts/prometheus.py),
+                  and the Kubernetes API (443/6443, any address: its kubernetes_sd_configs list the
+                  namespace's pods)
   grafana      -> prometheus 9090, loki 3100, jaeger's query UI 16686
   drift        -> mlflow 5000
   our pods and the predictor -> jaeger OTLP 4318/4317
@@ -158,7 +159,8 @@ def egress_policies(config: Config) -> list[dict[str, Any]]:
         _egress(config, "gateway-to-predictor", "gateway", selector("gateway"), [KOURIER_INTERNAL]),
         _egress(config, "prometheus-to-scrape-targets", "prometheus", selector("prometheus"),
                 [_to("gateway", [gateway.PORT]), _to("drift", [drift.PORT]), _to("mlflow", [mlflow.PORT]),
-                 {"to": [{"podSelector": {"matchLabels": predictor_pods(config)}}], "ports": _tcp([PREDICTOR_PORT])},
+                 {"to": [{"podSelector": {"matchLabels": predictor_pods(config)}}],
+                  "ports": _tcp([PREDICTOR_PORT, prometheus.QUEUE_METRICS_PORT])},
                  _anywhere([443, 6443])]),
         _egress(config, "grafana-to-datasources", "grafana", selector("grafana"),
                 [_to("prometheus", [prometheus.PORT]), _to("loki", [loki.PORT]), _to("jaeger", [jaeger.UI_PORT])]),

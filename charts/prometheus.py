@@ -9,8 +9,12 @@ address that lands each scrape on a random pod of two makes every switch a reset
 reports traffic nobody sent. Each pod's series carries `pod`, and the predictor's the pod's Knative
 revision (`serving.knative.dev/revision`, set on every pod of a revision: knative/serving
 pkg/apis/serving/register.go `RevisionLabelKey`) as `revision`: the canary gate's
-(monitoring/canary_analysis.py) way to judge a canary on its own traffic. Service discovery needs a
-Role to list and watch the namespace's pods, and egress to the API server (network_policies.py).
+(monitoring/canary_analysis.py) way to judge a canary on its own traffic. Knative's queue-proxy in each
+predictor pod is scraped the same way, on its request-metrics port `http-usermetric` (9091, served once
+charts/knative.py sets `request-metrics-protocol`), a job the cluster has and the local platform has not.
+Nothing is scraped through the Knative route or queue-proxy's proxy port 8012: Knative counts those
+requests as traffic and would never scale the predictor to zero. Service discovery needs a Role to list
+and watch the namespace's pods, and egress to the API server (network_policies.py).
 Everything else in the shipped file (intervals, paths) is kept as written.
 """
 
@@ -31,6 +35,11 @@ RULES_DIR = "/etc/prometheus/rules"
 UID = 65534  # "nobody", the user the upstream image is built for
 SERVICE_ACCOUNT = "prometheus"
 KSERVE_CONTAINER = "kserve-container"  # KServe's name for the predictor's model container
+QUEUE_PROXY = "queue-proxy"  # Knative's sidecar (knative/serving pkg/reconciler/revision/resources/names)
+# queue-proxy's request metrics port, by the name Knative gives it (pkg/apis/serving/v1/revision_helpers.go
+# UserQueueMetricsPortName; 9091, pkg/networking/constants.go UserQueueMetricsPort)
+QUEUE_METRICS_PORT_NAME, QUEUE_METRICS_PORT = "http-usermetric", 9091
+CLUSTER_ONLY = (QUEUE_PROXY,)  # jobs the shipped (local) scrape config has no counterpart of
 
 
 def _pod_label(key: str) -> str:
@@ -38,14 +47,17 @@ def _pod_label(key: str) -> str:
     return "__meta_kubernetes_pod_label_" + "".join(c if c.isalnum() else "_" for c in key)
 
 
-def _per_pod(config: Config, keep: dict[str, str], container_name: str, port: int,
+def _per_pod(config: Config, keep: dict[str, str], container_name: str, port: int | str,
              extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Service discovery of this namespace's pods, kept by label and container, scraped at pod IP:port."""
+    """Service discovery of this namespace's pods, kept by label and container, scraped at pod IP:port; a
+    port given by name keeps only the target of that declared containerPort (at the address discovery gave)."""
     relabel: list[dict[str, Any]] = [
         {"source_labels": [_pod_label(k)], "regex": v, "action": "keep"} for k, v in keep.items()]
     relabel += [
         {"source_labels": ["__meta_kubernetes_pod_container_name"], "regex": container_name, "action": "keep"},
         {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
+        {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": port, "action": "keep"}
+        if isinstance(port, str) else
         {"source_labels": ["__meta_kubernetes_pod_ip"], "regex": "(.+)", "replacement": f"$1:{port}",
          "target_label": "__address__"},
         {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
@@ -66,6 +78,7 @@ def cluster_jobs(config: Config) -> dict[str, dict[str, Any]]:
         "gateway": _per_pod(config, {"app.kubernetes.io/name": "gateway"}, "gateway", gateway.PORT),
         "drift": _per_pod(config, {"app.kubernetes.io/name": "drift"}, "drift", drift.PORT),
         "predictor": _per_pod(config, predictor_pods(config), KSERVE_CONTAINER, PREDICTOR_PORT, [revision]),
+        QUEUE_PROXY: _per_pod(config, predictor_pods(config), QUEUE_PROXY, QUEUE_METRICS_PORT_NAME, [revision]),
         "mlflow": {"static_configs": [{"targets": [f"mlflow.{ns}.svc.cluster.local:5000"]}]},
         "prometheus": {"static_configs": [{"targets": [f"localhost:{PORT}"]}]},
     }
@@ -86,6 +99,11 @@ def prometheus_config(config: Config) -> dict[str, Any]:
         else:  # the shipped labels (component=...) become a relabel step of the discovered targets
             found["relabel_configs"] += [{"target_label": k, "replacement": v} for k, v in labels.items()]
         job.update(found)
+    shipped = {job.get("job_name") for job in scrape.get("scrape_configs", [])}
+    for name in (n for n in CLUSTER_ONLY if n not in shipped):
+        found = copy.deepcopy(jobs[name])
+        found["relabel_configs"].append({"target_label": "component", "replacement": name})
+        scrape.setdefault("scrape_configs", []).append({"job_name": name, "metrics_path": "/metrics", **found})
     scrape["rule_files"] = [f"{RULES_DIR}/*.yml", f"{RULES_DIR}/*.yaml"]
     return scrape
 

@@ -120,7 +120,7 @@ def aws(tmp_path, monkeypatch, project):
     CLI and capacity tests share it)."""
     from mlops_cli.adapters import pulumi_aws_account
 
-    from .k8s_support import build_bundle, kubernetes_toml
+    from .upstream_bundle import build_bundle, kubernetes_toml
 
     pins = build_bundle(tmp_path / "bundle")
     with (project / "mlops.toml").open("a") as fh:

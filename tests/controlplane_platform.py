@@ -30,7 +30,7 @@ VOLUMES = 6
 
 def prepare(plane: ControlPlane, root: Path, cluster: Any) -> None:
     """A project dir (mlops.toml, the offline bundle of upstream files), storage, a foreign cert-manager."""
-    from .k8s_support import build_bundle, kubernetes_toml
+    from .upstream_bundle import build_bundle, kubernetes_toml
 
     bin_dir(tuple(p.program for p in PROGRAMS))  # not built: one line saying what to run
     pins = build_bundle(root / "bundle")

@@ -1,4 +1,4 @@
-"""Test support for the kubernetes target: an API server emulator, a kubeconfig for it, an offline bundle.
+"""An API server emulator for the kubernetes target's tests, and a kubeconfig for it.
 
 `ApiServer` extends kmock's `KubernetesEmulator` into a small cluster: namespaces as objects,
 server-side apply (PATCH application/apply-patch+yaml) that creates, PUT, uid/resourceVersion/
@@ -6,15 +6,22 @@ generation, label-selected lists, custom resources served only once their CRD is
 that honour finalizers, the NamespaceLifecycle admission plugin, and the controllers of
 tests/k8s_controllers.py (CRDs, namespaces, garbage collection, volumes, Deployments with real
 readiness probes, KServe, Knative), which run on their own tick after a request, never inside it.
-Faults (a status for the n-th matching request), stuck Deployments, failing revisions and a cluster
-without a default StorageClass are chosen per test.
 
-Why it stays: the real control plane (tests/controlplane.py, tests/test_real_flow.py) runs the real
-admission, controllers, Knative and KServe, but answers no fault on request, keeps no Deployment stuck for
-a test, and runs no data plane: the tests of those cases (tests/test_k8s_install.py), of what our code does
-with pods' logs, probes and the edge's HTTPS (k8s_probes.py), and of the EKS capacity check keep this
-emulator. Its Knative admission (k8s_knative_admission.py) is checked against Knative's real webhook in
-tests/test_real_knative.py.
+What stays emulated, and why: the real control plane (tests/controlplane.py) runs the real admission,
+controllers, Knative and KServe, but
+- answers no fault on request: a status for the n-th matching request (`Fault`), and records every write
+  (`writes`: a dry run or a refused `up` writes nothing);
+- keeps no Deployment unavailable for a test (`stuck`), and has no cluster without a default
+  StorageClass (`without_default_storage_class`, EKS from 1.30 on);
+- runs no data plane: no container runs there, so the gateway's readiness probe against the real gateway
+  app, a crashing container, pods' logs (`pod_logs`) and the edge's HTTPS (tests/k8s_probes.py) are here.
+The tests of those cases are tests/test_k8s_install.py, the EKS teardown's and the lock file's; its KServe
+and Knative stay for those that deploy (the gateway's probe needs a predictor; a canary on a canary,
+`status` of a split and the served runtimes are not on the real plane yet), and refuse what the real
+webhooks refuse (tests/k8s_knative_admission.py). What the real control plane proves (up twice, deploy,
+canary, promote, a failing revision's rollback, down --purge: tests/test_real_flow.py; Knative's
+admission: tests/test_real_knative.py) has no emulator test left, nor the code only those used (a revision
+that never gets Ready, the traffic log, the store snapshot).
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import functools
 import json
 import threading
 import uuid
@@ -36,7 +42,6 @@ import kmock
 import yaml
 
 from tests.k8s_controllers import CRD_FINALIZER, DEFAULT_CLASS_ANNOTATION, ISVC, KSERVE_CONTROLLER, Controllers, Timing
-from tests.upstream_files import documents, release_manifest
 
 # API groups the API server serves itself; any other group needs an Established CRD.
 BUILTIN_GROUPS = {"", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "autoscaling", "policy",
@@ -77,11 +82,8 @@ class ApiServer(Controllers, kmock.KubernetesEmulator):
     stuck: set[str] = attrs.field(factory=set)       # Deployment names that never become Available
     writes: list[tuple[str, str]] = attrs.field(factory=list)  # (method, path) of every mutating request
     pod_logs: dict[str, str] = attrs.field(factory=dict)       # pod name -> its log text
-    isvc_ready: bool = attrs.field(default=True)               # False: revisions created now never get Ready
     timing: Timing = attrs.field(factory=Timing)
-    traffic_log: list[tuple[str, dict[str, int]]] = attrs.field(factory=list)  # (Knative Service, {revision: %}) as routed
     lock: Any = attrs.field(factory=threading.RLock)
-    seeded: set[tuple[str, str, str, str]] = attrs.field(factory=set)
     _rv: int = attrs.field(default=0)
     _ts: int = attrs.field(default=0)
     _clock: dict[str, float] = attrs.field(factory=dict)
@@ -91,7 +93,6 @@ class ApiServer(Controllers, kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         for key, obj in _seed():
             self._put(key, obj)
-            self.seeded.add(key)
 
     def without_default_storage_class(self) -> None:
         """An EKS cluster from 1.30 on: StorageClass gp2 exists but is not the default."""
@@ -299,11 +300,6 @@ class ApiServer(Controllers, kmock.KubernetesEmulator):
     def find(self, kind: str, name: str) -> dict[str, Any] | None:
         return next((o for o in self.objects_of(kind) if o["metadata"]["name"] == name), None)
 
-    def snapshot(self) -> dict[tuple[str, str, str, str], dict[str, Any]]:
-        """Everything but the seed (a fresh cluster's namespaces and StorageClass)."""
-        with self.lock:
-            return {k: copy.deepcopy(o) for k, o in self.store.items() if k not in self.seeded}
-
     def put(self, key: tuple[str, str, str, str], obj: dict[str, Any]) -> None:
         """An object someone else created (another installer, a pod): no field manager of ours."""
         with self.lock:
@@ -324,10 +320,6 @@ class ApiServer(Controllers, kmock.KubernetesEmulator):
             self._clock = {o["metadata"]["uid"]: float("-inf") for o in self.store.values()}
             self._rollouts = {uid: {**r, "pods": None, "probed": float("-inf")} for uid, r in state["rollouts"].items()}
 
-    def traffic(self, ksvc: str) -> list[dict[str, int]]:
-        with self.lock:
-            return [split for name, split in self.traffic_log if name == ksvc]
-
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     for k, v in patch.items():
@@ -343,10 +335,9 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 class EmulatorThread:
     """Runs an ApiServer on loopback in its own event loop, so sync code (the installer) can call it."""
 
-    def __init__(self, timing: Timing | None = None) -> None:
+    def __init__(self) -> None:
         self.server: ApiServer | None = None
         self.url = ""
-        self._timing = timing or Timing()
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -355,7 +346,7 @@ class EmulatorThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with ApiServer(timing=self._timing) as handler, kmock.Server(handler) as srv:
+        async with ApiServer() as handler, kmock.Server(handler) as srv:
             self.server, self.url = handler, str(srv.url).rstrip("/")
             self._ready.set()
             while not self._stop.is_set():
@@ -384,47 +375,3 @@ def write_kubeconfig(path: Path, server: str, context: str = "emulator") -> Path
         "contexts": [{"name": context, "context": {"cluster": "emu", "user": "tester"}}],
     }))
     return path
-
-
-# --- offline bundle: the real upstream release files (tests/upstream_files.py) -------------------------
-
-# Every bundle key (charts.upstream.MANIFESTS): the real file tests/upstream_files.py provides (its SOURCES
-# say where each comes from), never a hand-written stand-in.
-REAL = ("cert-manager", "knative-crds", "knative-core", "kourier", "kserve", "kserve-runtimes", "envoy-gateway")
-
-
-def bundle_documents() -> dict[str, list[dict[str, Any]]]:
-    return {key: documents(text.encode()) for key, text in _bundle_texts()}
-
-
-@functools.lru_cache(maxsize=1)
-def _bundle_texts() -> tuple[tuple[str, str], ...]:
-    """Read once per session: the bundle is the same for every test."""
-    return tuple((key, release_manifest(key).decode()) for key in REAL)
-
-
-def build_bundle(directory: Path) -> dict[str, str]:
-    """Writes the bundle; returns the `[kubernetes]` sha256 pins that match it."""
-    from charts.upstream import bundle_pins
-
-    directory.mkdir(parents=True, exist_ok=True)
-    for key, text in _bundle_texts():
-        (directory / f"{key}.yaml").write_text(text)
-    return bundle_pins(directory)
-
-
-def kubernetes_toml(bundle: Path, pins: dict[str, str], kubeconfig: Path | None = None, **extra: Any) -> str:
-    lines = ["[kubernetes]", f'offline_bundle = "{bundle}"']
-    if kubeconfig is not None:
-        lines.append(f'kubeconfig = "{kubeconfig}"')
-    lines += [f'{k} = "{v}"' for k, v in pins.items()]
-    lines += [f"{k} = {_toml(v)}" for k, v in extra.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + "}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value)

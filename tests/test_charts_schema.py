@@ -10,7 +10,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from tests.k8s_support import build_bundle, kubernetes_toml
+from tests.upstream_bundle import build_bundle, kubernetes_toml
 from tests.schema_support import _crd_schemas, real_crd_schemas, validate as _validate
 from tests.support import http_server
 
@@ -242,7 +242,9 @@ def test_prometheus_and_grafana_use_the_shipped_observability_files(config):
     revision = [r for r in jobs["predictor"]["relabel_configs"] if r.get("target_label") == "revision"]
     assert revision[0]["source_labels"] == ["__meta_kubernetes_pod_label_serving_knative_dev_revision"]
     shipped = observability_files.scrape_config()
-    assert [j["job_name"] for j in scrape["scrape_configs"]] == [j["job_name"] for j in shipped["scrape_configs"]]
+    # the shipped jobs, in order, then what only the cluster has (Knative's queue-proxy: tests/test_scale_to_zero.py)
+    assert [j["job_name"] for j in scrape["scrape_configs"]] == \
+        [j["job_name"] for j in shipped["scrape_configs"]] + list(prometheus.CLUSTER_ONLY)
     assert objs["prometheus-rules"]["data"] == observability_files.alert_rules()
     assert objs["grafana-dashboards"]["data"]["mlops.json"] == observability_files.dashboard()
     sources = yaml.safe_load(objs["grafana-datasources"]["data"]["datasources.yaml"])["datasources"]

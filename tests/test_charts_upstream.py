@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from tests.k8s_support import build_bundle, kubernetes_toml
+from tests.upstream_bundle import build_bundle, kubernetes_toml
 from tests.upstream_files import documents, module_file, release_manifest
 
 

@@ -1,7 +1,7 @@
 """Issue 11 point 4 and acceptance 2: the node group holds what the install renders, or `up` says so.
 
 Requests come from the objects the install applies (charts.platform.all_objects, with the offline bundle of
-tests/k8s_support.py: the real upstream release files, tests/upstream_files.py), allocatable capacity from the EKS AL2023
+tests/upstream_bundle.py: the real upstream release files, tests/upstream_files.py), allocatable capacity from the EKS AL2023
 AMI's reservation formula (mlops_cli/cloud/capacity.py names the source lines).
 """
 
@@ -19,7 +19,7 @@ def rendered(tmp_path, project):
     from charts.objects import resources
     from charts.platform import all_objects
     from mlops_cli.config.loading import load_config
-    from tests.k8s_support import build_bundle, kubernetes_toml
+    from tests.upstream_bundle import build_bundle, kubernetes_toml
 
     pins = build_bundle(tmp_path / "bundle")
     with (project / "mlops.toml").open("a") as fh:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.k8s_support import build_bundle, kubernetes_toml
+from tests.upstream_bundle import build_bundle, kubernetes_toml
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 

@@ -14,9 +14,10 @@ import os
 
 import pytest
 
-from tests.k8s_support import EmulatorThread, build_bundle, kubernetes_toml, write_kubeconfig
-from tests.upstream_files import documents, release_manifest
+from tests.k8s_support import EmulatorThread, write_kubeconfig
 from tests.support import QuietHandler, eventually, http_server
+from tests.upstream_bundle import build_bundle, kubernetes_toml
+from tests.upstream_files import documents, release_manifest
 
 STEP_TITLES = ["0. namespace", "1. cert-manager", "2. Knative Serving + Kourier", "3. KServe", "3. KServe serving runtimes",
                "4. Envoy Gateway: HTTPS + basic auth", "5. Prometheus, Grafana, Jaeger, Loki", "6. MLflow", "7. drift service", "8. gateway"]
@@ -175,14 +176,11 @@ def _deploy(cli, *args):
     return json.loads(result.stdout)
 
 
-def _revision_versions(k8s):
-    return {r["metadata"]["name"]: r["metadata"]["annotations"]["mlops.dev/model-version"] for r in k8s.objects_of("Revision")}
-
-
-def test_acceptance_up_deploy_canary_promote_rollback_down_through_the_cli(cli, installed, registry):
-    """Issue 10 acceptance 3: the whole life cycle against the emulator, traffic read from the live status.
-    It starts from the module's shared `mlops up` (its create-then-unchanged is
-    test_full_install_then_second_install_changes_nothing); the re-run `up` after `down` is here."""
+def test_canary_on_a_canary_status_and_rollback_after_a_promotion_through_the_cli(cli, installed, registry):
+    """What tests/test_real_flow.py does not run on the real control plane: a canary on top of a canary,
+    `status` of a split, the rollback of a canary after a promotion and of a promoted version, and `up`
+    again after `down --purge` (there: deploy, canary, promote, a bad canary never gaining traffic and its
+    rollback, read from the real Route; `down --purge` leaving nothing of ours)."""
     k8s = installed
     assert _deploy(cli, "--version", "1")["traffic"] == "v1 100%"
     assert _deploy(cli, "--version", "2", "--canary", "20")["traffic"] == "v1 80%, v2 20% (canary)"
@@ -196,14 +194,9 @@ def test_acceptance_up_deploy_canary_promote_rollback_down_through_the_cli(cli, 
     assert _deploy(cli, "--promote")["traffic"] == "v3 100%"
     assert "canaryTrafficPercent" not in _isvc(k8s)["spec"]["predictor"]
 
-    # A bad canary, then the rollback: the canary's revision never gets more than the 20% it had.
     assert _deploy(cli, "--version", "4", "--canary", "20")["traffic"] == "v3 80%, v4 20% (canary)"
-    bad = next(r for r, v in _revision_versions(k8s).items() if v == "4")
-    before = len(k8s.traffic("sentiment-predictor"))
     rolled = _deploy(cli, "--rollback")
     assert rolled["traffic"] == "v3 100%" and rolled["model_version"] == "3"
-    after = k8s.traffic("sentiment-predictor")[before:]
-    assert after and all(split.get(bad, 0) <= 20 for split in after), after
     assert _isvc(k8s)["metadata"]["annotations"]["mlops.dev/model-version"] == "3"
     assert "canaryTrafficPercent" not in _isvc(k8s)["spec"]["predictor"]  # cleaned up
 
@@ -213,7 +206,6 @@ def test_acceptance_up_deploy_canary_promote_rollback_down_through_the_cli(cli, 
 
     purged = cli("--json", "down", "--target", "kubernetes", "--purge", "--yes")
     assert purged.exit_code == 0, purged.stderr
-    assert k8s.snapshot() == {}
     _assert_all_created(_up(cli)["steps"])  # a re-run up after down works
 
 
@@ -271,14 +263,9 @@ def test_deploy_before_up_is_a_clear_error(cli, k8s, registry):
     assert 'namespaces "mlops" not found' in result.stderr and "mlops up --target kubernetes" in result.stderr
 
 
-def test_emulator_runs_the_gateway_probe_and_knative_admission(cli, installed, registry):
-    """The emulator's truth, checked where our code depends on it (not the code under test itself)."""
-    import copy
-    import time
-
-    from charts.inference_service import render
-    from mlops_cli.config.loading import load_config
-
+def test_emulator_runs_the_gateway_probe(cli, installed, registry):
+    """The emulator's truth, checked where our code depends on it (not the code under test itself). Knative's
+    admission of a pod securityContext is its real webhook's, tested in tests/test_real_knative.py."""
     # The real gateway app answers its probe: /readyz is 503 until a predictor answers.
     gateway = installed.find("Deployment", "gateway")
     strict = copy.deepcopy({k: gateway[k] for k in ("apiVersion", "kind", "spec")})
@@ -303,24 +290,6 @@ def test_emulator_runs_the_gateway_probe_and_knative_admission(cli, installed, r
     assert installed.find("Deployment", "gateway-broken")["status"]["conditions"][0]["status"] == "False"
     eventually(lambda: installed.find("Deployment", "gateway-strict")["status"]["conditions"][0]["status"] == "True",
                "the gateway never saw the predictor")
-
-    # Knative's webhook refuses a pod-level securityContext unless config-features enables it.
-    isvc = render(load_config(), version="9", source_uri="s3://bucket/m")
-    isvc["metadata"]["name"] = "hardened"
-    isvc["spec"]["predictor"]["securityContext"] = {"runAsNonRoot": True}
-    installed.put(("serving.kserve.io/v1beta1", "inferenceservices", "mlops", "hardened"), isvc)
-
-    def refused() -> list[str]:
-        return [e["message"] for e in installed.objects_of("Event") if e["involvedObject"]["name"] == "hardened"]
-
-    eventually(lambda: any("must not set the field(s): spec.template.spec.securityContext" in m for m in refused()),
-               lambda: str(refused()))
-    assert installed.find("Service", "hardened-predictor") is None
-    features = installed.find("ConfigMap", "config-features")
-    features["data"]["kubernetes.podspec-securitycontext"] = "enabled"
-    installed.put(("v1", "configmaps", "knative-serving", "config-features"), features)
-    eventually(lambda: any(o["metadata"]["name"] == "hardened-predictor" for o in installed.objects_of("Service")),
-               "Knative did not admit the Service once config-features allowed a pod securityContext")
 
 
 def test_down_names_what_is_stuck_and_up_explains_a_terminating_namespace(cli, installed, registry):
@@ -384,7 +353,7 @@ def test_no_default_storage_class_is_refused_before_anything_is_written(cli, k8s
 def test_up_refuses_a_foreign_cert_manager_unless_told_and_down_leaves_it(cli, k8s):
     import time
 
-    from tests.k8s_support import bundle_documents
+    from tests.upstream_bundle import bundle_documents
 
     for obj in bundle_documents()["cert-manager"]:  # someone else's (newer) cert-manager, installed with kubectl
         if obj["kind"] == "Deployment":

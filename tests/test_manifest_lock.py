@@ -1,7 +1,7 @@
 """mlops.lock (issue 22 item 5): the sha256 of each upstream release manifest, recorded by the first online
 `up` (trust on first use, as Terraform's .terraform.lock.hcl), checked on every later read, changed only by
 `mlops lock --upgrade`. "Upstream" here is a loopback HTTP server serving the offline bundle's files
-(tests/k8s_support.py); nothing is fetched from GitHub."""
+(tests/upstream_bundle.py); nothing is fetched from GitHub."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ import pytest
 from charts import upstream
 from charts.upstream import MANIFESTS
 from mlops_cli.config.cluster_sections import KubernetesConfig
-from tests.k8s_support import EmulatorThread, build_bundle, kubernetes_toml, write_kubeconfig
+from tests.k8s_support import EmulatorThread, write_kubeconfig
 from tests.support import REPO, free_port, http_server
+from tests.upstream_bundle import build_bundle, kubernetes_toml
 
 
 class _Files(SimpleHTTPRequestHandler):

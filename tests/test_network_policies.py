@@ -105,6 +105,8 @@ def test_the_flows_the_platform_needs_are_allowed(render):
         assert allowed(policies, prom, _ours(target), port), target
     # the predictor's /metrics pod by pod (a counter is one process's: charts/prometheus.py), found through the API
     assert allowed(policies, prom, _predictor(config), 8080)
+    assert allowed(policies, prom, _predictor(config), 9091)  # queue-proxy's request metrics, pod by pod
+    assert not allowed(policies, prom, _predictor(config), 8012)  # never through queue-proxy: that is traffic
     assert allowed(policies, prom, KUBE_API, 443) and allowed(policies, prom, KUBE_API, 6443)
     assert not allowed(policies, prom, KOURIER, 8081)
     assert allowed(policies, _ours("drift"), _ours("mlflow"), mlflow.PORT)

@@ -13,15 +13,14 @@ import yaml
 from tests.controlplane import BUILD_SCRIPT, dumps, events_of
 from tests.controlplane_certs import write_kubeconfig
 
-# Kinds of ours whose CRDs come with cert-manager / Gateway API / Envoy Gateway, not installed here yet
-NOT_SERVED_HERE = {"Issuer", "Certificate", "GatewayClass", "Gateway", "HTTPRoute", "SecurityPolicy"}
+KUBECTL = "kubectl"  # `kubectl apply --server-side --force-conflicts -f DIR/`, as a user applies `mlops render`
 
 
-def _rendered(project, cli, *args):
-    result = cli("render", "--target", "kubernetes", *args, "-o", "out")
+def _rendered(project, cli, *args, out="out"):
+    result = cli("render", "--target", "kubernetes", *args, "-o", out)
     assert result.exit_code == 0, result.stderr
-    index = yaml.safe_load((project / "out" / "index.txt").read_text())
-    return [o for name in index["files"] for o in yaml.safe_load_all((project / "out" / name).read_text()) if o]
+    index = yaml.safe_load((project / out / "index.txt").read_text())
+    return [o for name in index["files"] for o in yaml.safe_load_all((project / out / name).read_text()) if o]
 
 
 def _cluster(plane, namespace="default"):
@@ -67,26 +66,45 @@ def test_the_control_plane_is_real(control_plane):
     assert refused.value.status == 403 and 'User "nobody" cannot list resource "secrets"' in str(refused.value)
 
 
-def test_pod_security_restricted_refuses_a_bare_pod_and_admits_our_deployments(control_plane, kserve, project, cli):
-    """Every object `mlops render --target kubernetes` writes is server-side applied as `mlops up` applies it
-    (our ClusterStorageContainer against KServe's real CRD: the session's `kserve` fixture);
-    the namespace is Pod Security `restricted`, so the real PodSecurity admission judges each pod that the
+def test_render_output_applies_server_side_and_pod_security_admits_our_pods(control_plane, kserve, project, cli,
+                                                                            monkeypatch):
+    """Issue 22 item 3: every object `mlops render --target kubernetes --deploy` writes, the InferenceService
+    included, is server-side applied (each one sent, none skipped as unchanged) to the control plane that
+    `mlops up` installed (the `kserve` fixture): with the CRDs of every kind we render (cert-manager's,
+    Gateway API's and Envoy Gateway's too) and the real admission webhooks of KServe (its InferenceService
+    validator, our ClusterStorageContainer against its CRD) and Knative running, and no error.
+    The namespace is Pod Security `restricted`, so the real PodSecurity admission judges each pod that the
     real ReplicaSet controller creates for our Deployments (a refusal shows as the ReplicaSet's
     ReplicaFailure condition / FailedCreate event)."""
-    from mlops_cli.adapters.kube_apply import KubeApiError
+    from types import SimpleNamespace
 
-    objects = _rendered(project, cli)
+    from mlops_cli.adapters import mlflow_tracking
+    from mlops_cli.adapters.kube_apply import KubeApiError
+    from mlops_cli.registry import versions as registry
+
+    # a registered version, as tests/test_real_kserve.py has it (the registry is not what is tested here)
+    monkeypatch.setattr(registry, "resolve_version", lambda config, version=None, alias=None: registry.ModelRef(
+        name="review-sentiment", version=version or "3", run_id="r", source="models:/m-0123",
+        artifact_uri="s3://bucket/mlflow/1/models/m-0123/artifacts", tags={"onnx_int8": "runs:/r/onnx-int8"}))
+    monkeypatch.setattr(mlflow_tracking, "get_run", lambda config, run_id: SimpleNamespace(
+        info=SimpleNamespace(artifact_uri=f"s3://bucket/mlflow/1/{run_id}/artifacts")))
+    (project / "mlops.toml").write_text('[project]\nname = "t"\n[kubernetes]\nmlflow_artifacts = "s3://bucket/mlflow"\n')
+    objects = _rendered(project, cli) + _rendered(project, cli, "--deploy", "--version", "3", out="deploy")
+    assert {"InferenceService", "ClusterStorageContainer", "Certificate", "Gateway", "HTTPRoute",
+            "SecurityPolicy"} <= {o["kind"] for o in objects}
     namespace = next(o for o in objects if o["kind"] == "Namespace")["metadata"]["name"]
     cluster = _cluster(control_plane, namespace)
     refused = []
     for obj in objects:
-        if obj["kind"] in NOT_SERVED_HERE:
-            continue
-        try:
-            cluster.apply(obj)
+        try:  # a kind the cluster does not serve is refused here too (normalise asks discovery)
+            obj = cluster.normalise(obj)
+            cluster.request("PATCH", cluster.path(obj), query=[("fieldManager", KUBECTL), ("force", "true")], body=obj,
+                            content_type="application/apply-patch+yaml")
         except KubeApiError as exc:
             refused.append(str(exc))
     assert refused == [], "\n".join(refused)
+    isvc = next(o for o in objects if o["kind"] == "InferenceService")
+    assert cluster.get(cluster.normalise(isvc))["metadata"]["uid"]  # stored: KServe's webhooks admitted it
 
     bare = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bare", "namespace": namespace},
             "spec": {"containers": [{"name": "c", "image": "busybox"}]}}

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from tests.controlplane_kserve import cluster_of
-from tests.k8s_support import build_bundle, kubernetes_toml
+from tests.upstream_bundle import build_bundle, kubernetes_toml
 
 FINALIZER = "gateway-exists-finalizer.gateway.networking.k8s.io"
 NS = "edge-down"

@@ -16,7 +16,7 @@ import json
 import pytest
 
 from tests.controlplane_kserve import cluster_of
-from tests.k8s_support import build_bundle, bundle_documents, kubernetes_toml
+from tests.upstream_bundle import build_bundle, bundle_documents, kubernetes_toml
 
 THEIRS = "helm"   # the other installer's field manager
 FOREIGN = ("cert-manager", "knative-crds", "knative-core", "kourier", "kserve", "envoy-gateway")

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from tests.k8s_support import build_bundle, kubernetes_toml
+from tests.upstream_bundle import build_bundle, kubernetes_toml
 from tests.schema_support import problems, unvalidated
 
 SENTINEL = "render-Secret-Sentinel-31337"
