@@ -69,7 +69,8 @@ def reuse_project(project, foreign_cluster, monkeypatch):
     return cluster_of(foreign_cluster, NS)
 
 
-SETTINGS = (("knative-serving", "config-network"), ("knative-serving", "config-features"), ("kserve", "inferenceservice-config"))
+SETTINGS = (("knative-serving", "config-network"), ("knative-serving", "config-features"), ("knative-serving", "config-observability"),
+            ("kserve", "inferenceservice-config"))
 
 
 def _parsed(data):
@@ -118,10 +119,12 @@ def test_reuse_existing_still_applies_our_objects_and_settings(cli, reuse_projec
     assert network["data"]["ingress-class"] == knative.KOURIER_CLASS
     features = _config_map(cluster, "knative-serving", "config-features")
     assert features["data"]["kubernetes.podspec-affinity"] == "enabled"  # models on MLflow's RWO volume (default)
+    observability = _config_map(cluster, "knative-serving", "config-observability")
+    assert observability["data"]["request-metrics-protocol"] == "prometheus"  # queue-proxy's metrics (item 7)
     isvc_config = _config_map(cluster, "kserve", "inferenceservice-config")
     ingress = json.loads(isvc_config["data"]["ingress"])
     assert ingress["disableIstioVirtualHost"] is True and ingress["localGatewayService"] == knative.KOURIER_INTERNAL
-    for live in (network, features, isvc_config):  # set as a separate manager: the ConfigMap stays theirs
+    for live in (network, features, observability, isvc_config):  # set as a separate manager: the ConfigMap stays theirs
         assert "mlops-settings" in _managers(live) and THEIRS in _managers(live) and not is_ours(live), _managers(live)
     controller = cluster.get({"apiVersion": "apps/v1", "kind": "Deployment",
                               "metadata": {"name": "envoy-gateway", "namespace": edge.CONTROLLER_NAMESPACE}})
