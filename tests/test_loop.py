@@ -154,8 +154,9 @@ def test_dry_run_cli_reports_the_real_triggers(project, cli):
 
 def test_a_real_pass_on_the_local_target_retrains_gates_registers_and_never_moves_the_champion(
         project, cli, tiny_base_model):
-    """The real steps end to end on a tiny model: the local target cannot split traffic, so the canary is
-    'not run' and a challenger that passed the gate stays a challenger; serving and the champion unchanged."""
+    """The real steps end to end on a tiny model, with nothing deployed: the local target refuses a canary
+    without a serving version to split with, so the canary is 'not run' (nothing started) and a challenger
+    that passed the gate stays a challenger; serving and the champion unchanged."""
     import mlflow
 
     from mlops_cli.registry.versions import resolve_version
@@ -178,6 +179,7 @@ def test_a_real_pass_on_the_local_target_retrains_gates_registers_and_never_move
     assert gate["passed"] == (gate["fresh"]["low"] > 0 and gate["test"]["difference"] >= -gate["test"]["max_drop"])
     if gate["passed"]:
         assert steps["register"]["version"] == "2" and steps["canary"]["action"] == "not run"
+        assert "a canary needs a version already serving" in steps["canary"]["decision"]
         assert resolve_version(load_config(), alias="challenger").version == "2"
     else:
         assert "register" not in steps

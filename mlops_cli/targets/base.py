@@ -59,6 +59,8 @@ class ComponentStatus:
     # Should it be running? False for what was never installed or deployed: `mlops status` exits 1 only
     # when a component that should run is not healthy.
     expected: bool = True
+    # The gateway on the local target: {model version: percent of requests} (two while a canary runs).
+    traffic: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
