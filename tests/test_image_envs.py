@@ -35,7 +35,7 @@ ENTRYPOINTS = {
     "drift": "mlops_cli.services.drift_service",
     "predictor": "models.predictor",
     "mlflow": "mlflow.server",
-    "cli": "mlops_cli.__main__",
+    "cli": "mlops_cli.cli.app",  # `python -m mlops_cli` runs it; importing __main__ would run it here too
 }
 # Modules our code imports on paths the image never takes, each with the reason. Anything else reachable
 # from the entrypoint must import in the image's environment.

@@ -125,4 +125,4 @@ def test_the_cli_image_is_built_when_the_loop_is_scheduled(project):
     (project / "mlops.toml").write_text('[project]\nname = "t"\n')
     assert "cli" not in [s.component for s in build_plan(load_config())]
     plan = {s.component: s for s in build_plan(_config(project, "1h"))}
-    assert plan["cli"].dockerfile.name == "cli.Dockerfile" and plan["cli"].entrypoint == "mlops_cli.__main__"
+    assert plan["cli"].dockerfile.name == "cli.Dockerfile" and plan["cli"].entrypoint == "mlops_cli.cli.app"

@@ -32,7 +32,7 @@ ENTRYPOINTS = {  # what each image runs: tests/test_image_envs.py imports it in 
     "drift": "mlops_cli.services.drift_service",
     "predictor": "models.predictor",
     "mlflow": "mlflow.server",
-    "cli": "mlops_cli.__main__",
+    "cli": "mlops_cli.cli.app",  # `python -m mlops_cli` runs it; importing __main__ would run it here too
 }
 
 
