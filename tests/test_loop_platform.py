@@ -52,7 +52,8 @@ def _live(platform, version: str) -> dict:
 
 # The canary's judge needs 28 of its requests (max_error_rate 0.05 vs bad_error_rate 0.3, 5% each way:
 # monitoring/canary_statistics.py); the probe sends them while the feedback stream is over.
-CANARY = {"interval_s": 3.0, "probe_rps": 20.0, "max_window_s": 240.0, "max_error_rate": 0.05, "bad_error_rate": 0.3}
+CANARY = {"interval_s": 3.0, "probe_rps": 20.0, "max_window_s": 240.0, "max_error_rate": 0.05, "bad_error_rate": 0.3,
+          "max_p99_s": 5.0}   # a shared 2-core machine: latency is not what these tests judge
 
 
 def test_feedback_live_accuracy_and_a_loop_pass_on_the_local_platform(tmp_path_factory, tiny_base_model):
