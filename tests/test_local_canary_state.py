@@ -128,3 +128,21 @@ def test_prometheus_targets_are_both_predictors_while_the_canary_runs(local):
                                            records["predictor-v2"].port: "predictor-v2"}
     target.deploy(DeployOptions(rollback=True), SILENT)
     assert target._predictor_targets() == {records["predictor-v1"].port: "predictor-v1"}
+
+
+def test_the_loops_crash_rollback_drops_a_canary_but_never_goes_back_a_version(local):
+    """loop/cycle.py rolls back after a crash in the canary step; a crash before the split (no canary out)
+    must leave serving as it was, not deploy the version before it (what a plain --rollback does)."""
+    from mlops_cli.loop.steps import rollback
+
+    target, gateway = local
+    rollback(target.config, target, SILENT)                       # the canary is out: dropped
+    assert target.table.load()["canary"]["state"] == "rolled back"
+    data = target.table.load()
+    data["canary"] = None                                         # no canary (a crash before the split)
+    data["deployments"].insert(0, {"version": "0", "component": "predictor-v0", "at": time.time()})
+    target.table.save(data)
+    gateway.calls.clear()
+    outcome = rollback(target.config, target, SILENT)
+    assert "no canary is running" in outcome.info["message"] and gateway.calls == []
+    assert target.table.load()["deployments"][-1]["version"] == "1"

@@ -38,6 +38,9 @@ class DeployOptions:
     canary: int | None = None
     promote: bool = False
     rollback: bool = False
+    # With rollback: only drop a running canary, never go back a version (the loop's crash path: a crash
+    # before the split must leave serving as it was). Honoured by the local target.
+    canary_only: bool = False
 
 
 @dataclass

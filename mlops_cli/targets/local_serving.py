@@ -40,6 +40,10 @@ class LocalServing(LocalCanary):
         canary = self._canary(data)
         if options.rollback and canary and canary["state"] in (RUNNING, ROLLED_BACK):
             return self._rollback_canary(data, reporter)
+        if options.rollback and options.canary_only:
+            outcome = Outcome()
+            outcome.info["message"] = "no canary is running: serving is unchanged"
+            return outcome
         if options.canary is None:
             self._refuse_while_canary(data)
         version = _rollback_version(data["deployments"]) if options.rollback else options.version
