@@ -52,6 +52,7 @@ def _live(platform, version: str) -> dict:
 
 # The canary's judge needs 28 of its requests (max_error_rate 0.05 vs bad_error_rate 0.3, 5% each way:
 # monitoring/canary_statistics.py); the probe sends them while the feedback stream is over.
+SEEN = 240   # tweets labelled before the loop: 96 of them (fresh_share 0.4) are the gate's fresh slice
 CANARY = {"interval_s": 3.0, "probe_rps": 20.0, "max_window_s": 240.0, "max_error_rate": 0.05, "bad_error_rate": 0.3,
           "max_p99_s": 5.0}   # a shared 2-core machine: latency is not what these tests judge
 
@@ -60,7 +61,7 @@ def test_feedback_live_accuracy_and_a_loop_pass_on_the_local_platform(tmp_path_f
     from mlops_cli.data.data_sources import load
 
     with local_platform(tmp_path_factory.mktemp("loop-platform"), tiny_base_model, "loop-e2e",
-                        data={"max_rows_per_source": 600}, train={"max_steps": 20},
+                        data={"max_rows_per_source": 600}, train={"max_steps": 150, "epochs": 3},
                         gateway={"log_text": True}, feedback={"min_labels": 30, "accuracy_floor": 0.9},
                         loop={"min_labels": 60, "fresh_share": 0.4, "canary_percent": 50, "observe": "15s"},
                         canary=CANARY, local={"prometheus_port": free_port()}) as platform:
@@ -70,18 +71,18 @@ def test_feedback_live_accuracy_and_a_loop_pass_on_the_local_platform(tmp_path_f
         platform.ok("register", "--alias", "champion")
         platform.ok("deploy", "--version", "1")
         tweets = load("tweets", "binary")["all"]
-        right = _stream(platform, tweets[:120])
+        right = _stream(platform, tweets[:SEEN])
 
         monitor = json.loads(platform.ok("monitor", "--no-drift", "--json").stdout)["live_quality"]
         [live] = monitor["versions"]
-        assert (live["model_version"], live["labels"], live["accuracy"]) == ("1", 120, round(right / 120, 4))
+        assert (live["model_version"], live["labels"], live["accuracy"]) == ("1", SEEN, round(right / SEEN, 4))
         low, high = live["accuracy_interval"]
         assert low <= live["accuracy"] <= high < 0.9 and live["below_floor"]
 
         dry = json.loads(platform.ok("loop", "--once", "--dry-run", "--json").stdout)
         # Both triggers see the shift: tweets are short and unlike drug reviews, and the champion gets them wrong.
         assert dry["steps"][0]["fired"] == ["dataset drift", "live accuracy of version(s) 1 under 0.9"]
-        assert dry["outcome"].startswith("would retrain on 120 labels")
+        assert dry["outcome"].startswith(f"would retrain on {SEEN} labels")
 
         # kill -9 in the middle of the retrain: serving and the champion stay, the lock does not outlive it.
         loop = platform.popen("loop", "--once")
@@ -99,7 +100,7 @@ def test_feedback_live_accuracy_and_a_loop_pass_on_the_local_platform(tmp_path_f
         assert result.returncode == 0, result.stderr
         record = json.loads(result.stdout)
         steps = {s["step"]: s for s in record["steps"]}
-        assert steps["retrain"]["data"]["feedback_labels"] == 120
+        assert steps["retrain"]["data"]["feedback_labels"] == SEEN
         gate = steps["gate"]
         assert gate["passed"], gate                       # the shift is learnt: interval of the gain above zero
         assert 0 < gate["fresh"]["low"] <= gate["fresh"]["estimate"] <= gate["fresh"]["high"]
@@ -111,7 +112,7 @@ def test_feedback_live_accuracy_and_a_loop_pass_on_the_local_platform(tmp_path_f
         assert platform.status()["gateway"]["traffic"] == {"2": 100}
 
         # The next part of the stream, answered by the promoted version: live accuracy rises.
-        right_after = _stream(platform, tweets[120:240])
+        right_after = _stream(platform, tweets[SEEN:SEEN + 120])
         after = _live(platform, "2")
         assert (after["labels"], after["accuracy"]) == (120, round(right_after / 120, 4))
         assert after["accuracy_interval"][0] <= after["accuracy"] <= after["accuracy_interval"][1]
