@@ -57,6 +57,17 @@ def test_a_healthy_pass_promotes_and_records_every_step(project):
     assert len(list((project / ".mlops" / "loop").glob("2*.json"))) == 1
 
 
+def test_a_promotion_records_the_judges_whole_verdict(project):
+    """canary_judge returns CanaryJudgement.as_dict(), which carries the verdict's own "decision": recording
+    it beside the step's decision was a TypeError after the target had already promoted (found by
+    benchmarks/loop.py on the local canary), so serving moved and the champion alias did not."""
+    verdict = {"decision": "promote", "canary_requests": 230, "required_requests": 208, "action": "promoted"}
+    record = run_once(load_config(), target=None, steps=Calls(canary=verdict).steps())
+    canary = next(s for s in record["steps"] if s["step"] == "canary")
+    assert (canary["decision"], canary["verdict"], canary["canary_requests"]) == ("promoted", "promote", 230)
+    assert record["promoted"]
+
+
 @pytest.mark.parametrize("calls, ran, outcome", [
     (Calls(fire=False), ["triggers"], "nothing to do"),
     (Calls(gate={**GATE_PASSED, "passed": False, "reasons": ["not above zero"]}),

@@ -160,7 +160,9 @@ def _canary(config: Config, target: Any, version: str, record: _Record, reporter
             undone = f"rollback failed too ({again}): run `mlops deploy --rollback`"
         record.add("canary", f"crashed ({type(exc).__name__}: {exc}); {undone}", action="crashed")
         raise
-    record.add("canary", judged.get("action", "none"), **judged)
+    # The judge's own "decision" (promote/rollback) is kept as "verdict": the step's decision is what was done.
+    evidence = {("verdict" if k == "decision" else k): v for k, v in judged.items()}
+    record.add("canary", judged.get("action", "none"), **evidence)
     return judged
 
 
