@@ -103,7 +103,11 @@ def main() -> None:
         started = time.perf_counter()
         loop = mlops(root, "loop", "--once", "--json", check=False)
         timings["loop --once"] = round(time.perf_counter() - started, 1)
-        record = json.loads(loop.stdout)
+        try:
+            record = json.loads(loop.stdout)
+        except ValueError:  # the pass failed: its record is written anyway (loop/cycle.py), with the error
+            record = json.loads((root / ".mlops" / "loop" / "latest.json").read_text())
+            timings[f"loop --once exit {loop.returncode}"] = timings.pop("loop --once")
         decisions = [(s["step"], s["decision"]) for s in record.get("steps", [])]
         after = None
         challenger = record.get("challenger_version")
