@@ -24,6 +24,10 @@ from mlops_cli.common.errors import ConfigError
 from mlops_cli.config.settings import Config
 
 COMPONENTS = ("gateway", "drift", "predictor", "mlflow")
+# The CLI with the training stack: what the loop's CronJob runs (charts/loop_job.py). Built only when
+# [loop].schedule is set: a few GB that nothing else needs.
+CLI = "cli"
+IMAGES = (*COMPONENTS, CLI)
 # Registries Knative never asks for a digest (its default registries-skipping-tag-resolving).
 LOCAL_REGISTRIES = ("kind.local", "ko.local", "dev.local")
 
@@ -49,8 +53,8 @@ def recorded(config: Config) -> dict[str, str]:
 
 
 def image_ref(config: Config, component: str) -> str:
-    if component not in COMPONENTS:
-        raise ValueError(f"unknown image component {component!r} (one of: {', '.join(COMPONENTS)})")
+    if component not in IMAGES:
+        raise ValueError(f"unknown image component {component!r} (one of: {', '.join(IMAGES)})")
     pushed = recorded(config).get(component)
     if pushed:
         return pushed

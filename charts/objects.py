@@ -25,6 +25,7 @@ DEFAULT_RESOURCES: dict[str, tuple[str, str]] = {
     "jaeger": ("100m", "512Mi"),
     "loki": ("250m", "512Mi"),
     "promtail": ("50m", "128Mi"),
+    "loop": ("1", "4Gi"),   # `mlops loop --once` fine-tunes the challenger (charts/loop_job.py)
 }
 
 
@@ -61,6 +62,7 @@ E2E_RESOURCES: dict[str, tuple[str, str]] = {
     "jaeger": ("50m", "256Mi"),
     "loki": ("100m", "256Mi"),
     "promtail": ("25m", "64Mi"),
+    "loop": ("250m", "2Gi"),
 }
 
 GPU_RESOURCE = "nvidia.com/gpu"   # what the NVIDIA device plugin advertises

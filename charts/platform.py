@@ -44,12 +44,12 @@ POD_SECURITY = {"pod-security.kubernetes.io/enforce": "restricted", "pod-securit
 def platform_steps(config: Config, secrets: PlatformSecrets | None, *, missing_ok: bool = False) -> list[Step]:
     """secrets=None renders Secrets without values: enough to plan deletions, never to apply.
     missing_ok (`mlops render`): upstream manifests neither bundled nor cached are left out, not downloaded."""
-    from . import cert_manager, drift, edge, gateway, grafana, inference_service, jaeger, knative, kserve, loki, mlflow, \
-        network_policies, prometheus, upstream
+    from . import cert_manager, drift, edge, gateway, grafana, inference_service, jaeger, knative, kserve, loki, loop_job, \
+        mlflow, network_policies, prometheus, upstream
 
     m = missing_ok
     edge_own = edge.own_objects(config, secrets)
-    return [
+    steps = [
         Step("namespace", "0. namespace", [namespace(config)]),
         Step("cert-manager", "1. cert-manager", cert_manager.objects(config, missing_ok=m), ("cert-manager",)),
         Step("knative", "2. Knative Serving + Kourier", knative.objects(config, missing_ok=m), knative.UPSTREAM_KEYS,
@@ -68,6 +68,9 @@ def platform_steps(config: Config, secrets: PlatformSecrets | None, *, missing_o
         Step("gateway", "8. gateway", gateway.objects(config) + [inference_service.predictor_service_account(config)]
              + network_policies.objects(config)),
     ]
+    if config.loop.schedule:  # `mlops loop --once` every [loop].schedule (charts/loop_job.py)
+        steps.append(Step("loop", "9. closed loop (CronJob)", loop_job.objects(config)))
+    return steps
 
 
 def all_objects(config: Config, secrets: PlatformSecrets | None) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ ENTRYPOINTS = {
     "drift": "mlops_cli.services.drift_service",
     "predictor": "models.predictor",
     "mlflow": "mlflow.server",
+    "cli": "mlops_cli.cli.app",  # `python -m mlops_cli` runs it; importing __main__ would run it here too
 }
 # Modules our code imports on paths the image never takes, each with the reason. Anything else reachable
 # from the entrypoint must import in the image's environment.
@@ -54,6 +55,14 @@ NOT_ON_THE_IMAGE_PATH = {
         "mlflow.types": "same: model signatures at training time",
     },
     "mlflow": {},
+    "cli": {  # the whole CLI is reachable from `mlops`; the loop's CronJob runs `mlops loop --once -t kubernetes`
+        "torch": "cli.Dockerfile installs it from PyTorch's CPU index (not PyPI, so not in the locked set)",
+        "safetensors.torch": "same: torch's weights",
+        "pulumi": "the eks target's provisioning (stacks/), never run by the loop",
+        "pulumi_aws": "same: the eks stack",
+        "pulumi_kubernetes": "same: the eks stack",
+        "supervisor.xmlrpc": "the local target's process supervisor, not used in a cluster",
+    },
 }
 EXTRA_IMPORTS = {"mlflow": ["boto3", "psycopg"]}  # what the server needs for S3 artifacts and a PostgreSQL backend
 FORBIDDEN = {
@@ -61,6 +70,7 @@ FORBIDDEN = {
     "gateway": {"torch", "mlflow", "mlflow-skinny", "dvc", "evidently", "pulumi", "kserve"},
     "drift": {"torch", "dvc", "pulumi", "kserve", "mlflow"},  # the MLflow client (mlflow-skinny), not the server
     "mlflow": {"torch", "dvc", "evidently", "pulumi", "kserve"},
+    "cli": {"kserve", "supervisor", "pulumi", "pulumi-aws", "pulumi-eks", "pulumi-kubernetes"},
 }
 
 

@@ -57,6 +57,17 @@ def test_a_healthy_pass_promotes_and_records_every_step(project):
     assert len(list((project / ".mlops" / "loop").glob("2*.json"))) == 1
 
 
+def test_a_promotion_records_the_judges_whole_verdict(project):
+    """canary_judge returns CanaryJudgement.as_dict(), which carries the verdict's own "decision": recording
+    it beside the step's decision was a TypeError after the target had already promoted (found by
+    benchmarks/loop.py on the local canary), so serving moved and the champion alias did not."""
+    verdict = {"decision": "promote", "canary_requests": 230, "required_requests": 208, "action": "promoted"}
+    record = run_once(load_config(), target=None, steps=Calls(canary=verdict).steps())
+    canary = next(s for s in record["steps"] if s["step"] == "canary")
+    assert (canary["decision"], canary["verdict"], canary["canary_requests"]) == ("promoted", "promote", 230)
+    assert record["promoted"]
+
+
 @pytest.mark.parametrize("calls, ran, outcome", [
     (Calls(fire=False), ["triggers"], "nothing to do"),
     (Calls(gate={**GATE_PASSED, "passed": False, "reasons": ["not above zero"]}),
@@ -154,8 +165,9 @@ def test_dry_run_cli_reports_the_real_triggers(project, cli):
 
 def test_a_real_pass_on_the_local_target_retrains_gates_registers_and_never_moves_the_champion(
         project, cli, tiny_base_model):
-    """The real steps end to end on a tiny model: the local target cannot split traffic, so the canary is
-    'not run' and a challenger that passed the gate stays a challenger; serving and the champion unchanged."""
+    """The real steps end to end on a tiny model, with nothing deployed: the local target refuses a canary
+    without a serving version to split with, so the canary is 'not run' (nothing started) and a challenger
+    that passed the gate stays a challenger; serving and the champion unchanged."""
     import mlflow
 
     from mlops_cli.registry.versions import resolve_version
@@ -178,6 +190,7 @@ def test_a_real_pass_on_the_local_target_retrains_gates_registers_and_never_move
     assert gate["passed"] == (gate["fresh"]["low"] > 0 and gate["test"]["difference"] >= -gate["test"]["max_drop"])
     if gate["passed"]:
         assert steps["register"]["version"] == "2" and steps["canary"]["action"] == "not run"
+        assert "a canary needs a version already serving" in steps["canary"]["decision"]
         assert resolve_version(load_config(), alias="challenger").version == "2"
     else:
         assert "register" not in steps

@@ -1,10 +1,11 @@
-"""The closed loop on the real local platform (issue 25): tweets streamed through /predict with their labels
-through /feedback, live accuracy with its interval in `mlops monitor`, `mlops loop --once` retraining and
-gating, and what must never move without a promotion (the serving version, the champion alias) staying put,
-also when the loop is killed with -9 in the middle of a retrain.
-
-Not the issue's whole acceptance: the local target cannot split traffic, so the canary step is "not run"
-here and nothing is promoted; the promotion path is covered by tests/test_loop.py with a stand-in canary.
+"""The closed loop on the real local platform (issue 25's acceptance): a champion trained on drugsCom only,
+tweets streamed through /predict with their labels through /feedback, live accuracy with its interval in
+`mlops monitor`; `mlops loop --once` detects the drop and retrains; when the gate passes, the canary (the
+gateway's split, judged on the predictors' counters in the local Prometheus) is promoted and live accuracy
+on the next part of the stream must rise; when it refuses (the tiny model often learns too little of the
+shift), nothing may change. What must never move without a promotion (the serving version, the
+champion alias) stays put when the loop is killed with -9 mid-retrain, and when a canary fails (a
+challenger whose predictor answers 500: rolled back by the loop).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 import httpx
 import pytest
 
-from .support import local_platform
+from .support import free_port, local_platform
 
 pytestmark = pytest.mark.slow
 
@@ -45,31 +46,44 @@ def _champion(platform) -> str:
     return next(str(v["version"]) for v in versions if "champion" in v.get("aliases", []))
 
 
+def _live(platform, version: str) -> dict:
+    found = json.loads(platform.ok("monitor", "--no-drift", "--json").stdout)["live_quality"]["versions"]
+    return next(v for v in found if v["model_version"] == version)
+
+
+# The canary's judge needs 28 of its requests (max_error_rate 0.05 vs bad_error_rate 0.3, 5% each way:
+# monitoring/canary_statistics.py); the probe sends them while the feedback stream is over.
+SEEN = 240   # tweets labelled before the loop: 96 of them (fresh_share 0.4) are the gate's fresh slice
+CANARY = {"interval_s": 3.0, "probe_rps": 20.0, "max_window_s": 240.0, "max_error_rate": 0.05, "bad_error_rate": 0.3,
+          "max_p99_s": 5.0}   # a shared 2-core machine: latency is not what these tests judge
+
+
 def test_feedback_live_accuracy_and_a_loop_pass_on_the_local_platform(tmp_path_factory, tiny_base_model):
     from mlops_cli.data.data_sources import load
 
     with local_platform(tmp_path_factory.mktemp("loop-platform"), tiny_base_model, "loop-e2e",
-                        data={"max_rows_per_source": 600}, train={"max_steps": 20},
+                        data={"max_rows_per_source": 600}, train={"max_steps": 150, "epochs": 3},
                         gateway={"log_text": True}, feedback={"min_labels": 30, "accuracy_floor": 0.9},
-                        loop={"min_labels": 60, "fresh_share": 0.4}) as platform:
-        platform.ok("up")
+                        loop={"min_labels": 60, "fresh_share": 0.4, "canary_percent": 50, "observe": "15s"},
+                        canary=CANARY, local={"prometheus_port": free_port()}) as platform:
+        platform.ok("up", "--with-prometheus")
         platform.ok("data", "prepare")                    # drugsCom only: the champion has never seen a tweet
         platform.ok("train", "--log")
         platform.ok("register", "--alias", "champion")
         platform.ok("deploy", "--version", "1")
         tweets = load("tweets", "binary")["all"]
-        right = _stream(platform, tweets[:120])
+        right = _stream(platform, tweets[:SEEN])
 
         monitor = json.loads(platform.ok("monitor", "--no-drift", "--json").stdout)["live_quality"]
         [live] = monitor["versions"]
-        assert (live["model_version"], live["labels"], live["accuracy"]) == ("1", 120, round(right / 120, 4))
+        assert (live["model_version"], live["labels"], live["accuracy"]) == ("1", SEEN, round(right / SEEN, 4))
         low, high = live["accuracy_interval"]
         assert low <= live["accuracy"] <= high < 0.9 and live["below_floor"]
 
         dry = json.loads(platform.ok("loop", "--once", "--dry-run", "--json").stdout)
         # Both triggers see the shift: tweets are short and unlike drug reviews, and the champion gets them wrong.
         assert dry["steps"][0]["fired"] == ["dataset drift", "live accuracy of version(s) 1 under 0.9"]
-        assert dry["outcome"].startswith("would retrain on 120 labels")
+        assert dry["outcome"].startswith(f"would retrain on {SEEN} labels")
 
         # kill -9 in the middle of the retrain: serving and the champion stay, the lock does not outlive it.
         loop = platform.popen("loop", "--once")
@@ -87,10 +101,77 @@ def test_feedback_live_accuracy_and_a_loop_pass_on_the_local_platform(tmp_path_f
         assert result.returncode == 0, result.stderr
         record = json.loads(result.stdout)
         steps = {s["step"]: s for s in record["steps"]}
-        assert steps["retrain"]["data"]["feedback_labels"] == 120
+        assert steps["retrain"]["data"]["feedback_labels"] == SEEN
         gate = steps["gate"]
-        if gate["passed"]:
-            assert steps["canary"]["action"] == "not run" and "cluster target" in steps["canary"]["decision"]
-        assert not record["promoted"]
+        if not gate["passed"]:
+            # The tiny random-init model often learns too little of the shift for the paired interval to clear
+            # zero (seen: -0.004 [-0.109, +0.098] on 96 fresh labels). Then nothing may change at all; the
+            # promotion on this shift is benchmarks/loop.py's (MiniLM), the judged promotion test_local_canary's.
+            assert "register" not in steps and "canary" not in steps and not record["promoted"]
+            assert (_serving(platform), _champion(platform)) == ("1", "1")
+            assert platform.status()["gateway"]["traffic"] == {"1": 100}
+            return
+        assert 0 < gate["fresh"]["low"] <= gate["fresh"]["estimate"] <= gate["fresh"]["high"]
+        canary = steps["canary"]
+        assert canary["action"] == "promoted", canary     # judged on version 2's own requests in Prometheus
+        assert canary["canary_requests"] >= canary["required_requests"] == 28 and canary["baseline_requests"] > 0
+        assert record["promoted"] and record["challenger_version"] == "2"
+        assert (_serving(platform), _champion(platform)) == ("2", "2")
+        assert platform.status()["gateway"]["traffic"] == {"2": 100}
+
+        # The next part of the stream, answered by the promoted version: live accuracy rises.
+        right_after = _stream(platform, tweets[SEEN:SEEN + 120])
+        after = _live(platform, "2")
+        assert (after["labels"], after["accuracy"]) == (120, round(right_after / 120, 4))
+        assert after["accuracy_interval"][0] <= after["accuracy"] <= after["accuracy_interval"][1]
+        assert after["accuracy"] > live["accuracy"], (live, after)
+
+
+# The loop with its retrain replaced (the gate passed for the newest run, already trained), so that every run
+# reaches the canary; the rest is real: register, the gateway's split, the judge on Prometheus, the rollback.
+FAILING_CANARY_PASS = r"""
+import json, sys
+from mlops_cli.config.loading import load_config
+from mlops_cli.loop.cycle import Steps, run_once
+from mlops_cli.loop.retrain import Retrained
+from mlops_cli.targets import get_target
+
+config = load_config()
+fired = {"retrain": True, "decision": "retrain: stand-in trigger", "evidence": {"labels": 0}}
+steps = Steps(triggers=lambda config, last: fired,
+              retrain=lambda config, reporter: Retrained("1", None, {"md5": "stand-in"}, {}, {},
+                                                         {"passed": True, "reasons": []}))
+print(json.dumps(run_once(config, get_target(config, "local"), steps=steps), default=str))
+"""
+
+
+def test_a_failing_canary_is_rolled_back_by_the_loop_and_nothing_moves(tmp_path_factory, tiny_base_model):
+    import subprocess
+    import sys
+
+    with local_platform(tmp_path_factory.mktemp("loop-canary"), tiny_base_model, "loop-canary",
+                        loop={"canary_percent": 50, "observe": "15s"}, canary=CANARY,
+                        local={"prometheus_port": free_port()}) as platform:
+        platform.ok("up", "--with-prometheus")
+        platform.ok("data", "prepare")
+        platform.ok("train", "--log", "--max-steps", "2")
+        platform.ok("register", "--alias", "champion")
+        platform.ok("deploy", "--version", "1")
+        platform.ok("train", "--log", "--max-steps", "2", "--seed", "7")   # the challenger's run
+        toml = platform.root / "mlops.toml"
+        toml.write_text(toml.read_text() + "[serving]\nfault_error_share = 1.0\n")   # its predictor answers 500
+
+        result = subprocess.run([sys.executable, "-c", FAILING_CANARY_PASS], cwd=platform.root, env=platform.env,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        record = json.loads(result.stdout.strip().splitlines()[-1])
+        steps = {s["step"]: s for s in record["steps"]}
+        assert steps["register"]["version"] == "2"
+        assert steps["canary"]["action"] == "rolled back", steps["canary"]
+        assert "error rate" in steps["canary"]["decision"] or "errors" in steps["canary"]["decision"], steps["canary"]
+        assert not record["promoted"] and "promote" not in steps
         assert (_serving(platform), _champion(platform)) == ("1", "1")
+        upstream = httpx.get(f"{platform.gateway}/admin/upstream", auth=platform.admin_auth, timeout=10).json()
+        assert upstream["canary"] is None
+        assert [n for n in platform.status() if n.startswith("predictor")] == ["predictor-v1"]
         assert platform.predict("a fine film").json()["model_version"] == "1"

@@ -158,9 +158,9 @@ def deploy(
     version: Optional[str] = typer.Option(None, "--version", help="Registered model version to serve."),
     alias: Optional[str] = typer.Option(None, "--alias", help="Serve the version behind this alias (default: [registry].champion_alias)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help=TARGET_HELP),
-    canary: Optional[int] = typer.Option(None, "--canary", min=1, max=99, help="kubernetes/eks: send this % of traffic to the new version."),
-    promote: bool = typer.Option(False, "--promote", help="kubernetes/eks: move the canary to 100%."),
-    rollback: bool = typer.Option(False, "--rollback", help="Go back to the previously deployed version."),
+    canary: Optional[int] = typer.Option(None, "--canary", min=1, max=99, help="Send this % of traffic to the new version (locally: the gateway splits per request)."),
+    promote: bool = typer.Option(False, "--promote", help="Move the canary to 100% (and stop the old version's predictor)."),
+    rollback: bool = typer.Option(False, "--rollback", help="Drop a running canary, else go back to the previously deployed version."),
     observe: Optional[str] = typer.Option(None, "--observe", help="With --canary: watch error rate and p99 latency in Prometheus for this long (e.g. 10m)."),
     promote_if_healthy: bool = typer.Option(False, "--promote-if-healthy", help="With --observe: promote a healthy canary, roll back any other (exit 1)."),
 ) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from charts.image_refs import COMPONENTS, LOCAL_REGISTRIES  # the image contract: names, kind-only registries
+from charts.image_refs import COMPONENTS, IMAGES, LOCAL_REGISTRIES  # the image contract: names, kind-only registries
 
 from ..common.atomic_file import write_atomically
 from ..common.errors import ConfigError
@@ -32,6 +32,7 @@ ENTRYPOINTS = {  # what each image runs: tests/test_image_envs.py imports it in 
     "drift": "mlops_cli.services.drift_service",
     "predictor": "models.predictor",
     "mlflow": "mlflow.server",
+    "cli": "mlops_cli.cli.app",  # `python -m mlops_cli` runs it; importing __main__ would run it here too
 }
 
 
@@ -74,10 +75,10 @@ def resolve_tag(config: Config, tag: str | None) -> str:
 
 
 def build_plan(config: Config, *, tag: str | None = None, components: Iterable[str] | None = None) -> list[ImageSpec]:
-    chosen = list(components or COMPONENTS)
-    unknown = [c for c in chosen if c not in COMPONENTS]
+    chosen = list(components or (IMAGES if config.loop.schedule else COMPONENTS))  # the loop's CronJob runs `cli`
+    unknown = [c for c in chosen if c not in IMAGES]
     if unknown:
-        raise ConfigError(f"unknown image {', '.join(unknown)}", hint=f"choose from: {', '.join(COMPONENTS)}")
+        raise ConfigError(f"unknown image {', '.join(unknown)}", hint=f"choose from: {', '.join(IMAGES)}")
     version = resolve_tag(config, tag)
     return [ImageSpec(c, Path("charts/images") / f"{_variant(config, c)}.Dockerfile",
                       Path("charts/images") / f"{_variant(config, c)}.requirements.txt",
@@ -156,7 +157,7 @@ def _login(engine: Any, registry: str, log: Path) -> None:
     from ..adapters.ecr_images import ensure_repositories
 
     # Before `up --target eks` made them (an engine elsewhere pushes first): the stack adopts them later.
-    ensure_repositories(registry, COMPONENTS, {"managed-by": "mlops"})
+    ensure_repositories(registry, IMAGES, {"managed-by": "mlops"})
     login = ecr_login(registry)
     container_engine.run(engine.login_command(login.host, login.username), log=log,
                          what=f"logging in to {login.host}", stdin=login.password)

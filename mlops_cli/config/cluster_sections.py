@@ -108,7 +108,7 @@ class KubernetesConfig(Section):
     @field_validator("resources")
     @classmethod
     def _known_components(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-        components = {"gateway", "predictor", "drift", "mlflow", "prometheus", "grafana", "jaeger", "loki", "promtail"}
+        components = {"gateway", "predictor", "drift", "mlflow", "prometheus", "grafana", "jaeger", "loki", "promtail", "loop"}
         for name, amounts in value.items():
             if name not in components:
                 raise ValueError(f"unknown component {name!r} (one of: {', '.join(sorted(components))})")

@@ -10,7 +10,8 @@ Safety, by construction:
 - **one record**: every step's decision and evidence in `<state_dir>/loop/<time>.json` (and `latest.json`),
   written even when a step fails, and on the challenger's MLflow run (`loop/loop.json`).
 
-The steps are a `Steps` value so that tests can replace one (the canary needs a cluster and Prometheus).
+The steps are a `Steps` value so that tests can replace one (the canary needs Prometheus: in a cluster, or
+locally `mlops up --with-prometheus`).
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def _canary(config: Config, target: Any, version: str, record: _Record, reporter
             steps: Steps) -> dict[str, Any]:
     try:
         judged = steps.canary(config, target, version, reporter)
-    except UsageError as exc:  # the target cannot split traffic (local): nothing was deployed
+    except UsageError as exc:  # refused before anything was deployed (e.g. another canary is out)
         record.add("canary", f"not run: {exc.message}", action="not run")
         return {"action": "not run"}
     except MlopsError as exc:  # judged unhealthy and rolled back by the watch itself
@@ -159,7 +160,9 @@ def _canary(config: Config, target: Any, version: str, record: _Record, reporter
             undone = f"rollback failed too ({again}): run `mlops deploy --rollback`"
         record.add("canary", f"crashed ({type(exc).__name__}: {exc}); {undone}", action="crashed")
         raise
-    record.add("canary", judged.get("action", "none"), **judged)
+    # The judge's own "decision" (promote/rollback) is kept as "verdict": the step's decision is what was done.
+    evidence = {("verdict" if k == "decision" else k): v for k, v in judged.items()}
+    record.add("canary", judged.get("action", "none"), **evidence)
     return judged
 
 

@@ -88,7 +88,7 @@ def canary(config: Config, target: Any, version: str, reporter: Reporter) -> dic
 def rollback(config: Config, target: Any, reporter: Reporter) -> Any:
     from ..targets.base import DeployOptions
 
-    return target.deploy(DeployOptions(rollback=True), reporter)
+    return target.deploy(DeployOptions(rollback=True, canary_only=True), reporter)
 
 
 def promote(config: Config, version: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from ..common.errors import NotFoundError, PreflightError
 from ..config.settings import Config
@@ -68,16 +68,22 @@ def predictor_targets_path(config: Config) -> Path:
     return config.state_dir / "local" / PREDICTOR_TARGETS_FILE
 
 
-def write_predictor_targets(config: Config, ports: Iterable[int]) -> Path:
+def write_predictor_targets(config: Config, ports: Iterable[int] | Mapping[int, str]) -> Path:
     """The predictor job's targets (file_sd format: a list of static configs), atomically: the ports
-    that serve now."""
+    that serve now. Given {port: revision}, each target carries its `revision` label (the predictor
+    program's name, e.g. predictor-v2): what the canary judge's queries select a version's requests by,
+    as Prometheus' pod labels do in a cluster (monitoring/canary_analysis.py)."""
     import json
 
     from ..common.atomic_file import write_atomically
 
     path = predictor_targets_path(config)
-    targets = [f"{config.local.host}:{port}" for port in ports]
-    groups = [{"targets": targets, "labels": {"component": "predictor"}}] if targets else []
+    if isinstance(ports, Mapping):
+        groups = [{"targets": [f"{config.local.host}:{port}"], "labels": {"component": "predictor", "revision": name}}
+                  for port, name in ports.items()]
+    else:
+        targets = [f"{config.local.host}:{port}" for port in ports]
+        groups = [{"targets": targets, "labels": {"component": "predictor"}}] if targets else []
     write_atomically(path, json.dumps(groups, indent=1))
     return path
 

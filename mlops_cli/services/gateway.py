@@ -42,6 +42,7 @@ from .gateway_schema import (BASIC_AUTH, INFERENCE_ERRORS, PredictBatchRequest, 
                              PredictRequest, request_body, upstream_body, with_security)
 from ..common.logging_setup import configure_json_logging, request_id_var, setup_tracing
 from .prediction_log import PredictionLog
+from .traffic_split import Canary, TrafficSplit, add_canary_routes
 from .upstream_policy import allowed_upstream
 from .predictor_client import (PredictorClient, PredictorOverloaded, PredictorRejected, PredictorTimeout,
                                PredictorUnavailable)
@@ -58,6 +59,7 @@ class GatewaySettings:
     auth: BasicAuth | None
     # /admin/*: its own credential. None: closed (401) whenever `auth` is set; open only without any auth.
     admin_auth: BasicAuth | None = None
+    canary: Canary | None = None  # a canary left by `deploy --canary` (upstream file): kept across restarts
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -69,9 +71,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         on_failure=metrics.prediction_log_failures.inc, batched=True)
     feedback = FeedbackIntake(cfg)
     tracer = setup_tracing("mlops-gateway", cfg.observability.otlp_endpoint)
-    client = PredictorClient(settings.predictor_url, settings.model_version, cfg.serving.model_name, cfg.gateway.timeout_s,
-                             calls_in_flight=cfg.gateway.predictor_calls, texts_per_call=cfg.gateway.texts_per_call,
-                             on_call=metrics.predictor_call_texts.observe)
+
+    def predictor_client(url: str | None, version: str) -> PredictorClient:
+        return PredictorClient(url, version, cfg.serving.model_name, cfg.gateway.timeout_s,
+                               calls_in_flight=cfg.gateway.predictor_calls, texts_per_call=cfg.gateway.texts_per_call,
+                               on_call=metrics.predictor_call_texts.observe)
+
+    client = predictor_client(settings.predictor_url, settings.model_version)
+    split = TrafficSplit(predictor_client, initial=settings.canary if settings.predictor_url else None)
+    if split.canary:
+        metrics.canary(split.canary.model_version, split.canary.percent)
     if settings.predictor_url:
         metrics.serving(settings.model_version)
 
@@ -79,12 +88,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(_: FastAPI):
         yield
         await client.close()
+        await split.clear(0.0)
         prediction_log.close()
 
     # /openapi.json and /docs sit behind the same basic auth as inference (see _AUTHENTICATED).
     app = FastAPI(title="mlops gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
                   default_response_class=FastJSONResponse)
     app.state.client = client
+    app.state.split = split
 
     admission = Admission(cfg.gateway.max_in_flight, cfg.serving.latency_budget_ms / 1000.0)
     app.state.admission = admission
@@ -119,8 +130,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             clean = [prepare_text(t, cfg.gateway.truncation, cfg.gateway.max_words) for t in texts]
         with tracer.start_as_current_span("predictor_call") as span:
             span.set_attribute("mlops.request_id", rid)
+            chosen = split.choose(client)  # the canary's share, per request
             try:
-                raw = await client.predict(clean)
+                raw = await chosen.predict(clean)
             except PredictorUnavailable as exc:
                 metrics.predictor_ready.set(0)
                 raise ApiError(503, "predictor_unavailable", str(exc)) from None
@@ -138,7 +150,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             results = []
             for text, pred in zip(texts, raw):
                 label, confidence = decide(pred["logits"], pred["labels"])
-                version = str(pred.get("model_version", client.current.model_version if client.current else ""))
+                version = str(pred.get("model_version", chosen.current.model_version if chosen.current else ""))
                 metrics.predictions.labels(label=label, model_version=version).inc()
                 prediction_log.record(rid, text, label, confidence, version, pred)
                 feedback.served(rid, version, label, pred.get("labels"), text)
@@ -193,7 +205,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @app.get("/admin/upstream", openapi_extra=BASIC_AUTH, responses={401: INFERENCE_ERRORS[401]})
     async def get_upstream():
         upstream = client.current
-        return {"url": upstream.url if upstream else None, "model_version": upstream.model_version if upstream else None}
+        return {"url": upstream.url if upstream else None, "model_version": upstream.model_version if upstream else None,
+                "canary": split.as_dict()}
 
     @app.put("/admin/upstream", summary="Switch the predictor (used by `mlops deploy`)",
              responses={422: _ERROR_422, 401: INFERENCE_ERRORS[401]}, openapi_extra=upstream_body())
@@ -213,6 +226,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                                               "from": old.url if old else None})
         return {"url": url, "model_version": version, "previous": old.url if old else None}
 
+    add_canary_routes(app, split, cfg, metrics)
     return app
 
 
@@ -289,18 +303,23 @@ class _Edge:
 
 
 _ERROR_422 = {"model": INFERENCE_ERRORS[422]["model"], "description": "Not a {url, model_version} object."}
-_KNOWN_ROUTES = {"/predict", "/predict/batch", "/feedback", "/healthz", "/readyz", "/metrics", "/admin/upstream", "/openapi.json",
-                 "/docs"}
+_KNOWN_ROUTES = {"/predict", "/predict/batch", "/feedback", "/healthz", "/readyz", "/metrics", "/admin/upstream",
+                 "/admin/canary", "/openapi.json", "/docs"}
 _AUTHENTICATED = INFERENCE_ROUTES | {"/feedback", "/openapi.json", "/docs"}
 _PROBES = {"/healthz", "/readyz"}
 
 
-def _recorded_upstream(path: str, default_version: str) -> tuple[str | None, str]:
+def _recorded_upstream(path: str, default_version: str) -> tuple[str | None, str, Canary | None]:
     try:
         data = json.loads(open(path, encoding="utf-8").read())
-        return str(data["url"]), str(data["model_version"])
+        url, version = str(data["url"]), str(data["model_version"])
     except (OSError, ValueError, KeyError, TypeError):
-        return None, default_version  # nothing deployed yet (or a torn file): start without a predictor
+        return None, default_version, None  # nothing deployed yet (or a torn file): start without a predictor
+    canary = data.get("canary")
+    try:
+        return url, version, Canary(str(canary["url"]), str(canary["model_version"]), int(canary["percent"]))
+    except (KeyError, TypeError, ValueError):
+        return url, version, None  # no canary (or not one we can read: all traffic to the deployed version)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -313,8 +332,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="JSON {url, model_version} that `mlops deploy` keeps current; read at start-up so a "
                              "restarted gateway serves the deployed version")
     args = parser.parse_args(argv)
+    canary = None
     if args.upstream_file and not args.predictor_url:
-        args.predictor_url, args.model_version = _recorded_upstream(args.upstream_file, args.model_version)
+        args.predictor_url, args.model_version, canary = _recorded_upstream(args.upstream_file, args.model_version)
 
     config = load_config()
     if config.gateway.nice:
@@ -333,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     admin_auth = None
     if secrets.gateway_admin_password:
         admin_auth = BasicAuth({secrets.gateway_user or config.gateway.user: secrets.gateway_admin_password})
-    app = create_app(GatewaySettings(config, args.predictor_url, args.model_version, auth, admin_auth))
+    app = create_app(GatewaySettings(config, args.predictor_url, args.model_version, auth, admin_auth, canary))
 
     import uvicorn
 

@@ -28,6 +28,15 @@ class GatewayMetrics:
             "mlops_prediction_log_write_failures", "Predictions served but not written to the prediction log "
             "(disk full, file unwritable).", registry=self.registry)
 
+        self.canary_percent = Gauge("mlops_gateway_canary_percent",
+                                    "Share of requests sent to the canary version (absent: no canary).",
+                                    ["model_version"], registry=self.registry)
+
+    def canary(self, model_version: str | None, percent: int = 0) -> None:
+        self.canary_percent.clear()
+        if model_version is not None:
+            self.canary_percent.labels(model_version=str(model_version)).set(percent)
+
     def serving(self, model_version: str) -> None:
         self.model_info.clear()
         self.model_info.labels(model_name=self.model_name, model_version=str(model_version)).set(1)

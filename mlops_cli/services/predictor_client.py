@@ -113,6 +113,16 @@ class PredictorClient:
         except (orjson.JSONDecodeError, AttributeError):
             return False
 
+    async def switch_off(self, drain_timeout_s: float) -> None:
+        """Wait (up to the timeout) for the requests already sent to the current upstream: a canary that is
+        dropped or replaced keeps answering what it was given."""
+        upstream = self.current
+        if upstream is not None and upstream.inflight:
+            try:
+                await asyncio.wait_for(upstream.idle.wait(), timeout=drain_timeout_s)
+            except asyncio.TimeoutError:
+                pass
+
     async def switch(self, url: str, model_version: str, drain_timeout_s: float) -> Upstream | None:
         """Point new requests at `url`; wait for the old upstream's requests to finish."""
         old, self.current = self.current, Upstream(url.rstrip("/"), model_version)

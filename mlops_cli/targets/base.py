@@ -38,6 +38,9 @@ class DeployOptions:
     canary: int | None = None
     promote: bool = False
     rollback: bool = False
+    # With rollback: only drop a running canary, never go back a version (the loop's crash path: a crash
+    # before the split must leave serving as it was). Honoured by the local target.
+    canary_only: bool = False
 
 
 @dataclass
@@ -59,6 +62,8 @@ class ComponentStatus:
     # Should it be running? False for what was never installed or deployed: `mlops status` exits 1 only
     # when a component that should run is not healthy.
     expected: bool = True
+    # The gateway on the local target: {model version: percent of requests} (two while a canary runs).
+    traffic: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -117,6 +117,10 @@ class LocalTarget(LocalComponents, LocalServing):
             self.table.drop(name)
             outcome.steps.append(StepResult(name, "stopped" if was_running else "not running", records[name].url))
         sup.forget_program(HEALER)
+        data = self.table.load()
+        if data.get("canary"):  # its predictor is stopped: `up` serves the version deployed before it
+            data["canary"] = None
+            self.table.save(data)
         for path in (self.upstream_file, self.config.state_dir / "local" / "health.json"):
             path.unlink(missing_ok=True)
         if not records:
@@ -148,12 +152,19 @@ class LocalTarget(LocalComponents, LocalServing):
             alive = proc.get("statename") == "RUNNING"
             healthy = alive and self._healthy(record.url, record.meta.get("health", "/healthz"))
             version = record.meta.get("version", "")
+            traffic = None
             h = health.get(name)
             detail, log_tail = "", ""
             if name == "gateway":
                 ready = alive and self._healthy(record.url, "/readyz")
                 detail = "predictor ready" if ready else "no ready predictor behind it"
                 version = current["version"] if current else ""
+                canary = self._running_canary(data)
+                if canary:
+                    traffic = {canary["baseline_version"]: 100 - canary["percent"], canary["version"]: canary["percent"]}
+                    detail += f"; canary: {canary['percent']}% to version {canary['version']}"
+                elif current:
+                    traffic = {current["version"]: 100}
             if not supervised and alive:
                 detail = (f"{'serving' if healthy else 'running, not healthy'}, unsupervised: supervisord is gone, "
                           "so nothing restarts it (`mlops up` brings it back under supervision)")
@@ -172,7 +183,7 @@ class LocalTarget(LocalComponents, LocalServing):
                 restarts=h.restarts if h else 0, last_exit=h.last_exit if h else "",
                 last_exit_code=h.last_exit_code if h else None,
                 last_restart_at=h.last_restart_at if h else None,
-                log_tail=log_tail,
+                log_tail=log_tail, traffic=traffic,
             ))
         if out and not supervised:
             out.insert(0, ComponentStatus(

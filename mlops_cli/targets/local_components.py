@@ -75,10 +75,8 @@ class LocalComponents:
             from ..platform.prometheus_local import prometheus_command
 
             config_path = self.config.state_dir / "local" / "prometheus.yml"
-            serving = self._current_deployment()
-            record = self.table.records().get(serving["component"]) if serving else None
             components.append(Component("prometheus", self.local.prometheus_port,
-                                         prometheus_command(self.config, config_path, [record.port] if record else []),
+                                         prometheus_command(self.config, config_path, self._predictor_targets()),
                                          "/-/ready", start_timeout_s=self.local.start_timeout_s))
         return components
 

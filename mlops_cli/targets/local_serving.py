@@ -1,5 +1,6 @@
 """Serving on the local target: `deploy` starts the new version's predictor beside the old one and switches
-the gateway once it is ready (no request dropped); `predict` goes through the gateway.
+the gateway once it is ready (no request dropped), or with `--canary P` splits the traffic between the two
+(targets/local_canary.py); `predict` goes through the gateway.
 
 `LocalServing` is a part of `LocalTarget` (targets/local.py), which gives it `config`, `local`, `table`,
 `credentials`, `_url` and (from LocalComponents) the supervised programs.
@@ -20,28 +21,46 @@ from ..common.progress import Reporter
 from ..platform import processes
 from ..platform.prometheus_local import write_predictor_targets
 from .base import DeployOptions, Outcome, StepResult
+from .local_canary import ROLLED_BACK, RUNNING, LocalCanary
 from .local_components import PYTHON, Component
 
 
-class LocalServing:
+class LocalServing(LocalCanary):
     def _current_deployment(self, data: dict | None = None) -> dict | None:
         deployments = (data or self.table.load())["deployments"]
         return deployments[-1] if deployments else None
 
     def deploy(self, options: DeployOptions, reporter: Reporter) -> Outcome:
-        if options.canary is not None or options.promote:
-            raise UsageError("--canary/--promote need a cluster target (kubernetes or eks)",
-                            hint="locally, `mlops deploy --version N` switches all traffic without dropping requests")
+        if options.promote:
+            return self._promote_canary(reporter)
         from ..registry import versions as registry
         from ..registry.serving_runtime import predictor_args, served_model_dir
 
         data = self.table.load()
+        canary = self._canary(data)
+        if options.rollback and canary and canary["state"] in (RUNNING, ROLLED_BACK):
+            return self._rollback_canary(data, reporter)
+        if options.rollback and options.canary_only:
+            outcome = Outcome()
+            outcome.info["message"] = "no canary is running: serving is unchanged"
+            return outcome
+        if options.canary is None:
+            self._refuse_while_canary(data)
         version = _rollback_version(data["deployments"]) if options.rollback else options.version
         reporter.start("resolve", "resolving model version")
         ref = registry.resolve_version(self.config, version=version,
                                        alias=None if version else (options.alias or self.config.registry.champion_alias))
-        model_dir = registry.local_model_dir(self.config, ref)
         reporter.finish("resolve", f"version {ref.version}")
+        running = self._running_canary(data)
+        if options.canary is not None and self._current_deployment(data) is None:
+            raise UsageError("a canary needs a version already serving to split the traffic with; nothing is deployed",
+                             hint=f"deploy one first: `mlops deploy --version N`, then `--version {ref.version} --canary "
+                                  f"{options.canary}`")
+        if options.canary is not None and running:
+            if running["version"] != ref.version:
+                self._refuse_while_canary(data)
+            return self._reweigh_canary(data, options.canary)
+        model_dir = registry.local_model_dir(self.config, ref)
         model_dir = served_model_dir(self.config, ref, model_dir, reporter)
 
         outcome = Outcome()
@@ -61,6 +80,9 @@ class LocalServing:
         cmd = command(port)
         if old_record is not None and old_record.meta.get("version") == ref.version:
             if old_record.cmd == command(old_record.port) and self._predictor_ready(old_record.url):
+                if options.canary is not None:
+                    outcome.info["canary_skipped"] = (f"version {ref.version} already serves 100% with these settings: "
+                                                      "nothing new to canary")
                 outcome.steps.append(StepResult(old_record.name, "unchanged",
                                                 f"version {ref.version} already serves at {old_record.url}"))
                 outcome.info["model_version"] = ref.version
@@ -89,13 +111,22 @@ class LocalServing:
         self.table.put(self._record(component, {"version": ref.version}))
         reporter.finish(name, f"ready on {url}")
         outcome.steps.append(StepResult(name, "started", url))
+        if options.canary is not None:
+            try:
+                split = self._start_canary(ref.version, name, url, options.canary, previous)
+            except BaseException:
+                self._stop_predictor(name, "the gateway refused the split")  # nothing half-done: no split, no process
+                raise
+            split.steps[:0] = outcome.steps
+            return split
 
         self._switch_gateway(url, ref.version)
         write_atomically(self.upstream_file, json.dumps({"url": url, "model_version": ref.version}))
-        write_predictor_targets(self.config, [port])
+        write_predictor_targets(self.config, {port: name})
         outcome.steps.append(StepResult("gateway", "switched", f"to version {ref.version}"))
         data = self.table.load()
         data["deployments"].append({"version": ref.version, "component": name, "at": time.time()})
+        data["canary"] = None  # a deploy of its own ends any canary history: --rollback goes to the version before
         self.table.save(data)
         if old_record is not None and old_record.name != name:
             sup.remove_program(old_record.name)

@@ -1,0 +1,128 @@
+"""The closed loop in a cluster (issue 25, item 4): with [loop].schedule set, `mlops render` (and `up`)
+gives a CronJob running `mlops loop --once --target kubernetes` in the CLI image, its own ServiceAccount,
+a namespaced Role with only what one pass touches, concurrencyPolicy Forbid, credentials from Secrets.
+Checked on the rendered objects, and each object against the Kubernetes schemas (kubernetes-validate)."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from mlops_cli.config.loading import load_config
+
+from .schema_support import validate
+
+
+def _config(project, schedule: str = "1h", extra: str = ""):
+    (project / "mlops.toml").write_text(f'[project]\nname = "t"\n[loop]\nschedule = "{schedule}"\n' + extra)
+    return load_config()
+
+
+def _loop_objects(config) -> list[dict]:
+    from charts.platform import platform_steps
+
+    [step] = [s for s in platform_steps(config, None, missing_ok=True) if s.key == "loop"]
+    return step.objects
+
+
+def test_without_a_schedule_nothing_of_the_loop_is_rendered(project):
+    from charts.platform import platform_steps
+
+    (project / "mlops.toml").write_text('[project]\nname = "t"\n')
+    steps = platform_steps(load_config(), None, missing_ok=True)
+    assert "loop" not in {s.key for s in steps}
+    assert not [o for s in steps for o in s.objects if o["kind"] == "CronJob"]
+
+
+def test_the_cronjob_runs_the_loop_once_per_schedule_never_two_at_a_time(project):
+    from charts.image_refs import image_ref
+
+    config = _config(project, "15m")
+    [job] = [o for o in _loop_objects(config) if o["kind"] == "CronJob"]
+    spec = job["spec"]
+    assert (spec["schedule"], spec["concurrencyPolicy"]) == ("*/15 * * * *", "Forbid")
+    assert spec["jobTemplate"]["spec"]["backoffLimit"] == 0
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "mlops-loop" and pod["restartPolicy"] == "Never"
+    [container] = pod["containers"]
+    assert container["image"] == image_ref(config, "cli") and container["image"].split(":")[0].endswith("/mlops-cli")
+    assert container["command"] == ["python", "-m", "mlops_cli", "--json", "loop", "--once", "--target", "kubernetes"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] and pod["securityContext"]["runAsNonRoot"]
+    assert job["metadata"]["namespace"] == config.kubernetes.namespace
+
+
+def test_credentials_come_from_secrets_and_no_value_is_in_the_manifest(project, monkeypatch):
+    monkeypatch.setenv("MLOPS_GATEWAY_PASSWORD", "never-in-a-manifest-4711")
+    config = _config(project, "1h", '[kubernetes]\nmlflow_artifacts = "s3://bucket/mlflow"\n')
+    objects = _loop_objects(config)
+    assert "never-in-a-manifest-4711" not in json.dumps(objects)
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    [job] = [o for o in objects if o["kind"] == "CronJob"]
+    env = {e["name"]: e for e in job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for name in ("MLOPS_GATEWAY_USER", "MLOPS_GATEWAY_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert "value" not in env[name] and env[name]["valueFrom"]["secretKeyRef"]["name"], name
+    secret_like = [n for n in env if any(w in n for w in ("PASSWORD", "SECRET", "TOKEN")) and "value" in env[n]]
+    assert not secret_like
+
+
+def test_rbac_is_namespaced_and_holds_only_what_a_pass_touches(project):
+    from mlops_cli.targets.kubernetes_deploy import HISTORY_SUFFIX
+
+    config = _config(project)
+    objects = _loop_objects(config)
+    kinds = [o["kind"] for o in objects]
+    assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds
+    [role] = [o for o in objects if o["kind"] == "Role"]
+    [binding] = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == config.kubernetes.namespace
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mlops-loop", "namespace": config.kubernetes.namespace}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "mlops-loop"}
+    rules = {(r["apiGroups"][0], r["resources"][0]): r for r in role["rules"]}
+    model = config.serving.model_name
+    assert rules[("serving.kserve.io", "inferenceservices")]["resourceNames"] == [model]
+    assert rules[("", "configmaps")]["resourceNames"] == [model + HISTORY_SUFFIX]   # the deploy history
+    assert rules[("apps", "deployments")]["resourceNames"] == ["gateway"]
+    assert set(rules) == {("serving.kserve.io", "inferenceservices"), ("", "configmaps"), ("apps", "deployments"),
+                          ("serving.knative.dev", "revisions")}
+    for rule in role["rules"]:
+        assert set(rule["verbs"]) <= {"get", "patch"} and "*" not in rule["resources"] + rule["apiGroups"]
+    assert rules[("serving.knative.dev", "revisions")]["verbs"] == ["get"]
+
+
+@pytest.mark.parametrize("k8s_version", ["1.34", "1.35"])
+def test_every_loop_object_validates(project, k8s_version):
+    for obj in _loop_objects(_config(project, "6h", '[kubernetes]\nmlflow_artifacts = "s3://bucket/mlflow"\n')):
+        try:
+            validate(obj, k8s_version, {})
+        except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as exc:
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {exc.message} at {list(exc.absolute_path)}")
+
+
+@pytest.mark.parametrize("every, cron", [("1m", "* * * * *"), ("5m", "*/5 * * * *"), ("30m", "*/30 * * * *"),
+                                         ("60m", "0 * * * *"), ("1h", "0 * * * *"), ("6h", "0 */6 * * *"),
+                                         ("1d", "0 0 * * *"), ("24h", "0 0 * * *"), ("7d", "0 0 * * 0")])
+def test_schedules_become_cron_expressions(every, cron):
+    from charts.loop_job import cron_schedule
+
+    assert cron_schedule(every) == cron
+
+
+@pytest.mark.parametrize("every", ["7m", "90s", "5h", "2d", "45m"])
+def test_a_schedule_cron_cannot_keep_is_one_clear_message(project, cli, every):
+    _config(project, every)
+    result = cli("render", "--target", "kubernetes")
+    assert result.exit_code == 2, result.output
+    assert f"[loop].schedule = '{every}' cannot be a CronJob schedule" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_cli_image_is_built_when_the_loop_is_scheduled(project):
+    from mlops_cli.cloud.images import build_plan
+
+    (project / "mlops.toml").write_text('[project]\nname = "t"\n')
+    assert "cli" not in [s.component for s in build_plan(load_config())]
+    plan = {s.component: s for s in build_plan(_config(project, "1h"))}
+    assert plan["cli"].dockerfile.name == "cli.Dockerfile" and plan["cli"].entrypoint == "mlops_cli.cli.app"
