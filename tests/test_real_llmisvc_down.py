@@ -71,7 +71,6 @@ def test_down_succeeds_with_the_llmisvc_webhook_live(cli, control_plane, platfor
     probe = {**_well_known()[0]}
     probe["metadata"] = {**probe["metadata"], "name": "mlops-probe", "namespace": KSERVE_NS}
     cluster.request("POST", CONFIGS, query=[("dryRun", "All")], body=probe)
-    assert (cluster.request("GET", CONFIGS) or {}).get("items") == []  # we apply none of them
 
     done = cli("--config", str(config), "down", "--target", "kubernetes")
     assert done.exit_code == 0, done.stderr + "\n" + "\n".join(control_plane.kubelet.errors[-5:])
