@@ -96,5 +96,15 @@ def test_the_llmisvc_webhook_refuses_to_delete_the_configs_aaa8968_applied(cli, 
 
     stuck = cli("--config", str(config), "down", "--target", "kubernetes")
     assert stuck.exit_code != 0 and "cannot be deleted" in stuck.stderr, stuck.stderr
-    assert "Traceback" not in stuck.stderr
+    assert "Traceback" not in stuck.stderr and "lacks permission" not in stuck.stderr  # the webhook's verdict, not RBAC
     assert len(cluster.request("GET", CONFIGS)["items"]) == 10
+
+
+def test_a_webhook_denial_is_not_blamed_on_permissions():
+    """The refusal above is a 403, as controller-runtime answers a denial; our hint must not send the user to RBAC."""
+    from mlops_cli.adapters.kube_apply import KubeApiError
+
+    err = KubeApiError("DELETE", "LLMInferenceServiceConfig kserve/x", 403, "Forbidden",
+                       'admission webhook "llminferenceserviceconfig.kserve-webhook-server.v1alpha2.validator" denied the '
+                       "request: well-known config kserve/x cannot be deleted")
+    assert "admission webhook" in err.hint and "lacks permission" not in err.hint
