@@ -197,8 +197,8 @@ class Kubelet:
 def pod_wrap(plane: ControlPlane, name: str, namespace: str, account: Path, pod_socket: Path | None) -> tuple[str, ...]:
     """The command a pod's program runs behind: its service account volume at the well-known path, in a
     mount namespace of the program's own (controller-runtime reads its namespace there for leader election:
-    --leader-elect in the release args), and with `pod_socket`, a network namespace of its own whose way
-    in that socket is (tests/pod_network.py; its way to the API server: a relay started here)."""
+    --leader-elect in the release args); given `pod_socket`, also a network namespace of its own, entered
+    through that socket (tests/pod_network.py), and a relay started here to reach the API server from it."""
     account.mkdir(parents=True, exist_ok=True)
     (account / "namespace").write_text(namespace)
     (account / "ca.crt").write_bytes(plane.ca.pem)
