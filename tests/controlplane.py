@@ -11,7 +11,8 @@ No change to any upstream object. kwok is the node (tests/controlplane_kwok.py):
 scheduler binds Running, with this host's IP; the pods of the controllers and webhooks built here run
 their program as a process (tests/controlplane_programs.py, `Kubelet`). kube-apiserver runs with
 --enable-aggregator-routing, so it calls a webhook Service at its Ready endpoint, that pod, as it calls
-any Service it cannot route to by ClusterIP (there is no cluster network here).
+any Service it cannot route to by ClusterIP (there is no cluster network here), through its egress
+selector (tests/pod_network.py), which also reaches the pods given a network namespace and IP of their own.
 
 Example::
 
