@@ -11,7 +11,8 @@ No change to any upstream object. kwok is the node (tests/controlplane_kwok.py):
 scheduler binds Running, with this host's IP; the pods of the controllers and webhooks built here run
 their program as a process (tests/controlplane_programs.py, `Kubelet`). kube-apiserver runs with
 --enable-aggregator-routing, so it calls a webhook Service at its Ready endpoint, that pod, as it calls
-any Service it cannot route to by ClusterIP (there is no cluster network here).
+any Service it cannot route to by ClusterIP (there is no cluster network here), through its egress
+selector (tests/pod_network.py), which also reaches the pods given a network namespace and IP of their own.
 
 Example::
 
@@ -22,12 +23,12 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .controlplane_certs import Authority, CertPair, service_account_keys, write_kubeconfig
+from .pod_network import die_with_parent
 from .support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,9 +68,7 @@ def bin_dir(programs: tuple[str, ...] = CORE_PROGRAMS) -> Path:
     return where
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it when the test process dies, even by SIGKILL (no orphans)."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+_die_with_parent = die_with_parent  # in each child before exec (tests/pod_network.py): no orphans
 
 
 @dataclass
@@ -138,6 +138,23 @@ class ControlPlane:
         self.processes.append(proc)
         return proc
 
+    def start_relay(self, name: str, mode: str, sock: Path, *args: str) -> Process:
+        """tests/pod_network.py `mode` on Unix socket `sock` (a relay or the API server's egress proxy);
+        returns once the socket is there."""
+        log = self.workdir / f"{name}.log"
+        argv = [sys.executable, str(Path(__file__).with_name("pod_network.py")), mode, str(sock), *args]
+        with log.open("wb") as out:
+            popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True, preexec_fn=_die_with_parent)
+        proc = Process(name, popen, log, time.monotonic())
+        self.processes.append(proc)
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            if time.monotonic() > deadline or popen.poll() is not None:
+                raise RuntimeError(f"{name} did not open {sock}:\n{proc.tail()}")
+            time.sleep(0.05)
+        return proc
+
     def stop(self) -> None:
         if getattr(self, "kubelet", None) is not None:
             self.kubelet.stop()
@@ -181,6 +198,16 @@ class ControlPlane:
         self.admin = self.ca.issue("admin", common_name="mlops-test-admin", groups=("system:masters",))
         self.kubeconfig = write_kubeconfig(self.workdir / "admin.kubeconfig", self.server, self.ca, self.admin, "admin")
 
+        # the API server's way to the pods (webhooks, CRD conversion): its egress selector, a CONNECT proxy
+        # that takes a pod's address into the network namespace of a pod that has one (tests/pod_network.py)
+        self.pods = self.workdir / "pods"
+        self.pods.mkdir()
+        self.start_relay("egress", "egress", self.workdir / "egress.sock", str(self.pods))
+        egress = self.workdir / "egress.yaml"
+        egress.write_text(json.dumps({
+            "apiVersion": "apiserver.k8s.io/v1beta1", "kind": "EgressSelectorConfiguration",
+            "egressSelections": [{"name": "cluster", "connection": {
+                "proxyProtocol": "HTTPConnect", "transport": {"uds": {"udsName": str(self.workdir / "egress.sock")}}}}]}))
         etcd_port, peer_port = free_port(), free_port()
         self.start("etcd", [
             f"--data-dir={self.workdir / 'etcd'}", "--name=default", "--unsafe-no-fsync",
@@ -204,7 +231,7 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false", "-v=1",
             # a webhook Service is called at its Ready endpoint (the pod's IP, kwok's: this host), not at
             # its ClusterIP, which nothing here routes (cmd/kube-apiserver/app/server.go buildServiceResolver)
-            "--enable-aggregator-routing=true"])
+            "--enable-aggregator-routing=true", f"--egress-selector-config-file={egress}"])
         self.timings["kube-apiserver ready (s)"] = self.wait_healthy(
             apiserver, f"{self.server}/readyz", client=self.admin)
 

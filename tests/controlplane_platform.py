@@ -2,8 +2,8 @@
 (tests/controlplane.py), and what the cluster must hold first that a real cluster would hold.
 
 What runs for real: the API server, etcd, the controller-manager and scheduler; Knative Serving's
-controller, webhook and autoscaler; KServe's manager and its webhooks, called through their Services
-(tests/controlplane_programs.py runs them as their pods; kwok is the node). Every other pod is created,
+controller, webhook and autoscaler; KServe's manager and its llmisvc program with their webhooks, called
+through their Services (tests/controlplane_programs.py runs them as their pods; kwok is the node). Every other pod is created,
 admitted and scheduled for real and marked Running by kwok; none of their programs runs.
 
 What the tests supply, each where nothing else can be had:

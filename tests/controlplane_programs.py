@@ -10,15 +10,17 @@ Once the program answers its readiness check the pod is marked Running and Ready
 (so a Deployment is Available only when its webhook answers); when the pod is deleted, the program stops.
 
 Pods share this host's network (kwok gives every pod the node's IP), so two programs cannot both bind a
-port each would own in its pod: `PROFILING_PORT=0` moves knative.dev/pkg's profiling port, and the two
-programs that bind :8080 in code (Knative's controller: health probes; the autoscaler: its stat server)
-get a network namespace of their own (tests/pod_network.py); neither is called by anyone here.
+port each would own in its pod: `PROFILING_PORT=0` moves knative.dev/pkg's profiling port, and the
+programs that bind a port another one binds get a network namespace of their own and a pod IP of their
+own (`own_network`, tests/pod_network.py): the two that bind :8080 in code (Knative's controller: health
+probes; the autoscaler: its stat server), and KServe's llmisvc, whose release Deployment serves its
+webhook on :9443 and probes on :8081 as KServe's manager does. kube-apiserver reaches such a pod's
+webhook at that IP through its egress proxy, as any webhook: Service -> EndpointSlice -> pod IP:port.
 """
 
 from __future__ import annotations
 
 import base64
-import subprocess
 import sys
 import threading
 import time
@@ -49,19 +51,23 @@ KNATIVE = (Program("knative-serving", "app=webhook", "webhook", "knative-webhook
            Program("knative-serving", "app=controller", "controller", "knative-controller", own_network=True),
            Program("knative-serving", "app=autoscaler", "autoscaler", "knative-autoscaler", own_network=True))
 KSERVE = (Program("kserve", "control-plane=kserve-controller-manager", "manager", "kserve-manager",
-                  "http://127.0.0.1:8081/readyz"),)
+                  "http://127.0.0.1:8081/readyz"),
+          # the LLMInferenceService controller and its webhooks (cmd/llmisvc): what refuses to delete a
+          # well-known LLMInferenceServiceConfig (issue 22 item 2, tests/test_real_llmisvc_down.py)
+          Program("kserve", "control-plane=llmisvc-controller-manager", "manager", "kserve-llmisvc",
+                  "http://127.0.0.1:8081/readyz", own_network=True))
 PROGRAMS = KNATIVE + KSERVE
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 MOUNT_SERVICE_ACCOUNT = (f'mount -t tmpfs tmpfs /var/run && mkdir -p {SERVICE_ACCOUNT_DIR} && cp "$0"/* {SERVICE_ACCOUNT_DIR}/ '
                          '&& exec "$@"')
 
 
-def container_env(pod: dict[str, Any], spec: dict[str, Any], ip: str) -> dict[str, str]:
+def container_env(pod: dict[str, Any], spec: dict[str, Any], ip: str, host_ip: str = "") -> dict[str, str]:
     """The container's environment as the kubelet sets it: plain values and the downward API's fieldRefs
     (the pod's IP is the one it is given: `ip`)."""
     fields = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": pod["metadata"]["namespace"],
               "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default"),
-              "spec.nodeName": pod["spec"].get("nodeName", ""), "status.podIP": ip, "status.hostIP": ip}
+              "spec.nodeName": pod["spec"].get("nodeName", ""), "status.podIP": ip, "status.hostIP": host_ip or ip}
     env = {}
     for var in spec.get("env") or []:
         if "value" in var:
@@ -77,6 +83,7 @@ class Kubelet:
     plane: ControlPlane
     programs: tuple[Program, ...] = PROGRAMS
     running: dict[str, tuple[Program, Process, bool]] = field(default_factory=dict)  # pod uid -> (program, process, ready)
+    pod_ips: dict[str, str] = field(default_factory=dict)  # pod uid -> its own IP (own_network)
     errors: list[str] = field(default_factory=list)
     also: tuple[Any, ...] = ()  # more syncs on each turn (controlplane_certmanager.CertIssuer.sync)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -125,11 +132,17 @@ class Kubelet:
                     self.errors.append(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail(5)}")
                     self.running[uid] = (prog, proc, True)  # reported once; the pod keeps what it had
                     continue
-                if not ready and _answers(prog.ready_url):
+                if not ready and _answers(prog.ready_url, self._pod_socket(uid)):
                     self._mark_ready(pod)
                     self.running[uid] = (prog, proc, True)
         for uid in set(self.running) - seen:  # the pod is being deleted or gone: its program stops
             self.running.pop(uid)[1].stop()
+
+    def pod_ip(self, uid: str) -> str:
+        return self.pod_ips.get(uid, self.plane.host_ip)
+
+    def _pod_socket(self, uid: str) -> Path | None:
+        return self.plane.pods / self.pod_ips[uid] if uid in self.pod_ips else None
 
     def _run(self, program: Program, pod: dict[str, Any]) -> Process | None:
         spec = next(c for c in pod["spec"]["containers"] if c["name"] == program.container)
@@ -137,21 +150,15 @@ class Kubelet:
         tmp = self.plane.workdir / name / "tmp"
         if not self._mount_secrets(pod, spec, tmp):
             return None
+        uid = pod["metadata"]["uid"]
+        if program.own_network:  # a pod IP of its own, as a CNI gives (10.244.0.0/16: kind's pod subnet)
+            self.pod_ips[uid] = f"10.244.0.{10 + len(self.pod_ips)}"
         sa = pod["spec"].get("serviceAccountName", "default")
         kubeconfig = service_account_kubeconfig(self.plane, self.cluster, program.namespace, sa)
-        env = {**container_env(pod, spec, self.plane.host_ip), "KUBECONFIG": str(kubeconfig), "TMPDIR": str(tmp), **dict(program.env)}
-        # the pod's service account volume at its well-known path, in a mount namespace of the program's own
-        # (controller-runtime reads its namespace there for leader election: --leader-elect in the release args)
+        env = {**container_env(pod, spec, self.pod_ip(uid), self.plane.host_ip), "KUBECONFIG": str(kubeconfig),
+               "TMPDIR": str(tmp), **dict(program.env)}
         account = self.plane.workdir / name / "serviceaccount"
-        account.mkdir(parents=True, exist_ok=True)
-        (account / "namespace").write_text(program.namespace)
-        (account / "ca.crt").write_bytes(self.plane.ca.pem)
-        wrap: tuple[str, ...] = ("unshare", "--user", "--map-root-user", "--mount", "--kill-child",
-                                 *(("--net",) if program.own_network else ()), "sh", "-c", MOUNT_SERVICE_ACCOUNT, str(account))
-        if program.own_network:
-            relay, sock = str(Path(__file__).with_name("pod_network.py")), str(self.plane.workdir / f"{name}.sock")
-            self.plane.processes.append(_relay(self.plane, name, [sys.executable, relay, "outside", sock, str(self.plane.port)]))
-            wrap += (sys.executable, relay, "inside", sock, str(self.plane.port), "--")
+        wrap = pod_wrap(self.plane, name, program.namespace, account, self._pod_socket(uid))
         return self.plane.start(name, list(spec.get("args") or []), env=env, program=program.program, wrap=wrap)
 
     def _mount_secrets(self, pod: dict[str, Any], spec: dict[str, Any], tmp: Path) -> bool:
@@ -180,34 +187,56 @@ class Kubelet:
                       for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
         statuses = [{"name": c["name"], "image": c["image"], "imageID": "", "ready": True, "restartCount": 0,
                      "started": True, "state": {"running": {"startedAt": now}}} for c in pod["spec"]["containers"]]
+        pod_ip = self.pod_ip(pod["metadata"]["uid"])
         body = {"status": {"phase": "Running", "conditions": conditions, "containerStatuses": statuses, "startTime": now,
-                           "hostIP": ip, "hostIPs": [{"ip": ip}], "podIP": ip, "podIPs": [{"ip": ip}]}}
+                           "hostIP": ip, "hostIPs": [{"ip": ip}], "podIP": pod_ip, "podIPs": [{"ip": pod_ip}]}}
         self.cluster.request("PATCH", f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods/{pod['metadata']['name']}/status",
                              body=body, content_type="application/strategic-merge-patch+json")
 
 
-def _answers(url: str) -> bool:
+def pod_wrap(plane: ControlPlane, name: str, namespace: str, account: Path, pod_socket: Path | None) -> tuple[str, ...]:
+    """The command a pod's program runs behind: its service account volume at the well-known path, in a
+    mount namespace of the program's own (controller-runtime reads its namespace there for leader election:
+    --leader-elect in the release args); given `pod_socket`, also a network namespace of its own, entered
+    through that socket (tests/pod_network.py), and a relay started here to reach the API server from it."""
+    account.mkdir(parents=True, exist_ok=True)
+    (account / "namespace").write_text(namespace)
+    (account / "ca.crt").write_bytes(plane.ca.pem)
+    wrap: tuple[str, ...] = ("unshare", "--user", "--map-root-user", "--mount", "--kill-child",
+                             *(("--net",) if pod_socket else ()), "sh", "-c", MOUNT_SERVICE_ACCOUNT, str(account))
+    if pod_socket:
+        relay, sock = str(Path(__file__).with_name("pod_network.py")), plane.workdir / f"{name}.sock"
+        plane.start_relay(f"{name}-relay", "outside", sock, str(plane.port))
+        wrap += (sys.executable, relay, "inside", str(sock), str(plane.port), "--pod", str(pod_socket), "--")
+    return wrap
+
+
+def _answers(url: str, pod_socket: Path | None = None) -> bool:
+    """Whether `url` answers 200, as a kubelet's probe asks; at the pod's own IP (its socket) if it has one."""
     if not url:
         return True
+    import http.client
     import ssl
+    import urllib.parse
+
+    from .pod_network import open_pod
 
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    parts = urllib.parse.urlsplit(url)
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "kube-probe/1.35"}),
-                                    context=ctx, timeout=2) as resp:
-            return resp.status == 200
+        if pod_socket is None:
+            with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "kube-probe/1.35"}),
+                                        context=ctx, timeout=2) as resp:
+                return resp.status == 200
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=2)
+        conn.sock = open_pod(str(pod_socket.parent), pod_socket.name, parts.port)
+        conn.sock.settimeout(2)
+        if parts.scheme == "https":
+            conn.sock = ctx.wrap_socket(conn.sock)
+        conn.request("GET", parts.path or "/", headers={"User-Agent": "kube-probe/1.35"})
+        status = conn.getresponse().status
+        conn.close()
+        return status == 200
     except Exception:  # noqa: BLE001 - not answering yet, whatever the reason
         return False
-
-
-def _relay(plane: ControlPlane, name: str, argv: list[str]) -> Process:
-    log = plane.workdir / f"{name}.relay.log"
-    with log.open("wb") as out:
-        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True)
-    sock = Path(argv[3])
-    deadline = time.monotonic() + 10
-    while not sock.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return Process(f"{name}-relay", popen, log, time.monotonic())

@@ -45,6 +45,10 @@ class KubeApiError(MlopsError):
         if status == 403 and "being terminated" in message:
             # NamespaceLifecycle admission, not RBAC: an earlier delete of the namespace has not finished
             hint = "the namespace is still being deleted (Terminating): wait until it is gone (`mlops down` waits for it), then re-run"
+        if message.startswith("admission webhook ") and " denied the request" in message:
+            # a webhook's verdict, whatever its status (k8s.io/apiserver admission/plugin/webhook/errors ToStatusErr;
+            # controller-runtime's denials are 403): not RBAC
+            hint = "an admission webhook of the cluster refused it for the reason it gives (its owner's policy, not a permission)"
         super().__init__(f"{verb} {what}: API server answered {status} {reason}: {message}".rstrip(": "), hint=hint)
         self.status = status
 
