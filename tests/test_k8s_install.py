@@ -177,10 +177,10 @@ def _deploy(cli, *args):
 
 
 def test_canary_on_a_canary_status_and_rollback_after_a_promotion_through_the_cli(cli, installed, registry):
-    """What tests/test_real_flow.py does not run on the real control plane: a canary on top of a canary,
-    `status` of a split, the rollback of a canary after a promotion and of a promoted version, and `up`
-    again after `down --purge` (there: deploy, canary, promote, a bad canary never gaining traffic and its
-    rollback, read from the real Route; `down --purge` leaving nothing of ours)."""
+    """The CLI's view of these steps, which the real control plane's tests do not check: `status` of a split,
+    the traffic line each deploy prints, the InferenceService's annotations after a rollback, and `up` again
+    after `down --purge`. The traffic itself is read from the real Route for a canary on a canary and a
+    rollback after a promotion in tests/test_real_canary_stack.py, and for the rest in tests/test_real_flow.py."""
     k8s = installed
     assert _deploy(cli, "--version", "1")["traffic"] == "v1 100%"
     assert _deploy(cli, "--version", "2", "--canary", "20")["traffic"] == "v1 80%, v2 20% (canary)"
