@@ -28,6 +28,9 @@ def test_make_test_runs_the_suite_under_coverage_and_reports_against_the_gate():
     assert "coverage run --parallel-mode -m pytest" in recipe and "coverage combine" in recipe and "coverage report" in recipe
     # the real-control-plane files, each in its own process, are part of the measured run
     assert "for f in tests/test_real_*.py; do $(BIN)/coverage run --parallel-mode -m pytest" in recipe
+    # ... beside the rest of the suite, and a failure in either stream fails the run
+    assert "& plane=$$!" in recipe and "wait $$plane; real=$$?" in recipe
+    assert "test $$rest -eq 0 && test $$real -eq 0" in recipe
     assert "make test" in (REPO / ".ci" / "run").read_text()
 
 
