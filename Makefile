@@ -52,15 +52,20 @@ quickstart: setup
 # total is under [tool.coverage.report].fail_under, the threshold the README states. Each real-control-plane
 # file runs in a process of its own: their programs bind fixed host ports (KServe's manager and Envoy
 # Gateway both want :8081 and :9443) and their cluster-wide objects must not meet.
+# The local platform's longest test files (each ten minutes or more here): they run beside the rest (`test`).
+BESIDE := tests/test_local_canary.py tests/test_loop_platform.py
+
 test: setup setup-moto setup-prometheus controlplane
 	rm -f .coverage .coverage.*
-	# The real-control-plane files, one pytest process each (fixed host ports, cluster-wide objects), run
-	# beside the rest of the suite, which mostly waits on its subprocesses: the two together take about the
-	# time of the longer one on 2 cores, not the sum. Their output follows the rest's.
+	# Two streams on the 2 cores, since most tests wait on their subprocesses: the real-control-plane files
+	# (one pytest process each: fixed host ports, cluster-wide objects) and then the longest local-platform
+	# files ($(BESIDE)) in one, the rest of the suite in the other. Measured: about the longer stream's time,
+	# not the sum. The first stream's output follows the rest's.
 	log=$$(mktemp); \
-	( for f in tests/test_real_*.py; do $(BIN)/coverage run --parallel-mode -m pytest "$$f" || exit 1; done ) >"$$log" 2>&1 & plane=$$!; \
-	$(BIN)/coverage run --parallel-mode -m pytest --ignore-glob='tests/test_real_*.py'; rest=$$?; \
-	wait $$plane; real=$$?; echo "--- tests/test_real_*.py, run beside the rest:"; cat "$$log"; rm -f "$$log"; \
+	( for f in tests/test_real_*.py; do $(BIN)/coverage run --parallel-mode -m pytest "$$f" || exit 1; done && \
+	  $(BIN)/coverage run --parallel-mode -m pytest $(BESIDE) ) >"$$log" 2>&1 & plane=$$!; \
+	$(BIN)/coverage run --parallel-mode -m pytest --ignore-glob='tests/test_real_*.py' $(addprefix --ignore=,$(BESIDE)); rest=$$?; \
+	wait $$plane; real=$$?; echo "--- tests/test_real_*.py and $(BESIDE), run beside the rest:"; cat "$$log"; rm -f "$$log"; \
 	test $$rest -eq 0 && test $$real -eq 0
 	$(BIN)/coverage combine --quiet
 	@echo "total coverage (%), subprocesses included; per file: .venv/bin/coverage report"
