@@ -18,9 +18,8 @@ def cluster(plane):
     return KubeCluster.connect(str(plane.kubeconfig), "", "default")
 
 
-@pytest.fixture
-def registry(monkeypatch):
-    """Version N registered against the cluster's MLflow, its artifacts on MLflow's volume (mlflow-artifacts:/...)."""
+def fake_registry(monkeypatch):
+    """For a test's `registry` fixture: version N registered against the cluster's MLflow, its artifacts on MLflow's volume (mlflow-artifacts:/...)."""
     from types import SimpleNamespace
 
     from mlops_cli.adapters import mlflow_tracking

@@ -105,7 +105,7 @@ def test_long_work_prints_periodic_plain_progress_when_not_a_tty(cli, project, m
 # -- defect 9: exit codes -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, says", [(["predict"], "give either a TEXT"), (["predict", ""], "empty"),
-                                        (["predict", "   "], "empty"), (["deploy", "--canary", "10"], "--canary"),
+                                        (["predict", "   "], "empty"), (["deploy", "--canary", "0"], "--canary"),
                                         (["logs", "gateway", "-n", "-1"], "-n")])
 def test_usage_errors_exit_2(cli, project, args, says):
     result = cli(*args)

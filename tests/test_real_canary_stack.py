@@ -16,11 +16,18 @@ from __future__ import annotations
 
 import json
 
-from tests.controlplane_deploy import NS, RouteTraffic, registry  # noqa: F401 - a fixture
+import pytest
+
+from tests.controlplane_deploy import NS, RouteTraffic, fake_registry
 from tests.controlplane_deploy import cluster as _cluster
 from tests.controlplane_deploy import revision_of as _revision_of
 
 ISVC = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "sentiment", "namespace": NS}}
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    fake_registry(monkeypatch)
 
 
 def _versions(cluster):

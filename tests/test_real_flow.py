@@ -22,10 +22,17 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
+
 from tests.controlplane import BAD_VERSION
-from tests.controlplane_deploy import NS, RouteTraffic, registry  # noqa: F401 - a fixture
+from tests.controlplane_deploy import NS, RouteTraffic, fake_registry
 from tests.controlplane_deploy import cluster as _cluster
 from tests.controlplane_deploy import revision_of as _revision_of
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    fake_registry(monkeypatch)
 
 
 def test_up_twice_deploy_canary_promote_bad_canary_rollback_down_purge(control_plane, platform_project, cli, registry,
