@@ -14,6 +14,7 @@ deployed predictor included.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from ..common.errors import MlopsError
 
 STATE_ENV = "MLOPS_SUPERVISED_STATE_DIR"  # every supervised process carries it: finds orphans after a crash
 HEALER = "healer"
+_OUTLIVING: list[subprocess.Popen] = []  # supervisord processes started here, kept until exit
 
 
 @dataclass(frozen=True)
@@ -170,18 +173,25 @@ class Supervisor:
         _write_private(self.conf, text)
 
     # -- supervisord itself ----------------------------------------------------------------------
-    def rpc(self) -> Any:
+    @contextlib.contextmanager
+    def rpc(self) -> Iterator[Any]:
+        """supervisord's XML-RPC namespace, its connection closed on leaving. Closed by us, not left to the
+        garbage collector: a socket finalised unclosed formats a ResourceWarning with its Python `__repr__`,
+        and a Ctrl-C handled inside that repr is dropped (sock_finalize in CPython's Modules/socketmodule.c
+        saves the pending exception before the warning and restores it after), so `mlops up` went on."""
         from xmlrpc.client import ServerProxy
 
         from supervisor.xmlrpc import SupervisorTransport
 
-        return ServerProxy("http://127.0.0.1", transport=SupervisorTransport(None, None, f"unix://{self.socket}"))
+        with ServerProxy("http://127.0.0.1", transport=SupervisorTransport(None, None, f"unix://{self.socket}")) as proxy:
+            yield proxy.supervisor
 
     def running(self) -> bool:
         if not self.socket.exists():
             return False
         try:
-            return self.rpc().supervisor.getState()["statename"] == "RUNNING"
+            with self.rpc() as rpc:
+                return rpc.getState()["statename"] == "RUNNING"
         except (OSError, Exception):  # socket refused, stale file, or supervisord shutting down
             return False
 
@@ -203,6 +213,9 @@ class Supervisor:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.running():
+                # It outlives this process. Dropping its Popen would run Popen.__del__ (a Python finaliser,
+                # "subprocess ... is still running"), where a Ctrl-C is swallowed as unraisable.
+                _OUTLIVING.append(proc)
                 return True
             if proc.poll() is not None:
                 break
@@ -215,29 +228,31 @@ class Supervisor:
 
     def sync(self) -> None:
         """Make supervisord run exactly the recorded programs (supervisorctl's `update`)."""
-        rpc = self.rpc()
-        added, changed, removed = rpc.supervisor.reloadConfig()[0]
-        for name in removed + changed:
-            try:
-                rpc.supervisor.stopProcessGroup(name)
-            except Exception:  # already stopped
-                pass
-            rpc.supervisor.removeProcessGroup(name)
-        for name in changed + added:
-            rpc.supervisor.addProcessGroup(name)  # autostart=true: starts it
+        with self.rpc() as rpc:
+            added, changed, removed = rpc.reloadConfig()[0]
+            for name in removed + changed:
+                try:
+                    rpc.stopProcessGroup(name)
+                except Exception:  # already stopped
+                    pass
+                rpc.removeProcessGroup(name)
+            for name in changed + added:
+                rpc.addProcessGroup(name)  # autostart=true: starts it
 
     def info(self) -> dict[str, dict]:
         """supervisord's view of every program, by name; {} when it is not running."""
         if not self.running():
             return {}
         try:
-            return {i["name"]: i for i in self.rpc().supervisor.getAllProcessInfo()}
+            with self.rpc() as rpc:
+                return {i["name"]: i for i in rpc.getAllProcessInfo()}
         except Exception:
             return {}
 
     def start_program(self, name: str) -> None:
         try:
-            self.rpc().supervisor.startProcess(name, False)
+            with self.rpc() as rpc:
+                rpc.startProcess(name, False)
         except Exception as exc:
             if "ALREADY_STARTED" not in str(exc):
                 raise
@@ -247,15 +262,15 @@ class Supervisor:
         self.forget_program(name)
         if not self.running():
             return
-        rpc = self.rpc()
-        try:
-            rpc.supervisor.stopProcessGroup(name)
-        except Exception:
-            pass
-        try:
-            rpc.supervisor.removeProcessGroup(name)
-        except Exception:
-            pass
+        with self.rpc() as rpc:
+            try:
+                rpc.stopProcessGroup(name)
+            except Exception:
+                pass
+            try:
+                rpc.removeProcessGroup(name)
+            except Exception:
+                pass
 
     def shutdown(self, timeout_s: float) -> bool:
         """Stop supervisord and with it every component; False when it was not running."""
@@ -263,7 +278,8 @@ class Supervisor:
         was_running = self.running()
         if was_running:
             try:
-                self.rpc().supervisor.shutdown()
+                with self.rpc() as rpc:
+                    rpc.shutdown()
             except Exception:
                 pass
         if pid is not None:

@@ -70,9 +70,12 @@ class Healer:
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
 
     def tick(self) -> None:
+        with self.supervisor.rpc() as rpc:
+            self._tick(rpc)
+
+    def _tick(self, rpc) -> None:
         now = time.time()
-        rpc = self.supervisor.rpc()
-        infos = {i["name"]: i for i in rpc.supervisor.getAllProcessInfo()}
+        infos = {i["name"]: i for i in rpc.getAllProcessInfo()}
         records = self.table.records()
         before = json.dumps({k: v.as_dict() for k, v in self.health.items()}, sort_keys=True)
         for name in list(self.health):
@@ -112,7 +115,7 @@ class Healer:
             del self.probes[name]
             if self.policy.on_probe(health, pending.result()):
                 reason = f"health check failed {health.health_failures} times in a row"
-                rpc.supervisor.stopProcess(name, False)
+                rpc.stopProcess(name, False)
                 self.policy.on_exit(health, now, reason, None, tail(Path(log_path), 20))
                 log.warning("component unhealthy", extra={"component": name, "state": health.state})
             return
@@ -133,7 +136,7 @@ class Healer:
         if info["statename"] in ("FATAL", "BACKOFF"):  # spawn failed (supervisord's "Bad exit code" is not that)
             return f"could not start: {info.get('spawnerr') or 'spawn error'}", None
         try:
-            text = rpc.supervisor.readLog(-20000, 0)
+            text = rpc.readLog(-20000, 0)
         except Exception:
             text = ""
         found = re.findall(rf"exited: {re.escape(name)} \(([^;)]*)", text)
