@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import describe  # noqa: E402
 from mlops_cli.monitoring.canary_analysis import CanaryThresholds  # noqa: E402
 from mlops_cli.monitoring.canary_watch import Revisions, WatchPlan, observe_canary  # noqa: E402
 
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     thresholds = CanaryThresholds()
     plan = WatchPlan(window_s=args.window, max_window_s=args.max_window, interval_s=30.0, probe_rps=args.probe_rps)
+    print(f"machine: {describe()} (a simulation: the rates do not depend on it)")
     print(f"gate: budget {thresholds.max_error_rate:.0%}, bad rate {thresholds.bad_error_rate:.0%}, "
           f"false promotion <= {thresholds.false_promotion:.0%}, false rollback <= {thresholds.false_rollback:.0%}; "
           f"required canary sample {thresholds.required} requests")

@@ -16,6 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
+
 
 def median_wall(cmd: list[str], runs: int) -> float:
     env = {**os.environ, "NO_COLOR": "1"}
@@ -45,6 +48,7 @@ def main() -> int:
         ("python -c 'import typer' (baseline)", baseline, 1.0),
         ("mlops --help", ours, ratio),
     ]
+    print(f"machine: {describe()}")
     print(f"{'command':<40} {'median ms':>10} {'ratio':>7}")
     for name, seconds, r in rows:
         print(f"{name:<40} {seconds * 1000:>10.1f} {r:>7.2f}")

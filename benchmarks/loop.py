@@ -31,6 +31,9 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from machine import describe  # noqa: E402
 
 
 def free_port() -> int:
@@ -117,8 +120,7 @@ def main() -> None:
     finally:
         mlops(root, "down", check=False, timeout=300)
 
-    load_avg = os.getloadavg()
-    result = {"machine": f"{os.cpu_count()} CPUs, load {load_avg[0]:.1f}", "timings_s": timings,
+    result = {"machine": describe(), "timings_s": timings,
               "live_before": before, "loop_outcome": record.get("outcome"), "decisions": decisions,
               "live_after": after, "project": str(root)}
     print(f"{result['machine']}")

@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from machine import describe  # noqa: E402
 from serving import PASSWORD, ceiling, free_port, minilm_dir, test_split, wait_ready  # noqa: E402
 
 MLOPS = [sys.executable, "-m", "mlops_cli"]
@@ -240,8 +241,7 @@ def main() -> int:
                                      '[observability]\nlog_level = "warning"\n')
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLOPS_GATEWAY_PASSWORD": PASSWORD, "MLOPS_GATEWAY_USER": "bench",
            "MLOPS_CONFIG": str(work / "mlops.toml")}
-    print(f"scale benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {os.cpu_count()} CPUs, load average "
-          f"{load_average()}", flush=True)
+    print(f"scale benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {describe()}", flush=True)
     bars = []
     try:
         if args.rows:
