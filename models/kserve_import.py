@@ -30,13 +30,14 @@ def import_kserve() -> types.ModuleType:
     The pause: importing allocates hundreds of thousands of objects and none of them is garbage yet, so
     each collection the allocations trigger walks the growing heap for nothing."""
     finder = _StandInFinder()
-    sys.meta_path.insert(0, finder)
+    # New lists, never a change in place: the model's preload thread may be walking the old one meanwhile.
+    sys.meta_path = [finder, *sys.meta_path]
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         import kserve
     finally:
-        sys.meta_path.remove(finder)
+        sys.meta_path = [f for f in sys.meta_path if f is not finder]
         if was_enabled:
             gc.enable()
     return kserve
@@ -74,6 +75,8 @@ class _Deferred:
         return self._real()(*args, **kwargs)
 
     def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_deferred_"):   # not set yet (a copy being made): no import loop
+            raise AttributeError(attr)
         return getattr(self._real(), attr)
 
     def __instancecheck__(self, obj: Any) -> bool:
