@@ -16,7 +16,8 @@ holds. Under more load than it can serve within `--latency-budget-ms` the predic
 
 A cold start overlaps its two halves: the onnx-int8 model loads (and runs one warm-up pass) in a thread
 while this thread imports KServe (models/predictor_server.py), which needs no model; on 2 cores the
-halves take one core each. The server says ready only once both are done.
+halves take one core each. The server says ready only once both are done. KServe comes in without
+its Kubernetes client and httpx's CLI (models/kserve_import.py), which a model server never runs.
 """
 
 
@@ -30,6 +31,7 @@ from typing import Any
 
 from mlops_cli.common.logging_setup import configure_json_logging
 
+from .kserve_import import import_kserve
 from .onnx_classifier import is_runtime_dir
 from .served_classifier import RUNTIMES, load_classifier, warm_up
 
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     args, _ = parser.parse_known_args(argv)
     preloading = Preload(Path(args.model_dir), args.runtime, args.threads)
 
+    import_kserve()   # without the Kubernetes client, which a model server never calls (kserve_import.py)
     from kserve import ModelServer, model_server
 
     from .predictor_server import SentimentPredictor, _bind_loopback, _overloaded, yield_to_model

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from .support import REPO, register_version
+from .support import REPO, free_port, register_version
 
 MODEL_NAME = "onnx-test-model"
 LABELS = ["Negative", "Positive"]
@@ -152,14 +152,61 @@ def test_predictor_serves_the_export_without_importing_torch(runtime_dir):
     assert out.stdout.split() == ["OnnxClassifier", "True", "False"]
 
 
-def test_predictor_preloads_the_export_in_a_thread_while_kserve_imports(runtime_dir, tmp_path):
-    # issue 27: the cold start overlaps the model's load (one core) with KServe's import (the other)
-    code = ("import sys; from pathlib import Path; from models.predictor import Preload; "
-            f"p = Preload(Path({str(runtime_dir)!r}), 'auto', 1); started = p._thread is not None; import kserve; "
-            "clf = p.result(); print(started, type(clf).__name__, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "OnnxClassifier", "False"]
+# The predictor's own main(), in the main thread; a second thread waits for its first 200 and then looks at the
+# process: the model was preloaded in a thread (issue 27: its load overlaps KServe's import), torch never
+# imported, nor the Kubernetes client that kserve/__init__.py's `from .api.kserve_client import KServeClient`
+# pulls in (models/kserve_import.py), nor httpx's CLI (httpx/__init__.py: `from ._main import main`); and
+# KServe's own client class still works when touched.
+PREDICTOR_PROCESS = """
+import json, os, sys, threading, time, urllib.error, urllib.request
+import models.predictor as predictor
+
+class Recorded(predictor.Preload):
+    def __init__(self, *args):
+        super().__init__(*args)
+        print("preloading in a thread:", self._thread is not None, flush=True)
+
+def probe(port):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/m:predict", method="POST",
+                                     data=json.dumps({"instances": ["great"]}).encode(),
+                                     headers={"content-type": "application/json"})
+    for _ in range(2400):
+        try:
+            answer = urllib.request.urlopen(request, timeout=10)
+            break
+        except urllib.error.HTTPError as error:
+            print("answered", error.code, flush=True)
+            os._exit(1)
+        except OSError:   # not listening yet
+            time.sleep(0.05)
+    else:
+        print("no answer within 120 s", flush=True)
+        os._exit(1)
+    print("first answer:", answer.status, flush=True)
+    print("imported:", sorted(m for m in ("torch", "kubernetes", "google.auth", "rich") if m in sys.modules), flush=True)
+    import kserve
+    kubeconfig = {"current-context": "c", "clusters": [{"name": "k", "cluster": {"server": "https://10.9.8.7:6443"}}],
+                  "users": [{"name": "u", "user": {"token": "t"}}],
+                  "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}
+    client = kserve.KServeClient(config_dict=kubeconfig)
+    print("touched:", type(client).__module__, type(client).__name__, client.core_api.api_client.configuration.host,
+          kserve.KServeClient is type(client), "kubernetes" in sys.modules, flush=True)
+    os._exit(0)
+
+predictor.Preload = Recorded
+threading.Thread(target=probe, args=(int(sys.argv[2]),), daemon=True).start()
+predictor.main(["--model-dir", sys.argv[1], "--model-name", "m", "--http-port", sys.argv[2], "--host", "127.0.0.1",
+                "--threads", "1", "--log-level", "warning"])
+"""
+
+
+def test_predictor_preloads_the_export_and_leaves_the_kubernetes_client_out(runtime_dir, tmp_path):
+    out = subprocess.run([sys.executable, "-c", PREDICTOR_PROCESS, str(runtime_dir), str(free_port())], cwd=REPO,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines() == [
+        "preloading in a thread: True", "first answer: 200", "imported: []",
+        "touched: kserve.api.kserve_client KServeClient https://10.9.8.7:6443 True True"], out.stderr
 
     from models.predictor import Preload
 
