@@ -61,6 +61,20 @@ def stream(gateway: str, auth: tuple[str, str], examples) -> None:
                                            "label": e.label}).raise_for_status()
 
 
+def described(step: dict) -> str:
+    """A step's decision with the evidence a reader of the table needs (the record has all of it)."""
+    decision = step["decision"]
+    if step["step"] == "gate" and "fresh" in step:
+        fresh, test = step["fresh"], step["test"]
+        decision += (f" ({step['metric']}, challenger - champion: fresh slice of {fresh['n']} labels "
+                     f"{fresh['estimate']:+.3f} [{fresh['low']:+.3f}, {fresh['high']:+.3f}], original test split "
+                     f"of {test['n']} rows {test['difference']:+.3f})")
+    elif step["step"] == "canary" and "canary_requests" in step:
+        decision += (f" ({step['canary_requests']} canary requests, {step['canary_errors']} errors; baseline "
+                     f"{step['baseline_requests']}; the judge needed {step['required_requests']})")
+    return decision
+
+
 def live(root: Path, version: str) -> dict:
     found = json.loads(mlops(root, "monitor", "--no-drift", "--json").stdout)["live_quality"]["versions"]
     return next(v for v in found if v["model_version"] == version)
@@ -111,7 +125,7 @@ def main() -> None:
         except ValueError:  # the pass failed: its record is written anyway (loop/cycle.py), with the error
             record = json.loads((root / ".mlops" / "loop" / "latest.json").read_text())
             timings[f"loop --once exit {loop.returncode}"] = timings.pop("loop --once")
-        decisions = [(s["step"], s["decision"]) for s in record.get("steps", [])]
+        decisions = [(s["step"], described(s)) for s in record.get("steps", [])]
         after = None
         challenger = record.get("challenger_version")
         if record.get("promoted"):
@@ -129,7 +143,7 @@ def main() -> None:
     print(f"live accuracy before (version 1, {before['labels']} tweets): {before['accuracy']:.3f} "
           f"[{before['accuracy_interval'][0]:.3f}, {before['accuracy_interval'][1]:.3f}]")
     for step, decision in decisions:
-        print(f"  {step:<9} {decision[:160]}")
+        print(f"  {step:<9} {decision[:220]}")
     print(f"loop outcome: {record.get('outcome')}")
     if after is None:
         print("no promotion: nothing new serves, so there is no 'after'")
