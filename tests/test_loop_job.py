@@ -126,3 +126,38 @@ def test_the_cli_image_is_built_when_the_loop_is_scheduled(project):
     assert "cli" not in [s.component for s in build_plan(load_config())]
     plan = {s.component: s for s in build_plan(_config(project, "1h"))}
     assert plan["cli"].dockerfile.name == "cli.Dockerfile" and plan["cli"].entrypoint == "mlops_cli.cli.app"
+
+
+def test_in_the_loops_pod_the_cluster_is_reached_as_its_service_account(tmp_path, monkeypatch):
+    """The CronJob's pod has no kubeconfig: as kubectl does in a pod, the kubernetes target then uses the
+    ServiceAccount token and CA the kubelet mounts, and the service env it sets (client-go
+    tools/clientcmd/merged_client_builder.go: in-cluster when no kubeconfig is found). A kubeconfig, when
+    there is one, still wins; a pod without its token is one clear message. tests/test_real_controlplane.py
+    runs the same against the real API server as the loop's ServiceAccount."""
+    import certifi
+
+    from mlops_cli.adapters import kube_apply
+    from mlops_cli.adapters.kube_apply import KubeCluster
+    from mlops_cli.common.errors import PreflightError
+
+    mounted = tmp_path / "serviceaccount"
+    mounted.mkdir()
+    (mounted / "token").write_text("the-pods-token")
+    (mounted / "ca.crt").write_text(open(certifi.where()).read())
+    monkeypatch.setattr(kube_apply, "IN_CLUSTER_CREDENTIALS", mounted)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    cluster = KubeCluster.connect("", "", "mlops")
+    assert (cluster.context, cluster.server) == ("in-cluster", "https://10.0.0.1:443")
+    assert cluster.api.configuration.auth_settings()["BearerToken"]["value"].lower() == "bearer the-pods-token"
+
+    (mounted / "token").unlink()
+    with pytest.raises(PreflightError) as no_token:
+        KubeCluster.connect("", "", "mlops")
+    assert "ServiceAccount credentials cannot be read" in no_token.value.message
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n"
+                          "clusters: [{name: k, cluster: {server: 'https://192.0.2.1:6443'}}]\nusers: [{name: u, user: {token: t}}]\n")
+    assert KubeCluster.connect(str(kubeconfig), "", "mlops").server == "https://192.0.2.1:6443"

@@ -124,6 +124,20 @@ def test_render_output_applies_server_side_and_pod_security_admits_our_pods(cont
     assert _pod_failures(cluster, namespace, deployments) == {}
 
 
+def _not_stored(live, want, at=""):
+    """Where a field of `want` lacks its value in `live`, lists item by item (the server adds its defaults
+    around ours). A zero value we set ("", 0, false) may be absent: the API's types drop it (omitempty)."""
+    if isinstance(want, dict):
+        if not isinstance(live, dict):
+            return [at or "."]
+        return [d for k, v in want.items() for d in _not_stored(live.get(k), v, f"{at}.{k}")]
+    if isinstance(want, list):
+        if not isinstance(live, list) or len(live) != len(want):
+            return [at]
+        return [d for i, (lv, wv) in enumerate(zip(live, want)) for d in _not_stored(lv, wv, f"{at}[{i}]")]
+    return [] if live == want or (live is None and want in ("", 0, False)) else [f"{at}: {want!r} stored as {live!r}"]
+
+
 def _pod_failures(cluster, namespace, deployments):
     """Deployment name -> why its ReplicaSet could not create pods (condition message, then events)."""
     failures = {}
@@ -142,13 +156,16 @@ def _pod_failures(cluster, namespace, deployments):
 
         sets = _wait(f"ReplicaSet of {name}", current)
         rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", **sets[0]}
-        want = dep["spec"].get("replicas", 1)
 
         def settled():
             live = cluster.get(rs)
             pods = [p for p in cluster.list_objects("v1", "Pod", namespace)
                     if any(r["uid"] == live["metadata"]["uid"] for r in p["metadata"].get("ownerReferences", []))]
-            return (live, pods) if _condition(live, "ReplicaFailure") or len(pods) >= want else None
+            return (live, pods) if _condition(live, "ReplicaFailure") or len(pods) >= want(live) else None
+
+        def want(live):  # ours, or more: the gateway's count is its HPA's (charts/gateway.py renders no replicas,
+            # and the real HPA controller raises it to minReplicas at its next sync, sooner or later in this test)
+            return max(dep["spec"].get("replicas", 1), live["spec"].get("replicas", 0))
 
         try:
             live, pods = _wait(f"pods of {name}", settled)
@@ -159,7 +176,7 @@ def _pod_failures(cluster, namespace, deployments):
         if failure:
             failures[name] = [failure["message"], *events_of(cluster, namespace, "ReplicaSet", rs["metadata"]["name"])]
         else:
-            assert len(pods) == want, dumps(live)
+            assert len(pods) == want(live), dumps(live)
     return failures
 
 
@@ -177,3 +194,113 @@ def test_without_go_the_build_says_what_to_install(tmp_path):
     assert done.returncode == 1
     (line,) = done.stderr.splitlines()
     assert line.startswith("error: the test control plane is built with Go >= 1.2") and "install Go" in line, line
+
+
+def test_the_loops_cronjob_is_stored_as_rendered_and_its_service_account_may_do_what_a_pass_does_and_no_more(
+        control_plane, platform, monkeypatch, tmp_path):
+    """Issue 25 item 4 on the real API server. The step `mlops up` adds with [loop].schedule set (its
+    ServiceAccount, Role, RoleBinding, CronJob and NetworkPolicies: charts/loop_job.py) is applied as `up`
+    applies a step and stored as rendered (batch/v1 CronJob validation: k8s.io/kubernetes
+    pkg/apis/batch/validation ValidateCronJobSpec). The job's pod passes PodSecurity `restricted` and the
+    ServiceAccount admission, which looks the ServiceAccount up and mounts its token where `mlops loop`
+    reads it, the pod's automountServiceAccountToken winning over the ServiceAccount's
+    (plugin/pkg/admission/serviceaccount/admission.go shouldAutomount): a server-side dry run, admission
+    runs and nothing is stored. Then as that ServiceAccount, in-cluster as the pod is (a TokenRequest
+    token, the env of the stored CronJob): the kubernetes target's reads of one pass go through, the real
+    RBAC authorizer allows exactly the get/patch a pass does (SelfSubjectAccessReview; kubernetes_deploy.py:
+    get/apply of the InferenceService and of its history ConfigMap, get/apply of the gateway Deployment in
+    _point_gateway; kubernetes_rollout.py: get of Revisions) and refuses the rest: Secrets, other objects,
+    creating pods or bindings, anything cluster-wide."""
+    from charts import loop_job
+    from charts.loop_job import NAME
+    from charts.platform import Step
+    from mlops_cli.adapters import kube_apply
+    from mlops_cli.adapters.kube_apply import KubeApiError
+    from mlops_cli.common.progress import SILENT
+    from mlops_cli.config.loading import load_config
+    from mlops_cli.targets.kubernetes import KubernetesTarget
+    from mlops_cli.targets.kubernetes_deploy import HISTORY_SUFFIX
+
+    monkeypatch.setenv("MLOPS_LOOP__SCHEDULE", "15m")
+    config = load_config(platform)
+    ns = config.kubernetes.namespace
+    admin = _cluster(control_plane, ns)
+    # the step charts/platform.py adds with a schedule (tests/test_loop_job.py), applied as `up` applies each
+    # step; not a whole `up`: rendering the platform's upstream files again costs a minute here
+    step = Step("loop", "closed loop", loop_job.objects(config))
+    results = KubernetesTarget(config, admin)._apply_step(step, SILENT)
+    assert {r.action for r in results} <= {"create", "unchanged"} and len(results) == 8, results
+    for obj in step.objects:  # every field we rendered has our value in what the server stored
+        assert _not_stored(admin.get(obj), admin.normalise(obj)) == [], f"{obj['kind']} {obj['metadata']['name']}"
+    job = admin.get({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": NAME, "namespace": ns}})
+    assert job["spec"]["schedule"] == "*/15 * * * *" and job["spec"]["concurrencyPolicy"] == "Forbid", dumps(job)
+
+    # the pod the Job controller would create from this template, judged by the real admission chain
+    template = job["spec"]["jobTemplate"]["spec"]["template"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "loop-check", "namespace": ns, **template["metadata"]},
+           "spec": template["spec"]}
+    admitted = admin.request("POST", f"/api/v1/namespaces/{ns}/pods", query=[("dryRun", "All")], body=pod)
+    mounts = {m["mountPath"] for m in admitted["spec"]["containers"][0]["volumeMounts"]}
+    assert str(kube_apply.IN_CLUSTER_CREDENTIALS) in mounts, mounts  # automountServiceAccountToken: the pod's wins
+    loose = {**pod, "spec": {**pod["spec"], "securityContext": {}}}  # the control: not `restricted` is refused
+    loose["spec"]["containers"] = [{k: v for k, v in c.items() if k != "securityContext"} for c in pod["spec"]["containers"]]
+    with pytest.raises(KubeApiError) as no:
+        admin.request("POST", f"/api/v1/namespaces/{ns}/pods", query=[("dryRun", "All")], body=loose)
+    assert no.value.status == 403 and 'violates PodSecurity "restricted:latest"' in str(no.value), str(no.value)
+
+    # in the pod: no kubeconfig, the kubelet's service env and the ServiceAccount's token and CA
+    token = admin.request("POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{NAME}/token", body={
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}})
+    mounted = tmp_path / "serviceaccount"
+    mounted.mkdir()
+    (mounted / "token").write_text(token["status"]["token"])
+    (mounted / "ca.crt").write_bytes(control_plane.ca.cert.read_bytes())
+    monkeypatch.setattr(kube_apply, "IN_CLUSTER_CREDENTIALS", mounted)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    env = {e["name"]: e.get("value", "from-a-secret") for e in template["spec"]["containers"][0]["env"]}
+    env.update(KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT=str(control_plane.port))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = load_config(env=env)
+    target = KubernetesTarget(config)
+    assert target.cluster.context == kube_apply.IN_CLUSTER_CONTEXT
+
+    # what one pass reads through the target (kubernetes_deploy.py, kubernetes_rollout.py): allowed (a 403 raises)
+    target.cluster.get(target._isvc_identity())
+    assert target._history() is not None
+    gateway = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "gateway", "namespace": ns}}
+    assert target.cluster.get(gateway)["metadata"]["name"] == "gateway"
+    assert target._rollouts().revision_version("no-such-revision") == ""
+    model, history = config.serving.model_name, config.serving.model_name + HISTORY_SUFFIX
+    needed = [("get", "serving.kserve.io", "inferenceservices", model, ns), ("patch", "serving.kserve.io", "inferenceservices", model, ns),
+              ("get", "", "configmaps", history, ns), ("patch", "", "configmaps", history, ns),
+              ("get", "apps", "deployments", "gateway", ns), ("patch", "apps", "deployments", "gateway", ns),
+              ("get", "serving.knative.dev", "revisions", "any-revision", ns)]
+    refused = [("get", "", "secrets", "mlops-edge-tls", ns), ("list", "", "secrets", "", ns),
+               ("get", "", "secrets", "", "kube-system"), ("delete", "", "namespaces", ns, ""),
+               ("create", "rbac.authorization.k8s.io", "clusterrolebindings", "", ""),
+               ("create", "rbac.authorization.k8s.io", "rolebindings", "", ns), ("create", "", "pods", "", ns),
+               ("create", "batch", "jobs", "", ns), ("patch", "batch", "cronjobs", NAME, ns),
+               ("patch", "apps", "deployments", "mlflow", ns), ("patch", "serving.kserve.io", "inferenceservices", "other", ns),
+               ("delete", "serving.kserve.io", "inferenceservices", model, ns), ("create", "", "configmaps", "", ns),
+               ("patch", "serving.kserve.io", "inferenceservices", model, "default"), ("list", "", "pods", "", "")]
+
+    def allowed(verb, group, resource, name, namespace):
+        review = target.cluster.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body={
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": {
+                "verb": verb, "group": group, "resource": resource, "name": name, "namespace": namespace}}})
+        return review["status"].get("allowed", False)
+
+    assert [n for n in needed if not allowed(*n)] == []
+    assert [r for r in refused if allowed(*r)] == []
+    # and for real, as the ServiceAccount: a server-side apply to the gateway (a dry run, a field manager of
+    # its own: nothing changes) goes through; the edge's TLS key and a cluster-wide delete are refused
+    target.cluster.request("PATCH", target.cluster.path(gateway), body={k: gateway[k] for k in ("apiVersion", "kind", "metadata")},
+                           query=[("fieldManager", "loop-check"), ("dryRun", "All")], content_type="application/apply-patch+yaml")
+    with pytest.raises(KubeApiError) as secret:
+        target.cluster.get({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlops-edge-tls", "namespace": ns}})
+    assert secret.value.status == 403 and f'"system:serviceaccount:{ns}:{NAME}" cannot get resource "secrets"' in str(secret.value)
+    with pytest.raises(KubeApiError) as delete:
+        target.cluster.request("DELETE", f"/api/v1/namespaces/{ns}", query=[("dryRun", "All")])
+    assert delete.value.status == 403, str(delete.value)

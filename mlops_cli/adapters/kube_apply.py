@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..common.errors import MlopsError, PreflightError, UnreachableError
@@ -28,6 +30,19 @@ from .kube_objects import (BUILTIN_KINDS, FIELD_MANAGER, HASH_ANNOTATION, READY_
                            UNANNOTATED_KINDS, applied_hash, condition, covers, describe, rollout_pending, secret_values)
 
 FIRST_POLL_S = 0.02  # then doubling up to poll_s: quick objects are seen quickly, slow ones cost few requests
+# Where the kubelet mounts a pod's ServiceAccount token and CA (kubernetes.io/docs/tasks/run-application/
+# access-api-from-pod/#directly-accessing-the-rest-api): the loop's CronJob pod has no kubeconfig.
+IN_CLUSTER_CREDENTIALS = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+IN_CLUSTER_CONTEXT = "in-cluster"
+
+
+def _in_a_pod() -> bool:
+    """No kubeconfig to load, and the kubelet's service env is set: client-go's rule for falling back to the
+    in-cluster config (k8s.io/client-go tools/clientcmd/merged_client_builder.go DeferredLoadingClientConfig: an
+    empty merged kubeconfig and a working InClusterConfig), as kubectl in a pod does."""
+    if os.environ.get("KUBECONFIG") or (Path.home() / ".kube" / "config").is_file():
+        return False
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST") and os.environ.get("KUBERNETES_SERVICE_PORT"))
 
 
 class KubeApiError(MlopsError):
@@ -75,6 +90,8 @@ class KubeCluster:
         from kubernetes import config as kconfig
         from kubernetes.config.config_exception import ConfigException
 
+        if not (kubeconfig or context) and _in_a_pod():
+            return cls._in_cluster(default_namespace)
         path = kubeconfig or None
         try:
             contexts, active = kconfig.list_kube_config_contexts(config_file=path)
@@ -88,6 +105,23 @@ class KubeCluster:
             raise PreflightError(f"cannot load kubeconfig {where}: {exc}",
                                  hint="point [kubernetes].kubeconfig (or KUBECONFIG) at a valid kubeconfig file") from None
         return cls(api=api, context=chosen, default_namespace=default_namespace)
+
+    @classmethod
+    def _in_cluster(cls, default_namespace: str) -> "KubeCluster":
+        """The pod's ServiceAccount: its token (re-read as the kubelet rotates it) and the cluster's CA."""
+        from kubernetes import client
+        from kubernetes.config.config_exception import ConfigException
+        from kubernetes.config.incluster_config import InClusterConfigLoader
+
+        configuration = client.Configuration()
+        try:
+            InClusterConfigLoader(token_filename=str(IN_CLUSTER_CREDENTIALS / "token"),
+                                  cert_filename=str(IN_CLUSTER_CREDENTIALS / "ca.crt")).load_and_set(configuration)
+        except ConfigException as exc:
+            raise PreflightError(f"no kubeconfig, and this pod's ServiceAccount credentials cannot be read: {exc}",
+                                 hint=f"mount the ServiceAccount token ({IN_CLUSTER_CREDENTIALS}: automountServiceAccountToken), "
+                                      "or set [kubernetes].kubeconfig") from None
+        return cls(api=client.ApiClient(configuration), context=IN_CLUSTER_CONTEXT, default_namespace=default_namespace)
 
     @property
     def server(self) -> str:
