@@ -73,7 +73,8 @@ def test_retrain_versions_the_data_trains_the_recipe_and_records_the_gate(champi
 
     assert record["recipe"]["train.max_steps"] == "6" and record["recipe"]["train.max_length"] == "32"
     gate = record["gate"]
-    assert gate["passed"] == (gate["fresh"]["low"] > 0 and gate["test"]["difference"] >= -gate["test"]["max_drop"])
+    assert gate["passed"] == (gate["fresh"]["low"] > 0 and gate["test"]["difference"] >= -gate["test"]["max_drop"]
+                              and not any("registry's floor" in r for r in gate["reasons"]))
     assert (result.exit_code == 0) == gate["passed"]
     for where, n in (("test", len(test_before.splitlines()) - 1), ("fresh", len(fresh))):
         assert {who: e["n"] for who, e in record["evaluation"][where].items()} == {
@@ -103,3 +104,37 @@ def test_the_gate_needs_a_real_win_on_fresh_data_and_no_loss_on_the_test_split()
     assert not corrupted["passed"] and corrupted["fresh"]["high"] < 0       # labels flipped: clearly worse
     forgets = judge(y, better, champion, y, noisy(0.2), y, metric="accuracy", max_test_drop=0.02, n_classes=2)
     assert not forgets["passed"] and "original test split" in forgets["reasons"][0]
+
+
+def test_the_loops_promotion_moves_the_champion_within_the_gates_margin(champion, cli):
+    """The loop's gate lets a challenger lose up to [loop].max_test_drop on the test split; the registry's own
+    rule (not below the champion's test macro F1) then refused the alias after the canary had already
+    switched serving: version 2 served "via canary", the champion stayed on 1, `loop --once` exited 3."""
+    import mlflow
+
+    from mlops_cli.config.loading import load_config
+    from mlops_cli.loop import steps
+    from mlops_cli.registry.versions import resolve_version
+
+    config = load_config()
+    assert cli("train", "--log", "--max-steps", "2").exit_code == 0
+    assert cli("register", "--alias", "challenger").exit_code == 0
+    champion_f1 = resolve_version(config, alias="champion").macro_f1
+    # 0.01 under the champion: within the gate's default margin (0.02), under the registry's own rule
+    mlflow.MlflowClient().set_model_version_tag(config.registry.model_name, "2", "macro_f1", f"{champion_f1 - 0.01:.6f}")
+    refused = cli("models", "promote", "2", "--alias", "champion")
+    assert refused.exit_code != 0 and "below the current champion" in refused.stderr   # a person still needs --force
+    assert steps.promote(config, "2")["version"] == "2"
+    assert resolve_version(config, alias="champion").version == "2"
+
+
+def test_a_challenger_under_the_registrys_floor_stops_at_the_gate(champion, monkeypatch):
+    from mlops_cli.adapters.mlflow_tracking import latest_model_run
+    from mlops_cli.config.loading import load_config
+    from mlops_cli.registry.versions import champion_rules_refusal
+
+    assert champion_rules_refusal(load_config(), None) is None
+    monkeypatch.setenv("MLOPS_REGISTRY__MIN_F1", "0.99")
+    config = load_config()
+    refusal = champion_rules_refusal(config, latest_model_run(config))
+    assert refusal is not None and "below [registry].min_f1 0.9900" in refusal

@@ -117,6 +117,9 @@ def retrain(config: Config, reporter: Reporter = SILENT) -> Retrained:
     lineage = build_dataset(config, labelled, champion.version)
     trained = train(config.with_overrides(recipe), reporter, log=True)
     evaluation, verdict = _evaluate(config, registry.local_model_dir(config, champion), trained)
+    refusal = registry.champion_rules_refusal(config, trained.run_id) if trained.run_id else None
+    if refusal:   # a challenger the registry would never make champion goes no further than the gate
+        verdict = {**verdict, "passed": False, "reasons": [*verdict["reasons"], f"the registry's floor: {refusal}"]}
     result = Retrained(champion.version, trained.run_id, lineage, recipe, evaluation, verdict, str(trained.model_dir))
     if trained.run_id:
         log_to_run(config, trained.run_id, {"retrain": result.as_dict()}, gate=verdict)

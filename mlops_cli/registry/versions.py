@@ -269,9 +269,25 @@ def rollback(config: Config, alias: str | None = None) -> tuple[ModelRef, ModelR
     return current, resolve_version(config, version=target)
 
 
-def _check_gate(config: Config, alias: str, candidate_f1: float | None, what: str, force: bool) -> None:
-    if alias != config.registry.champion_alias or force:
-        return
+def champion_rules_refusal(config: Config, run_id: str | None) -> str | None:
+    """Why the registry would refuse the run's model as champion on its own floors ([registry].min_f1 and
+    beat_baseline), or None. The loop asks before its canary: its gate stands in for the third rule, beating
+    the current champion's test macro F1 (fresh labels, with [loop].max_test_drop of margin on the test
+    split), and its promotion after a healthy canary must not then be refused half-way."""
+    from ..adapters import mlflow_tracking
+
+    run_id = run_id or mlflow_tracking.latest_model_run(config)
+    metrics = mlflow_tracking.get_run(config, run_id).data.metrics
+    alias = config.registry.champion_alias
+    try:
+        _check_floor(config, alias, metrics.get("macro_f1"), f"run {run_id}")
+        _check_baseline_gate(config, alias, metrics, f"run {run_id}", False)
+    except PromotionRefused as exc:
+        return exc.message
+    return None
+
+
+def _check_floor(config: Config, alias: str, candidate_f1: float | None, what: str) -> None:
     if candidate_f1 is None:
         raise PromotionRefused(f"{what} has no macro_f1 metric, so it cannot become {alias!r}",
                                hint="evaluate it with `mlops train --log`, or pass --force")
@@ -279,6 +295,12 @@ def _check_gate(config: Config, alias: str, candidate_f1: float | None, what: st
     if candidate_f1 < floor:
         raise PromotionRefused(f"{what}: macro F1 {candidate_f1:.4f} is below [registry].min_f1 {floor:.4f}; "
                                f"not made {alias!r}", hint="train a better model, or pass --force")
+
+
+def _check_gate(config: Config, alias: str, candidate_f1: float | None, what: str, force: bool) -> None:
+    if alias != config.registry.champion_alias or force:
+        return
+    _check_floor(config, alias, candidate_f1, what)
     try:
         champion = resolve_version(config, alias=alias)
     except NotFoundError:
