@@ -10,6 +10,7 @@ challenger whose predictor answers 500: rolled back by the loop).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -40,10 +41,13 @@ def _serving(platform) -> str:
     return httpx.get(f"{platform.gateway}/admin/upstream", auth=platform.admin_auth, timeout=10).json()["model_version"]
 
 
-def _champion(platform) -> str:
+def _versions(platform) -> list[dict]:
     listed = json.loads(platform.ok("models", "list", "--json").stdout)
-    versions = listed["versions"] if isinstance(listed, dict) else listed
-    return next(str(v["version"]) for v in versions if "champion" in v.get("aliases", []))
+    return listed["versions"] if isinstance(listed, dict) else listed
+
+
+def _champion(platform) -> str:
+    return next(str(v["version"]) for v in _versions(platform) if "champion" in v.get("aliases", []))
 
 
 def _live(platform, version: str) -> dict:
@@ -51,6 +55,11 @@ def _live(platform, version: str) -> dict:
     return next(v for v in found if v["model_version"] == version)
 
 
+# The tiny random-init BERT learns next to nothing at the packaged MiniLM's fine-tuning rates (1e-4): its
+# challenger gained nothing the gate could see (-0.004 [-0.109, +0.098] on 96 fresh labels). At these rates, with
+# no early stop, it learns the sentiment words of what it is given, so each outcome below is the gate's verdict.
+RECIPE = {"max_steps": 300, "epochs": 5, "learning_rate": 3e-3, "head_learning_rate": 1e-2, "early_stopping_patience": 0}
+CORRUPTED = 240   # flipped tweet labels imported for the refused retrain
 # The canary's judge needs 28 of its requests (max_error_rate 0.05 vs bad_error_rate 0.3, 5% each way:
 # monitoring/canary_statistics.py); the probe sends them while the feedback stream is over.
 SEEN = 240   # tweets labelled before the loop: 96 of them (fresh_share 0.4) are the gate's fresh slice
@@ -62,7 +71,7 @@ def test_feedback_live_accuracy_and_a_loop_pass_on_the_local_platform(tmp_path_f
     from mlops_cli.data.data_sources import load
 
     with local_platform(tmp_path_factory.mktemp("loop-platform"), tiny_base_model, "loop-e2e",
-                        data={"max_rows_per_source": 600}, train={"max_steps": 150, "epochs": 3},
+                        data={"max_rows_per_source": 300}, train=RECIPE,
                         gateway={"log_text": True}, feedback={"min_labels": 30, "accuracy_floor": 0.9},
                         loop={"min_labels": 60, "fresh_share": 0.4, "canary_percent": 50, "observe": "15s"},
                         canary=CANARY, local={"prometheus_port": free_port()}) as platform:
@@ -103,14 +112,7 @@ def test_feedback_live_accuracy_and_a_loop_pass_on_the_local_platform(tmp_path_f
         steps = {s["step"]: s for s in record["steps"]}
         assert steps["retrain"]["data"]["feedback_labels"] == SEEN
         gate = steps["gate"]
-        if not gate["passed"]:
-            # The tiny random-init model often learns too little of the shift for the paired interval to clear
-            # zero (seen: -0.004 [-0.109, +0.098] on 96 fresh labels). Then nothing may change at all; the
-            # promotion on this shift is benchmarks/loop.py's (MiniLM), the judged promotion test_local_canary's.
-            assert "register" not in steps and "canary" not in steps and not record["promoted"]
-            assert (_serving(platform), _champion(platform)) == ("1", "1")
-            assert platform.status()["gateway"]["traffic"] == {"1": 100}
-            return
+        assert gate["passed"], gate
         assert 0 < gate["fresh"]["low"] <= gate["fresh"]["estimate"] <= gate["fresh"]["high"]
         canary = steps["canary"]
         assert canary["action"] == "promoted", canary     # judged on version 2's own requests in Prometheus
@@ -124,7 +126,8 @@ def test_feedback_live_accuracy_and_a_loop_pass_on_the_local_platform(tmp_path_f
         after = _live(platform, "2")
         assert (after["labels"], after["accuracy"]) == (120, round(right_after / 120, 4))
         assert after["accuracy_interval"][0] <= after["accuracy"] <= after["accuracy_interval"][1]
-        assert after["accuracy"] > live["accuracy"], (live, after)
+        # Not a lucky draw: the promoted version's whole interval lies above the champion's live accuracy.
+        assert after["accuracy_interval"][0] > live["accuracy"], (live, after)
 
 
 # The loop with its retrain replaced (the gate passed for the newest run, already trained), so that every run
@@ -149,14 +152,39 @@ def test_a_failing_canary_is_rolled_back_by_the_loop_and_nothing_moves(tmp_path_
     import subprocess
     import sys
 
+    from mlops_cli.data.data_sources import load
+
+    # The champion knows tweets here (drugsCom + tweets), so corrupted tweet labels cost it on the test split.
     with local_platform(tmp_path_factory.mktemp("loop-canary"), tiny_base_model, "loop-canary",
-                        loop={"canary_percent": 50, "observe": "15s"}, canary=CANARY,
-                        local={"prometheus_port": free_port()}) as platform:
+                        data={"sources": ["drugscom", "tweets"], "max_rows_per_source": 300}, train=RECIPE,
+                        loop={"canary_percent": 50, "observe": "15s", "min_labels": 60, "on_drift": False,
+                              "on_accuracy_floor": False},   # no trigger: every pass with new labels retrains
+                        canary=CANARY, local={"prometheus_port": free_port()}) as platform:
         platform.ok("up", "--with-prometheus")
         platform.ok("data", "prepare")
-        platform.ok("train", "--log", "--max-steps", "2")
+        platform.ok("train", "--log")
         platform.ok("register", "--alias", "champion")
         platform.ok("deploy", "--version", "1")
+
+        # A labeller gone wrong: every label flipped. The fresh slice is cut from the same bad labels, so the
+        # original test split is what must refuse this challenger; nothing is registered, nothing moves.
+        flip = {"Positive": "Negative", "Negative": "Positive"}
+        corrupted = platform.root / "corrupted.csv"
+        with corrupted.open("w", newline="") as fh:
+            rows = [(e.text, flip[e.label]) for e in load("tweets", "binary")["all"][-CORRUPTED:]]
+            csv.writer(fh).writerows([("text", "label"), *rows])
+        assert json.loads(platform.ok("feedback", "import", str(corrupted), "--json").stdout)["stored"] == CORRUPTED
+        record = json.loads(platform.ok("loop", "--once", "--json", timeout=900).stdout)
+        steps = {s["step"]: s for s in record["steps"]}
+        assert steps["retrain"]["data"]["feedback_labels"] == CORRUPTED
+        gate = steps["gate"]
+        assert not gate["passed"] and any("original test split" in r for r in gate["reasons"]), gate
+        assert gate["test"]["difference"] < -gate["test"]["max_drop"], gate
+        assert "register" not in steps and "canary" not in steps and not record["promoted"]
+        assert (_serving(platform), _champion(platform)) == ("1", "1")
+        assert [str(v["version"]) for v in _versions(platform)] == ["1"]
+        assert platform.status()["gateway"]["traffic"] == {"1": 100}
+
         platform.ok("train", "--log", "--max-steps", "2", "--seed", "7")   # the challenger's run
         toml = platform.root / "mlops.toml"
         toml.write_text(toml.read_text() + "[serving]\nfault_error_share = 1.0\n")   # its predictor answers 500
