@@ -1,11 +1,11 @@
 """The closed loop on the real local platform (issue 25's acceptance): a champion trained on drugsCom only,
 tweets streamed through /predict with their labels through /feedback, live accuracy with its interval in
-`mlops monitor`; `mlops loop --once` detects the drop and retrains; when the gate passes, the canary (the
-gateway's split, judged on the predictors' counters in the local Prometheus) is promoted and live accuracy
-on the next part of the stream must rise; when it refuses (the tiny model often learns too little of the
-shift), nothing may change. What must never move without a promotion (the serving version, the
-champion alias) stays put when the loop is killed with -9 mid-retrain, and when a canary fails (a
-challenger whose predictor answers 500: rolled back by the loop).
+`mlops monitor`; `mlops loop --once` detects the drop and retrains, the gate passes, the canary (the gateway's
+split, judged on the predictors' counters in the local Prometheus) is promoted, and live accuracy on the next
+part of the stream rises. What must never move without a promotion (the serving version, the champion alias,
+the registry) stays put when the loop is killed with -9 mid-retrain, when the gate refuses a challenger
+trained on corrupted (flipped) labels, and when a canary fails (a challenger whose predictor answers 500:
+rolled back by the loop).
 """
 
 from __future__ import annotations
