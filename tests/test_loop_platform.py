@@ -2,15 +2,13 @@
 tweets streamed through /predict with their labels through /feedback, live accuracy with its interval in
 `mlops monitor`; `mlops loop --once` detects the drop and retrains, the gate passes, the canary (the gateway's
 split, judged on the predictors' counters in the local Prometheus) is promoted, and live accuracy on the next
-part of the stream rises. What must never move without a promotion (the serving version, the champion alias,
-the registry) stays put when the loop is killed with -9 mid-retrain, when the gate refuses a challenger
-trained on corrupted (flipped) labels, and when a canary fails (a challenger whose predictor answers 500:
-rolled back by the loop).
+part of the stream rises. What must never move without a promotion (the serving version, the champion
+alias) stays put when the loop is killed with -9 mid-retrain and when a canary fails (a challenger whose
+predictor answers 500: rolled back by the loop).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -41,13 +39,10 @@ def _serving(platform) -> str:
     return httpx.get(f"{platform.gateway}/admin/upstream", auth=platform.admin_auth, timeout=10).json()["model_version"]
 
 
-def _versions(platform) -> list[dict]:
-    listed = json.loads(platform.ok("models", "list", "--json").stdout)
-    return listed["versions"] if isinstance(listed, dict) else listed
-
-
 def _champion(platform) -> str:
-    return next(str(v["version"]) for v in _versions(platform) if "champion" in v.get("aliases", []))
+    listed = json.loads(platform.ok("models", "list", "--json").stdout)
+    versions = listed["versions"] if isinstance(listed, dict) else listed
+    return next(str(v["version"]) for v in versions if "champion" in v.get("aliases", []))
 
 
 def _live(platform, version: str) -> dict:
@@ -57,9 +52,8 @@ def _live(platform, version: str) -> dict:
 
 # The tiny random-init BERT learns next to nothing at the packaged MiniLM's fine-tuning rates (1e-4): its
 # challenger gained nothing the gate could see (-0.004 [-0.109, +0.098] on 96 fresh labels). At these rates, with
-# no early stop, it learns the sentiment words of what it is given, so each outcome below is the gate's verdict.
+# no early stop, it learns the sentiment words of what it is given, so the gate passes on its evidence.
 RECIPE = {"max_steps": 300, "epochs": 5, "learning_rate": 3e-3, "head_learning_rate": 1e-2, "early_stopping_patience": 0}
-CORRUPTED = 240   # flipped tweet labels imported for the refused retrain
 # The canary's judge needs 28 of its requests (max_error_rate 0.05 vs bad_error_rate 0.3, 5% each way:
 # monitoring/canary_statistics.py); the probe sends them while the feedback stream is over.
 SEEN = 240   # tweets labelled before the loop: 96 of them (fresh_share 0.4) are the gate's fresh slice
@@ -152,39 +146,14 @@ def test_a_failing_canary_is_rolled_back_by_the_loop_and_nothing_moves(tmp_path_
     import subprocess
     import sys
 
-    from mlops_cli.data.data_sources import load
-
-    # The champion knows tweets here (drugsCom + tweets), so corrupted tweet labels cost it on the test split.
     with local_platform(tmp_path_factory.mktemp("loop-canary"), tiny_base_model, "loop-canary",
-                        data={"sources": ["drugscom", "tweets"], "max_rows_per_source": 300}, train=RECIPE,
-                        loop={"canary_percent": 50, "observe": "15s", "min_labels": 60, "on_drift": False,
-                              "on_accuracy_floor": False},   # no trigger: every pass with new labels retrains
-                        canary=CANARY, local={"prometheus_port": free_port()}) as platform:
+                        loop={"canary_percent": 50, "observe": "15s"}, canary=CANARY,
+                        local={"prometheus_port": free_port()}) as platform:
         platform.ok("up", "--with-prometheus")
         platform.ok("data", "prepare")
-        platform.ok("train", "--log")
+        platform.ok("train", "--log", "--max-steps", "2")
         platform.ok("register", "--alias", "champion")
         platform.ok("deploy", "--version", "1")
-
-        # A labeller gone wrong: every label flipped. The fresh slice is cut from the same bad labels, so the
-        # original test split is what must refuse this challenger; nothing is registered, nothing moves.
-        flip = {"Positive": "Negative", "Negative": "Positive"}
-        corrupted = platform.root / "corrupted.csv"
-        with corrupted.open("w", newline="") as fh:
-            rows = [(e.text, flip[e.label]) for e in load("tweets", "binary")["all"][-CORRUPTED:]]
-            csv.writer(fh).writerows([("text", "label"), *rows])
-        assert json.loads(platform.ok("feedback", "import", str(corrupted), "--json").stdout)["stored"] == CORRUPTED
-        record = json.loads(platform.ok("loop", "--once", "--json", timeout=900).stdout)
-        steps = {s["step"]: s for s in record["steps"]}
-        assert steps["retrain"]["data"]["feedback_labels"] == CORRUPTED
-        gate = steps["gate"]
-        assert not gate["passed"] and any("original test split" in r for r in gate["reasons"]), gate
-        assert gate["test"]["difference"] < -gate["test"]["max_drop"], gate
-        assert "register" not in steps and "canary" not in steps and not record["promoted"]
-        assert (_serving(platform), _champion(platform)) == ("1", "1")
-        assert [str(v["version"]) for v in _versions(platform)] == ["1"]
-        assert platform.status()["gateway"]["traffic"] == {"1": 100}
-
         platform.ok("train", "--log", "--max-steps", "2", "--seed", "7")   # the challenger's run
         toml = platform.root / "mlops.toml"
         toml.write_text(toml.read_text() + "[serving]\nfault_error_share = 1.0\n")   # its predictor answers 500
