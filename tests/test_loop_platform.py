@@ -1,11 +1,10 @@
 """The closed loop on the real local platform (issue 25's acceptance): a champion trained on drugsCom only,
 tweets streamed through /predict with their labels through /feedback, live accuracy with its interval in
-`mlops monitor`; `mlops loop --once` detects the drop and retrains; when the gate passes, the canary (the
-gateway's split, judged on the predictors' counters in the local Prometheus) is promoted and live accuracy
-on the next part of the stream must rise; when it refuses (the tiny model often learns too little of the
-shift), nothing may change. What must never move without a promotion (the serving version, the
-champion alias) stays put when the loop is killed with -9 mid-retrain, and when a canary fails (a
-challenger whose predictor answers 500: rolled back by the loop).
+`mlops monitor`; `mlops loop --once` detects the drop and retrains, the gate passes, the canary (the gateway's
+split, judged on the predictors' counters in the local Prometheus) is promoted, and live accuracy on the next
+part of the stream rises. What must never move without a promotion (the serving version, the champion
+alias) stays put when the loop is killed with -9 mid-retrain and when a canary fails (a challenger whose
+predictor answers 500: rolled back by the loop).
 """
 
 from __future__ import annotations
@@ -51,6 +50,14 @@ def _live(platform, version: str) -> dict:
     return next(v for v in found if v["model_version"] == version)
 
 
+# The tiny random-init BERT learns next to nothing at the packaged MiniLM's fine-tuning rates (1e-4): its
+# challenger gained nothing the gate could see (-0.004 [-0.109, +0.098] on 96 fresh labels). At these rates, with
+# no early stop, it learns the sentiment words of what it is given, so the gate passes on its evidence.
+# That model stays near chance on drugsCom (argmax macro F1 0.41-0.55), so on the drugsCom test split two of
+# them differ by noise; on 300 rows a source (116 test rows) the challenger lost 0.027 there, which the loop's
+# max_test_drop could allow but the registry's champion rule (no lower macro F1) refused after the canary had
+# promoted it. On 600 rows (231 test rows) these seeds give the challenger +0.019 there.
+RECIPE = {"max_steps": 300, "epochs": 5, "learning_rate": 3e-3, "head_learning_rate": 1e-2, "early_stopping_patience": 0}
 # The canary's judge needs 28 of its requests (max_error_rate 0.05 vs bad_error_rate 0.3, 5% each way:
 # monitoring/canary_statistics.py); the probe sends them while the feedback stream is over.
 SEEN = 240   # tweets labelled before the loop: 96 of them (fresh_share 0.4) are the gate's fresh slice
@@ -62,7 +69,7 @@ def test_feedback_live_accuracy_and_a_loop_pass_on_the_local_platform(tmp_path_f
     from mlops_cli.data.data_sources import load
 
     with local_platform(tmp_path_factory.mktemp("loop-platform"), tiny_base_model, "loop-e2e",
-                        data={"max_rows_per_source": 600}, train={"max_steps": 150, "epochs": 3},
+                        data={"max_rows_per_source": 600}, train=RECIPE,
                         gateway={"log_text": True}, feedback={"min_labels": 30, "accuracy_floor": 0.9},
                         loop={"min_labels": 60, "fresh_share": 0.4, "canary_percent": 50, "observe": "15s"},
                         canary=CANARY, local={"prometheus_port": free_port()}) as platform:
@@ -103,14 +110,7 @@ def test_feedback_live_accuracy_and_a_loop_pass_on_the_local_platform(tmp_path_f
         steps = {s["step"]: s for s in record["steps"]}
         assert steps["retrain"]["data"]["feedback_labels"] == SEEN
         gate = steps["gate"]
-        if not gate["passed"]:
-            # The tiny random-init model often learns too little of the shift for the paired interval to clear
-            # zero (seen: -0.004 [-0.109, +0.098] on 96 fresh labels). Then nothing may change at all; the
-            # promotion on this shift is benchmarks/loop.py's (MiniLM), the judged promotion test_local_canary's.
-            assert "register" not in steps and "canary" not in steps and not record["promoted"]
-            assert (_serving(platform), _champion(platform)) == ("1", "1")
-            assert platform.status()["gateway"]["traffic"] == {"1": 100}
-            return
+        assert gate["passed"], gate
         assert 0 < gate["fresh"]["low"] <= gate["fresh"]["estimate"] <= gate["fresh"]["high"]
         canary = steps["canary"]
         assert canary["action"] == "promoted", canary     # judged on version 2's own requests in Prometheus
@@ -124,7 +124,8 @@ def test_feedback_live_accuracy_and_a_loop_pass_on_the_local_platform(tmp_path_f
         after = _live(platform, "2")
         assert (after["labels"], after["accuracy"]) == (120, round(right_after / 120, 4))
         assert after["accuracy_interval"][0] <= after["accuracy"] <= after["accuracy_interval"][1]
-        assert after["accuracy"] > live["accuracy"], (live, after)
+        # Not a lucky draw: the promoted version's whole interval lies above the champion's live accuracy.
+        assert after["accuracy_interval"][0] > live["accuracy"], (live, after)
 
 
 # The loop with its retrain replaced (the gate passed for the newest run, already trained), so that every run
