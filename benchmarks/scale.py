@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from machine import describe  # noqa: E402
+from machine import describe, load_average  # noqa: E402
 from serving import PASSWORD, ceiling, free_port, minilm_dir, test_split, wait_ready  # noqa: E402
 
 MLOPS = [sys.executable, "-m", "mlops_cli"]
@@ -254,10 +254,6 @@ def main() -> int:
     verdict_table(bars)
     print(f"\nended {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {load_average()}")
     return 0 if all(holds is not False for _, _, holds in bars) else 1
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

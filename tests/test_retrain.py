@@ -133,8 +133,8 @@ def test_a_challenger_under_the_registrys_floor_stops_at_the_gate(champion, monk
     from mlops_cli.config.loading import load_config
     from mlops_cli.registry.versions import champion_rules_refusal
 
-    assert champion_rules_refusal(load_config(), None) is None
+    run_id = latest_model_run(load_config())
+    assert champion_rules_refusal(load_config(), run_id) is None
     monkeypatch.setenv("MLOPS_REGISTRY__MIN_F1", "0.99")
-    config = load_config()
-    refusal = champion_rules_refusal(config, latest_model_run(config))
+    refusal = champion_rules_refusal(load_config(), run_id)
     assert refusal is not None and "below [registry].min_f1 0.9900" in refusal

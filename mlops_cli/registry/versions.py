@@ -269,14 +269,13 @@ def rollback(config: Config, alias: str | None = None) -> tuple[ModelRef, ModelR
     return current, resolve_version(config, version=target)
 
 
-def champion_rules_refusal(config: Config, run_id: str | None) -> str | None:
+def champion_rules_refusal(config: Config, run_id: str) -> str | None:
     """Why the registry would refuse the run's model as champion on its own floors ([registry].min_f1 and
     beat_baseline), or None. The loop asks before its canary: its gate stands in for the third rule, beating
     the current champion's test macro F1 (fresh labels, with [loop].max_test_drop of margin on the test
     split), and its promotion after a healthy canary must not then be refused half-way."""
     from ..adapters import mlflow_tracking
 
-    run_id = run_id or mlflow_tracking.latest_model_run(config)
     metrics = mlflow_tracking.get_run(config, run_id).data.metrics
     alias = config.registry.champion_alias
     try:
