@@ -10,6 +10,7 @@
 3. **Evaluate** challenger and champion on the original test split and on the fresh slice, the TF-IDF baseline
    on both, and **gate** (loop/gate.py). The evidence goes to the challenger's run (`retrain.json`, metrics,
    the tag `mlops.gate`). Nothing is registered here: `mlops loop` registers a challenger that passed.
+   A refused or failed retrain puts the previous data version back (loop/previous_data.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..config.sections import TrainConfig
 from ..config.settings import Config
 from ..data.dataset import (Dataset, Example, carve_validation, dataset_dir, labels_for, read_manifest, read_split,
                             split, text_key, unique, write_dataset)
+from .previous_data import PreviousData
 
 FRESH_FILE = "fresh.csv"
 FEEDBACK_SOURCE = "feedback"
@@ -114,12 +116,22 @@ def retrain(config: Config, reporter: Reporter = SILENT) -> Retrained:
     check_labels(config, labelled)
     recipe = champion_recipe(config, champion.run_id) if champion.run_id else {}
     reporter.info(f"new dataset version: {len(labelled)} labelled feedback text(s) on top of the train split")
-    lineage = build_dataset(config, labelled, champion.version)
-    trained = train(config.with_overrides(recipe), reporter, log=True)
-    evaluation, verdict = _evaluate(config, registry.local_model_dir(config, champion), trained)
-    refusal = registry.champion_rules_refusal(config, trained.run_id) if trained.run_id else None
+    previous = PreviousData.set_aside(config)
+    try:
+        lineage = build_dataset(config, labelled, champion.version)
+        trained = train(config.with_overrides(recipe), reporter, log=True)
+        evaluation, verdict = _evaluate(config, registry.local_model_dir(config, champion), trained)
+        refusal = registry.champion_rules_refusal(config, trained.run_id) if trained.run_id else None
+    except BaseException:
+        previous.restore()
+        raise
     if refusal:   # a challenger the registry would never make champion goes no further than the gate
         verdict = {**verdict, "passed": False, "reasons": [*verdict["reasons"], f"the registry's floor: {refusal}"]}
+    if verdict["passed"]:
+        previous.discard()
+    else:
+        previous.restore()
+        lineage["current"] = f"no: the data went back to version {lineage['previous_md5']}"
     result = Retrained(champion.version, trained.run_id, lineage, recipe, evaluation, verdict, str(trained.model_dir))
     if trained.run_id:
         log_to_run(config, trained.run_id, {"retrain": result.as_dict()}, gate=verdict)
