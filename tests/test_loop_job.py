@@ -233,3 +233,24 @@ def test_in_the_loops_pod_the_canary_probe_reaches_the_gateways_service_and_read
     # port 80: the Service's (charts/gateway.py SERVICE_PORT), which httpx leaves out of the URL as the default
     assert seen == [("http://gateway.ml.svc.cluster.local/predict/batch", "gateway.ml.svc.cluster.local", "admin:probe-4711")]
     assert verifies and False not in verifies
+
+
+def test_the_namespaces_network_policies_let_the_loops_probe_reach_the_gateway_but_not_the_edges_proxy(project):
+    """Why the probe goes to the gateway's Service and not to the edge (evaluated with tests/netpol.py over the
+    namespace's policies and the loop's): the loop's pod may reach the gateway's pods on 8080 and Prometheus,
+    and the gateway lets it in; an Envoy proxy pod listens on 10443 for the edge's 443 (Envoy Gateway
+    internal/gatewayapi/helpers.go servicePortToContainerPort: a privileged port + 10000), which the loop's
+    egress does not allow, so a request to the edge from inside would be dropped once a CNI evaluates it at
+    the proxy pod. Other pods of ours still cannot call the gateway."""
+    from charts import gateway, loop_job, network_policies, prometheus
+    from charts.objects import labels
+    from tests.netpol import Pod, allowed
+
+    config = _config(project, "15m", '[kubernetes]\nnamespace = "ml"\n')
+    policies = [*network_policies.objects(config), *loop_job.network_policies(config)]
+    loop, ours = Pod("ml", labels("loop")), (lambda component: Pod("ml", labels(component)))
+    assert allowed(policies, loop, ours("gateway"), gateway.PORT)
+    assert allowed(policies, loop, ours("prometheus"), prometheus.PORT)
+    envoy = Pod("envoy-gateway-system", {"app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "proxy"})
+    assert not allowed(policies, loop, envoy, 10443)
+    assert not allowed(policies, ours("drift"), ours("gateway"), gateway.PORT)
