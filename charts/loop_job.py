@@ -24,7 +24,7 @@ from . import secrets
 from .drift import PREDICTIONS_PVC, service_overrides
 from .image_refs import image_ref
 from .objects import container, metadata, pod_security, secret_env, service_account
-from .service_env import PREDICTIONS_DIR, config_env
+from .service_env import PREDICTIONS_DIR, SERVICE_SECTIONS, config_env
 
 NAME = "mlops-loop"
 HISTORY_SUFFIX = "-deployments"  # targets/kubernetes_deploy.py's history ConfigMap (tests check they agree)
@@ -78,10 +78,19 @@ def role_binding(config: Config) -> dict[str, Any]:
 
 
 def cron_job(config: Config) -> dict[str, Any]:
+    """The pod has no mlops.toml: its config is this env alone. Besides the services' sections it carries
+    [loop] and [canary] (the pass's canary and its judge, probe_rps included), with the judge reading the
+    cluster's Prometheus and the probe going to the gateway's Service: the edge's certificate is in a Secret
+    the Role rightly does not grant (targets/kubernetes_edge.py service_request)."""
+    from .prometheus import PORT as PROMETHEUS_PORT
+
     ns = config.kubernetes.namespace
-    env = [*config_env(config, service_overrides(config)),
+    in_cluster = {**service_overrides(config),
+                  "canary.prometheus_url": f"http://prometheus.{ns}.svc.cluster.local:{PROMETHEUS_PORT}"}
+    env = [*config_env(config, in_cluster, (*SERVICE_SECTIONS, "loop", "canary")),
            {"name": "MLOPS_PROJECT__TARGET", "value": "kubernetes"},
            {"name": "MLOPS_KUBERNETES__NAMESPACE", "value": ns},
+           {"name": "MLOPS_KUBERNETES__PREDICT_VIA", "value": "service"},
            {"name": "HOME", "value": "/tmp"},
            secret_env("MLOPS_GATEWAY_USER", secrets.GATEWAY_AUTH, "user"),
            secret_env("MLOPS_GATEWAY_PASSWORD", secrets.GATEWAY_AUTH, "password")]

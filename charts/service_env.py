@@ -15,10 +15,11 @@ SERVICE_SECTIONS = ("registry", "serving", "gateway", "drift", "observability")
 PREDICTIONS_DIR = "/data"
 
 
-def config_env(config: Config, overrides: dict[str, Any] | None = None) -> list[dict[str, str]]:
+def config_env(config: Config, overrides: dict[str, Any] | None = None,
+               sections: tuple[str, ...] = SERVICE_SECTIONS) -> list[dict[str, str]]:
     data = config.model_dump()
     values: dict[str, Any] = {}
-    for section in SERVICE_SECTIONS:
+    for section in sections:
         for key, value in data[section].items():
             values[f"{section}.{key}"] = value
     values.update({

@@ -161,3 +161,96 @@ def test_in_the_loops_pod_the_cluster_is_reached_as_its_service_account(tmp_path
     kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n"
                           "clusters: [{name: k, cluster: {server: 'https://192.0.2.1:6443'}}]\nusers: [{name: u, user: {token: t}}]\n")
     assert KubeCluster.connect(str(kubeconfig), "", "mlops").server == "https://192.0.2.1:6443"
+
+
+def _pod_env(job: dict, secret_values: dict[str, str]) -> dict[str, str]:
+    """The container's env as the kubelet sets it: values, and each secretKeyRef resolved (by the kubelet,
+    with the node's credentials: the pod's ServiceAccount reads no Secret for it)."""
+    env = {}
+    for e in job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]:
+        env[e["name"]] = e["value"] if "value" in e else secret_values[e["name"]]
+    return env
+
+
+def test_in_the_loops_pod_the_canary_probe_reaches_the_gateways_service_and_reads_no_secret(project, monkeypatch, tmp_path):
+    """The pod has no mlops.toml: [canary] (probe_rps, the judge's Prometheus) and [loop] reach it in its env,
+    or the watch would never probe and would look for Prometheus on the pod's own loopback. Its probe
+    (canary_judge.py: target.predict) goes to the gateway's Service: the edge's self-signed certificate is
+    in a Secret its Role refuses (tests/test_real_controlplane.py asks the real RBAC authorizer), so through
+    the edge every probe failed and the judge saw no canary requests. Nothing of the probe touches the API
+    (the stand-in cluster fails any call); the gateway, which checks basic auth itself (services/gateway.py
+    _Edge), gets the credentials the kubelet put in the env; TLS verification is never turned off. The
+    request reaches a stand-in for the gateway through HTTP_PROXY (httpx's trust_env), which sees the URL."""
+    import base64
+
+    import httpx
+
+    from mlops_cli.monitoring.canary_watch import PROBE_TEXT
+    from mlops_cli.targets.kubernetes import KubernetesTarget
+    from tests.support import QuietHandler, http_server
+
+    config = _config(project, "15m", '[canary]\nprobe_rps = 0.5\nprometheus_url = "http://localhost:9090"\n'
+                                     '[kubernetes]\nnamespace = "ml"\n')
+    [job] = [o for o in _loop_objects(config) if o["kind"] == "CronJob"]
+    env = _pod_env(job, {"MLOPS_GATEWAY_USER": "admin", "MLOPS_GATEWAY_PASSWORD": "probe-4711"})
+    pod_dir = tmp_path / "pod"
+    pod_dir.mkdir()
+    monkeypatch.chdir(pod_dir)   # the image's workingDir: no mlops.toml there or above
+    in_pod = load_config(env=env)
+    assert in_pod.canary.probe_rps == 0.5 and in_pod.loop.schedule == "15m"
+    assert in_pod.canary.prometheus_url == "http://prometheus.ml.svc.cluster.local:9090"  # not the laptop's port-forward
+    assert in_pod.kubernetes.predict_via == "service"
+
+    class NoApi:
+        def __getattr__(self, name):
+            raise AssertionError(f"the loop's probe used the Kubernetes API ({name})")
+
+    seen = []
+
+    class Gateway(QuietHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            auth = self.headers.get("Authorization", "")
+            creds = base64.b64decode(auth.removeprefix("Basic ")).decode() if auth.startswith("Basic ") else ""
+            seen.append((self.path, self.headers.get("Host"), creds))
+            if creds != "admin:probe-4711":
+                self.send_json(401, {"error": {"code": "unauthorized", "message": "missing or wrong credentials"}})
+            else:
+                self.send_json(200, {"predictions": [{"label": "Positive", "confidence": 0.9, "model_version": "2"}
+                                                     for _ in body["texts"]]})
+
+    verifies = []
+    real_client = httpx.Client
+    monkeypatch.setattr(httpx, "Client", lambda **kw: verifies.append(kw.get("verify", True)) or real_client(**kw))
+    for name in ("MLOPS_GATEWAY_USER", "MLOPS_GATEWAY_PASSWORD"):
+        monkeypatch.setenv(name, env[name])
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with http_server(Gateway) as url:
+        monkeypatch.setenv("HTTP_PROXY", url)
+        predictions = KubernetesTarget(in_pod, cluster=NoApi()).predict([PROBE_TEXT])
+    assert predictions[0]["model_version"] == "2"
+    # port 80: the Service's (charts/gateway.py SERVICE_PORT), which httpx leaves out of the URL as the default
+    assert seen == [("http://gateway.ml.svc.cluster.local/predict/batch", "gateway.ml.svc.cluster.local", "admin:probe-4711")]
+    assert verifies and False not in verifies
+
+
+def test_the_namespaces_network_policies_let_the_loops_probe_reach_the_gateway_but_not_the_edges_proxy(project):
+    """Why the probe goes to the gateway's Service and not to the edge (evaluated with tests/netpol.py over the
+    namespace's policies and the loop's): the loop's pod may reach the gateway's pods on 8080 and Prometheus,
+    and the gateway lets it in; an Envoy proxy pod listens on 10443 for the edge's 443 (Envoy Gateway
+    internal/gatewayapi/helpers.go servicePortToContainerPort: a privileged port + 10000), which the loop's
+    egress does not allow, so a request to the edge from inside would be dropped once a CNI evaluates it at
+    the proxy pod. Other pods of ours still cannot call the gateway."""
+    from charts import gateway, loop_job, network_policies, prometheus
+    from charts.objects import labels
+    from tests.netpol import Pod, allowed
+
+    config = _config(project, "15m", '[kubernetes]\nnamespace = "ml"\n')
+    policies = [*network_policies.objects(config), *loop_job.network_policies(config)]
+    loop, ours = Pod("ml", labels("loop")), (lambda component: Pod("ml", labels(component)))
+    assert allowed(policies, loop, ours("gateway"), gateway.PORT)
+    assert allowed(policies, loop, ours("prometheus"), prometheus.PORT)
+    envoy = Pod("envoy-gateway-system", {"app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "proxy"})
+    assert not allowed(policies, loop, envoy, 10443)
+    assert not allowed(policies, ours("drift"), ours("gateway"), gateway.PORT)

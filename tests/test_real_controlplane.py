@@ -210,7 +210,7 @@ def test_the_loops_cronjob_is_stored_as_rendered_and_its_service_account_may_do_
     RBAC authorizer allows exactly the get/patch a pass does (SelfSubjectAccessReview; kubernetes_deploy.py:
     get/apply of the InferenceService and of its history ConfigMap, get/apply of the gateway Deployment in
     _point_gateway; kubernetes_rollout.py: get of Revisions) and refuses the rest: Secrets, other objects,
-    creating pods or bindings, anything cluster-wide."""
+    creating pods or bindings, anything cluster-wide. The canary probe of a pass goes out reading no Secret."""
     from charts import loop_job
     from charts.loop_job import NAME
     from charts.platform import Step
@@ -218,10 +218,13 @@ def test_the_loops_cronjob_is_stored_as_rendered_and_its_service_account_may_do_
     from mlops_cli.adapters.kube_apply import KubeApiError
     from mlops_cli.common.progress import SILENT
     from mlops_cli.config.loading import load_config
+    from mlops_cli.monitoring.canary_watch import PROBE_TEXT
     from mlops_cli.targets.kubernetes import KubernetesTarget
     from mlops_cli.targets.kubernetes_deploy import HISTORY_SUFFIX
+    from tests.support import QuietHandler, http_server
 
     monkeypatch.setenv("MLOPS_LOOP__SCHEDULE", "15m")
+    monkeypatch.setenv("MLOPS_CANARY__PROBE_RPS", "0.5")   # the pass's canary watch probes: its target.predict below
     config = load_config(platform)
     ns = config.kubernetes.namespace
     admin = _cluster(control_plane, ns)
@@ -265,6 +268,7 @@ def test_the_loops_cronjob_is_stored_as_rendered_and_its_service_account_may_do_
     config = load_config(env=env)
     target = KubernetesTarget(config)
     assert target.cluster.context == kube_apply.IN_CLUSTER_CONTEXT
+    assert config.canary.probe_rps == 0.5 and config.kubernetes.predict_via == "service"  # from the CronJob's env
 
     # what one pass reads through the target (kubernetes_deploy.py, kubernetes_rollout.py): allowed (a 403 raises)
     target.cluster.get(target._isvc_identity())
@@ -304,3 +308,23 @@ def test_the_loops_cronjob_is_stored_as_rendered_and_its_service_account_may_do_
     with pytest.raises(KubeApiError) as delete:
         target.cluster.request("DELETE", f"/api/v1/namespaces/{ns}", query=[("dryRun", "All")])
     assert delete.value.status == 403, str(delete.value)
+
+    # the canary watch's probe as this ServiceAccount (canary_judge.py: target.predict): it reads no Secret (the
+    # edge's certificate was one, refused above: every probe failed) and goes to the gateway's Service, here a
+    # stand-in reached through HTTP_PROXY (no cluster DNS on this host) that answers as the gateway does
+    seen = []
+
+    class Gateway(QuietHandler):
+        def do_POST(self):
+            seen.append(self.path)
+            if not self.headers.get("Authorization", "").startswith("Basic "):  # the gateway's _Edge: 401
+                self.send_json(401, {"error": {"code": "unauthorized", "message": "missing or wrong credentials"}})
+            else:
+                self.send_json(200, {"predictions": [{"label": "Positive", "confidence": 0.9, "model_version": "2"}]})
+
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with http_server(Gateway) as url:
+        monkeypatch.setenv("HTTP_PROXY", url)
+        assert target.predict([PROBE_TEXT])[0]["model_version"] == "2"
+    assert seen == [f"http://gateway.{ns}.svc.cluster.local/predict/batch"]

@@ -22,6 +22,10 @@ class KubernetesConfig(Section):
     tls_issuer: str = ""   # a cert-manager ClusterIssuer for that host (e.g. letsencrypt-prod); empty: self-signed
     tls_ca_bundle: str = ""   # PEM file `mlops predict` trusts for that host (a private CA); empty: see targets/kubernetes_edge.py
     ingress_address: str = ""   # host:port to connect to when ingress_host does not resolve (kind port-forward); TLS still checks ingress_host
+    # Where `predict` (and the canary watch's probe) sends predictions: "edge", https://<ingress_host> as any
+    # client; "service", the gateway's Service inside the cluster (plain HTTP, basic auth checked by the gateway
+    # itself): the loop's CronJob sets it, its pod being the one our NetworkPolicies let in (charts/loop_job.py).
+    predict_via: Literal["edge", "service"] = "edge"
     storage_class: str = ""
     manifest_cache: str = ".mlops/manifests"
     offline_bundle: str = ""

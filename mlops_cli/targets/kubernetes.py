@@ -17,7 +17,7 @@ from ..common.errors import GatewayOverloaded, MlopsError, NotFoundError, Prefli
 from ..config.settings import Config
 from .base import ComponentStatus
 from .kubernetes_deploy import KubernetesDeploy
-from .kubernetes_edge import edge_request, edge_trust
+from .kubernetes_edge import edge_request, edge_trust, service_request
 from .kubernetes_install import KubernetesInstall
 
 # Deployments whose Available condition says a component works, in the order `status` lists them.
@@ -132,8 +132,14 @@ class KubernetesTarget(KubernetesInstall, KubernetesDeploy):
         if not password:
             raise PreflightError("no gateway credentials: MLOPS_GATEWAY_PASSWORD is unset and the cluster has no gateway Secret",
                                  hint="run `mlops up --target kubernetes` first, or export MLOPS_GATEWAY_USER/MLOPS_GATEWAY_PASSWORD")
-        url, headers, extensions = edge_request(self.config, "/predict/batch")
-        verify = edge_trust(self.config, self.cluster)
+        if self.config.kubernetes.predict_via == "service":
+            # plain HTTP inside the cluster: no certificate to trust, so no Secret to read (the loop's pod may not)
+            url, headers, extensions, verify = service_request(self.config, "/predict/batch"), {}, {}, True
+            where = "the gateway's Service"
+        else:
+            where = "the gateway's public listener"
+            url, headers, extensions = edge_request(self.config, "/predict/batch")
+            verify = edge_trust(self.config, self.cluster)
         try:
             with httpx.Client(verify=verify, timeout=self.config.gateway.timeout_s + 5) as client:
                 response = client.post(url, json={"texts": texts}, auth=(user, password), headers=headers, extensions=extensions)
@@ -142,12 +148,11 @@ class KubernetesTarget(KubernetesInstall, KubernetesDeploy):
                 raise PreflightError(f"the edge at {url} presented a certificate we do not trust: {exc}",
                                      hint="self-signed: the Secret's certificate is trusted (leave [kubernetes].tls_issuer empty); "
                                           "a private CA: set [kubernetes].tls_ca_bundle") from None
-            raise UnreachableError(f"cannot reach the gateway's public listener at {url}: {exc.__class__.__name__}",
-                                   hint=f"make {self.config.kubernetes.ingress_host} resolve to the Envoy Gateway load balancer "
-                                        "(envoy-gateway-system), or set [kubernetes].ingress_address (e.g. a port-forward)") from None
+            raise UnreachableError(f"cannot reach {where} at {url}: {exc.__class__.__name__}",
+                                   hint=_unreachable_hint(self.config)) from None
         except httpx.HTTPError as exc:
-            raise UnreachableError(f"cannot reach the gateway's public listener at {url}: {exc.__class__.__name__}",
-                                   hint=f"make {self.config.kubernetes.ingress_host} resolve to the Envoy Gateway load balancer") from None
+            raise UnreachableError(f"cannot reach {where} at {url}: {exc.__class__.__name__}",
+                                   hint=_unreachable_hint(self.config)) from None
         shed = GatewayOverloaded.from_reply(response.status_code, response.headers, response.text[:200])
         if shed is not None:
             raise shed  # predict --file waits as asked and sends the batch again
@@ -172,6 +177,15 @@ class KubernetesTarget(KubernetesInstall, KubernetesDeploy):
                 labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
                 selector = ",".join(f"{k}={v}" for k, v in labels.items())
         return self.cluster.pod_logs(ns, selector, lines=lines, follow=follow)
+
+
+def _unreachable_hint(config: Config) -> str:
+    k = config.kubernetes
+    if k.predict_via == "service":
+        return ('[kubernetes].predict_via = "service" works only in a pod of the namespace our NetworkPolicies let in '
+                '(the loop\'s CronJob); elsewhere leave it "edge"')
+    return (f"make {k.ingress_host} resolve to the Envoy Gateway load balancer (envoy-gateway-system), "
+            "or set [kubernetes].ingress_address (e.g. a port-forward)")
 
 
 def _upstream_support_check(config: Config) -> Any:

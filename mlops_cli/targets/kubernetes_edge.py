@@ -1,5 +1,6 @@
-"""How `mlops predict --target kubernetes` reaches the public edge: HTTPS to the Envoy Gateway listener
-(charts/edge.py), trusting its certificate on purpose, never by turning verification off.
+"""How `mlops predict --target kubernetes` reaches the gateway: HTTPS to the Envoy Gateway listener
+(charts/edge.py), trusting its certificate on purpose, never by turning verification off; or, with
+`[kubernetes].predict_via = "service"` (the loop's pod: see `service_request`), its Service in the cluster.
 
 Trust, first that applies:
 1. `[kubernetes].tls_ca_bundle`: a PEM file you name (a private CA behind your ClusterIssuer).
@@ -34,6 +35,20 @@ def edge_request(config: Config, path: str) -> tuple[str, dict[str, str], dict[s
     if not k.ingress_address:
         return url, {}, {}
     return url, {"Host": k.ingress_host}, {"sni_hostname": k.ingress_host}
+
+
+def service_request(config: Config, path: str) -> str:
+    """The gateway's Service, from inside the cluster: what the loop's CronJob probes a canary through.
+
+    Its pod may not read Secrets (charts/loop_job.py's Role), so it cannot pin the edge's self-signed
+    certificate, and `ingress_host` is the public name, often not resolvable or not routed from a pod (a
+    port-forward's `ingress_address` never is). The gateway checks basic auth itself (charts/edge.py), the
+    credentials reach the pod as secretKeyRef env (set by the kubelet, no API read), and the namespace's
+    NetworkPolicies let exactly that pod in (loop_job.network_policies). Plain HTTP as Envoy's hop to the
+    gateway and the loop's calls to MLflow and Prometheus: the cluster network, never the public one."""
+    from charts import gateway
+
+    return f"http://gateway.{config.kubernetes.namespace}.svc.cluster.local:{gateway.SERVICE_PORT}{path}"
 
 
 def edge_trust(config: Config, cluster: KubeCluster) -> ssl.SSLContext | bool:
