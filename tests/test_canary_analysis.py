@@ -369,3 +369,22 @@ def test_thin_traffic_is_topped_up_by_probes(canary_cli, monkeypatch):
     monkeypatch.setenv("MLOPS_CANARY__PROBE_RPS", "20")
     result, target, _ = canary_cli("thin", "--promote-if-healthy")
     assert result.exit_code == 1 and target.predictions > 5  # the recording stays thin: probes sent, still rolled back
+
+
+def test_probes_that_never_reach_a_predictor_are_named_in_the_rollback(canary_cli, monkeypatch):
+    """In the loop's pod every probe once failed before any predictor saw it (a Secret its Role refuses:
+    charts/loop_job.py), and the rollback said only "not enough evidence". Whatever the next such cause, the
+    reason names the failed probes and the first failure is warned about once."""
+    from mlops_cli.common.errors import PreflightError
+
+    def refused(self, texts):
+        self.predictions += 1
+        raise PreflightError('secrets "mlops-edge-tls" is forbidden: cannot get resource "secrets"')
+
+    monkeypatch.setattr(CanaryTarget, "predict", refused)
+    monkeypatch.setenv("MLOPS_CANARY__PROBE_RPS", "20")
+    result, target, _ = canary_cli("no_data", "--promote-if-healthy")
+    assert result.exit_code == 1 and target.calls == ["canary 20", "rollback"]
+    assert target.predictions > 5 and "not enough evidence" in result.stderr
+    assert f'{target.predictions} of {target.predictions} probes failed (secrets "mlops-edge-tls"' in result.stderr
+    assert result.stderr.count("canary probe failed") == 1

@@ -71,8 +71,37 @@ def _probe_for(probe: Callable[[], Any], seconds: float, rps: float, clock: Call
         try:
             probe()
         except MlopsError:
-            pass  # a failed probe is counted where it failed (the predictor's metrics), not here
+            pass  # an answer with an error counts in the predictor's metrics; one that never got there: ProbeTally
         sleep(max(0.0, min(1.0 / rps - (clock() - began), end - clock())))
+
+
+@dataclass
+class ProbeTally:
+    """Wraps the probe to count what failed before any predictor saw it (no route, no credentials, a Secret the
+    caller may not read): such probes add nothing to the judge's sample, so a canary watched on them alone is
+    rolled back for "not enough evidence", and the reason must say why there was none."""
+    probe: Callable[[], Any]
+    reporter: Reporter = SILENT
+    sent: int = 0
+    failed: int = 0
+    last_error: str = ""
+
+    def __call__(self) -> Any:
+        self.sent += 1
+        try:
+            return self.probe()
+        except MlopsError as exc:
+            self.failed += 1
+            if not self.last_error:
+                self.reporter.warn(f"canary probe failed: {exc.message}")
+            self.last_error = exc.message
+            raise
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sent": self.sent, "failed": self.failed, "last_error": self.last_error}
+
+    def why(self) -> str:
+        return f"; {self.failed} of {self.sent} probes failed ({self.last_error})" if self.failed else ""
 
 
 def _verdict(query: Query, revisions: Revisions, span_s: float, thresholds: CanaryThresholds) -> CanaryVerdict:
@@ -102,11 +131,14 @@ class CanaryJudgement:
     verdict: CanaryVerdict
     action: str            # "promoted", "rolled back" or "none"
     outcome: Any = None    # the target's Outcome of the promote/rollback, if one ran
+    probes: ProbeTally | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = {**self.verdict.as_dict(), "action": self.action}
         if self.outcome is not None:
             data["outcome"] = self.outcome.as_dict()
+        if self.probes is not None and self.probes.sent:
+            data["probes"] = self.probes.as_dict()
         return data
 
 
@@ -143,12 +175,13 @@ def judge_canary(
     plan = WatchPlan(window_s=window_s, max_window_s=max(window_s, c.max_window_s), interval_s=c.interval_s,
                      probe_rps=c.probe_rps)
     query = query or PrometheusApi(prometheus_url(config)).query
+    tally = ProbeTally(probe, reporter) if probe is not None else None
     try:
         if not (revisions.canary and revisions.baseline) or revisions.canary == revisions.baseline:
             raise MlopsError(f"no canary split to judge: canary revision {revisions.canary or '?'}, "
                              f"baseline revision {revisions.baseline or '?'}",
                              hint="a canary needs a version already serving: deploy one first, then --canary N")
-        verdict = observe_canary(query, revisions, plan, thresholds_from(config), probe=probe, reporter=reporter,
+        verdict = observe_canary(query, revisions, plan, thresholds_from(config), probe=tally, reporter=reporter,
                                  clock=clock, sleep=sleep)
     except MlopsError as exc:
         if rollback is None:
@@ -158,9 +191,9 @@ def judge_canary(
         raise
     if verdict.promote:
         if promote is None:
-            return CanaryJudgement(verdict, "none")
-        return CanaryJudgement(verdict, "promoted", promote())
-    why = "; ".join(verdict.reasons)
+            return CanaryJudgement(verdict, "none", probes=tally)
+        return CanaryJudgement(verdict, "promoted", promote(), probes=tally)
+    why = "; ".join(verdict.reasons) + (tally.why() if tally else "")
     if rollback is None:
         raise MlopsError(f"canary of version {canary_version} is not healthy: {why}",
                          hint="roll it back with: mlops deploy --rollback (or promote anyway with --promote)")
