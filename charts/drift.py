@@ -9,7 +9,7 @@ from mlops_cli.config.settings import Config
 from .image_refs import image_ref
 from .jaeger import otlp_endpoint
 from .mlflow import tracking_uri
-from .objects import container, deployment, metadata, service
+from .objects import container, deployment, metadata, selector, service
 from .service_env import PREDICTIONS_DIR, config_env
 
 PORT = 8085
@@ -23,6 +23,18 @@ def predictions_pvc(config: Config) -> dict[str, Any]:
         spec["storageClassName"] = config.kubernetes.storage_class
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
             "metadata": metadata(PREDICTIONS_PVC, "drift", config.kubernetes.namespace), "spec": spec}
+
+
+def predictions_affinity(config: Config) -> dict[str, Any] | None:
+    """What ties every pod that mounts the prediction-log PVC to one node, when that PVC is ReadWriteOnce: such a
+    volume attaches to one node ("ReadWriteOnce: the volume can be mounted as read-write by a single node",
+    kubernetes.io/docs/concepts/storage/persistent-volumes/#access-modes), and a pod elsewhere hangs in
+    ContainerCreating (Multi-Attach error) instead of running. So the affinity to the drift pod is *required*:
+    a preferred one would place pods the scheduler cannot see are doomed. None with ReadWriteMany (EFS/NFS)."""
+    if config.kubernetes.predictions_access_mode != "ReadWriteOnce":
+        return None
+    return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": selector("drift")}, "topologyKey": "kubernetes.io/hostname"}]}}
 
 
 def service_overrides(config: Config) -> dict[str, Any]:

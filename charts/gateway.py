@@ -19,7 +19,7 @@ from typing import Any
 from mlops_cli.config.settings import Config
 
 from . import secrets
-from .drift import PREDICTIONS_PVC, service_overrides
+from .drift import PREDICTIONS_PVC, predictions_affinity, service_overrides
 from .image_refs import image_ref
 from .inference_service import predictor_url
 from .objects import container, deployment, metadata, secret_env, selector, service
@@ -55,14 +55,9 @@ def objects(config: Config) -> list[dict[str, Any]]:
     dep = deployment(config, "gateway", [c], replicas=None,
                      volumes=[{"name": "predictions", "persistentVolumeClaim": {"claimName": PREDICTIONS_PVC}}])
     pod = dep["spec"]["template"]["spec"]
-    if k.predictions_access_mode == "ReadWriteOnce":
-        # What ties the gateways to one node is the prediction-log PVC they all write (the drift pod reads it):
-        # a ReadWriteOnce volume attaches to one node, and a pod elsewhere hangs in ContainerCreating
-        # (Multi-Attach error) instead of serving. So the affinity stays *required*: a preferred one would
-        # place pods the scheduler cannot see are doomed. Replicas spread over nodes only with
-        # predictions_access_mode = "ReadWriteMany" (EFS/NFS), below.
-        pod["affinity"] = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-            {"labelSelector": {"matchLabels": selector("drift")}, "topologyKey": "kubernetes.io/hostname"}]}}
+    affinity = predictions_affinity(config)   # the prediction-log PVC they all write, the drift pod reads
+    if affinity:
+        pod["affinity"] = affinity   # replicas spread over nodes only with a ReadWriteMany volume, below
     else:
         pod["topologySpreadConstraints"] = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
                                              "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": selector("gateway")}}]

@@ -21,7 +21,7 @@ from mlops_cli.common.errors import ConfigError
 from mlops_cli.config.settings import Config
 
 from . import secrets
-from .drift import PREDICTIONS_PVC, service_overrides
+from .drift import PREDICTIONS_PVC, predictions_affinity, service_overrides
 from .image_refs import image_ref
 from .objects import container, metadata, pod_security, secret_env, service_account
 from .service_env import PREDICTIONS_DIR, SERVICE_SECTIONS, config_env
@@ -106,6 +106,9 @@ def cron_job(config: Config) -> dict[str, Any]:
            "containers": [c],
            "volumes": [{"name": "tmp", "emptyDir": {}},
                        {"name": "predictions", "persistentVolumeClaim": {"claimName": PREDICTIONS_PVC}}]}
+    affinity = predictions_affinity(config)   # it mounts the gateways' prediction-log PVC too (the feedback)
+    if affinity:
+        pod["affinity"] = affinity
     return {
         "apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata(NAME, "loop", ns),
         "spec": {"schedule": cron_schedule(config.loop.schedule), "concurrencyPolicy": "Forbid",

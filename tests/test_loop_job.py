@@ -254,3 +254,37 @@ def test_the_namespaces_network_policies_let_the_loops_probe_reach_the_gateway_b
     envoy = Pod("envoy-gateway-system", {"app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "proxy"})
     assert not allowed(policies, loop, envoy, 10443)
     assert not allowed(policies, ours("drift"), ours("gateway"), gateway.PORT)
+
+
+def _pod_specs(obj: dict) -> dict | None:
+    spec = obj.get("spec") or {}
+    if obj["kind"] == "CronJob":
+        return spec["jobTemplate"]["spec"]["template"]["spec"]
+    return (spec.get("template") or {}).get("spec")
+
+
+@pytest.mark.parametrize("mode", ["ReadWriteOnce", "ReadWriteMany"])
+def test_every_pod_that_mounts_the_prediction_log_goes_where_its_volume_can_attach(project, mode):
+    """A ReadWriteOnce volume is mounted read-write by a single node (kubernetes.io/docs/concepts/storage/
+    persistent-volumes/#access-modes): a pod on another node hangs in ContainerCreating (Multi-Attach error).
+    The gateways were pinned to the drift pod's node; the loop's CronJob, which mounts the same PVC for the
+    feedback, was not, so on a cluster of several nodes its pass could never start."""
+    from charts.drift import PREDICTIONS_PVC
+    from charts.objects import selector
+    from charts.platform import platform_steps
+
+    config = _config(project, "15m", f'[kubernetes]\npredictions_access_mode = "{mode}"\n')
+    mounting = {}
+    for step in platform_steps(config, None, missing_ok=True):
+        for obj in step.objects:
+            pod = _pod_specs(obj)
+            claims = {(v.get("persistentVolumeClaim") or {}).get("claimName") for v in (pod or {}).get("volumes", [])}
+            if PREDICTIONS_PVC in claims:
+                mounting[obj["metadata"]["name"]] = pod
+    assert {"drift", "gateway", "mlops-loop"} <= set(mounting)
+    for name, pod in mounting.items():
+        if mode == "ReadWriteMany" or name == "drift":
+            assert "podAffinity" not in pod.get("affinity", {}), name
+            continue
+        [term] = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term == {"labelSelector": {"matchLabels": selector("drift")}, "topologyKey": "kubernetes.io/hostname"}, name
