@@ -81,13 +81,15 @@ def cron_job(config: Config) -> dict[str, Any]:
     """The pod has no mlops.toml: its config is this env alone. Besides the services' sections it carries
     [loop] and [canary] (the pass's canary and its judge, probe_rps included), with the judge reading the
     cluster's Prometheus and the probe going to the gateway's Service: the edge's certificate is in a Secret
-    the Role rightly does not grant (targets/kubernetes_edge.py service_request)."""
+    the Role rightly does not grant (targets/kubernetes_edge.py service_request). And [data] and [feedback]:
+    the pod has no dataset, so its retrain pulls the champion's version from [data].remote
+    (mlops_cli/loop/champion_data.py), and the live-accuracy trigger needs [feedback]'s floor and window."""
     from .prometheus import PORT as PROMETHEUS_PORT
 
     ns = config.kubernetes.namespace
     in_cluster = {**service_overrides(config),
                   "canary.prometheus_url": f"http://prometheus.{ns}.svc.cluster.local:{PROMETHEUS_PORT}"}
-    env = [*config_env(config, in_cluster, (*SERVICE_SECTIONS, "loop", "canary")),
+    env = [*config_env(config, in_cluster, (*SERVICE_SECTIONS, "loop", "canary", "data", "feedback")),
            {"name": "MLOPS_PROJECT__TARGET", "value": "kubernetes"},
            {"name": "MLOPS_KUBERNETES__NAMESPACE", "value": ns},
            {"name": "MLOPS_KUBERNETES__PREDICT_VIA", "value": "service"},

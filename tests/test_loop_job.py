@@ -190,7 +190,8 @@ def test_in_the_loops_pod_the_canary_probe_reaches_the_gateways_service_and_read
     from tests.support import QuietHandler, http_server
 
     config = _config(project, "15m", '[canary]\nprobe_rps = 0.5\nprometheus_url = "http://localhost:9090"\n'
-                                     '[kubernetes]\nnamespace = "ml"\n')
+                                     '[kubernetes]\nnamespace = "ml"\n[data]\nremote = "s3://bucket/dvc"\n'
+                                     '[feedback]\naccuracy_floor = 0.85\n')
     [job] = [o for o in _loop_objects(config) if o["kind"] == "CronJob"]
     env = _pod_env(job, {"MLOPS_GATEWAY_USER": "admin", "MLOPS_GATEWAY_PASSWORD": "probe-4711"})
     pod_dir = tmp_path / "pod"
@@ -200,6 +201,8 @@ def test_in_the_loops_pod_the_canary_probe_reaches_the_gateways_service_and_read
     assert in_pod.canary.probe_rps == 0.5 and in_pod.loop.schedule == "15m"
     assert in_pod.canary.prometheus_url == "http://prometheus.ml.svc.cluster.local:9090"  # not the laptop's port-forward
     assert in_pod.kubernetes.predict_via == "service"
+    # its retrain pulls the champion's data from the remote (loop/champion_data.py); the floor fires the trigger
+    assert (in_pod.data.remote, in_pod.feedback.accuracy_floor) == ("s3://bucket/dvc", 0.85)
 
     class NoApi:
         def __getattr__(self, name):

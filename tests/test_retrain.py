@@ -192,3 +192,71 @@ def test_a_retrain_killed_mid_way_leaves_a_copy_the_next_one_puts_back_first(tmp
     assert (tmp_path / "data" / "reviews.dvc").read_text() == "md5: champion\n"
     again.discard()
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["reviews", "reviews.dvc"]   # nothing hidden left
+
+
+def test_a_workspace_without_data_starts_from_the_champions_version_and_pushes_the_one_that_passes(
+        champion, cli, monkeypatch, tmp_path):
+    """The loop's CronJob pod (charts/loop_job.py): an empty directory, its config from env, the data only on
+    [data].remote. Before, its retrain stopped at once: no train split to build on. The gate's verdict is
+    forced to pass here (six steps win nothing; the gate itself is tested above): what is tested is where the
+    data comes from and what is kept of it after a pass."""
+    from mlops_cli.common.errors import DataError
+    from mlops_cli.config.loading import load_config
+    from mlops_cli.data.lifecycle import fingerprint
+    from mlops_cli.loop import gate
+    from mlops_cli.loop.champion_data import pull_version
+    from mlops_cli.loop.retrain import retrain
+
+    here = load_config()
+    champion_md5 = fingerprint(here)
+    assert cli("feedback", "import", str(_tweets_csv(champion / "tweets.csv", 100))).exit_code == 0
+    from mlops_cli.adapters.mlflow_tracking import tracking_uri
+
+    env = {"MLOPS_PROJECT__NAME": "retrain", "MLOPS_DATA__MAX_ROWS_PER_SOURCE": "600",
+           "MLOPS_DATA__REMOTE": str(here.path(here.data.remote)), "MLOPS_REGISTRY__TRACKING_URI": tracking_uri(here),
+           "MLOPS_GATEWAY__FEEDBACK_LOG": str(here.path(here.gateway.feedback_log)),
+           "MLOPS_LOOP__MIN_LABELS": "60", "MLOPS_LOOP__FRESH_SHARE": "0.4"}
+    pod = tmp_path / "pod"
+    pod.mkdir()
+    monkeypatch.chdir(pod)
+    in_pod = load_config(env=env)
+
+    with pytest.raises(DataError, match="mlops data push"):   # nobody pushed the champion's data
+        retrain(in_pod)
+    assert not (pod / "data" / "reviews").exists() and not (pod / "data" / "reviews.dvc").exists()
+
+    monkeypatch.chdir(champion)
+    assert cli("data", "push").exit_code == 0
+    monkeypatch.chdir(pod)
+    real_judge = gate.judge
+    monkeypatch.setattr(gate, "judge", lambda *a, **k: {**real_judge(*a, **k), "passed": True, "reasons": []})
+    result = retrain(in_pod)
+    assert result.gate["passed"] and result.data["pulled"] == champion_md5 == result.data["previous_md5"]
+    assert result.data["pushed"] > 0 and fingerprint(in_pod) == result.data["md5"] != champion_md5
+
+    # What a pass kept outlives its pod: another empty workspace pulls the challenger's version from the remote.
+    later = tmp_path / "next-pod"
+    later.mkdir()
+    monkeypatch.chdir(later)
+    pull_version(load_config(env=env), result.data["md5"], why="the challenger")
+    for name in ("train.csv", "test.csv", "fresh.csv"):
+        assert (later / "data" / "reviews" / name).read_bytes() == (pod / "data" / "reviews" / name).read_bytes()
+
+
+def test_the_next_pass_knows_the_labels_the_last_retrain_used_without_a_record_of_its_own(champion, cli, monkeypatch):
+    """The loop's CronJob pod starts with an empty state dir each pass, and `mlops retrain` by hand writes no
+    loop record: before, both looked like "never retrained", so every pass retrained on the same labels
+    again (and was refused again) for as long as a trigger fired. The challenger's MLflow run says how many."""
+    from mlops_cli.config.loading import load_config
+    from mlops_cli.loop.cycle import latest_record
+    from mlops_cli.loop.steps import triggers
+
+    monkeypatch.setenv("MLOPS_LOOP__ON_DRIFT", "false")
+    monkeypatch.setenv("MLOPS_LOOP__ON_ACCURACY_FLOOR", "false")   # every pass with new labels retrains
+    assert cli("feedback", "import", str(_tweets_csv(champion / "tweets.csv", 100))).exit_code == 0
+    assert triggers(load_config(), None)["retrain"]
+    assert cli("retrain").exit_code == 3
+    assert latest_record(load_config()) is None
+    found = triggers(load_config(), None)
+    assert not found["retrain"] and found["evidence"]["labels_used_by_last_retrain"] == 100
+    assert found["decision"].endswith("no new labels since the last retrain (100)")

@@ -255,6 +255,16 @@ def latest_model_run(config: Config) -> str:
     return runs[0].info.run_id
 
 
+def newest_tagged_metric(config: Config, tag: str, value: str, metric: str) -> float | None:
+    """`metric` of the newest run tagged `tag = value` (None: no such run, or it did not log that metric)."""
+    c = client(config)
+    exp = c.get_experiment_by_name(config.registry.experiment)
+    runs = [] if exp is None else c.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`{tag}` = '{value}'", order_by=["attributes.start_time DESC"],
+        max_results=1)
+    return runs[0].data.metrics.get(metric) if runs else None
+
+
 def get_run(config: Config, run_id: str):
     from mlflow.exceptions import MlflowException
 

@@ -10,7 +10,9 @@
 3. **Evaluate** challenger and champion on the original test split and on the fresh slice, the TF-IDF baseline
    on both, and **gate** (loop/gate.py). The evidence goes to the challenger's run (`retrain.json`, metrics,
    the tag `mlops.gate`). Nothing is registered here: `mlops loop` registers a challenger that passed.
-   A refused or failed retrain puts the previous data version back (loop/previous_data.py).
+   A refused or failed retrain puts the previous data version back (loop/previous_data.py). A workspace
+   with no dataset (the loop's CronJob pod) first pulls the champion's version (loop/champion_data.py) and
+   pushes the new one when the challenger passes.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ from ..config.sections import TrainConfig
 from ..config.settings import Config
 from ..data.dataset import (Dataset, Example, carve_validation, dataset_dir, labels_for, read_manifest, read_split,
                             split, text_key, unique, write_dataset)
+from .champion_data import pull_champion_data
 from .previous_data import PreviousData
 
 FRESH_FILE = "fresh.csv"
 FEEDBACK_SOURCE = "feedback"
+COMMAND_TAG, RETRAIN_COMMAND = "mlops.command", "mlops retrain"
+LABELS_METRIC = "feedback_labels"   # on the challenger's run: what the next pass compares its labels with
 
 
 @dataclass
@@ -108,6 +113,7 @@ def champion_recipe(config: Config, run_id: str) -> dict[str, Any]:
 
 
 def retrain(config: Config, reporter: Reporter = SILENT) -> Retrained:
+    from ..data import lifecycle
     from ..registry import versions as registry
     from ..training.run import train
 
@@ -115,6 +121,7 @@ def retrain(config: Config, reporter: Reporter = SILENT) -> Retrained:
     labelled = feedback_examples(config)
     check_labels(config, labelled)
     recipe = champion_recipe(config, champion.run_id) if champion.run_id else {}
+    pulled = pull_champion_data(config, champion)
     reporter.info(f"new dataset version: {len(labelled)} labelled feedback text(s) on top of the train split")
     previous = PreviousData.set_aside(config)
     try:
@@ -127,15 +134,28 @@ def retrain(config: Config, reporter: Reporter = SILENT) -> Retrained:
         raise
     if refusal:   # a challenger the registry would never make champion goes no further than the gate
         verdict = {**verdict, "passed": False, "reasons": [*verdict["reasons"], f"the registry's floor: {refusal}"]}
+    if pulled:
+        lineage["pulled"] = pulled
     if verdict["passed"]:
         previous.discard()
+        if pulled:   # an ephemeral workspace (the loop's pod): the challenger's data must outlive it
+            lineage["pushed"] = lifecycle.push(config)["pushed"]
     else:
         previous.restore()
         lineage["current"] = f"no: the data went back to version {lineage['previous_md5']}"
     result = Retrained(champion.version, trained.run_id, lineage, recipe, evaluation, verdict, str(trained.model_dir))
     if trained.run_id:
-        log_to_run(config, trained.run_id, {"retrain": result.as_dict()}, gate=verdict)
+        log_to_run(config, trained.run_id, {"retrain": result.as_dict()}, gate=verdict, labels=len(labelled))
     return result
+
+
+def labels_of_last_retrain(config: Config) -> int:
+    """How many labelled texts the newest retrain used, as its MLflow run says: the loop's CronJob pod keeps no
+    record of its own from one pass to the next, and `mlops retrain` run by hand writes none."""
+    from ..adapters import mlflow_tracking
+
+    used = mlflow_tracking.newest_tagged_metric(config, COMMAND_TAG, RETRAIN_COMMAND, LABELS_METRIC)
+    return int(used or 0)
 
 
 def _evaluate(config: Config, champion_dir: Path, trained) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -167,16 +187,17 @@ def _evaluate(config: Config, champion_dir: Path, trained) -> tuple[dict[str, An
 
 
 def log_to_run(config: Config, run_id: str, record: dict[str, Any], *, gate: dict[str, Any] | None = None,
-               name: str = "retrain.json") -> None:
+               labels: int | None = None, name: str = "retrain.json") -> None:
     """The evidence as a JSON artifact on the challenger's run, plus the gate's numbers as metrics and a tag."""
     from ..adapters.mlflow_tracking import TrackedRun
 
     run = TrackedRun(config, run_id)
     if gate is not None:
         run.log_metrics({"gate_fresh_difference": gate["fresh"]["estimate"], "gate_fresh_low": gate["fresh"]["low"],
-                         "gate_fresh_high": gate["fresh"]["high"], "gate_test_difference": gate["test"]["difference"]})
+                         "gate_fresh_high": gate["fresh"]["high"], "gate_test_difference": gate["test"]["difference"],
+                         **({LABELS_METRIC: labels} if labels is not None else {})})
         run.flush()
-        run.set_tags({"mlops.gate": "passed" if gate["passed"] else "refused", "mlops.command": "mlops retrain"})
+        run.set_tags({"mlops.gate": "passed" if gate["passed"] else "refused", COMMAND_TAG: RETRAIN_COMMAND})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         path.write_text(json.dumps(record, indent=2, default=str) + "\n")

@@ -17,10 +17,10 @@ from ..config.settings import Config
 def triggers(config: Config, last: dict[str, Any] | None) -> dict[str, Any]:
     from ..monitoring.drift import run_drift
     from ..monitoring.live_quality import live_quality
-    from .retrain import feedback_examples
+    from .retrain import feedback_examples, labels_of_last_retrain
 
     labels = len(feedback_examples(config))
-    used = _labels_used(last)
+    used = max(_labels_used(last), labels_of_last_retrain(config))
     evidence: dict[str, Any] = {"labels": labels, "labels_used_by_last_retrain": used,
                                 "min_labels": config.loop.min_labels}
     try:
