@@ -261,7 +261,10 @@ def test_the_loops_cronjob_is_stored_as_rendered_and_its_service_account_may_do_
     monkeypatch.setattr(kube_apply, "IN_CLUSTER_CREDENTIALS", mounted)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    env = {e["name"]: e.get("value", "from-a-secret") for e in template["spec"]["containers"][0]["env"]}
+    # As the kubelet sets it: a secretKeyRef resolved; an empty value is stored without its key (EnvVar.Value is
+    # `json:"value,omitempty"`, k8s.io/api core/v1 types.go) and set as "".
+    env = {e["name"]: "from-a-secret" if "valueFrom" in e else e.get("value", "")
+           for e in template["spec"]["containers"][0]["env"]}
     env.update(KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT=str(control_plane.port))
     for name, value in env.items():
         monkeypatch.setenv(name, value)
