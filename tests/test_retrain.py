@@ -193,6 +193,12 @@ def test_a_retrain_killed_mid_way_leaves_a_copy_the_next_one_puts_back_first(tmp
     again.discard()
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["reviews", "reviews.dvc"]   # nothing hidden left
 
+    (tmp_path / "data" / "reviews.dvc").unlink()   # data nobody tracked: the retrain's .dvc file goes again
+    untracked = PreviousData.set_aside(config)
+    (tmp_path / "data" / "reviews.dvc").write_text("md5: refused\n")
+    untracked.restore()
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["reviews"]
+
 
 def test_a_workspace_without_data_starts_from_the_champions_version_and_pushes_the_one_that_passes(
         champion, cli, monkeypatch, tmp_path):

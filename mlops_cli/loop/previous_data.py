@@ -19,7 +19,7 @@ import shutil
 from ..config.settings import Config
 from ..data.dataset import dataset_dir
 
-DATA, DVC_FILE = "data", "dvc-file"
+DATA, DVC_FILE, NO_DVC_FILE = "data", "dvc-file", "no-dvc-file"
 
 
 class PreviousData:
@@ -40,6 +40,8 @@ class PreviousData:
             shutil.copytree(previous.target, staging / DATA)
             if previous.dvc_file.exists():
                 shutil.copy2(previous.dvc_file, staging / DVC_FILE)
+            else:   # untracked data: the .dvc file the retrain writes goes again
+                (staging / NO_DVC_FILE).touch()
             # Only a whole copy has the name restore() trusts: a kill during the copy leaves a .partial.
             os.rename(staging, previous.kept)
         finally:
@@ -56,6 +58,8 @@ class PreviousData:
             shutil.rmtree(discarded, ignore_errors=True)
         if (self.kept / DVC_FILE).exists():
             os.replace(self.kept / DVC_FILE, self.dvc_file)
+        elif (self.kept / NO_DVC_FILE).exists():
+            self.dvc_file.unlink(missing_ok=True)
         shutil.rmtree(self.kept, ignore_errors=True)
 
     def discard(self) -> None:
