@@ -261,7 +261,8 @@ def test_the_next_pass_knows_the_labels_the_last_retrain_used_without_a_record_o
     monkeypatch.setenv("MLOPS_LOOP__ON_ACCURACY_FLOOR", "false")   # every pass with new labels retrains
     assert cli("feedback", "import", str(_tweets_csv(champion / "tweets.csv", 100))).exit_code == 0
     assert triggers(load_config(), None)["retrain"]
-    assert cli("retrain").exit_code == 3
+    refused = cli("retrain")
+    assert refused.exit_code == 3 and "data: the data went back to version" in refused.stderr
     assert latest_record(load_config()) is None
     found = triggers(load_config(), None)
     assert not found["retrain"] and found["evidence"]["labels_used_by_last_retrain"] == 100

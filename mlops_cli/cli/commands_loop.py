@@ -23,7 +23,8 @@ def retrain(ctx: typer.Context) -> None:
     lineage in sources.json), trains and logs a challenger to MLflow, evaluates challenger, champion and
     the TF-IDF baseline on the original test split and the fresh slice, and applies the gate: the paired
     bootstrap interval on the fresh slice above zero, at most [loop].max_test_drop lost on the test split.
-    Exit 3 when the gate refuses. Registers nothing: `mlops loop` does that for a challenger that passed.
+    Exit 3 when the gate refuses; the project's data then goes back to the version it was. Registers
+    nothing: `mlops loop` does that for a challenger that passed.
 
     Examples:
 
@@ -42,6 +43,8 @@ def retrain(ctx: typer.Context) -> None:
         render.print_json(result.as_dict())
     else:
         _show_gate(result.gate)
+        if "current" in result.data:
+            render.note(result.data["current"].removeprefix("no: "), lead="data:")
     if not result.gate["passed"]:
         raise typer.Exit(GATE_REFUSED_EXIT_CODE)
 
