@@ -4,8 +4,9 @@
 server-side apply (PATCH application/apply-patch+yaml) that creates, PUT, uid/resourceVersion/
 generation, label-selected lists, custom resources served only once their CRD is Established, deletes
 that honour finalizers, the NamespaceLifecycle admission plugin, and the controllers of
-tests/k8s_controllers.py (CRDs, namespaces, garbage collection, volumes, Deployments with real
-readiness probes, KServe, Knative), which run on their own tick after a request, never inside it.
+tests/k8s_cluster_controllers.py (CRDs, namespaces, garbage collection, volumes, Deployments with real
+readiness probes) and tests/k8s_serving_controllers.py (KServe, Knative), which run on their own tick
+after a request, never inside it.
 
 What stays emulated, and why: the real control plane (tests/controlplane.py) runs the real admission,
 controllers, Knative and KServe, but
@@ -41,7 +42,8 @@ import attrs
 import kmock
 import yaml
 
-from tests.k8s_controllers import CRD_FINALIZER, DEFAULT_CLASS_ANNOTATION, ISVC, KSERVE_CONTROLLER, Controllers, Timing
+from tests.k8s_cluster_controllers import CRD_FINALIZER, DEFAULT_CLASS_ANNOTATION, Timing
+from tests.k8s_serving_controllers import ISVC, KSERVE_CONTROLLER, ServingControllers
 
 # API groups the API server serves itself; any other group needs an Established CRD.
 BUILTIN_GROUPS = {"", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "autoscaling", "policy",
@@ -76,7 +78,7 @@ def _seed() -> list[tuple[tuple[str, str, str, str], dict[str, Any]]]:
 
 
 @attrs.define(kw_only=True)
-class ApiServer(Controllers, kmock.KubernetesEmulator):
+class ApiServer(ServingControllers, kmock.KubernetesEmulator):
     store: dict[tuple[str, str, str, str], dict[str, Any]] = attrs.field(factory=dict)  # (apiVersion, plural, ns, name)
     faults: list[Fault] = attrs.field(factory=list)
     stuck: set[str] = attrs.field(factory=set)       # Deployment names that never become Available

@@ -163,6 +163,61 @@ def test_in_the_loops_pod_the_cluster_is_reached_as_its_service_account(tmp_path
     assert KubeCluster.connect(str(kubeconfig), "", "mlops").server == "https://192.0.2.1:6443"
 
 
+def test_a_refusal_in_the_loops_pod_blames_its_role_not_a_missing_cluster_admin_context(tmp_path, monkeypatch):
+    """In the CronJob's pod the client is the ServiceAccount, with no context to switch to: a 403 from RBAC means
+    the Role we render (charts/loop_job.py) does not grant it, and the hint says so and names the ServiceAccount,
+    read from the `sub` claim of its token (k8s.io/kubernetes pkg/serviceaccount/claims.go: system:serviceaccount:
+    <namespace>:<name>); a kubeconfig user is still told to use a cluster-admin context. The 403 is the Status
+    the RBAC authorizer's refusal becomes (k8s.io/apiserver pkg/endpoints/handlers/responsewriters/errors.go
+    forbiddenMessage); tests/test_real_controlplane.py gets a real one with a real token."""
+    import base64
+    import ssl
+
+    from charts.loop_job import NAME
+    from mlops_cli.adapters import kube_apply
+    from mlops_cli.adapters.kube_apply import KubeApiError, KubeCluster
+    from tests.controlplane_certs import Authority, write_kubeconfig
+    from tests.support import QuietHandler, http_server
+
+    user = f"system:serviceaccount:ml:{NAME}"
+
+    class RbacRefuses(QuietHandler):
+        def do_GET(self):
+            self.send_json(403, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+                                 "message": f'deployments.apps "mlflow" is forbidden: User "{user}" cannot get resource '
+                                            '"deployments" in API group "apps" in the namespace "ml"'})
+
+    def refusal(cluster: KubeCluster) -> str:
+        with pytest.raises(KubeApiError) as refused:
+            cluster.get({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "mlflow", "namespace": "ml"}})
+        assert refused.value.status == 403 and user in refused.value.message
+        return refused.value.hint
+
+    mounted = tmp_path / "serviceaccount"
+    mounted.mkdir()
+    ca = Authority(mounted)  # its ca.crt is the pod's, next to the token
+    serving = ca.issue("apiserver", common_name="kube-apiserver", hosts=("127.0.0.1",), directory=tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(serving.cert, serving.key)
+    claims = base64.urlsafe_b64encode(json.dumps({"iss": "https://kubernetes.default.svc", "sub": user}).encode()).decode()
+    token = f"eyJhbGciOiJSUzI1NiJ9.{claims.rstrip('=')}.signature"
+    monkeypatch.setattr(kube_apply, "IN_CLUSTER_CREDENTIALS", mounted)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with http_server(RbacRefuses, tls) as url:
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", url.rsplit(":", 1)[1])
+        (mounted / "token").write_text(token)
+        hint = refusal(KubeCluster.connect("", "", "ml"))
+        assert f"ServiceAccount ml/{NAME}" in hint and "charts/loop_job.py" in hint and "`mlops render`" in hint, hint
+        assert "cluster-admin" not in hint and "Role" in hint, hint
+        (mounted / "token").write_text("not-a-jwt")  # still in a pod: still its Role, the ServiceAccount unnamed
+        assert "this pod's ServiceAccount" in refusal(KubeCluster.connect("", "", "ml"))
+
+        # the same token through a kubeconfig: there is a context to switch to
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", url, ca, token, "loop")
+        assert "use a cluster-admin context" in refusal(KubeCluster.connect(str(kubeconfig), "", "ml"))
+
+
 def _pod_env(job: dict, secret_values: dict[str, str]) -> dict[str, str]:
     """The container's env as the kubelet sets it: values, and each secretKeyRef resolved (by the kubelet,
     with the node's credentials: the pod's ServiceAccount reads no Secret for it)."""

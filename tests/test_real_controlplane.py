@@ -308,6 +308,8 @@ def test_the_loops_cronjob_is_stored_as_rendered_and_its_service_account_may_do_
     with pytest.raises(KubeApiError) as secret:
         target.cluster.get({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlops-edge-tls", "namespace": ns}})
     assert secret.value.status == 403 and f'"system:serviceaccount:{ns}:{NAME}" cannot get resource "secrets"' in str(secret.value)
+    # no context to switch to in the pod: the hint blames the Role we render, naming the ServiceAccount its real token names
+    assert f"ServiceAccount {ns}/{NAME}" in secret.value.hint and "charts/loop_job.py" in secret.value.hint, secret.value.hint
     with pytest.raises(KubeApiError) as delete:
         target.cluster.request("DELETE", f"/api/v1/namespaces/{ns}", query=[("dryRun", "All")])
     assert delete.value.status == 403, str(delete.value)

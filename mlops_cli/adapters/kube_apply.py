@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..common.errors import MlopsError, PreflightError, UnreachableError
+from .kube_errors import KubeApiError, KubeTimeout, token_service_account
 from .kube_objects import (BUILTIN_KINDS, FIELD_MANAGER, HASH_ANNOTATION, READY_CONDITION, SETTINGS_MANAGER,
                            UNANNOTATED_KINDS, applied_hash, condition, covers, describe, rollout_pending, secret_values)
 
@@ -45,33 +46,6 @@ def _in_a_pod() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST") and os.environ.get("KUBERNETES_SERVICE_PORT"))
 
 
-class KubeApiError(MlopsError):
-    """The API server refused a request; names the object, the status and its message."""
-
-    def __init__(self, verb: str, what: str, status: int, reason: str, message: str) -> None:
-        hints = {
-            409: "another writer changed it at the same time or it is being deleted: re-run the command, it resumes",
-            403: "the kubeconfig user lacks permission for this: use a cluster-admin context",
-            404: "the API for this kind is not served: was its CRD installed (`mlops up`)?",
-        }
-        hint = hints.get(status, "fix the cause shown, then re-run: finished objects are reported unchanged")
-        if status == 404 and message.startswith("namespaces "):
-            hint = "its namespace does not exist: run `mlops up --target kubernetes` first"
-        if status == 403 and "being terminated" in message:
-            # NamespaceLifecycle admission, not RBAC: an earlier delete of the namespace has not finished
-            hint = "the namespace is still being deleted (Terminating): wait until it is gone (`mlops down` waits for it), then re-run"
-        if message.startswith("admission webhook ") and " denied the request" in message:
-            # a webhook's verdict, whatever its status (k8s.io/apiserver admission/plugin/webhook/errors ToStatusErr;
-            # controller-runtime's denials are 403): not RBAC
-            hint = "an admission webhook of the cluster refused it for the reason it gives (its owner's policy, not a permission)"
-        super().__init__(f"{verb} {what}: API server answered {status} {reason}: {message}".rstrip(": "), hint=hint)
-        self.status = status
-
-
-class KubeTimeout(MlopsError):
-    """A step waited too long for an object; names it and its last events."""
-
-
 @dataclass
 class KubeCluster:
     api: Any                       # kubernetes.client.ApiClient
@@ -79,6 +53,7 @@ class KubeCluster:
     default_namespace: str
     poll_s: float = 1.0
     request_timeout_s: float = 30.0
+    service_account: str = ""      # in-cluster: the pod's, 'namespace/name' ('?' when its token does not say)
 
     def __post_init__(self) -> None:
         self._kinds: dict[tuple[str, str], tuple[str, bool]] = dict(BUILTIN_KINDS)
@@ -121,7 +96,9 @@ class KubeCluster:
             raise PreflightError(f"no kubeconfig, and this pod's ServiceAccount credentials cannot be read: {exc}",
                                  hint=f"mount the ServiceAccount token ({IN_CLUSTER_CREDENTIALS}: automountServiceAccountToken), "
                                       "or set [kubernetes].kubeconfig") from None
-        return cls(api=client.ApiClient(configuration), context=IN_CLUSTER_CONTEXT, default_namespace=default_namespace)
+        account = token_service_account((IN_CLUSTER_CREDENTIALS / "token").read_text()) or "?"
+        return cls(api=client.ApiClient(configuration), context=IN_CLUSTER_CONTEXT, default_namespace=default_namespace,
+                   service_account=account)
 
     @property
     def server(self) -> str:
@@ -150,7 +127,8 @@ class KubeCluster:
                 status = json.loads(resp.data or b"{}")
             except ValueError:
                 status = {"message": (resp.data or b"")[:200].decode(errors="replace")}
-            raise KubeApiError(method, what or path, resp.status, str(status.get("reason", "")), str(status.get("message", "")))
+            raise KubeApiError(method, what or path, resp.status, str(status.get("reason", "")), str(status.get("message", "")),
+                               service_account=self.service_account)
         if not resp.data:
             return {}
         try:
