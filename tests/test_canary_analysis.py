@@ -388,3 +388,41 @@ def test_probes_that_never_reach_a_predictor_are_named_in_the_rollback(canary_cl
     assert target.predictions > 5 and "not enough evidence" in result.stderr
     assert f'{target.predictions} of {target.predictions} probes failed (secrets "mlops-edge-tls"' in result.stderr
     assert result.stderr.count("canary probe failed") == 1
+
+
+def test_a_short_watch_still_reads_each_revision_over_two_scrapes_or_more():
+    """A Prometheus that answers as the real one does for a series scraped every 15 s: increase() over a range
+    holding fewer than two of its samples has no value (promql/functions.go extrapolatedRate), so `sum()` is an
+    empty vector. Phases as they fell in a `--observe 20s` run of tests/test_local_canary.py: the canary's
+    two samples inside 20 s, the baseline's one: it read as 0 requests."""
+    import re
+
+    from mlops_cli.monitoring.canary_watch import MIN_RANGE_S
+
+    clock = FakeClock()
+    phase = {CANARY: 2.0, BASELINE: 14.0}   # seconds since each series' last scrape when the watch asks
+
+    def query(promql: str) -> dict:
+        revision = re.search(r'revision="([^"]+)"', promql).group(1)
+        span = int(re.search(r"\[(\d+)s\]", promql).group(1))
+        samples = 0 if span < phase[revision] else 1 + int((span - phase[revision]) // 15)
+        if samples < 2 or "histogram_quantile" in promql:
+            return vector(None if samples < 2 else 0.1)
+        per_second = 15.0 if revision == CANARY else 3.0   # enough canary requests within the 20 s window
+        return vector(0.0 if "5.." in promql else per_second * span)
+
+    plan = WatchPlan(window_s=20, max_window_s=240, interval_s=3)
+    verdict = observe_canary(query, REVISIONS, plan, THRESHOLDS, clock=clock, sleep=clock.sleep)
+    assert verdict.canary.requests >= THRESHOLDS.required and verdict.baseline.requests > 0
+    assert MIN_RANGE_S >= 2 * 15
+
+
+def test_the_watch_knows_the_scrape_interval_prometheus_is_given():
+    import yaml
+
+    from mlops_cli.monitoring.canary_watch import SCRAPE_INTERVAL_S
+
+    shipped = yaml.safe_load((Path(__file__).parents[1] / "charts" / "observability" / "prometheus.yml").read_text())
+    assert shipped["global"]["scrape_interval"] == f"{SCRAPE_INTERVAL_S:.0f}s"
+    predictor = next(j for j in shipped["scrape_configs"] if j["job_name"] == "predictor")
+    assert "scrape_interval" not in predictor   # the predictor's job keeps the global one

@@ -20,6 +20,14 @@ from ..config.settings import Config
 from .canary_analysis import CanaryThresholds, CanaryVerdict, PrometheusAnswerError, breached, canary_queries, decide
 
 Query = Callable[[str], Mapping[str, Any]]
+# charts/observability/prometheus.yml's global scrape_interval, the cluster's and `up --with-prometheus`'s
+# (tests/test_canary_analysis.py checks they agree).
+SCRAPE_INTERVAL_S = 15.0
+# increase() drops a series with fewer than two samples in its range (prometheus promql/functions.go
+# extrapolatedRate: "No sense in trying to compute a rate without at least two points"), and a range of about
+# one scrape interval holds one or two by phase: a 20 s watch read a serving revision as 0 requests. Four
+# intervals leave room for a late or failed scrape; a longer range only adds the baseline's earlier requests.
+MIN_RANGE_S = 4 * SCRAPE_INTERVAL_S
 PROBE_TEXT = "canary probe: a short, ordinary review of a film that was fine"  # synthetic traffic ([canary].probe_rps)
 
 
@@ -48,7 +56,7 @@ def observe_canary(
                    total=None)
     while True:
         elapsed = clock() - start
-        verdict = _verdict(query, revisions, max(plan.interval_s, elapsed), thresholds)
+        verdict = _verdict(query, revisions, max(plan.interval_s, elapsed, MIN_RANGE_S), thresholds)
         over = elapsed >= plan.window_s and (verdict.enough or elapsed >= plan.max_window_s)
         if over or breached(verdict, thresholds):
             reporter.finish("canary", verdict.decision)
