@@ -241,28 +241,29 @@ class SentimentPyfunc(mlflow.pyfunc.PythonModel):
 
 # -- lookups the registry needs ------------------------------------------------------------------
 
-def latest_model_run(config: Config) -> str:
+def _newest_run(config: Config, filter_string: str):
+    """The newest run of the project's experiment that matches, or None."""
     c = client(config)
     exp = c.get_experiment_by_name(config.registry.experiment)
-    runs = [] if exp is None else c.search_runs(
-        [exp.experiment_id], filter_string=f"tags.`{MODEL_LOGGED_TAG}` = 'true' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs:
+    runs = [] if exp is None else c.search_runs([exp.experiment_id], filter_string=filter_string,
+                                                  order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def latest_model_run(config: Config) -> str:
+    run = _newest_run(config, f"tags.`{MODEL_LOGGED_TAG}` = 'true' and attributes.status = 'FINISHED'")
+    if run is None:
         raise NotFoundError(
             f"no finished training run with a logged model in experiment {config.registry.experiment!r} "
             f"at {tracking_uri(config)}",
             hint="run `mlops train --log` first, or name one with --run-id")
-    return runs[0].info.run_id
+    return run.info.run_id
 
 
 def newest_tagged_metric(config: Config, tag: str, value: str, metric: str) -> float | None:
     """`metric` of the newest run tagged `tag = value` (None: no such run, or it did not log that metric)."""
-    c = client(config)
-    exp = c.get_experiment_by_name(config.registry.experiment)
-    runs = [] if exp is None else c.search_runs(
-        [exp.experiment_id], filter_string=f"tags.`{tag}` = '{value}'", order_by=["attributes.start_time DESC"],
-        max_results=1)
-    return runs[0].data.metrics.get(metric) if runs else None
+    run = _newest_run(config, f"tags.`{tag}` = '{value}'")
+    return run.data.metrics.get(metric) if run else None
 
 
 def get_run(config: Config, run_id: str):
